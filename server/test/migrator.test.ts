@@ -1,0 +1,37 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
+import { createEmptyDatabase, type TestDatabase } from "@dex/testing";
+import { assertMigrated, loadMigrations, migrate, migrationStatus } from "../src/store/migrator.js";
+
+describe("migrator", () => {
+  let db: TestDatabase;
+  let sql: postgres.Sql;
+  beforeAll(async () => {
+    db = await createEmptyDatabase();
+    sql = postgres(db.url, { max: 4, onnotice: () => {} });
+  });
+  afterAll(async () => {
+    await sql.end();
+    await db.drop();
+  });
+
+  it("refuses an unmigrated database with a message that says to run dex migrate", async () => {
+    await expect(assertMigrated(sql)).rejects.toThrow(/has no dex schema.*dex migrate/);
+  });
+
+  it("applies every migration once, even when several migrators race", async () => {
+    const all = await loadMigrations();
+    const results = await Promise.all([migrate(sql), migrate(sql), migrate(sql)]);
+    const applied = results.flat().sort((a, b) => a - b);
+    expect(applied).toEqual(all.map((m) => m.version));
+    await expect(assertMigrated(sql)).resolves.toBeUndefined();
+    expect((await migrationStatus(sql)).pending).toEqual([]);
+    expect(await migrate(sql)).toEqual([]);
+  });
+
+  it("reports a database migrated by a newer dex", async () => {
+    await sql`insert into dex.schema_migrations (version, name, checksum) values (9999, 'future', 'x')`;
+    await expect(assertMigrated(sql)).rejects.toThrow(/newer dex/);
+    await sql`delete from dex.schema_migrations where version = 9999`;
+  });
+});
