@@ -1,0 +1,12 @@
+# The dex server image. It runs the same build and the same entry command as CI
+# and the test suite (`node --import tsx cli/src/dex.ts server`, which is what
+# `pnpm dex server` runs), so what CI tests is what ships.
+FROM node:20-bookworm-slim
+RUN npm install -g pnpm@12.4.2
+WORKDIR /app
+COPY . .
+RUN pnpm install --frozen-lockfile
+ENV DEX_HOST=0.0.0.0 DEX_PORT=7460
+EXPOSE 7460
+USER node
+CMD ["node", "--import", "tsx", "cli/src/dex.ts", "server"]
