@@ -1,0 +1,120 @@
+/**
+ * Test support: builds run histories event by event, and plays the server's
+ * part for the replay core (records an activation's inputs, marker and
+ * commands as history), so tests can drive a run through many tasks without I/O.
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { HistoryEventSchema, type Command, type Failure, type HistoryEvent } from "@dex/proto";
+import { encodePayload } from "../src/common/payload.js";
+import { WorkflowExecution } from "../src/workflow/execution.js";
+import type { ScopeRunner } from "../src/workflow/scope.js";
+import type { Workflow, WorkflowInfo } from "../src/workflow/types.js";
+
+type Attributes = HistoryEvent["attributes"];
+
+export const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
+
+export const testInfo: WorkflowInfo = {
+  runId: "0197a000-0000-7000-8000-000000000001",
+  instanceId: "order-1",
+  workflowName: "orderWorkflow",
+  taskQueue: "default",
+  attempt: 1,
+};
+
+export function event(sequence: number, attributes: Attributes, timeMs = T0): HistoryEvent {
+  return create(HistoryEventSchema, { sequence: BigInt(sequence), time: timestampFromMs(timeMs), attributes });
+}
+
+export const inputs = {
+  runStarted: (input?: unknown): Attributes => ({
+    case: "runStarted",
+    value: { workflowName: testInfo.workflowName, instanceId: testInfo.instanceId, taskQueue: "default", input: encodePayload(input) } as never,
+  }),
+  activityCompleted: (seq: number, result?: unknown, attempt = 1): Attributes => ({
+    case: "activityCompleted",
+    value: { seq, result: encodePayload(result), attempt } as never,
+  }),
+  activityFailed: (seq: number, failure: Failure, attempt = 1): Attributes => ({
+    case: "activityFailed",
+    value: { seq, failure, attempt } as never,
+  }),
+  cancelRequested: (reason = ""): Attributes => ({ case: "cancelRequested", value: { reason } as never }),
+};
+
+/** The command event the server records for a command (defaults are not applied: replay ignores them). */
+export function commandEvent(command: Command): Attributes {
+  const c = command.command;
+  switch (c.case) {
+    case "scheduleActivity":
+      return { case: "activityScheduled", value: { seq: c.value.seq, activityName: c.value.activityName, input: c.value.input } as never };
+    case "completeRun":
+      return { case: "runCompleted", value: { result: c.value.result } as never };
+    case "failRun":
+      return { case: "runFailed", value: { failure: c.value.failure } as never };
+    case "cancelRun":
+      return { case: "runCancelled", value: {} as never };
+    default:
+      throw new Error(`no test mapping for command ${c.case}`);
+  }
+}
+
+/** Plays the server: holds a run's history and records each activation as the server would. */
+export class FakeRun {
+  readonly history: HistoryEvent[] = [];
+  private inbox: Attributes[] = [];
+  private clock = T0;
+
+  constructor(input?: unknown) {
+    this.history.push(event(1, inputs.runStarted(input), this.clock));
+  }
+
+  /** Queues an input event for the next task. */
+  send(...attributes: Attributes[]): this {
+    this.inbox.push(...attributes);
+    return this;
+  }
+
+  /** Hands the next task to `execution`: returns its commands after recording them. */
+  async task(execution: WorkflowExecution, options: { stepMs?: number } = {}): Promise<Command[]> {
+    this.clock += options.stepMs ?? 1_000;
+    const base = this.history.length;
+    const newEvents = this.inbox.map((a, i) => event(base + i + 1, a, this.clock));
+    this.inbox = [];
+    const { commands, expectedHistoryLength } = await execution.activate(newEvents, timestampFromMs(this.clock));
+    this.record(newEvents, commands);
+    execution.historyLength = this.history.length;
+    if (expectedHistoryLength !== this.history.length) throw new Error("expectedHistoryLength is wrong");
+    return commands;
+  }
+
+  /** A fresh execution that replays the whole history (a cache miss). */
+  async replayed(workflow: Workflow, runner?: ScopeRunner): Promise<WorkflowExecution> {
+    const execution = new WorkflowExecution({ info: testInfo, workflow, runner });
+    await execution.replay(this.history);
+    return execution;
+  }
+
+  private record(newEvents: HistoryEvent[], commands: Command[]): void {
+    this.history.push(...newEvents);
+    this.history.push(event(this.history.length + 1, { case: "workflowTaskCompleted", value: { attempt: 1 } as never }, this.clock));
+    for (const command of commands) this.history.push(event(this.history.length + 1, commandEvent(command), this.clock));
+  }
+}
+
+export function newExecution(workflow: Workflow, runner?: ScopeRunner): WorkflowExecution {
+  return new WorkflowExecution({ info: testInfo, workflow, runner });
+}
+
+/** Short description of commands for assertions: ["schedule a#1", "complete"]. */
+export function summarize(commands: Command[]): string[] {
+  return commands.map((command) => {
+    const c = command.command;
+    if (c.case === "scheduleActivity") return `schedule ${c.value.activityName}#${c.value.seq}`;
+    if (c.case === "completeRun") return "complete";
+    if (c.case === "failRun") return "fail";
+    if (c.case === "cancelRun") return "cancel";
+    return String(c.case);
+  });
+}
