@@ -1,0 +1,78 @@
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import postgres from "postgres";
+import { DEFAULT_PORT, migrate, openDatabase, startEmbeddedPostgres, startServer } from "@dex/server";
+import { parseIntFlag } from "../options.js";
+import { runUntilSignal } from "../signals.js";
+
+const DEV_DATABASE = "dex";
+
+export function registerDevCommand(program: Command): void {
+  program
+    .command("dev")
+    .description("run dex for development: an embedded Postgres, migrations, default queues, and the server")
+    .option("--port <port>", `gRPC port (default ${DEFAULT_PORT}; 0 picks a free one)`)
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--data-dir <dir>", "keep Postgres data here across restarts (default: a temporary directory, deleted on exit)")
+    .action(async (flags: { port?: string; host: string; dataDir?: string }) => {
+      const port = flags.port === undefined ? DEFAULT_PORT : parseIntFlag("--port", flags.port, 0, 65535);
+      const persistent = flags.dataDir !== undefined;
+      const dataDir = persistent
+        ? resolve(flags.dataDir!)
+        : `${tmpdir()}/dex-dev-${process.pid}-${randomBytes(3).toString("hex")}`;
+
+      const pg = await startEmbeddedPostgres({ dataDir });
+      let server: Awaited<ReturnType<typeof startServer>> | undefined;
+      const stopAll = async () => {
+        await server?.close();
+        await pg.stop();
+        if (!persistent) await rm(dataDir, { recursive: true, force: true });
+      };
+      try {
+        await createDatabaseIfMissing(pg.url, DEV_DATABASE);
+        const databaseUrl = pg.urlFor(DEV_DATABASE);
+        const sql = openDatabase({ url: databaseUrl, maxConnections: 1, applicationName: "dex migrate" });
+        try {
+          await migrate(sql);
+        } finally {
+          await sql.end({ timeout: 5 });
+        }
+        server = await startServer({
+          databaseUrl,
+          host: flags.host,
+          port,
+          ensureQueues: [
+            { type: "workflow", name: "default" },
+            { type: "activity", name: "default" },
+          ],
+        });
+        process.stdout.write(
+          [
+            `dex dev server listening on ${server.address}`,
+            `database: ${databaseUrl}`,
+            `data directory: ${dataDir}${persistent ? "" : " (temporary, deleted on exit; pass --data-dir to keep it)"}`,
+            `queues: default (workflow), default (activity)`,
+            `press Ctrl-C to stop`,
+            "",
+          ].join("\n"),
+        );
+      } catch (err) {
+        await stopAll().catch(() => {});
+        throw err;
+      }
+      await runUntilSignal(stopAll);
+    });
+}
+
+async function createDatabaseIfMissing(adminUrl: string, name: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ exists: boolean }[]>`select exists(select 1 from pg_database where datname = ${name})`;
+    if (!row?.exists) await sql.unsafe(`create database "${name}"`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

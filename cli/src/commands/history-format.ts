@@ -1,0 +1,39 @@
+import type { HistoryEvent } from "@dex/proto";
+import { decodePayload, failureLine, failureView, isoTime } from "../payloads.js";
+import { formatValue } from "../output.js";
+
+/** A one-line summary of a history event for the text view of `dex workflow history`. */
+export function describeHistoryEvent(event: HistoryEvent): { kind: string; details: string } {
+  const a = event.attributes;
+  switch (a.case) {
+    case "runStarted":
+      return { kind: "run started", details: `${a.value.workflowName} input=${formatValue(decodePayload(a.value.input))}` };
+    case "workflowTaskCompleted":
+      return { kind: "workflow task completed", details: `worker=${a.value.workerId} attempt=${a.value.attempt}` };
+    case "activityScheduled":
+      return { kind: "activity scheduled", details: `#${a.value.seq} ${a.value.activityName} on ${a.value.taskQueue}` };
+    case "activityCompleted":
+      return {
+        kind: "activity completed",
+        details: `#${a.value.seq} attempt=${a.value.attempt} result=${formatValue(decodePayload(a.value.result))}`,
+      };
+    case "activityFailed":
+      return { kind: "activity failed", details: `#${a.value.seq} attempt=${a.value.attempt} ${failureLine(failureView(a.value.failure)) ?? ""}` };
+    case "timerStarted":
+      return { kind: "timer started", details: `#${a.value.seq} fires ${isoTime(a.value.fireTime) ?? ""}` };
+    case "timerFired":
+      return { kind: "timer fired", details: `#${a.value.seq}` };
+    case "externalEventReceived":
+      return { kind: "event received", details: `${a.value.eventId} ${formatValue(decodePayload(a.value.payload))}` };
+    case "runCompleted":
+      return { kind: "run completed", details: `result=${formatValue(decodePayload(a.value.result))}` };
+    case "runFailed":
+      return { kind: "run failed", details: failureLine(failureView(a.value.failure)) ?? "" };
+    case "runTerminated":
+      return { kind: "run terminated", details: a.value.reason };
+    case undefined:
+      return { kind: "unknown", details: "" };
+    default:
+      return { kind: a.case.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`), details: "" };
+  }
+}

@@ -1,0 +1,60 @@
+import type { Command } from "commander";
+import { DEFAULT_PORT, migrate, openDatabase, startServer } from "@dex/server";
+import { UsageError } from "../errors.js";
+import { parseIntFlag } from "../options.js";
+import { runUntilSignal } from "../signals.js";
+
+interface DatabaseFlags {
+  databaseUrl?: string;
+}
+
+function databaseUrl(flags: DatabaseFlags): string {
+  const url = flags.databaseUrl ?? process.env.DEX_DATABASE_URL;
+  if (!url) throw new UsageError("no database: pass --database-url or set DEX_DATABASE_URL");
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new UsageError(`--database-url must be a postgres:// URL, got "${url}"`);
+  }
+  return url;
+}
+
+export function registerServerCommand(program: Command): void {
+  program
+    .command("server")
+    .description("run the dex server against an existing, migrated Postgres database")
+    .option("--database-url <url>", "Postgres URL (default: $DEX_DATABASE_URL)")
+    .option("--host <host>", "interface to listen on (default: $DEX_HOST or 0.0.0.0)")
+    .option("--port <port>", `port to listen on (default: $DEX_PORT or ${DEFAULT_PORT})`)
+    .action(async (flags: DatabaseFlags & { host?: string; port?: string }) => {
+      const url = databaseUrl(flags);
+      const portText = flags.port ?? process.env.DEX_PORT;
+      const port = portText === undefined ? DEFAULT_PORT : parseIntFlag("--port", portText, 0, 65535);
+      const host = flags.host ?? process.env.DEX_HOST ?? "0.0.0.0";
+      const server = await startServer({ databaseUrl: url, host, port });
+      process.stdout.write(`dex server listening on ${server.address}\n`);
+      await runUntilSignal(async () => {
+        await server.close();
+      });
+    });
+}
+
+export function registerMigrateCommand(program: Command): void {
+  program
+    .command("migrate")
+    .description("apply pending database migrations (safe to run concurrently and repeatedly)")
+    .option("--database-url <url>", "Postgres URL (default: $DEX_DATABASE_URL)")
+    .action(async (flags: DatabaseFlags) => {
+      const sql = openDatabase({ url: databaseUrl(flags), maxConnections: 1, applicationName: "dex migrate" });
+      try {
+        const applied = await migrate(sql);
+        process.stdout.write(
+          applied.length === 0
+            ? "database is up to date\n"
+            : `applied ${applied.length} migration(s): ${applied.join(", ")}\n`,
+        );
+      } catch (err) {
+        throw new Error(`migration failed: ${(err as Error).message}`, { cause: err });
+      } finally {
+        await sql.end({ timeout: 5 });
+      }
+    });
+}
