@@ -1,0 +1,157 @@
+/** Proto messages -> the plain objects the client returns (decoded payloads, Dates, status names). */
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { RunStatus, type DescribeRunResponse, type RunInfo } from "@dex/proto";
+import type { RunStatusName } from "../common/errors.js";
+import { failureToInfo, type FailureInfo } from "../common/failure.js";
+import { decodePayload } from "../common/payload.js";
+
+export interface RunSummary {
+  runId: string;
+  instanceId: string;
+  workflowName: string;
+  taskQueue: string;
+  status: RunStatusName;
+  priority: number;
+  labels: Record<string, string>;
+  customStatus?: string;
+  createTime?: Date;
+  startTime?: Date;
+  endTime?: Date;
+  historyLength: number;
+  parentRunId?: string;
+  concurrencyKey?: string;
+}
+
+export interface PendingActivityInfo {
+  seq: number;
+  activityName: string;
+  taskQueue: string;
+  attempt: number;
+  running: boolean;
+  nextAttemptTime?: Date;
+  lastFailure?: FailureInfo;
+  waitingReason?: string;
+}
+
+export interface PendingWorkflowTaskInfo {
+  attempt: number;
+  running: boolean;
+  nextAttemptTime?: Date;
+  lastFailure?: FailureInfo;
+}
+
+export interface RunDescription extends RunSummary {
+  input: unknown;
+  result?: unknown;
+  failure?: FailureInfo;
+  pendingWorkflowTask?: PendingWorkflowTaskInfo;
+  pendingActivities: PendingActivityInfo[];
+  waitingReason?: string;
+  continuedAsRunId?: string;
+}
+
+export function statusName(status: RunStatus): RunStatusName {
+  return (RunStatus[status] as RunStatusName | undefined) ?? "UNSPECIFIED";
+}
+
+export function statusFromName(name: RunStatusName | string): RunStatus {
+  const key = name.toUpperCase().replace(/^RUN_STATUS_/, "") as keyof typeof RunStatus;
+  const value = RunStatus[key];
+  if (typeof value !== "number") {
+    const names = Object.keys(RunStatus).filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED");
+    throw new TypeError(`unknown run status "${name}": use one of ${names.join(", ")}`);
+  }
+  return value;
+}
+
+export const terminalStatuses: ReadonlySet<RunStatusName> = new Set([
+  "COMPLETED",
+  "FAILED",
+  "CANCELLED",
+  "TERMINATED",
+  "CONTINUED_AS_NEW",
+]);
+
+function date(ts: Timestamp | undefined): Date | undefined {
+  return ts ? timestampDate(ts) : undefined;
+}
+
+/** Sets `key` only when `value` is present, so absent fields stay absent in JSON output. */
+function put<T extends object, K extends keyof T>(target: T, key: K, value: T[K] | undefined | ""): void {
+  if (value !== undefined && value !== "") target[key] = value as T[K];
+}
+
+export function toRunSummary(info: RunInfo): RunSummary {
+  const summary: RunSummary = {
+    runId: info.runId,
+    instanceId: info.instanceId,
+    workflowName: info.workflowName,
+    taskQueue: info.taskQueue,
+    status: statusName(info.status),
+    priority: info.priority,
+    labels: { ...info.labels },
+    historyLength: Number(info.historyLength),
+  };
+  put(summary, "customStatus", info.customStatus);
+  put(summary, "createTime", date(info.createTime));
+  put(summary, "startTime", date(info.startTime));
+  put(summary, "endTime", date(info.endTime));
+  put(summary, "parentRunId", info.parentRunId);
+  put(summary, "concurrencyKey", info.concurrencyKey);
+  return summary;
+}
+
+export function toRunDescription(response: DescribeRunResponse): RunDescription {
+  const base = response.info ? toRunSummary(response.info) : emptySummary();
+  const description: RunDescription = {
+    ...base,
+    input: decodeOrRaw(response.input),
+    pendingActivities: response.pendingActivities.map((p) => {
+      const activity: PendingActivityInfo = {
+        seq: p.seq,
+        activityName: p.activityName,
+        taskQueue: p.taskQueue,
+        attempt: p.attempt,
+        running: p.running,
+      };
+      put(activity, "nextAttemptTime", date(p.nextAttemptTime));
+      put(activity, "lastFailure", p.lastFailure ? failureToInfo(p.lastFailure) : undefined);
+      put(activity, "waitingReason", p.waitingReason);
+      return activity;
+    }),
+  };
+  if (response.result) description.result = decodeOrRaw(response.result);
+  put(description, "failure", response.failure ? failureToInfo(response.failure) : undefined);
+  const task = response.pendingWorkflowTask;
+  if (task) {
+    const pending: PendingWorkflowTaskInfo = { attempt: task.attempt, running: task.running };
+    put(pending, "nextAttemptTime", date(task.nextAttemptTime));
+    put(pending, "lastFailure", task.lastFailure ? failureToInfo(task.lastFailure) : undefined);
+    description.pendingWorkflowTask = pending;
+  }
+  put(description, "waitingReason", response.waitingReason);
+  put(description, "continuedAsRunId", response.continuedAsRunId);
+  return description;
+}
+
+/** Describe must work for any run, even one whose payloads this SDK cannot decode. */
+function decodeOrRaw(payload: Parameters<typeof decodePayload>[0]): unknown {
+  try {
+    return decodePayload(payload);
+  } catch {
+    return payload ? { encoding: payload.encoding, data: payload.data } : undefined;
+  }
+}
+
+function emptySummary(): RunSummary {
+  return {
+    runId: "",
+    instanceId: "",
+    workflowName: "",
+    taskQueue: "",
+    status: "UNSPECIFIED",
+    priority: 0,
+    labels: {},
+    historyLength: 0,
+  };
+}

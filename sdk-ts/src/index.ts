@@ -1,0 +1,60 @@
+/**
+ * @dex/sdk: the dex TypeScript SDK.
+ *
+ * - Client: `createClient()` starts runs and returns handles (result, describe, history, events, cancel).
+ * - Authoring: a workflow is `async (ctx, input) => output`; an activity is `async (input, ctx) => output`.
+ * - Workers: `createWorkflowWorker()` replays workflows, `createActivityWorker()` runs activities.
+ */
+
+// Client
+export { createClient } from "./client/client.js";
+export type { Client, ClientOptions, ListRunsFilter, StartOptions } from "./client/client.js";
+export { DEFAULT_ADDRESS } from "./client/connection.js";
+export type { WorkflowHandle } from "./client/handle.js";
+export type { PendingActivityInfo, PendingWorkflowTaskInfo, RunDescription, RunSummary } from "./client/convert.js";
+
+// Authoring
+export type {
+  Activity,
+  ActivityContext,
+  ActivityInfo,
+  ActivityInput,
+  ActivityOptions,
+  ActivityOutput,
+  ActivityProxy,
+  RetryOptions,
+  Workflow,
+  WorkflowContext,
+  WorkflowInfo,
+  WorkflowInput,
+  WorkflowOutput,
+} from "./workflow/types.js";
+
+// Errors and failures
+export {
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  DeterminismViolationError,
+  DexError,
+  NonDeterminismError,
+  TimeoutFailure,
+  WorkflowFailedError,
+} from "./common/errors.js";
+export type { ApplicationFailureOptions, RunStatusName, TimeoutType } from "./common/errors.js";
+export type { FailureInfo } from "./common/failure.js";
+
+// Values
+export { decodePayload, encodePayload, PayloadError } from "./common/payload.js";
+export { parseDuration } from "./common/duration.js";
+export type { Duration } from "./common/duration.js";
+export { createConsoleLogger } from "./common/logger.js";
+export type { Logger, LogLevel } from "./common/logger.js";
+
+// Workers
+export { createWorkflowWorker } from "./worker/workflow-worker.js";
+export type { WorkflowWorkerOptions } from "./worker/workflow-worker.js";
+export { createActivityWorker } from "./worker/activity-worker.js";
+export type { ActivityWorkerOptions } from "./worker/activity-worker.js";
+export type { Worker } from "./worker/worker.js";
+export { replayHistory } from "./worker/replay-history.js";

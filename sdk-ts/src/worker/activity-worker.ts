@@ -1,0 +1,153 @@
+/** The activity worker: polls one activity queue and runs attempts of registered activities. */
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { ActivityTask } from "@dex/proto";
+import { DexError } from "@dex/proto";
+import { ApplicationFailure } from "../common/errors.js";
+import { errorToFailure } from "../common/failure.js";
+import { createConsoleLogger, type Logger } from "../common/logger.js";
+import { decodePayload, encodePayload, PayloadError } from "../common/payload.js";
+import { connect, DEFAULT_ADDRESS, type Connection } from "../client/connection.js";
+import { withRetry } from "../client/retry.js";
+import type { Activity } from "../workflow/types.js";
+import { ActivityAttempt, type AttemptEnd } from "./activity-attempt.js";
+import { createPollingWorker, defaultIdentity, POLL_WAIT_MS, type Worker } from "./worker.js";
+import { positive } from "./workflow-worker.js";
+
+export interface ActivityWorkerOptions {
+  /** host:port of the dex server. Default "127.0.0.1:7460". */
+  address?: string;
+  /** The activity task queue to poll. Required. */
+  taskQueue: string;
+  /** Activities by registered name (the name workflows call them by). */
+  activities: Record<string, Activity>;
+  /** Attempts run at once. Default 10. */
+  maxConcurrentActivities?: number;
+  /** Worker id sent to the server. Default host:pid:random. */
+  identity?: string;
+  /** Default: console, info and above. */
+  logger?: Logger;
+}
+
+export function createActivityWorker(options: ActivityWorkerOptions): Worker {
+  if (!options.taskQueue) throw new TypeError("createActivityWorker: taskQueue is required");
+  const names = Object.keys(options.activities ?? {});
+  if (names.length === 0) throw new TypeError("createActivityWorker: register at least one activity in `activities`");
+  for (const name of names) {
+    if (typeof options.activities[name] !== "function") throw new TypeError(`createActivityWorker: activity "${name}" is not a function`);
+  }
+  const maxConcurrent = positive(options.maxConcurrentActivities ?? 10, "maxConcurrentActivities");
+  const address = options.address ?? DEFAULT_ADDRESS;
+  const connection = connect(address);
+  const workerId = options.identity ?? defaultIdentity();
+  const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
+  const activities = { ...options.activities };
+
+  return createPollingWorker({
+    kind: "activity",
+    address,
+    taskQueue: options.taskQueue,
+    maxConcurrent,
+    logger,
+    async poll(maxTasks, signal) {
+      const response = await connection.worker.pollActivityTasks(
+        { taskQueue: options.taskQueue, maxTasks, workerId, maxWait: durationFromMs(POLL_WAIT_MS) },
+        { signal, deadline: POLL_WAIT_MS + 10_000 },
+      );
+      return response.tasks;
+    },
+    handle: (task) => runAttempt(task, { connection, activities, taskQueue: options.taskQueue, logger }),
+    close: () => connection.close(),
+  });
+}
+
+interface AttemptDeps {
+  connection: Connection;
+  activities: Record<string, Activity>;
+  taskQueue: string;
+  logger: Logger;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown } | { ended: AttemptEnd };
+
+async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> {
+  const fn = Object.hasOwn(deps.activities, task.activityName) ? deps.activities[task.activityName] : undefined;
+  if (!fn) {
+    const known = Object.keys(deps.activities).join(", ");
+    const error = ApplicationFailure.nonRetryable(
+      `activity "${task.activityName}" is not registered on the worker polling activity queue "${deps.taskQueue}" ` +
+        `(registered: ${known}). Register it in createActivityWorker({ activities }) or schedule it on another queue.`,
+      "ActivityNotRegistered",
+    );
+    await report(task, deps, { ok: false, error });
+    return;
+  }
+  const attempt = new ActivityAttempt(task, deps.connection, deps.logger);
+  let outcome: Outcome;
+  try {
+    const input = decodeInput(task);
+    outcome = await Promise.race([
+      Promise.resolve()
+        .then(() => fn(input, attempt))
+        .then(
+          (value): Outcome => ({ ok: true, value }),
+          (error: unknown): Outcome => ({ ok: false, error }),
+        ),
+      attempt.ended.then((ended): Outcome => ({ ended })),
+    ]);
+    if ("ok" in outcome) await attempt.flush();
+  } catch (error) {
+    outcome = { ok: false, error };
+  } finally {
+    attempt.close();
+  }
+  if ("ended" in outcome) {
+    if (outcome.ended.kind === "lost") {
+      attempt.log.warn(`${outcome.ended.error.message}; the result of this attempt is dropped`);
+      return;
+    }
+    outcome = { ok: false, error: outcome.ended.error };
+  }
+  await report(task, deps, outcome);
+}
+
+function decodeInput(task: ActivityTask): unknown {
+  try {
+    return decodePayload(task.input);
+  } catch (err) {
+    // A payload this worker cannot read will not become readable on a retry.
+    throw ApplicationFailure.nonRetryable(`cannot decode the activity input: ${(err as Error).message}`, "PayloadError");
+  }
+}
+
+async function report(task: ActivityTask, deps: AttemptDeps, outcome: { ok: true; value: unknown } | { ok: false; error: unknown }): Promise<void> {
+  try {
+    if (outcome.ok) {
+      let result;
+      try {
+        result = encodePayload(outcome.value);
+      } catch (err) {
+        const reason = err instanceof PayloadError ? err.message : String(err);
+        await report(task, deps, { ok: false, error: ApplicationFailure.nonRetryable(`cannot encode the activity result: ${reason}`, "PayloadError") });
+        return;
+      }
+      await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { attempts: 5 });
+    } else {
+      const failure = errorToFailure(outcome.error);
+      await withRetry(() => deps.connection.worker.failActivityTask({ taskToken: task.taskToken, failure }), { attempts: 5 });
+    }
+  } catch (err) {
+    const error = DexError.from(err);
+    const what = outcome.ok ? "result" : "failure";
+    if (error.code === "NOT_FOUND") {
+      deps.logger.warn(`activity ${what} not recorded: the attempt was no longer ours (${error.message})`, {
+        activityName: task.activityName,
+        runId: task.runId,
+      });
+    } else {
+      deps.logger.error(`could not report the activity ${what}: ${error.code}: ${error.message}`, {
+        activityName: task.activityName,
+        runId: task.runId,
+      });
+    }
+  }
+}

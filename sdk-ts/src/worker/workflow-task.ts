@@ -1,0 +1,149 @@
+/**
+ * Processing of one workflow task: continue the cached execution or replay
+ * history, run the activation, report the commands; on any failure report
+ * the task failed with a classified cause and drop the cached run.
+ */
+import type { HistoryEvent, WorkflowTask } from "@dex/proto";
+import { DexError, WorkflowTaskFailedCause } from "@dex/proto";
+import { DeterminismViolationError, NonDeterminismError } from "../common/errors.js";
+import { errorToFailure } from "../common/failure.js";
+import { withFields, type Logger } from "../common/logger.js";
+import { PayloadError } from "../common/payload.js";
+import type { Connection } from "../client/connection.js";
+import { withRetry } from "../client/retry.js";
+import { WorkflowExecution } from "../workflow/execution.js";
+import type { Workflow } from "../workflow/types.js";
+import { guardedRunner } from "./determinism-guard.js";
+import type { RunCache } from "./run-cache.js";
+
+export interface WorkflowTaskDeps {
+  connection: Connection;
+  cache: RunCache;
+  workflows: Readonly<Record<string, Workflow>>;
+  taskQueue: string;
+  logger: Logger;
+}
+
+/** The worker has no workflow registered under the task's name. */
+export class UnknownWorkflowError extends Error {
+  override readonly name = "UnknownWorkflowError";
+}
+
+const HISTORY_PAGE_SIZE = 1_000;
+
+export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTaskDeps): Promise<void> {
+  const log = withFields(deps.logger, { runId: task.runId, workflowName: task.workflowName, attempt: task.attempt });
+  const historyLength = Number(task.historyLength);
+  let execution: WorkflowExecution;
+  let activation;
+  try {
+    const workflow = lookupWorkflow(task, deps);
+    const cached = deps.cache.take(task.runId, historyLength);
+    if (cached) {
+      execution = cached;
+    } else {
+      execution = new WorkflowExecution({
+        info: {
+          runId: task.runId,
+          instanceId: task.instanceId,
+          workflowName: task.workflowName,
+          taskQueue: task.taskQueue,
+          attempt: task.attempt,
+        },
+        workflow,
+        runner: guardedRunner,
+        logger: deps.logger,
+      });
+      await execution.replay(await loadHistory(task, deps.connection));
+    }
+    execution.setAttempt(task.attempt);
+    activation = await execution.activate(task.newEvents, task.taskTime);
+  } catch (err) {
+    await failTask(task, err, deps, log);
+    return;
+  }
+
+  try {
+    const response = await deps.connection.worker.completeWorkflowTask({
+      taskToken: task.taskToken,
+      commands: activation.commands,
+    });
+    const recorded = Number(response.historyLength);
+    if (!execution.finished && recorded === activation.expectedHistoryLength) {
+      execution.historyLength = recorded;
+      deps.cache.put(task.runId, execution);
+    }
+  } catch (err) {
+    const error = DexError.from(err);
+    if (error.code === "NOT_FOUND") {
+      // The lease expired and the task went elsewhere, or the run ended: our state is stale, nothing to do.
+      log.warn(`workflow task was no longer ours when completing it: ${error.message}`);
+    } else if (error.code === "INVALID_ARGUMENT" || error.code === "FAILED_PRECONDITION") {
+      log.error(`the server rejected the workflow's commands: ${error.message}`);
+      await failTask(task, error, deps, log);
+    } else {
+      log.warn(`could not complete the workflow task (it will be retried): ${error.code}: ${error.message}`);
+    }
+  }
+}
+
+function lookupWorkflow(task: WorkflowTask, deps: WorkflowTaskDeps): Workflow {
+  const workflow = Object.hasOwn(deps.workflows, task.workflowName) ? deps.workflows[task.workflowName] : undefined;
+  if (workflow) return workflow;
+  const known = Object.keys(deps.workflows).join(", ") || "none";
+  throw new UnknownWorkflowError(
+    `workflow "${task.workflowName}" is not registered on this worker (task queue "${deps.taskQueue}"; registered: ${known}). ` +
+      `Add it to createWorkflowWorker({ workflows }) or start the run on a queue whose workers have it.`,
+  );
+}
+
+/**
+ * The task's full history: what the task carries, preceded by whatever it
+ * left out (nothing, when the server sent it all) read with GetRunHistory.
+ */
+async function loadHistory(task: WorkflowTask, connection: Connection): Promise<HistoryEvent[]> {
+  const total = BigInt(task.historyLength);
+  const firstInline = total - BigInt(task.history.length) + 1n;
+  const events: HistoryEvent[] = [];
+  let after = 0n;
+  while (after < firstInline - 1n) {
+    const page = await withRetry(() =>
+      connection.client.getRunHistory({
+        run: { target: { case: "runId", value: task.runId } },
+        afterSequence: after,
+        pageSize: HISTORY_PAGE_SIZE,
+      }),
+    );
+    for (const event of page.events) if (event.sequence < firstInline) events.push(event);
+    const last = page.events.at(-1);
+    if (!last) throw new Error(`history of run ${task.runId} ends at event ${after}; the task expects ${total} events`);
+    after = last.sequence;
+  }
+  events.push(...task.history);
+  return events;
+}
+
+function failureCause(err: unknown): WorkflowTaskFailedCause {
+  if (err instanceof NonDeterminismError) return WorkflowTaskFailedCause.NON_DETERMINISM;
+  if (err instanceof UnknownWorkflowError) return WorkflowTaskFailedCause.UNKNOWN_WORKFLOW;
+  if (err instanceof PayloadError) return WorkflowTaskFailedCause.PAYLOAD;
+  return WorkflowTaskFailedCause.WORKER_ERROR;
+}
+
+async function failTask(task: WorkflowTask, err: unknown, deps: WorkflowTaskDeps, log: Logger): Promise<void> {
+  deps.cache.take(task.runId, -1);
+  const cause = failureCause(err);
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof NonDeterminismError || err instanceof DeterminismViolationError) {
+    log.error(`workflow task failed, the run stays open until fixed code is deployed: ${message}`);
+  } else {
+    log.error(`workflow task failed (${WorkflowTaskFailedCause[cause]}): ${message}`);
+  }
+  try {
+    await withRetry(() =>
+      deps.connection.worker.failWorkflowTask({ taskToken: task.taskToken, failure: errorToFailure(err), cause }),
+    );
+  } catch (failErr) {
+    log.warn(`could not report the failed workflow task: ${DexError.from(failErr).message}`);
+  }
+}
