@@ -71,6 +71,10 @@ describe("determinism guard", () => {
     expect(Math.abs(new Date().getTime() - before)).toBeLessThan(1_000);
     expect(new Date(0).getTime()).toBe(0);
     expect(new Date(2020, 1, 1) instanceof Date).toBe(true);
+    expect(new Date("2020-01-02T00:00:00Z").getTime()).toBe(Date.UTC(2020, 0, 2));
+    class Stamp extends Date {}
+    expect(new Stamp(5)).toBeInstanceOf(Stamp);
+    expect(new Stamp(5).getTime()).toBe(5);
     expect(inWorkflowScope()).toBe(false);
     // An "activity" running while workflow code is suspended sees the real clock.
     let seenInsideActivity = 0;

@@ -42,7 +42,10 @@ export function installDeterminismGuard(): void {
   function GuardedDate(this: unknown, ...args: unknown[]): unknown {
     const scope = args.length === 0 ? storage.getStore() : undefined;
     if (!new.target) return new RealDate(scope ? scope.now() : realNow()).toString();
-    return Reflect.construct(RealDate, scope ? [scope.now()] : args, new.target);
+    // Subclasses (`class X extends Date`) need their own prototype; plain `new Date(...)` takes the fast path.
+    if (new.target !== GuardedDate) return Reflect.construct(RealDate, scope ? [scope.now()] : args, new.target);
+    if (args.length === 0) return new RealDate(scope ? scope.now() : realNow());
+    return args.length === 1 ? new RealDate(args[0] as number) : new RealDate(...(args as [number, number]));
   }
   GuardedDate.prototype = RealDate.prototype;
   Object.setPrototypeOf(GuardedDate, RealDate);
