@@ -66,6 +66,7 @@ describe("failure conversion", () => {
     const back = failureToError(errorToFailure(err)) as ApplicationFailure;
     expect(back).toMatchObject({ message: "declined", type: "CardDeclined", nonRetryable: true, details: { code: 51 } });
     expect(errorToFailure(ApplicationFailure.create({ message: "m", type: "T" })).nonRetryable).toBe(false);
+    expect(ApplicationFailure.create("timed out", "ProviderTimeout")).toMatchObject({ type: "ProviderTimeout", nonRetryable: false });
   });
 
   it("round-trips ActivityFailure, CancelledFailure and TimeoutFailure", () => {

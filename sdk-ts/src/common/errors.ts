@@ -34,7 +34,11 @@ export class ApplicationFailure extends Error {
     this.details = options.details;
   }
 
-  static create(options: ApplicationFailureOptions): ApplicationFailure {
+  /** `create({ message, type, nonRetryable, details, cause })`, or `create(message, type?, details?)` (retryable). */
+  static create(options: ApplicationFailureOptions): ApplicationFailure;
+  static create(message: string, type?: string, details?: unknown): ApplicationFailure;
+  static create(options: ApplicationFailureOptions | string, type?: string, details?: unknown): ApplicationFailure {
+    if (typeof options === "string") return new ApplicationFailure(options, { type, details });
     return new ApplicationFailure(options.message, options);
   }
 

@@ -87,7 +87,9 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
           logger.error(`polling ${where} failed: ${error.code}: ${error.message}`);
           lastError = error.message;
         }
-        await sleep(backoffDelay(failures, POLL_BACKOFF), stop.signal);
+        const delay = backoffDelay(failures, POLL_BACKOFF);
+        logger.debug(`poll failed (${error.code}), retry ${failures} in ${Math.round(delay)} ms`);
+        await sleep(delay, stop.signal);
         continue;
       }
       for (const task of tasks) {
