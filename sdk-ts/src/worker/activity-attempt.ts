@@ -117,6 +117,10 @@ export class ActivityAttempt implements ActivityContext {
 
   private send(): Promise<void> {
     if (this.inFlight) return this.inFlight;
+    if (this.throttleTimer) {
+      clearTimeout(this.throttleTimer);
+      this.throttleTimer = undefined;
+    }
     if (this.pending) {
       try {
         this.lastPayload = encodePayload(this.pending.details);
