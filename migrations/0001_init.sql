@@ -46,6 +46,9 @@ create table dex.runs (
   failure bytea,        -- dex.v1.Failure
   -- Number of events in history; the next event gets history_length + 1.
   history_length integer not null default 0,
+  -- Bytes of serialized events in history: a workflow task inlines the history
+  -- only below a limit (the worker pages larger ones), decided without reading it.
+  history_size bigint not null default 0,
   -- The worker that completed the last workflow task, which caches the run:
   -- its next task carries only new events.
   sticky_worker_id text,
@@ -72,7 +75,9 @@ create table dex.history_events (
   run_id uuid not null,
   sequence integer not null check (sequence > 0),
   kind text not null,   -- the event's oneof case, for people reading SQL
-  event bytea not null, -- dex.v1.HistoryEvent
+  -- dex.v1.HistoryEvent; its sequence is the column above and its time, unless
+  -- set in the message (the workflow_task_completed marker), is created_at.
+  event bytea not null,
   dedup_key text,
   created_at timestamptz not null default now(),
   primary key (run_id, sequence)
@@ -133,6 +138,9 @@ create table dex.activity_tasks (
   priority smallint not null,
   input bytea,                  -- dex.v1.Payload
   options bytea not null,       -- dex.v1.ActivityScheduledAttributes
+  -- Lease of one attempt, and the extension a heartbeat grants: the heartbeat
+  -- timeout if the call set one, else its start-to-close timeout.
+  lease_ms bigint not null check (lease_ms > 0),
   scheduled_at timestamptz not null default now(),
   schedule_to_close_deadline timestamptz,
   visible_at timestamptz not null default now(),
@@ -151,3 +159,8 @@ create index activity_tasks_claim on dex.activity_tasks (priority desc, visible_
 -- Leases that ran out are found here by the lease reaper.
 create index activity_tasks_leased on dex.activity_tasks (visible_at) where leased_until is not null;
 create index activity_tasks_by_run on dex.activity_tasks (run_id);
+-- Tasks whose schedule-to-close deadline passed while they waited for a worker
+-- are failed by the lease reaper. The deadline never changes, so this index
+-- does not cost lease updates their HOT path.
+create index activity_tasks_deadline on dex.activity_tasks (schedule_to_close_deadline)
+  where schedule_to_close_deadline is not null;

@@ -85,7 +85,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // Durable like production (fsync stays on); only logging is quieted.
     postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"],
     onLog: options.onLog ?? (() => {}),
-    onError: options.onLog ?? (() => {}),
+    onError: (messageOrError: unknown) => options.onLog?.(String(messageOrError)),
   });
   if (!initialised) await pg.initialise();
   try {

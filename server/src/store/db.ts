@@ -2,6 +2,24 @@ import postgres from "postgres";
 
 export type Sql = postgres.Sql;
 export type TransactionSql = postgres.TransactionSql;
+/** Either the pool or a transaction: what store functions that run one statement accept. */
+export type Queryable = postgres.ISql;
+
+/** Uint8Array -> Buffer without copying (postgres.js sends Buffers as bytea). */
+export function bytes(value: Uint8Array): Buffer;
+export function bytes(value: Uint8Array | null | undefined): Buffer | null;
+export function bytes(value: Uint8Array | null | undefined): Buffer | null {
+  if (!value) return null;
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * bytea arrays for unnest(): postgres.js cannot send an array of Buffers, so
+ * multi-row writes send base64 text[] and decode it in SQL (decode(x, 'base64')).
+ */
+export function base64Array(values: ReadonlyArray<Uint8Array | null | undefined>): (string | null)[] {
+  return values.map((value) => (value ? bytes(value).toString("base64") : null));
+}
 
 export interface DatabaseOptions {
   /** Postgres connection URL. */

@@ -1,0 +1,88 @@
+/** Helpers every handler uses: run selectors, long-poll deadlines, and error normalisation. */
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { DexError, type CallContext, type RunSelector as ProtoRunSelector } from "@dex/proto";
+import type { RunSelector } from "../engine/runs.js";
+import { durationField, invalid, requireString, uuid } from "../engine/validation.js";
+import { isQueryCancelled, isTransientDatabaseError } from "../store/errors.js";
+
+export function runSelector(field: string, selector: ProtoRunSelector | undefined): RunSelector {
+  const target = selector?.target;
+  if (!target || target.case === undefined) {
+    throw invalid(`${field} is required: set ${field}.run_id or ${field}.instance_id`);
+  }
+  if (target.case === "runId") return { runId: uuid(`${field}.run_id`, target.value) };
+  return { instanceId: requireString(`${field}.instance_id`, target.value) };
+}
+
+/** Answer a long poll this long before the call's deadline, so the answer arrives in time. */
+const DEADLINE_MARGIN_MS = 250;
+export const DEFAULT_POLL_WAIT_MS = 20_000;
+export const MAX_POLL_WAIT_MS = 60_000;
+
+/**
+ * When a long poll must answer: the requested wait (0 = 20 s, at most 60 s),
+ * capped by the server's maxPollWaitMs and by the call's deadline.
+ */
+export function pollDeadline(
+  field: string,
+  maxWait: Duration | undefined,
+  context: CallContext,
+  serverCapMs: number,
+): number {
+  const requested = durationField(field, maxWait, { maxMs: MAX_POLL_WAIT_MS }) ?? DEFAULT_POLL_WAIT_MS;
+  return waitDeadline(requested, context, serverCapMs);
+}
+
+export function waitDeadline(requestedMs: number, context: CallContext, serverCapMs: number): number {
+  let until = Date.now() + Math.min(requestedMs, serverCapMs);
+  const deadline = context.deadline?.getTime();
+  if (deadline !== undefined && Number.isFinite(deadline)) {
+    until = Math.min(until, deadline - Math.min(DEADLINE_MARGIN_MS, Math.max(0, (deadline - Date.now()) / 10)));
+  }
+  return until;
+}
+
+/**
+ * Normalises errors leaving a handler: DexErrors pass through; a database that
+ * is away becomes UNAVAILABLE (retry later); a statement timeout becomes
+ * DEADLINE_EXCEEDED; anything else stays as is and grpcService reports it as
+ * INTERNAL and logs it.
+ */
+export function normaliseError(err: unknown): unknown {
+  if (err instanceof DexError) return err;
+  if (isTransientDatabaseError(err)) {
+    return new DexError("UNAVAILABLE", "the database is unavailable right now; retry shortly", { cause: err });
+  }
+  if (isQueryCancelled(err)) {
+    return new DexError("DEADLINE_EXCEEDED", "the database statement took too long and was cancelled", { cause: err });
+  }
+  return err;
+}
+
+/** Wraps every handler of a service with normaliseError. */
+export function guarded<H extends Record<string, (...args: never[]) => Promise<unknown>>>(
+  handlers: H,
+  onUnavailable: (method: string, err: unknown) => void,
+): H {
+  const out: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    out[name] = async (...args: never[]) => {
+      try {
+        return await handler(...args);
+      } catch (err) {
+        const normalised = normaliseError(err);
+        if (normalised instanceof DexError && normalised.code === "UNAVAILABLE" && !(err instanceof DexError)) {
+          onUnavailable(name, err);
+        }
+        throw normalised;
+      }
+    };
+  }
+  return out as H;
+}
+
+export function unimplemented(rpc: string, version = "a later version"): () => Promise<never> {
+  return async () => {
+    throw new DexError("UNIMPLEMENTED", `${rpc} is not implemented by this server yet; it lands in ${version}`);
+  };
+}

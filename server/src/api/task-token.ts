@@ -1,0 +1,92 @@
+/**
+ * Task tokens: opaque to workers, versioned and strictly validated here.
+ *
+ * Layout (big-endian), version 1:
+ *   u8 version (1) | u8 kind (1 workflow, 2 activity) | 16 B run id | 16 B lease id |
+ *   u32 lock version | u32 seq (activity only) | u8 queue length | queue name (ASCII)
+ *
+ * The token carries everything the fenced statements match on, so completing a
+ * task needs no lookup: `(queue, run, [seq,] lease_id, lock_version)` is the
+ * primary key plus the fence. The lease id is random (gen_random_uuid), so a
+ * forged token naming a real task still matches nothing.
+ */
+import { DexError } from "@dex/proto";
+import { QUEUE_NAME_PATTERN, type ActivityTaskRef, type WorkflowTaskRef } from "../engine/model.js";
+
+const VERSION = 1;
+const KIND = { workflow: 1, activity: 2 } as const;
+
+function uuidToBytes(uuid: string): Buffer {
+  return Buffer.from(uuid.replace(/-/g, ""), "hex");
+}
+
+function bytesToUuid(bytes: Buffer): string {
+  const hex = bytes.toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function encode(kind: number, ref: WorkflowTaskRef, seq: number | undefined): Uint8Array {
+  const queue = Buffer.from(ref.queue, "ascii");
+  const fixed = 2 + 16 + 16 + 4 + (seq === undefined ? 0 : 4) + 1;
+  const out = Buffer.alloc(fixed + queue.length);
+  let at = out.writeUInt8(VERSION, 0);
+  at = out.writeUInt8(kind, at);
+  at += uuidToBytes(ref.runId).copy(out, at);
+  at += uuidToBytes(ref.leaseId).copy(out, at);
+  at = out.writeUInt32BE(ref.lockVersion, at);
+  if (seq !== undefined) at = out.writeUInt32BE(seq, at);
+  at = out.writeUInt8(queue.length, at);
+  queue.copy(out, at);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+function invalid(why: string): DexError {
+  return new DexError(
+    "INVALID_ARGUMENT",
+    `task_token is not a token this server issued (${why}); pass back the task_token of a polled task unchanged`,
+  );
+}
+
+function decode(token: Uint8Array, kind: number): { ref: WorkflowTaskRef; seq: number | undefined } {
+  if (token.byteLength === 0) throw new DexError("INVALID_ARGUMENT", "task_token is required");
+  const buf = Buffer.from(token.buffer, token.byteOffset, token.byteLength);
+  if (buf.length < 2) throw invalid("too short");
+  if (buf.readUInt8(0) !== VERSION) throw invalid(`unknown version ${buf.readUInt8(0)}`);
+  const actualKind = buf.readUInt8(1);
+  if (actualKind !== kind) {
+    throw invalid(actualKind === KIND.workflow ? "it is a workflow task token" : actualKind === KIND.activity ? "it is an activity task token" : "unknown kind");
+  }
+  const seqBytes = kind === KIND.activity ? 4 : 0;
+  const fixed = 2 + 16 + 16 + 4 + seqBytes + 1;
+  if (buf.length < fixed) throw invalid("too short");
+  let at = 2;
+  const runId = bytesToUuid(buf.subarray(at, (at += 16)));
+  const leaseId = bytesToUuid(buf.subarray(at, (at += 16)));
+  const lockVersion = buf.readUInt32BE(at);
+  at += 4;
+  const seq = seqBytes ? buf.readUInt32BE(at) : undefined;
+  at += seqBytes;
+  const queueLength = buf.readUInt8(at);
+  at += 1;
+  if (buf.length !== at + queueLength) throw invalid("wrong length");
+  const queue = buf.subarray(at).toString("ascii");
+  if (!QUEUE_NAME_PATTERN.test(queue)) throw invalid("bad queue name");
+  return { ref: { queue, runId, leaseId, lockVersion }, seq };
+}
+
+export function encodeWorkflowTaskToken(ref: WorkflowTaskRef): Uint8Array {
+  return encode(KIND.workflow, ref, undefined);
+}
+
+export function decodeWorkflowTaskToken(token: Uint8Array): WorkflowTaskRef {
+  return decode(token, KIND.workflow).ref;
+}
+
+export function encodeActivityTaskToken(ref: ActivityTaskRef): Uint8Array {
+  return encode(KIND.activity, ref, ref.seq);
+}
+
+export function decodeActivityTaskToken(token: Uint8Array): ActivityTaskRef {
+  const { ref, seq } = decode(token, KIND.activity);
+  return { ...ref, seq: seq! };
+}

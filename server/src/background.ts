@@ -1,0 +1,55 @@
+/**
+ * Background loops of one server: the activity lease reaper (~1 s) and the
+ * fallback tick (~2 s) that nudges one parked poll per queue in case a
+ * wake-up was lost. Both are cheap when idle: one indexed query per second
+ * for the reaper, nothing for the tick unless polls are parked.
+ */
+import { reapOnce } from "./engine/activity-tasks.js";
+import type { Engine } from "./engine/context.js";
+
+export const REAPER_INTERVAL_MS = 1_000;
+export const FALLBACK_TICK_MS = 2_000;
+
+export interface BackgroundLoops {
+  stop(): Promise<void>;
+}
+
+export function startBackgroundLoops(engine: Engine): BackgroundLoops {
+  let stopped = false;
+  let reaping: Promise<void> = Promise.resolve();
+  let failing = false;
+
+  const reap = async () => {
+    try {
+      // Keep going while full batches come back (a backlog of expired leases).
+      while (!stopped && (await reapOnce(engine)) >= 100);
+      if (failing) engine.logger.info("lease reaper recovered");
+      failing = false;
+    } catch (err) {
+      // Log the first failure of a streak only: a database outage must not flood the log.
+      if (!failing) engine.logger.warn("lease reaper failed; retrying every second", { err });
+      failing = true;
+    }
+  };
+  let running = false;
+  const reaper = setInterval(() => {
+    if (running) return; // a slow pass is still going: skip, never pile up
+    running = true;
+    reaping = reap().finally(() => (running = false));
+  }, REAPER_INTERVAL_MS);
+  reaper.unref();
+
+  const tick = setInterval(() => {
+    for (const { type, queue } of engine.wakeups.parkedQueues()) engine.wakeups.wakeQueue(type, queue);
+  }, FALLBACK_TICK_MS);
+  tick.unref();
+
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(reaper);
+      clearInterval(tick);
+      await reaping;
+    },
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * Domain vocabulary shared by the engine and the store: statuses as they are
+ * spelled in the database, queue types, and the limits every layer agrees on.
+ */
+
+/** Run statuses, spelled as in dex.runs.status. */
+export const RunStatus = {
+  CREATED: "CREATED",
+  RUNNING: "RUNNING",
+  COMPLETED: "COMPLETED",
+  FAILED: "FAILED",
+  CANCELLED: "CANCELLED",
+  TERMINATED: "TERMINATED",
+  CONTINUED_AS_NEW: "CONTINUED_AS_NEW",
+} as const;
+export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
+
+export const OPEN_STATUSES: readonly RunStatus[] = [RunStatus.CREATED, RunStatus.RUNNING];
+
+export function isTerminal(status: RunStatus): boolean {
+  return !OPEN_STATUSES.includes(status);
+}
+
+/** Task queue types, spelled as in dex.task_queues.type. */
+export const QueueType = { WORKFLOW: "workflow", ACTIVITY: "activity" } as const;
+export type QueueType = (typeof QueueType)[keyof typeof QueueType];
+
+export const DEFAULT_QUEUE = "default";
+export const DEFAULT_PRIORITY = 50;
+
+/** Workflow task lease: long enough for a replay, short enough that a crashed worker costs little. */
+export const WORKFLOW_TASK_LEASE_MS = 10_000;
+/** Activity attempt lease when the call sets no start-to-close timeout. */
+export const DEFAULT_START_TO_CLOSE_MS = 5 * 60_000;
+/** Upper bound for any duration a caller may set (timeouts, intervals): about ten years. */
+export const MAX_DURATION_MS = 10 * 365 * 24 * 3600_000;
+/** Longest string accepted for names and ids. */
+export const MAX_NAME_LENGTH = 255;
+/** Inline the history in a workflow task only below this size; larger histories are paged by the worker. */
+export const MAX_INLINE_HISTORY_BYTES = 2 * 1024 * 1024;
+/** Commands accepted in one workflow task completion. */
+export const MAX_COMMANDS_PER_TASK = 10_000;
+
+/** A task queue name: what the migration's check constraint accepts. */
+export const QUEUE_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Back-off schedule of failed workflow tasks (doubling), per docs/worker-protocol.md. */
+export interface WorkflowTaskRetry {
+  initialMs: number;
+  maxMs: number;
+}
+export const DEFAULT_WORKFLOW_TASK_RETRY: WorkflowTaskRetry = { initialMs: 1_000, maxMs: 10_000 };
+
+/** What fences one attempt of a workflow task: its key plus the lease. */
+export interface WorkflowTaskRef {
+  queue: string;
+  runId: string;
+  leaseId: string;
+  lockVersion: number;
+}
+
+/** What fences one attempt of an activity task. */
+export interface ActivityTaskRef extends WorkflowTaskRef {
+  seq: number;
+}

@@ -1,0 +1,107 @@
+/** Reading runs: describe, history (optionally waiting), result (optionally waiting), list. */
+import { DexError, type HistoryEvent } from "@dex/proto";
+import { readHistory } from "../store/history.js";
+import { pendingActivities, pendingWorkflowTask, type PendingActivityRecord, type PendingWorkflowTaskRecord } from "../store/pending.js";
+import { getRun, getRunProgress, listRuns, type RunFilter, type RunRecord } from "../store/runs.js";
+import type { Engine } from "./context.js";
+import { decodeEvent } from "./events.js";
+import { longPoll } from "./long-poll.js";
+import { isTerminal, type RunStatus } from "./model.js";
+
+export type RunSelector = { runId: string } | { instanceId: string };
+
+/** Re-check interval of waiting history readers (other servers do not NOTIFY every append). */
+const HISTORY_FALLBACK_MS = 2_000;
+/** Re-check interval of result waiters: run ends are NOTIFYed, so this only covers a lost notification. */
+const RESULT_FALLBACK_MS = 10_000;
+
+export async function requireRun(engine: Engine, selector: RunSelector): Promise<RunRecord> {
+  const run = await getRun(engine.db, selector);
+  if (!run) {
+    throw new DexError(
+      "NOT_FOUND",
+      "runId" in selector ? `run ${selector.runId} not found` : `no run of instance id "${selector.instanceId}" found`,
+    );
+  }
+  return run;
+}
+
+export interface RunDescription {
+  run: RunRecord;
+  workflowTask: PendingWorkflowTaskRecord | undefined;
+  activities: PendingActivityRecord[];
+}
+
+export async function describeRun(engine: Engine, selector: RunSelector): Promise<RunDescription> {
+  const run = await requireRun(engine, selector);
+  const [workflowTask, activities] = await Promise.all([
+    pendingWorkflowTask(engine.db, run.id),
+    pendingActivities(engine.db, run.id),
+  ]);
+  return { run, workflowTask, activities };
+}
+
+export interface HistoryPage {
+  runId: string;
+  events: HistoryEvent[];
+  historyLength: number;
+  status: RunStatus;
+}
+
+export async function getRunHistory(
+  engine: Engine,
+  request: { selector: RunSelector; afterSequence: number; pageSize: number; waitUntil: number | undefined },
+  signal: AbortSignal,
+): Promise<HistoryPage> {
+  const run = await requireRun(engine, request.selector);
+  const read = async (): Promise<HistoryPage> => {
+    // Progress first: events up to that length are certainly written (same
+    // transaction), so the reported length never trails the returned events.
+    const [progress, rows] = await Promise.all([
+      getRunProgress(engine.sql, run.id),
+      readHistory(engine.sql, run.id, request.afterSequence, request.pageSize),
+    ]);
+    const status = (progress?.status ?? run.status) as RunStatus;
+    const historyLength = Math.max(progress?.historyLength ?? 0, rows.at(-1)?.sequence ?? 0);
+    return { runId: run.id, events: rows.map(decodeEvent), historyLength, status };
+  };
+  const first = await read();
+  if (first.events.length > 0 || request.waitUntil === undefined || isTerminal(first.status)) return first;
+  const later = await longPoll({
+    subscribe: () => engine.wakeups.subscribeRun(run.id),
+    check: async () => {
+      const page = await read();
+      return page.events.length > 0 || isTerminal(page.status) ? page : undefined;
+    },
+    until: request.waitUntil,
+    fallbackMs: HISTORY_FALLBACK_MS,
+    signal,
+    closing: () => engine.wakeups.isClosed,
+  });
+  return later ?? (await read());
+}
+
+export async function getRunResult(
+  engine: Engine,
+  request: { selector: RunSelector; waitUntil: number | undefined },
+  signal: AbortSignal,
+): Promise<RunRecord> {
+  const run = await requireRun(engine, request.selector);
+  if (isTerminal(run.status as RunStatus) || request.waitUntil === undefined) return run;
+  const ended = await longPoll({
+    subscribe: () => engine.wakeups.subscribeRun(run.id),
+    check: async () => {
+      const progress = await getRunProgress(engine.sql, run.id);
+      return progress && isTerminal(progress.status as RunStatus) ? true : undefined;
+    },
+    until: request.waitUntil,
+    fallbackMs: RESULT_FALLBACK_MS,
+    signal,
+    closing: () => engine.wakeups.isClosed,
+  });
+  return ended ? requireRun(engine, { runId: run.id }) : run;
+}
+
+export async function listRunPage(engine: Engine, filter: RunFilter): Promise<RunRecord[]> {
+  return listRuns(engine.db, filter);
+}

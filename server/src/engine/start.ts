@@ -1,0 +1,107 @@
+/** Starting a run: one statement, with the instance-id rules resolved around it. */
+import { create, toBinary } from "@bufbuild/protobuf";
+import { DexError, HistoryEventSchema, type Payload } from "@dex/proto";
+import { uuidv7 } from "uuidv7";
+import { queueWakeupPayload } from "../store/notify.js";
+import { findOpenRun, insertRun } from "../store/runs.js";
+import type { Engine } from "./context.js";
+import { encodePayload } from "./events.js";
+import { QueueType } from "./model.js";
+
+export const ConflictPolicy = { FAIL: "fail", USE_EXISTING: "use_existing" } as const;
+export type ConflictPolicy = (typeof ConflictPolicy)[keyof typeof ConflictPolicy];
+export const ReusePolicy = { ALLOW: "allow", ALLOW_IF_FAILED: "allow_if_failed", REJECT: "reject" } as const;
+export type ReusePolicy = (typeof ReusePolicy)[keyof typeof ReusePolicy];
+
+export interface StartRequest {
+  workflowName: string;
+  instanceId: string;
+  taskQueue: string;
+  input: Payload | undefined;
+  labels: Record<string, string>;
+  priority: number;
+  requestId: string;
+  conflictPolicy: ConflictPolicy;
+  reusePolicy: ReusePolicy;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+}
+
+export interface StartResult {
+  runId: string;
+  started: boolean;
+}
+
+/** How often a start retries when the open run it conflicted with ended in between. */
+const MAX_START_ATTEMPTS = 3;
+
+export async function startWorkflow(engine: Engine, request: StartRequest): Promise<StartResult> {
+  const startedEvent = toBinary(
+    HistoryEventSchema,
+    create(HistoryEventSchema, {
+      attributes: {
+        case: "runStarted",
+        value: {
+          workflowName: request.workflowName,
+          instanceId: request.instanceId,
+          taskQueue: request.taskQueue,
+          input: request.input,
+          labels: request.labels,
+          priority: request.priority,
+        },
+      },
+    }),
+  );
+  for (let attempt = 1; ; attempt++) {
+    const runId = uuidv7();
+    const outcome = await insertRun(engine.sql, {
+      id: runId,
+      instanceId: request.instanceId,
+      workflowName: request.workflowName,
+      taskQueue: request.taskQueue,
+      priority: request.priority,
+      labels: request.labels,
+      requestId: request.requestId,
+      concurrencyKey: request.concurrencyKey,
+      concurrencyLimit: request.concurrencyLimit,
+      input: encodePayload(request.input),
+      startedEvent,
+      reusePolicy: request.reusePolicy,
+      wakeupPayload: queueWakeupPayload(QueueType.WORKFLOW, request.taskQueue, engine.origin),
+    });
+    switch (outcome.outcome) {
+      case "started":
+        engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.taskQueue);
+        engine.logger.debug("run started", { runId, instanceId: request.instanceId, workflow: request.workflowName });
+        return { runId: outcome.runId, started: true };
+      case "queue_missing":
+        throw new DexError(
+          "NOT_FOUND",
+          `task_queue: workflow task queue "${request.taskQueue}" does not exist; create it first (TaskQueueService.CreateTaskQueue)`,
+        );
+      case "same_request":
+        return { runId: outcome.runId, started: false };
+      case "reuse_rejected":
+        throw new DexError(
+          "ALREADY_EXISTS",
+          `instance id "${request.instanceId}" already had run ${outcome.latestRunId} (${outcome.latestStatus}) and ` +
+            `reuse_policy ${request.reusePolicy === ReusePolicy.REJECT ? "REJECT forbids another run" : "ALLOW_IF_FAILED allows another run only after a failed, cancelled or terminated one"}`,
+        );
+      case "open_run_exists": {
+        // Re-read in a fresh statement: the failed one saw a snapshot without the winner.
+        const open = await findOpenRun(engine.sql, request.instanceId);
+        if (!open) {
+          if (attempt < MAX_START_ATTEMPTS) continue; // it ended in between: try again
+          throw new DexError("ABORTED", `instance id "${request.instanceId}" is changing state rapidly; retry the start`);
+        }
+        if (request.requestId !== "" && open.requestId === request.requestId) return { runId: open.id, started: false };
+        if (request.conflictPolicy === ConflictPolicy.USE_EXISTING) return { runId: open.id, started: false };
+        throw new DexError(
+          "ALREADY_EXISTS",
+          `instance id "${request.instanceId}" already has an open run ${open.id}; wait for it to end, ` +
+            `or start with conflict_policy USE_EXISTING to get that run`,
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * In-process wake-ups for long polls and run waiters.
+ *
+ * A parked poll subscribes to its queue *before* it tries to claim, so a task
+ * committed between the claim and the park is never missed: the wake resolves
+ * the subscription already held. Queue wakes are counted: a commit that made
+ * n tasks wakes at most n polls (oldest first), so one new task does not send
+ * every parked poll to the database. A poll that fills its batch passes a wake
+ * on (there may be more); the fallback tick and the LISTEN reconnect hook
+ * cover anything lost in between.
+ */
+
+export interface Subscription {
+  /** Resolves when woken, closed, or the subscription is cancelled. */
+  readonly woken: Promise<void>;
+  /** True once woken (or closed). */
+  readonly fired: boolean;
+  cancel(): void;
+}
+
+interface Waiter {
+  fired: boolean;
+  resolve: () => void;
+}
+
+class WaiterSet {
+  private readonly waiters = new Map<string, Set<Waiter>>();
+
+  subscribe(key: string, closed: boolean): Subscription {
+    let resolve!: () => void;
+    const woken = new Promise<void>((r) => (resolve = r));
+    const waiter: Waiter = { fired: false, resolve: () => {} };
+    waiter.resolve = () => {
+      waiter.fired = true;
+      resolve();
+    };
+    if (closed) waiter.resolve();
+    else {
+      let set = this.waiters.get(key);
+      if (!set) this.waiters.set(key, (set = new Set()));
+      set.add(waiter);
+    }
+    const remove = () => {
+      const set = this.waiters.get(key);
+      if (!set) return;
+      set.delete(waiter);
+      if (set.size === 0) this.waiters.delete(key);
+    };
+    return {
+      woken,
+      get fired() {
+        return waiter.fired;
+      },
+      cancel: () => {
+        remove();
+        waiter.resolve();
+      },
+    };
+  }
+
+  /** Wakes up to `count` waiters in subscription order; returns how many were woken. */
+  wake(key: string, count = Number.POSITIVE_INFINITY): number {
+    const set = this.waiters.get(key);
+    if (!set) return 0;
+    let woken = 0;
+    for (const waiter of set) {
+      if (woken >= count) break;
+      set.delete(waiter);
+      waiter.resolve();
+      woken++;
+    }
+    if (set.size === 0) this.waiters.delete(key);
+    return woken;
+  }
+
+  keys(): string[] {
+    return [...this.waiters.keys()];
+  }
+
+  wakeAll(): void {
+    for (const key of this.keys()) this.wake(key);
+  }
+}
+
+interface DueTimes {
+  due: number[];
+  timer: NodeJS.Timeout | undefined;
+  armedAt: number;
+}
+
+export function queueKey(type: string, queue: string): string {
+  return `${type}:${queue}`;
+}
+
+export class Wakeups {
+  private readonly queues = new WaiterSet();
+  private readonly runs = new WaiterSet();
+  private readonly timers = new Map<string, DueTimes>();
+  private closed = false;
+
+  subscribeQueue(type: string, queue: string): Subscription {
+    return this.queues.subscribe(queueKey(type, queue), this.closed);
+  }
+
+  wakeQueue(type: string, queue: string, count = 1): void {
+    this.queues.wake(queueKey(type, queue), count);
+  }
+
+  /** Queues that have parked polls right now (for the fallback tick). */
+  parkedQueues(): Array<{ type: string; queue: string }> {
+    return this.queues.keys().map((key) => {
+      const at = key.indexOf(":");
+      return { type: key.slice(0, at), queue: key.slice(at + 1) };
+    });
+  }
+
+  /**
+   * Wakes a poll of the queue at `at` (a retry or back-off coming due). Due
+   * times are kept per queue in 50 ms buckets (at most 1000 per queue; beyond
+   * that the fallback tick covers), with one timer armed for the earliest.
+   */
+  wakeQueueAt(type: string, queue: string, at: Date): void {
+    if (this.closed) return;
+    const key = queueKey(type, queue);
+    const due = Math.ceil(at.getTime() / 50) * 50;
+    let entry = this.timers.get(key);
+    if (!entry) this.timers.set(key, (entry = { due: [], timer: undefined, armedAt: Infinity }));
+    if (!entry.due.includes(due)) {
+      if (entry.due.length >= 1000) return;
+      entry.due.push(due);
+      entry.due.sort((a, b) => a - b);
+    }
+    this.arm(key, entry);
+  }
+
+  private arm(key: string, entry: DueTimes): void {
+    const next = entry.due[0];
+    if (next === undefined) {
+      this.timers.delete(key);
+      return;
+    }
+    if (entry.timer && entry.armedAt <= next) return;
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.armedAt = next;
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      entry.armedAt = Infinity;
+      const now = Date.now();
+      let count = 0;
+      while (entry.due.length > 0 && entry.due[0]! <= now) {
+        entry.due.shift();
+        count++;
+      }
+      if (count > 0) this.queues.wake(key, count);
+      this.arm(key, entry);
+    }, Math.max(0, next - Date.now()) + 5);
+    entry.timer.unref();
+  }
+
+  subscribeRun(runId: string): Subscription {
+    return this.runs.subscribe(runId, this.closed);
+  }
+
+  wakeRun(runId: string): void {
+    this.runs.wake(runId);
+  }
+
+  /** Every waiter re-checks: after the LISTEN connection reconnects, notifications may have been missed. */
+  wakeEverything(): void {
+    this.queues.wakeAll();
+    this.runs.wakeAll();
+  }
+
+  /** Answers every parked poll and waiter now, and every later subscription at once (shutdown). */
+  close(): void {
+    this.closed = true;
+    for (const { timer } of this.timers.values()) if (timer) clearTimeout(timer);
+    this.timers.clear();
+    this.wakeEverything();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

@@ -1,0 +1,200 @@
+/** Workflow tasks: poll (claim + history), complete (one transaction), fail (back-off). */
+import { DexError, FailureKind, WorkflowTaskFailedCause, type Command, type Failure, type HistoryEvent } from "@dex/proto";
+import { appendBlock, readHistories } from "../store/history.js";
+import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
+import { finishWorkflowTask, insertActivityTasks, lockRun } from "../store/completion.js";
+import {
+  claimWorkflowTasks,
+  failWorkflowTask as failTaskRow,
+  readInboxRows,
+  releaseWorkflowTasks,
+  takeWorkflowTask,
+} from "../store/workflow-tasks.js";
+import { planCommands } from "./commands.js";
+import type { Engine } from "./context.js";
+import { decodeEvent, encodeEvent, encodeFailure } from "./events.js";
+import { longPoll } from "./long-poll.js";
+import { isTerminal, MAX_INLINE_HISTORY_BYTES, QueueType, WORKFLOW_TASK_LEASE_MS, type RunStatus, type WorkflowTaskRef } from "./model.js";
+import { workflowTaskBackoffMs } from "./retry.js";
+import { queueExists } from "./task-queues.js";
+
+export interface PolledWorkflowTask {
+  ref: WorkflowTaskRef;
+  instanceId: string;
+  workflowName: string;
+  attempt: number;
+  taskTime: Date;
+  historyLength: number;
+  history: HistoryEvent[];
+  newEvents: HistoryEvent[];
+}
+
+export async function pollWorkflowTasks(
+  engine: Engine,
+  request: { queue: string; maxTasks: number; workerId: string; waitUntil: number },
+  signal: AbortSignal,
+): Promise<PolledWorkflowTask[]> {
+  const tasks = await longPoll({
+    subscribe: () => engine.wakeups.subscribeQueue(QueueType.WORKFLOW, request.queue),
+    check: async () => {
+      const claimed = await claimWithHistory(engine, request);
+      if (claimed.length === 0) return undefined;
+      // A full batch suggests more work: let another parked poll look.
+      if (claimed.length === request.maxTasks) engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.queue);
+      return claimed;
+    },
+    until: request.waitUntil,
+    // Per-queue fallback ticks (server.ts) cover lost wakes; no per-poll re-check.
+    fallbackMs: Number.POSITIVE_INFINITY,
+    signal,
+    closing: () => engine.wakeups.isClosed,
+    onSpareWake: () => engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.queue),
+  });
+  if (tasks && signal.aborted) {
+    // The caller is gone: hand the tasks back rather than let them sit out a lease.
+    await releaseWorkflowTasks(engine.sql, tasks.map((t) => t.ref)).catch((err: unknown) =>
+      engine.logger.warn("could not release workflow tasks of a cancelled poll", { err }),
+    );
+    engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.queue, tasks.length);
+    return [];
+  }
+  return tasks ?? [];
+}
+
+async function claimWithHistory(
+  engine: Engine,
+  request: { queue: string; maxTasks: number; workerId: string },
+): Promise<PolledWorkflowTask[]> {
+  const claimed = await claimWorkflowTasks(engine.sql, {
+    queue: request.queue,
+    limit: request.maxTasks,
+    workerId: request.workerId,
+    leaseMs: WORKFLOW_TASK_LEASE_MS,
+  });
+  if (claimed.length === 0) return [];
+  // History is skipped when this worker completed the run's previous task
+  // (it caches the run) and this is a first attempt (a retried task may have
+  // failed because the cache was wrong), and when it is too large to inline.
+  // The budget is per answer, not per run: a batch of large histories would
+  // otherwise exceed the client's default 4 MB message limit.
+  let budget = MAX_INLINE_HISTORY_BYTES;
+  const needHistory: string[] = [];
+  for (const task of claimed) {
+    if (task.stickyWorkerId === request.workerId && task.attempt === 1) continue;
+    if (task.historySize > budget) continue;
+    budget -= task.historySize;
+    needHistory.push(task.runId);
+  }
+  const [histories, inbox] = await Promise.all([
+    readHistories(engine.sql, needHistory),
+    readInboxRows(engine.sql, claimed.flatMap((t) => t.inboxIds)),
+  ]);
+  const inboxById = new Map(inbox.map((row) => [row.id, row]));
+  return claimed.map((task) => ({
+    ref: { queue: task.queue, runId: task.runId, leaseId: task.leaseId, lockVersion: task.lockVersion },
+    instanceId: task.instanceId,
+    workflowName: task.workflowName,
+    attempt: task.attempt,
+    taskTime: task.taskTime,
+    historyLength: task.historyLength,
+    history: (histories.get(task.runId) ?? []).map(decodeEvent),
+    newEvents: task.inboxIds.map((id, i) => {
+      const row = inboxById.get(id);
+      if (!row) throw new Error(`inbox row ${id} handed out with run ${task.runId} is missing`);
+      return decodeEvent({ sequence: task.historyLength + 1 + i, event: row.event, createdAt: row.createdAt });
+    }),
+  }));
+}
+
+export function taskNotFound(): DexError {
+  return new DexError(
+    "NOT_FOUND",
+    "task not found: it was already completed, or its lease expired and it was handed out again",
+  );
+}
+
+/**
+ * Completes a workflow task in ONE transaction: take the task (fenced),
+ * validate the commands (nothing is written if they are invalid: the
+ * transaction rolls back), append the block, create activity tasks, update
+ * the run and schedule its next task if inputs arrived meanwhile.
+ */
+export async function completeWorkflowTask(
+  engine: Engine,
+  ref: WorkflowTaskRef,
+  commands: Command[],
+): Promise<{ historyLength: number }> {
+  const outcome = await engine.sql.begin(async (tx) => {
+    // Run row first, then the task row: the lock order of every write path.
+    const [run, task] = await Promise.all([lockRun(tx, ref.runId), takeWorkflowTask(tx, ref)]);
+    if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
+    const plan = planCommands(commands, { taskQueue: run.taskQueue, priority: run.priority });
+    for (const [i, activity] of plan.activities.entries()) {
+      if (!(await queueExists(engine, QueueType.ACTIVITY, activity.queue))) {
+        throw new DexError(
+          "INVALID_ARGUMENT",
+          `schedule_activity seq ${activity.seq} (activity ${i + 1} of this task): activity task queue "${activity.queue}" does not exist; create it first`,
+        );
+      }
+    }
+    const marker = encodeEvent(
+      { case: "workflowTaskCompleted", value: { workerId: task.workerId, attempt: task.attempt } },
+      { time: task.taskTime },
+    );
+    const events = [marker, ...plan.events];
+    const historyLength = run.historyLength + task.inboxIds.length + events.length;
+    const activityQueues = [...new Set(plan.activities.map((a) => a.queue))];
+    const [appended, , finished] = await Promise.all([
+      appendBlock(tx, { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events }),
+      insertActivityTasks(tx, run, plan.activities),
+      finishWorkflowTask(tx, {
+        runId: run.id,
+        queue: run.taskQueue,
+        priority: run.priority,
+        historyLength,
+        stickyWorkerId: plan.end ? null : task.workerId,
+        customStatus: plan.customStatus,
+        labels: plan.labels,
+        end: plan.end,
+        notify: [
+          ...activityQueues.map((q) => queueWakeupPayload(QueueType.ACTIVITY, q, engine.origin)),
+          ...(plan.end ? [runWakeupPayload(run.id, engine.origin)] : []),
+        ],
+        nextTaskNotify: queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin),
+      }),
+    ]);
+    if (appended.moved !== task.inboxIds.length) {
+      throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${appended.moved} were found`);
+    }
+    return { historyLength, plan, nextTask: finished.nextTask, taskQueue: run.taskQueue };
+  });
+  for (const activity of outcome.plan.activities) engine.wakeups.wakeQueue(QueueType.ACTIVITY, activity.queue);
+  if (outcome.nextTask) engine.wakeups.wakeQueue(QueueType.WORKFLOW, outcome.taskQueue);
+  engine.wakeups.wakeRun(ref.runId);
+  return { historyLength: outcome.historyLength };
+}
+
+/** Fails a workflow task: nothing goes to history; the task is retried after a back-off. */
+export async function failWorkflowTask(
+  engine: Engine,
+  ref: WorkflowTaskRef,
+  failure: Failure,
+  cause: WorkflowTaskFailedCause,
+): Promise<{ nextAttemptAt: Date }> {
+  if (cause === WorkflowTaskFailedCause.NON_DETERMINISM && failure.kind === FailureKind.UNSPECIFIED) {
+    failure.kind = FailureKind.NON_DETERMINISM;
+  }
+  const result = await failTaskRow(engine.sql, ref, {
+    failure: encodeFailure(failure)!,
+    backoffMs: (attempt) => workflowTaskBackoffMs(engine.workflowTaskRetry, attempt),
+  });
+  if (!result) throw taskNotFound();
+  engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, ref.queue, result.nextAttemptAt);
+  engine.logger.warn("workflow task failed", {
+    runId: ref.runId,
+    cause: WorkflowTaskFailedCause[cause],
+    failure: failure.message,
+    nextAttemptAt: result.nextAttemptAt.toISOString(),
+  });
+  return result;
+}

@@ -1,0 +1,252 @@
+/**
+ * Activity task SQL. Lock order as in workflow-tasks.ts: a path that writes
+ * the run's inbox or workflow task locks the run row first, then the activity
+ * row. Claims and heartbeats touch only the activity row.
+ */
+import { bytes, type Queryable } from "./db.js";
+
+export interface ActivityTaskRow {
+  queue: string;
+  runId: string;
+  seq: number;
+  activityName: string;
+  instanceId: string;
+  workflowName: string;
+  workflowQueue: string;
+  priority: number;
+  input: Uint8Array | null;
+  options: Uint8Array;
+  leaseMs: number;
+  scheduledAt: Date;
+  scheduleToCloseDeadline: Date | null;
+  leasedUntil: Date | null;
+  leaseId: string | null;
+  lockVersion: number;
+  attempt: number;
+  heartbeatDetails: Uint8Array | null;
+  lastFailure: Uint8Array | null;
+  /** The database clock when the row was read. */
+  now: Date;
+}
+
+type RawRow = {
+  queue_name: string;
+  run_id: string;
+  seq: number;
+  activity_name: string;
+  instance_id: string;
+  workflow_name: string;
+  workflow_queue: string;
+  priority: number;
+  input: Buffer | null;
+  options: Buffer;
+  lease_ms: string;
+  scheduled_at: Date;
+  schedule_to_close_deadline: Date | null;
+  leased_until: Date | null;
+  lease_id: string | null;
+  lock_version: number;
+  attempt: number;
+  heartbeat_details: Buffer | null;
+  last_failure: Buffer | null;
+  now: Date;
+};
+
+function fromRaw(r: RawRow): ActivityTaskRow {
+  return {
+    queue: r.queue_name,
+    runId: r.run_id,
+    seq: r.seq,
+    activityName: r.activity_name,
+    instanceId: r.instance_id,
+    workflowName: r.workflow_name,
+    workflowQueue: r.workflow_queue,
+    priority: r.priority,
+    input: r.input,
+    options: r.options,
+    leaseMs: Number(r.lease_ms),
+    scheduledAt: r.scheduled_at,
+    scheduleToCloseDeadline: r.schedule_to_close_deadline,
+    leasedUntil: r.leased_until,
+    leaseId: r.lease_id,
+    lockVersion: r.lock_version,
+    attempt: r.attempt,
+    heartbeatDetails: r.heartbeat_details,
+    lastFailure: r.last_failure,
+    now: r.now,
+  };
+}
+
+/**
+ * Claims up to `limit` available tasks in ONE statement. Locking as for
+ * workflow tasks (FOR NO KEY UPDATE SKIP LOCKED, lease written into
+ * visible_at), with one difference: an expired activity lease is not simply
+ * claimable again, it is a failed attempt (start-to-close timeout) that the
+ * lease reaper sends through the retry policy; hence `leased_until is null`.
+ * A lease never runs past the schedule-to-close deadline.
+ */
+export async function claimActivityTasks(
+  sql: Queryable,
+  input: { queue: string; limit: number; workerId: string },
+): Promise<ActivityTaskRow[]> {
+  const rows = await sql<RawRow[]>`
+    with picked as (
+      select queue_name, run_id, seq from dex.activity_tasks
+      where queue_name = ${input.queue} and visible_at <= now() and leased_until is null
+      order by priority desc, visible_at
+      limit ${input.limit}
+      for no key update skip locked
+    )
+    update dex.activity_tasks t
+    set leased_until = least(now() + t.lease_ms * interval '1 millisecond',
+                             coalesce(t.schedule_to_close_deadline, 'infinity')),
+        visible_at = least(now() + t.lease_ms * interval '1 millisecond',
+                           coalesce(t.schedule_to_close_deadline, 'infinity')),
+        lease_id = gen_random_uuid(),
+        lock_version = t.lock_version + 1,
+        attempt = t.attempt + 1,
+        worker_id = ${input.workerId}
+    from picked p
+    where t.queue_name = p.queue_name and t.run_id = p.run_id and t.seq = p.seq
+    returning t.*, now() as now`;
+  return rows.map(fromRaw).sort((a, b) => b.priority - a.priority);
+}
+
+/** Hands claimed tasks back when the poll was cancelled before answering (attempt not counted). */
+export async function releaseActivityTasks(sql: Queryable, refs: ActivityRef[]): Promise<void> {
+  if (refs.length === 0) return;
+  await sql`
+    update dex.activity_tasks t
+    set visible_at = now(), leased_until = null, lease_id = null, worker_id = null, attempt = t.attempt - 1
+    from unnest(${refs.map((r) => r.runId)}::uuid[], ${refs.map((r) => r.seq)}::int[],
+                ${refs.map((r) => r.leaseId)}::uuid[], ${refs.map((r) => r.lockVersion)}::int[])
+         as u(run_id, seq, lease_id, lock_version)
+    where t.queue_name = ${refs[0]!.queue} and t.run_id = u.run_id and t.seq = u.seq
+      and t.lease_id = u.lease_id and t.lock_version = u.lock_version`;
+}
+
+export interface ActivityRef {
+  queue: string;
+  runId: string;
+  seq: number;
+  leaseId: string;
+  lockVersion: number;
+}
+
+/** The task row if it still carries this lease, locked (the caller holds the run lock). */
+export async function lockLeasedActivity(tx: Queryable, ref: ActivityRef): Promise<ActivityTaskRow | undefined> {
+  const [row] = await tx<RawRow[]>`
+    select *, now() as now from dex.activity_tasks
+    where queue_name = ${ref.queue} and run_id = ${ref.runId} and seq = ${ref.seq}
+      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+    for no key update`;
+  return row ? fromRaw(row) : undefined;
+}
+
+/** An activity task by key, whatever its lease (the reaper's schedule-to-close path). */
+export async function lockActivity(
+  tx: Queryable,
+  key: { queue: string; runId: string; seq: number },
+): Promise<ActivityTaskRow | undefined> {
+  const [row] = await tx<RawRow[]>`
+    select *, now() as now from dex.activity_tasks
+    where queue_name = ${key.queue} and run_id = ${key.runId} and seq = ${key.seq}
+    for no key update`;
+  return row ? fromRaw(row) : undefined;
+}
+
+export async function deleteActivity(tx: Queryable, key: { queue: string; runId: string; seq: number }): Promise<void> {
+  await tx`delete from dex.activity_tasks where queue_name = ${key.queue} and run_id = ${key.runId} and seq = ${key.seq}`;
+}
+
+/** Schedules the next attempt: lease dropped, visible after the back-off. No history is written. */
+export async function scheduleRetry(
+  tx: Queryable,
+  key: { queue: string; runId: string; seq: number },
+  input: { delayMs: number; failure: Uint8Array },
+): Promise<Date> {
+  const [row] = await tx<{ visible_at: Date }[]>`
+    update dex.activity_tasks
+    set visible_at = now() + ${input.delayMs} * interval '1 millisecond',
+        leased_until = null, lease_id = null, worker_id = null,
+        last_failure = ${bytes(input.failure)}
+    where queue_name = ${key.queue} and run_id = ${key.runId} and seq = ${key.seq}
+    returning visible_at`;
+  return row!.visible_at;
+}
+
+/**
+ * Puts an activity outcome into the run's inbox, at most once per call: the
+ * dedup index (run_id, dedup_key) makes a second outcome for the same seq a
+ * no-op. Returns whether the row was inserted.
+ */
+export async function insertInboxEvent(
+  tx: Queryable,
+  input: { runId: string; kind: string; event: Uint8Array; dedupKey: string },
+): Promise<boolean> {
+  // The history check covers an outcome that already moved out of the inbox.
+  const rows = await tx`
+    insert into dex.inbox (run_id, kind, event, dedup_key)
+    select ${input.runId}, ${input.kind}, ${bytes(input.event)}, ${input.dedupKey}
+    where not exists (select 1 from dex.history_events where run_id = ${input.runId} and dedup_key = ${input.dedupKey})
+    on conflict (run_id, dedup_key) where dedup_key is not null do nothing
+    returning id`;
+  return rows.length > 0;
+}
+
+/** Extends a lease (fenced); stores heartbeat details. */
+export async function heartbeatActivity(
+  sql: Queryable,
+  ref: ActivityRef,
+  input: { details: Uint8Array | null },
+): Promise<{ leaseDeadline: Date; cancelRequested: boolean } | undefined> {
+  const [row] = await sql<{ leased_until: Date; cancel_requested: boolean }[]>`
+    update dex.activity_tasks
+    set leased_until = least(now() + lease_ms * interval '1 millisecond',
+                             coalesce(schedule_to_close_deadline, 'infinity')),
+        visible_at = least(now() + lease_ms * interval '1 millisecond',
+                           coalesce(schedule_to_close_deadline, 'infinity')),
+        last_heartbeat_at = now(),
+        heartbeat_details = coalesce(${bytes(input.details)}, heartbeat_details)
+    where queue_name = ${ref.queue} and run_id = ${ref.runId} and seq = ${ref.seq}
+      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+    returning leased_until, cancel_requested`;
+  return row ? { leaseDeadline: row.leased_until, cancelRequested: row.cancel_requested } : undefined;
+}
+
+export interface ReapCandidate {
+  queue: string;
+  runId: string;
+  seq: number;
+  leaseId: string | null;
+  lockVersion: number;
+  reason: "lease_expired" | "schedule_to_close";
+}
+
+/**
+ * Tasks the reaper must fail: leases that ran out (index activity_tasks_leased)
+ * and waiting tasks past their schedule-to-close deadline (index
+ * activity_tasks_deadline). Read without locks; each is then handled in its
+ * own transaction that locks the run first and re-checks the fence, so
+ * several servers reaping at once fail each attempt exactly once.
+ */
+export async function findReapable(sql: Queryable, limit: number): Promise<ReapCandidate[]> {
+  const rows = await sql<
+    { queue_name: string; run_id: string; seq: number; lease_id: string | null; lock_version: number; reason: string }[]
+  >`
+    (select queue_name, run_id, seq, lease_id, lock_version, 'lease_expired' as reason
+     from dex.activity_tasks where leased_until is not null and visible_at <= now()
+     order by visible_at limit ${limit})
+    union all
+    (select queue_name, run_id, seq, lease_id, lock_version, 'schedule_to_close' as reason
+     from dex.activity_tasks where schedule_to_close_deadline <= now() and leased_until is null
+     order by schedule_to_close_deadline limit ${limit})`;
+  return rows.map((r) => ({
+    queue: r.queue_name,
+    runId: r.run_id,
+    seq: r.seq,
+    leaseId: r.lease_id,
+    lockVersion: r.lock_version,
+    reason: r.reason as ReapCandidate["reason"],
+  }));
+}

@@ -1,0 +1,146 @@
+/**
+ * The writes of a workflow task completion that are not history: the run row
+ * lock, activity tasks, and the closing update of the run. All run inside the
+ * completion's one transaction, in the lock order described in
+ * workflow-tasks.ts (run row first).
+ */
+import { base64Array, bytes, type Queryable } from "./db.js";
+
+export interface LockedRun {
+  id: string;
+  status: string;
+  instanceId: string;
+  workflowName: string;
+  taskQueue: string;
+  priority: number;
+  historyLength: number;
+  historySize: number;
+}
+
+/**
+ * Locks the run row (FOR NO KEY UPDATE: other writers of this run wait;
+ * readers do not). With `skipLocked` a busy run reads as absent (the reaper
+ * comes back later instead of queueing behind a completion).
+ */
+export async function lockRun(tx: Queryable, runId: string, skipLocked = false): Promise<LockedRun | undefined> {
+  const [row] = await tx<
+    {
+      id: string;
+      status: string;
+      instance_id: string;
+      workflow_name: string;
+      task_queue: string;
+      priority: number;
+      history_length: number;
+      history_size: string;
+    }[]
+  >`
+    select id, status, instance_id, workflow_name, task_queue, priority, history_length, history_size::text
+    from dex.runs where id = ${runId} for no key update ${skipLocked ? tx`skip locked` : tx``}`;
+  if (!row) return undefined;
+  return {
+    id: row.id,
+    status: row.status,
+    instanceId: row.instance_id,
+    workflowName: row.workflow_name,
+    taskQueue: row.task_queue,
+    priority: row.priority,
+    historyLength: row.history_length,
+    historySize: Number(row.history_size),
+  };
+}
+
+export interface NewActivityTask {
+  queue: string;
+  seq: number;
+  activityName: string;
+  priority: number;
+  input: Uint8Array | null;
+  options: Uint8Array;
+  scheduleToCloseMs: number | null;
+  leaseMs: number;
+}
+
+/** All activity tasks of one completion in one multi-row insert (unnest). */
+export async function insertActivityTasks(
+  tx: Queryable,
+  run: { id: string; instanceId: string; workflowName: string; taskQueue: string },
+  tasks: NewActivityTask[],
+): Promise<void> {
+  if (tasks.length === 0) return;
+  await tx`
+    insert into dex.activity_tasks (queue_name, run_id, seq, activity_name, instance_id, workflow_name,
+                                    workflow_queue, priority, input, options, lease_ms, schedule_to_close_deadline)
+    select queue, ${run.id}, seq, name, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, priority,
+           decode(input, 'base64'), decode(options, 'base64'), lease_ms,
+           now() + deadline_ms * interval '1 millisecond'
+    from unnest(${tasks.map((t) => t.queue)}::text[], ${tasks.map((t) => t.seq)}::int[],
+                ${tasks.map((t) => t.activityName)}::text[], ${tasks.map((t) => t.priority)}::int[],
+                ${base64Array(tasks.map((t) => t.input))}::text[], ${base64Array(tasks.map((t) => t.options))}::text[],
+                ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
+         as u(queue, seq, name, priority, input, options, lease_ms, deadline_ms)`;
+}
+
+export interface RunEnd {
+  status: string;
+  result: Uint8Array | null;
+  failure: Uint8Array | null;
+}
+
+/**
+ * Closes a completion: updates the run (history length and size, the sticky
+ * worker, custom status and labels, and its end if a terminal command ended
+ * it). An ended run loses its remaining activity tasks and inbox rows; an
+ * open run with visible inbox rows left (they arrived while the task was in
+ * flight) gets its next workflow task. NOTIFYs ride along, sent at commit.
+ * Returns whether a next workflow task was created.
+ */
+export async function finishWorkflowTask(
+  tx: Queryable,
+  input: {
+    runId: string;
+    queue: string;
+    priority: number;
+    historyLength: number;
+    stickyWorkerId: string | null;
+    customStatus: string | null | undefined;
+    labels: Record<string, string> | undefined;
+    end: RunEnd | undefined;
+    /** Sent at commit. */
+    notify: string[];
+    /** Sent at commit only if a next workflow task was created. */
+    nextTaskNotify: string;
+  },
+): Promise<{ nextTask: boolean }> {
+  const ended = input.end !== undefined;
+  const [row] = await tx<{ next_task: boolean }[]>`
+    with updated as (
+      update dex.runs set
+        history_length = ${input.historyLength},
+        sticky_worker_id = ${input.stickyWorkerId},
+        custom_status = case when ${input.customStatus === undefined} then custom_status else ${input.customStatus ?? null} end,
+        labels = labels || ${JSON.stringify(input.labels ?? {})}::jsonb,
+        status = coalesce(${input.end?.status ?? null}, status),
+        result = coalesce(${bytes(input.end?.result)}, result),
+        failure = coalesce(${bytes(input.end?.failure)}, failure),
+        ended_at = case when ${ended} then now() else ended_at end
+      where id = ${input.runId}
+      returning id
+    ), dropped_activities as (
+      delete from dex.activity_tasks where ${ended} and run_id = ${input.runId}
+    ), dropped_inbox as (
+      delete from dex.inbox where ${ended} and run_id = ${input.runId}
+    ), next_task as (
+      insert into dex.workflow_tasks (queue_name, run_id, priority)
+      select ${input.queue}, ${input.runId}, ${input.priority}
+      where not ${ended} and exists (select 1 from dex.inbox where run_id = ${input.runId} and visible_at <= now())
+      on conflict do nothing
+      returning run_id
+    ), notified as (
+      select pg_notify('dex_wakeup', p) from unnest(${[...new Set(input.notify)]}::text[]) as p
+      union all
+      select pg_notify('dex_wakeup', ${input.nextTaskNotify}) where exists (select 1 from next_task)
+    )
+    select exists (select 1 from next_task) as next_task, (select count(*) from notified) as notified`;
+  return { nextTask: row?.next_task ?? false };
+}

@@ -1,0 +1,176 @@
+/** Runs: the start statement (hot, hand-written) and the reads (drizzle). */
+import { and, desc, eq, gte, inArray, lt, sql as dsql, type SQL } from "drizzle-orm";
+import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { bytes, type Queryable } from "./db.js";
+import { isUniqueViolation } from "./errors.js";
+import { runs } from "./schema.js";
+
+export type RunRecord = typeof runs.$inferSelect;
+export type Drizzle = PostgresJsDatabase;
+
+export interface NewRun {
+  id: string;
+  instanceId: string;
+  workflowName: string;
+  taskQueue: string;
+  priority: number;
+  labels: Record<string, string>;
+  requestId: string;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  input: Uint8Array | null;
+  /** The run_started event (sequence 1). */
+  startedEvent: Uint8Array;
+  /** 'allow' | 'allow_if_failed' | 'reject' */
+  reusePolicy: string;
+  /** NOTIFY payload for the workflow queue, sent at commit if the run was inserted. */
+  wakeupPayload: string;
+}
+
+export type InsertRunOutcome =
+  | { outcome: "started"; runId: string }
+  | { outcome: "queue_missing" }
+  | { outcome: "same_request"; runId: string }
+  | { outcome: "reuse_rejected"; latestRunId: string; latestStatus: string }
+  | { outcome: "open_run_exists" };
+
+/**
+ * Inserts the run, its run_started event and its first workflow task in ONE
+ * statement (one round trip, atomic). The checks ride along as CTEs: the
+ * queue must exist; a run of this instance created by the same request id is
+ * returned instead (idempotent retry, also after that run ended); the reuse
+ * policy looks at the latest run. The partial unique index
+ * runs_one_open_run_per_instance decides races between concurrent starts: the
+ * loser gets a 23505, reported as `open_run_exists` for the caller to resolve.
+ */
+export async function insertRun(sql: Queryable, run: NewRun): Promise<InsertRunOutcome> {
+  try {
+    const [row] = await sql<
+      {
+        run_id: string | null;
+        queue_exists: boolean;
+        same_request_id: string | null;
+        latest_id: string | null;
+        latest_status: string | null;
+      }[]
+    >`
+      with queue as (
+        select 1 from dex.task_queues where type = 'workflow' and name = ${run.taskQueue}
+      ), same_request as (
+        select id from dex.runs
+        where ${run.requestId}::text <> '' and instance_id = ${run.instanceId} and request_id = ${run.requestId}
+        order by id desc limit 1
+      ), latest as (
+        select id, status from dex.runs where instance_id = ${run.instanceId} order by id desc limit 1
+      ), allowed as (
+        select exists (select 1 from queue)
+          and not exists (select 1 from same_request)
+          and (
+            ${run.reusePolicy}::text = 'allow'
+            or not exists (select 1 from latest)
+            or (select status from latest) in ('CREATED', 'RUNNING')
+            or (${run.reusePolicy}::text = 'allow_if_failed'
+                and (select status from latest) in ('FAILED', 'CANCELLED', 'TERMINATED'))
+          ) as ok
+      ), inserted as (
+        insert into dex.runs (id, instance_id, workflow_name, task_queue, status, priority, labels,
+                              concurrency_key, concurrency_limit, request_id, input, history_length, history_size)
+        select ${run.id}::uuid, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, 'CREATED', ${run.priority},
+               ${JSON.stringify(run.labels)}::jsonb, ${run.concurrencyKey}, ${run.concurrencyLimit},
+               nullif(${run.requestId}::text, ''), ${bytes(run.input)}, 1, ${run.startedEvent.byteLength}
+        where (select ok from allowed)
+        returning id, created_at
+      ), started as (
+        insert into dex.history_events (run_id, sequence, kind, event, created_at)
+        select id, 1, 'run_started', ${bytes(run.startedEvent)}, created_at from inserted
+      ), task as (
+        insert into dex.workflow_tasks (queue_name, run_id, priority, visible_at, created_at)
+        select ${run.taskQueue}, id, ${run.priority}, created_at, created_at from inserted
+      )
+      select (select id from inserted) as run_id,
+             exists (select 1 from queue) as queue_exists,
+             (select id from same_request) as same_request_id,
+             (select id from latest) as latest_id,
+             (select status from latest) as latest_status,
+             (select pg_notify('dex_wakeup', ${run.wakeupPayload}) from inserted)::text as notified`;
+    if (!row) throw new Error("insertRun returned no row");
+    if (row.run_id) return { outcome: "started", runId: row.run_id };
+    if (!row.queue_exists) return { outcome: "queue_missing" };
+    if (row.same_request_id) return { outcome: "same_request", runId: row.same_request_id };
+    return { outcome: "reuse_rejected", latestRunId: row.latest_id!, latestStatus: row.latest_status! };
+  } catch (err) {
+    if (isUniqueViolation(err, "runs_one_open_run_per_instance")) return { outcome: "open_run_exists" };
+    throw err;
+  }
+}
+
+/** The instance's open run, read in a fresh statement after a conflict. */
+export async function findOpenRun(
+  sql: Queryable,
+  instanceId: string,
+): Promise<{ id: string; requestId: string | null } | undefined> {
+  const [row] = await sql<{ id: string; request_id: string | null }[]>`
+    select id, request_id from dex.runs where instance_id = ${instanceId} and status in ('CREATED', 'RUNNING')`;
+  return row ? { id: row.id, requestId: row.request_id } : undefined;
+}
+
+/** A run by id, or an instance's open run (else its latest). */
+export async function getRun(
+  db: Drizzle,
+  selector: { runId: string } | { instanceId: string },
+): Promise<RunRecord | undefined> {
+  if ("runId" in selector) {
+    const [row] = await db.select().from(runs).where(eq(runs.id, selector.runId)).limit(1);
+    return row;
+  }
+  // Open runs first (at most one), then the newest.
+  const [row] = await db
+    .select()
+    .from(runs)
+    .where(eq(runs.instanceId, selector.instanceId))
+    .orderBy(dsql`(${runs.status} in ('CREATED', 'RUNNING')) desc`, desc(runs.id))
+    .limit(1);
+  return row;
+}
+
+/** The columns the waiters poll: cheap, by primary key. */
+export async function getRunProgress(
+  sql: Queryable,
+  runId: string,
+): Promise<{ status: string; historyLength: number } | undefined> {
+  const [row] = await sql<{ status: string; history_length: number }[]>`
+    select status, history_length from dex.runs where id = ${runId}`;
+  return row ? { status: row.status, historyLength: row.history_length } : undefined;
+}
+
+export interface RunFilter {
+  workflowName?: string | undefined;
+  statuses?: string[] | undefined;
+  instanceId?: string | undefined;
+  labels?: Record<string, string> | undefined;
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  /** Keyset: only runs with a smaller id (UUIDv7: created earlier). */
+  beforeId?: string | undefined;
+  limit: number;
+}
+
+/** Newest first. Every filter has an index: (workflow_name, id), (status, id), (instance_id, id), GIN labels. */
+export async function listRuns(db: Drizzle, filter: RunFilter): Promise<RunRecord[]> {
+  const where: SQL[] = [];
+  if (filter.workflowName) where.push(eq(runs.workflowName, filter.workflowName));
+  if (filter.statuses && filter.statuses.length > 0) where.push(inArray(runs.status, filter.statuses));
+  if (filter.instanceId) where.push(eq(runs.instanceId, filter.instanceId));
+  if (filter.labels && Object.keys(filter.labels).length > 0) {
+    where.push(dsql`${runs.labels} @> ${JSON.stringify(filter.labels)}::jsonb`);
+  }
+  if (filter.createdAfter) where.push(gte(runs.createdAt, filter.createdAfter));
+  if (filter.createdBefore) where.push(lt(runs.createdAt, filter.createdBefore));
+  if (filter.beforeId) where.push(lt(runs.id, filter.beforeId));
+  return db
+    .select()
+    .from(runs)
+    .where(and(...where))
+    .orderBy(desc(runs.id))
+    .limit(filter.limit);
+}

@@ -1,0 +1,210 @@
+/**
+ * Workflow task SQL: claim, fenced completion and failure.
+ *
+ * Lock order, held by every write path so they cannot deadlock: the run row
+ * first (FOR NO KEY UPDATE), then task rows, then inbox rows. The claim is the
+ * exception that proves it: it locks only task rows it can take without
+ * waiting (SKIP LOCKED), and touches the run row only while it is CREATED, a
+ * state no other writer locks it in.
+ */
+import type { Queryable } from "./db.js";
+
+export interface ClaimedWorkflowTask {
+  runId: string;
+  queue: string;
+  leaseId: string;
+  lockVersion: number;
+  attempt: number;
+  taskTime: Date;
+  inboxIds: number[];
+  instanceId: string;
+  workflowName: string;
+  historyLength: number;
+  historySize: number;
+  stickyWorkerId: string | null;
+}
+
+/**
+ * Claims up to `limit` visible tasks of one queue in ONE statement (one
+ * implicit transaction, one round trip).
+ *
+ * Locking: FOR NO KEY UPDATE SKIP LOCKED. SKIP LOCKED lets concurrent pollers
+ * take different rows instead of queueing behind each other; NO KEY UPDATE
+ * (not FOR UPDATE) is enough because the key never changes, and it does not
+ * block foreign-key-style share locks. The lease is written into visible_at
+ * itself, so leased rows drop out of the claim index range and an expired
+ * lease makes the task claimable again with no reaper. lock_version + 1 and a
+ * fresh random lease_id fence the previous holder out.
+ *
+ * The inbox rows visible now are recorded with the lease (inbox_ids): exactly
+ * those are handed out, and exactly those move into history on completion.
+ */
+export async function claimWorkflowTasks(
+  sql: Queryable,
+  input: { queue: string; limit: number; workerId: string; leaseMs: number },
+): Promise<ClaimedWorkflowTask[]> {
+  const rows = await sql<
+    {
+      run_id: string;
+      lease_id: string;
+      lock_version: number;
+      attempt: number;
+      task_time: Date;
+      inbox_ids: string[];
+      instance_id: string;
+      workflow_name: string;
+      history_length: number;
+      history_size: string;
+      sticky_worker_id: string | null;
+    }[]
+  >`
+    with picked as (
+      select queue_name, run_id from dex.workflow_tasks
+      where queue_name = ${input.queue} and visible_at <= now()
+      order by priority desc, visible_at
+      limit ${input.limit}
+      for no key update skip locked
+    ), leased as (
+      update dex.workflow_tasks t
+      set visible_at = now() + ${input.leaseMs} * interval '1 millisecond',
+          leased_until = now() + ${input.leaseMs} * interval '1 millisecond',
+          lease_id = gen_random_uuid(),
+          lock_version = t.lock_version + 1,
+          attempt = t.attempt + 1,
+          worker_id = ${input.workerId},
+          task_time = now(),
+          inbox_ids = coalesce((select array_agg(i.id order by i.id) from dex.inbox i
+                                where i.run_id = t.run_id and i.visible_at <= now()), '{}')
+      from picked p
+      where t.queue_name = p.queue_name and t.run_id = p.run_id
+      returning t.run_id, t.lease_id, t.lock_version, t.attempt, t.task_time, t.inbox_ids
+    ), started as (
+      update dex.runs r set status = 'RUNNING', started_at = now()
+      from leased l where r.id = l.run_id and r.status = 'CREATED'
+    )
+    select l.*, r.instance_id, r.workflow_name, r.history_length, r.history_size::text, r.sticky_worker_id
+    from leased l join dex.runs r on r.id = l.run_id`;
+  return rows.map((r) => ({
+    runId: r.run_id,
+    queue: input.queue,
+    leaseId: r.lease_id,
+    lockVersion: r.lock_version,
+    attempt: r.attempt,
+    taskTime: r.task_time,
+    inboxIds: r.inbox_ids.map(Number),
+    instanceId: r.instance_id,
+    workflowName: r.workflow_name,
+    historyLength: r.history_length,
+    historySize: Number(r.history_size),
+    stickyWorkerId: r.sticky_worker_id,
+  }));
+}
+
+export interface InboxRow {
+  id: number;
+  runId: string;
+  event: Uint8Array;
+  createdAt: Date;
+}
+
+/** The inbox rows handed out with claimed tasks (by id; they cannot move while the task is leased). */
+export async function readInboxRows(sql: Queryable, ids: number[]): Promise<InboxRow[]> {
+  if (ids.length === 0) return [];
+  const rows = await sql<{ id: string; run_id: string; event: Buffer; created_at: Date }[]>`
+    select id, run_id, event, created_at from dex.inbox where id = any(${ids}::bigint[]) order by id`;
+  return rows.map((r) => ({ id: Number(r.id), runId: r.run_id, event: r.event, createdAt: r.created_at }));
+}
+
+export interface TakenWorkflowTask {
+  attempt: number;
+  taskTime: Date;
+  workerId: string;
+  inboxIds: number[];
+}
+
+/**
+ * Deletes the task if, and only if, it still carries this lease (the fence).
+ * The caller holds the run row lock; the task row lock comes second.
+ */
+export async function takeWorkflowTask(
+  tx: Queryable,
+  ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
+): Promise<TakenWorkflowTask | undefined> {
+  const [row] = await tx<{ attempt: number; task_time: Date; worker_id: string; inbox_ids: string[] }[]>`
+    delete from dex.workflow_tasks
+    where queue_name = ${ref.queue} and run_id = ${ref.runId}
+      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+    returning attempt, task_time, worker_id, inbox_ids`;
+  if (!row) return undefined;
+  return { attempt: row.attempt, taskTime: row.task_time, workerId: row.worker_id, inboxIds: row.inbox_ids.map(Number) };
+}
+
+/**
+ * Ends a failed attempt: the lease is dropped (lease_id null fences the old
+ * token out), the failure is kept for describe, and the task becomes visible
+ * after the back-off. Only the task row is written, so no run lock is needed.
+ */
+export async function failWorkflowTask(
+  sql: Queryable,
+  ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
+  input: { failure: Uint8Array; backoffMs: (attempt: number) => number },
+): Promise<{ nextAttemptAt: Date } | undefined> {
+  // The back-off depends on the attempt, which only the row knows: read it,
+  // then update under the same fence (if the lease changed in between, the
+  // update matches nothing and the caller answers NOT_FOUND).
+  const [current] = await sql<{ attempt: number }[]>`
+    select attempt from dex.workflow_tasks
+    where queue_name = ${ref.queue} and run_id = ${ref.runId}
+      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}`;
+  if (!current) return undefined;
+  const [row] = await sql<{ visible_at: Date }[]>`
+    update dex.workflow_tasks
+    set visible_at = now() + ${input.backoffMs(current.attempt)} * interval '1 millisecond',
+        leased_until = null, lease_id = null, worker_id = null, inbox_ids = null,
+        last_failure = ${Buffer.from(input.failure)}
+    where queue_name = ${ref.queue} and run_id = ${ref.runId}
+      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+    returning visible_at`;
+  return row ? { nextAttemptAt: row.visible_at } : undefined;
+}
+
+/**
+ * Gives the run a workflow task unless it has one. ON CONFLICT DO NOTHING:
+ * a task already queued will hand out the new inbox rows; a task in flight
+ * re-checks the inbox when it completes (see finishWorkflowTask). The NOTIFY
+ * is sent at commit, only if a task was created.
+ */
+export async function ensureWorkflowTask(
+  tx: Queryable,
+  input: { queue: string; runId: string; priority: number; notify: string },
+): Promise<boolean> {
+  const [row] = await tx<{ created: boolean }[]>`
+    with created as (
+      insert into dex.workflow_tasks (queue_name, run_id, priority)
+      values (${input.queue}, ${input.runId}, ${input.priority})
+      on conflict do nothing
+      returning run_id
+    )
+    select exists (select 1 from created) as created,
+           (select pg_notify('dex_wakeup', ${input.notify}) from created)::text as notified`;
+  return row?.created ?? false;
+}
+
+/**
+ * Hands claimed tasks back when the poll that claimed them was cancelled
+ * before it could answer: visible again at once, the attempt not counted.
+ */
+export async function releaseWorkflowTasks(
+  sql: Queryable,
+  refs: Array<{ queue: string; runId: string; leaseId: string; lockVersion: number }>,
+): Promise<void> {
+  if (refs.length === 0) return;
+  await sql`
+    update dex.workflow_tasks t
+    set visible_at = now(), leased_until = null, lease_id = null, worker_id = null,
+        inbox_ids = null, attempt = t.attempt - 1
+    from unnest(${refs.map((r) => r.runId)}::uuid[], ${refs.map((r) => r.leaseId)}::uuid[],
+                ${refs.map((r) => r.lockVersion)}::int[]) as u(run_id, lease_id, lock_version)
+    where t.queue_name = ${refs[0]!.queue} and t.run_id = u.run_id
+      and t.lease_id = u.lease_id and t.lock_version = u.lock_version`;
+}
