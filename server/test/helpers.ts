@@ -71,3 +71,63 @@ let counter = 0;
 export function uniqueId(prefix: string): string {
   return `${prefix}-${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/** Starts a run and completes its first workflow task with the given commands; returns the run id. */
+export async function startWith(
+  h: Harness,
+  commands: Parameters<Harness["worker"]["completeWorkflowTask"]>[0]["commands"],
+  options: { workerId?: string; instanceId?: string; taskQueue?: string } = {},
+): Promise<string> {
+  const { runId } = await h.client.startWorkflow({
+    workflowName: "wf",
+    instanceId: options.instanceId ?? uniqueId("run"),
+    taskQueue: options.taskQueue ?? "",
+  });
+  const task = await pollWorkflowTaskOf(h, runId, options.workerId ?? "w1", options.taskQueue ?? "default");
+  await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands });
+  return runId;
+}
+
+type PolledWorkflowTask = Awaited<ReturnType<Harness["worker"]["pollWorkflowTasks"]>>["tasks"][number];
+type PolledActivityTask = Awaited<ReturnType<Harness["worker"]["pollActivityTasks"]>>["tasks"][number];
+const workflowStash = new Map<string, PolledWorkflowTask>();
+const activityStash = new Map<string, PolledActivityTask>();
+
+/** Polls until the task of this run comes out; tasks of other runs are kept for their own callers. */
+export async function pollWorkflowTaskOf(h: Harness, runId: string, workerId = "w1", taskQueue = "default") {
+  for (let i = 0; i < 20; i++) {
+    const stashed = workflowStash.get(runId);
+    if (stashed) {
+      workflowStash.delete(runId);
+      return stashed;
+    }
+    const { tasks } = await h.worker.pollWorkflowTasks({ taskQueue, workerId, maxTasks: 10, maxWait: { seconds: 2n } });
+    for (const task of tasks) workflowStash.set(task.runId, task);
+  }
+  throw new Error(`no workflow task for run ${runId}`);
+}
+
+export async function pollActivityOf(h: Harness, runId: string, seq: number, taskQueue = "default", workerId = "a1") {
+  for (let i = 0; i < 20; i++) {
+    const stashed = activityStash.get(`${runId}/${seq}`);
+    if (stashed) {
+      activityStash.delete(`${runId}/${seq}`);
+      return stashed;
+    }
+    const { tasks } = await h.worker.pollActivityTasks({ taskQueue, workerId, maxTasks: 10, maxWait: { seconds: 2n } });
+    for (const task of tasks) activityStash.set(`${task.runId}/${task.seq}`, task);
+  }
+  throw new Error(`no activity task ${seq} for run ${runId}`);
+}
+
+export function byRunId(runId: string) {
+  return { target: { case: "runId" as const, value: runId } };
+}
+
+export function scheduleActivity(seq: number, activityName: string, extra: Record<string, unknown> = {}) {
+  return { command: { case: "scheduleActivity" as const, value: { seq, activityName, ...extra } } };
+}
+
+export function completeRun(result: unknown) {
+  return { command: { case: "completeRun" as const, value: { result: json(result) } } };
+}
