@@ -1,0 +1,139 @@
+/** Invalid input to every implemented RPC gets the right status and a message naming the field. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DexError } from "@dex/proto";
+import { byRunId, pollWorkflowTaskOf, startHarness, uniqueId, type Harness } from "./helpers.js";
+
+async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, "the call should have failed").toBeInstanceOf(DexError);
+  expect((err as DexError).code).toBe(code);
+  if (message) expect((err as DexError).message).toMatch(message);
+}
+
+const long = "x".repeat(256);
+const notUuid = { target: { case: "runId" as const, value: "not-a-uuid" } };
+const unknownRun = byRunId("0190a1b2-0000-7000-8000-000000000000");
+
+describe("input validation", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("StartWorkflow", async () => {
+    const ok = { workflowName: "wf", instanceId: uniqueId("v") };
+    await rejectsWith(h.client.startWorkflow({ ...ok, workflowName: "" }), "INVALID_ARGUMENT", /workflow_name is required/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, instanceId: "" }), "INVALID_ARGUMENT", /instance_id is required/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, instanceId: long }), "INVALID_ARGUMENT", /instance_id is too long/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, workflowName: long }), "INVALID_ARGUMENT", /workflow_name/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, taskQueue: "bad name!" }), "INVALID_ARGUMENT", /task_queue/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, priority: 101 }), "INVALID_ARGUMENT", /priority/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, priority: -1 }), "INVALID_ARGUMENT", /priority/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, requestId: long }), "INVALID_ARGUMENT", /request_id/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, labels: { "": "v" } }), "INVALID_ARGUMENT", /labels/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, labels: { k: long } }), "INVALID_ARGUMENT", /labels/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, conflictPolicy: 9 }), "INVALID_ARGUMENT", /conflict_policy/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, reusePolicy: 9 }), "INVALID_ARGUMENT", /reuse_policy/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, concurrencyKey: "k", concurrencyLimit: -1 }), "INVALID_ARGUMENT", /concurrency_limit/);
+    await rejectsWith(h.client.startWorkflow({ ...ok, taskQueue: "missing" }), "NOT_FOUND", /missing/);
+    const [{ count }] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.runs`;
+    expect(count).toBe(0);
+  });
+
+  it("DescribeRun, GetRunHistory, GetRunResult", async () => {
+    for (const call of [
+      (run: never) => h.client.describeRun({ run }),
+      (run: never) => h.client.getRunHistory({ run }),
+      (run: never) => h.client.getRunResult({ run }),
+    ]) {
+      await rejectsWith(call(undefined as never), "INVALID_ARGUMENT", /run is required/);
+      await rejectsWith(call(notUuid as never), "INVALID_ARGUMENT", /run.run_id .* is not a run id/);
+      await rejectsWith(call({ target: { case: "instanceId", value: "" } } as never), "INVALID_ARGUMENT", /instance_id/);
+      await rejectsWith(call(unknownRun as never), "NOT_FOUND", /not found/);
+      await rejectsWith(call({ target: { case: "instanceId", value: "nobody" } } as never), "NOT_FOUND", /nobody/);
+    }
+    const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("v") });
+    await rejectsWith(h.client.getRunHistory({ run: byRunId(runId), afterSequence: -1n }), "INVALID_ARGUMENT", /after_sequence/);
+    await rejectsWith(h.client.getRunHistory({ run: byRunId(runId), pageSize: 10_001 }), "INVALID_ARGUMENT", /page_size/);
+    await rejectsWith(h.client.getRunHistory({ run: byRunId(runId), pageSize: -1 }), "INVALID_ARGUMENT", /page_size/);
+  });
+
+  it("ListRuns", async () => {
+    await rejectsWith(h.client.listRuns({ pageSize: 1001 }), "INVALID_ARGUMENT", /page_size/);
+    await rejectsWith(h.client.listRuns({ statuses: [42] }), "INVALID_ARGUMENT", /statuses\[0\]/);
+    await rejectsWith(h.client.listRuns({ pageToken: "garbage!" }), "INVALID_ARGUMENT", /page_token/);
+    await rejectsWith(h.client.listRuns({ pageToken: "AAAA" }), "INVALID_ARGUMENT", /page_token/);
+    await rejectsWith(h.client.listRuns({ workflowName: long }), "INVALID_ARGUMENT", /workflow_name/);
+    await rejectsWith(h.client.listRuns({ createdAfter: { seconds: 1n, nanos: -5 } }), "INVALID_ARGUMENT", /created_after/);
+  });
+
+  it("unimplemented client RPCs say so", async () => {
+    await rejectsWith(h.client.sendEvent({}), "UNIMPLEMENTED", /later version/);
+    await rejectsWith(h.client.sendEventWithStart({}), "UNIMPLEMENTED", /later version/);
+    await rejectsWith(h.client.cancelRun({}), "UNIMPLEMENTED", /later version/);
+    await rejectsWith(h.client.terminateRun({}), "UNIMPLEMENTED", /later version/);
+  });
+
+  it("PollWorkflowTasks and PollActivityTasks", async () => {
+    for (const poll of [h.worker.pollWorkflowTasks, h.worker.pollActivityTasks]) {
+      const ok = { taskQueue: "default", workerId: "w", maxWait: { nanos: 1_000_000 } };
+      await rejectsWith(poll({ ...ok, taskQueue: "" }), "INVALID_ARGUMENT", /task_queue is required/);
+      await rejectsWith(poll({ ...ok, workerId: "" }), "INVALID_ARGUMENT", /worker_id is required/);
+      await rejectsWith(poll({ ...ok, workerId: long }), "INVALID_ARGUMENT", /worker_id/);
+      await rejectsWith(poll({ ...ok, maxTasks: 101 }), "INVALID_ARGUMENT", /max_tasks/);
+      await rejectsWith(poll({ ...ok, maxTasks: -1 }), "INVALID_ARGUMENT", /max_tasks/);
+      await rejectsWith(poll({ ...ok, maxWait: { seconds: 61n } }), "INVALID_ARGUMENT", /max_wait/);
+      await rejectsWith(poll({ ...ok, maxWait: { seconds: -1n } }), "INVALID_ARGUMENT", /max_wait/);
+      await rejectsWith(poll({ ...ok, taskQueue: "missing" }), "NOT_FOUND", /missing/);
+    }
+  });
+
+  it("task completions, failures and heartbeats", async () => {
+    const garbage = new Uint8Array([9, 9, 9]);
+    await rejectsWith(h.worker.completeWorkflowTask({}), "INVALID_ARGUMENT", /task_token is required/);
+    await rejectsWith(h.worker.completeWorkflowTask({ taskToken: garbage }), "INVALID_ARGUMENT", /task_token/);
+    await rejectsWith(h.worker.failWorkflowTask({ taskToken: garbage, failure: { message: "x" } }), "INVALID_ARGUMENT", /task_token/);
+    await rejectsWith(h.worker.completeActivityTask({ taskToken: garbage }), "INVALID_ARGUMENT", /task_token/);
+    await rejectsWith(h.worker.failActivityTask({ taskToken: garbage, failure: { message: "x" } }), "INVALID_ARGUMENT", /task_token/);
+    await rejectsWith(h.worker.heartbeatActivityTask({}), "INVALID_ARGUMENT", /task_token is required/);
+
+    const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("v") });
+    const task = await pollWorkflowTaskOf(h, runId);
+    await rejectsWith(h.worker.failWorkflowTask({ taskToken: task!.taskToken }), "INVALID_ARGUMENT", /failure is required/);
+    await rejectsWith(h.worker.failWorkflowTask({ taskToken: task!.taskToken, failure: { message: "x" }, cause: 77 }), "INVALID_ARGUMENT", /cause/);
+    await h.worker.completeWorkflowTask({
+      taskToken: task!.taskToken,
+      commands: [{ command: { case: "scheduleActivity", value: { seq: 1, activityName: "a" } } }],
+    });
+    const [activity] = (await h.worker.pollActivityTasks({ taskQueue: "default", workerId: "a" })).tasks;
+    await rejectsWith(h.worker.failActivityTask({ taskToken: activity!.taskToken }), "INVALID_ARGUMENT", /failure is required/);
+    await rejectsWith(
+      h.worker.failActivityTask({ taskToken: activity!.taskToken, failure: { message: "x" }, nextRetryDelay: { seconds: -5n } }),
+      "INVALID_ARGUMENT",
+      /next_retry_delay/,
+    );
+    // The task was not touched by the rejected calls.
+    await h.worker.completeActivityTask({ taskToken: activity!.taskToken });
+  });
+
+  it("CreateTaskQueue and ListTaskQueues", async () => {
+    await rejectsWith(h.queues.createTaskQueue({ name: "", type: 1 }), "INVALID_ARGUMENT", /name is required/);
+    await rejectsWith(h.queues.createTaskQueue({ name: "a b", type: 1 }), "INVALID_ARGUMENT", /name/);
+    await rejectsWith(h.queues.createTaskQueue({ name: "q".repeat(65), type: 1 }), "INVALID_ARGUMENT", /name/);
+    await rejectsWith(h.queues.createTaskQueue({ name: "q" }), "INVALID_ARGUMENT", /type is required/);
+    await rejectsWith(h.queues.createTaskQueue({ name: "q", type: 7 }), "INVALID_ARGUMENT", /type/);
+    await rejectsWith(h.queues.createTaskQueue({ name: "q", type: 1, capacity: -1 }), "INVALID_ARGUMENT", /capacity/);
+    await rejectsWith(h.queues.createTaskQueue({ name: "default", type: 1 }), "ALREADY_EXISTS", /already exists/);
+    await rejectsWith(h.queues.listTaskQueues({ type: 9 }), "INVALID_ARGUMENT", /type/);
+    await rejectsWith(h.queues.updateTaskQueue({ name: "default", type: 1, capacity: 5 }), "UNIMPLEMENTED");
+    await rejectsWith(h.queues.pauseTaskQueue({ name: "default", type: 1 }), "UNIMPLEMENTED");
+    await rejectsWith(h.queues.resumeTaskQueue({ name: "default", type: 1 }), "UNIMPLEMENTED");
+    await rejectsWith(h.queues.deleteTaskQueue({ name: "default", type: 1 }), "UNIMPLEMENTED");
+  });
+});
