@@ -93,7 +93,7 @@ describe("StartWorkflow", () => {
     const err = await rejection(h.client.startWorkflow({ workflowName: "wf", instanceId, taskQueue: "nope" }));
     expect(err.code).toBe("NOT_FOUND");
     expect(err.message).toMatch(/nope.*does not exist/);
-    const [{ count }] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.runs where instance_id = ${instanceId}`;
+    const [{ count } = { count: -1 }] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.runs where instance_id = ${instanceId}`;
     expect(count).toBe(0);
   });
 

@@ -70,7 +70,7 @@ describe("task tokens fence every completion", () => {
     expect(results.filter((r) => r === "NOT_FOUND")).toHaveLength(4);
     expect(await code(h.worker.failActivityTask({ taskToken: activity.taskToken, failure: { message: "late" } }))).toBe("NOT_FOUND");
     expect(await code(h.worker.heartbeatActivityTask({ taskToken: activity.taskToken }))).toBe("NOT_FOUND");
-    const [{ count }] = await h.sql<{ count: number }[]>`
+    const [{ count } = { count: -1 }] = await h.sql<{ count: number }[]>`
       select count(*)::int as count from dex.inbox where run_id = ${runId}`;
     expect(count).toBe(1);
   });

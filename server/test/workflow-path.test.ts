@@ -94,3 +94,32 @@ describe("a workflow from start to result", () => {
     expect(left).toEqual({ wf: 0, act: 0, inbox: 0 });
   });
 });
+
+describe("run metadata commands", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("records side effects, custom status and label upserts", async () => {
+    const { runId } = await h.client.startWorkflow({ workflowName: "meta", instanceId: uniqueId("meta"), labels: { a: "1" } });
+    const task = await h.worker.pollWorkflowTasks({ taskQueue: "default", workerId: "w" });
+    await h.worker.completeWorkflowTask({
+      taskToken: task.tasks[0]!.taskToken,
+      commands: [
+        { command: { case: "recordSideEffect", value: { seq: 1, value: json("rnd") } } },
+        { command: { case: "setCustomStatus", value: { customStatus: "charging" } } },
+        { command: { case: "upsertLabels", value: { labels: { b: "2", a: "3" } } } },
+      ],
+    });
+    const described = await h.client.describeRun({ run: { target: { case: "runId", value: runId } } });
+    expect(described.info).toMatchObject({ customStatus: "charging", labels: { a: "3", b: "2" }, status: RunStatus.RUNNING });
+    const history = await h.client.getRunHistory({ run: { target: { case: "runId", value: runId } } });
+    expect(kinds(history.events)).toEqual(["runStarted", "workflowTaskCompleted", "sideEffectRecorded", "customStatusSet", "labelsUpserted"]);
+    const listed = await h.client.listRuns({ labels: { b: "2" } });
+    expect(listed.runs.map((r) => r.runId)).toEqual([runId]);
+  });
+});

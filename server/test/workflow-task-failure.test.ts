@@ -77,7 +77,7 @@ describe("FailWorkflowTask", () => {
     ).rejects.toMatchObject({ code: "UNIMPLEMENTED" });
     const history = await h.client.getRunHistory({ run: byRunId(runId) });
     expect(kinds(history.events)).toEqual(["runStarted"]);
-    const [{ count }] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.activity_tasks where run_id = ${runId}`;
+    const [{ count } = { count: -1 }] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.activity_tasks where run_id = ${runId}`;
     expect(count).toBe(0);
     // The same token still works.
     await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeRun("ok")] });

@@ -119,7 +119,7 @@ export async function finishWorkflowTask(
         history_length = ${input.historyLength},
         sticky_worker_id = ${input.stickyWorkerId},
         custom_status = case when ${input.customStatus === undefined} then custom_status else ${input.customStatus ?? null} end,
-        labels = labels || ${JSON.stringify(input.labels ?? {})}::jsonb,
+        labels = labels || ${JSON.stringify(input.labels ?? {})}::text::jsonb,
         status = coalesce(${input.end?.status ?? null}, status),
         result = coalesce(${bytes(input.end?.result)}, result),
         failure = coalesce(${bytes(input.end?.failure)}, failure),

@@ -76,7 +76,7 @@ export async function insertRun(sql: Queryable, run: NewRun): Promise<InsertRunO
         insert into dex.runs (id, instance_id, workflow_name, task_queue, status, priority, labels,
                               concurrency_key, concurrency_limit, request_id, input, history_length, history_size)
         select ${run.id}::uuid, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, 'CREATED', ${run.priority},
-               ${JSON.stringify(run.labels)}::jsonb, ${run.concurrencyKey}, ${run.concurrencyLimit},
+               ${JSON.stringify(run.labels)}::text::jsonb, ${run.concurrencyKey}, ${run.concurrencyLimit},
                nullif(${run.requestId}::text, ''), ${bytes(run.input)}, 1, ${run.startedEvent.byteLength}
         where (select ok from allowed)
         returning id, created_at
@@ -162,7 +162,7 @@ export async function listRuns(db: Drizzle, filter: RunFilter): Promise<RunRecor
   if (filter.statuses && filter.statuses.length > 0) where.push(inArray(runs.status, filter.statuses));
   if (filter.instanceId) where.push(eq(runs.instanceId, filter.instanceId));
   if (filter.labels && Object.keys(filter.labels).length > 0) {
-    where.push(dsql`${runs.labels} @> ${JSON.stringify(filter.labels)}::jsonb`);
+    where.push(dsql`${runs.labels} @> ${JSON.stringify(filter.labels)}::text::jsonb`);
   }
   if (filter.createdAfter) where.push(gte(runs.createdAt, filter.createdAfter));
   if (filter.createdBefore) where.push(lt(runs.createdAt, filter.createdBefore));
