@@ -3,6 +3,7 @@
  * transport together, and takes them apart again on close().
  */
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { ClientService, grpcService, TaskQueueService, WorkerService } from "@dex/proto";
@@ -92,14 +93,18 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     );
     const loops = startBackgroundLoops(engine);
     const shutdown = new AbortController();
+    // Every call in flight listens on this signal; there may be thousands.
+    setMaxListeners(0, shutdown.signal);
     const server = new grpc.Server();
     const onInternalError = (err: unknown, method: string) => logger.error("internal error", { method, err });
     const onUnavailable = (method: string, err: unknown) => logger.warn("database unavailable", { method, err });
+    const onInternal = (method: string, err: unknown, errorId: string) =>
+      logger.error("internal error", { method, errorId, err });
     const hooks = { onInternalError, shutdownSignal: shutdown.signal };
     for (const { definition, implementation } of [
-      grpcService(ClientService, guarded(clientHandlers(engine), onUnavailable), hooks),
-      grpcService(WorkerService, guarded(workerHandlers(engine), onUnavailable), hooks),
-      grpcService(TaskQueueService, guarded(taskQueueHandlers(engine), onUnavailable), hooks),
+      grpcService(ClientService, guarded(clientHandlers(engine), onUnavailable, onInternal), hooks),
+      grpcService(WorkerService, guarded(workerHandlers(engine), onUnavailable, onInternal), hooks),
+      grpcService(TaskQueueService, guarded(taskQueueHandlers(engine), onUnavailable, onInternal), hooks),
     ]) {
       server.addService(definition, implementation);
     }

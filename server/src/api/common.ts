@@ -1,4 +1,5 @@
 /** Helpers every handler uses: run selectors, long-poll deadlines, and error normalisation. */
+import { randomBytes } from "node:crypto";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { DexError, type CallContext, type RunSelector as ProtoRunSelector } from "@dex/proto";
 import type { RunSelector } from "../engine/runs.js";
@@ -59,10 +60,15 @@ export function normaliseError(err: unknown): unknown {
   return err;
 }
 
-/** Wraps every handler of a service with normaliseError. */
+/**
+ * Wraps every handler of a service with normaliseError. Unexpected errors are
+ * logged with a short id and answered INTERNAL with that id only: SQL and
+ * stack details stay in the server log.
+ */
 export function guarded<H extends Record<string, (...args: never[]) => Promise<unknown>>>(
   handlers: H,
   onUnavailable: (method: string, err: unknown) => void,
+  onInternal: (method: string, err: unknown, id: string) => void,
 ): H {
   const out: Record<string, unknown> = {};
   for (const [name, handler] of Object.entries(handlers)) {
@@ -71,9 +77,12 @@ export function guarded<H extends Record<string, (...args: never[]) => Promise<u
         return await handler(...args);
       } catch (err) {
         const normalised = normaliseError(err);
-        if (normalised instanceof DexError && normalised.code === "UNAVAILABLE" && !(err instanceof DexError)) {
-          onUnavailable(name, err);
+        if (!(normalised instanceof DexError)) {
+          const id = randomBytes(4).toString("hex");
+          onInternal(name, err, id);
+          throw new DexError("INTERNAL", `internal server error ${id}; the server log has the details`, { cause: err });
         }
+        if (normalised.code === "UNAVAILABLE" && !(err instanceof DexError)) onUnavailable(name, err);
         throw normalised;
       }
     };
