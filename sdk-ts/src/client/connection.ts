@@ -18,9 +18,8 @@ export function connect(address: string = DEFAULT_ADDRESS): Connection {
     // Histories can be large; the server pages them, but a page of big payloads can exceed 4 MB.
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
-    // Notice a dead server on an idle long poll instead of waiting for the deadline.
-    "grpc.keepalive_time_ms": 30_000,
-    "grpc.keepalive_timeout_ms": 10_000,
+    // No client keepalive pings: servers answer pings more frequent than they allow with GOAWAY
+    // (too_many_pings). A killed server resets the connection; a silent one hits the poll deadline.
     // Reconnect quickly after an outage; the worker adds its own back-off on top.
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 5_000,
