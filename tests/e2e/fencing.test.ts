@@ -52,7 +52,8 @@ describe("task tokens fence completions", () => {
     // Forged tokens: garbage is INVALID_ARGUMENT; a well-formed token with a flipped byte is NOT_FOUND or INVALID_ARGUMENT.
     expect((await rejection(worker.completeActivityTask({ taskToken: new Uint8Array([1, 2, 3]), result: json("x") }))).code).toBe("INVALID_ARGUMENT");
     const tampered = Uint8Array.from(actTask!.taskToken);
-    tampered[tampered.length - 1] ^= 0xff;
+    const last = tampered.length - 1;
+    tampered[last] = tampered[last]! ^ 0xff;
     expect(["NOT_FOUND", "INVALID_ARGUMENT"]).toContain((await rejection(worker.completeActivityTask({ taskToken: tampered, result: json("x") }))).code);
     expect((await rejection(worker.completeActivityTask({ taskToken: new Uint8Array(), result: json("x") }))).code).toBe("INVALID_ARGUMENT");
 

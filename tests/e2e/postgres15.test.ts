@@ -51,7 +51,7 @@ describe.skipIf(skipReason !== undefined)("Postgres 15", () => {
       async () => {
         const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 2 });
         try {
-          const [row] = await sql<{ version: string }[]>`show server_version`;
+          const [row] = await sql<{ version: string }[]>`select current_setting('server_version') as version`;
           return row?.version.startsWith("15.");
         } finally {
           await sql.end();

@@ -4,7 +4,7 @@
  * grpc_python_plugin), starts a workflow that a TypeScript worker runs, and
  * reads its result. Skipped, saying why, where those tools are missing.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,6 +23,18 @@ function missingTools(): string | undefined {
   if (spawnSync("protoc", ["--version"]).status !== 0) return "protoc (protobuf-compiler) is not installed";
   if (!existsSync(PLUGIN)) return "grpc_python_plugin (protobuf-compiler-grpc) is not installed";
   return undefined;
+}
+
+function runPython(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, args, { timeout: 60_000 });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
 const skipReason = missingTools();
@@ -59,11 +71,9 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
     if (stubs) await rm(stubs, { recursive: true, force: true });
   });
 
-  it("starts a workflow that a TypeScript worker runs and reads its result", () => {
-    const run = spawnSync(PYTHON, [`${repoRoot}tests/python/start_and_wait.py`, stubs, h.server.address, "greeting", "py-1", JSON.stringify({ name: "Ada" })], {
-      encoding: "utf8",
-      timeout: 60_000,
-    });
+  it("starts a workflow that a TypeScript worker runs and reads its result", async () => {
+    // Asynchronously: the server and workers run in this process and must keep serving meanwhile.
+    const run = await runPython([`${repoRoot}tests/python/start_and_wait.py`, stubs, h.server.address, "greeting", "py-1", JSON.stringify({ name: "Ada" })]);
     expect(run.stderr).toBe("");
     expect(run.status).toBe(0);
     const out = JSON.parse(run.stdout) as Record<string, unknown>;

