@@ -11,14 +11,19 @@ export function isTransient(err: unknown): boolean {
  * Calls `fn` up to `attempts` times while it fails with a transient error.
  * Only for idempotent calls (reads, and starts carrying a request id).
  */
-export async function withRetry<T>(fn: () => Promise<T>, options: { attempts?: number; signal?: AbortSignal } = {}): Promise<T> {
+export async function withRetry<T>(
+  fn: () => Promise<T>,
+  options: { attempts?: number; signal?: AbortSignal; /** Keep retrying until this time (epoch ms) instead of counting attempts. */ until?: number } = {},
+): Promise<T> {
   const attempts = options.attempts ?? 3;
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      if (attempt >= attempts || !isTransient(err) || options.signal?.aborted) throw err;
-      await sleep(backoffDelay(attempt, { initialMs: 100, maxMs: 1_000 }), options.signal);
+      const delay = backoffDelay(attempt, { initialMs: 100, maxMs: 1_000 });
+      const exhausted = options.until !== undefined ? Date.now() + delay > options.until : attempt >= attempts;
+      if (exhausted || !isTransient(err) || options.signal?.aborted) throw err;
+      await sleep(delay, options.signal);
     }
   }
 }

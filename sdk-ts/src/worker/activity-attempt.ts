@@ -8,7 +8,7 @@
  * process is noticed within one lease. The start-to-close timeout is enforced
  * here, so an activity stuck in a live process still ends.
  */
-import { timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { ActivityTask, Payload } from "@dex/proto";
 import { DexError } from "@dex/proto";
 import { CancelledFailure, TimeoutFailure } from "../common/errors.js";
@@ -43,6 +43,8 @@ export class ActivityAttempt implements ActivityContext {
   private readonly timers: NodeJS.Timeout[] = [];
   private throttleTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** When the server stops accepting this attempt's token unless a heartbeat extends it (epoch ms). */
+  leaseDeadline: number;
 
   constructor(
     private readonly task: ActivityTask,
@@ -63,6 +65,7 @@ export class ActivityAttempt implements ActivityContext {
     this.heartbeatDetails = safeDecode(task.heartbeatDetails);
     this.lastPayload = task.heartbeatDetails;
     this.ended = new Promise((resolve) => (this.endWith = resolve));
+    this.leaseDeadline = leaseDeadlineOf(task);
     const startToClose = task.startToCloseTimeout ? durationMs(task.startToCloseTimeout) : DEFAULT_START_TO_CLOSE_MS;
     const lease = task.heartbeatTimeout ? durationMs(task.heartbeatTimeout) : startToClose;
     this.throttleMs = Math.max(lease / 4, 10);
@@ -135,6 +138,7 @@ export class ActivityAttempt implements ActivityContext {
       .heartbeatActivityTask(request, { deadline: HEARTBEAT_RPC_DEADLINE_MS })
       .then(
         (response) => {
+          if (response.leaseDeadline) this.leaseDeadline = timestampMs(response.leaseDeadline);
           if (response.cancelRequested) {
             this.end({ kind: "cancelled", error: new CancelledFailure(`activity "${this.task.activityName}" was cancelled`) });
           }
@@ -162,4 +166,9 @@ function safeDecode(payload: Payload | undefined): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** The task's lease deadline; a task without one gets a minute, enough to report through a short outage. */
+export function leaseDeadlineOf(task: ActivityTask): number {
+  return task.leaseDeadline ? timestampMs(task.leaseDeadline) : Date.now() + 60_000;
 }

@@ -9,7 +9,7 @@ import { decodePayload, encodePayload, PayloadError } from "../common/payload.js
 import { connect, DEFAULT_ADDRESS, type Connection } from "../client/connection.js";
 import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
-import { ActivityAttempt, type AttemptEnd } from "./activity-attempt.js";
+import { ActivityAttempt, leaseDeadlineOf, type AttemptEnd } from "./activity-attempt.js";
 import { createPollingWorker, defaultIdentity, POLL_WAIT_MS, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
 
@@ -78,7 +78,7 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
         `(registered: ${known}). Register it in createActivityWorker({ activities }) or schedule it on another queue.`,
       "ActivityNotRegistered",
     );
-    await report(task, deps, { ok: false, error });
+    await report(task, deps, { ok: false, error }, leaseDeadlineOf(task));
     return;
   }
   const attempt = new ActivityAttempt(task, deps.connection, deps.logger);
@@ -107,7 +107,7 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
     }
     outcome = { ok: false, error: outcome.ended.error };
   }
-  await report(task, deps, outcome);
+  await report(task, deps, outcome, attempt.leaseDeadline);
 }
 
 function decodeInput(task: ActivityTask): unknown {
@@ -119,7 +119,16 @@ function decodeInput(task: ActivityTask): unknown {
   }
 }
 
-async function report(task: ActivityTask, deps: AttemptDeps, outcome: { ok: true; value: unknown } | { ok: false; error: unknown }): Promise<void> {
+/**
+ * Reports the outcome, retrying through a server outage for as long as the
+ * lease lasts: after that the token is stale and the attempt runs again anyway.
+ */
+async function report(
+  task: ActivityTask,
+  deps: AttemptDeps,
+  outcome: { ok: true; value: unknown } | { ok: false; error: unknown },
+  until: number,
+): Promise<void> {
   try {
     if (outcome.ok) {
       let result;
@@ -127,13 +136,14 @@ async function report(task: ActivityTask, deps: AttemptDeps, outcome: { ok: true
         result = encodePayload(outcome.value);
       } catch (err) {
         const reason = err instanceof PayloadError ? err.message : String(err);
-        await report(task, deps, { ok: false, error: ApplicationFailure.nonRetryable(`cannot encode the activity result: ${reason}`, "PayloadError") });
+        const error = ApplicationFailure.nonRetryable(`cannot encode the activity result: ${reason}`, "PayloadError");
+        await report(task, deps, { ok: false, error }, until);
         return;
       }
-      await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { attempts: 5 });
+      await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { until });
     } else {
       const failure = errorToFailure(outcome.error);
-      await withRetry(() => deps.connection.worker.failActivityTask({ taskToken: task.taskToken, failure }), { attempts: 5 });
+      await withRetry(() => deps.connection.worker.failActivityTask({ taskToken: task.taskToken, failure }), { until });
     }
   } catch (err) {
     const error = DexError.from(err);

@@ -64,10 +64,9 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
   }
 
   try {
-    const response = await deps.connection.worker.completeWorkflowTask({
-      taskToken: task.taskToken,
-      commands: activation.commands,
-    });
+    // Retried through a short outage; a completion that did land answers NOT_FOUND on the retry.
+    const request = { taskToken: task.taskToken, commands: activation.commands };
+    const response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { attempts: 5 });
     const recorded = Number(response.historyLength);
     if (!execution.finished && recorded === activation.expectedHistoryLength) {
       execution.historyLength = recorded;
