@@ -17,6 +17,7 @@ const eventOfCommand: Record<CommandCase, EventCase> = {
   cancelTimer: "timerCancelled",
   waitForEvent: "eventWaitStarted",
   startChildRun: "childRunScheduled",
+  requestCancelChildRun: "childRunCancelRequested",
   recordSideEffect: "sideEffectRecorded",
   setCustomStatus: "customStatusSet",
   upsertLabels: "labelsUpserted",

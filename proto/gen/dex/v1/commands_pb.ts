@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/commands.proto.
  */
 export const file_dex_v1_commands: GenFile = /*@__PURE__*/
-  fileDesc("ChVkZXgvdjEvY29tbWFuZHMucHJvdG8SBmRleC52MSLsBQoHQ29tbWFuZBI8ChFzY2hlZHVsZV9hY3Rpdml0eRgBIAEoCzIfLmRleC52MS5TY2hlZHVsZUFjdGl2aXR5Q29tbWFuZEgAEkcKF3JlcXVlc3RfY2FuY2VsX2FjdGl2aXR5GAIgASgLMiQuZGV4LnYxLlJlcXVlc3RDYW5jZWxBY3Rpdml0eUNvbW1hbmRIABIwCgtzdGFydF90aW1lchgDIAEoCzIZLmRleC52MS5TdGFydFRpbWVyQ29tbWFuZEgAEjIKDGNhbmNlbF90aW1lchgEIAEoCzIaLmRleC52MS5DYW5jZWxUaW1lckNvbW1hbmRIABI1Cg53YWl0X2Zvcl9ldmVudBgFIAEoCzIbLmRleC52MS5XYWl0Rm9yRXZlbnRDb21tYW5kSAASNwoPc3RhcnRfY2hpbGRfcnVuGAYgASgLMhwuZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kSAASPQoScmVjb3JkX3NpZGVfZWZmZWN0GAcgASgLMh8uZGV4LnYxLlJlY29yZFNpZGVFZmZlY3RDb21tYW5kSAASOwoRc2V0X2N1c3RvbV9zdGF0dXMYCCABKAsyHi5kZXgudjEuU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZEgAEjQKDXVwc2VydF9sYWJlbHMYCSABKAsyGy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZEgAEjIKDGNvbXBsZXRlX3J1bhgUIAEoCzIaLmRleC52MS5Db21wbGV0ZVJ1bkNvbW1hbmRIABIqCghmYWlsX3J1bhgVIAEoCzIWLmRleC52MS5GYWlsUnVuQ29tbWFuZEgAEi4KCmNhbmNlbF9ydW4YFiABKAsyGC5kZXgudjEuQ2FuY2VsUnVuQ29tbWFuZEgAEjcKD2NvbnRpbnVlX2FzX25ldxgXIAEoCzIcLmRleC52MS5Db250aW51ZUFzTmV3Q29tbWFuZEgAQgkKB2NvbW1hbmQi7wIKF1NjaGVkdWxlQWN0aXZpdHlDb21tYW5kEgsKA3NlcRgBIAEoDRIVCg1hY3Rpdml0eV9uYW1lGAIgASgJEhIKCnRhc2tfcXVldWUYAyABKAkSHgoFaW5wdXQYBCABKAsyDy5kZXgudjEuUGF5bG9hZBIpCgxyZXRyeV9wb2xpY3kYBSABKAsyEy5kZXgudjEuUmV0cnlQb2xpY3kSOQoWc3RhcnRfdG9fY2xvc2VfdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI8ChlzY2hlZHVsZV90b19jbG9zZV90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWhlYXJ0YmVhdF90aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKCHByaW9yaXR5GAkgASgFSACIAQFCCwoJX3ByaW9yaXR5IisKHFJlcXVlc3RDYW5jZWxBY3Rpdml0eUNvbW1hbmQSCwoDc2VxGAEgASgNInwKEVN0YXJ0VGltZXJDb21tYW5kEgsKA3NlcRgBIAEoDRIrCghkdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCglmaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiEKEkNhbmNlbFRpbWVyQ29tbWFuZBILCgNzZXEYASABKA0iYAoTV2FpdEZvckV2ZW50Q29tbWFuZBILCgNzZXEYASABKA0SEAoIZXZlbnRfaWQYAiABKAkSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLIAgoUU3RhcnRDaGlsZFJ1bkNvbW1hbmQSCwoDc2VxGAEgASgNEhUKDXdvcmtmbG93X25hbWUYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSEgoKdGFza19xdWV1ZRgEIAEoCRIeCgVpbnB1dBgFIAEoCzIPLmRleC52MS5QYXlsb2FkEjgKBmxhYmVscxgGIAMoCzIoLmRleC52MS5TdGFydENoaWxkUnVuQ29tbWFuZC5MYWJlbHNFbnRyeRIVCghwcmlvcml0eRgHIAEoBUgAiAEBEjYKE3BhcmVudF9jbG9zZV9wb2xpY3kYCCABKA4yGS5kZXgudjEuUGFyZW50Q2xvc2VQb2xpY3kaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfcHJpb3JpdHkiRgoXUmVjb3JkU2lkZUVmZmVjdENvbW1hbmQSCwoDc2VxGAEgASgNEh4KBXZhbHVlGAIgASgLMg8uZGV4LnYxLlBheWxvYWQiLwoWU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZBIVCg1jdXN0b21fc3RhdHVzGAEgASgJIn0KE1Vwc2VydExhYmVsc0NvbW1hbmQSNwoGbGFiZWxzGAEgAygLMicuZGV4LnYxLlVwc2VydExhYmVsc0NvbW1hbmQuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI1ChJDb21wbGV0ZVJ1bkNvbW1hbmQSHwoGcmVzdWx0GAEgASgLMg8uZGV4LnYxLlBheWxvYWQiMgoORmFpbFJ1bkNvbW1hbmQSIAoHZmFpbHVyZRgBIAEoCzIPLmRleC52MS5GYWlsdXJlIjQKEENhbmNlbFJ1bkNvbW1hbmQSIAoHZGV0YWlscxgBIAEoCzIPLmRleC52MS5QYXlsb2FkImEKFENvbnRpbnVlQXNOZXdDb21tYW5kEh4KBWlucHV0GAEgASgLMg8uZGV4LnYxLlBheWxvYWQSFQoNd29ya2Zsb3dfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJYgZwcm90bzM", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkZXgvdjEvY29tbWFuZHMucHJvdG8SBmRleC52MSK2BgoHQ29tbWFuZBI8ChFzY2hlZHVsZV9hY3Rpdml0eRgBIAEoCzIfLmRleC52MS5TY2hlZHVsZUFjdGl2aXR5Q29tbWFuZEgAEkcKF3JlcXVlc3RfY2FuY2VsX2FjdGl2aXR5GAIgASgLMiQuZGV4LnYxLlJlcXVlc3RDYW5jZWxBY3Rpdml0eUNvbW1hbmRIABIwCgtzdGFydF90aW1lchgDIAEoCzIZLmRleC52MS5TdGFydFRpbWVyQ29tbWFuZEgAEjIKDGNhbmNlbF90aW1lchgEIAEoCzIaLmRleC52MS5DYW5jZWxUaW1lckNvbW1hbmRIABI1Cg53YWl0X2Zvcl9ldmVudBgFIAEoCzIbLmRleC52MS5XYWl0Rm9yRXZlbnRDb21tYW5kSAASNwoPc3RhcnRfY2hpbGRfcnVuGAYgASgLMhwuZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kSAASPQoScmVjb3JkX3NpZGVfZWZmZWN0GAcgASgLMh8uZGV4LnYxLlJlY29yZFNpZGVFZmZlY3RDb21tYW5kSAASOwoRc2V0X2N1c3RvbV9zdGF0dXMYCCABKAsyHi5kZXgudjEuU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZEgAEjQKDXVwc2VydF9sYWJlbHMYCSABKAsyGy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZEgAEkgKGHJlcXVlc3RfY2FuY2VsX2NoaWxkX3J1bhgKIAEoCzIkLmRleC52MS5SZXF1ZXN0Q2FuY2VsQ2hpbGRSdW5Db21tYW5kSAASMgoMY29tcGxldGVfcnVuGBQgASgLMhouZGV4LnYxLkNvbXBsZXRlUnVuQ29tbWFuZEgAEioKCGZhaWxfcnVuGBUgASgLMhYuZGV4LnYxLkZhaWxSdW5Db21tYW5kSAASLgoKY2FuY2VsX3J1bhgWIAEoCzIYLmRleC52MS5DYW5jZWxSdW5Db21tYW5kSAASNwoPY29udGludWVfYXNfbmV3GBcgASgLMhwuZGV4LnYxLkNvbnRpbnVlQXNOZXdDb21tYW5kSABCCQoHY29tbWFuZCLvAgoXU2NoZWR1bGVBY3Rpdml0eUNvbW1hbmQSCwoDc2VxGAEgASgNEhUKDWFjdGl2aXR5X25hbWUYAiABKAkSEgoKdGFza19xdWV1ZRgDIAEoCRIeCgVpbnB1dBgEIAEoCzIPLmRleC52MS5QYXlsb2FkEikKDHJldHJ5X3BvbGljeRgFIAEoCzITLmRleC52MS5SZXRyeVBvbGljeRI5ChZzdGFydF90b19jbG9zZV90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjwKGXNjaGVkdWxlX3RvX2Nsb3NlX3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoIcHJpb3JpdHkYCSABKAVIAIgBAUILCglfcHJpb3JpdHkiKwocUmVxdWVzdENhbmNlbEFjdGl2aXR5Q29tbWFuZBILCgNzZXEYASABKA0ifAoRU3RhcnRUaW1lckNvbW1hbmQSCwoDc2VxGAEgASgNEisKCGR1cmF0aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCWZpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoSQ2FuY2VsVGltZXJDb21tYW5kEgsKA3NlcRgBIAEoDSJgChNXYWl0Rm9yRXZlbnRDb21tYW5kEgsKA3NlcRgBIAEoDRIQCghldmVudF9pZBgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIsgCChRTdGFydENoaWxkUnVuQ29tbWFuZBILCgNzZXEYASABKA0SFQoNd29ya2Zsb3dfbmFtZRgCIAEoCRITCgtpbnN0YW5jZV9pZBgDIAEoCRISCgp0YXNrX3F1ZXVlGAQgASgJEh4KBWlucHV0GAUgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAYgAygLMiguZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kLkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAcgASgFSACIAQESNgoTcGFyZW50X2Nsb3NlX3BvbGljeRgIIAEoDjIZLmRleC52MS5QYXJlbnRDbG9zZVBvbGljeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9wcmlvcml0eSIrChxSZXF1ZXN0Q2FuY2VsQ2hpbGRSdW5Db21tYW5kEgsKA3NlcRgBIAEoDSJGChdSZWNvcmRTaWRlRWZmZWN0Q29tbWFuZBILCgNzZXEYASABKA0SHgoFdmFsdWUYAiABKAsyDy5kZXgudjEuUGF5bG9hZCIvChZTZXRDdXN0b21TdGF0dXNDb21tYW5kEhUKDWN1c3RvbV9zdGF0dXMYASABKAkifQoTVXBzZXJ0TGFiZWxzQ29tbWFuZBI3CgZsYWJlbHMYASADKAsyJy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjUKEkNvbXBsZXRlUnVuQ29tbWFuZBIfCgZyZXN1bHQYASABKAsyDy5kZXgudjEuUGF5bG9hZCIyCg5GYWlsUnVuQ29tbWFuZBIgCgdmYWlsdXJlGAEgASgLMg8uZGV4LnYxLkZhaWx1cmUiNAoQQ2FuY2VsUnVuQ29tbWFuZBIgCgdkZXRhaWxzGAEgASgLMg8uZGV4LnYxLlBheWxvYWQiYQoUQ29udGludWVBc05ld0NvbW1hbmQSHgoFaW5wdXQYASABKAsyDy5kZXgudjEuUGF5bG9hZBIVCg13b3JrZmxvd19uYW1lGAIgASgJEhIKCnRhc2tfcXVldWUYAyABKAliBnByb3RvMw", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Command is one decision of a workflow task. Each command becomes one
@@ -106,6 +106,14 @@ export type Command = Message<"dex.v1.Command"> & {
      */
     value: UpsertLabelsCommand;
     case: "upsertLabels";
+  } | {
+    /**
+     * Ask for a started child run to be cancelled.
+     *
+     * @generated from field: dex.v1.RequestCancelChildRunCommand request_cancel_child_run = 10;
+     */
+    value: RequestCancelChildRunCommand;
+    case: "requestCancelChildRun";
   } | {
     /**
      * End the run with a result. Must be the last command.
@@ -413,6 +421,29 @@ export const StartChildRunCommandSchema: GenMessage<StartChildRunCommand> = /*@_
   messageDesc(file_dex_v1_commands, 6);
 
 /**
+ * RequestCancelChildRunCommand asks for a child run to be cancelled. The
+ * child sees a cancellation request; the parent later receives the child's
+ * outcome as usual.
+ *
+ * @generated from message dex.v1.RequestCancelChildRunCommand
+ */
+export type RequestCancelChildRunCommand = Message<"dex.v1.RequestCancelChildRunCommand"> & {
+  /**
+   * Sequence id of the child command.
+   *
+   * @generated from field: uint32 seq = 1;
+   */
+  seq: number;
+};
+
+/**
+ * Describes the message dex.v1.RequestCancelChildRunCommand.
+ * Use `create(RequestCancelChildRunCommandSchema)` to create a new message.
+ */
+export const RequestCancelChildRunCommandSchema: GenMessage<RequestCancelChildRunCommand> = /*@__PURE__*/
+  messageDesc(file_dex_v1_commands, 7);
+
+/**
  * RecordSideEffectCommand records a value once, so replay can return it.
  *
  * @generated from message dex.v1.RecordSideEffectCommand
@@ -438,7 +469,7 @@ export type RecordSideEffectCommand = Message<"dex.v1.RecordSideEffectCommand"> 
  * Use `create(RecordSideEffectCommandSchema)` to create a new message.
  */
 export const RecordSideEffectCommandSchema: GenMessage<RecordSideEffectCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 7);
+  messageDesc(file_dex_v1_commands, 8);
 
 /**
  * SetCustomStatusCommand sets the run's custom status.
@@ -459,7 +490,7 @@ export type SetCustomStatusCommand = Message<"dex.v1.SetCustomStatusCommand"> & 
  * Use `create(SetCustomStatusCommandSchema)` to create a new message.
  */
 export const SetCustomStatusCommandSchema: GenMessage<SetCustomStatusCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 8);
+  messageDesc(file_dex_v1_commands, 9);
 
 /**
  * UpsertLabelsCommand adds or replaces labels on the run.
@@ -480,7 +511,7 @@ export type UpsertLabelsCommand = Message<"dex.v1.UpsertLabelsCommand"> & {
  * Use `create(UpsertLabelsCommandSchema)` to create a new message.
  */
 export const UpsertLabelsCommandSchema: GenMessage<UpsertLabelsCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 9);
+  messageDesc(file_dex_v1_commands, 10);
 
 /**
  * CompleteRunCommand ends the run with a result.
@@ -501,7 +532,7 @@ export type CompleteRunCommand = Message<"dex.v1.CompleteRunCommand"> & {
  * Use `create(CompleteRunCommandSchema)` to create a new message.
  */
 export const CompleteRunCommandSchema: GenMessage<CompleteRunCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 10);
+  messageDesc(file_dex_v1_commands, 11);
 
 /**
  * FailRunCommand ends the run with a failure.
@@ -522,7 +553,7 @@ export type FailRunCommand = Message<"dex.v1.FailRunCommand"> & {
  * Use `create(FailRunCommandSchema)` to create a new message.
  */
 export const FailRunCommandSchema: GenMessage<FailRunCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 11);
+  messageDesc(file_dex_v1_commands, 12);
 
 /**
  * CancelRunCommand ends the run as cancelled.
@@ -543,7 +574,7 @@ export type CancelRunCommand = Message<"dex.v1.CancelRunCommand"> & {
  * Use `create(CancelRunCommandSchema)` to create a new message.
  */
 export const CancelRunCommandSchema: GenMessage<CancelRunCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 12);
+  messageDesc(file_dex_v1_commands, 13);
 
 /**
  * ContinueAsNewCommand ends the run and starts a new one of the same instance.
@@ -578,5 +609,5 @@ export type ContinueAsNewCommand = Message<"dex.v1.ContinueAsNewCommand"> & {
  * Use `create(ContinueAsNewCommandSchema)` to create a new message.
  */
 export const ContinueAsNewCommandSchema: GenMessage<ContinueAsNewCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 13);
+  messageDesc(file_dex_v1_commands, 14);
 
