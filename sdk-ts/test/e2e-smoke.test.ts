@@ -3,11 +3,13 @@
  * two-activity workflow, a caught activity failure, the cached path and the
  * replay path. Full scenarios live in tests/e2e.
  */
+import { writeFile } from "node:fs/promises";
+import { toJson } from "@bufbuild/protobuf";
+import { HistoryEventSchema, type HistoryEvent } from "@dex/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger, startServer } from "@dex/server";
 import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
 import {
-  ActivityFailure,
   ApplicationFailure,
   TimeoutFailure,
   createActivityWorker,
@@ -20,22 +22,16 @@ import {
   type Worker,
   type WorkflowContext,
 } from "../src/index.js";
+import { activities, orderWorkflow } from "./fixtures/order.js";
+
+/** DEX_RECORD_FIXTURES=1 re-records the histories that recorded-history.test.ts replays. */
+async function maybeRecord(name: string, history: HistoryEvent[]): Promise<void> {
+  if (!process.env.DEX_RECORD_FIXTURES) return;
+  const json = history.map((event) => toJson(HistoryEventSchema, event));
+  await writeFile(new URL(`./fixtures/${name}.history.json`, import.meta.url), `${JSON.stringify(json, null, 2)}\n`);
+}
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-const activities = {
-  async reserve(input: { sku: string; qty: number }, ctx: ActivityContext) {
-    ctx.heartbeat({ step: "reserving" });
-    return { reservationId: `r-${input.sku}-${input.qty}`, attempt: ctx.info.attempt, at: Date.now() };
-  },
-  async charge(input: { amount: number }) {
-    if (input.amount > 100) throw ApplicationFailure.nonRetryable("card declined", "CardDeclined", { limit: 100 });
-    return `ch-${input.amount}`;
-  },
-  async release(input: { reservationId: string }) {
-    return `released ${input.reservationId}`;
-  },
-};
 
 let watchAbortReason: unknown;
 const heartbeatActivities = {
@@ -75,20 +71,6 @@ async function watchWorkflow(ctx: WorkflowContext) {
   } catch (err) {
     const cause = (err as Error).cause as TimeoutFailure;
     return { caught: (err as Error).name, cause: cause.name, timeoutType: cause.timeoutType };
-  }
-}
-
-async function orderWorkflow(ctx: WorkflowContext, input: { sku: string; qty: number; amount: number }) {
-  const acts = ctx.activities<typeof activities>({ startToCloseTimeout: "10s", retry: { maximumAttempts: 2, initialInterval: "50ms" } });
-  const startedAt = Date.now();
-  const reservation = await acts.reserve({ sku: input.sku, qty: input.qty });
-  try {
-    const chargeId = await acts.charge({ amount: input.amount });
-    return { reservationId: reservation.reservationId, chargeId, startedAt, clockIsTaskTime: startedAt <= Date.now() };
-  } catch (err) {
-    if (!(err instanceof ActivityFailure)) throw err;
-    const released = await acts.release({ reservationId: reservation.reservationId });
-    throw ApplicationFailure.nonRetryable(`order failed: ${(err.cause as Error).message}; ${released}`, "OrderFailed");
   }
 }
 
@@ -149,7 +131,9 @@ describe("SDK end to end", () => {
     expect(description).toMatchObject({ status: "COMPLETED", workflowName: "orderWorkflow", input: { sku: "book", qty: 2, amount: 30 } });
     expect(description.result).toEqual(result);
 
-    const kinds = (await handle.history()).map((e) => e.attributes.case);
+    const history = await handle.history();
+    await maybeRecord("order-completed", history);
+    const kinds = history.map((e) => e.attributes.case);
     expect(kinds).toEqual([
       "runStarted",
       "workflowTaskCompleted",
@@ -174,6 +158,7 @@ describe("SDK end to end", () => {
     expect(failed.cause).toBeInstanceOf(ApplicationFailure);
     expect((failed.cause as ApplicationFailure).type).toBe("OrderFailed");
     expect(failed.cause!.message).toBe("order failed: card declined; released r-tv-1");
+    await maybeRecord("order-failed", await handle.history());
   });
 
   it("runs activities in parallel and finishes in call order", async () => {
