@@ -49,6 +49,8 @@ export function commandEvent(command: Command): Attributes {
   switch (c.case) {
     case "scheduleActivity":
       return { case: "activityScheduled", value: { seq: c.value.seq, activityName: c.value.activityName, input: c.value.input } as never };
+    case "requestCancelActivity":
+      return { case: "activityCancelRequested", value: { seq: c.value.seq } as never };
     case "completeRun":
       return { case: "runCompleted", value: { result: c.value.result } as never };
     case "failRun":
@@ -112,6 +114,7 @@ export function summarize(commands: Command[]): string[] {
   return commands.map((command) => {
     const c = command.command;
     if (c.case === "scheduleActivity") return `schedule ${c.value.activityName}#${c.value.seq}`;
+    if (c.case === "requestCancelActivity") return `cancel activity#${c.value.seq}`;
     if (c.case === "completeRun") return "complete";
     if (c.case === "failRun") return "fail";
     if (c.case === "cancelRun") return "cancel";

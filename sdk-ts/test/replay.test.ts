@@ -247,7 +247,8 @@ describe("replay core: cancellation", () => {
     const ex = await run.replayed(wf);
     await run.task(ex);
     run.send(inputs.cancelRequested("user asked"));
-    expect(summarize(await run.task(ex))).toEqual(["cancel"]);
+    expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "cancel"]);
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 
   it("lets the workflow compensate after cancellation", async () => {
@@ -263,8 +264,10 @@ describe("replay core: cancellation", () => {
     const ex = await run.replayed(wf);
     await run.task(ex);
     run.send(inputs.cancelRequested());
-    expect(summarize(await run.task(ex))).toEqual(["schedule cleanup#2"]);
+    expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "schedule cleanup#2"]);
+    // The cancelled activity's late outcome is delivered and ignored.
     run.send(inputs.activityCompleted(1, "late"), inputs.activityCompleted(2));
     expect(resultOf(await run.task(ex))).toBe("cleaned");
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 });

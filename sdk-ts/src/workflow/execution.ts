@@ -308,10 +308,17 @@ export class WorkflowExecution implements WorkflowScope {
     return new Promise((resolve, reject) => this.pending.set(seq, { resolve, reject, activityName: name }));
   }
 
+  /**
+   * Per docs/worker-protocol.md: every pending activity is asked to cancel (a command, so the
+   * server can stop it) and its await rejects; its eventual outcome is ignored (see settle).
+   */
   private requestCancel(reason: string): void {
     this.cancelRequested = true;
     for (const [seq, call] of this.pending) {
       this.pending.delete(seq);
+      if (!this.ended) {
+        this.commands.push(create(CommandSchema, { command: { case: "requestCancelActivity", value: { seq } } }));
+      }
       call.reject(new CancelledFailure(`run cancelled${reason ? `: ${reason}` : ""}`));
     }
   }
