@@ -218,4 +218,31 @@ describe("SDK end to end", () => {
     expect(result).toEqual({ caught: "ActivityFailure", cause: "TimeoutFailure", timeoutType: "START_TO_CLOSE" });
     expect(watchAbortReason).toBeInstanceOf(TimeoutFailure);
   });
+
+  it("fails the workflow task of a workflow no worker registered, naming it", async () => {
+    const handle = await client.start("noSuchWorkflow", { instanceId: "smoke-8" });
+    const described = await waitFor(async () => {
+      const d = await handle.describe();
+      return d.pendingWorkflowTask?.lastFailure ? d : undefined;
+    });
+    expect(described.status).not.toMatch(/FAILED|COMPLETED/);
+    expect(described.pendingWorkflowTask!.lastFailure!.message).toMatch(/workflow "noSuchWorkflow" is not registered on this worker/);
+  });
+
+  it("fails an unknown activity for good, as a typed failure the workflow sees", async () => {
+    async function callsMissing(ctx: WorkflowContext) {
+      return ctx.executeActivity("noSuchActivity", 1);
+    }
+    await workers[0]!.shutdown();
+    workers[0] = createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { callsMissing }, logger: quiet });
+    workers[0].start();
+    const handle = await client.start(callsMissing, { instanceId: "smoke-9" });
+    const error = (await handle.result().catch((e: unknown) => e)) as WorkflowFailedError;
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect(error.cause?.name).toBe("ActivityFailure");
+    const cause = error.cause?.cause as ApplicationFailure;
+    expect(cause.type).toBe("ActivityNotRegistered");
+    expect(cause.nonRetryable).toBe(true);
+    expect(cause.message).toMatch(/activity "noSuchActivity" is not registered/);
+  });
 });
