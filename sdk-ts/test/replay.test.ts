@@ -2,9 +2,11 @@ import { describe, expect, it } from "vitest";
 import { decodePayload } from "../src/common/payload.js";
 import { ActivityFailure, ApplicationFailure, NonDeterminismError } from "../src/common/errors.js";
 import { errorToFailure, failureToError } from "../src/common/failure.js";
-import type { Command } from "@dex/proto";
+import { create } from "@bufbuild/protobuf";
+import { CommandSchema, type Command } from "@dex/proto";
+import { commandIdentity, eventIdentity, sameIdentity } from "../src/workflow/commands.js";
 import type { Workflow } from "../src/workflow/types.js";
-import { FakeRun, event, inputs, summarize } from "./history-builder.js";
+import { FakeRun, commandEvent, event, inputs, summarize } from "./history-builder.js";
 
 function resultOf(commands: Command[]): unknown {
   const last = commands.at(-1)?.command;
@@ -269,5 +271,20 @@ describe("replay core: cancellation", () => {
     run.send(inputs.activityCompleted(1, "late"), inputs.activityCompleted(2));
     expect(resultOf(await run.task(ex))).toBe("cleaned");
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
+  });
+});
+
+describe("command identity", () => {
+  it("compares kind, seq and name for every seq-bearing command, ignoring options", () => {
+    const cancel = create(CommandSchema, { command: { case: "requestCancelActivity", value: { seq: 4 } } });
+    expect(commandIdentity(cancel)).toEqual({ kind: "activityCancelRequested", seq: 4 });
+    expect(sameIdentity(commandIdentity(cancel), eventIdentity(event(9, commandEvent(cancel))))).toBe(true);
+    const child = create(CommandSchema, { command: { case: "requestCancelChildRun", value: { seq: 2 } } });
+    expect(commandIdentity(child)).toEqual({ kind: "childRunCancelRequested", seq: 2 });
+    const schedule = create(CommandSchema, {
+      command: { case: "scheduleActivity", value: { seq: 1, activityName: "a", taskQueue: "other", priority: 90 } },
+    });
+    const recorded = event(3, { case: "activityScheduled", value: { seq: 1, activityName: "a", taskQueue: "default" } as never });
+    expect(sameIdentity(commandIdentity(schedule), eventIdentity(recorded))).toBe(true);
   });
 });

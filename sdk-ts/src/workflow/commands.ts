@@ -71,6 +71,7 @@ export function commandIdentity(command: Command): Identity {
     case "waitForEvent":
       return { kind: "eventWaitStarted", seq: c.value.seq, name: c.value.eventId };
     case "requestCancelActivity":
+    case "requestCancelChildRun":
     case "startTimer":
     case "cancelTimer":
     case "recordSideEffect":
@@ -92,6 +93,7 @@ export function eventIdentity(event: HistoryEvent): Identity {
     case "eventWaitStarted":
       return { kind: a.case, seq: a.value.seq, name: a.value.eventId };
     case "activityCancelRequested":
+    case "childRunCancelRequested":
     case "timerStarted":
     case "timerCancelled":
     case "sideEffectRecorded":
