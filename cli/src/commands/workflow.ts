@@ -1,20 +1,40 @@
 import type { Command } from "commander";
-import { create, toJson } from "@bufbuild/protobuf";
+import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
-  type DescribeRunResponse,
   type GetRunResultResponse,
   HistoryEventSchema,
+  InstanceIdConflictPolicy,
+  InstanceIdReusePolicy,
   type RunInfo,
-  RunSelectorSchema,
   RunStatus,
 } from "@dex/proto";
 import { UsageError } from "../errors.js";
 import { type ClientFlags, withClient, withClientFlags } from "../connection.js";
-import { collectLabel, parseIntFlag, parseJsonFlag, runRef } from "../options.js";
+import { collectLabel, parseIntFlag, parseJsonFlag } from "../options.js";
 import { formatValue, printFields, printJson, printTable } from "../output.js";
 import { decodePayload, encodeJsonPayload, failureLine, failureView, isoTime, parseStatus, statusName } from "../payloads.js";
 import { describeHistoryEvent } from "./history-format.js";
+import { registerDescribeCommand } from "./describe.js";
+import { registerRunControlCommands } from "./run-control.js";
+import { selector } from "./selector.js";
+
+const CONFLICT_POLICIES: Record<string, InstanceIdConflictPolicy> = {
+  fail: InstanceIdConflictPolicy.FAIL,
+  "use-existing": InstanceIdConflictPolicy.USE_EXISTING,
+};
+const REUSE_POLICIES: Record<string, InstanceIdReusePolicy> = {
+  allow: InstanceIdReusePolicy.ALLOW,
+  "allow-if-failed": InstanceIdReusePolicy.ALLOW_IF_FAILED,
+  reject: InstanceIdReusePolicy.REJECT,
+};
+
+function policy<T>(flag: string, table: Record<string, T>, text: string | undefined): T | undefined {
+  if (text === undefined) return undefined;
+  const value = table[text];
+  if (value === undefined) throw new UsageError(`${flag} must be one of ${Object.keys(table).join(", ")}, got "${text}"`);
+  return value;
+}
 
 const TERMINAL = new Set<RunStatus>([
   RunStatus.COMPLETED,
@@ -24,15 +44,10 @@ const TERMINAL = new Set<RunStatus>([
   RunStatus.CONTINUED_AS_NEW,
 ]);
 
-function selector(ref: string) {
-  const target = runRef(ref);
-  return create(RunSelectorSchema, {
-    target: "runId" in target ? { case: "runId", value: target.runId } : { case: "instanceId", value: target.instanceId },
-  });
-}
 
 export function registerWorkflowCommands(program: Command): void {
-  const workflow = program.command("workflow").description("start, inspect and list workflow runs");
+  const workflow = program.command("workflow").description("start, signal, cancel, inspect and list workflow runs");
+  registerRunControlCommands(workflow);
 
   withClientFlags(
     workflow
@@ -43,13 +58,26 @@ export function registerWorkflowCommands(program: Command): void {
       .option("--input <json>", "input as JSON")
       .option("--label <key=value>", "label the run (repeatable)", collectLabel)
       .option("--priority <n>", "priority from 0 to 100, higher runs sooner")
-      .option("--request-id <id>", "idempotency key: repeating a start with it returns the same run"),
+      .option("--request-id <id>", "idempotency key: repeating a start with it returns the same run")
+      .option("--if-open <policy>", "when the instance id has an open run: fail (default) or use-existing")
+      .option("--reuse <policy>", "when earlier runs of the instance id ended: allow (default), allow-if-failed, reject"),
   ).action(
     async (
       workflowName: string,
-      flags: ClientFlags & { id: string; queue: string; input?: string; label?: Record<string, string>; priority?: string; requestId?: string },
+      flags: ClientFlags & {
+        id: string;
+        queue: string;
+        input?: string;
+        label?: Record<string, string>;
+        priority?: string;
+        requestId?: string;
+        ifOpen?: string;
+        reuse?: string;
+      },
     ) => {
       const input = parseJsonFlag("--input", flags.input);
+      const conflictPolicy = policy("--if-open", CONFLICT_POLICIES, flags.ifOpen);
+      const reusePolicy = policy("--reuse", REUSE_POLICIES, flags.reuse);
       const priority = flags.priority === undefined ? undefined : parseIntFlag("--priority", flags.priority, 0, 100);
       await withClient(flags, async (client) => {
         const response = await client.raw.client.startWorkflow({
@@ -60,10 +88,12 @@ export function registerWorkflowCommands(program: Command): void {
           labels: flags.label ?? {},
           ...(priority === undefined ? {} : { priority }),
           requestId: flags.requestId ?? "",
+          ...(conflictPolicy === undefined ? {} : { conflictPolicy }),
+          ...(reusePolicy === undefined ? {} : { reusePolicy }),
         });
         if (flags.json) printJson({ runId: response.runId, instanceId: flags.id, started: response.started });
         else if (response.started) process.stdout.write(`started run ${response.runId} (instance ${flags.id})\n`);
-        else process.stdout.write(`run ${response.runId} (instance ${flags.id}) was already started by this request\n`);
+        else process.stdout.write(`run ${response.runId} (instance ${flags.id}) is already open; not started again\n`);
       });
     },
   );
@@ -99,59 +129,7 @@ export function registerWorkflowCommands(program: Command): void {
     });
   });
 
-  withClientFlags(
-    workflow.command("describe <run>").description("show a run's status, input, outcome and pending work"),
-  ).action(async (ref: string, flags: ClientFlags) => {
-    await withClient(flags, async (client) => {
-      const response = await client.raw.client.describeRun({ run: selector(ref) });
-      const view = describeView(response);
-      if (flags.json) {
-        printJson(view);
-        return;
-      }
-      printFields([
-        ["run", view.runId],
-        ["instance", view.instanceId],
-        ["workflow", view.workflowName],
-        ["queue", view.taskQueue],
-        ["status", view.status],
-        ["custom status", view.customStatus],
-        ["priority", String(view.priority)],
-        ["labels", Object.keys(view.labels).length ? formatValue(view.labels) : undefined],
-        ["created", view.createTime],
-        ["started", view.startTime],
-        ["ended", view.endTime],
-        ["history events", String(view.historyLength)],
-        ["input", view.input === undefined ? undefined : formatValue(view.input)],
-        ["result", view.result === undefined ? undefined : formatValue(view.result)],
-        ["failure", failureLine(view.failure)],
-        ["waiting", view.waitingReason],
-      ]);
-      const task = view.pendingWorkflowTask;
-      if (task) {
-        process.stdout.write(
-          `\nworkflow task: attempt ${task.attempt}, ${task.running ? "running" : "waiting"}` +
-            (task.lastFailure ? `, last failure: ${failureLine(task.lastFailure)}` : "") +
-            "\n",
-        );
-      }
-      if (view.pendingActivities.length) {
-        process.stdout.write("\npending activities:\n");
-        printTable(
-          ["SEQ", "ACTIVITY", "QUEUE", "ATTEMPT", "STATE", "NEXT ATTEMPT", "LAST FAILURE"],
-          view.pendingActivities.map((a) => [
-            String(a.seq),
-            a.activityName,
-            a.taskQueue,
-            String(a.attempt),
-            a.running ? "running" : a.waitingReason || "waiting",
-            a.nextAttemptTime ?? "",
-            failureLine(a.lastFailure) ?? "",
-          ]),
-        );
-      }
-    });
-  });
+  registerDescribeCommand(workflow);
 
   withClientFlags(
     workflow
@@ -235,7 +213,7 @@ function parseTime(flag: string, text: string): Date {
   return date;
 }
 
-function runInfoView(info: RunInfo | undefined) {
+export function runInfoView(info: RunInfo | undefined) {
   return {
     runId: info?.runId ?? "",
     instanceId: info?.instanceId ?? "",
@@ -250,30 +228,5 @@ function runInfoView(info: RunInfo | undefined) {
     endTime: isoTime(info?.endTime),
     historyLength: Number(info?.historyLength ?? 0),
     parentRunId: info?.parentRunId || undefined,
-  };
-}
-
-function describeView(response: DescribeRunResponse) {
-  const task = response.pendingWorkflowTask;
-  return {
-    ...runInfoView(response.info),
-    input: decodePayload(response.input),
-    result: decodePayload(response.result),
-    failure: failureView(response.failure),
-    waitingReason: response.waitingReason || undefined,
-    continuedAsRunId: response.continuedAsRunId || undefined,
-    pendingWorkflowTask: task
-      ? { attempt: task.attempt, running: task.running, lastFailure: failureView(task.lastFailure), nextAttemptTime: isoTime(task.nextAttemptTime) }
-      : undefined,
-    pendingActivities: response.pendingActivities.map((a) => ({
-      seq: a.seq,
-      activityName: a.activityName,
-      taskQueue: a.taskQueue,
-      attempt: a.attempt,
-      running: a.running,
-      nextAttemptTime: isoTime(a.nextAttemptTime),
-      lastFailure: failureView(a.lastFailure),
-      waitingReason: a.waitingReason || undefined,
-    })),
   };
 }

@@ -1,0 +1,121 @@
+/** `dex workflow describe`: a run's status, input, outcome, and everything it is waiting for. */
+import type { Command } from "commander";
+import type { DescribeRunResponse } from "@dex/proto";
+import { type ClientFlags, withClient, withClientFlags } from "../connection.js";
+import { formatValue, printFields, printTable } from "../output.js";
+import { decodePayload, failureLine, failureView, isoTime } from "../payloads.js";
+import { selector } from "./selector.js";
+import { runInfoView } from "./workflow.js";
+
+export function registerDescribeCommand(workflow: Command): void {
+  withClientFlags(
+    workflow.command("describe <run>").description("show a run's status, input, outcome and pending work"),
+  ).action(async (ref: string, flags: ClientFlags) => {
+    await withClient(flags, async (client) => {
+      const view = describeView(await client.raw.client.describeRun({ run: selector(ref) }));
+      if (flags.json) printJson(view);
+      else printDescription(view);
+    });
+  });
+}
+
+type DescribeView = ReturnType<typeof describeView>;
+
+function describeView(response: DescribeRunResponse) {
+  const task = response.pendingWorkflowTask;
+  return {
+    ...runInfoView(response.info),
+    input: decodePayload(response.input),
+    result: decodePayload(response.result),
+    failure: failureView(response.failure),
+    waitingReason: response.waitingReason || undefined,
+    continuedAsRunId: response.continuedAsRunId || undefined,
+    pendingWorkflowTask: task
+      ? { attempt: task.attempt, running: task.running, lastFailure: failureView(task.lastFailure), nextAttemptTime: isoTime(task.nextAttemptTime) }
+      : undefined,
+    pendingActivities: response.pendingActivities.map((a) => ({
+      seq: a.seq,
+      activityName: a.activityName,
+      taskQueue: a.taskQueue,
+      attempt: a.attempt,
+      running: a.running,
+      nextAttemptTime: isoTime(a.nextAttemptTime),
+      lastFailure: failureView(a.lastFailure),
+      waitingReason: a.waitingReason || undefined,
+    })),
+    pendingTimers: response.pendingTimers.map((t) => ({ seq: t.seq, fireTime: isoTime(t.fireTime) })),
+    pendingEventWaits: response.pendingEventWaits.map((w) => ({ seq: w.seq, eventId: w.eventId, timeoutTime: isoTime(w.timeoutTime) })),
+    pendingChildRuns: response.pendingChildRuns.map((c) => ({
+      seq: c.seq,
+      instanceId: c.instanceId,
+      runId: c.runId || undefined,
+      workflowName: c.workflowName,
+    })),
+  };
+}
+
+function printJson(view: DescribeView): void {
+  process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+}
+
+function printDescription(view: DescribeView): void {
+  printFields([
+    ["run", view.runId],
+    ["instance", view.instanceId],
+    ["workflow", view.workflowName],
+    ["queue", view.taskQueue],
+    ["status", view.status],
+    ["custom status", view.customStatus],
+    ["priority", String(view.priority)],
+    ["labels", Object.keys(view.labels).length ? formatValue(view.labels) : undefined],
+    ["parent run", view.parentRunId],
+    ["created", view.createTime],
+    ["started", view.startTime],
+    ["ended", view.endTime],
+    ["history events", String(view.historyLength)],
+    ["input", view.input === undefined ? undefined : formatValue(view.input)],
+    ["result", view.result === undefined ? undefined : formatValue(view.result)],
+    ["failure", failureLine(view.failure)],
+    ["continued as", view.continuedAsRunId],
+    ["waiting", view.waitingReason],
+  ]);
+  if (view.failure?.stack) process.stdout.write(`\nstack:\n${view.failure.stack}\n`);
+  const task = view.pendingWorkflowTask;
+  if (task) {
+    process.stdout.write(
+      `\nworkflow task: attempt ${task.attempt}, ${task.running ? "running" : "waiting"}` +
+        (task.lastFailure ? `, last failure: ${failureLine(task.lastFailure)}` : "") +
+        "\n",
+    );
+  }
+  section(
+    "pending activities",
+    ["SEQ", "ACTIVITY", "QUEUE", "ATTEMPT", "STATE", "NEXT ATTEMPT", "LAST FAILURE"],
+    view.pendingActivities.map((a) => [
+      String(a.seq),
+      a.activityName,
+      a.taskQueue,
+      String(a.attempt),
+      a.running ? "running" : a.waitingReason || "waiting",
+      a.nextAttemptTime ?? "",
+      failureLine(a.lastFailure) ?? "",
+    ]),
+  );
+  section("timers", ["SEQ", "FIRES AT"], view.pendingTimers.map((t) => [String(t.seq), t.fireTime ?? ""]));
+  section(
+    "awaited events",
+    ["SEQ", "EVENT", "TIMES OUT AT"],
+    view.pendingEventWaits.map((w) => [String(w.seq), w.eventId, w.timeoutTime ?? "never"]),
+  );
+  section(
+    "child runs",
+    ["SEQ", "INSTANCE", "WORKFLOW", "RUN ID"],
+    view.pendingChildRuns.map((c) => [String(c.seq), c.instanceId, c.workflowName, c.runId ?? "(starting)"]),
+  );
+}
+
+function section(title: string, headers: string[], rows: string[][]): void {
+  if (rows.length === 0) return;
+  process.stdout.write(`\n${title}:\n`);
+  printTable(headers, rows);
+}
