@@ -2,28 +2,24 @@
  * JSON views of protocol values for the CLI: payloads decoded by their
  * encoding, failures flattened, timestamps as ISO strings.
  */
-import { create, toJson } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { type Failure, FailureKind, type Payload, PayloadSchema, RunStatus } from "@dex/proto";
+import { type Failure, FailureKind, type Payload, RunStatus } from "@dex/proto";
+import { decodePayload as decodeWithSdk } from "@dex/sdk";
 import { UsageError } from "./errors.js";
 
-export function encodeJsonPayload(value: unknown): Payload {
-  if (value === undefined) return create(PayloadSchema, { encoding: "binary/null" });
-  return create(PayloadSchema, { encoding: "json/plain", data: new TextEncoder().encode(JSON.stringify(value)) });
-}
+export { encodePayload as encodeJsonPayload } from "@dex/sdk";
 
-/** Decodes what the CLI can show: JSON as a value, binary as base64, null as undefined. */
+/**
+ * What the CLI shows of a payload: the SDK's decoding, with bytes (and
+ * encodings the SDK does not read) shown as base64 instead of failing.
+ */
 export function decodePayload(payload: Payload | undefined): unknown {
-  if (!payload || payload.encoding === "binary/null") return undefined;
-  if (payload.encoding === "json/plain") {
-    const text = new TextDecoder().decode(payload.data);
-    try {
-      return JSON.parse(text);
-    } catch {
-      return text;
-    }
+  try {
+    const value = decodeWithSdk(payload);
+    return value instanceof Uint8Array ? { encoding: "binary/plain", base64: Buffer.from(value).toString("base64") } : value;
+  } catch {
+    return { encoding: payload?.encoding, base64: Buffer.from(payload?.data ?? []).toString("base64") };
   }
-  return { encoding: payload.encoding || "binary/plain", base64: Buffer.from(payload.data).toString("base64") };
 }
 
 export interface FailureView {
@@ -81,4 +77,3 @@ export function isoTime(timestamp: Timestamp | undefined): string | undefined {
   return timestamp ? timestampDate(timestamp).toISOString() : undefined;
 }
 
-export { toJson };
