@@ -57,11 +57,20 @@ export async function refundPayment(input: { chargeId: string }): Promise<void> 
   if (charge) charge.refunded = true;
 }
 
-export async function shipOrder(input: { orderId: string; address: string }): Promise<{ trackingNumber: string }> {
+export async function bookCourier(input: { orderId: string; address: string }): Promise<{ labelId: string }> {
   if (input.address.trim().toLowerCase() === "nowhere") {
     throw ApplicationFailure.nonRetryable(`carrier cannot deliver to "${input.address}"`, "Undeliverable");
   }
+  return { labelId: `LBL-${input.orderId}` };
+}
+
+export async function confirmPickup(input: { orderId: string; labelId: string }): Promise<{ trackingNumber: string }> {
   return { trackingNumber: `TRK-${input.orderId.toUpperCase()}` };
 }
 
-export const activities = { reserveStock, releaseStock, chargePayment, refundPayment, shipOrder };
+export async function notifyCustomer(input: { email: string; message: string }): Promise<void> {
+  // Stands in for an email provider: in the example the message goes to the worker's log.
+  process.stdout.write(`email to ${input.email}: ${input.message}\n`);
+}
+
+export const activities = { reserveStock, releaseStock, chargePayment, refundPayment, bookCourier, confirmPickup, notifyCustomer };
