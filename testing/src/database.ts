@@ -12,50 +12,31 @@ export interface TestDatabase {
 }
 
 /** A fresh database cloned from the migrated template; call from a test file (beforeAll). */
-export async function createTestDatabase(): Promise<TestDatabase> {
-  const adminUrl = inject("dexAdminUrl");
-  const template = inject("dexTemplateDatabase");
-  const name = `dex_test_${randomBytes(6).toString("hex")}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`create database ${name} template ${template}`);
-  } finally {
-    await admin.end();
-  }
-  return {
-    url: databaseUrl(adminUrl, name),
-    name,
-    async drop() {
-      const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      try {
-        await sql.unsafe(`drop database if exists ${name} with (force)`);
-      } finally {
-        await sql.end();
-      }
-    },
-  };
+export function createTestDatabase(): Promise<TestDatabase> {
+  return createDatabase(inject("dexTemplateDatabase"));
 }
 
 /** A database with no dex schema at all (for migration tests). */
-export async function createEmptyDatabase(): Promise<TestDatabase> {
+export function createEmptyDatabase(): Promise<TestDatabase> {
+  return createDatabase(undefined);
+}
+
+async function createDatabase(template: string | undefined): Promise<TestDatabase> {
   const adminUrl = inject("dexAdminUrl");
   const name = `dex_test_${randomBytes(6).toString("hex")}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`create database ${name}`);
-  } finally {
-    await admin.end();
-  }
+  await withAdmin(adminUrl, (sql) => sql.unsafe(template ? `create database ${name} template ${template}` : `create database ${name}`));
   return {
     url: databaseUrl(adminUrl, name),
     name,
-    async drop() {
-      const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      try {
-        await sql.unsafe(`drop database if exists ${name} with (force)`);
-      } finally {
-        await sql.end();
-      }
-    },
+    drop: () => withAdmin(adminUrl, (sql) => sql.unsafe(`drop database if exists ${name} with (force)`)),
   };
+}
+
+async function withAdmin(adminUrl: string, fn: (sql: postgres.Sql) => Promise<unknown>): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await fn(sql);
+  } finally {
+    await sql.end();
+  }
 }

@@ -10,12 +10,11 @@ import { existsSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createActivityWorker, createClient, createWorkflowWorker, type WorkflowContext } from "@dex/sdk";
+import { createClient, type WorkflowContext } from "@dex/sdk";
 import { freePort } from "@dex/server";
-import { TaskQueueType } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import postgres from "postgres";
-import { quietLogger } from "../support/harness.js";
+import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
 import { runDex, startServerProcess } from "../support/server-process.js";
 
 const BIN = "/usr/lib/postgresql/15/bin";
@@ -79,18 +78,13 @@ describe.skipIf(skipReason !== undefined)("Postgres 15", () => {
 
     const server = await startServerProcess({ databaseUrl: url, port: await freePort() });
     const client = createClient({ address: server.address });
-    await client.raw.queues.createTaskQueue({ name: "default", type: TaskQueueType.WORKFLOW });
-    await client.raw.queues.createTaskQueue({ name: "default", type: TaskQueueType.ACTIVITY });
-    const workers = [
-      createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { plusOne }, logger: quietLogger }),
-      createActivityWorker({ address: server.address, taskQueue: "default", activities: { increment: async (n: number) => n + 1 }, logger: quietLogger }),
-    ];
-    workers.forEach((w) => w.start());
+    await createDefaultQueues(client);
+    const workers = startWorkers(server.address, { workflows: { plusOne }, activities: { increment: async (n: number) => n + 1 } });
     try {
       const handle = await client.start(plusOne, { instanceId: "pg15-1", input: 40 });
       expect(await handle.result()).toBe(42);
     } finally {
-      await Promise.all(workers.map((w) => w.shutdown()));
+      await workers.shutdown();
       client.close();
       server.child.kill("SIGTERM");
       expect(await server.exited).toBe(0);

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createActivityWorker, createClient, createWorkflowWorker, type ActivityContext, type WorkflowContext } from "@dex/sdk";
+import { createClient, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { freePort } from "@dex/server";
 import { createTestDatabase, type TestDatabase } from "@dex/testing";
-import { TaskQueueType } from "@dex/proto";
-import { quietLogger } from "../support/harness.js";
+import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 
 // Executions as the activities saw them; the server may make an activity run
@@ -47,12 +46,8 @@ describe("server killed mid-workflow", () => {
   it("a new server on the same database finishes the workflow with each result recorded once", async () => {
     server = await startServerProcess({ databaseUrl: db.url, port });
     const client = createClient({ address: server.address });
-    await client.raw.queues.createTaskQueue({ name: "default", type: TaskQueueType.WORKFLOW });
-    await client.raw.queues.createTaskQueue({ name: "default", type: TaskQueueType.ACTIVITY });
-    const workflowWorker = createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { threeSteps }, logger: quietLogger });
-    const activityWorker = createActivityWorker({ address: server.address, taskQueue: "default", activities, logger: quietLogger });
-    workflowWorker.start();
-    activityWorker.start();
+    await createDefaultQueues(client);
+    const workers = startWorkers(server.address, { workflows: { threeSteps }, activities });
     try {
       const handle = await client.start(threeSteps, { instanceId: "crash-1" });
       // Step 2 kills the server; wait for that, then start a new one on the same port and database.
@@ -72,7 +67,7 @@ describe("server killed mid-workflow", () => {
       expect(history.map((e) => Number(e.sequence))).toEqual(history.map((_, i) => i + 1));
       expect(new Set(executions.map((e) => e.step))).toEqual(new Set([1, 2, 3]));
     } finally {
-      await Promise.all([workflowWorker.shutdown(), activityWorker.shutdown()]);
+      await workers.shutdown();
       client.close();
       server.child.kill("SIGTERM");
       await server.exited;

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createActivityWorker, createClient, createWorkflowWorker, type ActivityContext, type WorkflowContext } from "@dex/sdk";
+import { createClient, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { freePort } from "@dex/server";
-import { TaskQueueType } from "@dex/proto";
 import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
-import { quietLogger } from "../support/harness.js";
+import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 
 // The real time at which the step after the timer ran.
@@ -45,13 +44,8 @@ describe("durable timers", () => {
   it("fires a 2 s timer after, never before, its due time, across a server restart", async () => {
     server = await startServerProcess({ databaseUrl: db.url, port });
     const client = createClient({ address: server.address });
-    await client.raw.queues.createTaskQueue({ name: "default", type: TaskQueueType.WORKFLOW });
-    await client.raw.queues.createTaskQueue({ name: "default", type: TaskQueueType.ACTIVITY });
-    const workers = [
-      createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { sleeper, raceEventAgainstTimer }, logger: quietLogger }),
-      createActivityWorker({ address: server.address, taskQueue: "default", activities, logger: quietLogger }),
-    ];
-    workers.forEach((w) => w.start());
+    await createDefaultQueues(client);
+    const workers = startWorkers(server.address, { workflows: { sleeper }, activities });
     try {
       const handle = await client.start(sleeper, { instanceId: "timer-1", input: { sleep: "2s" } });
       const timer = await waitFor(async () => (await handle.describe()).pendingTimers[0], { message: "the timer to start" });
@@ -72,15 +66,14 @@ describe("durable timers", () => {
       const firedAt = Number(fired!.time!.seconds) * 1000 + fired!.time!.nanos / 1e6;
       expect(firedAt).toBeGreaterThanOrEqual(due);
     } finally {
-      await Promise.all(workers.map((w) => w.shutdown()));
+      await workers.shutdown();
       client.close();
     }
   });
 
   it("lets an event win a race against a timer and ends without waiting for the timer", async () => {
     const client = createClient({ address: server!.address });
-    const workers = [createWorkflowWorker({ address: server!.address, taskQueue: "default", workflows: { raceEventAgainstTimer }, logger: quietLogger })];
-    workers.forEach((w) => w.start());
+    const workers = startWorkers(server!.address, { workflows: { raceEventAgainstTimer } });
     try {
       const handle = await client.start(raceEventAgainstTimer, { instanceId: "race-1" });
       await waitFor(async () => (await handle.describe()).pendingTimers.length > 0, { message: "the race's timer" });
@@ -89,7 +82,7 @@ describe("durable timers", () => {
       const description = await handle.describe();
       expect(description.pendingTimers).toEqual([]);
     } finally {
-      await Promise.all(workers.map((w) => w.shutdown()));
+      await workers.shutdown();
       client.close();
     }
   });
