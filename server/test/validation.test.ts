@@ -73,11 +73,15 @@ describe("input validation", () => {
     await rejectsWith(h.client.listRuns({ createdAfter: { seconds: 1n, nanos: -5 } }), "INVALID_ARGUMENT", /created_after/);
   });
 
-  it("unimplemented client RPCs say so", async () => {
-    await rejectsWith(h.client.sendEvent({}), "UNIMPLEMENTED", /later version/);
-    await rejectsWith(h.client.sendEventWithStart({}), "UNIMPLEMENTED", /later version/);
-    await rejectsWith(h.client.cancelRun({}), "UNIMPLEMENTED", /later version/);
-    await rejectsWith(h.client.terminateRun({}), "UNIMPLEMENTED", /later version/);
+  it("SendEvent, SendEventWithStart, CancelRun, TerminateRun (details in events.test.ts and cancel-terminate.test.ts)", async () => {
+    await rejectsWith(h.client.sendEvent({ eventId: "e" }), "INVALID_ARGUMENT", /run is required/);
+    await rejectsWith(h.client.sendEvent({ run: unknownRun, eventId: "" }), "INVALID_ARGUMENT", /event_id is required/);
+    await rejectsWith(h.client.sendEvent({ run: unknownRun, eventId: "e" }), "NOT_FOUND", /not found/);
+    await rejectsWith(h.client.sendEventWithStart({ eventId: "e" }), "INVALID_ARGUMENT", /start is required/);
+    await rejectsWith(h.client.cancelRun({}), "INVALID_ARGUMENT", /run is required/);
+    await rejectsWith(h.client.cancelRun({ run: notUuid }), "INVALID_ARGUMENT", /run.run_id/);
+    await rejectsWith(h.client.terminateRun({}), "INVALID_ARGUMENT", /run is required/);
+    await rejectsWith(h.client.terminateRun({ run: unknownRun }), "NOT_FOUND", /not found/);
   });
 
   it("PollWorkflowTasks and PollActivityTasks", async () => {

@@ -71,7 +71,7 @@ describe("the order fulfilment example", () => {
   });
 
   it("rejects a large order when approval times out, releasing the stock", async () => {
-    const big = order("ex-3", { lines: [{ sku: "teapot", quantity: 8, unitPriceCents: 6500 }], approvalTimeout: "300ms" });
+    const big = order("ex-3", { lines: [{ sku: "mug", quantity: 40, unitPriceCents: 1500 }], approvalTimeout: "300ms" });
     const handle = await h.client.start(orderFulfilment, { instanceId: "ex-timeout", input: big });
     expect(await handle.result()).toMatchObject({ status: "rejected", compensations: ["stock released"] });
     await saveHistory("approval-timed-out", handle);

@@ -1,11 +1,18 @@
 /** ClientService: validation and proto mapping around the engine. */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { ClientService, type PendingActivitySchema, type PendingWorkflowTaskSchema, type ServiceHandlers } from "@dex/proto";
+import {
+  ClientService,
+  type PendingActivitySchema,
+  type PendingWorkflowTaskSchema,
+  type ServiceHandlers,
+  type StartWorkflowRequest,
+} from "@dex/proto";
 import type { Engine } from "../engine/context.js";
 import { decodeFailure, decodePayload } from "../engine/events.js";
 import { DEFAULT_PRIORITY, DEFAULT_QUEUE } from "../engine/model.js";
-import { describeRun, getRunHistory, getRunResult, listRunPage } from "../engine/runs.js";
-import { startWorkflow } from "../engine/start.js";
+import { cancelRun, MAX_REASON_LENGTH, sendEvent, sendEventWithStart, terminateRun } from "../engine/lifecycle.js";
+import { describeRun, getRunHistory, getRunResult, listRunPage, type RunDescription } from "../engine/runs.js";
+import { startWorkflow, type StartRequest } from "../engine/start.js";
 import {
   intInRange,
   invalid,
@@ -16,36 +23,50 @@ import {
   timestampField,
 } from "../engine/validation.js";
 import type { PendingActivityRecord, PendingWorkflowTaskRecord } from "../store/pending.js";
-import { runSelector, DEFAULT_POLL_WAIT_MS, unimplemented, waitDeadline } from "./common.js";
+import { runSelector, DEFAULT_POLL_WAIT_MS, waitDeadline } from "./common.js";
 import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto, statusToProto, ts } from "./convert.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
 
 export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientService> {
   return {
     async startWorkflow(req) {
-      const conflictPolicy = conflictPolicyFromProto(req.conflictPolicy);
-      if (conflictPolicy === null) throw invalid(`conflict_policy has an unknown value ${req.conflictPolicy}`);
-      const reusePolicy = reusePolicyFromProto(req.reusePolicy);
-      if (reusePolicy === null) throw invalid(`reuse_policy has an unknown value ${req.reusePolicy}`);
-      const concurrencyKey = optionalString("concurrency_key", req.concurrencyKey);
-      return startWorkflow(engine, {
-        workflowName: requireString("workflow_name", req.workflowName),
-        instanceId: requireString("instance_id", req.instanceId),
-        taskQueue: queueName("task_queue", req.taskQueue, DEFAULT_QUEUE),
-        input: req.input,
-        labels: labelsField("labels", req.labels),
-        priority: req.priority === undefined ? DEFAULT_PRIORITY : intInRange("priority", req.priority, 0, 100),
-        requestId: optionalString("request_id", req.requestId),
-        conflictPolicy,
-        reusePolicy,
-        concurrencyKey: concurrencyKey === "" ? null : concurrencyKey,
-        concurrencyLimit:
-          concurrencyKey === "" ? null : intInRange("concurrency_limit", req.concurrencyLimit, 0, 1_000_000) || 1,
+      return startWorkflow(engine, startRequest(req, ""));
+    },
+
+    async sendEvent(req) {
+      return sendEvent(engine, {
+        selector: runSelector("run", req.run),
+        eventId: requireString("event_id", req.eventId),
+        payload: req.payload,
+      });
+    },
+
+    async sendEventWithStart(req) {
+      if (!req.start) throw invalid("start is required: the run to start when the instance id has no open run");
+      return sendEventWithStart(engine, {
+        ...startRequest(req.start, "start."),
+        eventId: requireString("event_id", req.eventId),
+        payload: req.payload,
+      });
+    },
+
+    async cancelRun(req) {
+      return cancelRun(engine, {
+        selector: runSelector("run", req.run),
+        reason: optionalString("reason", req.reason, MAX_REASON_LENGTH),
+      });
+    },
+
+    async terminateRun(req) {
+      return terminateRun(engine, {
+        selector: runSelector("run", req.run),
+        reason: optionalString("reason", req.reason, MAX_REASON_LENGTH),
       });
     },
 
     async describeRun(req) {
-      const { run, workflowTask, activities } = await describeRun(engine, runSelector("run", req.run));
+      const description = await describeRun(engine, runSelector("run", req.run));
+      const { run, workflowTask, activities } = description;
       return {
         info: runInfo(run),
         input: decodePayload(run.input),
@@ -53,7 +74,15 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         failure: decodeFailure(run.failure),
         pendingWorkflowTask: workflowTask ? pendingWorkflowTask(workflowTask) : undefined,
         pendingActivities: activities.map(pendingActivity),
-        waitingReason: waitingReason(run.status, run.taskQueue, workflowTask, activities),
+        pendingTimers: description.timers.map((t) => ({ seq: t.seq, fireTime: ts(t.fireAt) })),
+        pendingEventWaits: description.eventWaits.map((w) => ({ seq: w.seq, eventId: w.eventId, timeoutTime: ts(w.timeoutAt) })),
+        pendingChildRuns: description.children.map((c) => ({
+          seq: c.seq,
+          instanceId: c.instanceId,
+          runId: c.runId,
+          workflowName: c.workflowName,
+        })),
+        waitingReason: waitingReason(description),
         continuedAsRunId: run.continuedAsRunId ?? "",
       };
     },
@@ -123,10 +152,29 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       };
     },
 
-    sendEvent: unimplemented("SendEvent"),
-    sendEventWithStart: unimplemented("SendEventWithStart"),
-    cancelRun: unimplemented("CancelRun"),
-    terminateRun: unimplemented("TerminateRun"),
+  };
+}
+
+/** StartWorkflow's fields, validated; `prefix` names them inside a larger request ("start."). */
+function startRequest(req: StartWorkflowRequest, prefix: string): StartRequest {
+  const conflictPolicy = conflictPolicyFromProto(req.conflictPolicy);
+  if (conflictPolicy === null) throw invalid(`${prefix}conflict_policy has an unknown value ${req.conflictPolicy}`);
+  const reusePolicy = reusePolicyFromProto(req.reusePolicy);
+  if (reusePolicy === null) throw invalid(`${prefix}reuse_policy has an unknown value ${req.reusePolicy}`);
+  const concurrencyKey = optionalString(`${prefix}concurrency_key`, req.concurrencyKey);
+  return {
+    workflowName: requireString(`${prefix}workflow_name`, req.workflowName),
+    instanceId: requireString(`${prefix}instance_id`, req.instanceId),
+    taskQueue: queueName(`${prefix}task_queue`, req.taskQueue, DEFAULT_QUEUE),
+    input: req.input,
+    labels: labelsField(`${prefix}labels`, req.labels),
+    priority: req.priority === undefined ? DEFAULT_PRIORITY : intInRange(`${prefix}priority`, req.priority, 0, 100),
+    requestId: optionalString(`${prefix}request_id`, req.requestId),
+    conflictPolicy,
+    reusePolicy,
+    concurrencyKey: concurrencyKey === "" ? null : concurrencyKey,
+    concurrencyLimit:
+      concurrencyKey === "" ? null : intInRange(`${prefix}concurrency_limit`, req.concurrencyLimit, 0, 1_000_000) || 1,
   };
 }
 
@@ -161,21 +209,45 @@ function pendingActivity(task: PendingActivityRecord): MessageInitShape<typeof P
   };
 }
 
-function waitingReason(
-  status: string,
-  queue: string,
+/**
+ * Why an open run is not making progress, in words: the first of a workflow
+ * task waiting for a worker or backing off, activities, event waits, timers
+ * and child runs that applies; prefixed by a pending cancellation request.
+ */
+function waitingReason(d: RunDescription): string {
+  const { run, workflowTask: task, activities } = d;
+  if (run.status !== "CREATED" && run.status !== "RUNNING") return "";
+  const parts: string[] = [];
+  if (run.cancelRequestedAt) {
+    parts.push(
+      `cancellation requested at ${run.cancelRequestedAt.toISOString()}${run.cancelReason ? ` (${run.cancelReason})` : ""}; the workflow has not ended yet`,
+    );
+  }
+  const progress = progressReason(d, task, activities);
+  if (progress) parts.push(progress);
+  return parts.join("; ");
+}
+
+function progressReason(
+  d: RunDescription,
   task: PendingWorkflowTaskRecord | undefined,
   activities: PendingActivityRecord[],
 ): string {
-  if (status !== "CREATED" && status !== "RUNNING") return "";
   if (task) {
     const running = task.leasedUntil !== null && task.leasedUntil > task.now;
     if (running) return "";
     if (task.visibleAt > task.now) {
       return `workflow task attempt ${task.attempt} failed; retrying at ${task.visibleAt.toISOString()}`;
     }
-    return `waiting for a workflow worker polling task queue "${queue}"`;
+    return `waiting for a workflow worker polling task queue "${d.run.taskQueue}"`;
   }
-  if (activities.length > 0) return `waiting for ${activities.length} activit${activities.length === 1 ? "y" : "ies"}`;
-  return "";
+  const waits: string[] = [];
+  if (activities.length > 0) waits.push(`${activities.length} activit${activities.length === 1 ? "y" : "ies"}`);
+  if (d.eventWaits.length > 0) waits.push(`event${d.eventWaits.length === 1 ? "" : "s"} ${d.eventWaits.map((w) => `"${w.eventId}"`).join(", ")}`);
+  if (d.timers.length > 0) {
+    const next = d.timers.reduce((a, b) => (b.fireAt < a.fireAt ? b : a));
+    waits.push(`${d.timers.length} timer${d.timers.length === 1 ? "" : "s"} (next fires at ${next.fireAt.toISOString()})`);
+  }
+  if (d.children.length > 0) waits.push(`${d.children.length} child run${d.children.length === 1 ? "" : "s"}`);
+  return waits.length > 0 ? `waiting for ${waits.join(", ")}` : "";
 }

@@ -1,71 +1,124 @@
 /**
- * Workflow commands -> history events, activity tasks and the run's end.
+ * Workflow commands -> history events and the writes that go with them.
  * Pure: validates everything before the completion writes anything, applies
- * the documented defaults, and returns what the store must write.
+ * the documented defaults, and returns what the store must write. Checks that
+ * need the database (seqs used by earlier tasks, queues that must exist) are
+ * done by the completion with what the plan lists (`newSeqs`, `references`).
  */
-import { create, toBinary } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { FailureKind, FailureSchema, ParentClosePolicy, type Command, type Payload } from "@dex/proto";
+import { uuidv7 } from "uuidv7";
+import { planActivity, type PlannedActivity } from "./command-activity.js";
+import { encodeEvent, encodeFailure, encodePayload, type EncodedEvent, type EventInit } from "./events.js";
+import { MAX_COMMANDS_PER_TASK, RunStatus } from "./model.js";
 import {
-  ActivityScheduledAttributesSchema,
-  DexError,
-  FailureKind,
-  FailureSchema,
-  type ActivityScheduledAttributes,
-  type Command,
-} from "@dex/proto";
-import { encodeEvent, encodeFailure, encodePayload, type EncodedEvent } from "./events.js";
-import { DEFAULT_START_TO_CLOSE_MS, MAX_COMMANDS_PER_TASK, RunStatus } from "./model.js";
-import { resolveRetryPolicy } from "./retry.js";
-import { durationField, intInRange, invalid, labelsField, optionalString, queueName, requireString } from "./validation.js";
+  durationField,
+  enumField,
+  intInRange,
+  invalid,
+  labelsField,
+  optionalString,
+  queueName,
+  requireString,
+  timestampField,
+} from "./validation.js";
 
-export interface PlannedActivity {
-  queue: string;
+export type { PlannedActivity } from "./command-activity.js";
+
+export interface PlannedTimer {
   seq: number;
-  activityName: string;
+  kind: "timer" | "event_wait";
+  fireAt: Date;
+  eventId: string | null;
+  /** The inbox event it becomes when it fires. */
+  event: Uint8Array;
+}
+
+export interface PlannedChild {
+  seq: number;
+  workflowName: string;
+  instanceId: string;
+  taskQueue: string;
+  input: Payload | undefined;
+  labels: Record<string, string>;
   priority: number;
-  input: Uint8Array | null;
-  options: Uint8Array;
-  scheduleToCloseMs: number | null;
-  leaseMs: number;
+  parentClosePolicy: "cancel" | "abandon";
+}
+
+/** A command that names an earlier one by seq: that seq must belong to a command event of `kind`. */
+export interface SeqReference {
+  field: string;
+  seq: number;
+  /** The history event kind that created the seq ("timer_started", ...). */
+  kind: string;
 }
 
 export interface CommandPlan {
-  /** Command events, one per command, in order. */
+  /** Command events, one per command, in order. Seq-creating ones carry dedup key 'seq:<n>'. */
   events: EncodedEvent[];
   activities: PlannedActivity[];
+  timers: PlannedTimer[];
+  cancelTimers: number[];
+  cancelActivities: number[];
+  children: PlannedChild[];
+  cancelChildren: number[];
+  /** Seqs created by this task: none may exist in the run's history. */
+  newSeqs: number[];
+  /** Seqs referred to that were created by earlier tasks: each must exist with the right kind. */
+  references: SeqReference[];
   /** Set when a terminal command ends the run. */
-  end?: { status: RunStatus; result: Uint8Array | null; failure: Uint8Array | null };
+  end?: { status: RunStatus; result: Uint8Array | null; failure: Uint8Array | null; continuedAsRunId?: string };
+  /** Set by continue_as_new: the run to start in the same transaction. */
+  continueAsNew?: { runId: string; input: Payload | undefined; workflowName: string; taskQueue: string };
   /** undefined: unchanged; null: cleared. */
   customStatus?: string | null;
   labels?: Record<string, string>;
 }
 
 const TERMINAL_CASES = new Set(["completeRun", "failRun", "cancelRun", "continueAsNew"]);
+const CLOSE_POLICIES = [ParentClosePolicy.UNSPECIFIED, ParentClosePolicy.CANCEL, ParentClosePolicy.ABANDON];
 
-/** Commands this version records; the others answer UNIMPLEMENTED. */
-const LATER: Record<string, string> = {
-  requestCancelActivity: "request_cancel_activity",
-  startTimer: "start_timer",
-  cancelTimer: "cancel_timer",
-  waitForEvent: "wait_for_event",
-  startChildRun: "start_child_run",
-  continueAsNew: "continue_as_new",
-};
+export interface PlanContext {
+  taskQueue: string;
+  workflowName: string;
+  priority: number;
+  labels: Record<string, string>;
+  /** The task's workflow clock: timers fire at task time + duration. */
+  taskTime: Date;
+}
 
-/**
- * Validates the commands of one completion and turns them into writes.
- * `run` supplies the defaults (task queue, priority).
- */
-export function planCommands(commands: Command[], run: { taskQueue: string; priority: number }): CommandPlan {
+/** Validates the commands of one completion and turns them into writes. */
+export function planCommands(commands: Command[], run: PlanContext): CommandPlan {
   if (commands.length > MAX_COMMANDS_PER_TASK) {
     throw invalid(`commands has ${commands.length} entries, at most ${MAX_COMMANDS_PER_TASK} per task`);
   }
-  const plan: CommandPlan = { events: [], activities: [] };
-  const seqs = new Set<number>();
-  const claimSeq = (field: string, seq: number) => {
+  const plan: CommandPlan = {
+    events: [],
+    activities: [],
+    timers: [],
+    cancelTimers: [],
+    cancelActivities: [],
+    children: [],
+    cancelChildren: [],
+    newSeqs: [],
+    references: [],
+  };
+  // Seqs created in this task, by the event kind that created them.
+  const created = new Map<number, string>();
+  const claimSeq = (field: string, seq: number, attributes: EventInit) => {
     if (!Number.isInteger(seq) || seq <= 0) throw invalid(`${field}.seq must be greater than 0`);
-    if (seqs.has(seq)) throw invalid(`${field}.seq ${seq} is used by an earlier command of this task; each seq is unique within a run`);
-    seqs.add(seq);
+    if (created.has(seq)) throw invalid(`${field}.seq ${seq} is used by an earlier command of this task; each seq is unique within a run`);
+    const event = encodeEvent(attributes, { dedupKey: `seq:${seq}` });
+    created.set(seq, event.kind);
+    plan.newSeqs.push(seq);
+    plan.events.push(event);
+  };
+  const refer = (field: string, seq: number, kind: string, what: string) => {
+    if (!Number.isInteger(seq) || seq <= 0) throw invalid(`${field}.seq must be greater than 0`);
+    const local = created.get(seq);
+    if (local === undefined) plan.references.push({ field, seq, kind });
+    else if (local !== kind) throw invalid(`${field}.seq ${seq} is not ${what} (it is ${local} in this task)`);
   };
   commands.forEach((command, index) => {
     const field = `commands[${index}]`;
@@ -74,20 +127,72 @@ export function planCommands(commands: Command[], run: { taskQueue: string; prio
     if (TERMINAL_CASES.has(kind) && index !== commands.length - 1) {
       throw invalid(`${field} is a terminal command (${kind}) but is not the last command; a terminal command must be last`);
     }
-    if (kind in LATER) {
-      throw new DexError("UNIMPLEMENTED", `${field}: the ${LATER[kind]} command is not supported by this server version yet; it lands in a later version`);
-    }
     switch (kind) {
       case "scheduleActivity": {
-        claimSeq(`${field}.schedule_activity`, value.seq);
         const activity = planActivity(`${field}.schedule_activity`, value, run);
+        claimSeq(`${field}.schedule_activity`, value.seq, { case: "activityScheduled", value: activity.attributes });
         plan.activities.push(activity.task);
-        plan.events.push(encodeEvent({ case: "activityScheduled", value: activity.attributes }));
         break;
       }
+      case "requestCancelActivity":
+        refer(`${field}.request_cancel_activity`, value.seq, "activity_scheduled", "an activity call");
+        plan.cancelActivities.push(value.seq);
+        plan.events.push(encodeEvent({ case: "activityCancelRequested", value: { seq: value.seq } }));
+        break;
+      case "startTimer": {
+        const f = `${field}.start_timer`;
+        const at = timestampField(`${f}.fire_time`, value.fireTime);
+        const ms = durationField(`${f}.duration`, value.duration, { allowZero: true });
+        if (!at && ms === undefined) throw invalid(`${f} needs a duration or a fire_time`);
+        const fireAt = at ?? new Date(run.taskTime.getTime() + ms!);
+        claimSeq(f, value.seq, { case: "timerStarted", value: { seq: value.seq, fireTime: timestampFromDate(fireAt) } });
+        plan.timers.push({ seq: value.seq, kind: "timer", fireAt, eventId: null, event: timerEvent({ case: "timerFired", value: { seq: value.seq } }) });
+        break;
+      }
+      case "cancelTimer":
+        refer(`${field}.cancel_timer`, value.seq, "timer_started", "a timer");
+        plan.cancelTimers.push(value.seq);
+        plan.events.push(encodeEvent({ case: "timerCancelled", value: { seq: value.seq } }));
+        break;
+      case "waitForEvent": {
+        const f = `${field}.wait_for_event`;
+        const eventId = requireString(`${f}.event_id`, value.eventId);
+        const ms = durationField(`${f}.timeout`, value.timeout);
+        const timeoutAt = ms === undefined ? undefined : new Date(run.taskTime.getTime() + ms);
+        claimSeq(f, value.seq, {
+          case: "eventWaitStarted",
+          value: { seq: value.seq, eventId, timeoutTime: timeoutAt ? timestampFromDate(timeoutAt) : undefined },
+        });
+        if (timeoutAt) {
+          plan.timers.push({
+            seq: value.seq,
+            kind: "event_wait",
+            fireAt: timeoutAt,
+            eventId,
+            event: timerEvent({ case: "eventWaitTimedOut", value: { seq: value.seq } }),
+          });
+        }
+        break;
+      }
+      case "startChildRun": {
+        const child = planChild(`${field}.start_child_run`, value, run);
+        claimSeq(`${field}.start_child_run`, value.seq, {
+          case: "childRunScheduled",
+          value: {
+            ...child,
+            parentClosePolicy: child.parentClosePolicy === "abandon" ? ParentClosePolicy.ABANDON : ParentClosePolicy.CANCEL,
+          },
+        });
+        plan.children.push(child);
+        break;
+      }
+      case "requestCancelChildRun":
+        refer(`${field}.request_cancel_child_run`, value.seq, "child_run_scheduled", "a child run");
+        plan.cancelChildren.push(value.seq);
+        plan.events.push(encodeEvent({ case: "childRunCancelRequested", value: { seq: value.seq } }));
+        break;
       case "recordSideEffect":
-        claimSeq(`${field}.record_side_effect`, value.seq);
-        plan.events.push(encodeEvent({ case: "sideEffectRecorded", value: { seq: value.seq, value: value.value } }));
+        claimSeq(`${field}.record_side_effect`, value.seq, { case: "sideEffectRecorded", value: { seq: value.seq, value: value.value } });
         break;
       case "setCustomStatus":
         optionalString(`${field}.set_custom_status.custom_status`, value.customStatus);
@@ -119,61 +224,42 @@ export function planCommands(commands: Command[], run: { taskQueue: string; prio
         plan.events.push(encodeEvent({ case: "runCancelled", value: { details: value.details } }));
         break;
       }
+      case "continueAsNew": {
+        const f = `${field}.continue_as_new`;
+        const workflowName = optionalString(`${f}.workflow_name`, value.workflowName) || run.workflowName;
+        const taskQueue = queueName(`${f}.task_queue`, value.taskQueue, run.taskQueue);
+        const runId = uuidv7();
+        plan.continueAsNew = { runId, input: value.input, workflowName, taskQueue };
+        plan.end = { status: RunStatus.CONTINUED_AS_NEW, result: null, failure: null, continuedAsRunId: runId };
+        plan.events.push(encodeEvent({ case: "runContinuedAsNew", value: { newRunId: runId, input: value.input } }));
+        break;
+      }
     }
   });
   return plan;
 }
 
-function planActivity(
+/** A timer's inbox event: HistoryEvent bytes without sequence and time (set when it moves into history). */
+function timerEvent(attributes: EventInit): Uint8Array {
+  return encodeEvent(attributes).event;
+}
+
+function planChild(
   field: string,
-  command: Extract<Command["command"], { case: "scheduleActivity" }>["value"],
-  run: { taskQueue: string; priority: number },
-): { task: PlannedActivity; attributes: ActivityScheduledAttributes } {
-  const activityName = requireString(`${field}.activity_name`, command.activityName);
-  const queue = queueName(`${field}.task_queue`, command.taskQueue, run.taskQueue);
-  const policy = command.retryPolicy;
-  if (policy) {
-    durationField(`${field}.retry_policy.initial_interval`, policy.initialInterval);
-    const maxMs = durationField(`${field}.retry_policy.maximum_interval`, policy.maximumInterval);
-    const initialMs = durationField(`${field}.retry_policy.initial_interval`, policy.initialInterval);
-    if (policy.backoffCoefficient !== 0 && !(policy.backoffCoefficient >= 1 && policy.backoffCoefficient <= 1000)) {
-      throw invalid(`${field}.retry_policy.backoff_coefficient must be from 1 to 1000 (or 0 for the default 2), got ${policy.backoffCoefficient}`);
-    }
-    if (maxMs !== undefined && initialMs !== undefined && maxMs < initialMs) {
-      throw invalid(`${field}.retry_policy.maximum_interval must not be shorter than initial_interval`);
-    }
-    if (policy.maximumAttempts < 0) throw invalid(`${field}.retry_policy.maximum_attempts must not be negative`);
-    policy.nonRetryableErrorTypes.forEach((type, i) =>
-      requireString(`${field}.retry_policy.non_retryable_error_types[${i}]`, type),
-    );
-  }
-  const startToCloseMs = durationField(`${field}.start_to_close_timeout`, command.startToCloseTimeout) ?? DEFAULT_START_TO_CLOSE_MS;
-  const scheduleToCloseMs = durationField(`${field}.schedule_to_close_timeout`, command.scheduleToCloseTimeout);
-  const heartbeatMs = durationField(`${field}.heartbeat_timeout`, command.heartbeatTimeout);
-  const priority =
-    command.priority === undefined ? run.priority : intInRange(`${field}.priority`, command.priority, 0, 100);
-  const attributes = create(ActivityScheduledAttributesSchema, {
-    seq: command.seq,
-    activityName,
-    taskQueue: queue,
-    input: command.input,
-    retryPolicy: resolveRetryPolicy(policy),
-    startToCloseTimeout: durationFromMs(startToCloseMs),
-    scheduleToCloseTimeout: scheduleToCloseMs !== undefined ? durationFromMs(scheduleToCloseMs) : undefined,
-    heartbeatTimeout: heartbeatMs !== undefined ? durationFromMs(heartbeatMs) : undefined,
-    priority,
-  });
+  command: Extract<Command["command"], { case: "startChildRun" }>["value"],
+  run: PlanContext,
+): PlannedChild {
+  const labels = labelsField(`${field}.labels`, command.labels);
+  const policy = enumField(`${field}.parent_close_policy`, command.parentClosePolicy, CLOSE_POLICIES);
   return {
-    attributes,
-    task: {
-      queue,
-      seq: command.seq,
-      activityName,
-      priority,
-      input: encodePayload(command.input),
-      options: toBinary(ActivityScheduledAttributesSchema, attributes),
-      scheduleToCloseMs: scheduleToCloseMs ?? null,
-      leaseMs: heartbeatMs ?? startToCloseMs,
-    },
+    seq: command.seq,
+    workflowName: requireString(`${field}.workflow_name`, command.workflowName),
+    instanceId: requireString(`${field}.instance_id`, command.instanceId),
+    taskQueue: queueName(`${field}.task_queue`, command.taskQueue, run.taskQueue),
+    input: command.input,
+    // A proto map cannot be unset: an empty map means "the parent's labels".
+    labels: Object.keys(labels).length > 0 ? labels : { ...run.labels },
+    priority: command.priority === undefined ? run.priority : intInRange(`${field}.priority`, command.priority, 0, 100),
+    parentClosePolicy: policy === ParentClosePolicy.ABANDON ? "abandon" : "cancel",
   };
 }

@@ -1,8 +1,20 @@
 /** Reading runs: describe, history (optionally waiting), result (optionally waiting), list. */
-import { DexError, type HistoryEvent } from "@dex/proto";
+import { fromBinary } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { DexError, HistoryEventSchema, type HistoryEvent } from "@dex/proto";
 import { readHistory } from "../store/history.js";
-import { pendingActivities, pendingWorkflowTask, type PendingActivityRecord, type PendingWorkflowTaskRecord } from "../store/pending.js";
+import {
+  eventKeysInHistory,
+  eventWaitStarts,
+  openChildRuns,
+  pendingActivities,
+  pendingWorkflowTask,
+  type OpenChildRecord,
+  type PendingActivityRecord,
+  type PendingWorkflowTaskRecord,
+} from "../store/pending.js";
 import { getRun, getRunProgress, listRuns, type RunFilter, type RunRecord } from "../store/runs.js";
+import { runTimers } from "../store/timers.js";
 import type { Engine } from "./context.js";
 import { decodeEvent } from "./events.js";
 import { longPoll } from "./long-poll.js";
@@ -26,19 +38,65 @@ export async function requireRun(engine: Engine, selector: RunSelector): Promise
   return run;
 }
 
+export interface PendingTimerInfo {
+  seq: number;
+  fireAt: Date;
+}
+
+export interface PendingEventWaitInfo {
+  seq: number;
+  eventId: string;
+  timeoutAt: Date | undefined;
+}
+
 export interface RunDescription {
   run: RunRecord;
   workflowTask: PendingWorkflowTaskRecord | undefined;
   activities: PendingActivityRecord[];
+  timers: PendingTimerInfo[];
+  eventWaits: PendingEventWaitInfo[];
+  children: OpenChildRecord[];
 }
 
+/**
+ * A run and its pending work. Timers and event waits exist only while the run
+ * is open (its end deletes its timers; its history then says nothing more will
+ * be awaited). An event wait is pending until its event or its time-out has
+ * reached history, i.e. until the workflow has seen the one or the other.
+ * Child runs are listed while they are open, also after the parent ended (an
+ * ABANDON child keeps running).
+ */
 export async function describeRun(engine: Engine, selector: RunSelector): Promise<RunDescription> {
   const run = await requireRun(engine, selector);
-  const [workflowTask, activities] = await Promise.all([
+  const open = !isTerminal(run.status as RunStatus);
+  const [workflowTask, activities, timers, eventWaits, children] = await Promise.all([
     pendingWorkflowTask(engine.db, run.id),
     pendingActivities(engine.db, run.id),
+    open ? runTimers(engine.db, run.id) : [],
+    open ? pendingEventWaits(engine, run.id) : [],
+    openChildRuns(engine.sql, run.id),
   ]);
-  return { run, workflowTask, activities };
+  return {
+    run,
+    workflowTask,
+    activities,
+    // Event-wait time-outs are shown with their wait, not as timers.
+    timers: timers.filter((t) => t.kind === "timer").map((t) => ({ seq: t.seq, fireAt: t.fireAt })),
+    eventWaits,
+    children,
+  };
+}
+
+async function pendingEventWaits(engine: Engine, runId: string): Promise<PendingEventWaitInfo[]> {
+  const waits: PendingEventWaitInfo[] = [];
+  for (const bytes of await eventWaitStarts(engine.sql, runId)) {
+    const { attributes } = fromBinary(HistoryEventSchema, bytes);
+    if (attributes.case !== "eventWaitStarted") continue;
+    const { seq, eventId, timeoutTime } = attributes.value;
+    waits.push({ seq, eventId, timeoutAt: timeoutTime ? timestampDate(timeoutTime) : undefined });
+  }
+  const received = await eventKeysInHistory(engine.sql, runId, [...new Set(waits.map((w) => `event:${w.eventId}`))]);
+  return waits.filter((w) => !received.has(`event:${w.eventId}`));
 }
 
 export interface HistoryPage {

@@ -3,7 +3,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { DexError, HistoryEventSchema, type Payload } from "@dex/proto";
 import { uuidv7 } from "uuidv7";
 import { queueWakeupPayload } from "../store/notify.js";
-import { findOpenRun, insertRun } from "../store/runs.js";
+import { findOpenRun, insertRun, type NewRun } from "../store/runs.js";
 import type { Engine } from "./context.js";
 import { encodePayload } from "./events.js";
 import { QueueType } from "./model.js";
@@ -35,7 +35,12 @@ export interface StartResult {
 /** How often a start retries when the open run it conflicted with ended in between. */
 const MAX_START_ATTEMPTS = 3;
 
-export async function startWorkflow(engine: Engine, request: StartRequest): Promise<StartResult> {
+/** The row, run_started event and wake-up of a new run, as insertRun takes them. */
+export function newRun(
+  engine: Engine,
+  request: Omit<StartRequest, "conflictPolicy">,
+  extra: { runId?: string; parent?: NewRun["parent"]; continuedFromRunId?: string | null } = {},
+): NewRun {
   const startedEvent = toBinary(
     HistoryEventSchema,
     create(HistoryEventSchema, {
@@ -48,27 +53,36 @@ export async function startWorkflow(engine: Engine, request: StartRequest): Prom
           input: request.input,
           labels: request.labels,
           priority: request.priority,
+          parentRunId: extra.parent?.runId ?? "",
+          continuedFromRunId: extra.continuedFromRunId ?? "",
         },
       },
     }),
   );
+  return {
+    id: extra.runId ?? uuidv7(),
+    instanceId: request.instanceId,
+    workflowName: request.workflowName,
+    taskQueue: request.taskQueue,
+    priority: request.priority,
+    labels: request.labels,
+    requestId: request.requestId,
+    concurrencyKey: request.concurrencyKey,
+    concurrencyLimit: request.concurrencyLimit,
+    input: encodePayload(request.input),
+    startedEvent,
+    reusePolicy: request.reusePolicy,
+    wakeupPayload: queueWakeupPayload(QueueType.WORKFLOW, request.taskQueue, engine.origin),
+    parent: extra.parent ?? null,
+    continuedFromRunId: extra.continuedFromRunId ?? null,
+  };
+}
+
+export async function startWorkflow(engine: Engine, request: StartRequest): Promise<StartResult> {
   for (let attempt = 1; ; attempt++) {
-    const runId = uuidv7();
-    const outcome = await insertRun(engine.sql, {
-      id: runId,
-      instanceId: request.instanceId,
-      workflowName: request.workflowName,
-      taskQueue: request.taskQueue,
-      priority: request.priority,
-      labels: request.labels,
-      requestId: request.requestId,
-      concurrencyKey: request.concurrencyKey,
-      concurrencyLimit: request.concurrencyLimit,
-      input: encodePayload(request.input),
-      startedEvent,
-      reusePolicy: request.reusePolicy,
-      wakeupPayload: queueWakeupPayload(QueueType.WORKFLOW, request.taskQueue, engine.origin),
-    });
+    const run = newRun(engine, request);
+    const runId = run.id;
+    const outcome = await insertRun(engine.sql, run);
     switch (outcome.outcome) {
       case "started":
         engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.taskQueue);

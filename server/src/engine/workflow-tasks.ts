@@ -1,22 +1,17 @@
-/** Workflow tasks: poll (claim + history), complete (one transaction), fail (back-off). */
-import { DexError, FailureKind, WorkflowTaskFailedCause, type Command, type Failure, type HistoryEvent } from "@dex/proto";
-import { appendBlock, readHistories } from "../store/history.js";
-import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
-import { finishWorkflowTask, insertActivityTasks, lockRun } from "../store/completion.js";
+/** Workflow tasks: poll (claim + history) and fail (back-off); completion is in completion.ts. */
+import { DexError, FailureKind, WorkflowTaskFailedCause, type Failure, type HistoryEvent } from "@dex/proto";
+import { readHistories } from "../store/history.js";
 import {
   claimWorkflowTasks,
   failWorkflowTask as failTaskRow,
   readInboxRows,
   releaseWorkflowTasks,
-  takeWorkflowTask,
 } from "../store/workflow-tasks.js";
-import { planCommands } from "./commands.js";
 import type { Engine } from "./context.js";
-import { decodeEvent, encodeEvent, encodeFailure } from "./events.js";
+import { decodeEvent, encodeFailure } from "./events.js";
 import { longPoll } from "./long-poll.js";
-import { isTerminal, MAX_INLINE_HISTORY_BYTES, QueueType, WORKFLOW_TASK_LEASE_MS, type RunStatus, type WorkflowTaskRef } from "./model.js";
+import { MAX_INLINE_HISTORY_BYTES, QueueType, WORKFLOW_TASK_LEASE_MS, type WorkflowTaskRef } from "./model.js";
 import { workflowTaskBackoffMs } from "./retry.js";
-import { queueExists } from "./task-queues.js";
 
 export interface PolledWorkflowTask {
   ref: WorkflowTaskRef;
@@ -111,67 +106,6 @@ export function taskNotFound(): DexError {
     "NOT_FOUND",
     "task not found: it was already completed, or its lease expired and it was handed out again",
   );
-}
-
-/**
- * Completes a workflow task in ONE transaction: take the task (fenced),
- * validate the commands (nothing is written if they are invalid: the
- * transaction rolls back), append the block, create activity tasks, update
- * the run and schedule its next task if inputs arrived meanwhile.
- */
-export async function completeWorkflowTask(
-  engine: Engine,
-  ref: WorkflowTaskRef,
-  commands: Command[],
-): Promise<{ historyLength: number }> {
-  const outcome = await engine.sql.begin(async (tx) => {
-    // Run row first, then the task row: the lock order of every write path.
-    const [run, task] = await Promise.all([lockRun(tx, ref.runId), takeWorkflowTask(tx, ref)]);
-    if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
-    const plan = planCommands(commands, { taskQueue: run.taskQueue, priority: run.priority });
-    for (const [i, activity] of plan.activities.entries()) {
-      if (!(await queueExists(engine, QueueType.ACTIVITY, activity.queue))) {
-        throw new DexError(
-          "INVALID_ARGUMENT",
-          `schedule_activity seq ${activity.seq} (activity ${i + 1} of this task): activity task queue "${activity.queue}" does not exist; create it first`,
-        );
-      }
-    }
-    const marker = encodeEvent(
-      { case: "workflowTaskCompleted", value: { workerId: task.workerId, attempt: task.attempt } },
-      { time: task.taskTime },
-    );
-    const events = [marker, ...plan.events];
-    const historyLength = run.historyLength + task.inboxIds.length + events.length;
-    const activityQueues = [...new Set(plan.activities.map((a) => a.queue))];
-    const [appended, , finished] = await Promise.all([
-      appendBlock(tx, { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events }),
-      insertActivityTasks(tx, run, plan.activities),
-      finishWorkflowTask(tx, {
-        runId: run.id,
-        queue: run.taskQueue,
-        priority: run.priority,
-        historyLength,
-        stickyWorkerId: plan.end ? null : task.workerId,
-        customStatus: plan.customStatus,
-        labels: plan.labels,
-        end: plan.end,
-        notify: [
-          ...activityQueues.map((q) => queueWakeupPayload(QueueType.ACTIVITY, q, engine.origin)),
-          ...(plan.end ? [runWakeupPayload(run.id, engine.origin)] : []),
-        ],
-        nextTaskNotify: queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin),
-      }),
-    ]);
-    if (appended.moved !== task.inboxIds.length) {
-      throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${appended.moved} were found`);
-    }
-    return { historyLength, plan, nextTask: finished.nextTask, taskQueue: run.taskQueue };
-  });
-  for (const activity of outcome.plan.activities) engine.wakeups.wakeQueue(QueueType.ACTIVITY, activity.queue);
-  if (outcome.nextTask) engine.wakeups.wakeQueue(QueueType.WORKFLOW, outcome.taskQueue);
-  engine.wakeups.wakeRun(ref.runId);
-  return { historyLength: outcome.historyLength };
 }
 
 /** Fails a workflow task: nothing goes to history; the task is retried after a back-off. */

@@ -15,6 +15,11 @@ export interface LockedRun {
   priority: number;
   historyLength: number;
   historySize: number;
+  labels: Record<string, string>;
+  parentRunId: string | null;
+  parentSeq: number | null;
+  parentClosePolicy: string | null;
+  cancelRequested: boolean;
 }
 
 /**
@@ -33,9 +38,15 @@ export async function lockRun(tx: Queryable, runId: string, skipLocked = false):
       priority: number;
       history_length: number;
       history_size: string;
+      labels: Record<string, string>;
+      parent_run_id: string | null;
+      parent_seq: number | null;
+      parent_close_policy: string | null;
+      cancel_requested: boolean;
     }[]
   >`
-    select id, status, instance_id, workflow_name, task_queue, priority, history_length, history_size::text
+    select id, status, instance_id, workflow_name, task_queue, priority, history_length, history_size::text,
+           labels, parent_run_id, parent_seq, parent_close_policy, cancel_requested_at is not null as cancel_requested
     from dex.runs where id = ${runId} for no key update ${skipLocked ? tx`skip locked` : tx``}`;
   if (!row) return undefined;
   return {
@@ -47,6 +58,11 @@ export async function lockRun(tx: Queryable, runId: string, skipLocked = false):
     priority: row.priority,
     historyLength: row.history_length,
     historySize: Number(row.history_size),
+    labels: row.labels ?? {},
+    parentRunId: row.parent_run_id,
+    parentSeq: row.parent_seq,
+    parentClosePolicy: row.parent_close_policy,
+    cancelRequested: row.cancel_requested,
   };
 }
 
@@ -58,6 +74,7 @@ export interface NewActivityTask {
   input: Uint8Array | null;
   options: Uint8Array;
   scheduleToCloseMs: number | null;
+  startToCloseMs: number;
   leaseMs: number;
 }
 
@@ -70,30 +87,38 @@ export async function insertActivityTasks(
   if (tasks.length === 0) return;
   await tx`
     insert into dex.activity_tasks (queue_name, run_id, seq, activity_name, instance_id, workflow_name,
-                                    workflow_queue, priority, input, options, lease_ms, schedule_to_close_deadline)
+                                    workflow_queue, priority, input, options, lease_ms, start_to_close_ms,
+                                    schedule_to_close_deadline)
     select queue, ${run.id}, seq, name, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, priority,
-           decode(input, 'base64'), decode(options, 'base64'), lease_ms,
+           decode(input, 'base64'), decode(options, 'base64'), lease_ms, start_to_close_ms,
            now() + deadline_ms * interval '1 millisecond'
     from unnest(${tasks.map((t) => t.queue)}::text[], ${tasks.map((t) => t.seq)}::int[],
                 ${tasks.map((t) => t.activityName)}::text[], ${tasks.map((t) => t.priority)}::int[],
                 ${base64Array(tasks.map((t) => t.input))}::text[], ${base64Array(tasks.map((t) => t.options))}::text[],
-                ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
-         as u(queue, seq, name, priority, input, options, lease_ms, deadline_ms)`;
+                ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.startToCloseMs)}::bigint[],
+                ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
+         as u(queue, seq, name, priority, input, options, lease_ms, start_to_close_ms, deadline_ms)`;
 }
 
 export interface RunEnd {
   status: string;
   result: Uint8Array | null;
   failure: Uint8Array | null;
+  /** Set for CONTINUED_AS_NEW: the new run. */
+  continuedAsRunId?: string | undefined;
 }
 
 /**
  * Closes a completion: updates the run (history length and size, the sticky
  * worker, custom status and labels, and its end if a terminal command ended
- * it). An ended run loses its remaining activity tasks and inbox rows; an
- * open run with visible inbox rows left (they arrived while the task was in
- * flight) gets its next workflow task. NOTIFYs ride along, sent at commit.
- * Returns whether a next workflow task was created.
+ * it). An ended run loses its remaining activity tasks, inbox rows and timers.
+ * An open run loses the event-wait timers whose event this block delivered
+ * (its `external_event_received` is in history now: the statement runs after
+ * the block's append in the same transaction, so it sees it), and gets its
+ * next workflow task if inbox rows that wake it arrived while the task was in
+ * flight (`child_run_started` does not wake: it rides along with the next
+ * task). NOTIFYs ride along, sent at commit. Returns whether a next workflow
+ * task was created.
  */
 export async function finishWorkflowTask(
   tx: Queryable,
@@ -123,6 +148,7 @@ export async function finishWorkflowTask(
         status = coalesce(${input.end?.status ?? null}, status),
         result = coalesce(${bytes(input.end?.result)}, result),
         failure = coalesce(${bytes(input.end?.failure)}, failure),
+        continued_as_run_id = coalesce(${input.end?.continuedAsRunId ?? null}::uuid, continued_as_run_id),
         ended_at = case when ${ended} then now() else ended_at end
       where id = ${input.runId}
       returning id
@@ -130,10 +156,15 @@ export async function finishWorkflowTask(
       delete from dex.activity_tasks where ${ended} and run_id = ${input.runId}
     ), dropped_inbox as (
       delete from dex.inbox where ${ended} and run_id = ${input.runId}
+    ), dropped_timers as (
+      delete from dex.timers t where t.run_id = ${input.runId} and (${ended} or (
+        t.kind = 'event_wait' and exists (select 1 from dex.history_events h
+                                          where h.run_id = t.run_id and h.dedup_key = 'event:' || t.event_id)))
     ), next_task as (
       insert into dex.workflow_tasks (queue_name, run_id, priority)
       select ${input.queue}, ${input.runId}, ${input.priority}
-      where not ${ended} and exists (select 1 from dex.inbox where run_id = ${input.runId} and visible_at <= now())
+      where not ${ended} and exists (select 1 from dex.inbox where run_id = ${input.runId} and visible_at <= now()
+                                     and kind <> 'child_run_started')
       on conflict do nothing
       returning run_id
     ), notified as (

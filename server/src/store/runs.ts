@@ -25,6 +25,10 @@ export interface NewRun {
   reusePolicy: string;
   /** NOTIFY payload for the workflow queue, sent at commit if the run was inserted. */
   wakeupPayload: string;
+  /** Child runs: the parent, the parent's command seq and what happens when the parent ends. */
+  parent?: { runId: string; seq: number; closePolicy: string } | null | undefined;
+  /** continue-as-new: the run this one continues. */
+  continuedFromRunId?: string | null | undefined;
 }
 
 export type InsertRunOutcome =
@@ -45,6 +49,24 @@ export type InsertRunOutcome =
  */
 export async function insertRun(sql: Queryable, run: NewRun): Promise<InsertRunOutcome> {
   try {
+    return await insertRunOrThrow(sql, run);
+  } catch (err) {
+    if (isUniqueViolation(err, "runs_one_open_run_per_instance")) return { outcome: "open_run_exists" };
+    throw err;
+  }
+}
+
+/** The open-run unique violation of a start inside a larger transaction (which it aborts). */
+export function isOpenRunConflict(err: unknown): boolean {
+  return isUniqueViolation(err, "runs_one_open_run_per_instance");
+}
+
+/**
+ * insertRun for use inside a transaction: a conflict with an open run throws
+ * (see isOpenRunConflict) and aborts the transaction, or the savepoint around it.
+ */
+export async function insertRunOrThrow(sql: Queryable, run: NewRun): Promise<Exclude<InsertRunOutcome, { outcome: "open_run_exists" }>> {
+  {
     const [row] = await sql<
       {
         run_id: string | null;
@@ -74,10 +96,13 @@ export async function insertRun(sql: Queryable, run: NewRun): Promise<InsertRunO
           ) as ok
       ), inserted as (
         insert into dex.runs (id, instance_id, workflow_name, task_queue, status, priority, labels,
-                              concurrency_key, concurrency_limit, request_id, input, history_length, history_size)
+                              concurrency_key, concurrency_limit, request_id, input, history_length, history_size,
+                              parent_run_id, parent_seq, parent_close_policy, continued_from_run_id)
         select ${run.id}::uuid, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, 'CREATED', ${run.priority},
                ${JSON.stringify(run.labels)}::text::jsonb, ${run.concurrencyKey}, ${run.concurrencyLimit},
-               nullif(${run.requestId}::text, ''), ${bytes(run.input)}, 1, ${run.startedEvent.byteLength}
+               nullif(${run.requestId}::text, ''), ${bytes(run.input)}, 1, ${run.startedEvent.byteLength},
+               ${run.parent?.runId ?? null}::uuid, ${run.parent?.seq ?? null}::int, ${run.parent?.closePolicy ?? null},
+               ${run.continuedFromRunId ?? null}::uuid
         where (select ok from allowed)
         returning id, created_at
       ), started as (
@@ -98,9 +123,6 @@ export async function insertRun(sql: Queryable, run: NewRun): Promise<InsertRunO
     if (!row.queue_exists) return { outcome: "queue_missing" };
     if (row.same_request_id) return { outcome: "same_request", runId: row.same_request_id };
     return { outcome: "reuse_rejected", latestRunId: row.latest_id!, latestStatus: row.latest_status! };
-  } catch (err) {
-    if (isUniqueViolation(err, "runs_one_open_run_per_instance")) return { outcome: "open_run_exists" };
-    throw err;
   }
 }
 

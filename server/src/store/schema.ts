@@ -1,5 +1,5 @@
 /**
- * drizzle-orm mirror of migrations/0001_init.sql, used for the queries that are
+ * drizzle-orm mirror of migrations/*.sql, used for the queries that are
  * not on the hot path (describe, list, queue admin). The migration is the
  * source of truth: a column added there is added here in the same change.
  * Hot-path statements (claim, complete, append) are hand-written SQL in the
@@ -59,6 +59,7 @@ export const runs = dex.table("runs", {
   requestId: text("request_id"),
   parentRunId: uuid("parent_run_id"),
   parentSeq: integer("parent_seq"),
+  parentClosePolicy: text("parent_close_policy").$type<"cancel" | "abandon">(),
   continuedFromRunId: uuid("continued_from_run_id"),
   continuedAsRunId: uuid("continued_as_run_id"),
   input: bytea("input"),
@@ -143,6 +144,24 @@ export const activityTasks = dex.table(
     lastHeartbeatAt: tz("last_heartbeat_at"),
     lastFailure: bytea("last_failure"),
     cancelRequested: boolean("cancel_requested").notNull().default(false),
+    startToCloseMs: bigint("start_to_close_ms", { mode: "number" }),
+    attemptDeadline: tz("attempt_deadline"),
   },
   (t) => [primaryKey({ columns: [t.queueName, t.runId, t.seq] })],
+);
+
+export const timers = dex.table(
+  "timers",
+  {
+    runId: uuid("run_id").notNull(),
+    seq: integer("seq").notNull(),
+    kind: text("kind").$type<"timer" | "event_wait">().notNull(),
+    fireAt: tz("fire_at").notNull(),
+    eventId: text("event_id"),
+    workflowQueue: text("workflow_queue").notNull(),
+    priority: smallint("priority").notNull(),
+    event: bytea("event").notNull(),
+    createdAt: tz("created_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.seq] })],
 );

@@ -3,9 +3,10 @@
  *
  * Lock order, held by every write path so they cannot deadlock: the run row
  * first (FOR NO KEY UPDATE), then task rows, then inbox rows. The claim is the
- * exception that proves it: it locks only task rows it can take without
- * waiting (SKIP LOCKED), and touches the run row only while it is CREATED, a
- * state no other writer locks it in.
+ * one exception: it locks only task rows it can take without waiting (SKIP
+ * LOCKED), then updates the run row while it is CREATED. Other writers may
+ * hold a CREATED run's lock (an event, a cancel request, terminate), so they
+ * must never wait for its task row; store/lifecycle.ts says how they avoid it.
  */
 import type { Queryable } from "./db.js";
 

@@ -1,0 +1,143 @@
+/**
+ * CompleteWorkflowTask: everything a workflow task decided, in ONE transaction.
+ *
+ * Order of statements, and why:
+ * 1. locks: the parent's run row first when this completion ends a child run
+ *    (ancestor before descendant), then the run row and the fenced task row;
+ * 2. the plan (pure validation), then the checks that need the database
+ *    (queues exist, seqs unused by earlier tasks): an invalid completion
+ *    throws and the rollback leaves everything as it was, the task included;
+ * 3. the block append, activity tasks, timers, cancellations, in one pipelined
+ *    batch (postgres.js sends them in order on the transaction's connection;
+ *    continue-as-new's event hand-over must follow the append and precede the
+ *    old run's inbox being dropped in finishWorkflowTask);
+ * 4. children (each in a savepoint), then the run row update;
+ * 5. continue-as-new's next run (after the old row left the open statuses), and
+ *    what the end owes parent and children; NOTIFYs at commit.
+ */
+import { DexError, type Command } from "@dex/proto";
+import { cancelActivities, parentOf, usedSeqs } from "../store/lifecycle.js";
+import { appendBlock } from "../store/history.js";
+import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
+import { finishWorkflowTask, insertActivityTasks, lockRun, type LockedRun } from "../store/completion.js";
+import { deleteTimers, insertTimers } from "../store/timers.js";
+import { takeWorkflowTask } from "../store/workflow-tasks.js";
+import type { TransactionSql } from "../store/db.js";
+import { planCommands, type CommandPlan } from "./commands.js";
+import type { Engine } from "./context.js";
+import { inTransaction } from "./effects.js";
+import { encodeEvent } from "./events.js";
+import { isTerminal, QueueType, type RunStatus, type WorkflowTaskRef } from "./model.js";
+import { afterRunEnded, cancelRuns, handOverEvents, startChildren, startContinuedRun } from "./relatives.js";
+import { queueExists } from "./task-queues.js";
+import { invalid } from "./validation.js";
+import { taskNotFound } from "./workflow-tasks.js";
+
+const ENDS_RUN = new Set(["completeRun", "failRun", "cancelRun", "continueAsNew"]);
+
+export async function completeWorkflowTask(
+  engine: Engine,
+  ref: WorkflowTaskRef,
+  commands: Command[],
+): Promise<{ historyLength: number }> {
+  return inTransaction(engine, async (tx, effects) => {
+    // A child that ends notifies its parent: lock the parent first (its id
+    // never changes, so reading it unlocked is safe).
+    const ends = commands.some((c) => c.command.case !== undefined && ENDS_RUN.has(c.command.case));
+    const parentId = ends ? await parentOf(tx, ref.runId) : null;
+    const parent = parentId ? await lockRun(tx, parentId) : undefined;
+    const [run, task] = await Promise.all([lockRun(tx, ref.runId), takeWorkflowTask(tx, ref)]);
+    if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
+
+    const plan = planCommands(commands, {
+      taskQueue: run.taskQueue,
+      workflowName: run.workflowName,
+      priority: run.priority,
+      labels: run.labels,
+      taskTime: task.taskTime,
+    });
+    await checkAgainstDatabase(engine, tx, run.id, plan);
+
+    const marker = encodeEvent(
+      { case: "workflowTaskCompleted", value: { workerId: task.workerId, attempt: task.attempt } },
+      { time: task.taskTime },
+    );
+    const events = [marker, ...plan.events];
+    const historyLength = run.historyLength + task.inboxIds.length + events.length;
+    const next = plan.continueAsNew;
+    const [appended] = await Promise.all([
+      appendBlock(tx, { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events }),
+      insertActivityTasks(tx, run, plan.activities),
+      insertTimers(tx, run, plan.timers),
+      deleteTimers(tx, run.id, plan.cancelTimers),
+      cancelActivities(tx, run.id, plan.cancelActivities),
+      next ? handOverEvents(tx, run.id, next.runId) : undefined,
+    ]);
+    if (appended.moved !== task.inboxIds.length) {
+      throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${appended.moved} were found`);
+    }
+    if (plan.cancelChildren.length > 0) {
+      await cancelRuns(tx, effects, { parent: run.id, seqs: plan.cancelChildren }, `cancellation requested by parent run ${run.id}`);
+    }
+    await startChildren(engine, tx, effects, run, plan.children);
+    const activityQueues = [...new Set(plan.activities.map((a) => a.queue))];
+    const finished = await finishWorkflowTask(tx, {
+      runId: run.id,
+      queue: run.taskQueue,
+      priority: run.priority,
+      historyLength,
+      stickyWorkerId: plan.end ? null : task.workerId,
+      customStatus: plan.customStatus,
+      labels: plan.labels,
+      end: plan.end,
+      notify: [
+        ...activityQueues.map((q) => queueWakeupPayload(QueueType.ACTIVITY, q, engine.origin)),
+        ...(plan.end ? [runWakeupPayload(run.id, engine.origin)] : []),
+      ],
+      nextTaskNotify: queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin),
+    });
+    if (next) await startContinuedRun(engine, tx, effects, run, next, { ...run.labels, ...plan.labels });
+    if (plan.end) await afterRunEnded(engine, tx, effects, run, parent, plan.end);
+
+    for (const queue of activityQueues) effects.wakeQueue(QueueType.ACTIVITY, queue);
+    if (finished.nextTask) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
+    for (const timer of plan.timers) effects.timerAt(timer.fireAt);
+    effects.wakeRun(run.id);
+    return { historyLength };
+  });
+}
+
+/**
+ * The checks a pure plan cannot make: every queue it names exists, its new
+ * seqs were not used by an earlier task, and the seqs it refers to were
+ * created by the right kind of command. The dedup index on history
+ * ('seq:<n>') would reject a reused seq anyway; checking first gives the
+ * caller a message instead of a constraint name.
+ */
+async function checkAgainstDatabase(engine: Engine, tx: TransactionSql, runId: string, plan: CommandPlan): Promise<void> {
+  const queues: Array<[string, QueueType, string]> = [
+    ...plan.activities.map((a): [string, QueueType, string] => [`schedule_activity seq ${a.seq}`, QueueType.ACTIVITY, a.queue]),
+    ...plan.children.map((c): [string, QueueType, string] => [`start_child_run seq ${c.seq}`, QueueType.WORKFLOW, c.taskQueue]),
+    ...(plan.continueAsNew ? [["continue_as_new", QueueType.WORKFLOW, plan.continueAsNew.taskQueue] as [string, QueueType, string]] : []),
+  ];
+  for (const [what, type, queue] of queues) {
+    if (!(await queueExists(engine, type, queue))) {
+      throw new DexError("INVALID_ARGUMENT", `${what}: ${type} task queue "${queue}" does not exist; create it first`);
+    }
+  }
+  const asked = [...plan.newSeqs, ...plan.references.map((r) => r.seq)];
+  if (asked.length === 0) return;
+  const used = await usedSeqs(tx, runId, asked);
+  for (const seq of plan.newSeqs) {
+    const kind = used.get(seq);
+    if (kind) throw invalid(`seq ${seq} is already used by an earlier ${kind} of this run; each seq is unique within a run`);
+  }
+  for (const ref of plan.references) {
+    const kind = used.get(ref.seq);
+    if (kind !== ref.kind) {
+      throw invalid(`${ref.field}.seq ${ref.seq} names no ${ref.kind} of this run${kind ? ` (it is a ${kind})` : ""}`);
+    }
+  }
+}
+
+export type { LockedRun };

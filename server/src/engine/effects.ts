@@ -1,0 +1,68 @@
+/**
+ * What a transaction must announce once it has committed: queues that got
+ * tasks (parked polls here and, through NOTIFY, on other servers), runs that
+ * changed (result and history waiters) and timers it created (this server's
+ * timer loop sleeps until the earliest). Announcing before the commit would
+ * wake waiters that then find nothing; so writes collect their effects here,
+ * `inTransaction` sends the NOTIFYs as the transaction's last statement
+ * (Postgres delivers them at commit, folded per payload) and applies the
+ * in-process wakes after the commit.
+ */
+import type { Queryable, TransactionSql } from "../store/db.js";
+import { notify, queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
+import type { Engine } from "./context.js";
+import type { QueueType } from "./model.js";
+
+export class Effects {
+  private readonly queues = new Map<string, { type: QueueType; queue: string; count: number }>();
+  private readonly runs = new Set<string>();
+  private earliestTimer: Date | undefined;
+
+  /** A task was created on this queue (count: how many). */
+  wakeQueue(type: QueueType, queue: string, count = 1): void {
+    const key = `${type}:${queue}`;
+    const entry = this.queues.get(key);
+    if (entry) entry.count += count;
+    else this.queues.set(key, { type, queue, count });
+  }
+
+  /** The run's history or status changed. */
+  wakeRun(runId: string): void {
+    this.runs.add(runId);
+  }
+
+  /** A timer now fires at `at`. */
+  timerAt(at: Date): void {
+    if (!this.earliestTimer || at < this.earliestTimer) this.earliestTimer = at;
+  }
+
+  /** Sends the cross-server NOTIFYs; call as the transaction's last statement. */
+  async notify(tx: Queryable, origin: string): Promise<void> {
+    await notify(tx, [
+      ...[...this.queues.values()].map((q) => queueWakeupPayload(q.type, q.queue, origin)),
+      ...[...this.runs].map((runId) => runWakeupPayload(runId, origin)),
+    ]);
+  }
+
+  /** In-process wakes; call after the commit. */
+  apply(engine: Engine): void {
+    for (const { type, queue, count } of this.queues.values()) engine.wakeups.wakeQueue(type, queue, count);
+    for (const runId of this.runs) engine.wakeups.wakeRun(runId);
+    if (this.earliestTimer) engine.timerHint(this.earliestTimer);
+  }
+}
+
+/** Runs `fn` in a transaction and announces its effects: NOTIFY at commit, in-process wakes after it. */
+export async function inTransaction<T>(
+  engine: Engine,
+  fn: (tx: TransactionSql, effects: Effects) => Promise<T>,
+): Promise<T> {
+  const effects = new Effects();
+  const result = await engine.sql.begin(async (tx) => {
+    const value = await fn(tx, effects);
+    await effects.notify(tx, engine.origin);
+    return value;
+  });
+  effects.apply(engine);
+  return result as T;
+}

@@ -1,0 +1,254 @@
+/**
+ * What clients do to a running run from outside: send it an external event
+ * (optionally starting it first), request its cancellation, terminate it.
+ * Each is ONE transaction (inTransaction) that locks the run row before it
+ * writes, so it cannot race with the run's end: a run that is open under the
+ * lock stays open until the commit, and nobody appends to its history
+ * meanwhile (the duplicate check on history is exact).
+ *
+ * Some transactions are retried as a whole (withRetries):
+ * - an instance-id selector resolved to a run that ended before we locked it,
+ *   while another run of the instance opened: try again against that run;
+ * - SendEventWithStart lost the race on the open-run unique index: try again
+ *   against the winner's run (the loser's transaction aborted, so nothing of
+ *   it remains);
+ * - TerminateRun found the run's workflow task row locked by a claim in
+ *   flight (see store/lifecycle.ts header): try again once the claim is done.
+ */
+import { create } from "@bufbuild/protobuf";
+import { DexError, FailureKind, FailureSchema, type Payload } from "@dex/proto";
+import { lockRun, type LockedRun } from "../store/completion.js";
+import type { TransactionSql } from "../store/db.js";
+import {
+  hasEvent,
+  insertExternalEvent,
+  isLockNotAvailable,
+  lockWorkflowTaskNoWait,
+  parentOf,
+  resolveRunId,
+  terminateRunRows,
+} from "../store/lifecycle.js";
+import { findOpenRun, insertRunOrThrow, isOpenRunConflict } from "../store/runs.js";
+import type { Engine } from "./context.js";
+import { inTransaction, type Effects } from "./effects.js";
+import { encodeEvent, encodeFailure } from "./events.js";
+import { isTerminal, QueueType, RunStatus } from "./model.js";
+import { afterRunEnded, cancelRuns } from "./relatives.js";
+import type { RunSelector } from "./runs.js";
+import { newRun, ReusePolicy, type StartRequest } from "./start.js";
+
+/** Longest cancellation or termination reason accepted. */
+export const MAX_REASON_LENGTH = 1_000;
+
+/** Whole-transaction attempts before a call gives up with ABORTED (each retry follows a concurrent change). */
+const MAX_ATTEMPTS = 10;
+
+/** Thrown inside a transaction to roll it back and run it again. */
+class Retry extends Error {}
+
+function eventDedupKey(eventId: string): string {
+  return `event:${eventId}`;
+}
+
+/**
+ * inTransaction, run again (fresh transaction, fresh effects) when the body
+ * throws Retry, the open-run unique violation or lock_not_available. Between
+ * attempts a short, growing pause lets the concurrent writer finish.
+ */
+async function withRetries<T>(
+  engine: Engine,
+  what: string,
+  fn: (tx: TransactionSql, effects: Effects) => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await inTransaction(engine, fn);
+    } catch (err) {
+      if (!(err instanceof Retry || isOpenRunConflict(err) || isLockNotAvailable(err))) throw err;
+      if (attempt >= MAX_ATTEMPTS) {
+        throw new DexError("ABORTED", `${what} kept conflicting with concurrent changes to the run; retry the call`, {
+          cause: err,
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2 ** attempt, 50)));
+    }
+  }
+}
+
+function notFound(selector: RunSelector): DexError {
+  return new DexError(
+    "NOT_FOUND",
+    "runId" in selector ? `run ${selector.runId} not found` : `no run of instance id "${selector.instanceId}" found`,
+  );
+}
+
+function ended(run: LockedRun, what: string): DexError {
+  return new DexError("FAILED_PRECONDITION", `run ${run.id} has already ended (${run.status}); ${what}`);
+}
+
+/**
+ * Locks the selected run. An instance-id selector means the instance's open
+ * run, else its newest; it is read unlocked, so if the run we locked has ended
+ * and the instance now resolves to another run, the transaction is retried.
+ */
+async function lockSelected(tx: TransactionSql, selector: RunSelector): Promise<LockedRun> {
+  const runId = await resolveRunId(tx, selector);
+  const run = runId ? await lockRun(tx, runId) : undefined;
+  if (!run) throw notFound(selector);
+  if ("instanceId" in selector && isTerminal(run.status as RunStatus)) {
+    const now = await resolveRunId(tx, selector);
+    if (now !== run.id) throw new Retry();
+  }
+  return run;
+}
+
+/** Puts the event in the locked, open run's inbox and wakes the run (see insertExternalEvent). */
+async function deliver(
+  tx: TransactionSql,
+  effects: Effects,
+  run: LockedRun,
+  event: Uint8Array,
+  eventId: string,
+): Promise<boolean> {
+  const outcome = await insertExternalEvent(tx, run, { event, dedupKey: eventDedupKey(eventId) });
+  if (outcome.taskCreated) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
+  return outcome.duplicate;
+}
+
+function externalEvent(eventId: string, payload: Payload | undefined): Uint8Array {
+  return encodeEvent({ case: "externalEventReceived", value: { eventId, payload } }).event;
+}
+
+export async function sendEvent(
+  engine: Engine,
+  request: { selector: RunSelector; eventId: string; payload: Payload | undefined },
+): Promise<{ runId: string; duplicate: boolean }> {
+  const event = externalEvent(request.eventId, request.payload);
+  return withRetries(engine, "SendEvent", async (tx, effects) => {
+    const run = await lockSelected(tx, request.selector);
+    if (isTerminal(run.status as RunStatus)) throw ended(run, "it cannot receive events");
+    const duplicate = await deliver(tx, effects, run, event, request.eventId);
+    return { runId: run.id, duplicate };
+  });
+}
+
+/**
+ * Signal-with-start: the instance's open run gets the event; without one, a
+ * run is started (StartWorkflow's checks and policies, bar the conflict
+ * policy: an open run is exactly what this call wants) and gets the event in
+ * the same transaction. Concurrent calls race on the open-run unique index:
+ * the losers' inserts wait for the winner's commit, fail, and their retries
+ * find the winner's run, so one run is created and each event delivered once.
+ */
+export async function sendEventWithStart(
+  engine: Engine,
+  request: StartRequest & { eventId: string; payload: Payload | undefined },
+): Promise<{ runId: string; started: boolean; duplicate: boolean }> {
+  const event = externalEvent(request.eventId, request.payload);
+  return withRetries(engine, `SendEventWithStart for instance id "${request.instanceId}"`, async (tx, effects) => {
+    const open = await findOpenRun(tx, request.instanceId);
+    let runId: string;
+    let started = false;
+    if (open) {
+      runId = open.id;
+    } else {
+      const outcome = await insertRunOrThrow(tx, newRun(engine, request));
+      switch (outcome.outcome) {
+        case "started":
+          runId = outcome.runId;
+          started = true;
+          effects.wakeQueue(QueueType.WORKFLOW, request.taskQueue);
+          break;
+        case "same_request":
+          // A retry of the call that started this run.
+          runId = outcome.runId;
+          break;
+        case "queue_missing":
+          throw new DexError(
+            "NOT_FOUND",
+            `start.task_queue: workflow task queue "${request.taskQueue}" does not exist; create it first (TaskQueueService.CreateTaskQueue)`,
+          );
+        case "reuse_rejected":
+          throw new DexError(
+            "ALREADY_EXISTS",
+            `instance id "${request.instanceId}" has no open run to receive the event, its latest run ${outcome.latestRunId} ` +
+              `ended ${outcome.latestStatus}, and start.reuse_policy ` +
+              (request.reusePolicy === ReusePolicy.REJECT
+                ? "REJECT forbids another run"
+                : "ALLOW_IF_FAILED allows another run only after a failed, cancelled or terminated one"),
+          );
+      }
+    }
+    const run = await lockRun(tx, runId);
+    if (!run) throw new Error(`run ${runId} vanished`);
+    if (isTerminal(run.status as RunStatus)) {
+      if (open) throw new Retry(); // it ended between the read and the lock
+      // The same request id started this run, which has ended since: if this
+      // call's event reached it, the call is a retry that already succeeded.
+      if (await hasEvent(tx, run.id, eventDedupKey(request.eventId))) return { runId: run.id, started: false, duplicate: true };
+      throw ended(run, `it was started by this request id (${request.requestId}) and cannot receive events any more`);
+    }
+    const duplicate = await deliver(tx, effects, run, event, request.eventId);
+    if (started) engine.logger.debug("run started by an event", { runId, instanceId: request.instanceId, eventId: request.eventId });
+    return { runId: run.id, started, duplicate };
+  });
+}
+
+/**
+ * CancelRun: marks the run, puts `cancel_requested` in its inbox and gives it
+ * a workflow task, once (store requestCancellation). The workflow decides how
+ * to end.
+ */
+export async function cancelRun(
+  engine: Engine,
+  request: { selector: RunSelector; reason: string },
+): Promise<{ runId: string; alreadyRequested: boolean }> {
+  return withRetries(engine, "CancelRun", async (tx, effects) => {
+    const run = await lockSelected(tx, request.selector);
+    if (isTerminal(run.status as RunStatus)) throw ended(run, "there is nothing to cancel");
+    if (run.cancelRequested) return { runId: run.id, alreadyRequested: true };
+    const marked = await cancelRuns(tx, effects, { runIds: [run.id] }, request.reason);
+    if (!marked.includes(run.id)) throw new Error(`run ${run.id}: cancellation was not recorded`);
+    engine.logger.debug("run cancellation requested", { runId: run.id });
+    return { runId: run.id, alreadyRequested: false };
+  });
+}
+
+/**
+ * TerminateRun: ends the run at once. Locks the parent first (ancestor before
+ * descendant), then the run, then its workflow task NOWAIT (a claim in flight
+ * on a CREATED run waits for our run lock: we retry rather than wait). Then
+ * one statement drops the run's tasks, inbox and timers and appends
+ * `run_terminated`; the parent hears `child_run_ended` and the CANCEL-policy
+ * children get cancellation requests, all in the same transaction.
+ */
+export async function terminateRun(
+  engine: Engine,
+  request: { selector: RunSelector; reason: string },
+): Promise<{ runId: string }> {
+  const failure = encodeFailure(
+    create(FailureSchema, {
+      message: request.reason === "" ? "run terminated" : `run terminated: ${request.reason}`,
+      type: "Terminated",
+      nonRetryable: true,
+      kind: FailureKind.TERMINATED,
+    }),
+  )!;
+  const event = encodeEvent({ case: "runTerminated", value: { reason: request.reason } }).event;
+  return withRetries(engine, "TerminateRun", async (tx, effects) => {
+    const runId = await resolveRunId(tx, request.selector);
+    if (!runId) throw notFound(request.selector);
+    // parent_run_id never changes, so it can be read before any lock.
+    const parentId = await parentOf(tx, runId);
+    const parent = parentId ? await lockRun(tx, parentId) : undefined;
+    const run = await lockSelected(tx, request.selector);
+    if (run.id !== runId) throw new Retry(); // the instance resolved to another run: lock its parent instead
+    if (isTerminal(run.status as RunStatus)) throw ended(run, "there is nothing to terminate");
+    await lockWorkflowTaskNoWait(tx, run);
+    await terminateRunRows(tx, run, { event, failure });
+    await afterRunEnded(engine, tx, effects, run, parent, { status: RunStatus.TERMINATED, result: null, failure });
+    effects.wakeRun(run.id);
+    engine.logger.info("run terminated", { runId: run.id, reason: request.reason });
+    return { runId: run.id };
+  });
+}

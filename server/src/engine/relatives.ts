@@ -1,0 +1,195 @@
+/**
+ * Writes that reach from one run to another, inside the transaction of the
+ * run that causes them: starting children, continue-as-new's next run, and
+ * what a run's end means for its parent and children. Lock order: ancestor
+ * before descendant (store/lifecycle.ts); every function here is called with
+ * the right locks already held or takes them in that order.
+ */
+import { create } from "@bufbuild/protobuf";
+import { FailureKind, FailureSchema, RunStatus as ProtoRunStatus, type Payload } from "@dex/proto";
+import { insertInboxEvent } from "../store/activity-tasks.js";
+import type { LockedRun } from "../store/completion.js";
+import type { TransactionSql } from "../store/db.js";
+import { moveExternalEvents, requestCancellation, type CancelTarget } from "../store/lifecycle.js";
+import { insertRunOrThrow, isOpenRunConflict } from "../store/runs.js";
+import { ensureWorkflowTask } from "../store/workflow-tasks.js";
+import { queueWakeupPayload } from "../store/notify.js";
+import type { PlannedChild } from "./commands.js";
+import type { Engine } from "./context.js";
+import type { Effects } from "./effects.js";
+import { decodeFailure, decodePayload, encodeEvent, type EventInit } from "./events.js";
+import { isTerminal, QueueType, RunStatus } from "./model.js";
+import { newRun, ReusePolicy } from "./start.js";
+
+/** Dedup keys of the inbox events one child command can produce: one start outcome, one end. */
+const childStartKey = (seq: number) => `child-start:${seq}`;
+const childEndKey = (seq: number) => `child-end:${seq}`;
+
+/**
+ * Starts the children of one completion. Each insert runs in a savepoint: an
+ * instance id with an open run aborts only that savepoint (the unique index
+ * decides, race-free), and the parent hears `child_run_start_failed` instead.
+ * `child_run_started` does not wake the parent; the failure does (see
+ * finishWorkflowTask).
+ */
+export async function startChildren(
+  engine: Engine,
+  tx: TransactionSql,
+  effects: Effects,
+  parent: LockedRun,
+  children: PlannedChild[],
+): Promise<void> {
+  for (const child of children) {
+    const row = newRun(
+      engine,
+      {
+        workflowName: child.workflowName,
+        instanceId: child.instanceId,
+        taskQueue: child.taskQueue,
+        input: child.input,
+        labels: child.labels,
+        priority: child.priority,
+        requestId: "",
+        reusePolicy: ReusePolicy.ALLOW,
+        concurrencyKey: null,
+        concurrencyLimit: null,
+      },
+      { parent: { runId: parent.id, seq: child.seq, closePolicy: child.parentClosePolicy } },
+    );
+    let started = false;
+    try {
+      const outcome = await tx.savepoint((sp) => insertRunOrThrow(sp, row));
+      // The queue was checked before the savepoint; anything else is a bug.
+      if (outcome.outcome !== "started") throw new Error(`child start of seq ${child.seq}: unexpected ${outcome.outcome}`);
+      started = true;
+    } catch (err) {
+      if (!isOpenRunConflict(err)) throw err;
+    }
+    const event: EventInit = started
+      ? { case: "childRunStarted", value: { seq: child.seq, runId: row.id } }
+      : {
+          case: "childRunStartFailed",
+          value: {
+            seq: child.seq,
+            failure: create(FailureSchema, {
+              message: `instance id "${child.instanceId}" already has an open run; the child was not started`,
+              type: "InstanceIdConflict",
+              nonRetryable: true,
+              kind: FailureKind.SERVER,
+            }),
+          },
+        };
+    await putInInbox(tx, parent.id, event, childStartKey(child.seq));
+    if (started) effects.wakeQueue(QueueType.WORKFLOW, child.taskQueue);
+  }
+}
+
+/**
+ * continue-as-new, after the old run's row says CONTINUED_AS_NEW (the
+ * open-run index allows one open run per instance): the new run with its
+ * first workflow task, carrying labels, priority and the parent link over,
+ * and the external events the old run never saw.
+ */
+export async function startContinuedRun(
+  engine: Engine,
+  tx: TransactionSql,
+  effects: Effects,
+  old: LockedRun,
+  next: { runId: string; input: Payload | undefined; workflowName: string; taskQueue: string },
+  labels: Record<string, string>,
+): Promise<void> {
+  const row = newRun(
+    engine,
+    {
+      workflowName: next.workflowName,
+      instanceId: old.instanceId,
+      taskQueue: next.taskQueue,
+      input: next.input,
+      labels,
+      priority: old.priority,
+      requestId: "",
+      reusePolicy: ReusePolicy.ALLOW,
+      concurrencyKey: null,
+      concurrencyLimit: null,
+    },
+    {
+      runId: next.runId,
+      continuedFromRunId: old.id,
+      parent: old.parentRunId
+        ? { runId: old.parentRunId, seq: old.parentSeq ?? 0, closePolicy: old.parentClosePolicy ?? "cancel" }
+        : null,
+    },
+  );
+  const outcome = await insertRunOrThrow(tx, row);
+  if (outcome.outcome !== "started") throw new Error(`continue-as-new of run ${old.id}: unexpected ${outcome.outcome}`);
+  effects.wakeQueue(QueueType.WORKFLOW, next.taskQueue);
+}
+
+/** Moves the old run's undelivered external events; call before the old run's inbox is dropped. */
+export async function handOverEvents(tx: TransactionSql, oldRunId: string, newRunId: string): Promise<void> {
+  await moveExternalEvents(tx, oldRunId, newRunId);
+}
+
+/**
+ * What a terminal transition owes the family, in the ending run's transaction:
+ * the parent (locked by the caller before this run) gets `child_run_ended`
+ * unless the run continued as new (the parent waits for the chain's last run);
+ * open children with parent-close policy CANCEL get a cancellation request.
+ */
+export async function afterRunEnded(
+  engine: Engine,
+  tx: TransactionSql,
+  effects: Effects,
+  run: LockedRun,
+  parent: LockedRun | undefined,
+  end: { status: RunStatus; result: Uint8Array | null; failure: Uint8Array | null },
+): Promise<void> {
+  if (end.status !== RunStatus.CONTINUED_AS_NEW && parent && !isTerminal(parent.status as RunStatus) && run.parentSeq) {
+    await putInInbox(
+      tx,
+      parent.id,
+      {
+        case: "childRunEnded",
+        value: {
+          seq: run.parentSeq,
+          status: ProtoRunStatus[end.status],
+          result: decodePayload(end.result),
+          failure: decodeFailure(end.failure),
+        },
+      },
+      childEndKey(run.parentSeq),
+    );
+    await wakeRun(engine, tx, effects, parent);
+  }
+  await cancelRuns(tx, effects, { closingParent: run.id }, `parent run ${run.id} ended ${end.status}; parent-close policy CANCEL`);
+}
+
+/** Requests cancellation of the targets (see requestCancellation) and wakes their queues after commit. */
+export async function cancelRuns(
+  tx: TransactionSql,
+  effects: Effects,
+  target: CancelTarget,
+  reason: string,
+): Promise<string[]> {
+  const event = encodeEvent({ case: "cancelRequested", value: { reason } }).event;
+  const { marked, queues } = await requestCancellation(tx, target, { reason, event });
+  for (const queue of queues) effects.wakeQueue(QueueType.WORKFLOW, queue);
+  return marked;
+}
+
+export async function putInInbox(tx: TransactionSql, runId: string, attributes: EventInit, dedupKey: string): Promise<boolean> {
+  const event = encodeEvent(attributes);
+  return insertInboxEvent(tx, { runId, kind: event.kind, event: event.event, dedupKey });
+}
+
+/** Gives a locked, open run its workflow task (if it has none) so it sees its new inbox rows. */
+export async function wakeRun(engine: Engine, tx: TransactionSql, effects: Effects, run: LockedRun): Promise<void> {
+  const created = await ensureWorkflowTask(tx, {
+    queue: run.taskQueue,
+    runId: run.id,
+    priority: run.priority,
+    notify: queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin),
+  });
+  if (created) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
+}
+

@@ -1,0 +1,259 @@
+/**
+ * Run lifecycle SQL beyond the workflow task: cancellation requests, external
+ * events, termination, child lookups and continue-as-new's hand-over.
+ *
+ * Lock order (extends the one in workflow-tasks.ts): when a transaction touches
+ * two runs, the ANCESTOR's row is locked before the descendant's. A child that
+ * ends reads its (immutable) parent_run_id first and locks the parent, then
+ * itself; a parent that ends locks itself, then its open children. Runs are
+ * a forest, so no two transactions can wait on each other in a cycle. Within
+ * one run: run row, then task rows, then inbox rows.
+ *
+ * One writer breaks that order on purpose: the workflow task claim
+ * (workflow-tasks.ts) locks a task row and then updates its run row while the
+ * run is CREATED. A transaction that holds a CREATED run's row lock must
+ * therefore never WAIT for that run's task row, or it deadlocks with a claim
+ * in flight. Two rules here keep that true:
+ * - creating a run's workflow task checks NOT EXISTS with a plain read before
+ *   inserting (insertTaskUnlessQueued). While we hold the run lock nobody else
+ *   can create or delete the task row (every such writer holds the run lock),
+ *   so the read is exact, and a plain read never waits for the claim's lock,
+ *   whereas INSERT .. ON CONFLICT would wait for the claiming transaction;
+ * - TerminateRun, which must delete the task row, takes its lock NOWAIT
+ *   (lockWorkflowTaskNoWait) and retries the whole transaction after the
+ *   claim has finished (isLockNotAvailable).
+ */
+import type postgres from "postgres";
+import { bytes, type Queryable } from "./db.js";
+import { pgCode } from "./errors.js";
+
+/** The run's parent, read without a lock: parent_run_id never changes once the run exists. */
+export async function parentOf(sql: Queryable, runId: string): Promise<string | null> {
+  const [row] = await sql<{ parent_run_id: string | null }[]>`select parent_run_id from dex.runs where id = ${runId}`;
+  return row?.parent_run_id ?? null;
+}
+
+/** A run id for a selector: the id itself, or the instance's open run (else its newest). */
+export async function resolveRunId(
+  sql: Queryable,
+  selector: { runId: string } | { instanceId: string },
+): Promise<string | undefined> {
+  if ("runId" in selector) return selector.runId;
+  const [row] = await sql<{ id: string }[]>`
+    select id from dex.runs where instance_id = ${selector.instanceId}
+    order by (status in ('CREATED', 'RUNNING')) desc, id desc limit 1`;
+  return row?.id;
+}
+
+export type CancelTarget =
+  | { runIds: string[] }
+  /** The open children of a parent under the CANCEL parent-close policy (the parent ended). */
+  | { closingParent: string }
+  /** The open run of the chain a parent started with `start_child_run` seq (request_cancel_child_run). */
+  | { parent: string; seqs: number[] };
+
+/**
+ * Requests cancellation of open runs in ONE statement: marks each run
+ * (cancel_requested_at), puts `cancel_requested` in its inbox (dedup
+ * 'cancel-requested': once per run) and gives it a workflow task. Runs
+ * already asked are left alone. Locks the target runs (after the caller's
+ * own run: ancestor first). Returns the ids marked now and the queues that
+ * got tasks.
+ */
+export async function requestCancellation(
+  tx: Queryable,
+  target: CancelTarget,
+  input: { reason: string; event: Uint8Array },
+): Promise<{ marked: string[]; queues: string[] }> {
+  const where =
+    "runIds" in target
+      ? tx`id = any(${target.runIds}::uuid[])`
+      : "closingParent" in target
+        ? tx`parent_run_id = ${target.closingParent} and coalesce(parent_close_policy, 'cancel') = 'cancel'`
+        : tx`parent_run_id = ${target.parent} and parent_seq = any(${target.seqs}::int[])`;
+  const [row] = await tx<{ marked: string[]; queues: string[] }[]>`
+    with target as (
+      select id, task_queue, priority from dex.runs
+      where ${where} and status in ('CREATED', 'RUNNING') and cancel_requested_at is null
+      order by id
+      for no key update
+    ), marked as (
+      update dex.runs r set cancel_requested_at = now(), cancel_reason = ${input.reason}
+      from target t where r.id = t.id
+      returning r.id
+    ), inboxed as (
+      insert into dex.inbox (run_id, kind, event, dedup_key)
+      select id, 'cancel_requested', ${bytes(input.event)}, 'cancel-requested' from target
+      on conflict (run_id, dedup_key) where dedup_key is not null do nothing
+    ), tasks as (
+      -- NOT EXISTS first, ON CONFLICT only as a backstop: see insertTaskUnlessQueued.
+      insert into dex.workflow_tasks (queue_name, run_id, priority)
+      select t.task_queue, t.id, t.priority from target t
+      where not exists (select 1 from dex.workflow_tasks w where w.queue_name = t.task_queue and w.run_id = t.id)
+      on conflict do nothing
+      returning queue_name
+    )
+    select (select coalesce(array_agg(id), '{}') from marked) as marked,
+           (select coalesce(array_agg(distinct queue_name), '{}') from tasks) as queues`;
+  return { marked: row?.marked ?? [], queues: row?.queues ?? [] };
+}
+
+/**
+ * Ends a run at once (TerminateRun) in ONE statement: its workflow task (any
+ * lease: the holder's completion then answers NOT_FOUND), activity tasks,
+ * inbox rows and timers are deleted, `run_terminated` is appended outside any
+ * block, and the run is TERMINATED. The caller holds the run lock.
+ */
+export async function terminateRunRows(
+  tx: Queryable,
+  run: { id: string; taskQueue: string; historyLength: number },
+  input: { event: Uint8Array; failure: Uint8Array },
+): Promise<void> {
+  await tx`
+    with dropped_task as (
+      delete from dex.workflow_tasks where queue_name = ${run.taskQueue} and run_id = ${run.id}
+    ), dropped_activities as (
+      delete from dex.activity_tasks where run_id = ${run.id}
+    ), dropped_inbox as (
+      delete from dex.inbox where run_id = ${run.id}
+    ), dropped_timers as (
+      delete from dex.timers where run_id = ${run.id}
+    ), appended as (
+      insert into dex.history_events (run_id, sequence, kind, event)
+      values (${run.id}, ${run.historyLength + 1}, 'run_terminated', ${bytes(input.event)})
+    )
+    update dex.runs set status = 'TERMINATED', failure = ${bytes(input.failure)}, ended_at = now(),
+                        history_length = ${run.historyLength + 1},
+                        history_size = history_size + ${input.event.byteLength}, sticky_worker_id = null
+    where id = ${run.id}`;
+}
+
+/**
+ * request_cancel_activity in ONE statement: a task not leased is deleted at
+ * once (no outcome will follow); a leased one is marked, so its heartbeats
+ * answer cancel_requested and its attempt is not retried. Each row is in one
+ * CTE or the other, never both (leased_until decides, in the same snapshot).
+ */
+export async function cancelActivities(tx: Queryable, runId: string, seqs: number[]): Promise<void> {
+  if (seqs.length === 0) return;
+  await tx`
+    with deleted as (
+      delete from dex.activity_tasks
+      where run_id = ${runId} and seq = any(${seqs}::int[]) and leased_until is null
+    )
+    update dex.activity_tasks set cancel_requested = true
+    where run_id = ${runId} and seq = any(${seqs}::int[]) and leased_until is not null`;
+}
+
+/**
+ * continue-as-new: external events that arrived after the last task was
+ * handed out move to the new run, unseen by the old one (the handed-out rows
+ * moved into the old run's history earlier in the same transaction).
+ * Everything else in the old inbox is dropped when the old run ends.
+ */
+export async function moveExternalEvents(tx: Queryable, fromRunId: string, toRunId: string): Promise<number> {
+  const rows = await tx`
+    update dex.inbox set run_id = ${toRunId}
+    where run_id = ${fromRunId} and kind = 'external_event_received'
+    returning id`;
+  return rows.length;
+}
+
+export interface ChildRunRow {
+  id: string;
+  parentSeq: number;
+  instanceId: string;
+  workflowName: string;
+  status: string;
+}
+
+/** Every run a parent started (all runs of each child's continue-as-new chain), oldest first. */
+export async function childRuns(sql: Queryable, parentRunId: string): Promise<ChildRunRow[]> {
+  const rows = await sql<{ id: string; parent_seq: number; instance_id: string; workflow_name: string; status: string }[]>`
+    select id, parent_seq, instance_id, workflow_name, status from dex.runs
+    where parent_run_id = ${parentRunId} order by id`;
+  return rows.map((r) => ({
+    id: r.id,
+    parentSeq: r.parent_seq,
+    instanceId: r.instance_id,
+    workflowName: r.workflow_name,
+    status: r.status,
+  }));
+}
+
+/** Seq keys already used by the run's history ('seq:<n>'), and by which command event kind. */
+export async function usedSeqs(tx: Queryable, runId: string, seqs: number[]): Promise<Map<number, string>> {
+  const used = new Map<number, string>();
+  if (seqs.length === 0) return used;
+  const rows = await tx<{ dedup_key: string; kind: string }[]>`
+    select dedup_key, kind from dex.history_events
+    where run_id = ${runId} and dedup_key = any(${seqs.map((s) => `seq:${s}`)}::text[])`;
+  for (const row of rows) used.set(Number(row.dedup_key.slice(4)), row.kind);
+  return used;
+}
+
+/**
+ * The clause that gives a locked run its workflow task unless it has one. A
+ * plain NOT EXISTS read, not only ON CONFLICT: see the header for why waiting
+ * on the task row must be avoided. ON CONFLICT stays as a backstop.
+ */
+function insertTaskUnlessQueued(tx: Queryable, run: { id: string; taskQueue: string; priority: number }, when: postgres.Fragment): postgres.Fragment {
+  return tx`
+    insert into dex.workflow_tasks (queue_name, run_id, priority)
+    select ${run.taskQueue}, ${run.id}, ${run.priority}
+    where ${when}
+      and not exists (select 1 from dex.workflow_tasks where queue_name = ${run.taskQueue} and run_id = ${run.id})
+    on conflict do nothing
+    returning run_id`;
+}
+
+/**
+ * SendEvent in ONE statement, the caller holding the run lock (so the run is
+ * open and nobody appends to its history meanwhile): puts
+ * `external_event_received` in the inbox with dedup key `event:<id>` unless
+ * that key is already in the inbox (unique index) or in history (an event the
+ * workflow already saw), and gives the run a workflow task if it has none.
+ * A task in flight picks the row up when it completes (finishWorkflowTask).
+ */
+export async function insertExternalEvent(
+  tx: Queryable,
+  run: { id: string; taskQueue: string; priority: number },
+  input: { event: Uint8Array; dedupKey: string },
+): Promise<{ duplicate: boolean; taskCreated: boolean }> {
+  const [row] = await tx<{ inserted: boolean; task_created: boolean }[]>`
+    with inboxed as (
+      insert into dex.inbox (run_id, kind, event, dedup_key)
+      select ${run.id}, 'external_event_received', ${bytes(input.event)}, ${input.dedupKey}
+      where not exists (select 1 from dex.history_events where run_id = ${run.id} and dedup_key = ${input.dedupKey})
+      on conflict (run_id, dedup_key) where dedup_key is not null do nothing
+      returning id
+    ), task as (${insertTaskUnlessQueued(tx, run, tx`exists (select 1 from inboxed)`)})
+    select exists (select 1 from inboxed) as inserted, exists (select 1 from task) as task_created`;
+  return { duplicate: !(row?.inserted ?? false), taskCreated: row?.task_created ?? false };
+}
+
+/** Whether the run already received this event (inbox or history): an idempotent retry's check on an ended run. */
+export async function hasEvent(sql: Queryable, runId: string, dedupKey: string): Promise<boolean> {
+  const [row] = await sql<{ found: boolean }[]>`
+    select exists (select 1 from dex.history_events where run_id = ${runId} and dedup_key = ${dedupKey})
+        or exists (select 1 from dex.inbox where run_id = ${runId} and dedup_key = ${dedupKey}) as found`;
+  return row?.found ?? false;
+}
+
+/**
+ * Locks the run's workflow task row, if it has one, WITHOUT waiting (the
+ * caller holds the run lock; see the header). Throws lock_not_available
+ * (isLockNotAvailable) when a claim or a failing attempt holds it: the
+ * caller rolls back, releasing the run lock the claim may be waiting for,
+ * and tries again.
+ */
+export async function lockWorkflowTaskNoWait(tx: Queryable, run: { id: string; taskQueue: string }): Promise<void> {
+  await tx`
+    select 1 from dex.workflow_tasks where queue_name = ${run.taskQueue} and run_id = ${run.id}
+    for no key update nowait`;
+}
+
+/** SQLSTATE 55P03: a NOWAIT lock was held by someone else. */
+export function isLockNotAvailable(err: unknown): boolean {
+  return pgCode(err) === "55P03";
+}
