@@ -12,10 +12,11 @@ import { guarded } from "./api/common.js";
 import { addHealthAndReflection } from "./api/health.js";
 import { taskQueueHandlers } from "./api/task-queue-service.js";
 import { workerHandlers } from "./api/worker-service.js";
-import { startBackgroundLoops } from "./background.js";
+import { startBackgroundLoops, type BackgroundLoops } from "./background.js";
 import type { Engine } from "./engine/context.js";
 import { DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
 import { ensureQueues } from "./engine/task-queues.js";
+import { TimerLoop } from "./engine/timer-loop.js";
 import { Wakeups } from "./engine/wakeups.js";
 import { createJsonLogger, type Logger } from "./logger.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
@@ -63,17 +64,24 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   // drizzle queries (admin reads, not hot) get a small pool of their own.
   const adminSql = openDatabase({ url: options.databaseUrl, maxConnections: 3, applicationName: "dex-server-admin" });
   let listener: WakeupListener | undefined;
+  // Started along the way; a failed start stops them before the pools close.
+  let timers: TimerLoop | undefined;
+  let background: BackgroundLoops | undefined;
   try {
     await checkDatabase(sql, options.databaseUrl);
+    const wakeups = new Wakeups();
+    const origin = randomBytes(6).toString("hex");
+    const timerLoop = (timers = new TimerLoop({ sql, wakeups, logger, origin }));
     const engine: Engine = {
       sql,
       db: drizzle({ client: adminSql }),
-      wakeups: new Wakeups(),
+      wakeups,
       logger,
-      origin: randomBytes(6).toString("hex"),
+      origin,
       maxPollWaitMs: options.maxPollWaitMs ?? 20_000,
       workflowTaskRetry: options.workflowTaskRetry ?? DEFAULT_WORKFLOW_TASK_RETRY,
       knownQueues: new Set(),
+      timerHint: (at) => timerLoop.hint(at),
     };
     if (options.ensureQueues?.length) {
       await ensureQueues(
@@ -91,7 +99,9 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       // (Re)connected: anything sent while the connection was down is lost; everyone re-checks.
       () => engine.wakeups.wakeEverything(),
     );
-    const loops = startBackgroundLoops(engine);
+    const loops = (background = startBackgroundLoops(engine));
+    // First pass at once: timers that came due while no server ran fire now.
+    timerLoop.start();
     const shutdown = new AbortController();
     // Every call in flight listens on this signal; there may be thousands.
     setMaxListeners(0, shutdown.signal);
@@ -120,7 +130,8 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         health.shutdown();
         engine.wakeups.close();
         shutdown.abort();
-        await loops.stop();
+        // Background statements end before the pool closes.
+        await Promise.all([loops.stop(), timerLoop.stop()]);
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             logger.warn("in-flight calls did not finish in time; cutting them off");
@@ -138,6 +149,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       })());
     return { port, address, close };
   } catch (err) {
+    await Promise.all([background?.stop(), timers?.stop()]);
     await listener?.stop().catch(() => {});
     await Promise.all([sql.end({ timeout: 1 }), adminSql.end({ timeout: 1 })]).catch(() => {});
     throw err;

@@ -15,7 +15,8 @@ import { decodePayload } from "../engine/events.js";
 import { QueueType } from "../engine/model.js";
 import { requireQueue } from "../engine/task-queues.js";
 import { durationField, enumField, intInRange, invalid, queueName, requireString } from "../engine/validation.js";
-import { completeWorkflowTask, failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
+import { completeWorkflowTask } from "../engine/completion.js";
+import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
 import { pollDeadline } from "./common.js";
 import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskToken, encodeWorkflowTaskToken } from "./task-token.js";
 

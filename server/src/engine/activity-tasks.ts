@@ -105,7 +105,10 @@ export type AttemptOutcome = { willRetry: true; nextAttemptAt: Date } | { willRe
 
 /**
  * One failed attempt through the retry policy: either the task waits for its
- * next attempt (no history), or the final failure goes to the inbox.
+ * next attempt (no history), or the final failure goes to the inbox. An
+ * activity whose cancellation was requested while this attempt ran is never
+ * retried: the workflow has given up on it, and its outcome is delivered
+ * only so that the call is closed (the SDK ignores it).
  */
 async function failAttempt(
   engine: Engine,
@@ -124,6 +127,7 @@ async function failAttempt(
     nextRetryDelayMs,
     nowMs: task.now.getTime(),
     scheduleToCloseDeadlineMs: task.scheduleToCloseDeadline?.getTime(),
+    cancelRequested: task.cancelRequested,
   });
   if (decision.retry) {
     const nextAttemptAt = await scheduleRetry(tx, task, { delayMs: decision.delayMs, failure: encodeFailure(failure)! });
@@ -166,12 +170,12 @@ export async function heartbeatActivityTask(
 }
 
 /**
- * One pass of the lease reaper: expired activity leases become failed
- * attempts (start-to-close, or heartbeat, timeout) and waiting tasks past
- * their schedule-to-close deadline fail for good. Each candidate gets its own
- * short transaction that locks the run (SKIP LOCKED: a busy run is retried on
- * the next pass) and re-checks the fence, so concurrent reapers on several
- * servers fail each attempt exactly once. Returns how many it handled.
+ * One pass of the lease reaper: expired activity leases become timed-out
+ * attempts and waiting tasks past their schedule-to-close deadline fail for
+ * good. Each candidate gets its own short transaction that locks the run
+ * (SKIP LOCKED: a busy run is retried on the next pass) and re-checks the
+ * fence, so concurrent reapers on several servers fail each attempt exactly
+ * once. Returns how many it handled.
  */
 export async function reapOnce(engine: Engine, limit = 100): Promise<number> {
   const candidates = await findReapable(engine.sql, limit);
@@ -187,6 +191,22 @@ export async function reapOnce(engine: Engine, limit = 100): Promise<number> {
   return handled;
 }
 
+/**
+ * Why a lease ran out. The lease is the least of (last claim or heartbeat +
+ * lease_ms, attempt_deadline, schedule_to_close_deadline), so the bound it
+ * equals names the timeout: the schedule-to-close deadline ends the activity
+ * (not retried); the attempt deadline is the start-to-close cap; otherwise a
+ * heartbeat was due (lease_ms is the heartbeat timeout when there is one;
+ * without one, lease_ms is start-to-close and the lease ends at the attempt
+ * deadline). Checked in that order because the bounds can coincide.
+ */
+export function expiredLeaseTimeout(task: ActivityTaskRow, hasHeartbeatTimeout: boolean): TimeoutType {
+  const end = task.leasedUntil!.getTime();
+  if (task.scheduleToCloseDeadline && end >= task.scheduleToCloseDeadline.getTime()) return TimeoutType.SCHEDULE_TO_CLOSE;
+  if (!hasHeartbeatTimeout || (task.attemptDeadline && end >= task.attemptDeadline.getTime())) return TimeoutType.START_TO_CLOSE;
+  return TimeoutType.HEARTBEAT;
+}
+
 async function reapOne(engine: Engine, tx: Queryable, candidate: ReapCandidate) {
   const run = await lockRun(tx, candidate.runId, true);
   if (!run || isTerminal(run.status as RunStatus)) return undefined;
@@ -194,34 +214,45 @@ async function reapOne(engine: Engine, tx: Queryable, candidate: ReapCandidate) 
   if (!task) return undefined;
   const now = task.now.getTime();
   let failure: Failure;
+  let final: boolean;
   if (candidate.reason === "lease_expired") {
     const stillSameAttempt =
       task.leaseId === candidate.leaseId && task.lockVersion === candidate.lockVersion && task.leasedUntil !== null;
     if (!stillSameAttempt || task.leasedUntil!.getTime() > now) return undefined;
     const options = fromBinary(ActivityScheduledAttributesSchema, task.options);
-    const heartbeat = options.heartbeatTimeout !== undefined;
-    failure = timeoutFailure(
-      heartbeat ? TimeoutType.HEARTBEAT : TimeoutType.START_TO_CLOSE,
-      heartbeat
-        ? `activity ${task.activityName} attempt ${task.attempt} sent no heartbeat within its heartbeat timeout`
-        : `activity ${task.activityName} attempt ${task.attempt} did not complete within its start-to-close timeout`,
-    );
+    const timeoutType = expiredLeaseTimeout(task, options.heartbeatTimeout !== undefined);
+    final = timeoutType === TimeoutType.SCHEDULE_TO_CLOSE;
+    failure =
+      timeoutType === TimeoutType.SCHEDULE_TO_CLOSE
+        ? timeoutFailure(
+            timeoutType,
+            `activity ${task.activityName} did not complete within its schedule-to-close timeout (attempt ${task.attempt} was running)`,
+            decodeFailure(task.lastFailure),
+          )
+        : timeoutFailure(
+            timeoutType,
+            timeoutType === TimeoutType.HEARTBEAT
+              ? `activity ${task.activityName} attempt ${task.attempt} sent no heartbeat within its heartbeat timeout`
+              : `activity ${task.activityName} attempt ${task.attempt} did not complete within its start-to-close timeout`,
+          );
   } else {
     if (task.leasedUntil !== null || !task.scheduleToCloseDeadline || task.scheduleToCloseDeadline.getTime() > now) {
       return undefined;
     }
+    final = true;
     failure = timeoutFailure(
       TimeoutType.SCHEDULE_TO_CLOSE,
       `activity ${task.activityName} did not complete within its schedule-to-close timeout`,
       decodeFailure(task.lastFailure),
     );
   }
-  const outcome = await failAttempt(engine, tx, run, task, failure, undefined, candidate.reason === "schedule_to_close");
+  const outcome = await failAttempt(engine, tx, run, task, failure, undefined, final);
   engine.logger.info("activity attempt timed out", {
     runId: task.runId,
     seq: task.seq,
     activity: task.activityName,
     attempt: task.attempt,
+    timeoutType: TimeoutType[failure.timeoutType],
     willRetry: outcome.willRetry,
   });
   return { task, outcome };

@@ -16,4 +16,6 @@ export interface Engine {
   readonly workflowTaskRetry: WorkflowTaskRetry;
   /** Queues known to exist (queues are never deleted in this version, so a positive answer is final). */
   readonly knownQueues: Set<string>;
+  /** A commit created a timer firing at `at`: this server's timer loop wakes by then. */
+  timerHint(at: Date): void;
 }

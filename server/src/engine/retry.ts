@@ -46,11 +46,13 @@ export function workflowTaskBackoffMs(retry: WorkflowTaskRetry, attempt: number)
 
 export type RetryDecision =
   | { retry: true; delayMs: number }
-  | { retry: false; failure: Failure; reason: "non_retryable" | "exhausted" | "schedule_to_close" };
+  | { retry: false; failure: Failure; reason: "non_retryable" | "exhausted" | "schedule_to_close" | "cancel_requested" };
 
 /**
  * Decides what follows a failed activity attempt. `failure` is the attempt's
  * failure; `nowMs` and the deadline come from the database clock.
+ * `cancelRequested`: the workflow asked to cancel the activity while the
+ * attempt ran; it wants no further attempt.
  */
 export function decideActivityRetry(input: {
   policy: RetryPolicy;
@@ -59,8 +61,10 @@ export function decideActivityRetry(input: {
   nextRetryDelayMs?: number | undefined;
   nowMs: number;
   scheduleToCloseDeadlineMs?: number | undefined;
+  cancelRequested?: boolean | undefined;
 }): RetryDecision {
   const { policy, attempt, failure } = input;
+  if (input.cancelRequested) return { retry: false, failure, reason: "cancel_requested" };
   if (failure.nonRetryable || (failure.type !== "" && policy.nonRetryableErrorTypes.includes(failure.type))) {
     return { retry: false, failure, reason: "non_retryable" };
   }

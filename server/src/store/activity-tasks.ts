@@ -16,7 +16,14 @@ export interface ActivityTaskRow {
   priority: number;
   input: Uint8Array | null;
   options: Uint8Array;
+  /** The lease one claim or heartbeat grants: the heartbeat timeout if set, else start-to-close. */
   leaseMs: number;
+  /** The hard cap on one attempt; null only for rows written before migration 0002 (lease_ms applies). */
+  startToCloseMs: number | null;
+  /** When the current attempt must end (claim + start-to-close); null while no attempt ran. */
+  attemptDeadline: Date | null;
+  /** request_cancel_activity reached the task while it was leased: its attempt is not retried. */
+  cancelRequested: boolean;
   scheduledAt: Date;
   scheduleToCloseDeadline: Date | null;
   leasedUntil: Date | null;
@@ -41,6 +48,9 @@ type RawRow = {
   input: Buffer | null;
   options: Buffer;
   lease_ms: string;
+  start_to_close_ms: string | null;
+  attempt_deadline: Date | null;
+  cancel_requested: boolean;
   scheduled_at: Date;
   schedule_to_close_deadline: Date | null;
   leased_until: Date | null;
@@ -65,6 +75,9 @@ function fromRaw(r: RawRow): ActivityTaskRow {
     input: r.input,
     options: r.options,
     leaseMs: Number(r.lease_ms),
+    startToCloseMs: r.start_to_close_ms === null ? null : Number(r.start_to_close_ms),
+    attemptDeadline: r.attempt_deadline,
+    cancelRequested: r.cancel_requested,
     scheduledAt: r.scheduled_at,
     scheduleToCloseDeadline: r.schedule_to_close_deadline,
     leasedUntil: r.leased_until,
@@ -79,11 +92,20 @@ function fromRaw(r: RawRow): ActivityTaskRow {
 
 /**
  * Claims up to `limit` available tasks in ONE statement. Locking as for
- * workflow tasks (FOR NO KEY UPDATE SKIP LOCKED, lease written into
- * visible_at), with one difference: an expired activity lease is not simply
- * claimable again, it is a failed attempt (start-to-close timeout) that the
- * lease reaper sends through the retry policy; hence `leased_until is null`.
- * A lease never runs past the schedule-to-close deadline.
+ * workflow tasks (FOR NO KEY UPDATE SKIP LOCKED: concurrent pollers skip each
+ * other's rows instead of queueing, and foreign-key checks are not blocked;
+ * the lease is written into visible_at), with one difference: an expired
+ * activity lease is not simply claimable again, it is a timed-out attempt
+ * that the lease reaper sends through the retry policy; hence
+ * `leased_until is null`. A task past its schedule-to-close deadline is left
+ * to the reaper too (it fails for good), never started.
+ *
+ * The attempt's hard cap, attempt_deadline, is now + start-to-close; the
+ * lease (now + lease_ms: the heartbeat timeout, or start-to-close) never runs
+ * past it, nor past the schedule-to-close deadline. The values are computed
+ * in `picked`, where the row is locked (the columns they read never change).
+ * attempt_deadline is in no index, so the cap adds no index maintenance to
+ * the claim (the lease's visible_at already costs what it costs).
  */
 export async function claimActivityTasks(
   sql: Queryable,
@@ -91,17 +113,21 @@ export async function claimActivityTasks(
 ): Promise<ActivityTaskRow[]> {
   const rows = await sql<RawRow[]>`
     with picked as (
-      select queue_name, run_id, seq from dex.activity_tasks
+      select queue_name, run_id, seq, d.attempt_deadline,
+             least(now() + lease_ms * interval '1 millisecond', d.attempt_deadline,
+                   coalesce(schedule_to_close_deadline, 'infinity')) as lease_end
+      from dex.activity_tasks,
+           lateral (select now() + coalesce(start_to_close_ms, lease_ms) * interval '1 millisecond' as attempt_deadline) d
       where queue_name = ${input.queue} and visible_at <= now() and leased_until is null
+        and (schedule_to_close_deadline is null or schedule_to_close_deadline > now())
       order by priority desc, visible_at
       limit ${input.limit}
-      for no key update skip locked
+      for no key update of activity_tasks skip locked
     )
     update dex.activity_tasks t
-    set leased_until = least(now() + t.lease_ms * interval '1 millisecond',
-                             coalesce(t.schedule_to_close_deadline, 'infinity')),
-        visible_at = least(now() + t.lease_ms * interval '1 millisecond',
-                           coalesce(t.schedule_to_close_deadline, 'infinity')),
+    set attempt_deadline = p.attempt_deadline,
+        leased_until = p.lease_end,
+        visible_at = p.lease_end,
         lease_id = gen_random_uuid(),
         lock_version = t.lock_version + 1,
         attempt = t.attempt + 1,
@@ -117,7 +143,8 @@ export async function releaseActivityTasks(sql: Queryable, refs: ActivityRef[]):
   if (refs.length === 0) return;
   await sql`
     update dex.activity_tasks t
-    set visible_at = now(), leased_until = null, lease_id = null, worker_id = null, attempt = t.attempt - 1
+    set visible_at = now(), leased_until = null, lease_id = null, worker_id = null, attempt = t.attempt - 1,
+        attempt_deadline = null
     from unnest(${refs.map((r) => r.runId)}::uuid[], ${refs.map((r) => r.seq)}::int[],
                 ${refs.map((r) => r.leaseId)}::uuid[], ${refs.map((r) => r.lockVersion)}::int[])
          as u(run_id, seq, lease_id, lock_version)
@@ -168,7 +195,7 @@ export async function scheduleRetry(
   const [row] = await tx<{ visible_at: Date }[]>`
     update dex.activity_tasks
     set visible_at = now() + ${input.delayMs} * interval '1 millisecond',
-        leased_until = null, lease_id = null, worker_id = null,
+        leased_until = null, lease_id = null, worker_id = null, attempt_deadline = null,
         last_failure = ${bytes(input.failure)}
     where queue_name = ${key.queue} and run_id = ${key.runId} and seq = ${key.seq}
     returning visible_at`;
@@ -194,7 +221,16 @@ export async function insertInboxEvent(
   return rows.length > 0;
 }
 
-/** Extends a lease (fenced); stores heartbeat details. */
+/**
+ * Extends a lease (fenced) by lease_ms (the heartbeat timeout, or
+ * start-to-close), never past the attempt's hard cap (attempt_deadline) or
+ * the schedule-to-close deadline; stores the heartbeat details (absent
+ * details keep the last ones). A lease that already ran out cannot be
+ * revived: that attempt has timed out and belongs to the reaper, so the
+ * heartbeat answers "not found". One UPDATE of the row by its primary key
+ * (a row lock for the statement only); attempt_deadline is read, never
+ * written here.
+ */
 export async function heartbeatActivity(
   sql: Queryable,
   ref: ActivityRef,
@@ -202,14 +238,15 @@ export async function heartbeatActivity(
 ): Promise<{ leaseDeadline: Date; cancelRequested: boolean } | undefined> {
   const [row] = await sql<{ leased_until: Date; cancel_requested: boolean }[]>`
     update dex.activity_tasks
-    set leased_until = least(now() + lease_ms * interval '1 millisecond',
+    set leased_until = least(now() + lease_ms * interval '1 millisecond', coalesce(attempt_deadline, 'infinity'),
                              coalesce(schedule_to_close_deadline, 'infinity')),
-        visible_at = least(now() + lease_ms * interval '1 millisecond',
+        visible_at = least(now() + lease_ms * interval '1 millisecond', coalesce(attempt_deadline, 'infinity'),
                            coalesce(schedule_to_close_deadline, 'infinity')),
         last_heartbeat_at = now(),
         heartbeat_details = coalesce(${bytes(input.details)}, heartbeat_details)
     where queue_name = ${ref.queue} and run_id = ${ref.runId} and seq = ${ref.seq}
       and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+      and leased_until > now()
     returning leased_until, cancel_requested`;
   return row ? { leaseDeadline: row.leased_until, cancelRequested: row.cancel_requested } : undefined;
 }
