@@ -37,7 +37,9 @@ describe("activity retries, failures and the lease reaper", () => {
         const pending = described.pendingActivities[0]!;
         expect(pending).toMatchObject({ seq: 1, attempt: attempt + 1, running: false });
         expect(pending.lastFailure?.message).toBe(`boom ${attempt}`);
-        expect(pending.waitingReason).toMatch(/backing off/);
+        // The reason is computed on the server during the call: if the answer is here before the next
+        // attempt is due, the server saw the back-off; later (a loaded machine), it may already see the wait.
+        expect(pending.waitingReason).toMatch(Date.now() < next ? /backing off/ : /backing off|waiting for a worker/);
         // Retries add no history.
         expect((await h.client.getRunHistory({ run: byRunId(runId) })).events).toHaveLength(3);
       }
