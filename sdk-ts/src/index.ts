@@ -1,17 +1,35 @@
 /**
  * @dex/sdk: the dex TypeScript SDK.
  *
- * - Client: `createClient()` starts runs and returns handles (result, describe, history, events, cancel).
+ * - Client: `createClient()` starts runs (and signal-with-start) and returns handles (result, describe,
+ *   history, events, cancel, terminate).
  * - Authoring: a workflow is `async (ctx, input) => output`; an activity is `async (input, ctx) => output`.
  * - Workers: `createWorkflowWorker()` replays workflows, `createActivityWorker()` runs activities.
  */
 
 // Client
 export { createClient } from "./client/client.js";
-export type { Client, ClientOptions, ListRunsFilter, StartOptions } from "./client/client.js";
+export type {
+  Client,
+  ClientOptions,
+  ConflictPolicy,
+  ListRunsFilter,
+  ReusePolicy,
+  SendEventWithStartOptions,
+  SendEventWithStartResult,
+  StartOptions,
+} from "./client/client.js";
 export { DEFAULT_ADDRESS } from "./client/connection.js";
 export type { WorkflowHandle } from "./client/handle.js";
-export type { PendingActivityInfo, PendingWorkflowTaskInfo, RunDescription, RunSummary } from "./client/convert.js";
+export type {
+  PendingActivityInfo,
+  PendingChildRunInfo,
+  PendingEventWaitInfo,
+  PendingTimerInfo,
+  PendingWorkflowTaskInfo,
+  RunDescription,
+  RunSummary,
+} from "./client/convert.js";
 
 // Authoring
 export type {
@@ -22,6 +40,9 @@ export type {
   ActivityOptions,
   ActivityOutput,
   ActivityProxy,
+  ChildOptions,
+  ContinueAsNewOptions,
+  EventWaitOptions,
   RetryOptions,
   Workflow,
   WorkflowContext,
@@ -35,13 +56,16 @@ export {
   ActivityFailure,
   ApplicationFailure,
   CancelledFailure,
+  ChildWorkflowFailure,
+  ChildWorkflowStartFailure,
   DeterminismViolationError,
   DexError,
+  EventWaitTimeoutError,
   NonDeterminismError,
   TimeoutFailure,
   WorkflowFailedError,
 } from "./common/errors.js";
-export type { ApplicationFailureOptions, RunStatusName, TimeoutType } from "./common/errors.js";
+export type { ApplicationFailureOptions, NonDeterminismDetails, RunStatusName, TimeoutType } from "./common/errors.js";
 export type { FailureInfo } from "./common/failure.js";
 
 // Values
@@ -58,3 +82,4 @@ export { createActivityWorker } from "./worker/activity-worker.js";
 export type { ActivityWorkerOptions } from "./worker/activity-worker.js";
 export type { Worker } from "./worker/worker.js";
 export { replayHistory } from "./worker/replay-history.js";
+export type { RecordedHistory } from "./worker/replay-history.js";

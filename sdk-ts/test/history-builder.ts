@@ -5,8 +5,9 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { HistoryEventSchema, type Command, type Failure, type HistoryEvent } from "@dex/proto";
-import { encodePayload } from "../src/common/payload.js";
+import { HistoryEventSchema, RunStatus, type Command, type Failure, type HistoryEvent } from "@dex/proto";
+import { failureToError } from "../src/common/failure.js";
+import { decodePayload, encodePayload } from "../src/common/payload.js";
 import { WorkflowExecution } from "../src/workflow/execution.js";
 import type { ScopeRunner } from "../src/workflow/scope.js";
 import type { Workflow, WorkflowInfo } from "../src/workflow/types.js";
@@ -41,6 +42,22 @@ export const inputs = {
     value: { seq, failure, attempt } as never,
   }),
   cancelRequested: (reason = ""): Attributes => ({ case: "cancelRequested", value: { reason } as never }),
+  timerFired: (seq: number): Attributes => ({ case: "timerFired", value: { seq } as never }),
+  externalEvent: (eventId: string, payload?: unknown): Attributes => ({
+    case: "externalEventReceived",
+    value: { eventId, payload: encodePayload(payload) } as never,
+  }),
+  eventWaitTimedOut: (seq: number): Attributes => ({ case: "eventWaitTimedOut", value: { seq } as never }),
+  childRunStarted: (seq: number, runId = `child-run-${seq}`): Attributes => ({ case: "childRunStarted", value: { seq, runId } as never }),
+  childRunStartFailed: (seq: number, failure: Failure): Attributes => ({ case: "childRunStartFailed", value: { seq, failure } as never }),
+  childRunCompleted: (seq: number, result?: unknown): Attributes => ({
+    case: "childRunEnded",
+    value: { seq, status: RunStatus.COMPLETED, result: encodePayload(result) } as never,
+  }),
+  childRunEnded: (seq: number, status: RunStatus, failure?: Failure): Attributes => ({
+    case: "childRunEnded",
+    value: { seq, status, failure } as never,
+  }),
 };
 
 /** The command event the server records for a command (defaults are not applied: replay ignores them). */
@@ -51,6 +68,27 @@ export function commandEvent(command: Command): Attributes {
       return { case: "activityScheduled", value: { seq: c.value.seq, activityName: c.value.activityName, input: c.value.input } as never };
     case "requestCancelActivity":
       return { case: "activityCancelRequested", value: { seq: c.value.seq } as never };
+    case "startTimer":
+      return { case: "timerStarted", value: { seq: c.value.seq } as never };
+    case "cancelTimer":
+      return { case: "timerCancelled", value: { seq: c.value.seq } as never };
+    case "waitForEvent":
+      return { case: "eventWaitStarted", value: { seq: c.value.seq, eventId: c.value.eventId } as never };
+    case "startChildRun":
+      return {
+        case: "childRunScheduled",
+        value: { seq: c.value.seq, workflowName: c.value.workflowName, instanceId: c.value.instanceId, input: c.value.input } as never,
+      };
+    case "requestCancelChildRun":
+      return { case: "childRunCancelRequested", value: { seq: c.value.seq } as never };
+    case "recordSideEffect":
+      return { case: "sideEffectRecorded", value: { seq: c.value.seq, value: c.value.value } as never };
+    case "setCustomStatus":
+      return { case: "customStatusSet", value: { customStatus: c.value.customStatus } as never };
+    case "upsertLabels":
+      return { case: "labelsUpserted", value: { labels: c.value.labels } as never };
+    case "continueAsNew":
+      return { case: "runContinuedAsNew", value: { newRunId: "next-run", input: c.value.input } as never };
     case "completeRun":
       return { case: "runCompleted", value: { result: c.value.result } as never };
     case "failRun":
@@ -109,15 +147,55 @@ export function newExecution(workflow: Workflow, runner?: ScopeRunner): Workflow
   return new WorkflowExecution({ info: testInfo, workflow, runner });
 }
 
-/** Short description of commands for assertions: ["schedule a#1", "complete"]. */
+/** Short description of commands for assertions: ["schedule a#1", "timer#2", "complete"]. */
 export function summarize(commands: Command[]): string[] {
   return commands.map((command) => {
     const c = command.command;
-    if (c.case === "scheduleActivity") return `schedule ${c.value.activityName}#${c.value.seq}`;
-    if (c.case === "requestCancelActivity") return `cancel activity#${c.value.seq}`;
-    if (c.case === "completeRun") return "complete";
-    if (c.case === "failRun") return "fail";
-    if (c.case === "cancelRun") return "cancel";
-    return String(c.case);
+    switch (c.case) {
+      case "scheduleActivity":
+        return `schedule ${c.value.activityName}#${c.value.seq}`;
+      case "requestCancelActivity":
+        return `cancel activity#${c.value.seq}`;
+      case "startTimer":
+        return `timer#${c.value.seq}`;
+      case "cancelTimer":
+        return `cancel timer#${c.value.seq}`;
+      case "waitForEvent":
+        return `wait ${c.value.eventId}#${c.value.seq}`;
+      case "startChildRun":
+        return `child ${c.value.workflowName}#${c.value.seq}`;
+      case "requestCancelChildRun":
+        return `cancel child#${c.value.seq}`;
+      case "recordSideEffect":
+        return `side effect#${c.value.seq}`;
+      case "setCustomStatus":
+        return `status "${c.value.customStatus}"`;
+      case "upsertLabels":
+        return `labels ${Object.entries(c.value.labels).map(([k, v]) => `${k}=${v}`).join(",")}`;
+      case "continueAsNew":
+        return "continue-as-new";
+      case "completeRun":
+        return "complete";
+      case "failRun":
+        return "fail";
+      case "cancelRun":
+        return "cancel";
+      default:
+        return String(c.case);
+    }
   });
+}
+
+/** The decoded result of a run's last command, which must be complete_run. */
+export function resultOf(commands: Command[]): unknown {
+  const last = commands.at(-1)?.command;
+  if (last?.case !== "completeRun") throw new Error(`expected complete_run, got ${last?.case}`);
+  return decodePayload(last.value.result);
+}
+
+/** The error a run's last command (fail_run) carries, rebuilt. */
+export function failureOf(commands: Command[]): Error {
+  const last = commands.at(-1)?.command;
+  if (last?.case !== "failRun" || !last.value.failure) throw new Error(`expected fail_run, got ${last?.case}`);
+  return failureToError(last.value.failure);
 }

@@ -4,7 +4,7 @@
  * against today's workflow code: the check a user runs before deploying a change.
  */
 import { readFile } from "node:fs/promises";
-import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { HistoryEventSchema, type HistoryEvent } from "@dex/proto";
 import { describe, expect, it } from "vitest";
 import { NonDeterminismError, replayHistory, type WorkflowContext } from "../src/index.js";
@@ -18,7 +18,15 @@ async function load(name: string): Promise<HistoryEvent[]> {
 describe("recorded histories", () => {
   it.each(["order-completed", "order-failed"])("%s replays against the current orderWorkflow", async (name) => {
     const history = await load(name);
-    await expect(replayHistory(orderWorkflow, history)).resolves.toEqual({ finished: true });
+    await expect(replayHistory(orderWorkflow, history)).resolves.toBeUndefined();
+  });
+
+  it("reads what `dex workflow history --json` prints and picks the workflow from a registry", async () => {
+    const events = (await load("order-completed")).map((event) => toJson(HistoryEventSchema, event));
+    const text = JSON.stringify({ runId: "0197a000-0000-7000-8000-0000000000aa", events });
+    await expect(replayHistory({ orderWorkflow }, text)).resolves.toBeUndefined();
+    await expect(replayHistory({ orderWorkflow }, { events })).resolves.toBeUndefined();
+    await expect(replayHistory({ other: orderWorkflow }, text)).rejects.toThrow(/workflow "orderWorkflow", which the given workflows do not include \(given: other\)/);
   });
 
   it("catches a change that would break runs in flight", async () => {

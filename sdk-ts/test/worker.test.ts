@@ -91,5 +91,11 @@ describe("workers without a server", () => {
     expect(() =>
       createActivityWorker({ taskQueue: "q", activities: { a: async () => 1 }, maxConcurrentActivities: 0 }),
     ).toThrow(/maxConcurrentActivities must be a positive integer/);
+    expect(() => createActivityWorker({ taskQueue: "q", activities: { a: async () => 1 }, autoHeartbeat: { interval: "soon" } })).toThrow(
+      /invalid duration "soon"/,
+    );
+    expect(() => createActivityWorker({ taskQueue: "q", activities: { a: async () => 1 }, autoHeartbeat: { interval: 0 } })).toThrow(
+      /autoHeartbeat.interval must be a positive duration/,
+    );
   });
 });

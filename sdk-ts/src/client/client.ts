@@ -1,7 +1,16 @@
 /** The dex client: start workflow runs and work with them. */
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ClientService, ServiceClient, TaskQueueService, WorkerService } from "@dex/proto";
+import {
+  InstanceIdConflictPolicy,
+  InstanceIdReusePolicy,
+  type ClientService,
+  type ServiceClient,
+  type StartWorkflowRequestSchema,
+  type TaskQueueService,
+  type WorkerService,
+} from "@dex/proto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RunStatusName } from "../common/errors.js";
 import { encodePayload } from "../common/payload.js";
 import type { Workflow, WorkflowInput, WorkflowOutput } from "../workflow/types.js";
@@ -28,6 +37,41 @@ export interface StartOptions<I = unknown> {
   priority?: number;
   /** Idempotency key. Default: a random UUID, so the SDK's own retries of this call are idempotent. */
   requestId?: string;
+  /**
+   * When the instance id already has an open run: "fail" (the default) rejects with a DexError
+   * ALREADY_EXISTS; "use-existing" returns a handle on the open run instead.
+   */
+  conflictPolicy?: ConflictPolicy;
+  /**
+   * Whether a new run may follow ended runs of the same instance id: "allow" (the default);
+   * "allow-if-failed" only if the latest run failed, was cancelled or terminated; "reject" never.
+   * A refused start rejects with a DexError ALREADY_EXISTS.
+   */
+  reusePolicy?: ReusePolicy;
+  /** Runs sharing a concurrency key run at most `concurrencyLimit` at once; the rest wait in CREATED. */
+  concurrencyKey?: string;
+  /** Limit for `concurrencyKey`. Default 1. */
+  concurrencyLimit?: number;
+}
+
+export type ConflictPolicy = "fail" | "use-existing";
+export type ReusePolicy = "allow" | "allow-if-failed" | "reject";
+
+/** `client.sendEventWithStart` options: the start, plus the event to deliver. */
+export interface SendEventWithStartOptions<I = unknown> extends StartOptions<I> {
+  /** The event id; unique within the run. Required. */
+  eventId: string;
+  /** The event's payload (JSON-encoded). */
+  payload?: unknown;
+}
+
+export interface SendEventWithStartResult<O = unknown> {
+  /** The run that received the event: the one started, or the instance's open run. */
+  handle: WorkflowHandle<O>;
+  /** True when this call started the run. */
+  started: boolean;
+  /** True when the run had already received this event id (nothing was delivered). */
+  duplicate: boolean;
 }
 
 export interface ListRunsFilter {
@@ -48,6 +92,14 @@ export interface Client {
     workflow: W | string,
     options: StartOptions<WorkflowInput<W>>,
   ): Promise<WorkflowHandle<WorkflowOutput<W>>>;
+  /**
+   * Starts a run unless the instance id has an open run, then delivers the event to the run, in one
+   * transaction ("signal-with-start"): concurrent calls for one instance id create exactly one run.
+   */
+  sendEventWithStart<W extends Workflow>(
+    workflow: W | string,
+    options: SendEventWithStartOptions<WorkflowInput<W>>,
+  ): Promise<SendEventWithStartResult<WorkflowOutput<W>>>;
   getHandle<O = unknown>(ref: { runId: string } | { instanceId: string }): WorkflowHandle<O>;
   list(filter?: ListRunsFilter): Promise<{ runs: RunSummary[]; nextPageToken?: string }>;
   /** Low-level, typed access to the three services (errors are DexError). */
@@ -66,21 +118,28 @@ export function createClient(options: ClientOptions = {}): Client {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },
 
     async start(workflow, start) {
-      const workflowName = typeof workflow === "string" ? workflow : workflow.name;
-      if (!workflowName) {
-        throw new TypeError("cannot start an anonymous workflow function: pass its registered name instead");
-      }
-      const request = {
-        workflowName,
-        instanceId: start.instanceId,
-        taskQueue: start.taskQueue ?? "",
-        input: encodePayload(start.input),
-        labels: start.labels ?? {},
-        priority: start.priority,
-        requestId: start.requestId ?? randomUUID(),
-      };
+      const request = startRequest(workflow, start);
       const response = await withRetry(() => connection.client.startWorkflow(request));
       return createHandle(connection, { runId: response.runId, instanceId: start.instanceId });
+    },
+
+    async sendEventWithStart(workflow, options) {
+      if (typeof options.eventId !== "string" || options.eventId.length === 0) {
+        throw new TypeError("sendEventWithStart: eventId is required (a non-empty string)");
+      }
+      const request = {
+        start: startRequest(workflow, options),
+        eventId: options.eventId,
+        payload: options.payload === undefined ? undefined : encodePayload(options.payload),
+      };
+      // Safe to retry: the start carries a request id and the event id is delivered at most once.
+      // A retry of a call that did land reports started = false and duplicate = true.
+      const response = await withRetry(() => connection.client.sendEventWithStart(request));
+      return {
+        handle: createHandle(connection, { runId: response.runId, instanceId: options.instanceId }),
+        started: response.started,
+        duplicate: response.duplicate,
+      };
     },
 
     getHandle(ref) {
@@ -107,5 +166,44 @@ export function createClient(options: ClientOptions = {}): Client {
     },
 
     close: () => connection.close(),
+  };
+}
+
+const conflictPolicies: Record<ConflictPolicy, InstanceIdConflictPolicy> = {
+  fail: InstanceIdConflictPolicy.FAIL,
+  "use-existing": InstanceIdConflictPolicy.USE_EXISTING,
+};
+
+const reusePolicies: Record<ReusePolicy, InstanceIdReusePolicy> = {
+  allow: InstanceIdReusePolicy.ALLOW,
+  "allow-if-failed": InstanceIdReusePolicy.ALLOW_IF_FAILED,
+  reject: InstanceIdReusePolicy.REJECT,
+};
+
+function policy<K extends string, V>(what: string, table: Record<K, V>, value: K | undefined): V | undefined {
+  if (value === undefined) return undefined;
+  if (!Object.hasOwn(table, value)) {
+    throw new TypeError(`${what} must be one of ${Object.keys(table).map((k) => JSON.stringify(k)).join(", ")}, got ${JSON.stringify(value)}`);
+  }
+  return table[value];
+}
+
+function startRequest(workflow: Workflow | string, start: StartOptions): MessageInitShape<typeof StartWorkflowRequestSchema> {
+  const workflowName = typeof workflow === "string" ? workflow : workflow.name;
+  if (!workflowName) {
+    throw new TypeError("cannot start an anonymous workflow function: pass its registered name instead");
+  }
+  return {
+    workflowName,
+    instanceId: start.instanceId,
+    taskQueue: start.taskQueue ?? "",
+    input: encodePayload(start.input),
+    labels: start.labels ?? {},
+    priority: start.priority,
+    requestId: start.requestId ?? randomUUID(),
+    conflictPolicy: policy("conflictPolicy", conflictPolicies, start.conflictPolicy),
+    reusePolicy: policy("reusePolicy", reusePolicies, start.reusePolicy),
+    concurrencyKey: start.concurrencyKey ?? "",
+    concurrencyLimit: start.concurrencyLimit ?? 0,
   };
 }

@@ -40,12 +40,38 @@ export interface PendingWorkflowTaskInfo {
   lastFailure?: FailureInfo;
 }
 
+/** A durable timer that has not fired (`ctx.sleep`). */
+export interface PendingTimerInfo {
+  seq: number;
+  fireTime?: Date;
+}
+
+/** An external event the workflow waits for (`ctx.waitForEvent`). */
+export interface PendingEventWaitInfo {
+  seq: number;
+  eventId: string;
+  /** When the wait times out; absent means never. */
+  timeoutTime?: Date;
+}
+
+/** A child run that has not ended (`ctx.child`). */
+export interface PendingChildRunInfo {
+  seq: number;
+  instanceId: string;
+  workflowName: string;
+  /** The child's run id; absent until the child has started. */
+  runId?: string;
+}
+
 export interface RunDescription extends RunSummary {
   input: unknown;
   result?: unknown;
   failure?: FailureInfo;
   pendingWorkflowTask?: PendingWorkflowTaskInfo;
   pendingActivities: PendingActivityInfo[];
+  pendingTimers: PendingTimerInfo[];
+  pendingEventWaits: PendingEventWaitInfo[];
+  pendingChildRuns: PendingChildRunInfo[];
   waitingReason?: string;
   continuedAsRunId?: string;
 }
@@ -118,6 +144,21 @@ export function toRunDescription(response: DescribeRunResponse): RunDescription 
       put(activity, "lastFailure", p.lastFailure ? failureToInfo(p.lastFailure) : undefined);
       put(activity, "waitingReason", p.waitingReason);
       return activity;
+    }),
+    pendingTimers: response.pendingTimers.map((t) => {
+      const timer: PendingTimerInfo = { seq: t.seq };
+      put(timer, "fireTime", date(t.fireTime));
+      return timer;
+    }),
+    pendingEventWaits: response.pendingEventWaits.map((w) => {
+      const wait: PendingEventWaitInfo = { seq: w.seq, eventId: w.eventId };
+      put(wait, "timeoutTime", date(w.timeoutTime));
+      return wait;
+    }),
+    pendingChildRuns: response.pendingChildRuns.map((c) => {
+      const child: PendingChildRunInfo = { seq: c.seq, instanceId: c.instanceId, workflowName: c.workflowName };
+      put(child, "runId", c.runId);
+      return child;
     }),
   };
   if (response.result) description.result = decodeOrRaw(response.result);

@@ -18,8 +18,11 @@ export interface WorkflowHandle<O = unknown> {
   describe(): Promise<RunDescription>;
   /** The run's whole history (all pages). */
   history(): Promise<HistoryEvent[]>;
-  /** Sends an external event; `duplicate` when the run already had this event id. */
-  sendEvent(eventId: string, payload?: unknown): Promise<{ duplicate: boolean }>;
+  /**
+   * Sends an external event; `duplicate` when the run already had this event id (nothing changed).
+   * The run keeps an event that arrives before the workflow waits for it.
+   */
+  sendEvent(eventId: string, payload?: unknown): Promise<{ runId: string; duplicate: boolean }>;
   /** Requests cancellation; the workflow decides how to end. */
   cancel(reason?: string): Promise<void>;
   /** Ends the run at once; no workflow code runs afterwards. */
@@ -106,7 +109,7 @@ export function createHandle<O>(connection: Connection, ref: { runId?: string; i
         eventId,
         payload: payload === undefined ? undefined : encodePayload(payload),
       });
-      return { duplicate: response.duplicate };
+      return { runId: response.runId, duplicate: response.duplicate };
     },
 
     async cancel(reason) {

@@ -85,12 +85,79 @@ export type TimeoutType = "START_TO_CLOSE" | "SCHEDULE_TO_CLOSE" | "HEARTBEAT" |
 
 /** A timeout expired; `timeoutType` says which. */
 export class TimeoutFailure extends Error {
-  override readonly name = "TimeoutFailure";
+  override readonly name: string = "TimeoutFailure";
   readonly timeoutType: TimeoutType;
 
-  constructor(message: string, timeoutType: TimeoutType) {
-    super(message);
+  constructor(message: string, timeoutType: TimeoutType, options?: ErrorOptions) {
+    super(message, options);
     this.timeoutType = timeoutType;
+  }
+}
+
+/** `ctx.waitForEvent(eventId, { timeout })` ran out of time before the event arrived. */
+export class EventWaitTimeoutError extends TimeoutFailure {
+  override readonly name: string = "EventWaitTimeoutError";
+  readonly eventId: string;
+
+  constructor(eventId: string, message?: string) {
+    super(message ?? `timed out waiting for event "${eventId}"`, "EVENT_WAIT");
+    this.eventId = eventId;
+  }
+}
+
+/**
+ * What a parent catches when a child run ended FAILED, CANCELLED or TERMINATED.
+ * `cause` is the child's own failure, rebuilt (an ApplicationFailure, a
+ * CancelledFailure, ...).
+ */
+export class ChildWorkflowFailure extends Error {
+  override readonly name = "ChildWorkflowFailure";
+  readonly instanceId: string;
+  readonly runId: string;
+  readonly workflowName: string;
+  readonly status: RunStatusName;
+  declare readonly cause: Error;
+
+  constructor(
+    child: { instanceId: string; runId: string; workflowName: string; status: RunStatusName },
+    cause: Error,
+    message?: string,
+  ) {
+    super(
+      message ??
+        `child workflow "${child.workflowName}" (instance ${child.instanceId}, run ${child.runId || "unknown"}) ended ${child.status}: ${cause.message}`,
+      { cause },
+    );
+    this.instanceId = child.instanceId;
+    this.runId = child.runId;
+    this.workflowName = child.workflowName;
+    this.status = child.status;
+  }
+}
+
+/**
+ * A child run could not be started, typically because its instance id already
+ * has an open run (`type` "InstanceIdConflict"). Pick another instance id, or
+ * wait for that run to end.
+ */
+export class ChildWorkflowStartFailure extends Error {
+  override readonly name = "ChildWorkflowStartFailure";
+  readonly instanceId: string;
+  readonly workflowName: string;
+  /** Why, as the server classified it: "InstanceIdConflict". */
+  readonly type: string;
+  declare readonly cause: Error | undefined;
+
+  constructor(child: { instanceId: string; workflowName: string }, type: string, cause?: Error, message?: string) {
+    super(
+      message ??
+        `child workflow "${child.workflowName}" could not be started with instance id "${child.instanceId}" (${type})` +
+          (cause ? `: ${cause.message}` : ""),
+      cause ? { cause } : undefined,
+    );
+    this.instanceId = child.instanceId;
+    this.workflowName = child.workflowName;
+    this.type = type;
   }
 }
 
@@ -125,6 +192,29 @@ export class WorkflowFailedError extends Error {
  */
 export class NonDeterminismError extends Error {
   override readonly name = "NonDeterminismError";
+  /** Sequence number of the first history event that diverged, when known. */
+  readonly eventSequence?: number;
+  /** Its kind, e.g. "activity_scheduled". */
+  readonly eventKind?: string;
+  /** The command the history recorded there, e.g. `activity_scheduled(seq 2, "charge")`. */
+  readonly recorded?: string;
+  /** The command the workflow code produced instead. */
+  readonly produced?: string;
+
+  constructor(message: string, options: NonDeterminismDetails & ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    if (options.eventSequence !== undefined) this.eventSequence = options.eventSequence;
+    if (options.eventKind !== undefined) this.eventKind = options.eventKind;
+    if (options.recorded !== undefined) this.recorded = options.recorded;
+    if (options.produced !== undefined) this.produced = options.produced;
+  }
+}
+
+export interface NonDeterminismDetails {
+  eventSequence?: number;
+  eventKind?: string;
+  recorded?: string;
+  produced?: string;
 }
 
 /**

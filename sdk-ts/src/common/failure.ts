@@ -10,8 +10,12 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancelledFailure,
+  ChildWorkflowFailure,
+  ChildWorkflowStartFailure,
+  EventWaitTimeoutError,
   NonDeterminismError,
   TimeoutFailure,
+  type RunStatusName,
   type TimeoutType,
 } from "./errors.js";
 import { decodePayload, encodePayload } from "./payload.js";
@@ -39,9 +43,21 @@ export function errorToFailure(err: unknown, depth = 0): Failure {
   } else if (err instanceof CancelledFailure) {
     failure.kind = FailureKind.CANCELLED;
     failure.nonRetryable = true;
+  } else if (err instanceof ChildWorkflowFailure) {
+    failure.kind = FailureKind.CHILD_RUN;
+    failure.details = encodePayload({
+      instanceId: err.instanceId,
+      runId: err.runId,
+      workflowName: err.workflowName,
+      status: err.status,
+    });
+  } else if (err instanceof ChildWorkflowStartFailure) {
+    failure.kind = FailureKind.CHILD_RUN;
+    failure.details = encodePayload({ instanceId: err.instanceId, workflowName: err.workflowName, startFailed: err.type });
   } else if (err instanceof TimeoutFailure) {
     failure.kind = FailureKind.TIMEOUT;
     failure.timeoutType = ProtoTimeoutType[err.timeoutType];
+    if (err instanceof EventWaitTimeoutError) failure.details = encodePayload({ eventId: err.eventId });
   } else if (err instanceof NonDeterminismError) {
     failure.kind = FailureKind.NON_DETERMINISM;
   }
@@ -67,9 +83,18 @@ export function failureToError(failure: Failure): Error {
     case FailureKind.CANCELLED:
       err = new CancelledFailure(failure.message, cause ? { cause } : undefined);
       break;
-    case FailureKind.TIMEOUT:
-      err = new TimeoutFailure(failure.message, timeoutTypeName(failure.timeoutType));
+    case FailureKind.CHILD_RUN:
+      err = childFailureToError(failure, cause);
       break;
+    case FailureKind.TIMEOUT: {
+      const type = timeoutTypeName(failure.timeoutType);
+      const eventId = (safeDecode(failure) as { eventId?: unknown } | undefined)?.eventId;
+      err =
+        type === "EVENT_WAIT" && typeof eventId === "string"
+          ? new EventWaitTimeoutError(eventId, failure.message)
+          : new TimeoutFailure(failure.message, type, cause ? { cause } : undefined);
+      break;
+    }
     case FailureKind.NON_DETERMINISM:
       err = new NonDeterminismError(failure.message, cause ? { cause } : undefined);
       break;
@@ -83,6 +108,25 @@ export function failureToError(failure: Failure): Error {
   }
   err.stack = failure.stack || `${failure.type || err.name}: ${failure.message}`;
   return err;
+}
+
+function childFailureToError(failure: Failure, cause: Error | undefined): Error {
+  const info = (safeDecode(failure) ?? {}) as {
+    instanceId?: string;
+    runId?: string;
+    workflowName?: string;
+    status?: RunStatusName;
+    startFailed?: string;
+  };
+  const child = { instanceId: info.instanceId ?? "", workflowName: info.workflowName ?? "" };
+  if (info.startFailed !== undefined) {
+    return new ChildWorkflowStartFailure(child, info.startFailed, cause, failure.message);
+  }
+  return new ChildWorkflowFailure(
+    { ...child, runId: info.runId ?? "", status: info.status ?? "FAILED" },
+    cause ?? new ApplicationFailure(failure.message),
+    failure.message,
+  );
 }
 
 /** A Failure as a plain object, for describe output and logs. */

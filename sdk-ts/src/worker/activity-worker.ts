@@ -4,12 +4,13 @@ import type { ActivityTask } from "@dex/proto";
 import { DexError } from "@dex/proto";
 import { ApplicationFailure } from "../common/errors.js";
 import { errorToFailure } from "../common/failure.js";
+import { parseDuration, type Duration } from "../common/duration.js";
 import { createConsoleLogger, type Logger } from "../common/logger.js";
 import { decodePayload, encodePayload, PayloadError } from "../common/payload.js";
 import { connect, DEFAULT_ADDRESS, type Connection } from "../client/connection.js";
 import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
-import { ActivityAttempt, leaseDeadlineOf, type AttemptEnd } from "./activity-attempt.js";
+import { ActivityAttempt, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
 import { createPollingWorker, defaultIdentity, POLL_WAIT_MS, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
 
@@ -24,6 +25,15 @@ export interface ActivityWorkerOptions {
   maxConcurrentActivities?: number;
   /** Worker id sent to the server. Default host:pid:random. */
   identity?: string;
+  /**
+   * Heartbeats the worker sends on an activity's behalf while an attempt runs, so a long activity
+   * keeps its lease and learns of a cancellation (its `ctx.signal` aborts) without calling
+   * `ctx.heartbeat()`. `true` (the default): every half lease (the heartbeat timeout, else the
+   * start-to-close timeout) and at least every 30 s. `{ interval }`: at least that often (and still every
+   * half lease). `false`: only `ctx.heartbeat()` heartbeats, so an activity that hangs without
+   * heartbeating is timed out by its heartbeat timeout and retried.
+   */
+  autoHeartbeat?: boolean | { interval: Duration };
   /** Default: console, info and above. */
   logger?: Logger;
 }
@@ -36,6 +46,10 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
     if (typeof options.activities[name] !== "function") throw new TypeError(`createActivityWorker: activity "${name}" is not a function`);
   }
   const maxConcurrent = positive(options.maxConcurrentActivities ?? 10, "maxConcurrentActivities");
+  const auto = options.autoHeartbeat;
+  const attemptOptions: AttemptOptions = {
+    autoHeartbeatMs: autoHeartbeatMs(typeof auto === "object" ? { interval: parseDuration(auto.interval) } : auto),
+  };
   const address = options.address ?? DEFAULT_ADDRESS;
   const connection = connect(address);
   const workerId = options.identity ?? defaultIdentity();
@@ -55,7 +69,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
       );
       return response.tasks;
     },
-    handle: (task) => runAttempt(task, { connection, activities, taskQueue: options.taskQueue, logger }),
+    handle: (task) => runAttempt(task, { connection, activities, taskQueue: options.taskQueue, logger, attemptOptions }),
     close: () => connection.close(),
   });
 }
@@ -65,6 +79,7 @@ interface AttemptDeps {
   activities: Record<string, Activity>;
   taskQueue: string;
   logger: Logger;
+  attemptOptions: AttemptOptions;
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown } | { ended: AttemptEnd };
@@ -81,7 +96,7 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
     await report(task, deps, { ok: false, error }, leaseDeadlineOf(task));
     return;
   }
-  const attempt = new ActivityAttempt(task, deps.connection, deps.logger);
+  const attempt = new ActivityAttempt(task, deps.connection, deps.logger, deps.attemptOptions);
   let outcome: Outcome;
   try {
     const input = decodeInput(task);
@@ -94,7 +109,8 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
         ),
       attempt.ended.then((ended): Outcome => ({ ended })),
     ]);
-    if ("ok" in outcome) await attempt.flush();
+    // The last details go out even when the attempt failed or timed out: the next attempt resumes from them.
+    if (!("ended" in outcome && outcome.ended.kind === "lost")) await attempt.flush();
   } catch (error) {
     outcome = { ok: false, error };
   } finally {

@@ -21,8 +21,13 @@ import type { ScopeRunner, WorkflowScope } from "../workflow/scope.js";
 const storage = new AsyncLocalStorage<WorkflowScope>();
 let installed = false;
 
-/** Runs workflow code inside its scope; used by the workflow worker for every activation. */
-export const guardedRunner: ScopeRunner = (scope, fn) => storage.run(scope, fn);
+/**
+ * Runs workflow code inside its scope; used by the workflow worker for every activation.
+ * `outside` leaves the scope for a `ctx.sideEffect` function, which is meant to see the real values.
+ */
+export const guardedRunner: ScopeRunner = Object.assign(<T>(scope: WorkflowScope, fn: () => T): T => storage.run(scope, fn), {
+  outside: <T>(fn: () => T): T => storage.exit(fn),
+});
 
 /** True when called from workflow code. */
 export function inWorkflowScope(): boolean {
@@ -64,8 +69,8 @@ export function installDeterminismGuard(): void {
     return scope ? scope.random() : realRandom();
   };
 
-  forbidInWorkflow("setTimeout", "use ctx.sleep (coming in a later version) or an activity");
-  forbidInWorkflow("setInterval", "use ctx.sleep in a loop (coming in a later version)");
+  forbidInWorkflow("setTimeout", "use ctx.sleep (a durable timer) or an activity");
+  forbidInWorkflow("setInterval", "use ctx.sleep in a loop");
 }
 
 function forbidInWorkflow(name: "setTimeout" | "setInterval", advice: string): void {

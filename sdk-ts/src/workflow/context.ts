@@ -1,48 +1,63 @@
 /**
  * The WorkflowContext handed to workflow code. It only reads and writes the
- * execution through the narrow callbacks below, so every value it returns is
- * a function of the history being replayed.
+ * execution through the narrow runtime below, so every value it returns is a
+ * function of the history being replayed.
  */
-import { create } from "@bufbuild/protobuf";
-import { CommandSchema, RetryPolicySchema, type Command, type RetryPolicy } from "@dex/proto";
-import { toProtoDuration } from "../common/duration.js";
+import type { Command } from "@dex/proto";
+import type { Duration } from "../common/duration.js";
 import type { Logger, LogLevel } from "../common/logger.js";
-import { encodePayload } from "../common/payload.js";
+import { runNonCancellable } from "./cancellation.js";
+import {
+  buildContinueAsNew,
+  buildScheduleActivity,
+  buildSetStatus,
+  buildStartChild,
+  buildStartTimer,
+  buildUpsertLabels,
+  buildWaitForEvent,
+  validateEventId,
+  workflowNameOf,
+} from "./command-builders.js";
+import type { AwaitTarget } from "./pending.js";
 import { uuidFrom } from "./prng.js";
 import type { Activity, ActivityOptions, ActivityProxy, WorkflowContext, WorkflowInfo } from "./types.js";
 
-export interface ContextDeps {
+/** What the context needs from the execution (implemented by WorkflowExecution). */
+export interface WorkflowRuntime {
   info(): WorkflowInfo;
   isReplaying(): boolean;
   now(): number;
   random(): number;
-  nextSeq(): number;
-  scheduleActivity(name: string, command: Command): Promise<unknown>;
-  logger: Logger;
+  cancellationRequested(): boolean;
+  /** Issues the command `build(seq)` makes and resolves with the outcome its seq later receives. */
+  schedule(target: AwaitTarget, build: (seq: number) => Command): Promise<unknown>;
+  /** Issues a command nothing answers (status, labels). */
+  issue(command: Command): void;
+  /** A received event's payload at once, else a wait command. */
+  waitForEvent(eventId: string, build: (seq: number) => Command): Promise<unknown>;
+  sideEffect(fn: () => unknown): Promise<unknown>;
+  /** Issues a terminal command; the returned promise never settles. */
+  end(command: Command): Promise<never>;
+  readonly logger: Logger;
 }
 
-export function createWorkflowContext(deps: ContextDeps): WorkflowContext {
-  const executeActivity = <O>(name: string, input?: unknown, options: ActivityOptions = {}): Promise<O> => {
-    let command: Command;
-    try {
-      if (typeof name !== "string" || name.length === 0) throw new TypeError("activity name must be a non-empty string");
-      command = buildScheduleActivity(deps.nextSeq(), name, input, options);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return deps.scheduleActivity(name, command) as Promise<O>;
-  };
-
-  const log = replayAwareLogger(deps);
+export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
+  const executeActivity = <O>(name: string, input?: unknown, options: ActivityOptions = {}): Promise<O> =>
+    rt.schedule({ kind: "activity", name }, (seq) => buildScheduleActivity(seq, name, input, options)) as Promise<O>;
+  const sleep = (when: { duration: Duration } | { time: Date }): Promise<void> =>
+    rt.schedule({ kind: "timer" }, (seq) => buildStartTimer(seq, when)) as Promise<void>;
 
   return {
     get info() {
-      return deps.info();
+      return rt.info();
     },
     get isReplaying() {
-      return deps.isReplaying();
+      return rt.isReplaying();
     },
-    log,
+    get cancellationRequested() {
+      return rt.cancellationRequested();
+    },
+    log: replayAwareLogger(rt),
     activities<A extends Record<string, Activity>>(options?: ActivityOptions): ActivityProxy<A> {
       return new Proxy({} as ActivityProxy<A>, {
         get(_target, property) {
@@ -53,49 +68,57 @@ export function createWorkflowContext(deps: ContextDeps): WorkflowContext {
       });
     },
     executeActivity,
-    now: () => new Date(deps.now()),
-    random: () => deps.random(),
-    uuid: () => uuidFrom(deps.random),
+    now: () => new Date(rt.now()),
+    random: () => rt.random(),
+    uuid: () => uuidFrom(rt.random),
+
+    sleep: (duration) => sleep({ duration }),
+    sleepUntil: (time) => sleep({ time }),
+    waitForEvent<T>(eventId: string, options: { timeout?: Duration } = {}): Promise<T> {
+      try {
+        validateEventId(eventId);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return rt.waitForEvent(eventId, (seq) => buildWaitForEvent(seq, eventId, options.timeout)) as Promise<T>;
+    },
+    child(workflow, input, options) {
+      let workflowName: string;
+      try {
+        workflowName = workflowNameOf(workflow, "ctx.child");
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      const target: AwaitTarget = {
+        kind: "child",
+        workflowName,
+        instanceId: options?.instanceId ?? "",
+        abandon: options?.parentClosePolicy === "abandon",
+        runId: "",
+      };
+      return rt.schedule(target, (seq) => buildStartChild(seq, workflowName, input, options)) as never;
+    },
+    nonCancellable: runNonCancellable,
+    continueAsNew(input, options) {
+      try {
+        return rt.end(buildContinueAsNew(input, options));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+    sideEffect: <T>(fn: () => T) => rt.sideEffect(fn) as Promise<T>,
+    setStatus: (text) => rt.issue(buildSetStatus(text)),
+    upsertLabels: (labels) => rt.issue(buildUpsertLabels(labels)),
   };
 }
 
-function buildScheduleActivity(seq: number, activityName: string, input: unknown, options: ActivityOptions): Command {
-  const retry = options.retry;
-  let retryPolicy: RetryPolicy | undefined;
-  if (retry) {
-    retryPolicy = create(RetryPolicySchema, {
-      initialInterval: toProtoDuration(retry.initialInterval),
-      backoffCoefficient: retry.backoffCoefficient ?? 0,
-      maximumInterval: toProtoDuration(retry.maximumInterval),
-      maximumAttempts: retry.maximumAttempts ?? 0,
-      nonRetryableErrorTypes: retry.nonRetryableErrorTypes ?? [],
-    });
-  }
-  return create(CommandSchema, {
-    command: {
-      case: "scheduleActivity",
-      value: {
-        seq,
-        activityName,
-        taskQueue: options.taskQueue ?? "",
-        input: encodePayload(input),
-        retryPolicy,
-        startToCloseTimeout: toProtoDuration(options.startToCloseTimeout),
-        scheduleToCloseTimeout: toProtoDuration(options.scheduleToCloseTimeout),
-        heartbeatTimeout: toProtoDuration(options.heartbeatTimeout),
-        priority: options.priority,
-      },
-    },
-  });
-}
-
-function replayAwareLogger(deps: ContextDeps): Logger {
+function replayAwareLogger(rt: WorkflowRuntime): Logger {
   const entry =
     (level: LogLevel) =>
     (message: string, fields?: Record<string, unknown>): void => {
-      if (deps.isReplaying()) return;
-      const info = deps.info();
-      deps.logger[level](message, { runId: info.runId, workflowName: info.workflowName, ...fields });
+      if (rt.isReplaying()) return;
+      const info = rt.info();
+      rt.logger[level](message, { runId: info.runId, workflowName: info.workflowName, ...fields });
     };
   return { debug: entry("debug"), info: entry("info"), warn: entry("warn"), error: entry("error") };
 }

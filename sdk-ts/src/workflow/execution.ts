@@ -5,27 +5,36 @@
  * History is a series of blocks (inputs, a `workflow_task_completed` marker
  * whose time is the workflow clock, then command events). `replay` feeds each
  * block's inputs to the workflow, lets it run until it blocks, and checks the
- * commands it produced against the block's command events one for one.
- * `activate` then feeds the trailing inputs plus the task's new events and
- * returns the new commands. The order determinism depends on: all inputs of a
- * block are delivered (in event order) before one drain, both live and on
- * replay, so both see the same interleaving.
+ * commands it produced against the block's command events one for one
+ * (replay-check.ts). `activate` then feeds the trailing inputs plus the task's
+ * new events and returns the new commands.
+ *
+ * The order determinism depends on, the same live and on replay:
+ * 1. a block's inputs are delivered in event order before the code runs: a
+ *    delivery only settles promises (inputs.ts), and the continuations then run
+ *    in one drain, in the order the promises settled. So a race (an event
+ *    against its time-out, a timer against an event) resolves the same way;
+ * 2. `run_started` starts the code after the other inputs of its block were
+ *    delivered, so an event sent with the start (signal-with-start) is already
+ *    received when the code first asks for it, and needs no wait command;
+ * 3. `cancel_requested` is delivered last, after the code reacted to the rest
+ *    of its block and blocked again: the cancellation then reaches every await
+ *    the code is blocked on, including ones started in reaction to this block.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { CommandSchema, type Command, type HistoryEvent } from "@dex/proto";
-import {
-  ActivityFailure,
-  CancelledFailure,
-  DeterminismViolationError,
-  NonDeterminismError,
-} from "../common/errors.js";
-import { errorToFailure, failureToError } from "../common/failure.js";
+import { CommandSchema, type Command, type HistoryEvent, type Payload } from "@dex/proto";
+import { CancelledFailure, DeterminismViolationError, NonDeterminismError } from "../common/errors.js";
+import { errorToFailure } from "../common/failure.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import { decodePayload, encodePayload, PayloadError } from "../common/payload.js";
-import { classifyEvent, commandIdentity, eventIdentity, eventKindName, formatIdentity, sameIdentity } from "./commands.js";
-import { createWorkflowContext } from "./context.js";
+import { inCancellableScope } from "./cancellation.js";
+import { classifyEvent } from "./commands.js";
+import { createWorkflowContext, type WorkflowRuntime } from "./context.js";
+import { decodeInput, deliverInput, type InputState } from "./inputs.js";
+import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
+import { closeBlock, matchCommand, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
 import type { Workflow, WorkflowContext, WorkflowInfo } from "./types.js";
 
@@ -44,57 +53,49 @@ export interface Activation {
   expectedHistoryLength: number;
 }
 
-interface PendingCall {
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-  activityName: string;
-}
-
-interface Block {
-  marker: HistoryEvent;
-  produced: Command[];
-  matched: number;
-}
-
 /** Lets every microtask the workflow queued run; workflow code never waits on a macrotask. */
 const drain = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** What calls after a terminal command (and diverged side effects) return: they never settle. */
+const never = (): Promise<never> => new Promise<never>(() => {});
 
 export class WorkflowExecution implements WorkflowScope {
   /** Events of the run's history this execution has consumed. */
   historyLength = 0;
   readonly ctx: WorkflowContext;
+  /** External events received so far, by event id: kept for waits that start later. */
+  readonly receivedEvents = new Map<string, unknown>();
   private info: WorkflowInfo;
   private readonly workflow: Workflow;
   private readonly runner: ScopeRunner;
   private readonly rng: () => number;
+  private readonly pending = new PendingAwaits();
+  private readonly inputState: InputState;
   private clock = 0;
   private replaying = false;
   private nextSeq = 1;
   private commands: Command[] = [];
-  private readonly pending = new Map<number, PendingCall>();
+  /** While replaying a block: its recorded `side_effect_recorded` events by seq. */
+  private recordedSideEffects = new Map<number, HistoryEvent>();
   /** Inputs recorded without a marker (run_started of the first task), fed with the activation. */
   private trailing: HistoryEvent[] = [];
   private started = false;
   private ended = false;
   private taskError: Error | undefined;
   private cancelRequested = false;
-  /** External events received; kept for event waits (a later SDK version). */
-  readonly receivedEvents = new Map<string, unknown>();
 
   constructor(options: ExecutionOptions) {
     this.info = { ...options.info };
     this.workflow = options.workflow;
     this.runner = options.runner ?? unguardedRunner;
     this.rng = seededRandom(options.info.runId);
-    this.ctx = createWorkflowContext({
-      info: () => this.info,
-      isReplaying: () => this.replaying,
-      now: () => this.clock,
-      random: () => this.rng(),
-      scheduleActivity: (name, command) => this.scheduleActivity(name, command),
-      nextSeq: () => this.nextSeq++,
-      logger: options.logger ?? silentLogger,
-    });
+    this.inputState = {
+      pending: this.pending,
+      receivedEvents: this.receivedEvents,
+      issuedUpTo: () => this.nextSeq - 1,
+      requestCancel: (reason) => this.requestCancel(reason),
+    };
+    this.ctx = createWorkflowContext(this.runtime(options.logger ?? silentLogger));
   }
 
   /** True once the workflow produced a terminal command. */
@@ -123,26 +124,28 @@ export class WorkflowExecution implements WorkflowScope {
   async replay(events: readonly HistoryEvent[]): Promise<void> {
     let inputs: HistoryEvent[] = [...this.trailing];
     let block: Block | undefined;
-    for (const event of events) {
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
       const sequence = Number(event.sequence);
       if (sequence !== this.historyLength + 1) {
         throw new Error(`history is not contiguous: expected event ${this.historyLength + 1}, got ${sequence}`);
       }
       switch (classifyEvent(event)) {
         case "marker":
-          if (block) this.closeBlock(block, event);
+          if (block) closeBlock(block, event, this.historyLength);
           this.clock = timeOf(event.time);
           this.replaying = true;
+          // Side effects are not run again: the code reads their values from the block's command events.
+          this.recordedSideEffects = sideEffectsOfBlock(events, i + 1);
           await this.runBlock(inputs);
           block = { marker: event, produced: this.takeCommands(), matched: 0 };
           inputs = [];
           break;
         case "command":
-          this.matchCommand(block, event);
-          block!.matched++;
+          matchCommand(block, event);
           break;
         case "input":
-          if (block) this.closeBlock(block, event);
+          if (block) closeBlock(block, event, this.historyLength);
           block = undefined;
           inputs.push(event);
           break;
@@ -151,7 +154,8 @@ export class WorkflowExecution implements WorkflowScope {
       }
       this.historyLength = sequence;
     }
-    if (block) this.closeBlock(block, undefined);
+    if (block) closeBlock(block, undefined, this.historyLength);
+    this.recordedSideEffects = new Map();
     this.trailing = inputs;
   }
 
@@ -166,10 +170,28 @@ export class WorkflowExecution implements WorkflowScope {
     return { commands, expectedHistoryLength: this.historyLength + newEvents.length + 1 + commands.length };
   }
 
+  /** Delivers one block's inputs in the order the module comment describes. */
   private async runBlock(inputs: readonly HistoryEvent[]): Promise<void> {
+    let start: HistoryEvent | undefined;
+    const cancels: HistoryEvent[] = [];
     this.runner(this, () => {
-      for (const event of inputs) this.deliver(event);
+      for (const event of inputs) {
+        const kind = event.attributes.case;
+        if (kind === "runStarted") start = event;
+        else if (kind === "cancelRequested") cancels.push(event);
+        else deliverInput(this.inputState, event);
+      }
+      if (start?.attributes.case === "runStarted") this.start(decodeInput(start.attributes.value.input, start));
     });
+    await this.settle();
+    if (cancels.length === 0) return;
+    this.runner(this, () => {
+      for (const event of cancels) deliverInput(this.inputState, event);
+    });
+    await this.settle();
+  }
+
+  private async settle(): Promise<void> {
     await drain();
     if (this.taskError) throw this.taskError;
   }
@@ -178,88 +200,6 @@ export class WorkflowExecution implements WorkflowScope {
     const commands = this.commands;
     this.commands = [];
     return commands;
-  }
-
-  private matchCommand(block: Block | undefined, event: HistoryEvent): void {
-    const recorded = eventIdentity(event);
-    if (!block) {
-      throw new NonDeterminismError(
-        `history event ${event.sequence} ${formatIdentity(recorded)} is a command event outside any workflow task block`,
-      );
-    }
-    const produced = block.produced[block.matched];
-    if (!produced) {
-      throw new NonDeterminismError(
-        `non-determinism at history event ${event.sequence}: recorded ${formatIdentity(recorded)}, ` +
-          `but the workflow code produced no such command (it produced ${block.produced.length} in the workflow task ` +
-          `closed by event ${block.marker.sequence}). ${hint}`,
-      );
-    }
-    const actual = commandIdentity(produced);
-    if (!sameIdentity(actual, recorded)) {
-      throw new NonDeterminismError(
-        `non-determinism at history event ${event.sequence}: recorded ${formatIdentity(recorded)}, ` +
-          `but the workflow code produced ${formatIdentity(actual)}. ${hint}`,
-      );
-    }
-  }
-
-  private closeBlock(block: Block, next: HistoryEvent | undefined): void {
-    if (block.matched >= block.produced.length) return;
-    const extra = commandIdentity(block.produced[block.matched]!);
-    const where = next
-      ? `history event ${next.sequence} (${eventKindName(next)})`
-      : `the end of history (after event ${this.historyLength})`;
-    throw new NonDeterminismError(
-      `non-determinism at ${where}: the workflow code produced ${formatIdentity(extra)}, which the history ` +
-        `does not record (the workflow task closed by event ${block.marker.sequence} recorded ${block.matched} ` +
-        `command(s), the code produced ${block.produced.length}). ${hint}`,
-    );
-  }
-
-  private deliver(event: HistoryEvent): void {
-    const a = event.attributes;
-    switch (a.case) {
-      case "runStarted":
-        return this.start(decodeInput(a.value.input, event));
-      case "activityCompleted": {
-        const call = this.settle(a.value.seq, event);
-        call?.resolve(decodeInput(a.value.result, event));
-        return;
-      }
-      case "activityFailed": {
-        const call = this.settle(a.value.seq, event);
-        if (!call) return;
-        const cause = a.value.failure ? failureToError(a.value.failure) : new Error("activity failed");
-        call.reject(new ActivityFailure(call.activityName, a.value.seq, a.value.attempt, cause));
-        return;
-      }
-      case "cancelRequested":
-        return this.requestCancel(a.value.reason);
-      case "externalEventReceived":
-        this.receivedEvents.set(a.value.eventId, decodeInput(a.value.payload, event));
-        return;
-      default:
-        throw new Error(
-          `history event ${event.sequence} (${eventKindName(event)}) needs a feature this SDK version does not have`,
-        );
-    }
-  }
-
-  private settle(seq: number, event: HistoryEvent): PendingCall | undefined {
-    const call = this.pending.get(seq);
-    if (call) {
-      this.pending.delete(seq);
-      return call;
-    }
-    if (seq >= this.nextSeq) {
-      throw new NonDeterminismError(
-        `non-determinism at history event ${event.sequence}: ${eventKindName(event)} for seq ${seq}, ` +
-          `but the workflow code issued no command with that seq. ${hint}`,
-      );
-    }
-    // A result for a call the workflow stopped waiting for (cancelled): nothing to do.
-    return undefined;
   }
 
   private start(input: unknown): void {
@@ -296,49 +236,148 @@ export class WorkflowExecution implements WorkflowScope {
       this.commands.push(build());
       this.ended = true;
     } catch (err) {
-      this.violation(err instanceof Error ? err : new Error(String(err)));
+      this.violation(asError(err));
     }
   }
 
-  private scheduleActivity(name: string, command: Command): Promise<unknown> {
+  private runtime(logger: Logger): WorkflowRuntime {
+    return {
+      info: () => this.info,
+      isReplaying: () => this.replaying,
+      now: () => this.clock,
+      random: () => this.rng(),
+      cancellationRequested: () => this.cancelRequested,
+      schedule: (target, build) => this.schedule(target, build),
+      issue: (command) => {
+        // After a terminal command nothing more is sent.
+        if (!this.ended) this.commands.push(command);
+      },
+      waitForEvent: (eventId, build) => {
+        if (this.ended) return never();
+        // Received events are inputs, so replay sees the same set at the same point of the code.
+        if (this.receivedEvents.has(eventId)) return Promise.resolve(this.receivedEvents.get(eventId));
+        return this.schedule({ kind: "eventWait", eventId }, build);
+      },
+      sideEffect: (fn) => this.sideEffect(fn),
+      end: (command) => {
+        if (!this.ended) {
+          this.commands.push(command);
+          this.ended = true;
+        }
+        return never();
+      },
+      logger,
+    };
+  }
+
+  /** Issues a command with the next seq; its await settles when an input names that seq. */
+  private schedule(target: AwaitTarget, build: (seq: number) => Command): Promise<unknown> {
     // After a terminal command nothing more is sent; such calls simply never resolve.
-    if (this.ended) return new Promise(() => {});
+    if (this.ended) return never();
+    let command: Command;
+    try {
+      command = build(this.nextSeq);
+    } catch (err) {
+      // A bad argument rejects the call and uses no seq, the same on every replay.
+      return Promise.reject(err);
+    }
+    const seq = this.nextSeq++;
     this.commands.push(command);
-    const seq = commandIdentity(command).seq!;
-    return new Promise((resolve, reject) => this.pending.set(seq, { resolve, reject, activityName: name }));
+    const awaited = this.pending.add(seq, target, inCancellableScope());
+    // A call the code never awaits may be rejected by a cancellation: that must not crash the worker
+    // with an unhandled rejection. The code that does await it still sees the rejection.
+    awaited.catch(() => {});
+    return awaited;
   }
 
   /**
-   * Per docs/worker-protocol.md: every pending activity is asked to cancel (a command, so the
-   * server can stop it) and its await rejects; its eventual outcome is ignored (see settle).
+   * Live: runs `fn` once, outside the determinism guard (so it may read the
+   * real clock or randomness, which is its purpose), and records the value.
+   * Replay: returns the value recorded in the block's command events without
+   * running `fn`. The value goes through its JSON encoding in both cases, so
+   * live code sees exactly what replay will.
+   */
+  private sideEffect(fn: () => unknown): Promise<unknown> {
+    if (this.ended) return never();
+    if (typeof fn !== "function") return Promise.reject(new TypeError("ctx.sideEffect expects a function"));
+    const seq = this.nextSeq++;
+    const record = (value: Payload | undefined): void => {
+      this.commands.push(create(CommandSchema, { command: { case: "recordSideEffect", value: { seq, value } } }));
+    };
+    if (this.replaying) {
+      const recorded = this.recordedSideEffects.get(seq);
+      if (recorded?.attributes.case !== "sideEffectRecorded") {
+        // History has no value for this call: the code diverged. The command (fn is not run) lets the
+        // replay check name the divergence; the call never settles.
+        record(undefined);
+        return never();
+      }
+      record(recorded.attributes.value.value);
+      try {
+        return Promise.resolve(decodeInput(recorded.attributes.value.value, recorded));
+      } catch (err) {
+        this.violation(asError(err));
+        return never();
+      }
+    }
+    let value: unknown;
+    try {
+      value = this.runner.outside ? this.runner.outside(fn) : fn();
+    } catch (err) {
+      // Nothing can be recorded for a function that threw, and running it again on replay could take
+      // another path: the workflow task fails instead, and its retry runs the function again.
+      this.violation(new Error(`ctx.sideEffect: the function threw: ${asError(err).message}`, { cause: err }));
+      return never();
+    }
+    if (isThenable(value)) {
+      this.violation(new TypeError("ctx.sideEffect: the function must return its value synchronously; do asynchronous work in an activity"));
+      return never();
+    }
+    let payload: Payload;
+    try {
+      payload = encodePayload(value);
+    } catch (err) {
+      this.violation(asError(err));
+      return never();
+    }
+    record(payload);
+    return Promise.resolve(decodePayload(payload));
+  }
+
+  /**
+   * Per docs/worker-protocol.md: every pending cancellable await rejects with a
+   * CancelledFailure, and the work behind it gets a cancel command (in seq
+   * order) so the server can stop it; its eventual outcome is ignored
+   * (pending.ts). Awaits started inside `ctx.nonCancellable` keep waiting.
    */
   private requestCancel(reason: string): void {
     this.cancelRequested = true;
-    for (const [seq, call] of this.pending) {
-      this.pending.delete(seq);
-      if (!this.ended) {
-        this.commands.push(create(CommandSchema, { command: { case: "requestCancelActivity", value: { seq } } }));
-      }
-      call.reject(new CancelledFailure(`run cancelled${reason ? `: ${reason}` : ""}`));
+    for (const p of this.pending.takeCancellable()) {
+      const cancel = this.ended ? undefined : cancelCommandFor(p);
+      if (cancel) this.commands.push(cancel);
+      p.reject(new CancelledFailure(`run cancelled${reason ? `: ${reason}` : ""}`));
     }
   }
 }
 
-const hint =
-  "Workflow code must issue the same commands in the same order on every replay: deploy the code that " +
-  "recorded this history (or make the change conditional), and the run continues. Real I/O (fetch, files) " +
-  "inside workflow code also causes this: move it into an activity.";
+/** The `side_effect_recorded` events among the command events that start at `from`, by seq. */
+function sideEffectsOfBlock(events: readonly HistoryEvent[], from: number): Map<number, HistoryEvent> {
+  const found = new Map<number, HistoryEvent>();
+  for (let i = from; i < events.length && classifyEvent(events[i]!) === "command"; i++) {
+    const a = events[i]!.attributes;
+    if (a.case === "sideEffectRecorded") found.set(a.value.seq, events[i]!);
+  }
+  return found;
+}
 
 function timeOf(time: Timestamp | undefined): number {
   return time ? timestampMs(time) : 0;
 }
 
-function decodeInput(payload: Parameters<typeof decodePayload>[0], event: HistoryEvent): unknown {
-  try {
-    return decodePayload(payload);
-  } catch (err) {
-    throw new PayloadError(`history event ${event.sequence} (${eventKindName(event)}): ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
+function isThenable(value: unknown): boolean {
+  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

@@ -13,7 +13,14 @@ export interface WorkflowScope {
   violation(error: Error): void;
 }
 
-export type ScopeRunner = <T>(scope: WorkflowScope, fn: () => T) => T;
+export interface ScopeRunner {
+  <T>(scope: WorkflowScope, fn: () => T): T;
+  /**
+   * Runs `fn` outside any workflow scope, with the real clock and randomness:
+   * `ctx.sideEffect` functions exist to read those once. Absent: `fn` runs as is.
+   */
+  readonly outside?: <T>(fn: () => T) => T;
+}
 
 /** Runs workflow code with no guard: for unit tests of the core alone. */
 export const unguardedRunner: ScopeRunner = (_scope, fn) => fn();

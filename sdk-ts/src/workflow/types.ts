@@ -63,6 +63,37 @@ export interface WorkflowInfo {
   readonly attempt: number;
 }
 
+/** Options of `ctx.waitForEvent`. */
+export interface EventWaitOptions {
+  /** Give up after this long with an EventWaitTimeoutError. Default: wait forever. */
+  timeout?: Duration;
+}
+
+/** Options of `ctx.child`. */
+export interface ChildOptions {
+  /** Instance id of the child run. Required; at most one open run per instance id. */
+  instanceId: string;
+  /** Workflow task queue of the child. Default: the parent's. */
+  taskQueue?: string;
+  /** Labels of the child. Default: the parent's. */
+  labels?: Record<string, string>;
+  /** Priority 0 to 100. Default: the parent's. */
+  priority?: number;
+  /**
+   * What happens to the child when the parent is cancelled or ends first. "cancel" (the default): the
+   * child is asked to cancel. "abandon": the child keeps running; a cancelled parent stops waiting for it.
+   */
+  parentClosePolicy?: "cancel" | "abandon";
+}
+
+/** Options of `ctx.continueAsNew`. */
+export interface ContinueAsNewOptions {
+  /** Workflow of the new run (a registered name or the function). Default: the same workflow. */
+  workflow?: string | Workflow;
+  /** Workflow task queue of the new run. Default: the same queue. */
+  taskQueue?: string;
+}
+
 /** What workflow code may use. Everything here is deterministic on replay. */
 export interface WorkflowContext {
   readonly info: WorkflowInfo;
@@ -80,6 +111,37 @@ export interface WorkflowContext {
   readonly isReplaying: boolean;
   /** A logger that stays silent while replaying. */
   readonly log: Logger;
+
+  /** A durable timer: resolves once `duration` has passed on the server's clock (never earlier). */
+  sleep(duration: Duration): Promise<void>;
+  /** A durable timer that fires at `time`. */
+  sleepUntil(time: Date): Promise<void>;
+  /**
+   * Resolves with the payload of external event `eventId`. An event the run received before the call
+   * is returned at once. With `timeout`, rejects with EventWaitTimeoutError when it passes first.
+   */
+  waitForEvent<T = unknown>(eventId: string, options?: EventWaitOptions): Promise<T>;
+  /**
+   * Starts a child workflow run and resolves with its result. Rejects with ChildWorkflowFailure when
+   * the child fails, is cancelled or terminated, and with ChildWorkflowStartFailure when its instance
+   * id already has an open run.
+   */
+  child<W extends Workflow>(workflow: W | string, input: WorkflowInput<W>, options: ChildOptions): Promise<WorkflowOutput<W>>;
+  /**
+   * Runs `fn` so that cancellation of the run does not interrupt it: activities, timers and children
+   * started inside keep running and resolve normally. Use it for cleanup after a CancelledFailure.
+   */
+  nonCancellable<T>(fn: () => Promise<T>): Promise<T>;
+  /** True once cancellation of the run was requested. */
+  readonly cancellationRequested: boolean;
+  /** Ends this run and starts a new run of the same instance id with `input`. Never resolves. */
+  continueAsNew<I>(input: I, options?: ContinueAsNewOptions): Promise<never>;
+  /** Runs `fn` once and records its (JSON) value; replay returns the recorded value without calling `fn`. */
+  sideEffect<T>(fn: () => T): Promise<T>;
+  /** Sets the run's custom status, shown by describe and list; "" clears it. */
+  setStatus(text: string): void;
+  /** Adds or replaces labels on the run. */
+  upsertLabels(labels: Record<string, string>): void;
 }
 
 export interface ActivityInfo {

@@ -1,0 +1,105 @@
+/**
+ * The awaits a workflow has outstanding, by `seq`: activities, timers, event
+ * waits and children. An input event settles the await its `seq` names; a
+ * cancellation request rejects the cancellable ones. An outcome that arrives
+ * for an await no longer here (rejected by cancellation, or an event wait the
+ * event already satisfied) is ignored, as docs/worker-protocol.md specifies.
+ */
+import { create } from "@bufbuild/protobuf";
+import { CommandSchema, type Command, type HistoryEvent } from "@dex/proto";
+import { NonDeterminismError } from "../common/errors.js";
+import { eventKindName } from "./commands.js";
+import { replayHint } from "./replay-check.js";
+
+export type AwaitTarget =
+  | { readonly kind: "activity"; readonly name: string }
+  | { readonly kind: "timer" }
+  | { readonly kind: "eventWait"; readonly eventId: string }
+  | { readonly kind: "child"; readonly workflowName: string; readonly instanceId: string; readonly abandon: boolean; runId: string };
+
+export type AwaitKind = AwaitTarget["kind"];
+
+export interface PendingAwait {
+  readonly seq: number;
+  readonly target: AwaitTarget;
+  /** False when started inside `ctx.nonCancellable`. */
+  readonly cancellable: boolean;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+export class PendingAwaits {
+  private readonly bySeq = new Map<number, PendingAwait>();
+
+  add(seq: number, target: AwaitTarget, cancellable: boolean): Promise<unknown> {
+    return new Promise((resolve, reject) => this.bySeq.set(seq, { seq, target, cancellable, resolve, reject }));
+  }
+
+  /**
+   * The await that `event` settles, removed; undefined when it was already
+   * settled. `issuedUpTo` is the highest seq the code has issued: an outcome for
+   * a later seq (or for a different kind of command) means the code diverged.
+   */
+  take(seq: number, kind: AwaitKind, event: HistoryEvent, issuedUpTo: number): PendingAwait | undefined {
+    const found = this.peek(seq, kind, event, issuedUpTo);
+    if (found) this.bySeq.delete(seq);
+    return found;
+  }
+
+  /** Like take, without removing it (a child that started but has not ended). */
+  peek(seq: number, kind: AwaitKind, event: HistoryEvent, issuedUpTo: number): PendingAwait | undefined {
+    const found = this.bySeq.get(seq);
+    if (found && found.target.kind === kind) return found;
+    if (found || seq > issuedUpTo) {
+      const issued = found ? `issued a ${found.target.kind} with that seq` : "issued no command with that seq";
+      throw new NonDeterminismError(
+        `non-determinism at history event ${event.sequence}: ${eventKindName(event)} for seq ${seq}, ` +
+          `but the workflow code ${issued}. ${replayHint}`,
+        { eventSequence: Number(event.sequence), eventKind: eventKindName(event) },
+      );
+    }
+    return undefined;
+  }
+
+  /** Pending waits for an external event id, removed, in the order they were started. */
+  takeEventWaits(eventId: string): PendingAwait[] {
+    const waits: PendingAwait[] = [];
+    for (const [seq, p] of this.bySeq) {
+      if (p.target.kind === "eventWait" && p.target.eventId === eventId) {
+        this.bySeq.delete(seq);
+        waits.push(p);
+      }
+    }
+    return waits;
+  }
+
+  /** Removes and returns every cancellable await, in the order they were started. */
+  takeCancellable(): PendingAwait[] {
+    const taken: PendingAwait[] = [];
+    for (const [seq, p] of this.bySeq) {
+      if (!p.cancellable) continue;
+      this.bySeq.delete(seq);
+      taken.push(p);
+    }
+    return taken;
+  }
+}
+
+/**
+ * The command that tells the server to stop the work behind a cancelled await,
+ * if it has one. An event wait needs none (its time-out, if any, is ignored);
+ * an abandoned child is left running.
+ */
+export function cancelCommandFor(p: PendingAwait): Command | undefined {
+  const seq = p.seq;
+  switch (p.target.kind) {
+    case "activity":
+      return create(CommandSchema, { command: { case: "requestCancelActivity", value: { seq } } });
+    case "timer":
+      return create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } });
+    case "child":
+      return p.target.abandon ? undefined : create(CommandSchema, { command: { case: "requestCancelChildRun", value: { seq } } });
+    case "eventWait":
+      return undefined;
+  }
+}
