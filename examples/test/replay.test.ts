@@ -29,6 +29,7 @@ describe("recorded histories of the example", () => {
     async function orderFulfilment(ctx: WorkflowContext, order: Order) {
       const steps = ctx.activities<typeof activities>();
       const total = order.lines.reduce((sum, line) => sum + line.quantity * line.unitPriceCents, 0);
+      ctx.setStatus("reserving stock");
       try {
         await steps.chargePayment({ orderId: order.orderId, card: order.card, amountCents: total });
       } catch (err) {
