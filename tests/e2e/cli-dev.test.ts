@@ -89,9 +89,12 @@ describe("dex dev and the workflow commands", () => {
     expect(outcome).toMatchObject({ runId, status: "COMPLETED" });
     expect(outcome.result).toMatchObject({ orderId: "o-1001", status: "shipped", trackingNumber: "TRK-O-1001", totalCents: 5797 });
 
-    const list = await runDex(["workflow", "list", "--label", "shop=web", "--json", "--address", address]);
+    const list = await runDex(["workflow", "list", "--label", "shop=web", "--workflow", "orderFulfilment", "--json", "--address", address]);
     expect(list.code).toBe(0);
     expect((JSON.parse(list.stdout) as Array<{ runId: string; status: string }>).map((r) => [r.runId, r.status])).toEqual([[runId, "COMPLETED"]]);
+    // The shipment child inherited the order's labels.
+    const labelled = await runDex(["workflow", "list", "--label", "shop=web", "--json", "--address", address]);
+    expect((JSON.parse(labelled.stdout) as Array<{ workflowName: string }>).map((r) => r.workflowName).sort()).toEqual(["orderFulfilment", "shipment"]);
 
     const table = await runDex(["workflow", "list", "--address", address]);
     expect(table.stdout).toContain(runId);

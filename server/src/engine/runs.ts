@@ -67,7 +67,24 @@ export interface RunDescription {
  * ABANDON child keeps running).
  */
 export async function describeRun(engine: Engine, selector: RunSelector): Promise<RunDescription> {
-  const run = await requireRun(engine, selector);
+  // The run row and its pending work are read by separate statements. A completion committing
+  // between them would pair the run row of one workflow task (its custom status, labels) with the
+  // pending work of the next. Every completion and termination moves history_length, so the run is
+  // read again afterwards and the parts are read again (rarely) until it did not move.
+  let run = await requireRun(engine, selector);
+  for (let attempt = 1; ; attempt++) {
+    const parts = await pendingWork(engine, run);
+    const after = await requireRun(engine, { runId: run.id });
+    const settled = after.historyLength === run.historyLength && after.status === run.status;
+    if (settled || attempt === DESCRIBE_ATTEMPTS) return { run: after, ...parts };
+    run = after;
+  }
+}
+
+/** A run that keeps changing faster than it can be described is described from its last reads. */
+const DESCRIBE_ATTEMPTS = 5;
+
+async function pendingWork(engine: Engine, run: RunRecord): Promise<Omit<RunDescription, "run">> {
   const open = !isTerminal(run.status as RunStatus);
   const [workflowTask, activities, timers, eventWaits, children] = await Promise.all([
     pendingWorkflowTask(engine.db, run.id),
@@ -77,7 +94,6 @@ export async function describeRun(engine: Engine, selector: RunSelector): Promis
     openChildRuns(engine.sql, run.id),
   ]);
   return {
-    run,
     workflowTask,
     activities,
     // Event-wait time-outs are shown with their wait, not as timers.
