@@ -4,11 +4,11 @@
  * `orderFulfilment` is a saga: reserve stock; for a large order, wait (up to a
  * timeout) for a manager's approval sent as an external event; charge the
  * card; ship through the `shipment` child workflow; undo what was done when a
- * later step fails. `shipment` books a courier, waits on a durable timer for
- * the pickup, and confirms it. Plain async code: dex records each step, so
+ * later step fails or the order is cancelled. `shipment` books a courier,
+ * waits on a durable timer for the pickup, and confirms it. Plain async code: dex records each step, so
  * after a crash the workflow resumes where it was without charging twice.
  */
-import { ActivityFailure, ChildWorkflowFailure, EventWaitTimeoutError, type WorkflowContext } from "@dex/sdk";
+import { ActivityFailure, CancelledFailure, ChildWorkflowFailure, EventWaitTimeoutError, type WorkflowContext } from "@dex/sdk";
 import type { activities } from "./activities.js";
 import type { Approval, Order, OrderResult, ShipmentRequest } from "./types.js";
 
@@ -33,44 +33,61 @@ export async function orderFulfilment(ctx: WorkflowContext, order: Order): Promi
   ctx.setStatus("reserving stock");
   const { reservationId } = await steps.reserveStock({ orderId: order.orderId, lines: order.lines });
 
-  let approvedBy: string | undefined;
-  if (totalCents >= APPROVAL_THRESHOLD_CENTS) {
-    ctx.setStatus("waiting for manager approval");
-    const decision = await waitForApproval(ctx, order.approvalTimeout ?? "1h");
-    if (!decision.approved) {
-      await steps.releaseStock({ reservationId });
-      return result({ status: "rejected", reservationId, compensations: ["stock released"], reason: `not approved by ${decision.by}` });
+  // What has been done that a cancellation must undo.
+  let charged: string | undefined;
+  const fulfil = async (): Promise<OrderResult> => {
+    let approvedBy: string | undefined;
+    if (totalCents >= APPROVAL_THRESHOLD_CENTS) {
+      ctx.setStatus("waiting for manager approval");
+      const decision = await waitForApproval(ctx, order.approvalTimeout ?? "1h");
+      if (!decision.approved) {
+        await steps.releaseStock({ reservationId });
+        return result({ status: "rejected", reservationId, compensations: ["stock released"], reason: `not approved by ${decision.by}` });
+      }
+      approvedBy = decision.by;
     }
-    approvedBy = decision.by;
-  }
 
-  ctx.setStatus("charging the card");
-  let chargeId: string;
-  try {
-    ({ chargeId } = await steps.chargePayment({ orderId: order.orderId, card: order.card, amountCents: totalCents }));
-  } catch (err) {
-    if (!(err instanceof ActivityFailure)) throw err;
-    await steps.releaseStock({ reservationId });
-    return result({ status: "payment-declined", reservationId, compensations: ["stock released"], reason: err.cause?.message ?? err.message });
-  }
+    ctx.setStatus("charging the card");
+    let chargeId: string;
+    try {
+      ({ chargeId } = await steps.chargePayment({ orderId: order.orderId, card: order.card, amountCents: totalCents }));
+      charged = chargeId;
+    } catch (err) {
+      if (!(err instanceof ActivityFailure)) throw err;
+      await steps.releaseStock({ reservationId });
+      return result({ status: "payment-declined", reservationId, compensations: ["stock released"], reason: err.cause?.message ?? err.message });
+    }
 
-  ctx.setStatus("shipping");
+    ctx.setStatus("shipping");
+    try {
+      const request: ShipmentRequest = { orderId: order.orderId, address: order.address, ...(order.pickupDelay ? { pickupDelay: order.pickupDelay } : {}) };
+      const { trackingNumber } = await ctx.child(shipment, request, { instanceId: `shipment-${order.orderId}` });
+      await steps.notifyCustomer({ email: order.customerEmail, message: `order ${order.orderId} shipped: ${trackingNumber}` });
+      return result({ status: "shipped", reservationId, chargeId, trackingNumber, ...(approvedBy ? { approvedBy } : {}) });
+    } catch (err) {
+      if (!(err instanceof ChildWorkflowFailure)) throw err;
+      // Independent undo steps run in parallel.
+      await Promise.all([steps.refundPayment({ chargeId }), steps.releaseStock({ reservationId })]);
+      return result({
+        status: "shipping-failed",
+        reservationId,
+        chargeId,
+        compensations: ["payment refunded", "stock released"],
+        reason: err.cause?.message ?? err.message,
+      });
+    }
+  };
+
   try {
-    const request: ShipmentRequest = { orderId: order.orderId, address: order.address, ...(order.pickupDelay ? { pickupDelay: order.pickupDelay } : {}) };
-    const { trackingNumber } = await ctx.child(shipment, request, { instanceId: `shipment-${order.orderId}` });
-    await steps.notifyCustomer({ email: order.customerEmail, message: `order ${order.orderId} shipped: ${trackingNumber}` });
-    return result({ status: "shipped", reservationId, chargeId, trackingNumber, ...(approvedBy ? { approvedBy } : {}) });
+    return await fulfil();
   } catch (err) {
-    if (!(err instanceof ChildWorkflowFailure)) throw err;
-    // Independent undo steps run in parallel.
-    await Promise.all([steps.refundPayment({ chargeId }), steps.releaseStock({ reservationId })]);
-    return result({
-      status: "shipping-failed",
-      reservationId,
-      chargeId,
-      compensations: ["payment refunded", "stock released"],
-      reason: err.cause?.message ?? err.message,
-    });
+    if (!(err instanceof CancelledFailure)) throw err;
+    // The order was cancelled (dex workflow cancel): undo in a scope the cancellation does not reach,
+    // then let the error end the run as CANCELLED. The shipment child, if started, is cancelled too.
+    await ctx.nonCancellable(() =>
+      Promise.all([charged ? steps.refundPayment({ chargeId: charged }) : undefined, steps.releaseStock({ reservationId })]),
+    );
+    throw err;
   }
 }
 

@@ -17,7 +17,7 @@ const files = (await readdir(dir)).filter((file) => file.endsWith(".json")).sort
 
 describe("recorded histories of the example", () => {
   it("exist for every path of the example", () => {
-    expect(files).toEqual(["approval-timed-out.json", "approved.json", "payment-declined.json", "shipment.json", "shipped.json", "shipping-failed.json"]);
+    expect(files).toEqual(["approval-timed-out.json", "approved.json", "cancelled.json", "payment-declined.json", "shipment.json", "shipped.json", "shipping-failed.json"]);
   });
 
   it.each(files)("%s replays clean against the current code", async (file) => {

@@ -8,7 +8,7 @@ import { writeFile } from "node:fs/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HistoryEventSchema } from "@dex/proto";
-import type { WorkflowHandle } from "@dex/sdk";
+import { WorkflowFailedError, type WorkflowHandle } from "@dex/sdk";
 import { waitFor } from "@dex/testing";
 import { activities } from "../../examples/order-fulfilment/activities.js";
 import type { Order, OrderResult } from "../../examples/order-fulfilment/types.js";
@@ -75,6 +75,29 @@ describe("the order fulfilment example", () => {
     const handle = await h.client.start(orderFulfilment, { instanceId: "ex-timeout", input: big });
     expect(await handle.result()).toMatchObject({ status: "rejected", compensations: ["stock released"] });
     await saveHistory("approval-timed-out", handle);
+  });
+
+  it("undoes the reservation when a waiting order is cancelled, and ends CANCELLED", async () => {
+    const big = order("ex-6", { lines: [{ sku: "kettle", quantity: 20, unitPriceCents: 3999 }] });
+    const handle = await h.client.start(orderFulfilment, { instanceId: "ex-cancelled", input: big });
+    await waitFor(async () => ((await handle.describe()).pendingEventWaits.length > 0 ? true : undefined), {
+      message: "the order to wait for approval",
+    });
+    await handle.cancel("customer changed their mind");
+    const error = await handle.result().then(() => undefined, (err: unknown) => err);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect((error as WorkflowFailedError).status).toBe("CANCELLED");
+    const events = await handle.history();
+    const kinds = events.map((e) => e.attributes.case);
+    // The compensation ran after the cancellation request, then the run ended cancelled.
+    const released = events.findIndex((e) => e.attributes.case === "activityScheduled" && e.attributes.value.activityName === "releaseStock");
+    expect(released).toBeGreaterThan(kinds.indexOf("cancelRequested"));
+    expect(kinds).toContain("activityCompleted");
+    expect(kinds.at(-1)).toBe("runCancelled");
+    await saveHistory("cancelled", handle);
+    // The 20 kettles are back: a second order for them can be reserved.
+    const again = await h.client.start(orderFulfilment, { instanceId: "ex-cancelled-again", input: order("ex-7", { lines: [{ sku: "kettle", quantity: 20, unitPriceCents: 100 }] }) });
+    expect(await again.result()).toMatchObject({ status: "shipped" });
   });
 
   it("releases the stock when the card is declined", async () => {
