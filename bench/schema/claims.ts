@@ -25,13 +25,30 @@
  * Prints Markdown tables. The machine is shared: the load column is the
  * 1-minute load average at the start and end of each case.
  */
-import { cpus, loadavg } from "node:os";
+import { cpus } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { migrate, openDatabase, startEmbeddedPostgres } from "../../server/src/index.js";
-import type { Queryable, Sql } from "../../server/src/store/db.js";
+import type { Sql } from "../../server/src/store/db.js";
 import { createTaskQueue } from "../../server/src/store/task-queues.js";
-import { claimWorkflowTasks } from "../../server/src/store/workflow-tasks.js";
+import {
+  claim,
+  completeAndRefill,
+  enqueue,
+  explainPick,
+  heartbeat,
+  kib,
+  load,
+  ms,
+  pct,
+  percentile,
+  tableStats,
+  walPerOp,
+  type Lease,
+  type LeaseStyle,
+  type TableStats,
+  type Target,
+} from "./sql.js";
 
 const { values } = parseArgs({
   options: {
@@ -57,213 +74,6 @@ const BACKLOG = Number(values.backlog);
 const CASE_SECONDS = Number(values["case-seconds"]);
 /** A further case at 10k pending with this many tasks in flight (0: none): the alternative scans them all. */
 const EXTRA_IN_FLIGHT = Number(values["extra-in-flight"]);
-/** Long enough that no lease runs out during a run. */
-const LEASE_MS = 600_000;
-const WORKER = "bench-worker";
-
-type LeaseStyle = "visible_at" | "leased_until";
-
-interface Lease {
-  runId: string;
-  leaseId: string;
-  lockVersion: number;
-}
-
-/** Where claims go and whose statistics are read. */
-interface Target {
-  /** The table the statements name (a partitioned parent or a plain table). */
-  table: string;
-  /** The relation holding the queue's rows: its partition, or the plain table. */
-  relation: string;
-  style: LeaseStyle;
-  /** Use the server's own claimWorkflowTasks() (dex.workflow_tasks only). */
-  real: boolean;
-}
-
-// ---------------------------------------------------------------- statements
-
-/**
- * The claim statement of server/src/store/workflow-tasks.ts on another table,
- * with the lease written either into visible_at (as there) or only into
- * leased_until (the alternative). Keep it in step with the real one.
- */
-function claimText(table: string, style: LeaseStyle): string {
-  const available =
-    style === "visible_at"
-      ? "visible_at <= now()"
-      : "visible_at <= now() and (leased_until is null or leased_until < now())";
-  const intoVisibleAt = style === "visible_at" ? "visible_at = now() + $3 * interval '1 millisecond'," : "";
-  return `
-    with picked as (
-      select queue_name, run_id from ${table}
-      where queue_name = $1 and ${available}
-      order by priority desc, visible_at
-      limit $2
-      for no key update skip locked
-    ), leased as (
-      update ${table} t
-      set ${intoVisibleAt}
-          leased_until = now() + $3 * interval '1 millisecond',
-          lease_id = gen_random_uuid(),
-          lock_version = t.lock_version + 1,
-          attempt = t.attempt + 1,
-          worker_id = $4,
-          task_time = now(),
-          inbox_ids = coalesce((select array_agg(i.id order by i.id) from dex.inbox i
-                                where i.run_id = t.run_id and i.visible_at <= now()), '{}')
-      from picked p
-      where t.queue_name = p.queue_name and t.run_id = p.run_id
-      returning t.run_id, t.lease_id, t.lock_version, t.attempt, t.task_time, t.inbox_ids
-    ), started as (
-      update dex.runs r set status = 'RUNNING', started_at = now()
-      from leased l where r.id = l.run_id and r.status = 'CREATED'
-    )
-    select l.*, r.instance_id, r.workflow_name, r.history_length, r.history_size::text, r.sticky_worker_id
-    from leased l join dex.runs r on r.id = l.run_id`;
-}
-
-/** Lease extension, fenced like heartbeatActivity(): visible_at + leased_until, or leased_until only. */
-function heartbeatText(table: string, style: LeaseStyle): string {
-  const intoVisibleAt = style === "visible_at" ? "visible_at = now() + $5 * interval '1 millisecond'," : "";
-  return `
-    update ${table}
-    set ${intoVisibleAt} leased_until = now() + $5 * interval '1 millisecond'
-    where queue_name = $1 and run_id = $2 and lease_id = $3 and lock_version = $4
-    returning leased_until`;
-}
-
-async function claim(sql: Queryable, target: Target, queue: string): Promise<Lease[]> {
-  if (target.real) {
-    const tasks = await claimWorkflowTasks(sql, { queue, limit: BATCH, workerId: WORKER, leaseMs: LEASE_MS });
-    return tasks.map((t) => ({ runId: t.runId, leaseId: t.leaseId, lockVersion: t.lockVersion }));
-  }
-  const rows = await sql.unsafe<{ run_id: string; lease_id: string; lock_version: number }[]>(
-    claimText(target.table, target.style),
-    [queue, BATCH, LEASE_MS, WORKER],
-    { prepare: true },
-  );
-  return rows.map((r) => ({ runId: r.run_id, leaseId: r.lease_id, lockVersion: r.lock_version }));
-}
-
-async function heartbeat(sql: Queryable, target: Target, queue: string, lease: Lease): Promise<void> {
-  const rows = await sql.unsafe(
-    heartbeatText(target.table, target.style),
-    [queue, lease.runId, lease.leaseId, lease.lockVersion, LEASE_MS],
-    { prepare: true },
-  );
-  if (rows.length !== 1) throw new Error(`heartbeat of ${lease.runId} matched ${rows.length} rows`);
-}
-
-/**
- * Enqueues `count` tasks (and their CREATED runs, unless `withRuns` is false)
- * visible from `from` onwards, one microsecond apart, oldest first.
- */
-async function enqueue(
-  sql: Sql,
-  table: string,
-  queue: string,
-  count: number,
-  from: string,
-  withRuns = true,
-): Promise<void> {
-  const runs = withRuns
-    ? `, r as (insert into dex.runs (id, instance_id, workflow_name, task_queue, status)
-               select id, 'bench-' || id, 'bench', $1, 'CREATED' from ids)`
-    : "";
-  await sql.unsafe(
-    `with ids as (select gen_random_uuid() as id, g from generate_series(1, $2::int) g)${runs}
-     insert into ${table} (queue_name, run_id, priority, visible_at)
-     select $1, id, 50, ${from} + g * interval '1 microsecond' from ids`,
-    [queue, count],
-  );
-}
-
-/** Completes claimed tasks (deletes their rows) and enqueues as many new ones: depth stays constant. Untimed. */
-async function completeAndRefill(sql: Sql, table: string, queue: string, leases: Lease[]): Promise<void> {
-  await sql.unsafe(
-    `with done as (delete from ${table} where queue_name = $1 and run_id = any($2::uuid[])),
-          ids as (select gen_random_uuid() as id from generate_series(1, $3::int)),
-          r as (insert into dex.runs (id, instance_id, workflow_name, task_queue, status)
-                select id, 'bench-' || id, 'bench', $1, 'CREATED' from ids)
-     insert into ${table} (queue_name, run_id, priority) select $1, id, 50 from ids`,
-    [queue, leases.map((l) => l.runId), leases.length],
-    { prepare: true },
-  );
-}
-
-// ---------------------------------------------------------------- measurement helpers
-
-interface TableStats {
-  upd: number;
-  hot: number;
-  indexBytes: number;
-}
-
-async function tableStats(sql: Sql, relation: string): Promise<TableStats> {
-  // Statistics reach shared memory when the backend goes idle; force the next flush.
-  await sql`select pg_stat_force_next_flush()`;
-  const [row] = await sql<{ upd: string; hot: string; index_bytes: string }[]>`
-    select n_tup_upd::text as upd, n_tup_hot_upd::text as hot,
-           pg_indexes_size(relid)::text as index_bytes
-    from pg_stat_user_tables where relid = ${relation}::regclass`;
-  return { upd: Number(row!.upd), hot: Number(row!.hot), indexBytes: Number(row!.index_bytes) };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
-}
-
-const ms = (x: number) => (Number.isNaN(x) ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1));
-const pct = (hot: number, upd: number) => (upd === 0 ? "–" : `${((100 * hot) / upd).toFixed(0)} %`);
-const load = () => loadavg()[0]!.toFixed(1);
-const kib = (bytes: number) => `${Math.round(bytes / 1024).toLocaleString("en")}`;
-
-/** What the claim's row-picking part reads, from EXPLAIN ANALYZE (inside a rolled-back transaction). */
-async function explainPick(sql: Sql, target: Target, queue: string): Promise<string> {
-  const available =
-    target.style === "visible_at"
-      ? "visible_at <= now()"
-      : "visible_at <= now() and (leased_until is null or leased_until < now())";
-  let summary = "";
-  await sql
-    .begin(async (tx) => {
-      const [row] = await tx.unsafe<{ "QUERY PLAN": unknown }[]>(
-        `explain (analyze, buffers, format json)
-         select queue_name, run_id from ${target.table}
-         where queue_name = $1 and ${available}
-         order by priority desc, visible_at limit ${BATCH}
-         for no key update skip locked`,
-        [queue],
-      );
-      const plan = (row!["QUERY PLAN"] as Array<{ Plan: PlanNode }>)[0]!.Plan;
-      let removed = 0;
-      const scans: string[] = [];
-      const walk = (node: PlanNode) => {
-        removed += node["Rows Removed by Filter"] ?? 0;
-        if (node["Index Name"]) scans.push(node["Index Name"]);
-        else if (node["Node Type"] === "Seq Scan") scans.push("seq scan");
-        for (const child of node.Plans ?? []) walk(child);
-      };
-      walk(plan);
-      summary = `${scans.join("+") || plan["Node Type"]}; ${plan["Shared Hit Blocks"] + (plan["Shared Read Blocks"] ?? 0)} buffers; ${removed} rows filtered out`;
-      throw new Rollback();
-    })
-    .catch((err: unknown) => {
-      if (!(err instanceof Rollback)) throw err;
-    });
-  return summary;
-}
-class Rollback extends Error {}
-interface PlanNode {
-  "Node Type": string;
-  "Index Name"?: string;
-  "Rows Removed by Filter"?: number;
-  "Shared Hit Blocks": number;
-  "Shared Read Blocks"?: number;
-  Plans?: PlanNode[];
-}
-
 // ---------------------------------------------------------------- cases
 
 /** One queue being measured: its design and name. */
@@ -291,27 +101,6 @@ interface ClaimResult {
   load: string;
 }
 
-/** Median WAL bytes written by `op`, each run in its own transaction that is then rolled back. */
-async function walPerOp(sql: Sql, count: number, op: (tx: Queryable) => Promise<void>): Promise<number> {
-  const bytes: number[] = [];
-  for (let i = 0; i < count; i++) {
-    await sql
-      .begin(async (tx) => {
-        const [before] = await tx<{ lsn: string }[]>`select pg_current_wal_insert_lsn()::text as lsn`;
-        await op(tx);
-        const [diff] = await tx<{ bytes: string }[]>`
-          select (pg_current_wal_insert_lsn() - ${before!.lsn}::pg_lsn)::text as bytes`;
-        bytes.push(Number(diff!.bytes));
-        throw new Rollback();
-      })
-      .catch((err: unknown) => {
-        if (!(err instanceof Rollback)) throw err;
-      });
-  }
-  bytes.sort((a, b) => a - b);
-  return percentile(bytes, 0.5);
-}
-
 /**
  * Fills each subject's queue with `inFlight` leased tasks (the oldest, leased
  * by real claims) and `depth` pending ones, vacuums, then times claims of one
@@ -333,7 +122,7 @@ async function runInterleaved(
     await enqueue(sql, target.table, queue, inFlight, "now() - interval '2 hours'");
     const held: Lease[] = [];
     while (held.length < inFlight) {
-      const got = await claim(sql, target, queue);
+      const got = await claim(sql, target, queue, BATCH);
       if (got.length === 0) throw new Error("could not lease the in-flight tasks");
       held.push(...got);
     }
@@ -345,7 +134,7 @@ async function runInterleaved(
   }
   await sql.unsafe(`vacuum analyze dex.runs`);
   const plans: string[] = [];
-  for (const { target, queue } of subjects) plans.push(await explainPick(sql, target, queue));
+  for (const { target, queue } of subjects) plans.push(await explainPick(sql, target, queue, BATCH));
 
   const before = await Promise.all(subjects.map((s) => tableStats(sql, s.target.relation)));
   const times: number[][] = subjects.map(() => []);
@@ -356,7 +145,7 @@ async function runInterleaved(
       const j = i % 2 === 0 ? k : subjects.length - 1 - k;
       const { target, queue } = subjects[j]!;
       const t0 = performance.now();
-      const got = await claim(sql, target, queue);
+      const got = await claim(sql, target, queue, BATCH);
       const dt = performance.now() - t0;
       if (got.length !== BATCH) throw new Error(`claim on ${queue} took ${got.length} tasks, expected ${BATCH}`);
       if (i >= WARMUP) times[j]!.push(dt);
@@ -386,7 +175,7 @@ async function runInterleaved(
   if (heartbeatRounds > 0) {
     for (let j = 0; j < subjects.length; j++) {
       const { target, queue } = subjects[j]!;
-      claimWal.push(await walPerOp(sql, 21, async (tx) => void (await claim(tx, target, queue))));
+      claimWal.push(await walPerOp(sql, 21, async (tx) => void (await claim(tx, target, queue, BATCH))));
       let l = 0;
       hbWal.push(await walPerOp(sql, 21, (tx) => heartbeat(tx, target, queue, leases[j]![l++]!)));
     }
