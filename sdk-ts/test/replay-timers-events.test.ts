@@ -4,7 +4,9 @@
  * Every scenario ends by replaying its recorded history from scratch, which
  * must reproduce the recorded commands.
  */
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { CommandSchema } from "@dex/proto";
 import { describe, expect, it } from "vitest";
 import { CancelledFailure, EventWaitTimeoutError, type ApplicationFailure } from "../src/common/errors.js";
 import { decodePayload } from "../src/common/payload.js";
@@ -51,6 +53,29 @@ describe("durable timers", () => {
     expect(summarize(await run.task(ex))).toEqual(["schedule next#1"]);
     run.send(inputs.activityCompleted(1));
     expect(resultOf(await run.task(ex))).toBe("TypeError");
+  });
+
+  it("rejects a timer more than 10 years from the workflow clock at the call, without using a seq", async () => {
+    const year = 365 * 86_400_000;
+    const wf: Workflow = async (ctx) => {
+      const outcome = (p: Promise<void>) => p.then(() => "slept", (e: Error) => `${e.name}: ${e.message}`);
+      const errors = [
+        await outcome(ctx.sleepUntil(new Date(ctx.now().getTime() + 11 * year))),
+        await outcome(ctx.sleepUntil(new Date(1_700_000_000))), // Unix seconds passed as milliseconds: January 1970
+        await outcome(ctx.sleep(`${11 * 365}d`)),
+      ];
+      await ctx.executeActivity("next");
+      return errors;
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["schedule next#1"]);
+    run.send(inputs.activityCompleted(1));
+    const errors = resultOf(await run.task(ex)) as string[];
+    expect(errors[0]).toMatch(/^RangeError: ctx\.sleepUntil: .* is more than 10 years from the workflow clock \(2025-01-01T12:00:01\.000Z\)/);
+    expect(errors[1]).toMatch(/^RangeError: ctx\.sleepUntil: 1970-01-20T.*\(new Date\(seconds \* 1000\)/);
+    expect(errors[2]).toMatch(/^RangeError: ctx\.sleep: 4015d is longer than 10 years/);
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 
   it("cancels a pending timer on cancellation, ignores its late firing, and keeps a non-cancellable timer", async () => {
@@ -121,6 +146,28 @@ describe("external events", () => {
     expect(Number(wait.command.value.timeout?.seconds)).toBe(600);
     run.send(inputs.externalEvent("approval", "yes"));
     expect(resultOf(await run.task(ex))).toBe("yes");
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
+  });
+
+  it("sends a zero timeout as a set field (time out at once), and issues nothing for an event already received", async () => {
+    const wf: Workflow = async (ctx) => {
+      const late = await ctx.waitForEvent("late", { timeout: 0 }).catch((e: unknown) => (e as Error).name);
+      await ctx.executeActivity("next");
+      return { late, early: await ctx.waitForEvent("early", { timeout: "0s" }) };
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    const [wait] = await run.task(ex);
+    if (wait?.command.case !== "waitForEvent") throw new Error("expected wait_for_event");
+    // Presence survives the wire: an unset timeout would mean "wait forever".
+    const sent = fromBinary(CommandSchema, toBinary(CommandSchema, wait));
+    expect(sent.command.case === "waitForEvent" && sent.command.value.timeout).toMatchObject({ seconds: 0n, nanos: 0 });
+    run.send(inputs.eventWaitTimedOut(1));
+    expect(summarize(await run.task(ex))).toEqual(["schedule next#2"]);
+    run.send(inputs.externalEvent("early", "here"), inputs.activityCompleted(2));
+    const commands = await run.task(ex);
+    expect(summarize(commands)).toEqual(["complete"]);
+    expect(resultOf(commands)).toEqual({ late: "EventWaitTimeoutError", early: "here" });
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 

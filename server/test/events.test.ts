@@ -95,6 +95,18 @@ describe("external events", () => {
     expect((await h.client.getRunHistory({ run: byRunId(runId) })).events).toEqual(before.events);
   });
 
+  it("a zero timeout times out at once: a timer due at task time, not a wait without end", async () => {
+    const runId = await startWith(h, [waitForEvent(1, "never", 0)]);
+    const history = await h.client.getRunHistory({ run: byRunId(runId) });
+    const [marker, started] = history.events.slice(1).map((e) => e.attributes);
+    expect(marker?.case).toBe("workflowTaskCompleted");
+    expect(started?.case === "eventWaitStarted" && started.value.timeoutTime).toEqual(history.events[1]!.time);
+    const task = await pollWorkflowTaskOf(h, runId);
+    expect(kinds(task.newEvents)).toEqual(["eventWaitTimedOut"]);
+    expect(task.newEvents[0]!.attributes).toMatchObject({ value: { seq: 1 } });
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeRun("timed out")] });
+  });
+
   it("sends by instance id to the open run, and an event during a task in flight waits for the next task", async () => {
     const instanceId = uniqueId("by-instance");
     const runId = await startWith(h, [waitForEvent(1, "a")], { instanceId });

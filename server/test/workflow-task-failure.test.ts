@@ -66,6 +66,13 @@ describe("FailWorkflowTask", () => {
       // Timers, events, children: malformed, or naming a seq this run never created.
       [{ command: { case: "startTimer", value: { seq: 1 } } }],
       [{ command: { case: "startTimer", value: { seq: 1, duration: { seconds: -5n } } } }],
+      // A fire time outside what durations allow around the task time (Postgres cannot even hold
+      // the first one: it used to answer INTERNAL, and the task retried forever), or set with a duration.
+      [{ command: { case: "startTimer", value: { seq: 1, fireTime: { seconds: -8_000_000_000_000n } } } }],
+      [{ command: { case: "startTimer", value: { seq: 1, fireTime: { seconds: 8_000_000_000_000n } } } }],
+      [{ command: { case: "startTimer", value: { seq: 1, fireTime: { seconds: BigInt(Math.floor(Date.now() / 1000) + 11 * 366 * 86_400) } } } }],
+      [{ command: { case: "startTimer", value: { seq: 1, fireTime: { seconds: 1_700_000n } } } }],
+      [{ command: { case: "startTimer", value: { seq: 1, duration: { seconds: 5n }, fireTime: { seconds: BigInt(Math.floor(Date.now() / 1000)) } } } }],
       [{ command: { case: "cancelTimer", value: { seq: 7 } } }],
       [scheduleActivity(1, "a"), { command: { case: "cancelTimer", value: { seq: 1 } } }],
       [{ command: { case: "requestCancelActivity", value: { seq: 3 } } }],
@@ -76,9 +83,10 @@ describe("FailWorkflowTask", () => {
       [{ command: { case: "continueAsNew", value: { taskQueue: "missing-queue" } } }],
     ];
     for (const commands of attempts) {
-      await expect(h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: commands as never })).rejects.toMatchObject({
-        code: "INVALID_ARGUMENT",
-      });
+      await expect(
+        h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: commands as never }),
+        JSON.stringify(commands, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)),
+      ).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     }
     const history = await h.client.getRunHistory({ run: byRunId(runId) });
     expect(kinds(history.events)).toEqual(["runStarted"]);

@@ -1,7 +1,9 @@
 /**
  * Processing of one workflow task: continue the cached execution or replay
  * history, run the activation, report the commands; on any failure report
- * the task failed with a classified cause and drop the cached run.
+ * the task failed with a classified cause and drop the cached run. A
+ * completion the server refuses with ABORTED (new inputs arrived) only drops
+ * the cached run.
  */
 import type { HistoryEvent, WorkflowTask } from "@dex/proto";
 import { DexError, WorkflowTaskFailedCause } from "@dex/proto";
@@ -74,7 +76,15 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
     }
   } catch (err) {
     const error = DexError.from(err);
-    if (error.code === "NOT_FOUND") {
+    if (error.code === "ABORTED") {
+      // Events or a cancellation request reached the run while this task ran, and our commands
+      // would have ended it without them. The server applied nothing and hands the task out again
+      // with them; our execution already ran ahead to the terminal command, so it must go: the
+      // next task of this run replays from history (reading it with GetRunHistory if the server
+      // sends none because it expects us to hold the run). Not a failure: nothing to report.
+      deps.cache.take(task.runId, -1);
+      log.debug(`workflow task handed out again with new inputs: ${error.message}`);
+    } else if (error.code === "NOT_FOUND") {
       // The lease expired and the task went elsewhere, or the run ended: our state is stale, nothing to do.
       log.warn(`workflow task was no longer ours when completing it: ${error.message}`);
     } else if (error.code === "INVALID_ARGUMENT" || error.code === "FAILED_PRECONDITION") {

@@ -1,7 +1,8 @@
 /**
  * Builds the commands workflow calls turn into. Validation happens here, in
  * the caller's await, so a bad argument rejects that call with a TypeError
- * instead of failing the task.
+ * (a RangeError for a value out of the server's range) instead of failing
+ * the task.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -41,13 +42,30 @@ export function buildScheduleActivity(seq: number, activityName: string, input: 
   });
 }
 
-export function buildStartTimer(seq: number, when: { duration: Duration } | { time: Date }): Command {
+/**
+ * How far from the workflow clock a timer may fire: the server's limit for
+ * durations and fire times (MAX_DURATION_MS in server/src/engine/model.ts),
+ * about ten years. Checked here so the call rejects instead of the server
+ * refusing the task's commands on every retry.
+ */
+export const MAX_TIMER_MS = 10 * 365 * 24 * 3_600_000;
+
+/** `now`: the workflow clock (the task time the server measures against). */
+export function buildStartTimer(seq: number, when: { duration: Duration } | { time: Date }, now: number): Command {
   if ("time" in when) {
     const ms = when.time instanceof Date ? when.time.getTime() : Number.NaN;
     if (!Number.isFinite(ms)) throw new TypeError("ctx.sleepUntil expects a valid Date");
+    if (Math.abs(ms - now) > MAX_TIMER_MS) {
+      throw new RangeError(
+        `ctx.sleepUntil: ${when.time.toISOString()} is more than 10 years from the workflow clock (${new Date(now).toISOString()}); ` +
+          "pass a Date in milliseconds (new Date(seconds * 1000) for a Unix time in seconds)",
+      );
+    }
     return create(CommandSchema, { command: { case: "startTimer", value: { seq, fireTime: timestampFromMs(ms) } } });
   }
-  parseDuration(when.duration);
+  if (parseDuration(when.duration) > MAX_TIMER_MS) {
+    throw new RangeError(`ctx.sleep: ${String(when.duration)} is longer than 10 years, the longest timer the server accepts`);
+  }
   return create(CommandSchema, { command: { case: "startTimer", value: { seq, duration: toProtoDuration(when.duration) } } });
 }
 
@@ -57,7 +75,15 @@ export function validateEventId(eventId: unknown): asserts eventId is string {
   }
 }
 
+/**
+ * `timeout` undefined: wait forever. 0 (or "0s"): time out at once unless the
+ * event was already received (then no command is issued at all); the zero
+ * duration is sent as a set field, which the server reads as "time out now".
+ */
 export function buildWaitForEvent(seq: number, eventId: string, timeout: Duration | undefined): Command {
+  if (timeout !== undefined && parseDuration(timeout) > MAX_TIMER_MS) {
+    throw new RangeError(`ctx.waitForEvent: timeout ${String(timeout)} is longer than 10 years, the longest the server accepts`);
+  }
   return create(CommandSchema, {
     command: { case: "waitForEvent", value: { seq, eventId, timeout: toProtoDuration(timeout) } },
   });

@@ -45,7 +45,7 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
   const executeActivity = <O>(name: string, input?: unknown, options: ActivityOptions = {}): Promise<O> =>
     rt.schedule({ kind: "activity", name }, (seq) => buildScheduleActivity(seq, name, input, options)) as Promise<O>;
   const sleep = (when: { duration: Duration } | { time: Date }): Promise<void> =>
-    rt.schedule({ kind: "timer" }, (seq) => buildStartTimer(seq, when)) as Promise<void>;
+    rt.schedule({ kind: "timer" }, (seq) => buildStartTimer(seq, when, rt.now())) as Promise<void>;
 
   return {
     get info() {

@@ -11,7 +11,7 @@ import { FailureKind, FailureSchema, ParentClosePolicy, type Command, type Paylo
 import { uuidv7 } from "uuidv7";
 import { planActivity, type PlannedActivity } from "./command-activity.js";
 import { encodeEvent, encodeFailure, encodePayload, type EncodedEvent, type EventInit } from "./events.js";
-import { MAX_COMMANDS_PER_TASK, RunStatus } from "./model.js";
+import { MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
 import {
   durationField,
   enumField,
@@ -141,7 +141,8 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         break;
       case "startTimer": {
         const f = `${field}.start_timer`;
-        const at = timestampField(`${f}.fire_time`, value.fireTime);
+        if (value.fireTime && value.duration) throw invalid(`${f} sets both duration and fire_time; set exactly one`);
+        const at = timerFireTime(`${f}.fire_time`, value.fireTime, run.taskTime);
         const ms = durationField(`${f}.duration`, value.duration, { allowZero: true });
         if (!at && ms === undefined) throw invalid(`${f} needs a duration or a fire_time`);
         const fireAt = at ?? new Date(run.taskTime.getTime() + ms!);
@@ -157,7 +158,9 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
       case "waitForEvent": {
         const f = `${field}.wait_for_event`;
         const eventId = requireString(`${f}.event_id`, value.eventId);
-        const ms = durationField(`${f}.timeout`, value.timeout);
+        // Unset: wait forever. Zero: time out at once (a timer due at task time), like a
+        // zero-timeout condition in Temporal (an SDK issues no wait for an event it already received).
+        const ms = durationField(`${f}.timeout`, value.timeout, { allowZero: true });
         const timeoutAt = ms === undefined ? undefined : new Date(run.taskTime.getTime() + ms);
         claimSeq(f, value.seq, {
           case: "eventWaitStarted",
@@ -237,6 +240,21 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
     }
   });
   return plan;
+}
+
+/**
+ * A timer's absolute fire time, within the span durations may have
+ * (MAX_DURATION_MS) on either side of the task time. Past that a date is
+ * almost surely a unit slip (seconds for milliseconds) and could leave
+ * Postgres's timestamp range, which would fail every retry of the task.
+ */
+function timerFireTime(field: string, value: Parameters<typeof timestampField>[1], taskTime: Date): Date | undefined {
+  const at = timestampField(field, value);
+  if (at && Math.abs(at.getTime() - taskTime.getTime()) > MAX_DURATION_MS) {
+    const years = Math.round(MAX_DURATION_MS / (365 * 24 * 3600_000));
+    throw invalid(`${field} ${at.toISOString()} is more than ${years} years from the task time ${taskTime.toISOString()}`);
+  }
+  return at;
 }
 
 /** A timer's inbox event: HistoryEvent bytes without sequence and time (set when it moves into history). */

@@ -7,39 +7,82 @@
  * 2. the plan (pure validation), then the checks that need the database
  *    (queues exist, seqs unused by earlier tasks): an invalid completion
  *    throws and the rollback leaves everything as it was, the task included;
- * 3. the block append, activity tasks, timers, cancellations, in one pipelined
- *    batch (postgres.js sends them in order on the transaction's connection;
- *    continue-as-new's event hand-over must follow the append and precede the
- *    old run's inbox being dropped in finishWorkflowTask);
- * 4. children (each in a savepoint), then the run row update;
- * 5. continue-as-new's next run (after the old row left the open statuses), and
+ * 3. a completion that would end the run while external events or a
+ *    cancellation request wait in its inbox unseen (they arrived while the
+ *    task ran) is refused: rollback, the task is handed out again at once
+ *    with them, and the worker hears ABORTED (see abortForUnseenInputs);
+ * 4. the block append, activity tasks, timers, activity cancellations, in one
+ *    pipelined batch (postgres.js sends them in order on the transaction's
+ *    connection; continue-as-new's hand-over of unseen inputs must follow the
+ *    append and precede the old run's inbox being dropped in finishWorkflowTask);
+ * 5. children (each in a savepoint), THEN the child cancellations: a child
+ *    started and cancel-requested by the same completion (the SDK sends
+ *    exactly that when a cancellation reaches the block that starts a child)
+ *    must exist for the request to find it. Both lock only descendants, after
+ *    our own row, so the ancestor-first order holds; then the run row update;
+ * 6. continue-as-new's next run (after the old row left the open statuses), and
  *    what the end owes parent and children; NOTIFYs at commit.
  */
 import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, parentOf, usedSeqs } from "../store/lifecycle.js";
 import { appendBlock } from "../store/history.js";
 import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
-import { finishWorkflowTask, insertActivityTasks, lockRun, type LockedRun } from "../store/completion.js";
+import { finishWorkflowTask, hasUnseenInputs, insertActivityTasks, lockRun, type LockedRun } from "../store/completion.js";
 import { deleteTimers, insertTimers } from "../store/timers.js";
-import { takeWorkflowTask } from "../store/workflow-tasks.js";
+import { releaseWorkflowTask, takeWorkflowTask } from "../store/workflow-tasks.js";
 import type { TransactionSql } from "../store/db.js";
 import { planCommands, type CommandPlan } from "./commands.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodeEvent } from "./events.js";
-import { isTerminal, QueueType, type RunStatus, type WorkflowTaskRef } from "./model.js";
-import { afterRunEnded, cancelRuns, handOverEvents, startChildren, startContinuedRun } from "./relatives.js";
+import { isTerminal, QueueType, RunStatus, type WorkflowTaskRef } from "./model.js";
+import { afterRunEnded, cancelRuns, handOverUnseenInputs, startChildren, startContinuedRun } from "./relatives.js";
 import { queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
 import { taskNotFound } from "./workflow-tasks.js";
 
 const ENDS_RUN = new Set(["completeRun", "failRun", "cancelRun", "continueAsNew"]);
 
+/** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
+class UnseenInputs extends Error {}
+
 export async function completeWorkflowTask(
   engine: Engine,
   ref: WorkflowTaskRef,
   commands: Command[],
 ): Promise<{ historyLength: number }> {
+  try {
+    return await applyCompletion(engine, ref, commands);
+  } catch (err) {
+    if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
+    throw err;
+  }
+}
+
+/**
+ * The run was about to end (complete, fail, cancel) without seeing inputs a
+ * caller was told were delivered: SendEvent answered, CancelRun recorded. As
+ * Temporal does, the commands are not applied. The transaction has rolled
+ * back (the task row's delete with it), so the task still carries this
+ * token's lease: hand it back, fenced by lease id and version, visible at
+ * once and without counting an attempt; its next claim hands out the old
+ * inputs plus the new ones. The worker's execution ran ahead to a terminal
+ * command, so it must drop it and replay (the SDK does, on ABORTED).
+ * continue-as-new is not refused: it hands these inputs to the new run.
+ */
+async function abortForUnseenInputs(engine: Engine, ref: WorkflowTaskRef): Promise<never> {
+  const released = await releaseWorkflowTask(engine.sql, ref, queueWakeupPayload(QueueType.WORKFLOW, ref.queue, engine.origin));
+  // Not ours any more (its lease ran out meanwhile): a stale token, as anywhere else.
+  if (!released) throw taskNotFound();
+  engine.wakeups.wakeQueue(QueueType.WORKFLOW, ref.queue);
+  engine.logger.debug("workflow task completion refused: new inputs arrived while it ran", { runId: ref.runId });
+  throw new DexError(
+    "ABORTED",
+    `run ${ref.runId} received new events while this workflow task ran; the task is handed out again with them`,
+  );
+}
+
+async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: Command[]): Promise<{ historyLength: number }> {
   return inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: lock the parent first (its id
     // never changes, so reading it unlocked is safe).
@@ -57,6 +100,9 @@ export async function completeWorkflowTask(
       taskTime: task.taskTime,
     });
     await checkAgainstDatabase(engine, tx, run.id, plan);
+    if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (await hasUnseenInputs(tx, run.id, task.inboxIds))) {
+      throw new UnseenInputs();
+    }
 
     const marker = encodeEvent(
       { case: "workflowTaskCompleted", value: { workerId: task.workerId, attempt: task.attempt } },
@@ -71,15 +117,16 @@ export async function completeWorkflowTask(
       insertTimers(tx, run, plan.timers),
       deleteTimers(tx, run.id, plan.cancelTimers),
       cancelActivities(tx, run.id, plan.cancelActivities),
-      next ? handOverEvents(tx, run.id, next.runId) : undefined,
+      next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds }) : undefined,
     ]);
     if (appended.moved !== task.inboxIds.length) {
       throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${appended.moved} were found`);
     }
+    // Children first: a cancel of a child started by this same completion must find its row.
+    await startChildren(engine, tx, effects, run, plan.children);
     if (plan.cancelChildren.length > 0) {
       await cancelRuns(tx, effects, { parent: run.id, seqs: plan.cancelChildren }, `cancellation requested by parent run ${run.id}`);
     }
-    await startChildren(engine, tx, effects, run, plan.children);
     const activityQueues = [...new Set(plan.activities.map((a) => a.queue))];
     const finished = await finishWorkflowTask(tx, {
       runId: run.id,

@@ -10,7 +10,12 @@ import { FailureKind, FailureSchema, RunStatus as ProtoRunStatus, type Payload }
 import { insertInboxEvent } from "../store/activity-tasks.js";
 import type { LockedRun } from "../store/completion.js";
 import type { TransactionSql } from "../store/db.js";
-import { moveExternalEvents, requestCancellation, type CancelTarget } from "../store/lifecycle.js";
+import {
+  inheritCancelRequest,
+  moveUnseenEventsAndCancelRequest,
+  requestCancellation,
+  type CancelTarget,
+} from "../store/lifecycle.js";
 import { insertRunOrThrow, isOpenRunConflict } from "../store/runs.js";
 import { ensureWorkflowTask } from "../store/workflow-tasks.js";
 import { queueWakeupPayload } from "../store/notify.js";
@@ -87,8 +92,10 @@ export async function startChildren(
 /**
  * continue-as-new, after the old run's row says CONTINUED_AS_NEW (the
  * open-run index allows one open run per instance): the new run with its
- * first workflow task, carrying labels, priority and the parent link over,
- * and the external events the old run never saw.
+ * first workflow task, carrying labels, priority and the parent link over.
+ * The inputs the old run never saw were moved to it before (handOverUnseenInputs);
+ * if a cancellation request is among them, the new run is marked
+ * cancel-requested as the old one was.
  */
 export async function startContinuedRun(
   engine: Engine,
@@ -122,12 +129,22 @@ export async function startContinuedRun(
   );
   const outcome = await insertRunOrThrow(tx, row);
   if (outcome.outcome !== "started") throw new Error(`continue-as-new of run ${old.id}: unexpected ${outcome.outcome}`);
+  // Only a run that was asked to cancel can have handed a request over: skip the statement otherwise.
+  if (old.cancelRequested) await inheritCancelRequest(tx, old.id, next.runId);
   effects.wakeQueue(QueueType.WORKFLOW, next.taskQueue);
 }
 
-/** Moves the old run's undelivered external events; call before the old run's inbox is dropped. */
-export async function handOverEvents(tx: TransactionSql, oldRunId: string, newRunId: string): Promise<void> {
-  await moveExternalEvents(tx, oldRunId, newRunId);
+/**
+ * Moves the external events and the cancellation request the old run was not
+ * handed (they arrived while its last task ran) to the new run; call before
+ * the old run's inbox is dropped. A request the old run saw is in its history
+ * and stays there: the workflow chose to continue.
+ */
+export async function handOverUnseenInputs(
+  tx: TransactionSql,
+  input: { oldRunId: string; newRunId: string; handedOut: readonly number[] },
+): Promise<void> {
+  await moveUnseenEventsAndCancelRequest(tx, { fromRunId: input.oldRunId, toRunId: input.newRunId, handedOut: input.handedOut });
 }
 
 /**

@@ -66,6 +66,27 @@ export async function lockRun(tx: Queryable, runId: string, skipLocked = false):
   };
 }
 
+/**
+ * Whether inputs a caller was told were delivered arrived in the run's inbox
+ * after this task was handed out (`handedOut`): external events and the
+ * cancellation request. A completion that would end the run must not drop
+ * them (finishWorkflowTask deletes an ended run's inbox). The caller holds
+ * the run row lock, and every writer of these kinds (SendEvent,
+ * requestCancellation) takes it first, so the answer holds until commit.
+ * Visibility is judged by clock_timestamp(), not now(): now() is when this
+ * transaction began, and it may have waited for locks (a child's completion
+ * waits for its parent's row) while a row arrived stamped later.
+ */
+export async function hasUnseenInputs(tx: Queryable, runId: string, handedOut: readonly number[]): Promise<boolean> {
+  const [row] = await tx<{ unseen: boolean }[]>`
+    select exists (
+      select 1 from dex.inbox
+      where run_id = ${runId} and kind in ('external_event_received', 'cancel_requested')
+        and visible_at <= clock_timestamp() and id <> all(${handedOut as number[]}::bigint[])
+    ) as unseen`;
+  return row?.unseen ?? false;
+}
+
 export interface NewActivityTask {
   queue: string;
   seq: number;
@@ -163,8 +184,10 @@ export async function finishWorkflowTask(
     ), next_task as (
       insert into dex.workflow_tasks (queue_name, run_id, priority)
       select ${input.queue}, ${input.runId}, ${input.priority}
-      where not ${ended} and exists (select 1 from dex.inbox where run_id = ${input.runId} and visible_at <= now()
-                                     and kind <> 'child_run_started')
+      -- clock_timestamp(), not now(): a row that arrived while this transaction
+      -- waited for the run lock is stamped after now() and must still wake the run.
+      where not ${ended} and exists (select 1 from dex.inbox where run_id = ${input.runId}
+                                     and visible_at <= clock_timestamp() and kind <> 'child_run_started')
       on conflict do nothing
       returning run_id
     ), notified as (

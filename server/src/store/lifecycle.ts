@@ -1,6 +1,7 @@
 /**
  * Run lifecycle SQL beyond the workflow task: cancellation requests, external
- * events, termination, child lookups and continue-as-new's hand-over.
+ * events, termination, child lookups and continue-as-new's hand-over of
+ * undelivered inputs.
  *
  * Lock order (extends the one in workflow-tasks.ts): when a transaction touches
  * two runs, the ANCESTOR's row is locked before the descendant's. A child that
@@ -146,17 +147,45 @@ export async function cancelActivities(tx: Queryable, runId: string, seqs: numbe
 }
 
 /**
- * continue-as-new: external events that arrived after the last task was
- * handed out move to the new run, unseen by the old one (the handed-out rows
- * moved into the old run's history earlier in the same transaction).
- * Everything else in the old inbox is dropped when the old run ends.
+ * continue-as-new: the inputs a caller was promised delivery of, and that
+ * arrived after the last task was handed out, move to the new run unseen by
+ * the old one: external events and the cancellation request (CancelRun, a
+ * parent's request_cancel_child_run or parent-close policy). A row handed out
+ * with the task (`handedOut`) is the old run's: the completion moved it into
+ * the old history earlier in the same transaction, and the exclusion keeps
+ * that true whatever the statement order. Everything else in the old inbox
+ * (results of the old run's own commands) is dropped when the old run ends.
+ * The new run's row need not exist yet (the inbox has no foreign key); the
+ * caller holds the old run's lock, and every writer of these kinds takes it,
+ * so no row of these kinds can arrive in between.
  */
-export async function moveExternalEvents(tx: Queryable, fromRunId: string, toRunId: string): Promise<number> {
+export async function moveUnseenEventsAndCancelRequest(
+  tx: Queryable,
+  input: { fromRunId: string; toRunId: string; handedOut: readonly number[] },
+): Promise<number> {
   const rows = await tx`
-    update dex.inbox set run_id = ${toRunId}
-    where run_id = ${fromRunId} and kind = 'external_event_received'
+    update dex.inbox set run_id = ${input.toRunId}
+    where run_id = ${input.fromRunId} and kind in ('external_event_received', 'cancel_requested')
+      and id <> all(${input.handedOut as number[]}::bigint[])
     returning id`;
   return rows.length;
+}
+
+/**
+ * continue-as-new, once the new run exists: a cancellation request that moved
+ * into its inbox (moveUnseenEventsAndCancelRequest) marks it as requested, with
+ * the old run's time and reason, so DescribeRun shows it and a second request
+ * answers already_requested. The caller holds the old run's lock and inserted
+ * the new run in this transaction (nobody else can see or lock it yet).
+ */
+export async function inheritCancelRequest(tx: Queryable, fromRunId: string, toRunId: string): Promise<boolean> {
+  const rows = await tx`
+    update dex.runs n set cancel_requested_at = o.cancel_requested_at, cancel_reason = o.cancel_reason
+    from dex.runs o
+    where n.id = ${toRunId} and o.id = ${fromRunId} and n.cancel_requested_at is null
+      and exists (select 1 from dex.inbox i where i.run_id = ${toRunId} and i.kind = 'cancel_requested')
+    returning n.id`;
+  return rows.length > 0;
 }
 
 export interface ChildRunRow {

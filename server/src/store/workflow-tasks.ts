@@ -209,3 +209,31 @@ export async function releaseWorkflowTasks(
     where t.queue_name = ${refs[0]!.queue} and t.run_id = u.run_id
       and t.lease_id = u.lease_id and t.lock_version = u.lock_version`;
 }
+
+/**
+ * Hands one leased task back unused, fenced by its lease id and version: a
+ * completion that was refused because new inputs arrived while it ran
+ * (completion.ts). Visible again at once with those inputs, the attempt not
+ * counted, no failure recorded. Only the task row is written, so no run lock
+ * is needed (as in failWorkflowTask). The NOTIFY wakes other servers' polls
+ * at commit, only if the row was released. Returns false if the lease was no
+ * longer this token's.
+ */
+export async function releaseWorkflowTask(
+  sql: Queryable,
+  ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
+  notify: string,
+): Promise<boolean> {
+  const [row] = await sql<{ released: boolean }[]>`
+    with released as (
+      update dex.workflow_tasks t
+      set visible_at = now(), leased_until = null, lease_id = null, worker_id = null,
+          inbox_ids = null, attempt = t.attempt - 1
+      where t.queue_name = ${ref.queue} and t.run_id = ${ref.runId}
+        and t.lease_id = ${ref.leaseId} and t.lock_version = ${ref.lockVersion}
+      returning t.run_id
+    )
+    select exists (select 1 from released) as released,
+           (select pg_notify('dex_wakeup', ${notify}) from released)::text as notified`;
+  return row?.released ?? false;
+}

@@ -274,13 +274,15 @@ export type StartTimerCommand = Message<"dex.v1.StartTimerCommand"> & {
 
   /**
    * How long to wait; the timer fires at task time plus this duration.
+   * Set exactly one of `duration` and `fire_time`.
    *
    * @generated from field: google.protobuf.Duration duration = 2;
    */
   duration?: Duration | undefined;
 
   /**
-   * Absolute fire time; used instead of `duration` when set.
+   * Absolute fire time, within about ten years (the longest duration
+   * accepted) of the task time; a past time fires at once.
    *
    * @generated from field: google.protobuf.Timestamp fire_time = 3;
    */
@@ -336,7 +338,7 @@ export type WaitForEventCommand = Message<"dex.v1.WaitForEventCommand"> & {
   eventId: string;
 
   /**
-   * How long to wait; unset means forever.
+   * How long to wait; unset means forever, zero means time out at once.
    *
    * @generated from field: google.protobuf.Duration timeout = 3;
    */

@@ -695,7 +695,13 @@ export const WorkerService: GenService<{
    * transaction the server appends the task's input events, the marker and
    * the command events to history, creates activity tasks, and ends the run
    * if a terminal command says so. INVALID_ARGUMENT for invalid commands
-   * (nothing is written).
+   * (nothing is written). ABORTED when the commands would end the run
+   * (complete, fail, cancel) while external events or a cancellation request
+   * that arrived during the task wait unseen in its inbox: nothing is written,
+   * the task is handed out again at once with them (the attempt is not
+   * counted), and the worker must drop its cached execution of the run (the
+   * next task replays from history) and must not call FailWorkflowTask.
+   * continue-as-new is not refused: those inputs move to the new run.
    *
    * @generated from rpc dex.v1.WorkerService.CompleteWorkflowTask
    */
