@@ -4,6 +4,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { DexError, FailureKind, HistoryEventSchema, ParentClosePolicy, RunStatus, TaskQueueType } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import {
+  byInstance,
   byRunId,
   completeRun,
   json,
@@ -14,26 +15,14 @@ import {
   startHarness,
   startWith,
   uniqueId,
+  rejectsWith,
+  startChild,
+  unknownRun,
   type Harness,
 } from "./helpers.js";
 
-async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<DexError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "the call should have failed").toBeInstanceOf(DexError);
-  expect((err as DexError).code).toBe(code);
-  if (message) expect((err as DexError).message).toMatch(message);
-  return err as DexError;
-}
 
-const byInstance = (instanceId: string) => ({ target: { case: "instanceId" as const, value: instanceId } });
-const unknownRun = byRunId("0190a1b2-0000-7000-8000-000000000000");
 
-function startChild(seq: number, instanceId: string, parentClosePolicy: ParentClosePolicy) {
-  return { command: { case: "startChildRun" as const, value: { seq, workflowName: "child", instanceId, parentClosePolicy } } };
-}
 
 describe("cancellation and termination", () => {
   let h: Harness;

@@ -1,7 +1,8 @@
 /** SendEvent, SendEventWithStart and what DescribeRun shows of a waiting run, against a real server and database. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DexError, InstanceIdReusePolicy, ParentClosePolicy, RunStatus } from "@dex/proto";
+import { InstanceIdReusePolicy, ParentClosePolicy, RunStatus } from "@dex/proto";
 import {
+  byInstance,
   byRunId,
   completeRun,
   fromJson,
@@ -11,22 +12,12 @@ import {
   startHarness,
   startWith,
   uniqueId,
+  rejectsWith,
+  unknownRun,
   type Harness,
 } from "./helpers.js";
 
-async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<DexError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "the call should have failed").toBeInstanceOf(DexError);
-  expect((err as DexError).code).toBe(code);
-  if (message) expect((err as DexError).message).toMatch(message);
-  return err as DexError;
-}
 
-const byInstance = (instanceId: string) => ({ target: { case: "instanceId" as const, value: instanceId } });
-const unknownRun = byRunId("0190a1b2-0000-7000-8000-000000000000");
 
 function waitForEvent(seq: number, eventId: string, timeoutSeconds?: number) {
   return {

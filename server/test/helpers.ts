@@ -1,9 +1,12 @@
 /** Test support: a real server on port 0 over a fresh database, and typed gRPC clients. */
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
+import { expect } from "vitest";
 import {
   ClientService,
   createServiceClient,
+  DexError,
+  ParentClosePolicy,
   TaskQueueService,
   WorkerService,
   type ServiceClient,
@@ -122,6 +125,29 @@ export async function pollActivityOf(h: Harness, runId: string, seq: number, tas
 
 export function byRunId(runId: string) {
   return { target: { case: "runId" as const, value: runId } };
+}
+
+export function byInstance(instanceId: string) {
+  return { target: { case: "instanceId" as const, value: instanceId } };
+}
+
+/** A run id no run has. */
+export const unknownRun = byRunId("0190a1b2-0000-7000-8000-000000000000");
+
+/** Expects `promise` to reject with a DexError of `code` (and a message matching `message`); returns it. */
+export async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<DexError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, "the call should have failed").toBeInstanceOf(DexError);
+  expect((err as DexError).code).toBe(code);
+  if (message) expect((err as DexError).message).toMatch(message);
+  return err as DexError;
+}
+
+export function startChild(seq: number, instanceId: string, parentClosePolicy = ParentClosePolicy.CANCEL) {
+  return { command: { case: "startChildRun" as const, value: { seq, workflowName: "child", instanceId, parentClosePolicy } } };
 }
 
 export function scheduleActivity(seq: number, activityName: string, extra: Record<string, unknown> = {}) {

@@ -7,9 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromBinary } from "@bufbuild/protobuf";
-import { DexError, HistoryEventSchema, ParentClosePolicy, RunStatus } from "@dex/proto";
+import { HistoryEventSchema, RunStatus } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import {
+  byInstance,
   byRunId,
   completeRun,
   json,
@@ -20,25 +21,13 @@ import {
   startHarness,
   startWith,
   uniqueId,
+  rejectsWith,
+  startChild,
   type Harness,
 } from "./helpers.js";
 
-async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<DexError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "the call should have failed").toBeInstanceOf(DexError);
-  expect((err as DexError).code).toBe(code);
-  if (message) expect((err as DexError).message).toMatch(message);
-  return err as DexError;
-}
 
-const byInstance = (instanceId: string) => ({ target: { case: "instanceId" as const, value: instanceId } });
 
-function startChild(seq: number, instanceId: string, parentClosePolicy = ParentClosePolicy.CANCEL) {
-  return { command: { case: "startChildRun" as const, value: { seq, workflowName: "child", instanceId, parentClosePolicy } } };
-}
 const cancelChild = (seq: number) => ({ command: { case: "requestCancelChildRun" as const, value: { seq } } });
 const continueAsNew = (input: unknown) => ({ command: { case: "continueAsNew" as const, value: { input: json(input) } } });
 
