@@ -26,7 +26,19 @@ export interface Harness {
 }
 
 export async function startHarness(options: Partial<ServerOptions> = {}): Promise<Harness> {
-  const db = await createTestDatabase();
+  return serveDatabase(await createTestDatabase(), options, { dropOnClose: true });
+}
+
+/**
+ * A server (with clients) on an existing test database: a second server on a
+ * harness's database, or a server after a restart. close() drops the database
+ * only with `dropOnClose`.
+ */
+export async function serveDatabase(
+  db: TestDatabase,
+  options: Partial<ServerOptions> = {},
+  { dropOnClose = false } = {},
+): Promise<Harness> {
   const server = await startServer({
     databaseUrl: db.url,
     port: 0,
@@ -52,7 +64,7 @@ export async function startHarness(options: Partial<ServerOptions> = {}): Promis
       channel.close();
       await server.close();
       await sql.end();
-      await db.drop();
+      if (dropOnClose) await db.drop();
     },
   };
 }

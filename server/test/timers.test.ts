@@ -4,22 +4,15 @@
  * fired after a restart, cancellable, and one bounded statement per pass
  * however many runs sleep.
  */
-import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ClientService, createServiceClient, TaskQueueService, WorkerService } from "@dex/proto";
 import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
-import { silentLogger, startServer, type Logger } from "../src/index.js";
+import { silentLogger, type Logger } from "../src/index.js";
 import { TimerLoop } from "../src/engine/timer-loop.js";
 import { Wakeups } from "../src/engine/wakeups.js";
 import { fireDueTimers } from "../src/store/timers.js";
-import { byRunId, completeRun, kinds, pollWorkflowTaskOf, startHarness, startWith, type Harness } from "./helpers.js";
-
-const ensureQueues = [
-  { type: "workflow" as const, name: "default" },
-  { type: "activity" as const, name: "default" },
-];
+import { byRunId, completeRun, kinds, pollWorkflowTaskOf, serveDatabase, startHarness, startWith, type Harness } from "./helpers.js";
 
 function startTimer(seq: number, ms: number) {
   return { command: { case: "startTimer" as const, value: { seq, duration: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 } } } };
@@ -34,26 +27,6 @@ function cancelTimer(seq: number) {
   return { command: { case: "cancelTimer" as const, value: { seq } } };
 }
 
-/** A server on an existing database, with clients; close() leaves the database. */
-async function serve(db: TestDatabase): Promise<Harness> {
-  const server = await startServer({ databaseUrl: db.url, port: 0, logger: silentLogger, ensureQueues, maxPollWaitMs: 2_000 });
-  const channel = new grpc.Client(server.address, grpc.credentials.createInsecure());
-  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
-  return {
-    db,
-    server,
-    sql,
-    channel,
-    client: createServiceClient(ClientService, channel),
-    worker: createServiceClient(WorkerService, channel),
-    queues: createServiceClient(TaskQueueService, channel),
-    async close() {
-      channel.close();
-      await server.close();
-      await sql.end();
-    },
-  };
-}
 
 /** The fire time recorded in the run's timer_started event for `seq`. */
 async function recordedFireTime(h: Harness, runId: string, seq: number): Promise<Date> {
@@ -140,7 +113,7 @@ describe("timers", () => {
   });
 
   it("two servers on one database fire each timer once, and a poll on either gets the task", async () => {
-    const other = await serve(h.db);
+    const other = await serveDatabase(h.db);
     try {
       // One fire time for all, a little ahead: both servers' loops learn it
       // (this one from the commit's hint, the other from its pass's "next
@@ -212,7 +185,7 @@ describe("timers across restarts and outages", () => {
   });
 
   it("a timer that came due while no server ran fires as soon as a server starts", async () => {
-    const first = await serve(db);
+    const first = await serveDatabase(db);
     let runId: string;
     try {
       runId = await startWith(first, [startTimer(1, 1_000)]);
@@ -230,7 +203,7 @@ describe("timers across restarts and outages", () => {
     } finally {
       await sql.end();
     }
-    const second = await serve(db);
+    const second = await serveDatabase(db);
     try {
       const task = await pollWorkflowTaskOf(second, runId);
       expect(firedSeqs(task)).toEqual([1]);
@@ -242,7 +215,7 @@ describe("timers across restarts and outages", () => {
 
   /** Runs with one timer each, an hour out, created through a server that is then stopped. */
   async function sleepingRuns(n: number): Promise<string[]> {
-    const server = await serve(db);
+    const server = await serveDatabase(db);
     try {
       const runIds: string[] = [];
       for (let i = 0; i < n; i++) runIds.push(await startWith(server, [startTimer(1, 3_600_000)]));
