@@ -19,12 +19,19 @@ import { ensureQueues } from "./engine/task-queues.js";
 import { TimerLoop } from "./engine/timer-loop.js";
 import { Wakeups } from "./engine/wakeups.js";
 import { createJsonLogger, type Logger } from "./logger.js";
+import { DexMetrics } from "./metrics/dex-metrics.js";
+import { startMetricsEndpoint, type MetricsEndpoint } from "./metrics/http.js";
+import { combineObservers } from "./metrics/observer.js";
+import { POLL_FLUSH_INTERVAL_MS, PollTracker } from "./metrics/poll-tracker.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
 import { assertMigrated } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
+import { readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
 
 export const DEFAULT_PORT = 7460;
 export const DEFAULT_HOST = "127.0.0.1";
+/** statement_timeout of the scrape's queue read: a scrape must never become a long-running statement. */
+const METRICS_STATEMENT_TIMEOUT_MS = 5_000;
 
 export interface ServerOptions {
   /** Postgres URL of a database migrated with `dex migrate`. */
@@ -41,6 +48,11 @@ export interface ServerOptions {
   maxPollWaitMs?: number;
   /** Back-off of failed workflow tasks: initialMs doubling up to maxMs. Default 1 000 / 10 000. */
   workflowTaskRetry?: { initialMs: number; maxMs: number };
+  /**
+   * Port of the Prometheus endpoint (GET /metrics over HTTP, on `host`). Default: none, no
+   * endpoint. 0 picks a free port (see DexServer.metricsPort).
+   */
+  metricsPort?: number;
 }
 
 export interface DexServer {
@@ -48,6 +60,10 @@ export interface DexServer {
   readonly port: number;
   /** "host:port", ready for a client. */
   readonly address: string;
+  /** The metrics endpoint's port actually bound; undefined without `metricsPort`. */
+  readonly metricsPort: number | undefined;
+  /** "host:port" of the metrics endpoint (scrape http://<metricsAddress>/metrics); undefined without `metricsPort`. */
+  readonly metricsAddress: string | undefined;
   /** Graceful: parked polls answer empty at once, in-flight calls finish, then the pool closes. */
   close(): Promise<void>;
 }
@@ -63,15 +79,38 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   // as strings), which would change what the hand-written SQL reads; so the
   // drizzle queries (admin reads, not hot) get a small pool of their own.
   const adminSql = openDatabase({ url: options.databaseUrl, maxConnections: 3, applicationName: "dex-server-admin" });
+  // The scrape's own connection, with a short statement timeout: a slow count
+  // fails the queue gauges of one scrape instead of holding a snapshot open.
+  const metricsSql =
+    options.metricsPort === undefined
+      ? undefined
+      : openDatabase({
+          url: options.databaseUrl,
+          maxConnections: 1,
+          applicationName: "dex-server-metrics",
+          statementTimeoutMs: METRICS_STATEMENT_TIMEOUT_MS,
+        });
+  const pools = [sql, adminSql, ...(metricsSql ? [metricsSql] : [])];
   let listener: WakeupListener | undefined;
   // Started along the way; a failed start stops them before the pools close.
   let timers: TimerLoop | undefined;
   let background: BackgroundLoops | undefined;
+  let polls: PollTracker | undefined;
+  let endpoint: MetricsEndpoint | undefined;
   try {
     await checkDatabase(sql, options.databaseUrl);
     const wakeups = new Wakeups();
     const origin = randomBytes(6).toString("hex");
     const timerLoop = (timers = new TimerLoop({ sql, wakeups, logger, origin }));
+    // Always on: describe's "no worker has polled" needs it whether or not metrics are exposed.
+    const pollTracker = (polls = new PollTracker({
+      write: (queues) => recordQueuePolls(sql, queues, POLL_FLUSH_INTERVAL_MS),
+      parked: () => wakeups.parkedQueues(),
+      logger,
+    }));
+    const metrics = metricsSql
+      ? new DexMetrics({ readQueues: () => readQueueGauges(metricsSql), logger })
+      : undefined;
     const engine: Engine = {
       sql,
       db: drizzle({ client: adminSql }),
@@ -81,6 +120,8 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       maxPollWaitMs: options.maxPollWaitMs ?? 20_000,
       workflowTaskRetry: options.workflowTaskRetry ?? DEFAULT_WORKFLOW_TASK_RETRY,
       knownQueues: new Set(),
+      observer: combineObservers(pollTracker, metrics),
+      recentPolls: pollTracker,
       timerHint: (at) => timerLoop.hint(at),
     };
     if (options.ensureQueues?.length) {
@@ -100,6 +141,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       () => engine.wakeups.wakeEverything(),
     );
     const loops = (background = startBackgroundLoops(engine));
+    pollTracker.start();
     // First pass at once: timers that came due while no server ran fire now.
     timerLoop.start();
     const shutdown = new AbortController();
@@ -119,6 +161,12 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       server.addService(definition, implementation);
     }
     const health = addHealthAndReflection(server, [ClientService.typeName, WorkerService.typeName, TaskQueueService.typeName]);
+    // Before the gRPC port: a metrics port that is taken fails the start with nothing else listening.
+    if (metrics && options.metricsPort !== undefined) {
+      endpoint = await startMetricsEndpoint({ host, port: options.metricsPort, render: () => metrics.render(), logger });
+      logger.info("dex metrics listening", { url: `http://${endpoint.address}/metrics` });
+    }
+    const metricsEndpoint = endpoint;
     const port = await bind(server, host, options.port ?? DEFAULT_PORT);
     const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
     logger.info("dex server listening", { address, database: redactUrl(options.databaseUrl) });
@@ -130,8 +178,8 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         health.shutdown();
         engine.wakeups.close();
         shutdown.abort();
-        // Background statements end before the pool closes.
-        await Promise.all([loops.stop(), timerLoop.stop()]);
+        // Background statements (and a scrape's read) end before the pools close.
+        await Promise.all([loops.stop(), timerLoop.stop(), pollTracker.stop(), metricsEndpoint?.close()]);
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             logger.warn("in-flight calls did not finish in time; cutting them off");
@@ -144,14 +192,14 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
           });
         });
         await listener?.stop().catch(() => {});
-        await Promise.all([sql.end({ timeout: 5 }), adminSql.end({ timeout: 5 })]);
+        await Promise.all(pools.map((pool) => pool.end({ timeout: 5 })));
         logger.info("dex server stopped");
       })());
-    return { port, address, close };
+    return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close };
   } catch (err) {
-    await Promise.all([background?.stop(), timers?.stop()]);
+    await Promise.all([background?.stop(), timers?.stop(), polls?.stop(), endpoint?.close()]);
     await listener?.stop().catch(() => {});
-    await Promise.all([sql.end({ timeout: 1 }), adminSql.end({ timeout: 1 })]).catch(() => {});
+    await Promise.all(pools.map((pool) => pool.end({ timeout: 1 }))).catch(() => {});
     throw err;
   }
 }

@@ -135,9 +135,10 @@ describe("input validation", () => {
     await rejectsWith(h.queues.createTaskQueue({ name: "q", type: 1, capacity: -1 }), "INVALID_ARGUMENT", /capacity/);
     await rejectsWith(h.queues.createTaskQueue({ name: "default", type: 1 }), "ALREADY_EXISTS", /already exists/);
     await rejectsWith(h.queues.listTaskQueues({ type: 9 as never }), "INVALID_ARGUMENT", /type/);
-    await rejectsWith(h.queues.updateTaskQueue({ name: "default", type: 1, capacity: 5 }), "UNIMPLEMENTED");
-    await rejectsWith(h.queues.pauseTaskQueue({ name: "default", type: 1 }), "UNIMPLEMENTED");
-    await rejectsWith(h.queues.resumeTaskQueue({ name: "default", type: 1 }), "UNIMPLEMENTED");
-    await rejectsWith(h.queues.deleteTaskQueue({ name: "default", type: 1 }), "UNIMPLEMENTED");
+    // Update, pause, resume and delete: server/test/queue-admin.test.ts has their statuses and messages.
+    await rejectsWith(h.queues.updateTaskQueue({ name: "default", type: 1, capacity: -5 }), "INVALID_ARGUMENT", /capacity/);
+    await rejectsWith(h.queues.pauseTaskQueue({ name: "a b", type: 1 }), "INVALID_ARGUMENT", /name/);
+    await rejectsWith(h.queues.resumeTaskQueue({ name: "default" }), "INVALID_ARGUMENT", /type is required/);
+    await rejectsWith(h.queues.deleteTaskQueue({ name: "nope", type: 1 }), "NOT_FOUND", /does not exist/);
   });
 });

@@ -25,6 +25,7 @@ function describeView(response: DescribeRunResponse) {
   const task = response.pendingWorkflowTask;
   return {
     ...runInfoView(response.info),
+    concurrencyKey: response.info?.concurrencyKey || undefined,
     input: decodePayload(response.input),
     result: decodePayload(response.result),
     failure: failureView(response.failure),
@@ -67,6 +68,7 @@ function printDescription(view: DescribeView): void {
     ["status", view.status],
     ["custom status", view.customStatus],
     ["priority", String(view.priority)],
+    ["concurrency key", view.concurrencyKey],
     ["labels", Object.keys(view.labels).length ? formatValue(view.labels) : undefined],
     ["parent run", view.parentRunId],
     ["created", view.createTime],
@@ -96,11 +98,15 @@ function printDescription(view: DescribeView): void {
       a.activityName,
       a.taskQueue,
       String(a.attempt),
-      a.running ? "running" : a.waitingReason || "waiting",
+      a.running ? "running" : a.waitingReason?.startsWith("backing off") ? "backing off" : "waiting",
       a.nextAttemptTime ?? "",
       failureLine(a.lastFailure) ?? "",
     ]),
   );
+  // The reasons are sentences: under the table, not in a column that would stretch every row.
+  for (const a of view.pendingActivities) {
+    if (a.waitingReason) process.stdout.write(`  seq ${a.seq} is waiting: ${a.waitingReason}\n`);
+  }
   section("timers", ["SEQ", "FIRES AT"], view.pendingTimers.map((t) => [String(t.seq), t.fireTime ?? ""]));
   section(
     "awaited events",

@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import postgres from "postgres";
 import { DEFAULT_PORT, migrate, openDatabase, startEmbeddedPostgres, startServer } from "@dex/server";
+import { UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
 import { runUntilSignal } from "../signals.js";
 
@@ -17,8 +18,15 @@ export function registerDevCommand(program: Command): void {
     .option("--port <port>", `gRPC port (default ${DEFAULT_PORT}; 0 picks a free one)`)
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--data-dir <dir>", "keep Postgres data here across restarts (default: a temporary directory, deleted on exit)")
-    .action(async (flags: { port?: string; host: string; dataDir?: string }) => {
+    .option("--metrics-port <port>", "Prometheus metrics port, or \"off\" (default: a free port, printed at start)")
+    .action(async (flags: { port?: string; host: string; dataDir?: string; metricsPort?: string }) => {
       const port = flags.port === undefined ? DEFAULT_PORT : parseIntFlag("--port", flags.port, 0, 65535);
+      // On by default in dev, on a free port: a fixed default would collide with a second `dex dev`.
+      if (flags.metricsPort !== undefined && flags.metricsPort !== "off" && !/^\d+$/.test(flags.metricsPort)) {
+        throw new UsageError(`--metrics-port must be a port number (0 picks a free one) or "off", got "${flags.metricsPort}"`);
+      }
+      const metricsPort =
+        flags.metricsPort === "off" ? undefined : parseIntFlag("--metrics-port", flags.metricsPort ?? "0", 0, 65535);
       const persistent = flags.dataDir !== undefined;
       const dataDir = persistent
         ? resolve(flags.dataDir!)
@@ -44,6 +52,7 @@ export function registerDevCommand(program: Command): void {
           databaseUrl,
           host: flags.host,
           port,
+          metricsPort,
           ensureQueues: [
             { type: "workflow", name: "default" },
             { type: "activity", name: "default" },
@@ -55,6 +64,7 @@ export function registerDevCommand(program: Command): void {
             `database: ${databaseUrl}`,
             `data directory: ${dataDir}${persistent ? "" : " (temporary, deleted on exit; pass --data-dir to keep it)"}`,
             `queues: default (workflow), default (activity)`,
+            ...(server.metricsAddress ? [`metrics: http://${server.metricsAddress}/metrics`] : []),
             `press Ctrl-C to stop`,
             "",
           ].join("\n"),

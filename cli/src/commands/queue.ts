@@ -36,7 +36,7 @@ export function registerQueueCommands(program: Command): void {
       .option("--capacity <n>", "maximum tasks leased at once across the cluster (0 = unlimited)", "0"),
   ).action(async (name: string, flags: ClientFlags & { type: string; capacity: string }) => {
     const type = queueType(flags.type);
-    const capacity = parseIntFlag("--capacity", flags.capacity, 0, 1_000_000);
+    const capacity = parseIntFlag("--capacity", flags.capacity, 0, 1_000_000_000);
     await withClient(flags, async (client) => {
       const response = await client.raw.queues.createTaskQueue({ name, type, capacity });
       if (flags.json) printJson(queueView(response.queue!));
@@ -75,7 +75,7 @@ export function registerQueueCommands(program: Command): void {
       .requiredOption("--capacity <n>", "maximum tasks leased at once across the cluster (0 = unlimited)"),
   ).action(async (name: string, flags: ClientFlags & { type: string; capacity: string }) => {
     const type = queueType(flags.type);
-    const capacity = parseIntFlag("--capacity", flags.capacity, 0, 1_000_000);
+    const capacity = parseIntFlag("--capacity", flags.capacity, 0, 1_000_000_000);
     await withClient(flags, async (client) => {
       const response = await client.raw.queues.updateTaskQueue({ name, type, capacity });
       if (flags.json) printJson(queueView(response.queue!));

@@ -24,12 +24,16 @@ export function registerServerCommand(program: Command): void {
     .option("--database-url <url>", "Postgres URL (default: $DEX_DATABASE_URL)")
     .option("--host <host>", "interface to listen on (default: $DEX_HOST or 0.0.0.0)")
     .option("--port <port>", `port to listen on (default: $DEX_PORT or ${DEFAULT_PORT})`)
-    .action(async (flags: DatabaseFlags & { host?: string; port?: string }) => {
+    .option("--metrics-port <port>", "serve Prometheus metrics at http://<host>:<port>/metrics (default: $DEX_METRICS_PORT, else none; 0 picks a free port)")
+    .action(async (flags: DatabaseFlags & { host?: string; port?: string; metricsPort?: string }) => {
       const url = databaseUrl(flags);
       const portText = flags.port ?? process.env.DEX_PORT;
       const port = portText === undefined ? DEFAULT_PORT : parseIntFlag("--port", portText, 0, 65535);
+      const metricsText = flags.metricsPort ?? (process.env.DEX_METRICS_PORT || undefined);
+      const metricsPort = metricsText === undefined ? undefined : parseIntFlag("--metrics-port", metricsText, 0, 65535);
       const host = flags.host ?? process.env.DEX_HOST ?? "0.0.0.0";
-      const server = await startServer({ databaseUrl: url, host, port });
+      const server = await startServer({ databaseUrl: url, host, port, metricsPort });
+      if (server.metricsAddress) process.stdout.write(`dex metrics at http://${server.metricsAddress}/metrics\n`);
       process.stdout.write(`dex server listening on ${server.address}\n`);
       await runUntilSignal(async () => {
         await server.close();

@@ -11,7 +11,15 @@ import type { Engine } from "../engine/context.js";
 import { decodeFailure, decodePayload } from "../engine/events.js";
 import { DEFAULT_PRIORITY, DEFAULT_QUEUE } from "../engine/model.js";
 import { cancelRun, MAX_REASON_LENGTH, sendEvent, sendEventWithStart, terminateRun } from "../engine/lifecycle.js";
-import { describeRun, getRunHistory, getRunResult, listRunPage, type RunDescription } from "../engine/runs.js";
+import {
+  activityRunning,
+  describeRun,
+  getRunHistory,
+  getRunResult,
+  listRunPage,
+  workflowTaskRunning,
+  type QueueView,
+} from "../engine/runs.js";
 import { startWorkflow, type StartRequest } from "../engine/start.js";
 import {
   intInRange,
@@ -26,11 +34,16 @@ import type { PendingActivityRecord, PendingWorkflowTaskRecord } from "../store/
 import { runSelector, DEFAULT_POLL_WAIT_MS, waitDeadline } from "./common.js";
 import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto, statusToProto, ts } from "./convert.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
+import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
 
 export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientService> {
   return {
     async startWorkflow(req) {
-      return startWorkflow(engine, startRequest(req, ""));
+      const request = startRequest(req, "");
+      const started = await startWorkflow(engine, request);
+      // Counted here, after the commit (children and continue-as-new count in their completion's effects).
+      if (started.started) engine.observer.runStarted(request.taskQueue);
+      return started;
     },
 
     async sendEvent(req) {
@@ -43,11 +56,14 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
 
     async sendEventWithStart(req) {
       if (!req.start) throw invalid("start is required: the run to start when the instance id has no open run");
-      return sendEventWithStart(engine, {
-        ...startRequest(req.start, "start."),
+      const request = startRequest(req.start, "start.");
+      const sent = await sendEventWithStart(engine, {
+        ...request,
         eventId: requireString("event_id", req.eventId),
         payload: req.payload,
       });
+      if (sent.started) engine.observer.runStarted(request.taskQueue);
+      return sent;
     },
 
     async cancelRun(req) {
@@ -73,7 +89,7 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         result: decodePayload(run.result),
         failure: decodeFailure(run.failure),
         pendingWorkflowTask: workflowTask ? pendingWorkflowTask(workflowTask) : undefined,
-        pendingActivities: activities.map(pendingActivity),
+        pendingActivities: activities.map((a) => pendingActivity(a, description.queues)),
         pendingTimers: description.timers.map((t) => ({ seq: t.seq, fireTime: ts(t.fireAt) })),
         pendingEventWaits: description.eventWaits.map((w) => ({ seq: w.seq, eventId: w.eventId, timeoutTime: ts(w.timeoutAt) })),
         pendingChildRuns: description.children.map((c) => ({
@@ -179,7 +195,7 @@ function startRequest(req: StartWorkflowRequest, prefix: string): StartRequest {
 }
 
 function pendingWorkflowTask(task: PendingWorkflowTaskRecord): MessageInitShape<typeof PendingWorkflowTaskSchema> {
-  const running = task.leasedUntil !== null && task.leasedUntil > task.now;
+  const running = workflowTaskRunning(task);
   return {
     attempt: running ? task.attempt : task.attempt + 1,
     running,
@@ -188,15 +204,8 @@ function pendingWorkflowTask(task: PendingWorkflowTaskRecord): MessageInitShape<
   };
 }
 
-function pendingActivity(task: PendingActivityRecord): MessageInitShape<typeof PendingActivitySchema> {
-  const running = task.leasedUntil !== null;
-  let waitingReason = "";
-  if (!running) {
-    waitingReason =
-      task.visibleAt > task.now
-        ? `backing off after attempt ${task.attempt} failed; next attempt at ${task.visibleAt.toISOString()}`
-        : `waiting for a worker polling activity task queue "${task.queueName}"`;
-  }
+function pendingActivity(task: PendingActivityRecord, queues: QueueView[]): MessageInitShape<typeof PendingActivitySchema> {
+  const running = activityRunning(task);
   return {
     seq: task.seq,
     activityName: task.activityName,
@@ -205,49 +214,6 @@ function pendingActivity(task: PendingActivityRecord): MessageInitShape<typeof P
     running,
     nextAttemptTime: running ? undefined : ts(task.visibleAt),
     lastFailure: decodeFailure(task.lastFailure),
-    waitingReason,
+    waitingReason: activityWaitingReason(task, queues),
   };
-}
-
-/**
- * Why an open run is not making progress, in words: the first of a workflow
- * task waiting for a worker or backing off, activities, event waits, timers
- * and child runs that applies; prefixed by a pending cancellation request.
- */
-function waitingReason(d: RunDescription): string {
-  const { run, workflowTask: task, activities } = d;
-  if (run.status !== "CREATED" && run.status !== "RUNNING") return "";
-  const parts: string[] = [];
-  if (run.cancelRequestedAt) {
-    parts.push(
-      `cancellation requested at ${run.cancelRequestedAt.toISOString()}${run.cancelReason ? ` (${run.cancelReason})` : ""}; the workflow has not ended yet`,
-    );
-  }
-  const progress = progressReason(d, task, activities);
-  if (progress) parts.push(progress);
-  return parts.join("; ");
-}
-
-function progressReason(
-  d: RunDescription,
-  task: PendingWorkflowTaskRecord | undefined,
-  activities: PendingActivityRecord[],
-): string {
-  if (task) {
-    const running = task.leasedUntil !== null && task.leasedUntil > task.now;
-    if (running) return "";
-    if (task.visibleAt > task.now) {
-      return `workflow task attempt ${task.attempt} failed; retrying at ${task.visibleAt.toISOString()}`;
-    }
-    return `waiting for a workflow worker polling task queue "${d.run.taskQueue}"`;
-  }
-  const waits: string[] = [];
-  if (activities.length > 0) waits.push(`${activities.length} activit${activities.length === 1 ? "y" : "ies"}`);
-  if (d.eventWaits.length > 0) waits.push(`event${d.eventWaits.length === 1 ? "" : "s"} ${d.eventWaits.map((w) => `"${w.eventId}"`).join(", ")}`);
-  if (d.timers.length > 0) {
-    const next = d.timers.reduce((a, b) => (b.fireAt < a.fireAt ? b : a));
-    waits.push(`${d.timers.length} timer${d.timers.length === 1 ? "" : "s"} (next fires at ${next.fireAt.toISOString()})`);
-  }
-  if (d.children.length > 0) waits.push(`${d.children.length} child run${d.children.length === 1 ? "" : "s"}`);
-  return waits.length > 0 ? `waiting for ${waits.join(", ")}` : "";
 }

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { DexError, type CallContext, type RunSelector as ProtoRunSelector } from "@dex/proto";
 import type { RunSelector } from "../engine/runs.js";
+import { deletedQueueError } from "../engine/task-queues.js";
 import { durationField, invalid, requireString, uuid } from "../engine/validation.js";
 import { isQueryCancelled, isTransientDatabaseError } from "../store/errors.js";
 
@@ -44,13 +45,16 @@ export function waitDeadline(requestedMs: number, context: CallContext, serverCa
 }
 
 /**
- * Normalises errors leaving a handler: DexErrors pass through; a database that
- * is away becomes UNAVAILABLE (retry later); a statement timeout becomes
+ * Normalises errors leaving a handler: DexErrors pass through; a task queue
+ * deleted under the call (by another server) becomes NOT_FOUND; a database
+ * that is away becomes UNAVAILABLE (retry later); a statement timeout becomes
  * DEADLINE_EXCEEDED; anything else stays as is and grpcService reports it as
  * INTERNAL and logs it.
  */
 export function normaliseError(err: unknown): unknown {
   if (err instanceof DexError) return err;
+  const queueGone = deletedQueueError(err);
+  if (queueGone) return queueGone;
   if (isTransientDatabaseError(err)) {
     return new DexError("UNAVAILABLE", "the database is unavailable right now; retry shortly", { cause: err });
   }

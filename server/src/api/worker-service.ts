@@ -13,7 +13,7 @@ import {
 import type { Engine } from "../engine/context.js";
 import { decodePayload } from "../engine/events.js";
 import { QueueType } from "../engine/model.js";
-import { requireQueue } from "../engine/task-queues.js";
+import { requireQueue, taskLeaseEnded } from "../engine/task-queues.js";
 import { durationField, enumField, intInRange, invalid, queueName, requireString } from "../engine/validation.js";
 import { completeWorkflowTask } from "../engine/completion.js";
 import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
@@ -55,6 +55,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
     async completeWorkflowTask(req) {
       const ref = decodeWorkflowTaskToken(req.taskToken);
       const { historyLength } = await completeWorkflowTask(engine, ref, req.commands);
+      taskLeaseEnded(engine, QueueType.WORKFLOW, ref.queue);
       return { historyLength: BigInt(historyLength) };
     },
 
@@ -63,6 +64,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
       const failure = requireFailure(req.failure);
       const cause = enumField("cause", req.cause, KNOWN_CAUSES);
       const { nextAttemptAt } = await failWorkflowTask(engine, ref, failure, cause);
+      taskLeaseEnded(engine, QueueType.WORKFLOW, ref.queue);
       return { nextAttemptTime: timestampFromDate(nextAttemptAt) };
     },
 
@@ -77,7 +79,9 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
     },
 
     async completeActivityTask(req) {
-      await completeActivityTask(engine, decodeActivityTaskToken(req.taskToken), req.result);
+      const ref = decodeActivityTaskToken(req.taskToken);
+      await completeActivityTask(engine, ref, req.result);
+      taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
       return {};
     },
 
@@ -86,6 +90,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
       const failure = requireFailure(req.failure);
       const delayMs = durationField("next_retry_delay", req.nextRetryDelay, { allowZero: true });
       const outcome = await failActivityTask(engine, ref, failure, delayMs);
+      taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
       return outcome.willRetry
         ? { willRetry: true, nextAttemptTime: timestampFromDate(outcome.nextAttemptAt) }
         : { willRetry: false };

@@ -1,6 +1,7 @@
 /** Activity tasks: poll, complete, fail with retries, heartbeat, and the lease reaper. */
 import { fromBinary } from "@bufbuild/protobuf";
 import { ActivityScheduledAttributesSchema, TimeoutType, type Failure, type Payload } from "@dex/proto";
+import type { TaskOutcome } from "../metrics/observer.js";
 import {
   claimActivityTasks,
   deleteActivity,
@@ -59,6 +60,11 @@ export async function pollActivityTasks(
     engine.wakeups.wakeQueue(QueueType.ACTIVITY, request.queue, tasks.length);
     return [];
   }
+  engine.observer.polled(QueueType.ACTIVITY, request.queue, tasks?.length ?? 0);
+  for (const { row } of tasks ?? []) {
+    // A first attempt became available when it was scheduled; a retry's availability is not returned by the claim.
+    if (row.attempt === 1) engine.observer.dispatched(QueueType.ACTIVITY, row.queue, row.now.getTime() - row.scheduledAt.getTime());
+  }
   return tasks ?? [];
 }
 
@@ -90,15 +96,26 @@ async function deliverOutcome(
 }
 
 export async function completeActivityTask(engine: Engine, ref: ActivityTaskRef, result: Payload | undefined): Promise<void> {
-  const { queue, woke } = await engine.sql.begin(async (tx) => {
+  const { queue, woke, task } = await engine.sql.begin(async (tx) => {
     const { run, task } = await lockAttempt(tx, ref);
     const woke = await deliverOutcome(engine, tx, run, task, {
       case: "activityCompleted",
       value: { seq: task.seq, result, attempt: task.attempt },
     });
-    return { queue: run.taskQueue, woke };
+    return { queue: run.taskQueue, woke, task };
   });
   if (woke) engine.wakeups.wakeQueue(QueueType.WORKFLOW, queue);
+  observeExecution(engine, task, "completed");
+}
+
+/**
+ * Claim to outcome, on the database clock alone: the claim set
+ * attempt_deadline = claim + start-to-close, and the row was read with now().
+ */
+function observeExecution(engine: Engine, task: ActivityTaskRow, outcome: TaskOutcome): void {
+  if (!task.attemptDeadline) return;
+  const claimedAt = task.attemptDeadline.getTime() - (task.startToCloseMs ?? task.leaseMs);
+  engine.observer.executed(QueueType.ACTIVITY, task.queue, outcome, task.now.getTime() - claimedAt);
 }
 
 export type AttemptOutcome = { willRetry: true; nextAttemptAt: Date } | { willRetry: false };
@@ -156,6 +173,7 @@ export async function failActivityTask(
     return { task, outcome: await failAttempt(engine, tx, run, task, failure, nextRetryDelayMs) };
   });
   afterAttempt(engine, task, outcome);
+  observeExecution(engine, task, "failed");
   return outcome.willRetry ? { willRetry: true, nextAttemptAt: outcome.nextAttemptAt } : { willRetry: false };
 }
 

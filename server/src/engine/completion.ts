@@ -21,7 +21,10 @@
  *    must exist for the request to find it. Both lock only descendants, after
  *    our own row, so the ancestor-first order holds; then the run row update;
  * 6. continue-as-new's next run (after the old row left the open statuses), and
- *    what the end owes parent and children; NOTIFYs at commit.
+ *    what the end owes parent and children;
+ * 7. last, the slot of a concurrency key the run held goes to the next run in
+ *    the key's line (handOverSlots takes the key's lock after every row lock:
+ *    see engine/concurrency-keys.ts); NOTIFYs at commit.
  */
 import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, parentOf, usedSeqs } from "../store/lifecycle.js";
@@ -36,8 +39,9 @@ import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodeEvent } from "./events.js";
 import { isTerminal, QueueType, RunStatus, type WorkflowTaskRef } from "./model.js";
+import { handOverSlots } from "./concurrency-keys.js";
 import { afterRunEnded, cancelRuns, handOverUnseenInputs, startChildren, startContinuedRun } from "./relatives.js";
-import { queueExists } from "./task-queues.js";
+import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
 import { taskNotFound } from "./workflow-tasks.js";
 
@@ -51,11 +55,17 @@ export async function completeWorkflowTask(
   ref: WorkflowTaskRef,
   commands: Command[],
 ): Promise<{ historyLength: number }> {
-  try {
-    return await applyCompletion(engine, ref, commands);
-  } catch (err) {
-    if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
-    throw err;
+  for (let again = true; ; again = false) {
+    try {
+      return await applyCompletion(engine, ref, commands);
+    } catch (err) {
+      if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
+      // A queue this server still knew was deleted by another one (an insert
+      // found no partition; everything rolled back): forget it and apply once
+      // more, so the checks answer as for any unknown queue.
+      if (again && forgetDeletedQueue(engine, err)) continue;
+      throw err;
+    }
   }
 }
 
@@ -145,10 +155,15 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
     });
     if (next) await startContinuedRun(engine, tx, effects, run, next, { ...run.labels, ...plan.labels });
     if (plan.end) await afterRunEnded(engine, tx, effects, run, parent, plan.end);
+    // Continue-as-new passed the slot on to the new run (startContinuedRun).
+    if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && run.concurrencyKey !== null) {
+      await handOverSlots(tx, effects, run.concurrencyKey);
+    }
 
     for (const queue of activityQueues) effects.wakeQueue(QueueType.ACTIVITY, queue);
     if (finished.nextTask) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
     for (const timer of plan.timers) effects.timerAt(timer.fireAt);
+    effects.observe((o) => o.executed(QueueType.WORKFLOW, run.taskQueue, "completed", Date.now() - task.taskTime.getTime()));
     effects.wakeRun(run.id);
     return { historyLength };
   });

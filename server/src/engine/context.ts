@@ -1,5 +1,7 @@
 /** What the engine's operations need, built once by the server. */
 import type { Logger } from "../logger.js";
+import type { EngineObserver } from "../metrics/observer.js";
+import type { RecentPolls } from "../metrics/poll-tracker.js";
 import type { Sql } from "../store/db.js";
 import type { Drizzle } from "../store/runs.js";
 import type { WorkflowTaskRetry } from "./model.js";
@@ -14,8 +16,16 @@ export interface Engine {
   readonly origin: string;
   readonly maxPollWaitMs: number;
   readonly workflowTaskRetry: WorkflowTaskRetry;
-  /** Queues known to exist (queues are never deleted in this version, so a positive answer is final). */
+  /**
+   * Queues seen to exist. Deleting a queue on another server leaves an entry
+   * here, so it only saves a lookup: every use of a queue is checked again by
+   * the database (see engine/task-queues.ts queueExists).
+   */
   readonly knownQueues: Set<string>;
+  /** Told what the engine did (polls, dispatches, executions, run starts and ends), in-process, no SQL. */
+  readonly observer: EngineObserver;
+  /** Polls this server has seen and not yet written to task_queues.last_polled_at (describe's "no worker polled"). */
+  readonly recentPolls: RecentPolls;
   /** A commit created a timer firing at `at`: this server's timer loop wakes by then. */
   timerHint(at: Date): void;
 }

@@ -8,6 +8,7 @@
  * (Postgres delivers them at commit, folded per payload) and applies the
  * in-process wakes after the commit.
  */
+import type { EngineObserver } from "../metrics/observer.js";
 import type { Queryable, TransactionSql } from "../store/db.js";
 import { notify, queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
 import type { Engine } from "./context.js";
@@ -17,6 +18,7 @@ export class Effects {
   private readonly queues = new Map<string, { type: QueueType; queue: string; count: number }>();
   private readonly runs = new Set<string>();
   private earliestTimer: Date | undefined;
+  private readonly observations: Array<(observer: EngineObserver) => void> = [];
 
   /** A task was created on this queue (count: how many). */
   wakeQueue(type: QueueType, queue: string, count = 1): void {
@@ -36,6 +38,11 @@ export class Effects {
     if (!this.earliestTimer || at < this.earliestTimer) this.earliestTimer = at;
   }
 
+  /** Something to report to the engine's observer (metrics) once committed: a rolled-back write reports nothing. */
+  observe(report: (observer: EngineObserver) => void): void {
+    this.observations.push(report);
+  }
+
   /** Sends the cross-server NOTIFYs; call as the transaction's last statement. */
   async notify(tx: Queryable, origin: string): Promise<void> {
     await notify(tx, [
@@ -49,6 +56,7 @@ export class Effects {
     for (const { type, queue, count } of this.queues.values()) engine.wakeups.wakeQueue(type, queue, count);
     for (const runId of this.runs) engine.wakeups.wakeRun(runId);
     if (this.earliestTimer) engine.timerHint(this.earliestTimer);
+    for (const report of this.observations) report(engine.observer);
   }
 }
 

@@ -35,7 +35,9 @@ const childEndKey = (seq: number) => `child-end:${seq}`;
  * instance id with an open run aborts only that savepoint (the unique index
  * decides, race-free), and the parent hears `child_run_start_failed` instead.
  * `child_run_started` does not wake the parent; the failure does (see
- * finishWorkflowTask).
+ * finishWorkflowTask). Children carry no concurrency key: the command has no
+ * field for one, and inheriting the parent's would make a child of a limit-1
+ * parent wait forever for the slot its parent holds (engine/concurrency-keys.ts).
  */
 export async function startChildren(
   engine: Engine,
@@ -85,7 +87,10 @@ export async function startChildren(
           },
         };
     await putInInbox(tx, parent.id, event, childStartKey(child.seq));
-    if (started) effects.wakeQueue(QueueType.WORKFLOW, child.taskQueue);
+    if (started) {
+      effects.wakeQueue(QueueType.WORKFLOW, child.taskQueue);
+      effects.observe((o) => o.runStarted(child.taskQueue));
+    }
   }
 }
 
@@ -95,7 +100,10 @@ export async function startChildren(
  * first workflow task, carrying labels, priority and the parent link over.
  * The inputs the old run never saw were moved to it before (handOverUnseenInputs);
  * if a cancellation request is among them, the new run is marked
- * cancel-requested as the old one was.
+ * cancel-requested as the old one was. A run with a concurrency key passes
+ * its key, limit and slot to the new run in this commit: the chain keeps
+ * running without queueing behind runs that started after it, and the key's
+ * holder count never changes, so no key lock is needed.
  */
 export async function startContinuedRun(
   engine: Engine,
@@ -116,10 +124,11 @@ export async function startContinuedRun(
       priority: old.priority,
       requestId: "",
       reusePolicy: ReusePolicy.ALLOW,
-      concurrencyKey: null,
-      concurrencyLimit: null,
+      concurrencyKey: old.concurrencyKey,
+      concurrencyLimit: old.concurrencyLimit,
     },
     {
+      holdsSlot: true,
       runId: next.runId,
       continuedFromRunId: old.id,
       parent: old.parentRunId
@@ -132,6 +141,7 @@ export async function startContinuedRun(
   // Only a run that was asked to cancel can have handed a request over: skip the statement otherwise.
   if (old.cancelRequested) await inheritCancelRequest(tx, old.id, next.runId);
   effects.wakeQueue(QueueType.WORKFLOW, next.taskQueue);
+  effects.observe((o) => o.runStarted(next.taskQueue));
 }
 
 /**
@@ -161,6 +171,8 @@ export async function afterRunEnded(
   parent: LockedRun | undefined,
   end: { status: RunStatus; result: Uint8Array | null; failure: Uint8Array | null },
 ): Promise<void> {
+  // Every terminal transition (completion, termination) passes here: the one place to count run ends.
+  effects.observe((o) => o.runEnded(run.taskQueue, end.status));
   if (end.status !== RunStatus.CONTINUED_AS_NEW && parent && !isTerminal(parent.status as RunStatus) && run.parentSeq) {
     await putInInbox(
       tx,

@@ -13,12 +13,13 @@ import {
   type PendingActivityRecord,
   type PendingWorkflowTaskRecord,
 } from "../store/pending.js";
+import { concurrencyKeyHolders, readQueueStates, type KeyHolders, type QueueState } from "../store/queue-stats.js";
 import { getRun, getRunProgress, listRuns, type RunFilter, type RunRecord } from "../store/runs.js";
 import { runTimers } from "../store/timers.js";
 import type { Engine } from "./context.js";
 import { decodeEvent } from "./events.js";
 import { longPoll } from "./long-poll.js";
-import { isTerminal, type RunStatus } from "./model.js";
+import { isTerminal, QueueType, type RunStatus } from "./model.js";
 
 export type RunSelector = { runId: string } | { instanceId: string };
 
@@ -49,6 +50,13 @@ export interface PendingEventWaitInfo {
   timeoutAt: Date | undefined;
 }
 
+/** A CREATED run that has no workflow task because its concurrency key's slots are taken. */
+export interface KeyWait {
+  key: string;
+  limit: number;
+  holders: KeyHolders;
+}
+
 export interface RunDescription {
   run: RunRecord;
   workflowTask: PendingWorkflowTaskRecord | undefined;
@@ -56,6 +64,32 @@ export interface RunDescription {
   timers: PendingTimerInfo[];
   eventWaits: PendingEventWaitInfo[];
   children: OpenChildRecord[];
+  /** The queues of the run's tasks that wait for a worker (status, capacity, in-flight, last poll). */
+  queues: QueueView[];
+  keyWait: KeyWait | undefined;
+}
+
+/**
+ * A queue nobody polled for this long counts as unpolled. Polls reach
+ * task_queues.last_polled_at within seconds (parked ones included) and a long
+ * poll lasts at most 60 s, so a live worker never looks idle.
+ */
+export const NO_POLL_THRESHOLD_MS = 60_000;
+
+export interface QueueView extends QueueState {
+  /** No poll of the queue within NO_POLL_THRESHOLD_MS, by the database and by this server's own polls. */
+  unpolled: boolean;
+}
+
+/** Run-holder ids named in a waiting reason; the count covers the rest. */
+const KEY_HOLDERS_SHOWN = 5;
+
+export function workflowTaskRunning(task: PendingWorkflowTaskRecord): boolean {
+  return task.leasedUntil !== null && task.leasedUntil > task.now;
+}
+
+export function activityRunning(task: PendingActivityRecord): boolean {
+  return task.leasedUntil !== null;
 }
 
 /**
@@ -93,6 +127,10 @@ async function pendingWork(engine: Engine, run: RunRecord): Promise<Omit<RunDesc
     open ? pendingEventWaits(engine, run.id) : [],
     openChildRuns(engine.sql, run.id),
   ]);
+  const [queues, keyWait] = await Promise.all([
+    open ? queueViews(engine, waitingQueues(run, workflowTask, activities)) : [],
+    open ? keyWaitOf(engine, run, workflowTask) : undefined,
+  ]);
   return {
     workflowTask,
     activities,
@@ -100,7 +138,39 @@ async function pendingWork(engine: Engine, run: RunRecord): Promise<Omit<RunDesc
     timers: timers.filter((t) => t.kind === "timer").map((t) => ({ seq: t.seq, fireAt: t.fireAt })),
     eventWaits,
     children,
+    queues,
+    keyWait,
   };
+}
+
+/** The queues whose state can explain a wait: those of the run's tasks not leased now. */
+function waitingQueues(
+  run: RunRecord,
+  task: PendingWorkflowTaskRecord | undefined,
+  activities: PendingActivityRecord[],
+): Array<{ type: QueueType; name: string }> {
+  const queues = new Map<string, { type: QueueType; name: string }>();
+  if (task && !workflowTaskRunning(task)) queues.set(`workflow:${run.taskQueue}`, { type: QueueType.WORKFLOW, name: run.taskQueue });
+  for (const activity of activities) {
+    if (!activityRunning(activity)) queues.set(`activity:${activity.queueName}`, { type: QueueType.ACTIVITY, name: activity.queueName });
+  }
+  return [...queues.values()];
+}
+
+async function queueViews(engine: Engine, queues: Array<{ type: QueueType; name: string }>): Promise<QueueView[]> {
+  return (await readQueueStates(engine.sql, queues)).map((q) => {
+    const idleMs = q.lastPolledAt ? q.now.getTime() - q.lastPolledAt.getTime() : Number.POSITIVE_INFINITY;
+    // A poll this server answered moments ago may not be written yet: it counts too.
+    const unpolled = idleMs > NO_POLL_THRESHOLD_MS && !engine.recentPolls.polledWithin(q.type, q.name, NO_POLL_THRESHOLD_MS);
+    return { ...q, unpolled };
+  });
+}
+
+/** A CREATED run with a concurrency key and no workflow task waits for a slot of its key. */
+async function keyWaitOf(engine: Engine, run: RunRecord, task: PendingWorkflowTaskRecord | undefined): Promise<KeyWait | undefined> {
+  if (run.status !== "CREATED" || task || run.concurrencyKey === null) return undefined;
+  const holders = await concurrencyKeyHolders(engine.sql, { key: run.concurrencyKey, excludeRunId: run.id, limit: KEY_HOLDERS_SHOWN });
+  return { key: run.concurrencyKey, limit: run.concurrencyLimit ?? 1, holders };
 }
 
 async function pendingEventWaits(engine: Engine, runId: string): Promise<PendingEventWaitInfo[]> {

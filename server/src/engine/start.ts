@@ -1,10 +1,17 @@
-/** Starting a run: one statement, with the instance-id rules resolved around it. */
+/**
+ * Starting a run: one statement, with the instance-id rules resolved around
+ * it. A run with a concurrency key is inserted waiting in its key's line and,
+ * in the same transaction, handed a slot if one is free (concurrency-keys.ts);
+ * runs without a key take no lock and stay one statement.
+ */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { DexError, HistoryEventSchema, type Payload } from "@dex/proto";
 import { uuidv7 } from "uuidv7";
 import { queueWakeupPayload } from "../store/notify.js";
-import { findOpenRun, insertRun, type NewRun } from "../store/runs.js";
+import { findOpenRun, insertRun, insertRunOrThrow, isOpenRunConflict, type InsertRunOutcome, type NewRun } from "../store/runs.js";
+import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
+import { inTransaction } from "./effects.js";
 import { encodePayload } from "./events.js";
 import { QueueType } from "./model.js";
 
@@ -39,7 +46,13 @@ const MAX_START_ATTEMPTS = 3;
 export function newRun(
   engine: Engine,
   request: Omit<StartRequest, "conflictPolicy">,
-  extra: { runId?: string; parent?: NewRun["parent"]; continuedFromRunId?: string | null } = {},
+  extra: {
+    runId?: string;
+    parent?: NewRun["parent"];
+    continuedFromRunId?: string | null;
+    /** continue-as-new: the run takes over the slot of its key that the run it continues holds. */
+    holdsSlot?: boolean;
+  } = {},
 ): NewRun {
   const startedEvent = toBinary(
     HistoryEventSchema,
@@ -68,7 +81,8 @@ export function newRun(
     labels: request.labels,
     requestId: request.requestId,
     concurrencyKey: request.concurrencyKey,
-    concurrencyLimit: request.concurrencyLimit,
+    concurrencyLimit: request.concurrencyKey === null ? null : (request.concurrencyLimit ?? 1),
+    concurrencyWaiting: request.concurrencyKey !== null && !extra.holdsSlot,
     input: encodePayload(request.input),
     startedEvent,
     reusePolicy: request.reusePolicy,
@@ -82,10 +96,11 @@ export async function startWorkflow(engine: Engine, request: StartRequest): Prom
   for (let attempt = 1; ; attempt++) {
     const run = newRun(engine, request);
     const runId = run.id;
-    const outcome = await insertRun(engine.sql, run);
+    const outcome = run.concurrencyKey === null ? await insertRun(engine.sql, run) : await insertKeyedRun(engine, run);
     switch (outcome.outcome) {
       case "started":
-        engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.taskQueue);
+        // A keyed run's wake-up, if it got a slot, was sent by its transaction.
+        if (run.concurrencyKey === null) engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.taskQueue);
         engine.logger.debug("run started", { runId, instanceId: request.instanceId, workflow: request.workflowName });
         return { runId: outcome.runId, started: true };
       case "queue_missing":
@@ -117,5 +132,24 @@ export async function startWorkflow(engine: Engine, request: StartRequest): Prom
         );
       }
     }
+  }
+}
+
+/**
+ * insertRun for a run with a concurrency key: the insert (waiting, no task),
+ * then, as the transaction's last writes, the key's hand-over, which gives this
+ * run its workflow task if it is the head of the line and a slot is free. An
+ * open-run conflict aborts the transaction and is reported as insertRun does.
+ */
+async function insertKeyedRun(engine: Engine, run: NewRun): Promise<InsertRunOutcome> {
+  try {
+    return await inTransaction(engine, async (tx, effects) => {
+      const outcome = await insertRunOrThrow(tx, run);
+      if (outcome.outcome === "started") await handOverSlots(tx, effects, run.concurrencyKey!);
+      return outcome;
+    });
+  } catch (err) {
+    if (isOpenRunConflict(err)) return { outcome: "open_run_exists" };
+    throw err;
   }
 }

@@ -1,8 +1,27 @@
-/** Task queue admin and the "does this queue exist" check used by starts, polls and commands. */
+/**
+ * Task queue admin (create, capacity, pause, resume, delete, list), the "does
+ * this queue exist" check used by starts, polls and commands, and the wakes
+ * that capacity and pause need. Capacity and pause themselves are enforced in
+ * the database, by every claim (dex.claim_limit, see store/workflow-tasks.ts).
+ */
 import { DexError } from "@dex/proto";
-import { createTaskQueue, listTaskQueues, queueLoads, taskQueueExists, type TaskQueueRecord } from "../store/task-queues.js";
+import { notify, queueWakeupPayload } from "../store/notify.js";
+import {
+  createTaskQueue,
+  deletedQueueIn,
+  deleteTaskQueue,
+  listTaskQueues,
+  queueLoad,
+  queueLoads,
+  readTaskQueue,
+  taskQueueExists,
+  updateTaskQueue,
+  type QueueChange,
+  type QueueLoad,
+  type TaskQueueRecord,
+} from "../store/task-queues.js";
 import type { Engine } from "./context.js";
-import type { QueueType } from "./model.js";
+import { QueueType } from "./model.js";
 
 export interface TaskQueueView extends TaskQueueRecord {
   depth: number;
@@ -10,10 +29,34 @@ export interface TaskQueueView extends TaskQueueRecord {
   oldestPendingAgeMs: number;
 }
 
+export interface QueueKey {
+  type: QueueType;
+  name: string;
+}
+
 function cacheKey(type: QueueType, name: string): string {
   return `${type}:${name}`;
 }
 
+function withLoad(queue: TaskQueueRecord, load: QueueLoad | undefined): TaskQueueView {
+  const oldest = load?.oldestAvailableAt;
+  return {
+    ...queue,
+    depth: load?.depth ?? 0,
+    inFlight: load?.inFlight ?? 0,
+    oldestPendingAgeMs: oldest && load ? Math.max(0, load.now.getTime() - oldest.getTime()) : 0,
+  };
+}
+
+/**
+ * engine.knownQueues holds queues seen to exist. An entry can outlive a delete
+ * on another server; that is safe because nothing trusts it for more than
+ * skipping a lookup: a claim on a deleted queue raises (dex.claim_limit) and
+ * the poll answers NOT_FOUND; an insert into one finds no partition (start:
+ * NOT_FOUND; a completion forgets the queue and checks again). The entry is
+ * dropped on delete here, by that completion, and when taskLeaseEnded finds
+ * the row gone.
+ */
 export async function queueExists(engine: Engine, type: QueueType, name: string): Promise<boolean> {
   if (engine.knownQueues.has(cacheKey(type, name))) return true;
   const exists = await taskQueueExists(engine.sql, type, name);
@@ -21,13 +64,62 @@ export async function queueExists(engine: Engine, type: QueueType, name: string)
   return exists;
 }
 
+export function forgetQueue(engine: Engine, type: QueueType, name: string | undefined): void {
+  if (name !== undefined) {
+    engine.knownQueues.delete(cacheKey(type, name));
+    capacities(engine).delete(cacheKey(type, name));
+    return;
+  }
+  // Postgres named no queue: forget every queue of the type (they are looked up again).
+  for (const key of [...engine.knownQueues]) if (key.startsWith(`${type}:`)) engine.knownQueues.delete(key);
+}
+
+/** If `err` says a queue is gone (see deletedQueueIn), forgets it and returns true. */
+export function forgetDeletedQueue(engine: Engine, err: unknown): boolean {
+  const gone = deletedQueueIn(err);
+  if (!gone) return false;
+  forgetQueue(engine, gone.type, gone.name);
+  return true;
+}
+
+/** NOT_FOUND for an error that says a queue was deleted under the caller; undefined for any other error. */
+export function deletedQueueError(err: unknown): DexError | undefined {
+  const gone = deletedQueueIn(err);
+  if (!gone) return undefined;
+  const what = gone.name === undefined ? `the ${gone.type} task queue` : `${gone.type} task queue "${gone.name}"`;
+  return new DexError(
+    "NOT_FOUND",
+    `${what} does not exist (it was deleted); create it first (TaskQueueService.CreateTaskQueue)`,
+    { cause: err },
+  );
+}
+
+function notFound(key: QueueKey, field = "name"): DexError {
+  return new DexError(
+    "NOT_FOUND",
+    `${field}: ${key.type} task queue "${key.name}" does not exist; create it first (TaskQueueService.CreateTaskQueue)`,
+  );
+}
+
+function article(type: QueueType): string {
+  return type === QueueType.ACTIVITY ? "an" : "a";
+}
+
+/**
+ * The queue a worker polls must exist with the worker's type. A queue of that
+ * name with the other type is the worker's mistake, not a missing queue.
+ */
 export async function requireQueue(engine: Engine, type: QueueType, name: string, field: string): Promise<void> {
-  if (!(await queueExists(engine, type, name))) {
+  if (await queueExists(engine, type, name)) return;
+  const other = type === QueueType.WORKFLOW ? QueueType.ACTIVITY : QueueType.WORKFLOW;
+  if (await queueExists(engine, other, name)) {
     throw new DexError(
-      "NOT_FOUND",
-      `${field}: ${type} task queue "${name}" does not exist; create it first (TaskQueueService.CreateTaskQueue)`,
+      "INVALID_ARGUMENT",
+      `${field}: "${name}" is ${article(other)} ${other} task queue, and ${article(type)} ${type} worker polls only ` +
+        `${type} task queues (there is no ${type} task queue "${name}"); poll it with ${article(other)} ${other} worker`,
     );
   }
+  throw notFound({ type, name }, field);
 }
 
 export async function createQueue(
@@ -37,8 +129,9 @@ export async function createQueue(
   const created = await createTaskQueue(engine.sql, input);
   if (!created) throw new DexError("ALREADY_EXISTS", `${input.type} task queue "${input.name}" already exists`);
   engine.knownQueues.add(cacheKey(input.type, input.name));
-  engine.logger.info("task queue created", { type: input.type, name: input.name });
-  return { ...created, depth: 0, inFlight: 0, oldestPendingAgeMs: 0 };
+  rememberCapacity(engine, input.type, input.name, created);
+  engine.logger.info("task queue created", { type: input.type, name: input.name, capacity: input.capacity });
+  return withLoad(created, undefined);
 }
 
 /** Creates the queues that are missing (startup: `dex dev` passes the two default queues). */
@@ -57,14 +150,139 @@ export async function ensureQueues(engine: Engine, queues: Array<{ type: QueueTy
 export async function listQueues(engine: Engine, type: QueueType | undefined): Promise<TaskQueueView[]> {
   const [queues, loads] = await Promise.all([listTaskQueues(engine.db, type), queueLoads(engine.sql)]);
   const byKey = new Map(loads.map((load) => [cacheKey(load.type as QueueType, load.queue), load]));
-  return queues.map((queue) => {
-    const load = byKey.get(cacheKey(queue.type, queue.name));
-    const oldest = load?.oldestAvailableAt;
-    return {
-      ...queue,
-      depth: load?.depth ?? 0,
-      inFlight: load?.inFlight ?? 0,
-      oldestPendingAgeMs: oldest && load ? Math.max(0, load.now.getTime() - oldest.getTime()) : 0,
-    };
+  return queues.map((queue) => withLoad(queue, byKey.get(cacheKey(queue.type, queue.name))));
+}
+
+/** True when the change lets claims hand out more than before: parked polls must look again. */
+function opensUp(before: TaskQueueRecord, after: TaskQueueRecord): boolean {
+  if (after.status !== "active") return false;
+  if (before.status !== "active") return true;
+  return before.capacity !== 0 && (after.capacity === 0 || after.capacity > before.capacity);
+}
+
+/**
+ * Capacity, pause and resume: the next claim of the queue, on any server,
+ * reads the new value (claims read the row in their own statement). A change
+ * that lets more out wakes every poll parked on the queue here, and sends one
+ * NOTIFY (at commit) for the other servers' parked polls.
+ */
+async function changeQueue(engine: Engine, key: QueueKey, change: QueueChange, what: string): Promise<TaskQueueView> {
+  const payload = queueWakeupPayload(key.type, key.name, engine.origin);
+  const changed = await updateTaskQueue(engine.sql, key, change, (before, after) => (opensUp(before, after) ? [payload] : []));
+  if (!changed) throw notFound(key);
+  const { before, after } = changed;
+  rememberCapacity(engine, key.type, key.name, after);
+  if (opensUp(before, after)) engine.wakeups.wakeQueue(key.type, key.name, Number.POSITIVE_INFINITY);
+  engine.logger.info(`task queue ${what}`, {
+    type: key.type,
+    name: key.name,
+    capacity: after.capacity,
+    status: after.status,
+    previousCapacity: before.capacity,
+    previousStatus: before.status,
   });
+  return withLoad(after, await queueLoad(engine.sql, key.type, key.name));
+}
+
+export function updateQueueCapacity(engine: Engine, key: QueueKey, capacity: number): Promise<TaskQueueView> {
+  return changeQueue(engine, key, { capacity }, "capacity changed");
+}
+
+export function pauseQueue(engine: Engine, key: QueueKey): Promise<TaskQueueView> {
+  return changeQueue(engine, key, { status: "paused" }, "paused");
+}
+
+export function resumeQueue(engine: Engine, key: QueueKey): Promise<TaskQueueView> {
+  return changeQueue(engine, key, { status: "active" }, "resumed");
+}
+
+/** Deletes an empty queue with its partition (see store deleteTaskQueue for the locking). */
+export async function deleteQueue(engine: Engine, key: QueueKey): Promise<void> {
+  const result = await deleteTaskQueue(engine.sql, key, queueWakeupPayload(key.type, key.name, engine.origin));
+  switch (result.outcome) {
+    case "missing":
+      throw notFound(key);
+    case "not_empty": {
+      const holds = [
+        result.tasks > 0 ? `${result.tasks} task${result.tasks === 1 ? "" : "s"} (waiting, backing off or leased)` : "",
+        result.openRuns > 0
+          ? `${result.openRuns} open run${result.openRuns === 1 ? "" : "s"} whose next workflow tasks go to it`
+          : "",
+      ].filter(Boolean);
+      throw new DexError(
+        "FAILED_PRECONDITION",
+        `${key.type} task queue "${key.name}" is not empty: it holds ${holds.join(" and ")}; ` +
+          `a queue can be deleted once no task and no open run needs it (pause it to stop handing tasks out)`,
+      );
+    }
+    case "busy":
+      throw new DexError(
+        "ABORTED",
+        `could not lock the ${key.type} task tables to delete "${key.name}" within a few seconds (other statements ` +
+          `held them); nothing was deleted: retry`,
+      );
+    case "deleted":
+      forgetQueue(engine, key.type, key.name);
+      // Parked polls of the queue look again and answer NOT_FOUND (the claim finds no queue).
+      engine.wakeups.wakeQueue(key.type, key.name, Number.POSITIVE_INFINITY);
+      engine.logger.info("task queue deleted", { type: key.type, name: key.name });
+  }
+}
+
+// ---------------------------------------------------------------- freed slots
+
+/**
+ * Whether each queue is capped, as last read here. Only for choosing whether
+ * a finished task should wake a poll (never for enforcing anything), so it
+ * may be a few seconds stale: a queue capped on another server meanwhile is
+ * covered by the fallback tick until this is re-read.
+ */
+interface CapacityEntry {
+  capped: boolean;
+  readAt: number;
+}
+const CAPACITY_TTL_MS = 5_000;
+const capacityCaches = new WeakMap<Engine, Map<string, CapacityEntry>>();
+
+function capacities(engine: Engine): Map<string, CapacityEntry> {
+  let cache = capacityCaches.get(engine);
+  if (!cache) capacityCaches.set(engine, (cache = new Map()));
+  return cache;
+}
+
+function rememberCapacity(engine: Engine, type: QueueType, name: string, queue: Pick<TaskQueueRecord, "capacity" | "status">): void {
+  capacities(engine).set(cacheKey(type, name), { capped: queue.capacity > 0 && queue.status === "active", readAt: Date.now() });
+}
+
+/**
+ * A leased task of the queue ended (completed, failed, or handed back): on a
+ * capped queue that frees a slot that polls parked at capacity are waiting
+ * for, and nothing else would tell them until the fallback tick (~2 s). Wake
+ * one parked here; with none parked here, one NOTIFY lets another server's
+ * parked poll take it. Unlimited queues: nothing (their polls park only when
+ * the queue is empty, and a wake would cost a claim that finds nothing).
+ */
+export function taskLeaseEnded(engine: Engine, type: QueueType, queue: string): void {
+  const entry = capacities(engine).get(cacheKey(type, queue));
+  if (entry && Date.now() - entry.readAt < CAPACITY_TTL_MS) {
+    if (entry.capped) wakeForSlot(engine, type, queue);
+    return;
+  }
+  void readTaskQueue(engine.sql, type, queue)
+    .then((row) => {
+      if (!row) return forgetQueue(engine, type, queue);
+      rememberCapacity(engine, type, queue, row);
+      if (row.capacity > 0 && row.status === "active") wakeForSlot(engine, type, queue);
+    })
+    .catch((err: unknown) => engine.logger.warn("could not read a task queue's capacity", { type, queue, err }));
+}
+
+function wakeForSlot(engine: Engine, type: QueueType, queue: string): void {
+  if (engine.wakeups.parkedQueues().some((q) => q.type === type && q.queue === queue)) {
+    engine.wakeups.wakeQueue(type, queue);
+    return;
+  }
+  void notify(engine.sql, [queueWakeupPayload(type, queue, engine.origin)]).catch((err: unknown) =>
+    engine.logger.warn("could not notify other servers of a freed queue slot", { type, queue, err }),
+  );
 }

@@ -53,6 +53,7 @@ export async function pollWorkflowTasks(
     engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.queue, tasks.length);
     return [];
   }
+  engine.observer.polled(QueueType.WORKFLOW, request.queue, tasks?.length ?? 0);
   return tasks ?? [];
 }
 

@@ -106,6 +106,9 @@ function fromRaw(r: RawRow): ActivityTaskRow {
  * in `picked`, where the row is locked (the columns they read never change).
  * attempt_deadline is in no index, so the cap adds no index maintenance to
  * the claim (the lease's visible_at already costs what it costs).
+ *
+ * Capacity and pause: the outer LIMIT is dex.claim_limit(), as for workflow
+ * tasks (see CLAIM_BUDGET in workflow-tasks.ts).
  */
 export async function claimActivityTasks(
   sql: Queryable,
@@ -113,16 +116,19 @@ export async function claimActivityTasks(
 ): Promise<ActivityTaskRow[]> {
   const rows = await sql<RawRow[]>`
     with picked as (
-      select queue_name, run_id, seq, d.attempt_deadline,
-             least(now() + lease_ms * interval '1 millisecond', d.attempt_deadline,
-                   coalesce(schedule_to_close_deadline, 'infinity')) as lease_end
-      from dex.activity_tasks,
-           lateral (select now() + coalesce(start_to_close_ms, lease_ms) * interval '1 millisecond' as attempt_deadline) d
-      where queue_name = ${input.queue} and visible_at <= now() and leased_until is null
-        and (schedule_to_close_deadline is null or schedule_to_close_deadline > now())
-      order by priority desc, visible_at
-      limit ${input.limit}
-      for no key update of activity_tasks skip locked
+      select * from (
+        select queue_name, run_id, seq, d.attempt_deadline,
+               least(now() + lease_ms * interval '1 millisecond', d.attempt_deadline,
+                     coalesce(schedule_to_close_deadline, 'infinity')) as lease_end
+        from dex.activity_tasks,
+             lateral (select now() + coalesce(start_to_close_ms, lease_ms) * interval '1 millisecond' as attempt_deadline) d
+        where queue_name = ${input.queue} and visible_at <= now() and leased_until is null
+          and (schedule_to_close_deadline is null or schedule_to_close_deadline > now())
+        order by priority desc, visible_at
+        limit ${input.limit}
+        for no key update of activity_tasks skip locked
+      ) c
+      limit dex.claim_limit('activity', ${input.queue}, ${input.limit}::int)
     )
     update dex.activity_tasks t
     set attempt_deadline = p.attempt_deadline,

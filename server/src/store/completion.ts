@@ -20,6 +20,10 @@ export interface LockedRun {
   parentSeq: number | null;
   parentClosePolicy: string | null;
   cancelRequested: boolean;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  /** Waiting in its key's line (CREATED, no workflow task); see store/concurrency-keys.ts. */
+  concurrencyWaiting: boolean;
 }
 
 /**
@@ -43,10 +47,14 @@ export async function lockRun(tx: Queryable, runId: string, skipLocked = false):
       parent_seq: number | null;
       parent_close_policy: string | null;
       cancel_requested: boolean;
+      concurrency_key: string | null;
+      concurrency_limit: number | null;
+      concurrency_waiting: boolean;
     }[]
   >`
     select id, status, instance_id, workflow_name, task_queue, priority, history_length, history_size::text,
-           labels, parent_run_id, parent_seq, parent_close_policy, cancel_requested_at is not null as cancel_requested
+           labels, parent_run_id, parent_seq, parent_close_policy, cancel_requested_at is not null as cancel_requested,
+           concurrency_key, concurrency_limit, concurrency_waiting
     from dex.runs where id = ${runId} for no key update ${skipLocked ? tx`skip locked` : tx``}`;
   if (!row) return undefined;
   return {
@@ -63,6 +71,9 @@ export async function lockRun(tx: Queryable, runId: string, skipLocked = false):
     parentSeq: row.parent_seq,
     parentClosePolicy: row.parent_close_policy,
     cancelRequested: row.cancel_requested,
+    concurrencyKey: row.concurrency_key,
+    concurrencyLimit: row.concurrency_limit,
+    concurrencyWaiting: row.concurrency_waiting,
   };
 }
 

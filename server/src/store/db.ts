@@ -28,6 +28,8 @@ export interface DatabaseOptions {
   maxConnections?: number;
   /** application_name, visible in pg_stat_activity. Default "dex". */
   applicationName?: string;
+  /** statement_timeout of every statement. Default 30 000 ms. */
+  statementTimeoutMs?: number;
 }
 
 /**
@@ -41,7 +43,7 @@ export function openDatabase(options: DatabaseOptions): Sql {
     onnotice: () => {},
     connection: {
       application_name: options.applicationName ?? "dex",
-      statement_timeout: 30_000,
+      statement_timeout: options.statementTimeoutMs ?? 30_000,
       idle_in_transaction_session_timeout: 60_000,
     },
   });

@@ -23,6 +23,12 @@
  * - TerminateRun, which must delete the task row, takes its lock NOWAIT
  *   (lockWorkflowTaskNoWait) and retries the whole transaction after the
  *   claim has finished (isLockNotAvailable).
+ *
+ * Concurrency keys add one lock, a transaction-scoped advisory lock per key,
+ * taken either after all row locks (the slot hand-over ending a transaction)
+ * or before any (a client call about a run waiting in its key's line);
+ * engine/concurrency-keys.ts shows why that cannot deadlock. A waiting run has
+ * no workflow task and must not get one here: it gets it with its slot.
  */
 import type postgres from "postgres";
 import { bytes, type Queryable } from "./db.js";
@@ -74,7 +80,7 @@ export async function requestCancellation(
         : tx`parent_run_id = ${target.parent} and parent_seq = any(${target.seqs}::int[])`;
   const [row] = await tx<{ marked: string[]; queues: string[] }[]>`
     with target as (
-      select id, task_queue, priority from dex.runs
+      select id, task_queue, priority, concurrency_waiting from dex.runs
       where ${where} and status in ('CREATED', 'RUNNING') and cancel_requested_at is null
       order by id
       for no key update
@@ -88,9 +94,13 @@ export async function requestCancellation(
       on conflict (run_id, dedup_key) where dedup_key is not null do nothing
     ), tasks as (
       -- NOT EXISTS first, ON CONFLICT only as a backstop: see insertTaskUnlessQueued.
+      -- A run waiting for its concurrency key gets its task with its slot (no
+      -- caller sends one here today: only CancelRun reaches waiting runs, and
+      -- it ends them at once; children, the other targets, carry no key).
       insert into dex.workflow_tasks (queue_name, run_id, priority)
       select t.task_queue, t.id, t.priority from target t
-      where not exists (select 1 from dex.workflow_tasks w where w.queue_name = t.task_queue and w.run_id = t.id)
+      where not t.concurrency_waiting
+        and not exists (select 1 from dex.workflow_tasks w where w.queue_name = t.task_queue and w.run_id = t.id)
       on conflict do nothing
       returning queue_name
     )
@@ -103,7 +113,8 @@ export async function requestCancellation(
  * Ends a run at once (TerminateRun) in ONE statement: its workflow task (any
  * lease: the holder's completion then answers NOT_FOUND), activity tasks,
  * inbox rows and timers are deleted, `run_terminated` is appended outside any
- * block, and the run is TERMINATED. The caller holds the run lock.
+ * block, and the run is TERMINATED (a run waiting for its concurrency key
+ * leaves the line). The caller holds the run lock.
  */
 export async function terminateRunRows(
   tx: Queryable,
@@ -123,7 +134,7 @@ export async function terminateRunRows(
       insert into dex.history_events (run_id, sequence, kind, event)
       values (${run.id}, ${run.historyLength + 1}, 'run_terminated', ${bytes(input.event)})
     )
-    update dex.runs set status = 'TERMINATED', failure = ${bytes(input.failure)}, ended_at = now(),
+    update dex.runs set status = 'TERMINATED', concurrency_waiting = false, failure = ${bytes(input.failure)}, ended_at = now(),
                         history_length = ${run.historyLength + 1},
                         history_size = history_size + ${input.event.byteLength}, sticky_worker_id = null
     where id = ${run.id}`;
@@ -243,10 +254,12 @@ function insertTaskUnlessQueued(tx: Queryable, run: { id: string; taskQueue: str
  * that key is already in the inbox (unique index) or in history (an event the
  * workflow already saw), and gives the run a workflow task if it has none.
  * A task in flight picks the row up when it completes (finishWorkflowTask).
+ * A run waiting for its concurrency key gets no task: the event waits in its
+ * inbox and is handed out with its first task, when it gets a slot.
  */
 export async function insertExternalEvent(
   tx: Queryable,
-  run: { id: string; taskQueue: string; priority: number },
+  run: { id: string; taskQueue: string; priority: number; concurrencyWaiting: boolean },
   input: { event: Uint8Array; dedupKey: string },
 ): Promise<{ duplicate: boolean; taskCreated: boolean }> {
   const [row] = await tx<{ inserted: boolean; task_created: boolean }[]>`
@@ -256,7 +269,7 @@ export async function insertExternalEvent(
       where not exists (select 1 from dex.history_events where run_id = ${run.id} and dedup_key = ${input.dedupKey})
       on conflict (run_id, dedup_key) where dedup_key is not null do nothing
       returning id
-    ), task as (${insertTaskUnlessQueued(tx, run, tx`exists (select 1 from inboxed)`)})
+    ), task as (${insertTaskUnlessQueued(tx, run, tx`not ${run.concurrencyWaiting} and exists (select 1 from inboxed)`)})
     select exists (select 1 from inboxed) as inserted, exists (select 1 from task) as task_created`;
   return { duplicate: !(row?.inserted ?? false), taskCreated: row?.task_created ?? false };
 }

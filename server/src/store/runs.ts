@@ -18,6 +18,13 @@ export interface NewRun {
   requestId: string;
   concurrencyKey: string | null;
   concurrencyLimit: number | null;
+  /**
+   * The run joins its key's line instead of getting a workflow task: true for
+   * every new run with a key except continue-as-new's, which takes over the
+   * slot of the run it continues. The caller must then hand the key's free
+   * slots out in the same transaction (engine/concurrency-keys.ts).
+   */
+  concurrencyWaiting: boolean;
   input: Uint8Array | null;
   /** The run_started event (sequence 1). */
   startedEvent: Uint8Array;
@@ -46,6 +53,8 @@ export type InsertRunOutcome =
  * policy looks at the latest run. The partial unique index
  * runs_one_open_run_per_instance decides races between concurrent starts: the
  * loser gets a 23505, reported as `open_run_exists` for the caller to resolve.
+ * A run that joins its concurrency key's line (`concurrencyWaiting`) gets no
+ * workflow task and sends no NOTIFY here: it waits for a slot.
  */
 export async function insertRun(sql: Queryable, run: NewRun): Promise<InsertRunOutcome> {
   try {
@@ -96,11 +105,11 @@ export async function insertRunOrThrow(sql: Queryable, run: NewRun): Promise<Exc
           ) as ok
       ), inserted as (
         insert into dex.runs (id, instance_id, workflow_name, task_queue, status, priority, labels,
-                              concurrency_key, concurrency_limit, request_id, input, history_length, history_size,
+                              concurrency_key, concurrency_limit, concurrency_waiting, request_id, input, history_length, history_size,
                               parent_run_id, parent_seq, parent_close_policy, continued_from_run_id)
         select ${run.id}::uuid, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, 'CREATED', ${run.priority},
                ${JSON.stringify(run.labels)}::text::jsonb, ${run.concurrencyKey}, ${run.concurrencyLimit},
-               nullif(${run.requestId}::text, ''), ${bytes(run.input)}, 1, ${run.startedEvent.byteLength},
+               ${run.concurrencyWaiting}, nullif(${run.requestId}::text, ''), ${bytes(run.input)}, 1, ${run.startedEvent.byteLength},
                ${run.parent?.runId ?? null}::uuid, ${run.parent?.seq ?? null}::int, ${run.parent?.closePolicy ?? null},
                ${run.continuedFromRunId ?? null}::uuid
         where (select ok from allowed)
@@ -111,13 +120,15 @@ export async function insertRunOrThrow(sql: Queryable, run: NewRun): Promise<Exc
       ), task as (
         insert into dex.workflow_tasks (queue_name, run_id, priority, visible_at, created_at)
         select ${run.taskQueue}, id, ${run.priority}, created_at, created_at from inserted
+        where not ${run.concurrencyWaiting}
+        returning run_id
       )
       select (select id from inserted) as run_id,
              exists (select 1 from queue) as queue_exists,
              (select id from same_request) as same_request_id,
              (select id from latest) as latest_id,
              (select status from latest) as latest_status,
-             (select pg_notify('dex_wakeup', ${run.wakeupPayload}) from inserted)::text as notified`;
+             (select pg_notify('dex_wakeup', ${run.wakeupPayload}) from task)::text as notified`;
     if (!row) throw new Error("insertRun returned no row");
     if (row.run_id) return { outcome: "started", runId: row.run_id };
     if (!row.queue_exists) return { outcome: "queue_missing" };

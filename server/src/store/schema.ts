@@ -56,6 +56,8 @@ export const runs = dex.table("runs", {
   customStatus: text("custom_status"),
   concurrencyKey: text("concurrency_key"),
   concurrencyLimit: integer("concurrency_limit"),
+  /** Waiting in line for a slot of concurrency_key: CREATED without a workflow task (migration 0004). */
+  concurrencyWaiting: boolean("concurrency_waiting").notNull().default(false),
   requestId: text("request_id"),
   parentRunId: uuid("parent_run_id"),
   parentSeq: integer("parent_seq"),

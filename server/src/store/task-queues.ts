@@ -1,10 +1,52 @@
-/** Task queues: creation with their partition (DDL under an advisory lock) and the admin reads. */
+/**
+ * Task queues: creation and deletion with their partition (DDL under one
+ * advisory lock), capacity and pause (read by dex.claim_limit() inside every
+ * claim, see store/workflow-tasks.ts), and the admin reads.
+ */
 import { and, asc, eq, type SQL } from "drizzle-orm";
+import { pgCode } from "./errors.js";
+import { notify } from "./notify.js";
 import type { Queryable, Sql } from "./db.js";
 import type { Drizzle } from "./runs.js";
 import { taskQueues } from "./schema.js";
 
-export type TaskQueueRecord = typeof taskQueues.$inferSelect;
+export interface TaskQueueRecord {
+  id: number;
+  type: "workflow" | "activity";
+  name: string;
+  /** Maximum tasks leased at once, cluster-wide; 0 = unlimited. */
+  capacity: number;
+  status: "active" | "paused";
+  partitionName: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+type QueueType = TaskQueueRecord["type"];
+
+interface RawQueue {
+  id: string;
+  type: QueueType;
+  name: string;
+  capacity: number;
+  status: "active" | "paused";
+  partition_name: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function fromRaw(r: RawQueue): TaskQueueRecord {
+  return {
+    id: Number(r.id),
+    type: r.type,
+    name: r.name,
+    capacity: r.capacity,
+    status: r.status,
+    partitionName: r.partition_name,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
 
 /** pg_advisory_xact_lock key for queue DDL: "dexq". */
 const QUEUE_DDL_LOCK_KEY = 0x6465_7871;
@@ -51,15 +93,161 @@ export async function createTaskQueue(
   });
 }
 
+/** What createTaskQueue names partitions; checked again before a name goes into DDL. */
+const PARTITION_NAME = /^(workflow|activity)_tasks_q\d+$/;
+
+/** How long delete waits for the task table locks before answering "busy" (it blocks claims while it waits). */
+const DELETE_LOCK_TIMEOUT = "3s";
+
+export type QueueChange = { capacity: number } | { status: "active" | "paused" };
+
+/**
+ * Changes a queue's capacity or status: lock the row, update it, and send the
+ * NOTIFYs `notifyOn` asks for (at commit, one statement). The row lock waits
+ * for a claim of a capped queue in progress (dex.claim_limit holds the row
+ * until the claim commits), so every claim that starts after this commits
+ * reads the new value. Undefined when the queue does not exist.
+ */
+export async function updateTaskQueue(
+  sql: Sql,
+  key: { type: QueueType; name: string },
+  change: QueueChange,
+  notifyOn: (before: TaskQueueRecord, after: TaskQueueRecord) => string[],
+): Promise<{ before: TaskQueueRecord; after: TaskQueueRecord } | undefined> {
+  return sql.begin(async (tx) => {
+    const [old] = await tx<RawQueue[]>`
+      select id, type, name, capacity, status, partition_name, created_at, updated_at
+      from dex.task_queues where type = ${key.type} and name = ${key.name}
+      for no key update`;
+    if (!old) return undefined;
+    const capacity = "capacity" in change ? change.capacity : old.capacity;
+    const status = "status" in change ? change.status : old.status;
+    const [row] = await tx<RawQueue[]>`
+      update dex.task_queues set capacity = ${capacity}, status = ${status}, updated_at = now()
+      where type = ${key.type} and name = ${key.name}
+      returning id, type, name, capacity, status, partition_name, created_at, updated_at`;
+    const before = fromRaw(old);
+    const after = fromRaw(row!);
+    await notify(tx, notifyOn(before, after));
+    return { before, after };
+  });
+}
+
+export type DeleteOutcome =
+  | { outcome: "deleted" }
+  | { outcome: "missing" }
+  | { outcome: "not_empty"; tasks: number; openRuns: number }
+  | { outcome: "busy" };
+
+/**
+ * Deletes an empty queue: its row and its partition, in ONE transaction, under
+ * the advisory lock queue creation takes (so creators and deleters on several
+ * servers run one at a time and cannot deadlock each other).
+ *
+ * Lock order, and why: DROP TABLE of a partition takes ACCESS EXCLUSIVE on the
+ * partitioned parent. Claims hold a lock on the parent from their start and
+ * may then wait for the queue row (a capped queue's claim locks it); so this
+ * takes the parent's and the partition's locks FIRST, before touching the
+ * row: once it holds them, no statement on any queue's tasks runs, and the
+ * counts below (fresh statements, fresh snapshots) are exact. The same lock
+ * makes a concurrent start or schedule on this queue either commit before
+ * (and be counted) or fail after, finding no partition (23514, see
+ * deletedQueueIn). While it waits it blocks the claims queued behind it, so
+ * the wait is bounded (lock_timeout) and answers "busy".
+ *
+ * A workflow queue with open runs is not empty either: a run sleeping on a
+ * timer or waiting for an activity has no task now, but will need one there.
+ */
+export async function deleteTaskQueue(
+  sql: Sql,
+  key: { type: QueueType; name: string },
+  notifyPayload: string,
+): Promise<DeleteOutcome> {
+  try {
+    return await sql.begin(async (tx): Promise<DeleteOutcome> => {
+      await tx`select pg_advisory_xact_lock(${QUEUE_DDL_LOCK_KEY})`;
+      const [queue] = await tx<{ partition_name: string }[]>`
+        select partition_name from dex.task_queues where type = ${key.type} and name = ${key.name}`;
+      if (!queue) return { outcome: "missing" };
+      const partition = queue.partition_name;
+      if (!PARTITION_NAME.test(partition)) throw new Error(`task queue ${key.type}:${key.name} has an unexpected partition name "${partition}"`);
+      await tx.unsafe(`set local lock_timeout = '${DELETE_LOCK_TIMEOUT}'`);
+      await tx.unsafe(`lock table only dex.${key.type}_tasks, dex.${partition} in access exclusive mode`);
+      const [counted] = await tx.unsafe<{ n: string }[]>(`select count(*) as n from dex.${partition}`);
+      const tasks = Number(counted!.n);
+      let openRuns = 0;
+      if (key.type === "workflow") {
+        const [open] = await tx<{ n: string }[]>`
+          select count(*) as n from dex.runs where task_queue = ${key.name} and status in ('CREATED', 'RUNNING')`;
+        openRuns = Number(open!.n);
+      }
+      if (tasks > 0 || openRuns > 0) return { outcome: "not_empty", tasks, openRuns };
+      await tx`delete from dex.task_queues where type = ${key.type} and name = ${key.name}`;
+      await tx.unsafe(`drop table dex.${partition}`);
+      // Parked polls of this queue on other servers re-check and answer NOT_FOUND.
+      await notify(tx, [notifyPayload]);
+      return { outcome: "deleted" };
+    });
+  } catch (err) {
+    if (pgCode(err) === "55P03") return { outcome: "busy" };
+    throw err;
+  }
+}
+
+/**
+ * The queue an error says is gone: DXQ01 from dex.claim_limit (a poll of a
+ * queue deleted since the caller checked), or 23514 "no partition of relation
+ * ... found for row" from an insert into a deleted queue's tasks (a server
+ * whose cache still knew the queue). `name` is undefined when Postgres gave
+ * no detail.
+ */
+export function deletedQueueIn(err: unknown): { type: QueueType; name: string | undefined } | undefined {
+  const code = pgCode(err);
+  if (code !== "DXQ01" && code !== "23514") return undefined;
+  const { message, detail } = err as { message?: unknown; detail?: unknown };
+  if (code === "DXQ01") {
+    const match = /^(workflow|activity) task queue "(.*)" does not exist$/.exec(String(message));
+    return match ? { type: match[1] as QueueType, name: match[2] } : undefined;
+  }
+  const match = /^no partition of relation "(workflow|activity)_tasks" found for row$/.exec(String(message));
+  if (!match) return undefined;
+  const key = /\(queue_name\) = \((.*)\)\.?$/.exec(typeof detail === "string" ? detail : "");
+  return { type: match[1] as QueueType, name: key?.[1] };
+}
+
 export async function taskQueueExists(sql: Queryable, type: string, name: string): Promise<boolean> {
   const rows = await sql`select 1 from dex.task_queues where type = ${type} and name = ${name}`;
   return rows.length > 0;
 }
 
+/** A queue's capacity and status, or undefined if it does not exist. */
+export async function readTaskQueue(
+  sql: Queryable,
+  type: QueueType,
+  name: string,
+): Promise<Pick<TaskQueueRecord, "capacity" | "status"> | undefined> {
+  const [row] = await sql<{ capacity: number; status: "active" | "paused" }[]>`
+    select capacity, status from dex.task_queues where type = ${type} and name = ${name}`;
+  return row;
+}
+
 export async function listTaskQueues(db: Drizzle, type?: "workflow" | "activity"): Promise<TaskQueueRecord[]> {
   const where: SQL[] = [];
   if (type) where.push(eq(taskQueues.type, type));
-  return db.select().from(taskQueues).where(and(...where)).orderBy(asc(taskQueues.type), asc(taskQueues.name));
+  return db
+    .select({
+      id: taskQueues.id,
+      type: taskQueues.type,
+      name: taskQueues.name,
+      capacity: taskQueues.capacity,
+      status: taskQueues.status,
+      partitionName: taskQueues.partitionName,
+      createdAt: taskQueues.createdAt,
+      updatedAt: taskQueues.updatedAt,
+    })
+    .from(taskQueues)
+    .where(and(...where))
+    .orderBy(asc(taskQueues.type), asc(taskQueues.name));
 }
 
 export interface QueueLoad {
@@ -74,7 +262,9 @@ export interface QueueLoad {
 /**
  * Depth (not leased: waiting or backing off), in-flight (leased now) and the
  * oldest available task per queue. Counts scan the task tables: an admin
- * read, not a hot path. A workflow task whose lease ran out counts as waiting.
+ * read, not a hot path. A task whose lease ran out counts as waiting, as it
+ * does for capacity (dex.claim_limit): a workflow task is claimable again at
+ * once; an activity attempt waits for the lease reaper to retry it.
  */
 export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
   const rows = await sql<
@@ -90,7 +280,7 @@ export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
              (leased_until is not null and leased_until > now()) as leased
       from dex.workflow_tasks
       union all
-      select 'activity', queue_name, visible_at, leased_until is not null
+      select 'activity', queue_name, visible_at, (leased_until is not null and leased_until > now())
       from dex.activity_tasks
     ) t
     group by type, queue`;
@@ -102,4 +292,28 @@ export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
     oldestAvailableAt: r.oldest,
     now: r.now,
   }));
+}
+
+/** queueLoads for one queue: reads its partition only. */
+export async function queueLoad(sql: Queryable, type: QueueType, name: string): Promise<QueueLoad> {
+  const table = type === "workflow" ? "dex.workflow_tasks" : "dex.activity_tasks";
+  const [row] = await sql.unsafe<{ depth: string; in_flight: string; oldest: Date | null; now: Date }[]>(
+    `select count(*) filter (where not leased) as depth,
+            count(*) filter (where leased) as in_flight,
+            min(visible_at) filter (where not leased and visible_at <= now()) as oldest,
+            now() as now
+     from (
+       select visible_at, (leased_until is not null and leased_until > now()) as leased
+       from ${table} where queue_name = $1
+     ) t`,
+    [name],
+  );
+  return {
+    type,
+    queue: name,
+    depth: Number(row!.depth),
+    inFlight: Number(row!.in_flight),
+    oldestAvailableAt: row!.oldest,
+    now: row!.now,
+  };
 }

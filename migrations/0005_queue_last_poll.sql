@@ -1,0 +1,11 @@
+-- dex schema v5: when a worker last polled each task queue, cluster-wide.
+--
+-- DescribeRun says "no worker has polled ... recently" when a run's task waits
+-- on a queue nobody polls. Every server knows only its own polls, so the time
+-- is kept on the queue row. It is written at most once every few seconds per
+-- queue per server (server/src/metrics/poll-tracker.ts batches the queues
+-- polled since its last write, plus the queues with parked polls), never on
+-- the poll path itself; the update skips rows written in the last seconds, so
+-- several servers do not rewrite the same row each round. The column is in no
+-- index, so the update stays HOT. NULL: no poll recorded since this migration.
+alter table dex.task_queues add column last_polled_at timestamptz;
