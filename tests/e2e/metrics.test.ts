@@ -171,11 +171,13 @@ describe("Prometheus metrics", () => {
       await other.close();
     }
 
-    // The two leased activities were dispatched (first attempts: scheduled -> claimed). One attempt
+    // The two leased activities were dispatched (available -> claimed), and so were the workflow tasks
+    // that scheduled them. One attempt
     // fails (it backs off, so the run gets no workflow task the next test would have to take).
     await h.client.raw.worker.failActivityTask({ taskToken: leased.tasks[0]!.taskToken, failure: { message: "try again" } });
     const after = await scrape();
     expect(value(after, "dex_task_dispatch_latency_seconds_count", { type: "activity", queue: "m-acts" })).toBe(2);
+    expect(value(after, "dex_task_dispatch_latency_seconds_count", { type: "workflow", queue: "default" })).toBeGreaterThan(0);
     expect(value(after, "dex_task_execution_seconds_count", { type: "activity", queue: "m-acts", outcome: "failed" })).toBe(1);
     expect(value(after, "dex_task_queue_in_flight", { type: "activity", queue: "m-acts" })).toBe(1);
   });

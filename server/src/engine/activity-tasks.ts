@@ -29,6 +29,8 @@ import { taskNotFound } from "./workflow-tasks.js";
 export interface PolledActivityTask {
   ref: ActivityTaskRef;
   row: ActivityTaskRow;
+  /** Since when the attempt was available (database clock), for the dispatch latency. */
+  availableAt: Date;
 }
 
 export async function pollActivityTasks(
@@ -42,8 +44,9 @@ export async function pollActivityTasks(
       const rows = await claimActivityTasks(engine.sql, { queue: request.queue, limit: request.maxTasks, workerId: request.workerId });
       if (rows.length === 0) return undefined;
       if (rows.length === request.maxTasks) engine.wakeups.wakeQueue(QueueType.ACTIVITY, request.queue);
-      return rows.map((row) => ({
+      return rows.map(({ availableAt, ...row }) => ({
         row,
+        availableAt,
         ref: { queue: row.queue, runId: row.runId, seq: row.seq, leaseId: row.leaseId!, lockVersion: row.lockVersion },
       }));
     },
@@ -61,9 +64,9 @@ export async function pollActivityTasks(
     return [];
   }
   engine.observer.polled(QueueType.ACTIVITY, request.queue, tasks?.length ?? 0);
-  for (const { row } of tasks ?? []) {
-    // A first attempt became available when it was scheduled; a retry's availability is not returned by the claim.
-    if (row.attempt === 1) engine.observer.dispatched(QueueType.ACTIVITY, row.queue, row.now.getTime() - row.scheduledAt.getTime());
+  for (const { row, availableAt } of tasks ?? []) {
+    // Database clock on both sides: from when the attempt could be handed out to when it was.
+    engine.observer.dispatched(QueueType.ACTIVITY, row.queue, row.now.getTime() - availableAt.getTime());
   }
   return tasks ?? [];
 }

@@ -68,6 +68,9 @@ async function claimWithHistory(
     leaseMs: WORKFLOW_TASK_LEASE_MS,
   });
   if (claimed.length === 0) return [];
+  for (const task of claimed) {
+    engine.observer.dispatched(QueueType.WORKFLOW, request.queue, task.taskTime.getTime() - task.availableAt.getTime());
+  }
   // History is skipped when this worker completed the run's previous task
   // (it caches the run) and this is a first attempt (a retried task may have
   // failed because the cache was wrong), and when it is too large to inline.

@@ -113,11 +113,11 @@ function fromRaw(r: RawRow): ActivityTaskRow {
 export async function claimActivityTasks(
   sql: Queryable,
   input: { queue: string; limit: number; workerId: string },
-): Promise<ActivityTaskRow[]> {
-  const rows = await sql<RawRow[]>`
+): Promise<ClaimedActivityTask[]> {
+  const rows = await sql<Array<RawRow & { available_at: Date }>>`
     with picked as (
       select * from (
-        select queue_name, run_id, seq, d.attempt_deadline,
+        select queue_name, run_id, seq, visible_at as available_at, d.attempt_deadline,
                least(now() + lease_ms * interval '1 millisecond', d.attempt_deadline,
                      coalesce(schedule_to_close_deadline, 'infinity')) as lease_end
         from dex.activity_tasks,
@@ -140,9 +140,14 @@ export async function claimActivityTasks(
         worker_id = ${input.workerId}
     from picked p
     where t.queue_name = p.queue_name and t.run_id = p.run_id and t.seq = p.seq
-    returning t.*, now() as now`;
-  return rows.map(fromRaw).sort((a, b) => b.priority - a.priority);
+    returning t.*, p.available_at, now() as now`;
+  return rows
+    .map((r) => ({ ...fromRaw(r), availableAt: r.available_at }))
+    .sort((a, b) => b.priority - a.priority);
 }
+
+/** A claimed activity task, and since when it was available (scheduled, or its back-off or lease ended). */
+export type ClaimedActivityTask = ActivityTaskRow & { availableAt: Date };
 
 /** Hands claimed tasks back when the poll was cancelled before answering (attempt not counted). */
 export async function releaseActivityTasks(sql: Queryable, refs: ActivityRef[]): Promise<void> {

@@ -17,6 +17,8 @@ export interface ClaimedWorkflowTask {
   lockVersion: number;
   attempt: number;
   taskTime: Date;
+  /** Since when the task could be handed out (created, back-off or lease ended); database clock, like taskTime. */
+  availableAt: Date;
   inboxIds: number[];
   instanceId: string;
   workflowName: string;
@@ -81,6 +83,7 @@ export async function claimWorkflowTasks(
       attempt: number;
       task_time: Date;
       inbox_ids: string[];
+      available_at: Date;
       instance_id: string;
       workflow_name: string;
       history_length: number;
@@ -89,8 +92,8 @@ export async function claimWorkflowTasks(
     }[]
   >`
     with picked as (
-      select queue_name, run_id from (
-        select queue_name, run_id from dex.workflow_tasks
+      select queue_name, run_id, available_at from (
+        select queue_name, run_id, visible_at as available_at from dex.workflow_tasks
         where queue_name = ${input.queue} and visible_at <= now()
         order by priority desc, visible_at
         limit ${input.limit}
@@ -110,7 +113,7 @@ export async function claimWorkflowTasks(
                                 where i.run_id = t.run_id and i.visible_at <= now()), '{}')
       from picked p
       where t.queue_name = p.queue_name and t.run_id = p.run_id
-      returning t.run_id, t.lease_id, t.lock_version, t.attempt, t.task_time, t.inbox_ids
+      returning t.run_id, t.lease_id, t.lock_version, t.attempt, t.task_time, t.inbox_ids, p.available_at
     ), started as (
       update dex.runs r set status = 'RUNNING', started_at = now()
       from leased l where r.id = l.run_id and r.status = 'CREATED'
@@ -124,6 +127,7 @@ export async function claimWorkflowTasks(
     lockVersion: r.lock_version,
     attempt: r.attempt,
     taskTime: r.task_time,
+    availableAt: r.available_at,
     inboxIds: r.inbox_ids.map(Number),
     instanceId: r.instance_id,
     workflowName: r.workflow_name,
