@@ -172,7 +172,13 @@ describe("why a run is waiting", () => {
   it("says when a run waits for its concurrency key, naming the limit and the runs holding it", async () => {
     await createQueue(h.client, "workflow", "wr-keyed");
     const holder = await start("wr-key-1", "wr-keyed", { concurrencyKey: "tenant-42", concurrencyLimit: 1 });
-    const waiting = await start("wr-key-2", "wr-keyed", { concurrencyKey: "tenant-42", concurrencyLimit: 1 });
+    // The second run is started from the CLI (the default limit is 1).
+    const started = await runDex([
+      "workflow", "start", "manual", "--id", "wr-key-2", "--queue", "wr-keyed",
+      "--concurrency-key", "tenant-42", "--json", "--address", h.server.address,
+    ]);
+    expect(started.code, started.stderr).toBe(0);
+    const waiting = (JSON.parse(started.stdout) as { runId: string }).runId;
     // The key's line: the second run is CREATED without a workflow task.
     const [state] = await sql<{ status: string; tasks: number }[]>`
       select status, (select count(*) from dex.workflow_tasks where run_id = ${waiting})::int as tasks

@@ -60,7 +60,9 @@ export function registerWorkflowCommands(program: Command): void {
       .option("--priority <n>", "priority from 0 to 100, higher runs sooner")
       .option("--request-id <id>", "idempotency key: repeating a start with it returns the same run")
       .option("--if-open <policy>", "when the instance id has an open run: fail (default) or use-existing")
-      .option("--reuse <policy>", "when earlier runs of the instance id ended: allow (default), allow-if-failed, reject"),
+      .option("--reuse <policy>", "when earlier runs of the instance id ended: allow (default), allow-if-failed, reject")
+      .option("--concurrency-key <key>", "at most --concurrency-limit runs with this key execute at once; the others wait")
+      .option("--concurrency-limit <n>", "runs with --concurrency-key that may execute at once (default 1)"),
   ).action(
     async (
       workflowName: string,
@@ -73,12 +75,19 @@ export function registerWorkflowCommands(program: Command): void {
         requestId?: string;
         ifOpen?: string;
         reuse?: string;
+        concurrencyKey?: string;
+        concurrencyLimit?: string;
       },
     ) => {
       const input = parseJsonFlag("--input", flags.input);
       const conflictPolicy = policy("--if-open", CONFLICT_POLICIES, flags.ifOpen);
       const reusePolicy = policy("--reuse", REUSE_POLICIES, flags.reuse);
       const priority = flags.priority === undefined ? undefined : parseIntFlag("--priority", flags.priority, 0, 100);
+      if (flags.concurrencyLimit !== undefined && flags.concurrencyKey === undefined) {
+        throw new UsageError("--concurrency-limit needs --concurrency-key");
+      }
+      const concurrencyLimit =
+        flags.concurrencyLimit === undefined ? undefined : parseIntFlag("--concurrency-limit", flags.concurrencyLimit, 1, 1_000_000);
       await withClient(flags, async (client) => {
         const response = await client.raw.client.startWorkflow({
           workflowName,
@@ -90,6 +99,8 @@ export function registerWorkflowCommands(program: Command): void {
           requestId: flags.requestId ?? "",
           ...(conflictPolicy === undefined ? {} : { conflictPolicy }),
           ...(reusePolicy === undefined ? {} : { reusePolicy }),
+          concurrencyKey: flags.concurrencyKey ?? "",
+          ...(concurrencyLimit === undefined ? {} : { concurrencyLimit }),
         });
         if (flags.json) printJson({ runId: response.runId, instanceId: flags.id, started: response.started });
         else if (response.started) process.stdout.write(`started run ${response.runId} (instance ${flags.id})\n`);
