@@ -8,6 +8,7 @@ import { TaskQueueType } from "@dex/proto";
 import { createActivityWorker, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { silentLogger, startServer, type DexServer } from "@dex/server";
 import { waitFor } from "@dex/testing";
+import postgres from "postgres";
 import { deferred, quietLogger, startHarness, type Harness } from "../support/harness.js";
 import { runDex } from "../support/server-process.js";
 
@@ -91,8 +92,24 @@ describe("task queues end to end", () => {
     expect(most.get("cap-b")).toBe(5);
   });
 
+  /** The queue's LIST partition of dex.activity_tasks, if it exists (pg_inherits). */
+  const partitionOf = async (name: string): Promise<string | undefined> => {
+    const sql = postgres(h.db.url, { max: 1, onnotice: () => {} });
+    try {
+      const rows = await sql<{ relname: string }[]>`
+        select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid
+        where i.inhparent = 'dex.activity_tasks'::regclass
+          and c.relname = (select partition_name from dex.task_queues where type = 'activity' and name = ${name})`;
+      return rows[0]?.relname;
+    } finally {
+      await sql.end();
+    }
+  };
+
   it("a paused queue dispatches nothing while its depth grows; resume drains it", async () => {
     await queues().createTaskQueue({ name: "paused", type: ACT });
+    const partition = await partitionOf("paused");
+    expect(partition, "the queue's partition").toBeDefined();
     h.activityWorker(activitiesOn("one"), { taskQueue: "paused", maxConcurrentActivities: 5 });
     await queues().pauseTaskQueue({ name: "paused", type: ACT });
     const first = await h.client.start(fanOut, { instanceId: "pause-1", input: { queue: "paused", tag: "pause", n: 2 } });
@@ -129,6 +146,13 @@ describe("task queues end to end", () => {
     expect(deleted.code, deleted.stderr).toBe(0);
     expect(JSON.parse(deleted.stdout)).toEqual({ name: "paused", type: "activity", deleted: true });
     expect(await view("paused")).toBeUndefined();
+    // The partition went with the queue.
+    const sql = postgres(h.db.url, { max: 1, onnotice: () => {} });
+    try {
+      expect(await sql`select 1 from pg_class where relname = ${partition!}`).toHaveLength(0);
+    } finally {
+      await sql.end();
+    }
   });
 
   it("dispatches higher priority first, and equal priorities in the order they were scheduled", async () => {
