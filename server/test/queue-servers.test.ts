@@ -116,7 +116,7 @@ describe("task queues on two servers sharing a database", () => {
     }
   });
 
-  it("a queue deleted through one server: the other, which knew it, answers NOT_FOUND or the unknown-queue error, never INTERNAL", async () => {
+  it("a queue deleted through one server: the other, which knew it, answers NOT_FOUND or fails the activity call, never INTERNAL", async () => {
     await one.queues.createTaskQueue({ name: "stale", type: ACT });
     // Server two learns the queue: a completion scheduling on it, a poll of it.
     const first = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("stale") });
@@ -132,15 +132,20 @@ describe("task queues on two servers sharing a database", () => {
     expect(polled.code).toBe("NOT_FOUND");
     expect(polled.message).toMatch(/activity task queue "stale" does not exist/);
 
+    // Server two's completion inserts into the dropped partition, rolls back, forgets the queue and
+    // applies once more: the call is recorded, gets no task, and fails in the workflow.
     const next = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("stale") });
     const nextTask = await pollWorkflowOn(two, next.runId);
-    const refused = await failure(
-      two.worker.completeWorkflowTask({ taskToken: nextTask.taskToken, commands: [scheduleActivity(1, "a", { taskQueue: "stale" })] }),
-    );
-    expect(refused.code).toBe("INVALID_ARGUMENT");
-    expect(refused.message).toBe('schedule_activity seq 1: activity task queue "stale" does not exist; create it first');
-    // Nothing was written: the same task completes with other commands.
-    await two.worker.completeWorkflowTask({ taskToken: nextTask.taskToken, commands: [completeRun("done")] });
+    await two.worker.completeWorkflowTask({ taskToken: nextTask.taskToken, commands: [scheduleActivity(1, "a", { taskQueue: "stale" })] });
+    expect(await h.sql`select seq from dex.activity_tasks where run_id = ${next.runId}`).toHaveLength(0);
+    const failedTask = await pollWorkflowOn(two, next.runId);
+    const failed = failedTask.newEvents.map((e) => e.attributes);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.case === "activityFailed" && failed[0]!.value.failure).toMatchObject({
+      type: "TaskQueueNotFound",
+      message: 'activity task queue "stale" does not exist; create it with `dex queue create stale --type activity`',
+    });
+    await two.worker.completeWorkflowTask({ taskToken: failedTask.taskToken, commands: [completeRun("done")] });
 
     // A poll parked on a queue when it is deleted is answered NOT_FOUND, not left waiting.
     await one.queues.createTaskQueue({ name: "stale", type: ACT });

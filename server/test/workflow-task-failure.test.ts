@@ -58,7 +58,6 @@ describe("FailWorkflowTask", () => {
       [scheduleActivity(1, "a"), scheduleActivity(1, "b")],
       [scheduleActivity(0, "a")],
       [scheduleActivity(1, "")],
-      [scheduleActivity(1, "a", { taskQueue: "missing-queue" })],
       [scheduleActivity(1, "a", { startToCloseTimeout: { seconds: -1n } })],
       [scheduleActivity(1, "a", { priority: 101 })],
       [scheduleActivity(1, "a", { retryPolicy: { backoffCoefficient: 0.5 } })],
@@ -80,7 +79,8 @@ describe("FailWorkflowTask", () => {
       [{ command: { case: "startChildRun", value: { seq: 1, workflowName: "child", instanceId: "" } } }],
       [{ command: { case: "startChildRun", value: { seq: 1, workflowName: "", instanceId: "c-1" } } }],
       [{ command: { case: "requestCancelChildRun", value: { seq: 2 } } }],
-      [{ command: { case: "continueAsNew", value: { taskQueue: "missing-queue" } } }],
+      // A seq error is found whatever else the completion names: a missing queue does not hide it.
+      [scheduleActivity(1, "a", { taskQueue: "missing-queue" }), { command: { case: "cancelTimer", value: { seq: 1 } } }],
     ];
     for (const commands of attempts) {
       await expect(
@@ -88,6 +88,14 @@ describe("FailWorkflowTask", () => {
         JSON.stringify(commands, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)),
       ).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     }
+    // A missing queue is not an invalid command (see missing-queues.test.ts), except that continue-as-new
+    // to one is refused, also writing nothing (FAILED_PRECONDITION: the run waits for the queue).
+    await expect(
+      h.worker.completeWorkflowTask({
+        taskToken: task.taskToken,
+        commands: [scheduleActivity(1, "a"), { command: { case: "continueAsNew", value: { taskQueue: "missing-queue" } } }],
+      }),
+    ).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
     const history = await h.client.getRunHistory({ run: byRunId(runId) });
     expect(kinds(history.events)).toEqual(["runStarted"]);
     const [{ count } = { count: -1 }] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.activity_tasks where run_id = ${runId}`;

@@ -57,19 +57,20 @@ export class ApplicationFailure extends Error {
  * What a workflow catches when an activity failed for good (retries exhausted,
  * non-retryable, timed out or cancelled). `cause` is the activity's own failure,
  * rebuilt: usually an ApplicationFailure whose `type` is the thrown error's name.
+ * An activity called on a task queue that does not exist fails at once, with
+ * `attempt` 0 (none ran) and a cause of type "TaskQueueNotFound".
  */
 export class ActivityFailure extends Error {
   override readonly name = "ActivityFailure";
   readonly activityName: string;
   readonly seq: number;
+  /** The attempt that failed last (1 for the first); 0 when no attempt ran. */
   readonly attempt: number;
   declare readonly cause: Error;
 
   constructor(activityName: string, seq: number, attempt: number, cause: Error, message?: string) {
-    super(
-      message ?? `activity "${activityName}" (seq ${seq}) failed on attempt ${attempt}: ${cause.message}`,
-      { cause },
-    );
+    const when = attempt > 0 ? `on attempt ${attempt}` : "before any attempt ran";
+    super(message ?? `activity "${activityName}" (seq ${seq}) failed ${when}: ${cause.message}`, { cause });
     this.activityName = activityName;
     this.seq = seq;
     this.attempt = attempt;
@@ -136,22 +137,25 @@ export class ChildWorkflowFailure extends Error {
 }
 
 /**
- * A child run could not be started, typically because its instance id already
- * has an open run (`type` "InstanceIdConflict"). Pick another instance id, or
- * wait for that run to end.
+ * A child run could not be started. `type` says why:
+ * - "InstanceIdConflict": its instance id already has an open run. Pick
+ *   another instance id, or wait for that run to end;
+ * - "TaskQueueNotFound": its workflow task queue does not exist. Create it
+ *   (`dex queue create <name> --type workflow`), or start the child on another.
+ * `cause` holds the server's message.
  */
 export class ChildWorkflowStartFailure extends Error {
   override readonly name = "ChildWorkflowStartFailure";
   readonly instanceId: string;
   readonly workflowName: string;
-  /** Why, as the server classified it: "InstanceIdConflict". */
+  /** Why, as the server classified it: "InstanceIdConflict" or "TaskQueueNotFound". */
   readonly type: string;
   declare readonly cause: Error | undefined;
 
   constructor(child: { instanceId: string; workflowName: string }, type: string, cause?: Error, message?: string) {
     super(
       message ??
-        `child workflow "${child.workflowName}" could not be started with instance id "${child.instanceId}" (${type})` +
+        `child workflow "${child.workflowName}" (instance id "${child.instanceId}") was not started (${type})` +
           (cause ? `: ${cause.message}` : ""),
       cause ? { cause } : undefined,
     );

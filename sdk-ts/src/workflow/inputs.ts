@@ -68,8 +68,9 @@ export function deliverInput(state: InputState, event: HistoryEvent): void {
     case "childRunStartFailed": {
       const p = state.pending.take(a.value.seq, "child", event, upTo);
       if (p?.target.kind !== "child") return;
+      // The failure's type says why ("InstanceIdConflict", "TaskQueueNotFound"); the server always sets one.
       const cause = a.value.failure ? failureToError(a.value.failure) : undefined;
-      p.reject(new ChildWorkflowStartFailure(p.target, a.value.failure?.type || "InstanceIdConflict", cause));
+      p.reject(new ChildWorkflowStartFailure(p.target, a.value.failure?.type || "Unknown", cause));
       return;
     }
     case "childRunEnded": {

@@ -5,13 +5,17 @@
  * 1. locks: the parent's run row first when this completion ends a child run
  *    (ancestor before descendant), then the run row and the fenced task row;
  * 2. the plan (pure validation), then the checks that need the database
- *    (queues exist, seqs unused by earlier tasks): an invalid completion
- *    throws and the rollback leaves everything as it was, the task included;
+ *    (seqs unused by earlier tasks, continue-as-new's queue exists): an
+ *    invalid completion throws and the rollback leaves everything as it was,
+ *    the task included. An activity call on a queue that does not exist is
+ *    not an error: it gets no task and fails at once (engine/missing-queues.ts);
+ *    a child on one fails to start (startChildren);
  * 3. a completion that would end the run while external events or a
  *    cancellation request wait in its inbox unseen (they arrived while the
  *    task ran) is refused: rollback, the task is handed out again at once
  *    with them, and the worker hears ABORTED (see abortForUnseenInputs);
- * 4. the block append, activity tasks, timers, activity cancellations, in one
+ * 4. the block append, activity tasks (and the outcomes of the calls that
+ *    could get none), timers, activity cancellations, in one
  *    pipelined batch (postgres.js sends them in order on the transaction's
  *    connection; continue-as-new's hand-over of unseen inputs must follow the
  *    append and precede the old run's inbox being dropped in finishWorkflowTask);
@@ -30,17 +34,25 @@ import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, parentOf, usedSeqs } from "../store/lifecycle.js";
 import { appendBlock } from "../store/history.js";
 import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
-import { finishWorkflowTask, hasUnseenInputs, insertActivityTasks, lockRun, type LockedRun } from "../store/completion.js";
+import {
+  finishWorkflowTask,
+  hasUnseenInputs,
+  insertActivityTasks,
+  insertInboxEvents,
+  lockRun,
+  type LockedRun,
+} from "../store/completion.js";
 import { deleteTimers, insertTimers } from "../store/timers.js";
 import { releaseWorkflowTask, takeWorkflowTask } from "../store/workflow-tasks.js";
 import type { TransactionSql } from "../store/db.js";
-import { planCommands, type CommandPlan } from "./commands.js";
+import { planCommands, type CommandPlan, type PlannedActivity } from "./commands.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodeEvent } from "./events.js";
 import { isTerminal, QueueType, RunStatus, type WorkflowTaskRef } from "./model.js";
 import { handOverSlots } from "./concurrency-keys.js";
 import { afterRunEnded, cancelRuns, handOverUnseenInputs, startChildren, startContinuedRun } from "./relatives.js";
+import { continueAsNewQueueMissing, unscheduledActivityOutcomes } from "./missing-queues.js";
 import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
 import { taskNotFound } from "./workflow-tasks.js";
@@ -62,7 +74,8 @@ export async function completeWorkflowTask(
       if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
       // A queue this server still knew was deleted by another one (an insert
       // found no partition; everything rolled back): forget it and apply once
-      // more, so the checks answer as for any unknown queue.
+      // more, so the checks see it missing (an activity call on it then fails
+      // in the workflow, see engine/missing-queues.ts).
       if (again && forgetDeletedQueue(engine, err)) continue;
       throw err;
     }
@@ -93,7 +106,8 @@ async function abortForUnseenInputs(engine: Engine, ref: WorkflowTaskRef): Promi
 }
 
 async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: Command[]): Promise<{ historyLength: number }> {
-  return inTransaction(engine, async (tx, effects) => {
+  let unscheduled: PlannedActivity[] = [];
+  const done = await inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: lock the parent first (its id
     // never changes, so reading it unlocked is safe).
     const ends = commands.some((c) => c.command.case !== undefined && ENDS_RUN.has(c.command.case));
@@ -109,7 +123,7 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
       labels: run.labels,
       taskTime: task.taskTime,
     });
-    await checkAgainstDatabase(engine, tx, run.id, plan);
+    const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan);
     if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (await hasUnseenInputs(tx, run.id, task.inboxIds))) {
       throw new UnseenInputs();
     }
@@ -121,9 +135,13 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
     const events = [marker, ...plan.events];
     const historyLength = run.historyLength + task.inboxIds.length + events.length;
     const next = plan.continueAsNew;
+    const activities = plan.activities.filter((a) => !missingQueues.has(a.queue));
+    // An ending run drops its inbox (finishWorkflowTask): the outcomes would go with it.
+    unscheduled = plan.end ? [] : plan.activities.filter((a) => missingQueues.has(a.queue));
     const [appended] = await Promise.all([
       appendBlock(tx, { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events }),
-      insertActivityTasks(tx, run, plan.activities),
+      insertActivityTasks(tx, run, activities),
+      insertInboxEvents(tx, run.id, unscheduledActivityOutcomes(unscheduled)),
       insertTimers(tx, run, plan.timers),
       deleteTimers(tx, run.id, plan.cancelTimers),
       cancelActivities(tx, run.id, plan.cancelActivities),
@@ -137,7 +155,7 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
     if (plan.cancelChildren.length > 0) {
       await cancelRuns(tx, effects, { parent: run.id, seqs: plan.cancelChildren }, `cancellation requested by parent run ${run.id}`);
     }
-    const activityQueues = [...new Set(plan.activities.map((a) => a.queue))];
+    const activityQueues = [...new Set(activities.map((a) => a.queue))];
     const finished = await finishWorkflowTask(tx, {
       runId: run.id,
       queue: run.taskQueue,
@@ -167,26 +185,44 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
     effects.wakeRun(run.id);
     return { historyLength };
   });
+  for (const activity of unscheduled) {
+    engine.logger.warn("activity call failed: its task queue does not exist", {
+      runId: ref.runId,
+      seq: activity.seq,
+      activity: activity.activityName,
+      queue: activity.queue,
+    });
+  }
+  return done;
 }
 
 /**
- * The checks a pure plan cannot make: every queue it names exists, its new
- * seqs were not used by an earlier task, and the seqs it refers to were
- * created by the right kind of command. The dedup index on history
- * ('seq:<n>') would reject a reused seq anyway; checking first gives the
- * caller a message instead of a constraint name.
+ * The checks a pure plan cannot make: its new seqs were not used by an earlier
+ * task, the seqs it refers to were created by the right kind of command, and
+ * continue-as-new's queue exists. The dedup index on history ('seq:<n>') would
+ * reject a reused seq anyway; checking first gives the caller a message
+ * instead of a constraint name. Returns the activity queues that do not
+ * exist (their calls fail at once). A child's queue is checked by the child's
+ * insert itself (startChildren).
+ *
+ * A queue this server knows (engine.knownQueues) may have been deleted by
+ * another server: the insert into it then finds no partition, the
+ * transaction rolls back, and completeWorkflowTask forgets the queue and
+ * applies the completion once more, when this check finds it missing.
  */
-async function checkAgainstDatabase(engine: Engine, tx: TransactionSql, runId: string, plan: CommandPlan): Promise<void> {
-  const queues: Array<[string, QueueType, string]> = [
-    ...plan.activities.map((a): [string, QueueType, string] => [`schedule_activity seq ${a.seq}`, QueueType.ACTIVITY, a.queue]),
-    ...plan.children.map((c): [string, QueueType, string] => [`start_child_run seq ${c.seq}`, QueueType.WORKFLOW, c.taskQueue]),
-    ...(plan.continueAsNew ? [["continue_as_new", QueueType.WORKFLOW, plan.continueAsNew.taskQueue] as [string, QueueType, string]] : []),
-  ];
-  for (const [what, type, queue] of queues) {
-    if (!(await queueExists(engine, type, queue))) {
-      throw new DexError("INVALID_ARGUMENT", `${what}: ${type} task queue "${queue}" does not exist; create it first`);
-    }
+async function checkAgainstDatabase(engine: Engine, tx: TransactionSql, runId: string, plan: CommandPlan): Promise<Set<string>> {
+  await checkSeqs(tx, runId, plan);
+  if (plan.continueAsNew && !(await queueExists(engine, QueueType.WORKFLOW, plan.continueAsNew.taskQueue))) {
+    throw continueAsNewQueueMissing(plan.continueAsNew.taskQueue);
   }
+  const missing = new Set<string>();
+  for (const queue of new Set(plan.activities.map((a) => a.queue))) {
+    if (!(await queueExists(engine, QueueType.ACTIVITY, queue))) missing.add(queue);
+  }
+  return missing;
+}
+
+async function checkSeqs(tx: TransactionSql, runId: string, plan: CommandPlan): Promise<void> {
   const asked = [...plan.newSeqs, ...plan.references.map((r) => r.seq)];
   if (asked.length === 0) return;
   const used = await usedSeqs(tx, runId, asked);

@@ -6,7 +6,7 @@
  * the right locks already held or takes them in that order.
  */
 import { create } from "@bufbuild/protobuf";
-import { FailureKind, FailureSchema, RunStatus as ProtoRunStatus, type Payload } from "@dex/proto";
+import { FailureKind, FailureSchema, RunStatus as ProtoRunStatus, type Failure, type Payload } from "@dex/proto";
 import { insertInboxEvent } from "../store/activity-tasks.js";
 import type { LockedRun } from "../store/completion.js";
 import type { TransactionSql } from "../store/db.js";
@@ -23,8 +23,10 @@ import type { PlannedChild } from "./commands.js";
 import type { Engine } from "./context.js";
 import type { Effects } from "./effects.js";
 import { decodeFailure, decodePayload, encodeEvent, type EventInit } from "./events.js";
+import { continueAsNewQueueMissing, taskQueueNotFound } from "./missing-queues.js";
 import { isTerminal, QueueType, RunStatus } from "./model.js";
 import { newRun, ReusePolicy } from "./start.js";
+import { forgetQueue } from "./task-queues.js";
 
 /** Dedup keys of the inbox events one child command can produce: one start outcome, one end. */
 const childStartKey = (seq: number) => `child-start:${seq}`;
@@ -33,8 +35,11 @@ const childEndKey = (seq: number) => `child-end:${seq}`;
 /**
  * Starts the children of one completion. Each insert runs in a savepoint: an
  * instance id with an open run aborts only that savepoint (the unique index
- * decides, race-free), and the parent hears `child_run_start_failed` instead.
- * `child_run_started` does not wake the parent; the failure does (see
+ * decides, race-free), and the parent hears `child_run_start_failed`
+ * (InstanceIdConflict) instead; so it does when the child's workflow queue
+ * does not exist (TaskQueueNotFound: the insert checks the queue in its own
+ * statement, so a queue this server still believed in is forgotten here).
+ * `child_run_started` does not wake the parent; a failure does (see
  * finishWorkflowTask). Children carry no concurrency key: the command has no
  * field for one, and inheriting the parent's would make a child of a limit-1
  * parent wait forever for the slot its parent holds (engine/concurrency-keys.ts).
@@ -63,29 +68,29 @@ export async function startChildren(
       },
       { parent: { runId: parent.id, seq: child.seq, closePolicy: child.parentClosePolicy } },
     );
-    let started = false;
+    let failure: Failure | undefined;
     try {
       const outcome = await tx.savepoint((sp) => insertRunOrThrow(sp, row));
-      // The queue was checked before the savepoint; anything else is a bug.
-      if (outcome.outcome !== "started") throw new Error(`child start of seq ${child.seq}: unexpected ${outcome.outcome}`);
-      started = true;
+      if (outcome.outcome === "queue_missing") {
+        forgetQueue(engine, QueueType.WORKFLOW, child.taskQueue);
+        failure = taskQueueNotFound(QueueType.WORKFLOW, child.taskQueue);
+      } else if (outcome.outcome !== "started") {
+        // No request id and reuse ALLOW: nothing else can answer.
+        throw new Error(`child start of seq ${child.seq}: unexpected ${outcome.outcome}`);
+      }
     } catch (err) {
       if (!isOpenRunConflict(err)) throw err;
+      failure = create(FailureSchema, {
+        message: `instance id "${child.instanceId}" already has an open run; the child was not started`,
+        type: "InstanceIdConflict",
+        nonRetryable: true,
+        kind: FailureKind.SERVER,
+      });
     }
+    const started = failure === undefined;
     const event: EventInit = started
       ? { case: "childRunStarted", value: { seq: child.seq, runId: row.id } }
-      : {
-          case: "childRunStartFailed",
-          value: {
-            seq: child.seq,
-            failure: create(FailureSchema, {
-              message: `instance id "${child.instanceId}" already has an open run; the child was not started`,
-              type: "InstanceIdConflict",
-              nonRetryable: true,
-              kind: FailureKind.SERVER,
-            }),
-          },
-        };
+      : { case: "childRunStartFailed", value: { seq: child.seq, failure } };
     await putInInbox(tx, parent.id, event, childStartKey(child.seq));
     if (started) {
       effects.wakeQueue(QueueType.WORKFLOW, child.taskQueue);
@@ -137,6 +142,12 @@ export async function startContinuedRun(
     },
   );
   const outcome = await insertRunOrThrow(tx, row);
+  if (outcome.outcome === "queue_missing") {
+    // The completion found the queue in this server's cache, but another server deleted it:
+    // refuse as the check would have (the throw rolls everything back), and look it up next time.
+    forgetQueue(engine, QueueType.WORKFLOW, next.taskQueue);
+    throw continueAsNewQueueMissing(next.taskQueue);
+  }
   if (outcome.outcome !== "started") throw new Error(`continue-as-new of run ${old.id}: unexpected ${outcome.outcome}`);
   // Only a run that was asked to cancel can have handed a request over: skip the statement otherwise.
   if (old.cancelRequested) await inheritCancelRequest(tx, old.id, next.runId);

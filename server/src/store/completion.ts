@@ -1,6 +1,6 @@
 /**
  * The writes of a workflow task completion that are not history: the run row
- * lock, activity tasks, and the closing update of the run. All run inside the
+ * lock, activity tasks, its own inbox rows, and the closing update of the run. All run inside the
  * completion's one transaction, in the lock order described in
  * workflow-tasks.ts (run row first).
  */
@@ -130,6 +130,33 @@ export async function insertActivityTasks(
                 ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.startToCloseMs)}::bigint[],
                 ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
          as u(queue, seq, name, priority, input, options, lease_ms, start_to_close_ms, deadline_ms)`;
+}
+
+export interface NewInboxEvent {
+  kind: string;
+  /** dex.v1.HistoryEvent without sequence and time. */
+  event: Uint8Array;
+  dedupKey: string;
+}
+
+/**
+ * Inbox rows the completion writes for its own run in one multi-row insert
+ * (an activity call on a queue that does not exist fails at once: see
+ * engine/missing-queues.ts). visible_at defaults to now(), so
+ * finishWorkflowTask, later in the same transaction, sees them and gives the
+ * run its next workflow task. A row whose dedup key exists already is skipped,
+ * as insertInboxEvent does.
+ */
+export async function insertInboxEvents(tx: Queryable, runId: string, events: readonly NewInboxEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await tx`
+    insert into dex.inbox (run_id, kind, event, dedup_key)
+    select ${runId}, kind, decode(event, 'base64'), dedup_key
+    from unnest(${events.map((e) => e.kind)}::text[], ${base64Array(events.map((e) => e.event))}::text[],
+                ${events.map((e) => e.dedupKey)}::text[]) with ordinality as u(kind, event, dedup_key, ord)
+    where not exists (select 1 from dex.history_events h where h.run_id = ${runId} and h.dedup_key = u.dedup_key)
+    order by ord
+    on conflict (run_id, dedup_key) where dedup_key is not null do nothing`;
 }
 
 export interface RunEnd {

@@ -167,7 +167,8 @@ export type HistoryEvent = Message<"dex.v1.HistoryEvent"> & {
     case: "childRunStarted";
   } | {
     /**
-     * Input. The child run could not be started (instance id conflict).
+     * Input. The child run could not be started (its instance id has an open
+     * run, or its task queue does not exist).
      *
      * @generated from field: dex.v1.ChildRunStartFailedAttributes child_run_start_failed = 24;
      */
@@ -503,7 +504,8 @@ export type ActivityFailedAttributes = Message<"dex.v1.ActivityFailedAttributes"
   failure?: Failure | undefined;
 
   /**
-   * The attempt that failed last.
+   * The attempt that failed last; 0 when no attempt ran (the activity task
+   * queue did not exist: failure type TaskQueueNotFound).
    *
    * @generated from field: int32 attempt = 3;
    */
@@ -805,7 +807,8 @@ export type ChildRunStartFailedAttributes = Message<"dex.v1.ChildRunStartFailedA
   seq: number;
 
   /**
-   * Why it failed, for example an instance id that already has an open run.
+   * Why it failed: type InstanceIdConflict (the instance id has an open run)
+   * or TaskQueueNotFound (the child's workflow task queue does not exist).
    *
    * @generated from field: dex.v1.Failure failure = 2;
    */
