@@ -199,12 +199,13 @@ export async function getRunHistory(
 ): Promise<HistoryPage> {
   const run = await requireRun(engine, request.selector);
   const read = async (): Promise<HistoryPage> => {
-    // Progress first: events up to that length are certainly written (same
-    // transaction), so the reported length never trails the returned events.
-    const [progress, rows] = await Promise.all([
-      getRunProgress(engine.sql, run.id),
-      readHistory(engine.sql, run.id, request.afterSequence, request.pageSize),
-    ]);
+    // Progress strictly before the events (not in parallel: the two reads run
+    // on different connections, so the events could be read first and miss a
+    // completion the status read then sees, answering "ended, no events").
+    // Events up to the progress' length were committed with it, so the events
+    // read afterwards include them all.
+    const progress = await getRunProgress(engine.sql, run.id);
+    const rows = await readHistory(engine.sql, run.id, request.afterSequence, request.pageSize);
     const status = (progress?.status ?? run.status) as RunStatus;
     const historyLength = Math.max(progress?.historyLength ?? 0, rows.at(-1)?.sequence ?? 0);
     return { runId: run.id, events: rows.map(decodeEvent), historyLength, status };
