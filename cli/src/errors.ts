@@ -8,16 +8,58 @@ export class UsageError extends Error {
 /**
  * Turns any error into the one line the CLI prints. Server errors keep the
  * server's message (it already says what to fix); an unreachable server gets a hint.
+ * withClient attaches `address` and `tls` (whether this command connected with TLS) to the error.
  */
 export function describeError(err: unknown, address?: string): string {
   if (err instanceof UsageError) return err.message;
   if (err instanceof DexError) {
     if (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED") {
       const where = address ? ` at ${address}` : "";
-      return `cannot reach the dex server${where} (${err.message}); is it running? Start one with \`dex dev\` or pass --address`;
+      const tls = (err as { tls?: unknown }).tls === true;
+      return (
+        describeTlsFailure(err.message, where, tls) ??
+        `cannot reach the dex server${where} (${err.message}); is it running? Start one with \`dex dev\` or pass --address`
+      );
     }
     return `${err.code}: ${err.message}`;
   }
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/**
+ * A failed connection's message says why only in the words of grpc-js, Node and OpenSSL, and a
+ * failed TLS handshake otherwise reads like a server that is down. These patterns pick out the
+ * handshake failures a user can fix with a flag, and name the flag.
+ */
+function describeTlsFailure(message: string, where: string, tls: boolean): string | undefined {
+  const reason = lastError(message);
+  if (/alert (certificate required|bad certificate|unknown ca|certificate unknown)/i.test(message)) {
+    return `the dex server${where} requires a client certificate it trusts (${reason}); pass --tls-cert and --tls-key with one its client CA signed`;
+  }
+  if (/ALTNAME_INVALID|does not match certificate's altnames/i.test(message)) {
+    return `the dex server${where} presented a certificate for another name (${reason}); connect by a name the certificate carries, or pass --tls-server-name`;
+  }
+  if (/unable to verify|self[- ]signed|local issuer|certificate has expired|certificate is not yet valid|CERT_/i.test(message)) {
+    return `the dex server${where} presented a TLS certificate this client does not trust (${reason}); pass --tls-ca with the CA that signed it`;
+  }
+  if (/wrong version number|packet length too long|unknown protocol/i.test(message)) {
+    return `the dex server${where} does not speak TLS (${reason}); drop the --tls-* flags (and DEX_TLS_* variables), or start the server with --tls-cert and --tls-key`;
+  }
+  // The server dropped the connection without a word: a TLS server reading a plaintext hello does
+  // that, and so does a mutual-TLS server whose TLS 1.3 rejection of a client certificate races the close.
+  if (/Failed to connect|ECONNRESET|Connection dropped|socket disconnected|socket hang up/i.test(message)) {
+    return tls
+      ? `the dex server${where} closed the connection during the TLS handshake (${reason}); if it requires client certificates, pass --tls-cert and --tls-key signed by its client CA`
+      : `the dex server${where} closed the connection without answering (${reason}); if it serves TLS, pass --tls-ca with the CA that signed its certificate (or --tls)`;
+  }
+  return undefined;
+}
+
+/** The cause inside grpc-js's "No connection established. Last error: …", without OpenSSL's source locations. */
+function lastError(message: string): string {
+  const text = message.replace(/^.*Last error: /s, "").replace(/\.?\s*Resolution note:.*$/s, "").trim();
+  const openssl = /SSL routines:[^:]*:([^:]+)/.exec(text);
+  if (openssl) return openssl[1]!.trim();
+  return text.replace(/^Error( \[[A-Z_]+\])?: /, "").replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)$/, "");
 }

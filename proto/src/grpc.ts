@@ -67,6 +67,26 @@ function deserializer<D extends DescMessage>(schema: D) {
 }
 
 /**
+ * A request the server could not decode. grpc-js answers INTERNAL when a
+ * deserializer throws, which blames the server for a client's bytes; so the
+ * server's deserializer returns this instead and the call answers
+ * INVALID_ARGUMENT, naming the message type and what was wrong.
+ */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+function requestDeserializer<D extends DescMessage>(schema: D) {
+  return (bytes: Buffer): MessageShape<D> | UndecodableRequest => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (err) {
+      return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+    }
+  };
+}
+
+/**
  * Builds a grpc-js service definition and implementation from a generated
  * service and handlers. Handler errors are normalised with DexError.from; any
  * error that is not a DexError is reported as INTERNAL and passed to `onInternalError`.
@@ -87,7 +107,7 @@ export function grpcService<S extends GenService<GenServiceMethods>>(
       requestStream: false,
       responseStream: false,
       requestSerialize: serializer(method.input) as (value: unknown) => Buffer,
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize: requestDeserializer(method.input),
       responseSerialize: serializer(method.output) as (value: unknown) => Buffer,
       responseDeserialize: deserializer(method.output),
     };
@@ -104,7 +124,12 @@ export function grpcService<S extends GenService<GenServiceMethods>>(
         peer: call.getPeer(),
       };
       Promise.resolve()
-        .then(() => handler(call.request as never, context))
+        .then(() => {
+          if (call.request instanceof UndecodableRequest) {
+            throw new DexError("INVALID_ARGUMENT", `the request is not a valid ${method.input.typeName} message: ${call.request.reason}`);
+          }
+          return handler(call.request as never, context);
+        })
         .then(
           (response) => callback(null, create(method.output, response as never)),
           (err: unknown) => {

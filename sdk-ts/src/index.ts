@@ -20,6 +20,7 @@ export type {
   StartOptions,
 } from "./client/client.js";
 export { DEFAULT_ADDRESS } from "./client/connection.js";
+export type { Pem, TlsOptions } from "./client/connection.js";
 export type { WorkflowHandle } from "./client/handle.js";
 export type {
   PendingActivityInfo,

@@ -62,7 +62,9 @@ async function resumeWorkflow(ctx: WorkflowContext) {
 async function watchWorkflow(ctx: WorkflowContext) {
   const acts = ctx.activities<typeof heartbeatActivities>({
     startToCloseTimeout: "300ms",
-    heartbeatTimeout: "100ms",
+    // Longer than start-to-close, so a heartbeat delayed on a loaded machine cannot end the attempt
+    // first: only the start-to-close cap can, while the activity keeps heartbeating.
+    heartbeatTimeout: "5s",
     retry: { maximumAttempts: 1 },
   });
   try {

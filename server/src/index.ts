@@ -1,6 +1,10 @@
 /** @dex/server: the public entry used by the CLI and the end-to-end tests. */
 export { startServer, DEFAULT_PORT } from "./server.js";
 export type { DexServer, ServerOptions } from "./server.js";
+export { DEFAULT_LIMITS } from "./engine/limits.js";
+export type { Limits } from "./engine/limits.js";
+export { DEFAULT_MAX_MESSAGE_BYTES } from "./transport.js";
+export type { ServerTlsOptions } from "./transport.js";
 export type { Logger } from "./logger.js";
 export { createJsonLogger, silentLogger } from "./logger.js";
 export { migrate, migrationStatus, assertMigrated } from "./store/migrator.js";

@@ -14,6 +14,7 @@ import { taskQueueHandlers } from "./api/task-queue-service.js";
 import { workerHandlers } from "./api/worker-service.js";
 import { startBackgroundLoops, type BackgroundLoops } from "./background.js";
 import type { Engine } from "./engine/context.js";
+import { resolveLimits, type Limits } from "./engine/limits.js";
 import { DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
 import { ensureQueues } from "./engine/task-queues.js";
 import { TimerLoop } from "./engine/timer-loop.js";
@@ -27,6 +28,7 @@ import { openDatabase, redactUrl, type Sql } from "./store/db.js";
 import { assertMigrated } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
 import { readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
+import { createTransport, type ServerTlsOptions } from "./transport.js";
 
 export const DEFAULT_PORT = 7460;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -53,6 +55,19 @@ export interface ServerOptions {
    * endpoint. 0 picks a free port (see DexServer.metricsPort).
    */
   metricsPort?: number;
+  /** TLS, or mutual TLS with `clientCaFile`, on the gRPC port (see ServerTlsOptions). Default: none, plaintext. */
+  tls?: ServerTlsOptions;
+  /**
+   * Largest request message accepted, in bytes; a larger one is refused with RESOURCE_EXHAUSTED.
+   * Default 16 MiB (DEFAULT_MAX_MESSAGE_BYTES); from 1024 to 2^31-1.
+   */
+  maxMessageBytes?: number;
+  /**
+   * What one request may carry and how long a run's history may grow; unset fields keep their
+   * defaults: maxPayloadBytes 2 MiB per payload, maxHistoryEvents 50 000 per run (see engine/limits.ts
+   * and docs/worker-protocol.md, "Limits").
+   */
+  limits?: Partial<Limits>;
 }
 
 export interface DexServer {
@@ -74,6 +89,8 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export async function startServer(options: ServerOptions): Promise<DexServer> {
   const logger = options.logger ?? createJsonLogger("info");
   const host = options.host ?? DEFAULT_HOST;
+  // First: an unreadable certificate fails the start before any pool opens.
+  const transport = createTransport(options);
   const sql = openDatabase({ url: options.databaseUrl, applicationName: "dex-server" });
   // drizzle installs its own type parsers on the client it is given (timestamps
   // as strings), which would change what the hand-written SQL reads; so the
@@ -119,6 +136,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       origin,
       maxPollWaitMs: options.maxPollWaitMs ?? 20_000,
       workflowTaskRetry: options.workflowTaskRetry ?? DEFAULT_WORKFLOW_TASK_RETRY,
+      limits: resolveLimits(options.limits),
       knownQueues: new Set(),
       observer: combineObservers(pollTracker, metrics),
       recentPolls: pollTracker,
@@ -147,7 +165,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     const shutdown = new AbortController();
     // Every call in flight listens on this signal; there may be thousands.
     setMaxListeners(0, shutdown.signal);
-    const server = new grpc.Server();
+    const server = new grpc.Server(transport.serverOptions);
     const onInternalError = (err: unknown, method: string) => logger.error("internal error", { method, err });
     const onUnavailable = (method: string, err: unknown) => logger.warn("database unavailable", { method, err });
     const onInternal = (method: string, err: unknown, errorId: string) =>
@@ -167,9 +185,9 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       logger.info("dex metrics listening", { url: `http://${endpoint.address}/metrics` });
     }
     const metricsEndpoint = endpoint;
-    const port = await bind(server, host, options.port ?? DEFAULT_PORT);
+    const port = await bind(server, host, options.port ?? DEFAULT_PORT, transport.credentials);
     const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-    logger.info("dex server listening", { address, database: redactUrl(options.databaseUrl) });
+    logger.info("dex server listening", { address, transport: transport.security, database: redactUrl(options.databaseUrl) });
 
     let closing: Promise<void> | undefined;
     const close = () =>
@@ -217,9 +235,9 @@ async function checkDatabase(sql: Sql, url: string): Promise<void> {
   await assertMigrated(sql);
 }
 
-function bind(server: grpc.Server, host: string, port: number): Promise<number> {
+function bind(server: grpc.Server, host: string, port: number, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials, (err, bound) => {
       if (err) reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
       else resolve(bound);
     });

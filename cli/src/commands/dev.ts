@@ -8,18 +8,23 @@ import { DEFAULT_PORT, migrate, openDatabase, startEmbeddedPostgres, startServer
 import { UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
 import { runUntilSignal } from "../signals.js";
+import { serverTls, transportNote, withServerTlsFlags, type ServerTlsFlags } from "../tls.js";
+import { MAX_MESSAGE_BYTES_HELP, maxMessageBytes } from "./server.js";
 
 const DEV_DATABASE = "dex";
 
 export function registerDevCommand(program: Command): void {
-  program
+  const command = program
     .command("dev")
     .description("run dex for development: an embedded Postgres, migrations, default queues, and the server")
     .option("--port <port>", `gRPC port (default ${DEFAULT_PORT}; 0 picks a free one)`)
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--data-dir <dir>", "keep Postgres data here across restarts (default: a temporary directory, deleted on exit)")
     .option("--metrics-port <port>", "Prometheus metrics port, or \"off\" (default: a free port, printed at start)")
-    .action(async (flags: { port?: string; host: string; dataDir?: string; metricsPort?: string }) => {
+    .option("--max-message-bytes <n>", MAX_MESSAGE_BYTES_HELP);
+  // Plaintext unless asked: local development and the tests need no certificates.
+  withServerTlsFlags(command).action(
+    async (flags: ServerTlsFlags & { port?: string; host: string; dataDir?: string; metricsPort?: string; maxMessageBytes?: string }) => {
       const port = flags.port === undefined ? DEFAULT_PORT : parseIntFlag("--port", flags.port, 0, 65535);
       // On by default in dev, on a free port: a fixed default would collide with a second `dex dev`.
       if (flags.metricsPort !== undefined && flags.metricsPort !== "off" && !/^\d+$/.test(flags.metricsPort)) {
@@ -27,6 +32,9 @@ export function registerDevCommand(program: Command): void {
       }
       const metricsPort =
         flags.metricsPort === "off" ? undefined : parseIntFlag("--metrics-port", flags.metricsPort ?? "0", 0, 65535);
+      // Before Postgres starts: a bad certificate file is a usage error with nothing to stop.
+      const tls = serverTls(flags);
+      const maxBytes = maxMessageBytes(flags.maxMessageBytes);
       const persistent = flags.dataDir !== undefined;
       const dataDir = persistent
         ? resolve(flags.dataDir!)
@@ -53,6 +61,8 @@ export function registerDevCommand(program: Command): void {
           host: flags.host,
           port,
           metricsPort,
+          tls,
+          maxMessageBytes: maxBytes,
           ensureQueues: [
             { type: "workflow", name: "default" },
             { type: "activity", name: "default" },
@@ -60,7 +70,7 @@ export function registerDevCommand(program: Command): void {
         });
         process.stdout.write(
           [
-            `dex dev server listening on ${server.address}`,
+            `dex dev server listening on ${server.address}${transportNote(tls)}`,
             `database: ${databaseUrl}`,
             `data directory: ${dataDir}${persistent ? "" : " (temporary, deleted on exit; pass --data-dir to keep it)"}`,
             `queues: default (workflow), default (activity)`,
@@ -74,7 +84,8 @@ export function registerDevCommand(program: Command): void {
         throw err;
       }
       await runUntilSignal(stopAll);
-    });
+    },
+  );
 }
 
 async function createDatabaseIfMissing(adminUrl: string, name: string): Promise<void> {

@@ -14,7 +14,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RunStatusName } from "../common/errors.js";
 import { encodePayload } from "../common/payload.js";
 import type { Workflow, WorkflowInput, WorkflowOutput } from "../workflow/types.js";
-import { connect, DEFAULT_ADDRESS } from "./connection.js";
+import { connect, DEFAULT_ADDRESS, type TlsOptions } from "./connection.js";
 import { statusFromName, toRunSummary, type RunSummary } from "./convert.js";
 import { createHandle, type WorkflowHandle } from "./handle.js";
 import { withRetry } from "./retry.js";
@@ -22,6 +22,8 @@ import { withRetry } from "./retry.js";
 export interface ClientOptions {
   /** host:port of the dex server. Default "127.0.0.1:7460" (DEFAULT_ADDRESS). */
   address?: string;
+  /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
+  tls?: TlsOptions;
 }
 
 export interface StartOptions<I = unknown> {
@@ -113,7 +115,7 @@ export interface Client {
 }
 
 export function createClient(options: ClientOptions = {}): Client {
-  const connection = connect(options.address ?? DEFAULT_ADDRESS);
+  const connection = connect(options.address ?? DEFAULT_ADDRESS, options.tls);
   return {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },
 

@@ -5,6 +5,30 @@ import { ClientService, TaskQueueService, WorkerService, createServiceClient, ty
 /** The address `dex dev` and `dex server` listen on by default. */
 export const DEFAULT_ADDRESS = "127.0.0.1:7460";
 
+/** PEM text, as a string or the bytes of a .pem file. */
+export type Pem = string | Buffer;
+
+/**
+ * TLS towards the dex server (the `tls` option of createClient, createWorkflowWorker and
+ * createActivityWorker). Without the option the connection is plaintext, which is what `dex dev`
+ * serves; `tls: {}` is TLS verified against the system's root certificates.
+ */
+export interface TlsOptions {
+  /** CA certificate(s) the server's certificate must chain to. Default: the system's root certificates. */
+  ca?: Pem;
+  /** This client's certificate (chain), for a server that requires client certificates (mutual TLS). Default: none. Needs `key`. */
+  cert?: Pem;
+  /** The private key of `cert`. Default: none. Needs `cert`. */
+  key?: Pem;
+  /**
+   * The name the server's certificate must carry (and the SNI sent), when it differs from the host
+   * in `address`, e.g. when connecting by IP to a certificate issued for a DNS name. Default: the host
+   * part of `address`. (Connecting by IP address, Node prints a DEP0123 warning once per process:
+   * grpc-js sends the IP as the TLS server name. The certificate is still checked against the IP.)
+   */
+  serverName?: string;
+}
+
 export interface Connection {
   readonly address: string;
   readonly client: ServiceClient<typeof ClientService>;
@@ -13,8 +37,8 @@ export interface Connection {
   close(): void;
 }
 
-export function connect(address: string = DEFAULT_ADDRESS): Connection {
-  const channel = new grpc.Client(address, grpc.credentials.createInsecure(), {
+export function connect(address: string = DEFAULT_ADDRESS, tls?: TlsOptions): Connection {
+  const channel = new grpc.Client(address, channelCredentials(tls), {
     // Histories can be large; the server pages them, but a page of big payloads can exceed 4 MB.
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
@@ -23,6 +47,7 @@ export function connect(address: string = DEFAULT_ADDRESS): Connection {
     // Reconnect quickly after an outage; the worker adds its own back-off on top.
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 5_000,
+    ...(tls?.serverName ? { "grpc.ssl_target_name_override": tls.serverName } : {}),
   });
   return {
     address,
@@ -31,4 +56,26 @@ export function connect(address: string = DEFAULT_ADDRESS): Connection {
     queues: createServiceClient(TaskQueueService, channel),
     close: () => channel.close(),
   };
+}
+
+function channelCredentials(tls: TlsOptions | undefined): grpc.ChannelCredentials {
+  if (tls === undefined) return grpc.credentials.createInsecure();
+  if (typeof tls !== "object" || tls === null) throw new TypeError("tls must be an object ({ ca?, cert?, key?, serverName? })");
+  // grpc-js would say "Private key must be given with accompanying certificate chain"; name our options instead.
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new TypeError("tls: cert and key go together (a client certificate needs its private key), got only " + (tls.cert === undefined ? "key" : "cert"));
+  }
+  try {
+    return grpc.credentials.createSsl(pemBuffer(tls.ca), pemBuffer(tls.key), pemBuffer(tls.cert));
+  } catch (err) {
+    // OpenSSL's message ("PEM routines::no start line", "key values mismatch") says what; we say which option.
+    throw new TypeError(`tls: the ca, cert or key is not usable: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function pemBuffer(pem: Pem | undefined): Buffer | null {
+  if (pem === undefined) return null;
+  if (typeof pem === "string") return Buffer.from(pem);
+  if (Buffer.isBuffer(pem)) return pem;
+  throw new TypeError("tls: ca, cert and key must be PEM strings or Buffers");
 }

@@ -7,7 +7,7 @@ import { errorToFailure } from "../common/failure.js";
 import { parseDuration, type Duration } from "../common/duration.js";
 import { createConsoleLogger, type Logger } from "../common/logger.js";
 import { decodePayload, encodePayload, PayloadError } from "../common/payload.js";
-import { connect, DEFAULT_ADDRESS, type Connection } from "../client/connection.js";
+import { connect, DEFAULT_ADDRESS, type Connection, type TlsOptions } from "../client/connection.js";
 import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
 import { ActivityAttempt, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
@@ -17,6 +17,8 @@ import { positive } from "./workflow-worker.js";
 export interface ActivityWorkerOptions {
   /** host:port of the dex server. Default "127.0.0.1:7460". */
   address?: string;
+  /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
+  tls?: TlsOptions;
   /** The activity task queue to poll. Required. */
   taskQueue: string;
   /** Activities by registered name (the name workflows call them by). */
@@ -51,7 +53,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
     autoHeartbeatMs: autoHeartbeatMs(typeof auto === "object" ? { interval: parseDuration(auto.interval) } : auto),
   };
   const address = options.address ?? DEFAULT_ADDRESS;
-  const connection = connect(address);
+  const connection = connect(address, options.tls);
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const activities = { ...options.activities };

@@ -1,7 +1,7 @@
 /** The workflow worker: polls one workflow queue and advances runs by replaying workflow code. */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createConsoleLogger, type Logger } from "../common/logger.js";
-import { connect, DEFAULT_ADDRESS } from "../client/connection.js";
+import { connect, DEFAULT_ADDRESS, type TlsOptions } from "../client/connection.js";
 import type { Workflow } from "../workflow/types.js";
 import { installDeterminismGuard } from "./determinism-guard.js";
 import { RunCache } from "./run-cache.js";
@@ -11,6 +11,8 @@ import { processWorkflowTask } from "./workflow-task.js";
 export interface WorkflowWorkerOptions {
   /** host:port of the dex server. Default "127.0.0.1:7460". */
   address?: string;
+  /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
+  tls?: TlsOptions;
   /** The workflow task queue to poll. Required. */
   taskQueue: string;
   /** Workflows by registered name; register with shorthand (`{ orderWorkflow }`) so `client.start(orderWorkflow)` finds it. */
@@ -35,7 +37,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   const maxConcurrent = positive(options.maxConcurrentTasks ?? 10, "maxConcurrentTasks");
   installDeterminismGuard();
   const address = options.address ?? DEFAULT_ADDRESS;
-  const connection = connect(address);
+  const connection = connect(address, options.tls);
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);

@@ -10,7 +10,8 @@ import {
 import type { Engine } from "../engine/context.js";
 import { decodeFailure, decodePayload } from "../engine/events.js";
 import { DEFAULT_PRIORITY, DEFAULT_QUEUE } from "../engine/model.js";
-import { cancelRun, MAX_REASON_LENGTH, sendEvent, sendEventWithStart, terminateRun } from "../engine/lifecycle.js";
+import { cancelRun, sendEvent, sendEventWithStart, terminateRun } from "../engine/lifecycle.js";
+import { MAX_REASON_LENGTH, type Limits } from "../engine/limits.js";
 import {
   activityRunning,
   describeRun,
@@ -26,6 +27,8 @@ import {
   invalid,
   labelsField,
   optionalString,
+  optionalText,
+  payloadField,
   queueName,
   requireString,
   timestampField,
@@ -36,10 +39,13 @@ import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
 import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
 
+/** history_events.sequence is an integer column. */
+const MAX_SEQUENCE = 2n ** 31n - 1n;
+
 export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientService> {
   return {
     async startWorkflow(req) {
-      const request = startRequest(req, "");
+      const request = startRequest(req, "", engine.limits);
       const started = await startWorkflow(engine, request);
       // Counted here, after the commit (children and continue-as-new count in their completion's effects).
       if (started.started) engine.observer.runStarted(request.taskQueue);
@@ -50,17 +56,17 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       return sendEvent(engine, {
         selector: runSelector("run", req.run),
         eventId: requireString("event_id", req.eventId),
-        payload: req.payload,
+        payload: payloadField("payload", req.payload, engine.limits),
       });
     },
 
     async sendEventWithStart(req) {
       if (!req.start) throw invalid("start is required: the run to start when the instance id has no open run");
-      const request = startRequest(req.start, "start.");
+      const request = startRequest(req.start, "start.", engine.limits);
       const sent = await sendEventWithStart(engine, {
         ...request,
         eventId: requireString("event_id", req.eventId),
-        payload: req.payload,
+        payload: payloadField("payload", req.payload, engine.limits),
       });
       if (sent.started) engine.observer.runStarted(request.taskQueue);
       return sent;
@@ -69,14 +75,14 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
     async cancelRun(req) {
       return cancelRun(engine, {
         selector: runSelector("run", req.run),
-        reason: optionalString("reason", req.reason, MAX_REASON_LENGTH),
+        reason: optionalText("reason", req.reason, MAX_REASON_LENGTH),
       });
     },
 
     async terminateRun(req) {
       return terminateRun(engine, {
         selector: runSelector("run", req.run),
-        reason: optionalString("reason", req.reason, MAX_REASON_LENGTH),
+        reason: optionalText("reason", req.reason, MAX_REASON_LENGTH),
       });
     },
 
@@ -105,12 +111,14 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
 
     async getRunHistory(req, context) {
       if (req.afterSequence < 0n) throw invalid(`after_sequence must not be negative, got ${req.afterSequence}`);
+      // Sequences are 32-bit in the database: nothing follows the largest, so a larger value reads as it.
+      const afterSequence = Number(req.afterSequence > MAX_SEQUENCE ? MAX_SEQUENCE : req.afterSequence);
       const pageSize = req.pageSize === 0 ? 1000 : intInRange("page_size", req.pageSize, 0, 10_000);
       const page = await getRunHistory(
         engine,
         {
           selector: runSelector("run", req.run),
-          afterSequence: Number(req.afterSequence),
+          afterSequence,
           pageSize,
           waitUntil: req.waitNewEvents ? waitDeadline(DEFAULT_POLL_WAIT_MS, context, engine.maxPollWaitMs) : undefined,
         },
@@ -172,7 +180,7 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
 }
 
 /** StartWorkflow's fields, validated; `prefix` names them inside a larger request ("start."). */
-function startRequest(req: StartWorkflowRequest, prefix: string): StartRequest {
+function startRequest(req: StartWorkflowRequest, prefix: string, limits: Limits): StartRequest {
   const conflictPolicy = conflictPolicyFromProto(req.conflictPolicy);
   if (conflictPolicy === null) throw invalid(`${prefix}conflict_policy has an unknown value ${req.conflictPolicy}`);
   const reusePolicy = reusePolicyFromProto(req.reusePolicy);
@@ -182,7 +190,7 @@ function startRequest(req: StartWorkflowRequest, prefix: string): StartRequest {
     workflowName: requireString(`${prefix}workflow_name`, req.workflowName),
     instanceId: requireString(`${prefix}instance_id`, req.instanceId),
     taskQueue: queueName(`${prefix}task_queue`, req.taskQueue, DEFAULT_QUEUE),
-    input: req.input,
+    input: payloadField(`${prefix}input`, req.input, limits),
     labels: labelsField(`${prefix}labels`, req.labels),
     priority: req.priority === undefined ? DEFAULT_PRIORITY : intInRange(`${prefix}priority`, req.priority, 0, 100),
     requestId: optionalString(`${prefix}request_id`, req.requestId),

@@ -14,6 +14,7 @@ import { DexError } from "@dex/proto";
 import { QUEUE_NAME_PATTERN, type ActivityTaskRef, type WorkflowTaskRef } from "../engine/model.js";
 
 const VERSION = 1;
+const MAX_INT32 = 2 ** 31 - 1;
 const KIND = { workflow: 1, activity: 2 } as const;
 
 function uuidToBytes(uuid: string): Buffer {
@@ -71,6 +72,10 @@ function decode(token: Uint8Array, kind: number): { ref: WorkflowTaskRef; seq: n
   if (buf.length !== at + queueLength) throw invalid("wrong length");
   const queue = buf.subarray(at).toString("ascii");
   if (!QUEUE_NAME_PATTERN.test(queue)) throw invalid("bad queue name");
+  // The columns are 32-bit signed integers: the server never issues larger values, and
+  // passing one to a statement would fail there (INTERNAL) instead of here.
+  if (lockVersion > MAX_INT32) throw invalid("lock version out of range");
+  if (seq !== undefined && (seq === 0 || seq > MAX_INT32)) throw invalid("seq out of range");
   return { ref: { queue, runId, leaseId, lockVersion }, seq };
 }
 

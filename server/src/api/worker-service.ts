@@ -14,7 +14,17 @@ import type { Engine } from "../engine/context.js";
 import { decodePayload } from "../engine/events.js";
 import { QueueType } from "../engine/model.js";
 import { requireQueue, taskLeaseEnded } from "../engine/task-queues.js";
-import { durationField, enumField, intInRange, invalid, queueName, requireString } from "../engine/validation.js";
+import type { Limits } from "../engine/limits.js";
+import {
+  durationField,
+  enumField,
+  failureField,
+  intInRange,
+  invalid,
+  payloadField,
+  queueName,
+  requireString,
+} from "../engine/validation.js";
 import { completeWorkflowTask } from "../engine/completion.js";
 import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
 import { pollDeadline } from "./common.js";
@@ -22,9 +32,9 @@ import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskTok
 
 const KNOWN_CAUSES = Object.values(WorkflowTaskFailedCause).filter((v): v is number => typeof v === "number");
 
-function requireFailure(failure: Failure | undefined): Failure {
+function requireFailure(failure: Failure | undefined, limits: Limits): Failure {
   if (!failure) throw invalid("failure is required: say what went wrong (at least failure.message)");
-  return failure;
+  return failureField("failure", failure, limits)!;
 }
 
 export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerService> {
@@ -61,7 +71,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
 
     async failWorkflowTask(req) {
       const ref = decodeWorkflowTaskToken(req.taskToken);
-      const failure = requireFailure(req.failure);
+      const failure = requireFailure(req.failure, engine.limits);
       const cause = enumField("cause", req.cause, KNOWN_CAUSES);
       const { nextAttemptAt } = await failWorkflowTask(engine, ref, failure, cause);
       taskLeaseEnded(engine, QueueType.WORKFLOW, ref.queue);
@@ -80,14 +90,14 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
 
     async completeActivityTask(req) {
       const ref = decodeActivityTaskToken(req.taskToken);
-      await completeActivityTask(engine, ref, req.result);
+      await completeActivityTask(engine, ref, payloadField("result", req.result, engine.limits));
       taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
       return {};
     },
 
     async failActivityTask(req) {
       const ref = decodeActivityTaskToken(req.taskToken);
-      const failure = requireFailure(req.failure);
+      const failure = requireFailure(req.failure, engine.limits);
       const delayMs = durationField("next_retry_delay", req.nextRetryDelay, { allowZero: true });
       const outcome = await failActivityTask(engine, ref, failure, delayMs);
       taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
@@ -98,7 +108,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
 
     async heartbeatActivityTask(req) {
       const ref = decodeActivityTaskToken(req.taskToken);
-      const result = await heartbeatActivityTask(engine, ref, req.details);
+      const result = await heartbeatActivityTask(engine, ref, payloadField("details", req.details, engine.limits));
       return { cancelRequested: result.cancelRequested, leaseDeadline: timestampFromDate(result.leaseDeadline) };
     },
   };

@@ -8,7 +8,8 @@ import { ActivityScheduledAttributesSchema, type ActivityScheduledAttributes, ty
 import { encodePayload } from "./events.js";
 import { DEFAULT_START_TO_CLOSE_MS } from "./model.js";
 import { resolveRetryPolicy } from "./retry.js";
-import { durationField, intInRange, invalid, queueName, requireString } from "./validation.js";
+import type { Limits } from "./limits.js";
+import { durationField, intInRange, invalid, payloadField, queueName, requireString } from "./validation.js";
 
 export interface PlannedActivity {
   queue: string;
@@ -27,10 +28,11 @@ export interface PlannedActivity {
 export function planActivity(
   field: string,
   command: Extract<Command["command"], { case: "scheduleActivity" }>["value"],
-  run: { taskQueue: string; priority: number },
+  run: { taskQueue: string; priority: number; limits: Limits },
 ): { task: PlannedActivity; attributes: ActivityScheduledAttributes } {
   const activityName = requireString(`${field}.activity_name`, command.activityName);
   const queue = queueName(`${field}.task_queue`, command.taskQueue, run.taskQueue);
+  payloadField(`${field}.input`, command.input, run.limits);
   const policy = command.retryPolicy;
   if (policy) {
     durationField(`${field}.retry_policy.initial_interval`, policy.initialInterval);

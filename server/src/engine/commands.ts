@@ -11,14 +11,18 @@ import { FailureKind, FailureSchema, ParentClosePolicy, type Command, type Paylo
 import { uuidv7 } from "uuidv7";
 import { planActivity, type PlannedActivity } from "./command-activity.js";
 import { encodeEvent, encodeFailure, encodePayload, type EncodedEvent, type EventInit } from "./events.js";
+import { MAX_CUSTOM_STATUS_LENGTH, MAX_LABELS, type Limits } from "./limits.js";
 import { MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
 import {
   durationField,
   enumField,
+  failureField,
   intInRange,
   invalid,
   labelsField,
   optionalString,
+  optionalText,
+  payloadField,
   queueName,
   requireString,
   timestampField,
@@ -86,6 +90,14 @@ export interface PlanContext {
   labels: Record<string, string>;
   /** The task's workflow clock: timers fire at task time + duration. */
   taskTime: Date;
+  limits: Limits;
+}
+
+/** Seqs are stored in integer columns (timers, activity tasks, children's parent_seq). */
+const MAX_SEQ = 2 ** 31 - 1;
+
+function checkSeq(field: string, seq: number): void {
+  if (!Number.isInteger(seq) || seq <= 0 || seq > MAX_SEQ) throw invalid(`${field}.seq must be from 1 to ${MAX_SEQ}, got ${seq}`);
 }
 
 /** Validates the commands of one completion and turns them into writes. */
@@ -107,7 +119,7 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
   // Seqs created in this task, by the event kind that created them.
   const created = new Map<number, string>();
   const claimSeq = (field: string, seq: number, attributes: EventInit) => {
-    if (!Number.isInteger(seq) || seq <= 0) throw invalid(`${field}.seq must be greater than 0`);
+    checkSeq(field, seq);
     if (created.has(seq)) throw invalid(`${field}.seq ${seq} is used by an earlier command of this task; each seq is unique within a run`);
     const event = encodeEvent(attributes, { dedupKey: `seq:${seq}` });
     created.set(seq, event.kind);
@@ -115,7 +127,7 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
     plan.events.push(event);
   };
   const refer = (field: string, seq: number, kind: string, what: string) => {
-    if (!Number.isInteger(seq) || seq <= 0) throw invalid(`${field}.seq must be greater than 0`);
+    checkSeq(field, seq);
     const local = created.get(seq);
     if (local === undefined) plan.references.push({ field, seq, kind });
     else if (local !== kind) throw invalid(`${field}.seq ${seq} is not ${what} (it is ${local} in this task)`);
@@ -195,28 +207,37 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         plan.events.push(encodeEvent({ case: "childRunCancelRequested", value: { seq: value.seq } }));
         break;
       case "recordSideEffect":
+        payloadField(`${field}.record_side_effect.value`, value.value, run.limits);
         claimSeq(`${field}.record_side_effect`, value.seq, { case: "sideEffectRecorded", value: { seq: value.seq, value: value.value } });
         break;
       case "setCustomStatus":
-        optionalString(`${field}.set_custom_status.custom_status`, value.customStatus);
+        optionalText(`${field}.set_custom_status.custom_status`, value.customStatus, MAX_CUSTOM_STATUS_LENGTH);
         plan.customStatus = value.customStatus === "" ? null : value.customStatus;
         plan.events.push(encodeEvent({ case: "customStatusSet", value: { customStatus: value.customStatus } }));
         break;
-      case "upsertLabels":
-        plan.labels = { ...plan.labels, ...labelsField(`${field}.upsert_labels.labels`, value.labels) };
+      case "upsertLabels": {
+        const f = `${field}.upsert_labels.labels`;
+        plan.labels = { ...plan.labels, ...labelsField(f, value.labels) };
+        const count = Object.keys({ ...run.labels, ...plan.labels }).length;
+        if (count > MAX_LABELS) throw invalid(`${f} would give the run ${count} labels, at most ${MAX_LABELS}`);
         plan.events.push(encodeEvent({ case: "labelsUpserted", value: { labels: value.labels } }));
         break;
+      }
       case "completeRun":
+        payloadField(`${field}.complete_run.result`, value.result, run.limits);
         plan.end = { status: RunStatus.COMPLETED, result: encodePayload(value.result), failure: null };
         plan.events.push(encodeEvent({ case: "runCompleted", value: { result: value.result } }));
         break;
       case "failRun": {
-        const failure = value.failure ?? create(FailureSchema, { message: "workflow failed without a failure" });
+        const failure =
+          failureField(`${field}.fail_run.failure`, value.failure, run.limits) ??
+          create(FailureSchema, { message: "workflow failed without a failure" });
         plan.end = { status: RunStatus.FAILED, result: null, failure: encodeFailure(failure) };
         plan.events.push(encodeEvent({ case: "runFailed", value: { failure } }));
         break;
       }
       case "cancelRun": {
+        payloadField(`${field}.cancel_run.details`, value.details, run.limits);
         const failure = create(FailureSchema, {
           message: "run cancelled",
           type: "CancelledError",
@@ -231,6 +252,7 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         const f = `${field}.continue_as_new`;
         const workflowName = optionalString(`${f}.workflow_name`, value.workflowName) || run.workflowName;
         const taskQueue = queueName(`${f}.task_queue`, value.taskQueue, run.taskQueue);
+        payloadField(`${f}.input`, value.input, run.limits);
         const runId = uuidv7();
         plan.continueAsNew = { runId, input: value.input, workflowName, taskQueue };
         plan.end = { status: RunStatus.CONTINUED_AS_NEW, result: null, failure: null, continuedAsRunId: runId };
@@ -274,7 +296,7 @@ function planChild(
     workflowName: requireString(`${field}.workflow_name`, command.workflowName),
     instanceId: requireString(`${field}.instance_id`, command.instanceId),
     taskQueue: queueName(`${field}.task_queue`, command.taskQueue, run.taskQueue),
-    input: command.input,
+    input: payloadField(`${field}.input`, command.input, run.limits),
     // A proto map cannot be unset: an empty map means "the parent's labels".
     labels: Object.keys(labels).length > 0 ? labels : { ...run.labels },
     priority: command.priority === undefined ? run.priority : intInRange(`${field}.priority`, command.priority, 0, 100),

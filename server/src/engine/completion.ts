@@ -4,7 +4,8 @@
  * Order of statements, and why:
  * 1. locks: the parent's run row first when this completion ends a child run
  *    (ancestor before descendant), then the run row and the fenced task row;
- * 2. the plan (pure validation), then the checks that need the database
+ * 2. the plan (pure validation, payload sizes included), the history limit
+ *    (historyLimitReached), then the checks that need the database
  *    (seqs unused by earlier tasks, continue-as-new's queue exists): an
  *    invalid completion throws and the rollback leaves everything as it was,
  *    the task included. An activity call on a queue that does not exist is
@@ -105,6 +106,24 @@ async function abortForUnseenInputs(engine: Engine, ref: WorkflowTaskRef): Promi
   );
 }
 
+/**
+ * The history limit (limits.maxHistoryEvents) refuses a completion that
+ * would grow the history past it, unless the completion ends the run: a run
+ * at the limit can always complete, fail, cancel or continue as new, and
+ * continue-as-new is the way on (a new run, an empty history). Everything
+ * rolls back (nothing is written); the worker fails the task, so DescribeRun
+ * shows this message on the pending workflow task while it is retried.
+ */
+function historyLimitReached(runId: string, length: number, wouldBe: number, max: number): DexError {
+  return new DexError(
+    "FAILED_PRECONDITION",
+    `run ${runId} has ${length} history events and this workflow task would take it to ${wouldBe}, past the limit of ` +
+      `${max} events per run; nothing was written. Use continue-as-new (ctx.continueAsNew in the TypeScript SDK) ` +
+      `to carry the workflow's state into a new run with an empty history; completing, failing or cancelling ` +
+      `the run is still accepted`,
+  );
+}
+
 async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: Command[]): Promise<{ historyLength: number }> {
   let unscheduled: PlannedActivity[] = [];
   const done = await inTransaction(engine, async (tx, effects) => {
@@ -122,7 +141,12 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
       priority: run.priority,
       labels: run.labels,
       taskTime: task.taskTime,
+      limits: engine.limits,
     });
+    const historyLength = run.historyLength + task.inboxIds.length + 1 + plan.events.length;
+    if (!plan.end && historyLength > engine.limits.maxHistoryEvents) {
+      throw historyLimitReached(run.id, run.historyLength, historyLength, engine.limits.maxHistoryEvents);
+    }
     const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan);
     if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (await hasUnseenInputs(tx, run.id, task.inboxIds))) {
       throw new UnseenInputs();
@@ -133,7 +157,6 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
       { time: task.taskTime },
     );
     const events = [marker, ...plan.events];
-    const historyLength = run.historyLength + task.inboxIds.length + events.length;
     const next = plan.continueAsNew;
     const activities = plan.activities.filter((a) => !missingQueues.has(a.queue));
     // An ending run drops its inbox (finishWorkflowTask): the outcomes would go with it.

@@ -4,6 +4,7 @@ import type { EngineObserver } from "../metrics/observer.js";
 import type { RecentPolls } from "../metrics/poll-tracker.js";
 import type { Sql } from "../store/db.js";
 import type { Drizzle } from "../store/runs.js";
+import type { Limits } from "./limits.js";
 import type { WorkflowTaskRetry } from "./model.js";
 import type { Wakeups } from "./wakeups.js";
 
@@ -16,6 +17,8 @@ export interface Engine {
   readonly origin: string;
   readonly maxPollWaitMs: number;
   readonly workflowTaskRetry: WorkflowTaskRetry;
+  /** What a request may carry and how long a history may grow (engine/limits.ts). */
+  readonly limits: Limits;
   /**
    * Queues seen to exist. Deleting a queue on another server leaves an entry
    * here, so it only saves a lookup: every use of a queue is checked again by

@@ -34,8 +34,6 @@ export const WORKFLOW_TASK_LEASE_MS = 10_000;
 export const DEFAULT_START_TO_CLOSE_MS = 5 * 60_000;
 /** Upper bound for any duration a caller may set (timeouts, intervals): about ten years. */
 export const MAX_DURATION_MS = 10 * 365 * 24 * 3600_000;
-/** Longest string accepted for names and ids. */
-export const MAX_NAME_LENGTH = 255;
 /** Inline the history in a workflow task only below this size; larger histories are paged by the worker. */
 export const MAX_INLINE_HISTORY_BYTES = 2 * 1024 * 1024;
 /** Commands accepted in one workflow task completion. */

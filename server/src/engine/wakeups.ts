@@ -10,6 +10,14 @@
  * cover anything lost in between.
  */
 
+/**
+ * setTimeout's longest delay (about 24.8 days). A longer one fires after 1 ms,
+ * so a retry ten years away (FailActivityTask's next_retry_delay may ask for
+ * one) re-armed its timer every millisecond. Capped, the timer fires early,
+ * finds nothing due and re-arms once more.
+ */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 export interface Subscription {
   /** Resolves when woken, closed, or the subscription is cancelled. */
   readonly woken: Promise<void>;
@@ -153,7 +161,7 @@ export class Wakeups {
       }
       if (count > 0) this.queues.wake(key, count);
       this.arm(key, entry);
-    }, Math.max(0, next - Date.now()) + 5);
+    }, Math.min(MAX_TIMEOUT_MS, Math.max(0, next - Date.now()) + 5));
     entry.timer.unref();
   }
 
