@@ -264,7 +264,9 @@ export interface QueueLoad {
  * oldest available task per queue. Counts scan the task tables: an admin
  * read, not a hot path. A task whose lease ran out counts as waiting, as it
  * does for capacity (dex.claim_limit): a workflow task is claimable again at
- * once; an activity attempt waits for the lease reaper to retry it.
+ * once; an activity attempt waits for the lease reaper to retry it. "Leased"
+ * is the claim's own test (dex.claim_limit, migration 0003) and the metrics'
+ * (store/queue-stats.ts): keep the three the same.
  */
 export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
   const rows = await sql<
@@ -277,10 +279,10 @@ export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
            now() as now
     from (
       select 'workflow' as type, queue_name as queue, visible_at,
-             (leased_until is not null and leased_until > now()) as leased
+             (leased_until is not null and visible_at > now()) as leased
       from dex.workflow_tasks
       union all
-      select 'activity', queue_name, visible_at, (leased_until is not null and leased_until > now())
+      select 'activity', queue_name, visible_at, (leased_until is not null and visible_at > now())
       from dex.activity_tasks
     ) t
     group by type, queue`;
@@ -303,7 +305,7 @@ export async function queueLoad(sql: Queryable, type: QueueType, name: string): 
             min(visible_at) filter (where not leased and visible_at <= now()) as oldest,
             now() as now
      from (
-       select visible_at, (leased_until is not null and leased_until > now()) as leased
+       select visible_at, (leased_until is not null and visible_at > now()) as leased
        from ${table} where queue_name = $1
      ) t`,
     [name],
