@@ -235,12 +235,12 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
  */
 async function checkAgainstDatabase(engine: Engine, tx: TransactionSql, runId: string, plan: CommandPlan): Promise<Set<string>> {
   await checkSeqs(tx, runId, plan);
-  if (plan.continueAsNew && !(await queueExists(engine, QueueType.WORKFLOW, plan.continueAsNew.taskQueue))) {
+  if (plan.continueAsNew && !(await queueExists(engine, QueueType.WORKFLOW, plan.continueAsNew.taskQueue, tx))) {
     throw continueAsNewQueueMissing(plan.continueAsNew.taskQueue);
   }
   const missing = new Set<string>();
   for (const queue of new Set(plan.activities.map((a) => a.queue))) {
-    if (!(await queueExists(engine, QueueType.ACTIVITY, queue))) missing.add(queue);
+    if (!(await queueExists(engine, QueueType.ACTIVITY, queue, tx))) missing.add(queue);
   }
   return missing;
 }

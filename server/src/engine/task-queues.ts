@@ -20,6 +20,7 @@ import {
   type QueueLoad,
   type TaskQueueRecord,
 } from "../store/task-queues.js";
+import type { Queryable } from "../store/db.js";
 import type { Engine } from "./context.js";
 import { QueueType } from "./model.js";
 
@@ -57,9 +58,15 @@ function withLoad(queue: TaskQueueRecord, load: QueueLoad | undefined): TaskQueu
  * dropped on delete here, by that completion, and when taskLeaseEnded finds
  * the row gone.
  */
-export async function queueExists(engine: Engine, type: QueueType, name: string): Promise<boolean> {
+/**
+ * Whether the queue exists: the cache, else the database. Inside a
+ * transaction pass it as `sql`: asking the pool from inside one holds a
+ * connection while waiting for another, and a burst of such completions
+ * empties the pool and stalls the server (found by the chaos suite).
+ */
+export async function queueExists(engine: Engine, type: QueueType, name: string, sql: Queryable = engine.sql): Promise<boolean> {
   if (engine.knownQueues.has(cacheKey(type, name))) return true;
-  const exists = await taskQueueExists(engine.sql, type, name);
+  const exists = await taskQueueExists(sql, type, name);
   if (exists) engine.knownQueues.add(cacheKey(type, name));
   return exists;
 }
