@@ -44,8 +44,6 @@ import { afterRunEnded, cancelRuns } from "./relatives.js";
 import type { RunSelector } from "./runs.js";
 import { newRun, ReusePolicy, type StartRequest } from "./start.js";
 
-/** Longest cancellation or termination reason accepted. */
-export const MAX_REASON_LENGTH = 1_000;
 
 /** Whole-transaction attempts before a call gives up with ABORTED (each retry follows a concurrent change). */
 const MAX_ATTEMPTS = 10;
