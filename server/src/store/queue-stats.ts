@@ -4,6 +4,7 @@
  * these is on a claim or completion path; each is one autocommit statement.
  */
 import type { Queryable } from "./db.js";
+import { loadsByQueue } from "./task-queues.js";
 
 export interface QueueGaugeRow {
   type: string;
@@ -33,20 +34,7 @@ export async function readQueueGauges(sql: Queryable): Promise<QueueGaugeRow[]> 
            coalesce(t.depth, 0)::text as depth, coalesce(t.in_flight, 0)::text as in_flight,
            coalesce(extract(epoch from now() - t.oldest), 0)::float8 as oldest_age
     from dex.task_queues q
-    left join (
-      select type, queue,
-             count(*) filter (where not leased) as depth,
-             count(*) filter (where leased) as in_flight,
-             min(visible_at) filter (where not leased and visible_at <= now()) as oldest
-      from (
-        select 'workflow' as type, queue_name as queue, visible_at,
-               (leased_until is not null and visible_at > now()) as leased
-        from dex.workflow_tasks
-        union all
-        select 'activity', queue_name, visible_at, (leased_until is not null and visible_at > now())
-        from dex.activity_tasks
-      ) tasks
-      group by type, queue
+    left join (${loadsByQueue(sql)}
     ) t on t.type = q.type and t.queue = q.name
     order by q.type, q.name`;
   return rows.map((r) => ({

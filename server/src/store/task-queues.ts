@@ -261,22 +261,20 @@ export interface QueueLoad {
 
 /**
  * Depth (not leased: waiting or backing off), in-flight (leased now) and the
- * oldest available task per queue. Counts scan the task tables: an admin
- * read, not a hot path. A task whose lease ran out counts as waiting, as it
- * does for capacity (dex.claim_limit): a workflow task is claimable again at
- * once; an activity attempt waits for the lease reaper to retry it. "Leased"
- * is the claim's own test (dex.claim_limit, migration 0003) and the metrics'
- * (store/queue-stats.ts): keep the three the same.
+ * oldest available task per queue, as a subquery (columns type, queue, depth,
+ * in_flight, oldest): the one definition ListTaskQueues and the /metrics
+ * gauges (store/queue-stats.ts) both read. Counts scan the task tables: an
+ * admin read, not a hot path. A task whose lease ran out counts as waiting,
+ * as it does for capacity: a workflow task is claimable again at once; an
+ * activity attempt waits for the lease reaper to retry it. "Leased" is the
+ * claim's own test (dex.claim_limit, migration 0003): keep the two the same.
  */
-export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
-  const rows = await sql<
-    { type: string; queue: string; depth: string; in_flight: string; oldest: Date | null; now: Date }[]
-  >`
+export function loadsByQueue(sql: Queryable) {
+  return sql`
     select type, queue,
            count(*) filter (where not leased) as depth,
            count(*) filter (where leased) as in_flight,
-           min(visible_at) filter (where not leased and visible_at <= now()) as oldest,
-           now() as now
+           min(visible_at) filter (where not leased and visible_at <= now()) as oldest
     from (
       select 'workflow' as type, queue_name as queue, visible_at,
              (leased_until is not null and visible_at > now()) as leased
@@ -284,8 +282,14 @@ export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
       union all
       select 'activity', queue_name, visible_at, (leased_until is not null and visible_at > now())
       from dex.activity_tasks
-    ) t
+    ) tasks
     group by type, queue`;
+}
+
+export async function queueLoads(sql: Queryable): Promise<QueueLoad[]> {
+  const rows = await sql<
+    { type: string; queue: string; depth: string; in_flight: string; oldest: Date | null; now: Date }[]
+  >`select t.*, now() as now from (${loadsByQueue(sql)}) t`;
   return rows.map((r) => ({
     type: r.type,
     queue: r.queue,
