@@ -146,16 +146,22 @@ export function byInstance(instanceId: string) {
 /** A run id no run has. */
 export const unknownRun = byRunId("0190a1b2-0000-7000-8000-000000000000");
 
-/** Expects `promise` to reject with a DexError of `code` (and a message matching `message`); returns it. */
-export async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<DexError> {
+/** Expects `promise` to reject with a DexError; returns it. */
+export async function failure(promise: Promise<unknown>): Promise<DexError> {
   const err = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
   expect(err, "the call should have failed").toBeInstanceOf(DexError);
-  expect((err as DexError).code).toBe(code);
-  if (message) expect((err as DexError).message).toMatch(message);
   return err as DexError;
+}
+
+/** Expects `promise` to reject with a DexError of `code` (and a message matching `message`); returns it. */
+export async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<DexError> {
+  const err = await failure(promise);
+  expect(err.code).toBe(code);
+  if (message) expect(err.message).toMatch(message);
+  return err;
 }
 
 export function startChild(seq: number, instanceId: string, parentClosePolicy = ParentClosePolicy.CANCEL) {

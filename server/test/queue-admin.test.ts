@@ -5,22 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
-import { createServiceClient, DexError, TaskQueueService, TaskQueueStatus, TaskQueueType, WorkerService } from "@dex/proto";
+import { createServiceClient, TaskQueueService, TaskQueueStatus, TaskQueueType, WorkerService } from "@dex/proto";
 import { silentLogger, startServer, type DexServer } from "../src/index.js";
-import { completeRun, scheduleActivity, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
+import { completeRun, failure, scheduleActivity, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
 
 const WF = TaskQueueType.WORKFLOW;
 const ACT = TaskQueueType.ACTIVITY;
 const brief = { nanos: 100_000_000 }; // a poll expected to come back empty
 
-async function failure(promise: Promise<unknown>): Promise<DexError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "the call should have failed").toBeInstanceOf(DexError);
-  return err as DexError;
-}
 
 describe("TaskQueueService administration", () => {
   let h: Harness;

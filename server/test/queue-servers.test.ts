@@ -9,7 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import { createServiceClient, DexError, TaskQueueService, TaskQueueType, WorkerService, type ServiceClient } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import { silentLogger, startServer, type DexServer } from "../src/index.js";
-import { completeRun, scheduleActivity, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
+import { completeRun, failure, scheduleActivity, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
 
 const WF = TaskQueueType.WORKFLOW;
 const ACT = TaskQueueType.ACTIVITY;
@@ -17,14 +17,6 @@ const brief = { nanos: 100_000_000 };
 
 type Clients = { queues: ServiceClient<typeof TaskQueueService>; worker: ServiceClient<typeof WorkerService> };
 
-async function failure(promise: Promise<unknown>): Promise<DexError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "the call should have failed").toBeInstanceOf(DexError);
-  return err as DexError;
-}
 
 describe("task queues on two servers sharing a database", () => {
   let h: Harness;

@@ -5,25 +5,15 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { ActivityScheduledAttributesSchema, type ActivityScheduledAttributes, type Command } from "@dex/proto";
+import type { NewActivityTask } from "../store/completion.js";
 import { encodePayload } from "./events.js";
 import { DEFAULT_START_TO_CLOSE_MS } from "./model.js";
 import { resolveRetryPolicy } from "./retry.js";
 import type { Limits } from "./limits.js";
 import { durationField, intInRange, invalid, payloadField, queueName, requireString } from "./validation.js";
 
-export interface PlannedActivity {
-  queue: string;
-  seq: number;
-  activityName: string;
-  priority: number;
-  input: Uint8Array | null;
-  options: Uint8Array;
-  scheduleToCloseMs: number | null;
-  /** The hard cap on one attempt, also while it heartbeats. */
-  startToCloseMs: number;
-  /** The lease one claim or heartbeat grants: the heartbeat timeout if set, else start-to-close. */
-  leaseMs: number;
-}
+/** What the store writes for one schedule_activity command. */
+export type PlannedActivity = NewActivityTask;
 
 export function planActivity(
   field: string,

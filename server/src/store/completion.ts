@@ -98,15 +98,19 @@ export async function hasUnseenInputs(tx: Queryable, runId: string, handedOut: r
   return row?.unseen ?? false;
 }
 
+/** An activity task to create (engine/command-activity.ts plans them from schedule_activity). */
 export interface NewActivityTask {
   queue: string;
   seq: number;
   activityName: string;
   priority: number;
   input: Uint8Array | null;
+  /** The encoded ActivityScheduledAttributes, handed to the worker with each attempt. */
   options: Uint8Array;
   scheduleToCloseMs: number | null;
+  /** The hard cap on one attempt, also while it heartbeats. */
   startToCloseMs: number;
+  /** The lease one claim or heartbeat grants: the heartbeat timeout if set, else start-to-close. */
   leaseMs: number;
 }
 
