@@ -55,6 +55,8 @@ export interface ServerOptions {
    * endpoint. 0 picks a free port (see DexServer.metricsPort).
    */
   metricsPort?: number;
+  /** How long close() lets in-flight calls finish before cutting them off (they end CANCELLED). Default 10 000 ms. */
+  shutdownGraceMs?: number;
   /** TLS, or mutual TLS with `clientCaFile`, on the gRPC port (see ServerTlsOptions). Default: none, plaintext. */
   tls?: ServerTlsOptions;
   /**
@@ -203,7 +205,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
             logger.warn("in-flight calls did not finish in time; cutting them off");
             server.forceShutdown();
             resolve();
-          }, SHUTDOWN_GRACE_MS);
+          }, options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS);
           server.tryShutdown(() => {
             clearTimeout(force);
             resolve();

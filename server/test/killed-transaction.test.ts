@@ -43,7 +43,7 @@ describe("a transaction whose connection is killed", () => {
     const outcome = await sql
       .begin((tx) => {
         callbackDone = (async () => {
-        const [{ pid }] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`;
+        const { pid } = (await tx<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!;
         await tx`insert into killed_tx values (1)`;
         await admin`select pg_terminate_backend(${pid})`;
         await sql`select 1`; // runs once the dead connection is replaced
@@ -70,7 +70,7 @@ describe("a transaction whose connection is killed", () => {
     const outcome = await sql
       .begin((tx) => {
         callbackDone = (async () => {
-        const [{ pid }] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`;
+        const { pid } = (await tx<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!;
         await admin`select pg_terminate_backend(${pid})`;
         // Wait until this process has seen the close (another pool connection answers meanwhile).
         await waitFor(async () => (await sql`select count(*)::int as n from pg_stat_activity where pid = ${pid}`)[0]!.n === 0, { timeoutMs: 5_000 });

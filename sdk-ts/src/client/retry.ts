@@ -8,6 +8,18 @@ export function isTransient(err: unknown): boolean {
 }
 
 /**
+ * CANCELLED on a call this process did not cancel: a server that shuts down
+ * past its grace period cancels the calls it still serves. Whether the call
+ * took effect is unknown, exactly as for UNAVAILABLE, and the calls withRetry
+ * makes are safe to repeat (a completion that did land answers NOT_FOUND).
+ * Only callers that never cancel their own calls may count on this: withRetry
+ * is not given the call's own signal.
+ */
+function cancelledByServer(err: unknown): boolean {
+  return err instanceof DexError && err.code === "CANCELLED";
+}
+
+/**
  * Calls `fn` up to `attempts` times while it fails with a transient error.
  * Only for idempotent calls (reads, and starts carrying a request id).
  */
@@ -22,7 +34,7 @@ export async function withRetry<T>(
     } catch (err) {
       const delay = backoffDelay(attempt, { initialMs: 100, maxMs: 1_000 });
       const exhausted = options.until !== undefined ? Date.now() + delay > options.until : attempt >= attempts;
-      if (exhausted || !isTransient(err) || options.signal?.aborted) throw err;
+      if (exhausted || options.signal?.aborted || !(isTransient(err) || cancelledByServer(err))) throw err;
       await sleep(delay, options.signal);
     }
   }

@@ -5,6 +5,7 @@
  * completion the server refuses with ABORTED (new inputs arrived) only drops
  * the cached run.
  */
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { HistoryEvent, WorkflowTask } from "@dex/proto";
 import { DexError, WorkflowTaskFailedCause } from "@dex/proto";
 import { DeterminismViolationError, NonDeterminismError } from "../common/errors.js";
@@ -66,9 +67,11 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
   }
 
   try {
-    // Retried through a short outage; a completion that did land answers NOT_FOUND on the retry.
+    // Retried through an outage (a server restart takes seconds) for as long as the lease lasts:
+    // after it the token is stale and the task runs again elsewhere anyway. A completion that did
+    // land answers NOT_FOUND on the retry.
     const request = { taskToken: task.taskToken, commands: activation.commands };
-    const response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { attempts: 5 });
+    const response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task) });
     const recorded = Number(response.historyLength);
     if (!execution.finished && recorded === activation.expectedHistoryLength) {
       execution.historyLength = recorded;
@@ -94,6 +97,13 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
       log.warn(`could not complete the workflow task (it will be retried): ${error.code}: ${error.message}`);
     }
   }
+}
+
+/** Servers before lease_deadline was sent leased workflow tasks for 10 s. */
+const DEFAULT_WORKFLOW_TASK_LEASE_MS = 10_000;
+
+function leaseDeadlineOf(task: WorkflowTask): number {
+  return task.leaseDeadline ? timestampMs(task.leaseDeadline) : Date.now() + DEFAULT_WORKFLOW_TASK_LEASE_MS;
 }
 
 function lookupWorkflow(task: WorkflowTask, deps: WorkflowTaskDeps): Workflow {
@@ -151,6 +161,7 @@ async function failTask(task: WorkflowTask, err: unknown, deps: WorkflowTaskDeps
   try {
     await withRetry(() =>
       deps.connection.worker.failWorkflowTask({ taskToken: task.taskToken, failure: errorToFailure(err), cause }),
+      { until: leaseDeadlineOf(task) },
     );
   } catch (failErr) {
     log.warn(`could not report the failed workflow task: ${DexError.from(failErr).message}`);

@@ -55,6 +55,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
           taskQueue: task.ref.queue,
           attempt: task.attempt,
           taskTime: timestampFromDate(task.taskTime),
+          leaseDeadline: timestampFromDate(task.leaseDeadline),
           historyLength: BigInt(task.historyLength),
           history: task.history,
           newEvents: task.newEvents,

@@ -19,6 +19,8 @@ export interface PolledWorkflowTask {
   workflowName: string;
   attempt: number;
   taskTime: Date;
+  /** When the lease ends: task_time plus the lease, both set by the claim. */
+  leaseDeadline: Date;
   historyLength: number;
   history: HistoryEvent[];
   newEvents: HistoryEvent[];
@@ -95,6 +97,8 @@ async function claimWithHistory(
     workflowName: task.workflowName,
     attempt: task.attempt,
     taskTime: task.taskTime,
+    // The claim set the lease to task_time + leaseMs in the same statement (database clock).
+    leaseDeadline: new Date(task.taskTime.getTime() + WORKFLOW_TASK_LEASE_MS),
     historyLength: task.historyLength,
     history: (histories.get(task.runId) ?? []).map(decodeEvent),
     newEvents: task.inboxIds.map((id, i) => {
