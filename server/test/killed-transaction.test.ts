@@ -145,3 +145,74 @@ describe("a workflow-task completion whose connection is killed mid-transaction"
     expect(kinds(done.events).slice(before.events.length)).toContain("timerStarted");
   });
 });
+
+describe("a connection killed while it loads its types", () => {
+  it("reconnects instead of crashing the process with an unhandled rejection", async () => {
+    const db = await createTestDatabase();
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    // Sessions in the test database wait for pg_type too: watch and kill from another database.
+    const otherDatabase = new URL(db.url);
+    otherDatabase.pathname = "/postgres";
+    const watcher = postgres(otherDatabase.toString(), { max: 1, onnotice: () => {} });
+    const sql: Sql = openDatabase({ url: db.url, maxConnections: 1, applicationName: "dex-types-test" });
+    try {
+      // postgres.js reads the array types as the first statement of every new connection. Hold
+      // pg_type so that statement waits, then kill its session while it does.
+      const blocker = await admin.reserve();
+      await blocker`begin`;
+      await blocker`lock table pg_catalog.pg_type in access exclusive mode`;
+      const first = sql`select 1 as one`.then(
+        (rows) => rows[0]!.one,
+        (err: Error) => err,
+      );
+      const [waiting] = await waitFor(
+        async () => {
+          const found = await watcher<{ pid: number }[]>`
+            select pid from pg_stat_activity where application_name = 'dex-types-test' and wait_event_type = 'Lock'`;
+          return found.length > 0 ? found : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
+      await watcher`select pg_terminate_backend(${waiting!.pid})`;
+      await blocker`rollback`;
+      blocker.release();
+      // The statement that opened the connection learns of the kill (dex answers UNAVAILABLE).
+      const outcome = await first;
+      expect([1, "57P01"]).toContain(outcome instanceof Error ? (outcome as Error & { code?: string }).code : outcome);
+      expect((await sql`select 2 as two`)[0]!.two).toBe(2);
+    } finally {
+      await sql.end();
+      await admin.end();
+      await watcher.end();
+      await db.drop();
+    }
+  });
+});
+
+describe("an admin read (drizzle) whose connection is killed", () => {
+  it("answers UNAVAILABLE, not INTERNAL", async () => {
+    const h = await serveDatabase(await createTestDatabase(), {}, { dropOnClose: true });
+    const blocker = await h.sql.reserve();
+    try {
+      // Hold the queue table so ListTaskQueues waits on the admin pool, then kill that session.
+      await blocker`begin`;
+      await blocker`lock table dex.task_queues in access exclusive mode`;
+      const listing = failure(h.queues.listTaskQueues({}));
+      const [waiting] = await waitFor(
+        async () => {
+          const found = await h.sql<{ pid: number }[]>`
+            select pid from pg_stat_activity
+             where application_name = 'dex-server-admin' and wait_event_type = 'Lock' and datname = current_database()`;
+          return found.length > 0 ? found : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
+      await h.sql`select pg_terminate_backend(${waiting!.pid})`;
+      expect((await listing).code).toBe("UNAVAILABLE");
+    } finally {
+      await blocker`rollback`;
+      blocker.release();
+      await h.close();
+    }
+  });
+});

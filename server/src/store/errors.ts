@@ -3,17 +3,31 @@
 interface PgErrorLike {
   code?: unknown;
   constraint_name?: unknown;
+  cause?: unknown;
+}
+
+/**
+ * The driver's error under `err`: drizzle (the admin reads) wraps every query
+ * error in a DrizzleQueryError that keeps the driver's error as its `cause`,
+ * so a dropped connection there would otherwise look like a bug (INTERNAL).
+ */
+function driverError(err: unknown): PgErrorLike | null {
+  let current = err as PgErrorLike | null;
+  for (let depth = 0; depth < 4 && current && typeof current === "object"; depth++) {
+    if (typeof current.code === "string") return current;
+    current = current.cause as PgErrorLike | null;
+  }
+  return null;
 }
 
 export function pgCode(err: unknown): string | undefined {
-  const code = (err as PgErrorLike | null)?.code;
-  return typeof code === "string" ? code : undefined;
+  return driverError(err)?.code as string | undefined;
 }
 
 /** A unique violation of the named constraint or index (SQLSTATE 23505). */
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   if (pgCode(err) !== "23505") return false;
-  return constraint === undefined || (err as PgErrorLike).constraint_name === constraint;
+  return constraint === undefined || driverError(err)?.constraint_name === constraint;
 }
 
 /** Connection-level client errors from postgres.js and the OS. */
