@@ -1,16 +1,20 @@
 import { Command } from "commander";
 import { createClient, DEFAULT_ADDRESS, type Client } from "@dex/sdk";
+import { UsageError } from "./errors.js";
 import { clientTls, withClientTlsFlags, type ClientTlsFlags } from "./tls.js";
 
 export interface ClientFlags extends ClientTlsFlags {
   address?: string;
+  apiKey?: string;
   json?: boolean;
 }
 
 /** Adds the flags every client command takes. */
 export function withClientFlags(command: Command): Command {
   return withClientTlsFlags(
-    command.option("--address <host:port>", `dex server address (default: $DEX_ADDRESS or ${DEFAULT_ADDRESS})`),
+    command
+      .option("--address <host:port>", `dex server address (default: $DEX_ADDRESS or ${DEFAULT_ADDRESS})`)
+      .option("--api-key <key>", "API key for a server that requires one, as `dex auth create` printed it (default: $DEX_API_KEY, which process lists do not show)"),
   ).option("--json", "print machine-readable JSON");
 }
 
@@ -18,19 +22,30 @@ export function resolveAddress(flags: ClientFlags): string {
   return flags.address ?? process.env.DEX_ADDRESS ?? DEFAULT_ADDRESS;
 }
 
+/** --api-key, else DEX_API_KEY (empty counts as unset), else none. */
+export function resolveApiKey(flags: ClientFlags): string | undefined {
+  const key = flags.apiKey ?? (process.env.DEX_API_KEY || undefined);
+  if (key !== undefined && !/^[\x21-\x7e]+$/.test(key)) {
+    const source = flags.apiKey !== undefined ? "--api-key" : "DEX_API_KEY";
+    throw new UsageError(`${source} must be the key text \`dex auth create\` printed (dex_...), with no spaces or line breaks`);
+  }
+  return key;
+}
+
 /**
- * Runs `fn` with a connected client, closing it afterwards; errors carry the address and whether
- * TLS was on, for the hint.
+ * Runs `fn` with a connected client, closing it afterwards; errors carry the address, whether
+ * TLS was on and whether a key was sent, for the hint.
  */
 export async function withClient<T>(flags: ClientFlags, fn: (client: Client) => Promise<T>): Promise<T> {
   const address = resolveAddress(flags);
   const tls = clientTls(flags);
   if (tls) dropIpServerNameWarning();
-  const client = createClient({ address, ...(tls ? { tls } : {}) });
+  const apiKey = resolveApiKey(flags);
+  const client = createClient({ address, ...(tls ? { tls } : {}), ...(apiKey ? { apiKey } : {}) });
   try {
     return await fn(client);
   } catch (err) {
-    if (err && typeof err === "object") Object.assign(err, { address, tls: tls !== undefined });
+    if (err && typeof err === "object") Object.assign(err, { address, tls: tls !== undefined, apiKey: apiKey !== undefined });
     throw err;
   } finally {
     client.close();

@@ -8,7 +8,8 @@ export class UsageError extends Error {
 /**
  * Turns any error into the one line the CLI prints. Server errors keep the
  * server's message (it already says what to fix); an unreachable server gets a hint.
- * withClient attaches `address` and `tls` (whether this command connected with TLS) to the error.
+ * withClient attaches `address`, `tls` (whether this command connected with TLS) and `apiKey`
+ * (whether it sent a key) to the error.
  */
 export function describeError(err: unknown, address?: string): string {
   if (err instanceof UsageError) return err.message;
@@ -20,6 +21,11 @@ export function describeError(err: unknown, address?: string): string {
         describeTlsFailure(err.message, where, tls) ??
         `cannot reach the dex server${where} (${err.message}); is it running? Start one with \`dex dev\` or pass --address`
       );
+    }
+    // The server's words name the SDK option and the header too; the CLI has one flag to name.
+    if (err.code === "UNAUTHENTICATED" && (err as { apiKey?: unknown }).apiKey === false) {
+      const where = address ? ` at ${address}` : "";
+      return `the dex server${where} requires an API key: pass --api-key or set DEX_API_KEY (an admin creates keys with \`dex auth create\`)`;
     }
     return `${err.code}: ${err.message}`;
   }

@@ -4,6 +4,7 @@
  */
 import { Command } from "commander";
 import { describeError } from "./errors.js";
+import { registerAuthCommands } from "./commands/auth.js";
 import { registerDevCommand } from "./commands/dev.js";
 import { registerMigrateCommand, registerServerCommand } from "./commands/server.js";
 import { registerWorkflowCommands } from "./commands/workflow.js";
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerDevCommand(program);
   registerServerCommand(program);
   registerMigrateCommand(program);
+  registerAuthCommands(program);
   registerWorkflowCommands(program);
   registerQueueCommands(program);
   return program;

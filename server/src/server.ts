@@ -7,12 +7,14 @@ import { setMaxListeners } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { ClientService, grpcService, TaskQueueService, WorkerService } from "@dex/proto";
+import { withApiKeys } from "./api/auth.js";
 import { clientHandlers } from "./api/client-service.js";
 import { guarded } from "./api/common.js";
 import { addHealthAndReflection } from "./api/health.js";
 import { taskQueueHandlers } from "./api/task-queue-service.js";
 import { workerHandlers } from "./api/worker-service.js";
 import { startBackgroundLoops, type BackgroundLoops } from "./background.js";
+import { Authenticator, DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.js";
 import type { Engine } from "./engine/context.js";
 import { resolveLimits, type Limits } from "./engine/limits.js";
 import { DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
@@ -24,6 +26,8 @@ import { DexMetrics } from "./metrics/dex-metrics.js";
 import { startMetricsEndpoint, type MetricsEndpoint } from "./metrics/http.js";
 import { combineObservers } from "./metrics/observer.js";
 import { POLL_FLUSH_INTERVAL_MS, PollTracker } from "./metrics/poll-tracker.js";
+import { countLiveApiKeys } from "./store/api-keys.js";
+import type { StalledConnection } from "./store/connection-watchdog.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
 import { assertMigrated } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
@@ -70,6 +74,25 @@ export interface ServerOptions {
    * and docs/worker-protocol.md, "Limits").
    */
   limits?: Partial<Limits>;
+  /**
+   * Require an API key (metadata `authorization: Bearer <key>`, keys made with `dex auth create`)
+   * on every dex.v1 call, checked against the roles in api/permissions.ts. Health checking and
+   * reflection stay open. Default false: the library and `dex dev` serve open; `dex server` passes
+   * true unless started with --insecure-no-auth.
+   */
+  requireApiKeys?: boolean;
+  /**
+   * How long a key's row is cached per server, in ms (default 5 000): a revoked key is refused by
+   * every server within this time. 0 reads the key on every call.
+   */
+  apiKeyCacheMs?: number;
+  /**
+   * statement_timeout of the server's statements (default 30 000 ms), and the margin past it
+   * after which a connection still owing an answer counts as dead and is replaced (default
+   * 5 000 ms; see store/connection-watchdog.ts).
+   */
+  statementTimeoutMs?: number;
+  stallMarginMs?: number;
 }
 
 export interface DexServer {
@@ -93,18 +116,26 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   const host = options.host ?? DEFAULT_HOST;
   // First: an unreadable certificate fails the start before any pool opens.
   const transport = createTransport(options);
-  const sql = openDatabase({ url: options.databaseUrl, applicationName: "dex-server" });
+  const keyCacheMs = options.requireApiKeys ? apiKeyCacheMs(options.apiKeyCacheMs) : undefined;
+  const database = {
+    url: options.databaseUrl,
+    statementTimeoutMs: options.statementTimeoutMs,
+    stallMarginMs: options.stallMarginMs,
+    onStalledConnection: (info: StalledConnection) =>
+      logger.warn("database connection silent past statement_timeout with an answer due; replacing it", { ...info }),
+  };
+  const sql = openDatabase({ ...database, applicationName: "dex-server" });
   // drizzle installs its own type parsers on the client it is given (timestamps
   // as strings), which would change what the hand-written SQL reads; so the
   // drizzle queries (admin reads, not hot) get a small pool of their own.
-  const adminSql = openDatabase({ url: options.databaseUrl, maxConnections: 3, applicationName: "dex-server-admin" });
+  const adminSql = openDatabase({ ...database, maxConnections: 3, applicationName: "dex-server-admin" });
   // The scrape's own connection, with a short statement timeout: a slow count
   // fails the queue gauges of one scrape instead of holding a snapshot open.
   const metricsSql =
     options.metricsPort === undefined
       ? undefined
       : openDatabase({
-          url: options.databaseUrl,
+          ...database,
           maxConnections: 1,
           applicationName: "dex-server-metrics",
           statementTimeoutMs: METRICS_STATEMENT_TIMEOUT_MS,
@@ -118,6 +149,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   let endpoint: MetricsEndpoint | undefined;
   try {
     await checkDatabase(sql, options.databaseUrl);
+    const liveKeys = keyCacheMs === undefined ? undefined : await countLiveApiKeys(sql);
     const wakeups = new Wakeups();
     const origin = randomBytes(6).toString("hex");
     const timerLoop = (timers = new TimerLoop({ sql, wakeups, logger, origin }));
@@ -173,10 +205,14 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     const onInternal = (method: string, err: unknown, errorId: string) =>
       logger.error("internal error", { method, errorId, err });
     const hooks = { onInternalError, shutdownSignal: shutdown.signal };
+    // Inside guarded(): a key lookup while the database is away answers UNAVAILABLE like any call.
+    const authenticator = keyCacheMs === undefined ? undefined : new Authenticator(sql, keyCacheMs);
+    const checked = <H>(service: Parameters<typeof withApiKeys>[0], handlers: H): H =>
+      authenticator ? (withApiKeys(service, handlers as never, { authenticator, engine, logger }) as H) : handlers;
     for (const { definition, implementation } of [
-      grpcService(ClientService, guarded(clientHandlers(engine), onUnavailable, onInternal), hooks),
-      grpcService(WorkerService, guarded(workerHandlers(engine), onUnavailable, onInternal), hooks),
-      grpcService(TaskQueueService, guarded(taskQueueHandlers(engine), onUnavailable, onInternal), hooks),
+      grpcService(ClientService, guarded(checked(ClientService, clientHandlers(engine)), onUnavailable, onInternal), hooks),
+      grpcService(WorkerService, guarded(checked(WorkerService, workerHandlers(engine)), onUnavailable, onInternal), hooks),
+      grpcService(TaskQueueService, guarded(checked(TaskQueueService, taskQueueHandlers(engine)), onUnavailable, onInternal), hooks),
     ]) {
       server.addService(definition, implementation);
     }
@@ -189,7 +225,18 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     const metricsEndpoint = endpoint;
     const port = await bind(server, host, options.port ?? DEFAULT_PORT, transport.credentials);
     const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-    logger.info("dex server listening", { address, transport: transport.security, database: redactUrl(options.databaseUrl) });
+    logger.info("dex server listening", {
+      address,
+      transport: transport.security,
+      auth: authenticator ? "api keys" : "none",
+      database: redactUrl(options.databaseUrl),
+    });
+    if (liveKeys === 0) {
+      logger.warn(
+        "no API key exists yet, so every call is refused: create an admin key with " +
+          "`dex auth create --name admin --role admin` (same --database-url or DEX_DATABASE_URL as this server)",
+      );
+    }
 
     let closing: Promise<void> | undefined;
     const close = () =>
@@ -235,6 +282,12 @@ async function checkDatabase(sql: Sql, url: string): Promise<void> {
     );
   }
   await assertMigrated(sql);
+}
+
+function apiKeyCacheMs(ms: number | undefined): number {
+  if (ms === undefined) return DEFAULT_API_KEY_CACHE_MS;
+  if (!Number.isInteger(ms) || ms < 0) throw new TypeError(`apiKeyCacheMs must be a whole number of milliseconds, 0 or more, got ${ms}`);
+  return ms;
 }
 
 function bind(server: grpc.Server, host: string, port: number, credentials: grpc.ServerCredentials): Promise<number> {

@@ -12,7 +12,8 @@ import { tmpdir } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createActivityWorker, createClient, createWorkflowWorker, DexError, type TlsOptions, type Worker, type WorkflowContext } from "@dex/sdk";
-import { freePort, startServer, type DexServer } from "@dex/server";
+import { createApiKey, freePort, startServer, type DexServer } from "@dex/server";
+import postgres from "postgres";
 import { createTestDatabase, type TestDatabase } from "@dex/testing";
 import { DEFAULT_QUEUES, quietLogger } from "../support/harness.js";
 import { dexCommand, repoRoot, runDex } from "../support/server-process.js";
@@ -246,7 +247,7 @@ describe.skipIf(skipReason !== undefined)("TLS on the gRPC port", () => {
       expect([missing.code, missing.stderr]).toEqual([1, `dex: cannot read --tls-cert file ${dir}/nope.pem: no such file\n`]);
 
       const port = await freePort();
-      const child = spawn(process.execPath, [...dexCommand, "server", "--host", "127.0.0.1", "--port", String(port)], {
+      const child = spawn(process.execPath, [...dexCommand, "server", "--host", "127.0.0.1", "--port", String(port), "--insecure-no-auth"], {
         cwd: repoRoot,
         env: { ...process.env, DEX_DATABASE_URL: db.url, DEX_TLS_CERT: pki.serverCert, DEX_TLS_KEY: pki.serverKey, DEX_TLS_CLIENT_CA: pki.ca },
         stdio: ["ignore", "pipe", "pipe"],
@@ -272,6 +273,27 @@ describe.skipIf(skipReason !== undefined)("TLS on the gRPC port", () => {
         await exited;
       }
     });
+  });
+
+  it("carries an API key over TLS (and the CLI's --api-key with --tls-ca)", async () => {
+    const keyed = await startServer({ databaseUrl: db.url, port: 0, logger: quietLogger, requireApiKeys: true, tls: { certFile: pki.serverCert, keyFile: pki.serverKey } });
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const { text } = await createApiKey(sql, { name: "tls-client", role: "client" });
+      const withKey = createClient({ address: keyed.address, tls: { ca }, apiKey: text });
+      try {
+        expect((await withKey.list({ instanceId: "tls-1" })).runs).toHaveLength(1);
+      } finally {
+        withKey.close();
+      }
+      await expect(listWith(keyed.address, { ca })).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+      const cli = await runDex(["workflow", "list", "--address", keyed.address, "--tls-ca", pki.ca, "--api-key", text, "--json", "--id", "tls-1"]);
+      expect([cli.code, cli.stderr]).toEqual([0, ""]);
+      expect((JSON.parse(cli.stdout) as Array<{ instanceId: string }>).map((r) => r.instanceId)).toEqual(["tls-1"]);
+    } finally {
+      await sql.end();
+      await keyed.close();
+    }
   });
 
   it("startServer says which TLS file it cannot read, and refuses a key that does not match", async () => {

@@ -29,12 +29,22 @@ export function runDex(args: string[], env: Record<string, string> = {}): Promis
   });
 }
 
-/** Starts `dex server` and resolves once it prints that it is listening. */
-export function startServerProcess(options: { databaseUrl: string; port: number; timeoutMs?: number }): Promise<ServerProcess> {
+/**
+ * Starts `dex server` and resolves once it prints that it is listening. Open (--insecure-no-auth)
+ * unless `requireApiKeys`: the tests that are not about authentication send no key.
+ */
+export function startServerProcess(options: {
+  databaseUrl: string;
+  port: number;
+  timeoutMs?: number;
+  requireApiKeys?: boolean;
+  env?: Record<string, string>;
+}): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...dexCommand, "server", "--port", String(options.port), "--host", "127.0.0.1"], {
+    const auth = options.requireApiKeys ? [] : ["--insecure-no-auth"];
+    const child = spawn(process.execPath, [...dexCommand, "server", "--port", String(options.port), "--host", "127.0.0.1", ...auth], {
       cwd: repoRoot,
-      env: { ...process.env, DEX_DATABASE_URL: options.databaseUrl },
+      env: { ...process.env, DEX_DATABASE_URL: options.databaseUrl, ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";

@@ -21,10 +21,13 @@ export function registerDevCommand(program: Command): void {
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--data-dir <dir>", "keep Postgres data here across restarts (default: a temporary directory, deleted on exit)")
     .option("--metrics-port <port>", "Prometheus metrics port, or \"off\" (default: a free port, printed at start)")
-    .option("--max-message-bytes <n>", MAX_MESSAGE_BYTES_HELP);
+    .option("--max-message-bytes <n>", MAX_MESSAGE_BYTES_HELP)
+    .option("--require-auth", "require API keys as `dex server` does (create them with `dex auth create --database-url <the database printed>`); default: open");
   // Plaintext unless asked: local development and the tests need no certificates.
   withServerTlsFlags(command).action(
-    async (flags: ServerTlsFlags & { port?: string; host: string; dataDir?: string; metricsPort?: string; maxMessageBytes?: string }) => {
+    async (
+      flags: ServerTlsFlags & { port?: string; host: string; dataDir?: string; metricsPort?: string; maxMessageBytes?: string; requireAuth?: boolean },
+    ) => {
       const port = flags.port === undefined ? DEFAULT_PORT : parseIntFlag("--port", flags.port, 0, 65535);
       // On by default in dev, on a free port: a fixed default would collide with a second `dex dev`.
       if (flags.metricsPort !== undefined && flags.metricsPort !== "off" && !/^\d+$/.test(flags.metricsPort)) {
@@ -63,6 +66,7 @@ export function registerDevCommand(program: Command): void {
           metricsPort,
           tls,
           maxMessageBytes: maxBytes,
+          requireApiKeys: flags.requireAuth === true,
           ensureQueues: [
             { type: "workflow", name: "default" },
             { type: "activity", name: "default" },
@@ -74,6 +78,9 @@ export function registerDevCommand(program: Command): void {
             `database: ${databaseUrl}`,
             `data directory: ${dataDir}${persistent ? "" : " (temporary, deleted on exit; pass --data-dir to keep it)"}`,
             `queues: default (workflow), default (activity)`,
+            flags.requireAuth
+              ? "authentication: API keys required (create them with `dex auth create --database-url` and the database above)"
+              : "authentication: none (open, for development; --require-auth requires API keys)",
             ...(server.metricsAddress ? [`metrics: http://${server.metricsAddress}/metrics`] : []),
             `press Ctrl-C to stop`,
             "",

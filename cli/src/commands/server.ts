@@ -5,11 +5,11 @@ import { parseIntFlag } from "../options.js";
 import { runUntilSignal } from "../signals.js";
 import { serverTls, transportNote, withServerTlsFlags, type ServerTlsFlags } from "../tls.js";
 
-interface DatabaseFlags {
+export interface DatabaseFlags {
   databaseUrl?: string;
 }
 
-function databaseUrl(flags: DatabaseFlags): string {
+export function databaseUrl(flags: DatabaseFlags): string {
   const url = flags.databaseUrl ?? process.env.DEX_DATABASE_URL;
   if (!url) throw new UsageError("no database: pass --database-url or set DEX_DATABASE_URL");
   if (!/^postgres(ql)?:\/\//.test(url)) {
@@ -33,6 +33,21 @@ function maxPayloadBytes(flag: string | undefined): number | undefined {
   return text === undefined ? undefined : parseIntFlag("--max-payload-bytes", text, 1024, 256 * 1024 * 1024);
 }
 
+interface DatabaseTimeoutFlags {
+  statementTimeoutMs?: string;
+  dbStallMarginMs?: string;
+}
+
+/** --statement-timeout-ms and --db-stall-margin-ms, else their environment variables, else the server's defaults. */
+function databaseTimeouts(flags: DatabaseTimeoutFlags): { statementTimeoutMs?: number; stallMarginMs?: number } {
+  const timeout = flags.statementTimeoutMs ?? (process.env.DEX_STATEMENT_TIMEOUT_MS || undefined);
+  const margin = flags.dbStallMarginMs ?? (process.env.DEX_DB_STALL_MARGIN_MS || undefined);
+  return {
+    statementTimeoutMs: timeout === undefined ? undefined : parseIntFlag("--statement-timeout-ms", timeout, 100, 2 ** 31 - 1),
+    stallMarginMs: margin === undefined ? undefined : parseIntFlag("--db-stall-margin-ms", margin, 0, 2 ** 31 - 1),
+  };
+}
+
 export function registerServerCommand(program: Command): void {
   const command = program
     .command("server")
@@ -42,12 +57,24 @@ export function registerServerCommand(program: Command): void {
     .option("--port <port>", `port to listen on (default: $DEX_PORT or ${DEFAULT_PORT})`)
     .option("--metrics-port <port>", "serve Prometheus metrics at http://<host>:<port>/metrics (default: $DEX_METRICS_PORT, else none; 0 picks a free port)")
     .option("--max-message-bytes <n>", MAX_MESSAGE_BYTES_HELP)
+    .option("--statement-timeout-ms <ms>", "statement_timeout of the server's database statements (default: $DEX_STATEMENT_TIMEOUT_MS or 30000)")
+    .option(
+      "--db-stall-margin-ms <ms>",
+      "a database connection owing an answer for statement_timeout plus this long counts as dead and is replaced (default: $DEX_DB_STALL_MARGIN_MS or 5000)",
+    )
+    .option(
+      "--insecure-no-auth",
+      "serve every call without an API key; only where the network alone keeps strangers out (default: $DEX_INSECURE_NO_AUTH=1, else keys required)",
+    )
     .option(
       "--max-payload-bytes <n>",
       `largest payload (input, result, event payload, heartbeat details, failure) accepted, in bytes; larger ones get INVALID_ARGUMENT (default: $DEX_MAX_PAYLOAD_BYTES or ${DEFAULT_LIMITS.maxPayloadBytes}, 2 MiB)`,
     );
   withServerTlsFlags(command).action(
-    async (flags: DatabaseFlags & ServerTlsFlags & { host?: string; port?: string; metricsPort?: string; maxMessageBytes?: string; maxPayloadBytes?: string }) => {
+    async (
+      flags: DatabaseFlags &
+        ServerTlsFlags & { host?: string; port?: string; metricsPort?: string; maxMessageBytes?: string; maxPayloadBytes?: string; insecureNoAuth?: boolean },
+    ) => {
       const url = databaseUrl(flags);
       const portText = flags.port ?? process.env.DEX_PORT;
       const port = portText === undefined ? DEFAULT_PORT : parseIntFlag("--port", portText, 0, 65535);
@@ -56,14 +83,41 @@ export function registerServerCommand(program: Command): void {
       const host = flags.host ?? process.env.DEX_HOST ?? "0.0.0.0";
       const tls = serverTls(flags);
       const limits = { maxPayloadBytes: maxPayloadBytes(flags.maxPayloadBytes) };
-      const server = await startServer({ databaseUrl: url, host, port, metricsPort, tls, maxMessageBytes: maxMessageBytes(flags.maxMessageBytes), limits });
+      const requireApiKeys = !(flags.insecureNoAuth || insecureNoAuthFromEnv());
+      const server = await startServer({
+        databaseUrl: url,
+        host,
+        port,
+        metricsPort,
+        tls,
+        maxMessageBytes: maxMessageBytes(flags.maxMessageBytes),
+        limits,
+        requireApiKeys,
+        ...databaseTimeouts(flags as DatabaseTimeoutFlags),
+      });
       if (server.metricsAddress) process.stdout.write(`dex metrics at http://${server.metricsAddress}/metrics\n`);
+      process.stdout.write(`${authLine(requireApiKeys)}\n`);
       process.stdout.write(`dex server listening on ${server.address}${transportNote(tls)}\n`);
       await runUntilSignal(async () => {
         await server.close();
       });
     },
   );
+}
+
+/** DEX_INSECURE_NO_AUTH: 1/true/yes turns keys off; anything else set is a mistake worth a line. */
+function insecureNoAuthFromEnv(): boolean {
+  const text = process.env.DEX_INSECURE_NO_AUTH;
+  if (!text || /^(0|false|no)$/i.test(text)) return false;
+  if (/^(1|true|yes)$/i.test(text)) return true;
+  throw new UsageError(`DEX_INSECURE_NO_AUTH must be 1 (serve without API keys) or 0, got "${text}"`);
+}
+
+/** The line before "listening on" (its own line: scripts read the address off the listening line). */
+export function authLine(requireApiKeys: boolean): string {
+  return requireApiKeys
+    ? "authentication: API keys required (create them with `dex auth create`)"
+    : "authentication: none, every caller may do everything (--insecure-no-auth)";
 }
 
 export function registerMigrateCommand(program: Command): void {

@@ -24,6 +24,12 @@ export interface ClientOptions {
   address?: string;
   /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
   tls?: TlsOptions;
+  /**
+   * API key for a server that requires one (`dex server` does unless started with
+   * --insecure-no-auth); sent as `authorization: Bearer <key>` on every call. Create one with
+   * `dex auth create`. Default: $DEX_API_KEY, else none (what `dex dev` expects).
+   */
+  apiKey?: string;
 }
 
 export interface StartOptions<I = unknown> {
@@ -115,7 +121,7 @@ export interface Client {
 }
 
 export function createClient(options: ClientOptions = {}): Client {
-  const connection = connect(options.address ?? DEFAULT_ADDRESS, options.tls);
+  const connection = connect(options.address ?? DEFAULT_ADDRESS, options.tls, options.apiKey);
   return {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },
 

@@ -37,8 +37,14 @@ export interface Connection {
   close(): void;
 }
 
-export function connect(address: string = DEFAULT_ADDRESS, tls?: TlsOptions): Connection {
+/**
+ * `apiKey`: sent on every call as `authorization: Bearer <key>`; default $DEX_API_KEY (empty or
+ * unset: no key, which is what `dex dev` expects).
+ */
+export function connect(address: string = DEFAULT_ADDRESS, tls?: TlsOptions, apiKey: string | undefined = process.env.DEX_API_KEY || undefined): Connection {
+  const interceptors = apiKey === undefined ? [] : [bearer(checkApiKey(apiKey))];
   const channel = new grpc.Client(address, channelCredentials(tls), {
+    interceptors,
     // Histories can be large; the server pages them, but a page of big payloads can exceed 4 MB.
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
@@ -78,4 +84,28 @@ function pemBuffer(pem: Pem | undefined): Buffer | null {
   if (typeof pem === "string") return Buffer.from(pem);
   if (Buffer.isBuffer(pem)) return pem;
   throw new TypeError("tls: ca, cert and key must be PEM strings or Buffers");
+}
+
+/**
+ * The key goes into each call's metadata through an interceptor rather than call credentials:
+ * grpc-js refuses call credentials on a plaintext channel, and a key must work over both (a
+ * plaintext link inside a trusted network, or TLS terminated in front of the server).
+ */
+function bearer(apiKey: string): grpc.Interceptor {
+  const value = `Bearer ${apiKey}`;
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", value);
+        next(metadata, listener);
+      },
+    });
+}
+
+/** A key that could never be sent as a header fails here, by name, not as a grpc-js error mid-call. */
+function checkApiKey(apiKey: unknown): string {
+  if (typeof apiKey !== "string" || !/^[\x21-\x7e]+$/.test(apiKey)) {
+    throw new TypeError("apiKey must be the key text `dex auth create` printed (dex_..., no spaces or line breaks)");
+  }
+  return apiKey;
 }

@@ -19,6 +19,11 @@ export interface ActivityWorkerOptions {
   address?: string;
   /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
   tls?: TlsOptions;
+  /**
+   * API key for a server that requires one, sent as `authorization: Bearer <key>`: a `worker` key
+   * (limited to this task queue if you like) or an `admin` key. Default: $DEX_API_KEY, else none.
+   */
+  apiKey?: string;
   /** The activity task queue to poll. Required. */
   taskQueue: string;
   /** Activities by registered name (the name workflows call them by). */
@@ -53,7 +58,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
     autoHeartbeatMs: autoHeartbeatMs(typeof auto === "object" ? { interval: parseDuration(auto.interval) } : auto),
   };
   const address = options.address ?? DEFAULT_ADDRESS;
-  const connection = connect(address, options.tls);
+  const connection = connect(address, options.tls, options.apiKey);
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const activities = { ...options.activities };

@@ -13,6 +13,11 @@ export interface WorkflowWorkerOptions {
   address?: string;
   /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
   tls?: TlsOptions;
+  /**
+   * API key for a server that requires one, sent as `authorization: Bearer <key>`: a `worker` key
+   * (limited to this task queue if you like) or an `admin` key. Default: $DEX_API_KEY, else none.
+   */
+  apiKey?: string;
   /** The workflow task queue to poll. Required. */
   taskQueue: string;
   /** Workflows by registered name; register with shorthand (`{ orderWorkflow }`) so `client.start(orderWorkflow)` finds it. */
@@ -37,7 +42,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   const maxConcurrent = positive(options.maxConcurrentTasks ?? 10, "maxConcurrentTasks");
   installDeterminismGuard();
   const address = options.address ?? DEFAULT_ADDRESS;
-  const connection = connect(address, options.tls);
+  const connection = connect(address, options.tls, options.apiKey);
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);

@@ -1,4 +1,5 @@
 import postgres from "postgres";
+import { connectionWatchdog, type StalledConnection } from "./connection-watchdog.js";
 
 export type Sql = postgres.Sql;
 export type TransactionSql = postgres.TransactionSql;
@@ -28,8 +29,15 @@ export interface DatabaseOptions {
   maxConnections?: number;
   /** application_name, visible in pg_stat_activity. Default "dex". */
   applicationName?: string;
-  /** statement_timeout of every statement. Default 30 000 ms. */
+  /** statement_timeout of every statement. Default 30 000 ms; 0 turns it (and the watchdog) off. */
   statementTimeoutMs?: number;
+  /**
+   * A connection silent for statement_timeout plus this long while an answer is due is
+   * destroyed (see connection-watchdog.ts). Default 5 000 ms.
+   */
+  stallMarginMs?: number;
+  /** Told about each connection the watchdog destroyed. */
+  onStalledConnection?: (info: StalledConnection) => void;
 }
 
 /**
@@ -38,12 +46,24 @@ export interface DatabaseOptions {
  * a timeout so that no transaction can hold back vacuum for long.
  */
 export function openDatabase(options: DatabaseOptions): Sql {
+  const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
+  // A statement outlives statement_timeout only when the path to Postgres is dead (connection-watchdog.ts).
+  const stallMs = statementTimeoutMs > 0 ? statementTimeoutMs + (options.stallMarginMs ?? 5_000) : undefined;
   return postgres(options.url, {
     max: options.maxConnections ?? 10,
     onnotice: () => {},
+    // Reconnect delay in seconds after failed connects. postgres.js's default grows as 3^n/100 s up
+    // to 20 s, counted across the whole pool, so a few seconds of Postgres restart left the server
+    // idle for up to 20 s after Postgres was back (chaos scenario postgres-restart): cap it at 1 s.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
+    // The watchdog leaves a connection's startup to connect_timeout (seconds): the same bound.
+    ...(stallMs === undefined
+      ? {}
+      : // postgres.js supports `socket`, a function that returns the connection's socket; its types omit it.
+        ({ socket: connectionWatchdog({ stallMs, onStall: options.onStalledConnection }), connect_timeout: stallMs / 1000 } as object)),
     connection: {
       application_name: options.applicationName ?? "dex",
-      statement_timeout: options.statementTimeoutMs ?? 30_000,
+      statement_timeout: statementTimeoutMs,
       idle_in_transaction_session_timeout: 60_000,
     },
   });

@@ -1167,6 +1167,18 @@ export const InstanceIdReusePolicySchema: GenEnum<InstanceIdReusePolicy> = /*@__
  * cancels and terminates them. It is all an application needs to use dex from
  * any language.
  *
+ * Authentication, for all three dex.v1 services: a server that requires API
+ * keys (`dex server` does unless started with --insecure-no-auth; `dex dev`
+ * does not unless started with --require-auth) expects every call to carry the
+ * metadata header `authorization: Bearer <key>`, with the key exactly as
+ * `dex auth create` printed it. A missing, malformed, unknown or revoked key
+ * answers UNAUTHENTICATED; a key whose role may not make the call, or a worker
+ * key limited to other task queues, answers PERMISSION_DENIED. The messages say
+ * which role is needed. grpc.health.v1 and server reflection need no key.
+ * Here: `client` and `admin` keys may call every method except TerminateRun,
+ * which is `admin` only; `worker` keys may call GetRunHistory (for a run on
+ * one of their queues, if limited) and nothing else.
+ *
  * @generated from service dex.v1.ClientService
  */
 export const ClientService: GenService<{

@@ -419,6 +419,9 @@ export const TaskQueueStatusSchema: GenEnum<TaskQueueStatus> = /*@__PURE__*/
  * TaskQueueService administers task queues. Each queue stores its tasks in a
  * Postgres partition of its own, created and dropped with the queue.
  *
+ * Authentication (see ClientService): `admin` keys; ListTaskQueues also takes
+ * `client` keys.
+ *
  * @generated from service dex.v1.TaskQueueService
  */
 export const TaskQueueService: GenService<{

@@ -1,0 +1,58 @@
+/**
+ * Which API key roles may call which RPC: the one table every dex.v1 call is
+ * checked against when the server requires keys (api/auth.ts). A method
+ * missing here fails the server's start (and server/test/auth-permissions.test.ts),
+ * so a new RPC cannot go out unguarded. The health and reflection services
+ * are not dex.v1 services and stay open: load balancers and probes carry no key.
+ *
+ * - worker: the worker protocol, plus GetRunHistory, which a workflow worker
+ *   calls to replay a run it does not hold in its cache.
+ * - client: what an application does with runs (start, events, read, cancel),
+ *   and ListTaskQueues, a read that `dex queue list` and dashboards need.
+ * - admin: everything, including TerminateRun (ends a run without letting its
+ *   code react) and every change to task queues.
+ *
+ * `queue` says where a call names its task queue, for worker keys limited to
+ * some queues (`dex auth create --queue`): the polled queue, the queue inside
+ * a task token, or the workflow queue of the run whose history is read.
+ */
+import type { ApiKeyRole } from "../engine/api-keys.js";
+
+export type QueueScope = "poll" | "workflow-token" | "activity-token" | "run";
+
+export interface MethodRule {
+  readonly roles: readonly ApiKeyRole[];
+  readonly queue?: QueueScope;
+}
+
+const CLIENT: readonly ApiKeyRole[] = ["client", "admin"];
+const WORKER: readonly ApiKeyRole[] = ["worker", "admin"];
+const ADMIN: readonly ApiKeyRole[] = ["admin"];
+
+/** Full gRPC method name ("/package.Service/Method") -> who may call it. */
+export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
+  "/dex.v1.ClientService/StartWorkflow": { roles: CLIENT },
+  "/dex.v1.ClientService/SendEvent": { roles: CLIENT },
+  "/dex.v1.ClientService/SendEventWithStart": { roles: CLIENT },
+  "/dex.v1.ClientService/DescribeRun": { roles: CLIENT },
+  "/dex.v1.ClientService/GetRunHistory": { roles: ["worker", "client", "admin"], queue: "run" },
+  "/dex.v1.ClientService/GetRunResult": { roles: CLIENT },
+  "/dex.v1.ClientService/ListRuns": { roles: CLIENT },
+  "/dex.v1.ClientService/CancelRun": { roles: CLIENT },
+  "/dex.v1.ClientService/TerminateRun": { roles: ADMIN },
+
+  "/dex.v1.WorkerService/PollWorkflowTasks": { roles: WORKER, queue: "poll" },
+  "/dex.v1.WorkerService/CompleteWorkflowTask": { roles: WORKER, queue: "workflow-token" },
+  "/dex.v1.WorkerService/FailWorkflowTask": { roles: WORKER, queue: "workflow-token" },
+  "/dex.v1.WorkerService/PollActivityTasks": { roles: WORKER, queue: "poll" },
+  "/dex.v1.WorkerService/CompleteActivityTask": { roles: WORKER, queue: "activity-token" },
+  "/dex.v1.WorkerService/FailActivityTask": { roles: WORKER, queue: "activity-token" },
+  "/dex.v1.WorkerService/HeartbeatActivityTask": { roles: WORKER, queue: "activity-token" },
+
+  "/dex.v1.TaskQueueService/CreateTaskQueue": { roles: ADMIN },
+  "/dex.v1.TaskQueueService/UpdateTaskQueue": { roles: ADMIN },
+  "/dex.v1.TaskQueueService/PauseTaskQueue": { roles: ADMIN },
+  "/dex.v1.TaskQueueService/ResumeTaskQueue": { roles: ADMIN },
+  "/dex.v1.TaskQueueService/ListTaskQueues": { roles: CLIENT },
+  "/dex.v1.TaskQueueService/DeleteTaskQueue": { roles: ADMIN },
+};
