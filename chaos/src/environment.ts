@@ -12,6 +12,7 @@ import { createClient, type Client } from "@dex/sdk";
 import { freePort } from "@dex/server";
 import type { Check, Expectations } from "./invariants.js";
 import { ProcessGroup, ServerSlot, WorkerSlot, type WorkerConfig } from "./processes.js";
+import type { OwnedPostgres } from "./postgres.js";
 import type { Profile } from "./profiles.js";
 import type { Rng } from "./rng.js";
 import { CHAOS_SCHEMA_SQL } from "./workload.js";
@@ -36,6 +37,8 @@ export class ScenarioContext {
   private readonly slots: Array<ServerSlot | WorkerSlot> = [];
   private readonly began = Date.now();
   private servers = 0;
+  /** The suite's own Postgres, which a scenario may restart; undefined with --database-url. */
+  postgres: OwnedPostgres | undefined;
 
   constructor(
     readonly name: string,
@@ -58,8 +61,9 @@ export class ScenarioContext {
   }
 
   /** A `dex server` process on a free port of its own, started. */
-  async startServer(): Promise<ServerSlot> {
-    const slot = new ServerSlot(this.group, { name: `server-${++this.servers}`, databaseUrl: this.databaseUrl, port: await freePort() });
+  /** `options`: another database URL (through a proxy) and extra environment for the server. */
+  async startServer(options: { databaseUrl?: string; env?: Record<string, string> } = {}): Promise<ServerSlot> {
+    const slot = new ServerSlot(this.group, { name: `server-${++this.servers}`, databaseUrl: options.databaseUrl ?? this.databaseUrl, port: await freePort(), env: options.env });
     this.slots.push(slot);
     await slot.start();
     return slot;

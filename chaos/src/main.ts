@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
-import { startEmbeddedPostgres, type RunningPostgres } from "@dex/server/dev/embedded-postgres";
+import { startOwnedPostgres, type OwnedPostgres } from "./postgres.js";
 import { check, createScenarioDatabase, scenarioLogDir, ScenarioContext, type Scenario } from "./environment.js";
 import { checkInvariants, type Check } from "./invariants.js";
 import { ProcessGroup } from "./processes.js";
@@ -24,8 +24,13 @@ import { instanceIdStorm } from "./scenarios/instance-id-storm.js";
 import { serverKill } from "./scenarios/server-kill.js";
 import { sigterm } from "./scenarios/sigterm.js";
 import { workerKills } from "./scenarios/worker-kills.js";
+import { postgresRestart } from "./scenarios/postgres-restart.js";
+import { connectionKills } from "./scenarios/connection-kills.js";
+import { threeServers } from "./scenarios/three-servers.js";
+import { commitFaults } from "./scenarios/commit-faults.js";
+import { networkPartition } from "./scenarios/network-partition.js";
 
-const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace];
+const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, commitFaults, networkPartition];
 
 const { values } = parseArgs({
   options: {
@@ -67,7 +72,7 @@ function positiveInt(flag: string, text: string): number {
   return n;
 }
 
-let embedded: RunningPostgres | undefined;
+let embedded: OwnedPostgres | undefined;
 let embeddedDir: string | undefined;
 let currentGroup: ProcessGroup | undefined;
 
@@ -83,7 +88,8 @@ async function adminUrl(): Promise<string> {
   const url = values["database-url"] ?? process.env.DEX_TEST_DATABASE_URL;
   if (url) return url;
   embeddedDir = join(tmpdir(), `dex-chaos-pg-${process.pid}-${randomBytes(3).toString("hex")}`);
-  embedded = await startEmbeddedPostgres({ dataDir: embeddedDir, ephemeral: true });
+  // Restartable (pg_ctl stop -m immediate), for the postgres-restart scenario.
+  embedded = await startOwnedPostgres(embeddedDir);
   return embedded.url;
 }
 
@@ -102,6 +108,7 @@ async function runScenario(scenario: Scenario, admin: string): Promise<Result> {
   const db = await createScenarioDatabase(admin, scenario.name, group);
   const sql = postgres(db.url, { max: 5, onnotice: () => {} });
   const ctx = new ScenarioContext(scenario.name, profile!, createRng(seed).fork(scenario.name), db.url, sql, group, workflows);
+  ctx.postgres = embedded; // undefined with --database-url: a Postgres the suite does not own
   try {
     const outcome = await scenario.run(ctx);
     did = outcome.did;

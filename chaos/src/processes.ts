@@ -171,7 +171,8 @@ abstract class Slot {
 export class ServerSlot extends Slot {
   constructor(
     group: ProcessGroup,
-    readonly options: { name: string; databaseUrl: string; port: number },
+    /** env: extra environment (network-partition's short DEX_STATEMENT_TIMEOUT_MS). */
+    readonly options: { name: string; databaseUrl: string; port: number; env?: Record<string, string> },
   ) {
     super(group, options.name);
   }
@@ -183,8 +184,8 @@ export class ServerSlot extends Slot {
   protected spawn(): Promise<Managed> {
     return this.group.spawn(
       this.name,
-      [...dexCli, "server", "--host", "127.0.0.1", "--port", String(this.options.port)],
-      { DEX_DATABASE_URL: this.options.databaseUrl },
+      [...dexCli, "server", "--host", "127.0.0.1", "--port", String(this.options.port), "--insecure-no-auth"],
+      { DEX_DATABASE_URL: this.options.databaseUrl, ...this.options.env },
       /listening on \S+/,
     );
   }

@@ -22,7 +22,9 @@ export const CHAOS_SCHEMA_SQL = `
     activity_name text not null,
     attempt integer not null,
     worker text not null,
-    started_at timestamptz not null default clock_timestamp()
+    started_at timestamptz not null default clock_timestamp(),
+    -- Set only when the activity was asked to (StepInput.recordEnd): three-servers' capacity check.
+    ended_at timestamptz
   );
   create index if not exists executions_by_call on chaos.executions (run_id, seq);
 `;
@@ -31,6 +33,8 @@ export interface StepInput {
   n: number;
   /** Upper bound of a random pause inside the activity, so kills land mid-attempt. */
   delayMs: number;
+  /** Record when the execution ended too (chaos.executions.ended_at), for a concurrency check. */
+  recordEnd?: boolean;
 }
 
 export interface StepResult {
@@ -39,18 +43,20 @@ export interface StepResult {
   worker: string;
 }
 
-/** Records one execution of an activity call (run id, seq, attempt). */
-export async function recordExecution(sql: postgres.Sql, info: { runId: string; seq: number; activityName: string; attempt: number }, worker: string): Promise<void> {
-  await sql`insert into chaos.executions (run_id, seq, activity_name, attempt, worker)
-            values (${info.runId}, ${info.seq}, ${info.activityName}, ${info.attempt}, ${worker})`;
+/** Records one execution of an activity call (run id, seq, attempt); returns the row's id. */
+export async function recordExecution(sql: postgres.Sql, info: { runId: string; seq: number; activityName: string; attempt: number }, worker: string): Promise<string> {
+  const [row] = await sql<{ id: string }[]>`insert into chaos.executions (run_id, seq, activity_name, attempt, worker)
+            values (${info.runId}, ${info.seq}, ${info.activityName}, ${info.attempt}, ${worker}) returning id::text`;
+  return row!.id;
 }
 
 /** The activities a worker process registers; `sql` is that process's own pool. */
 export function createActivities(sql: postgres.Sql, worker: string) {
   return {
     async chaosStep(input: StepInput, ctx: ActivityContext): Promise<StepResult> {
-      await recordExecution(sql, ctx.info, worker);
+      const id = await recordExecution(sql, ctx.info, worker);
       if (input.delayMs > 0) await sleep(Math.random() * input.delayMs);
+      if (input.recordEnd) await sql`update chaos.executions set ended_at = clock_timestamp() where id = ${id}`;
       return { n: input.n, attempt: ctx.info.attempt, worker };
     },
   };
@@ -64,12 +70,14 @@ export interface OrderInput {
    * an attempt comes back within seconds; long where a server restart must not outlast it.
    */
   leaseMs: number;
+  /** Passed to the steps (StepInput.recordEnd). */
+  recordEnd?: boolean;
 }
 
 /** Three activities and a short durable timer: step 1, sleep, then steps 2 and 3 in parallel. */
 export async function chaosOrder(ctx: WorkflowContext, input: OrderInput): Promise<number[]> {
   const options = { startToCloseTimeout: input.leaseMs, retry: { initialInterval: "200ms", maximumInterval: "2s" } };
-  const step = (n: number) => ctx.executeActivity<StepResult>("chaosStep", { n, delayMs: input.delayMs } satisfies StepInput, options);
+  const step = (n: number) => ctx.executeActivity<StepResult>("chaosStep", { n, delayMs: input.delayMs, recordEnd: input.recordEnd } satisfies StepInput, options);
   const first = await step(1);
   await ctx.sleep(input.timerMs);
   const rest = await Promise.all([step(2), step(3)]);

@@ -20,8 +20,12 @@ export interface Cluster {
 }
 
 /** One server, the default queues (plus an idle activity queue for parked polls), and worker processes. */
-export async function startCluster(ctx: ScenarioContext, workers: { workflow: number; activity: number }): Promise<Cluster> {
-  const server = await ctx.startServer();
+export async function startCluster(
+  ctx: ScenarioContext,
+  workers: { workflow: number; activity: number },
+  serverOptions: Parameters<ScenarioContext["startServer"]>[0] = {},
+): Promise<Cluster> {
+  const server = await ctx.startServer(serverOptions);
   const client = ctx.client(server.address);
   await ctx.createQueues(client, [
     { name: "default", type: "workflow" },
