@@ -1,0 +1,105 @@
+/**
+ * Scenario 4 on dex: N runs started on one workflow queue with no worker
+ * polling it, then a worker process started and the queue drained.
+ *
+ * Dispatch latency here is how long a poll takes to hand out a task while the
+ * queue is deep: the claim, not the wait in the queue (every task of a backlog
+ * waits long by construction; the server's dex_task_dispatch_latency_seconds
+ * histogram measures that wait, and is reported alongside as "queue wait").
+ * It is measured by a probe in this process: a minimal worker (four lanes) that polls one
+ * task at a time (every 50 ms per lane, beside the real worker), times the
+ * PollWorkflowTasks call, and completes the run as the workflow would.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { TaskQueueType } from "@dex/proto";
+import { Meter, round } from "../meter.js";
+import { perSecond } from "../postgres.js";
+import { figure, usageFigures, type ScenarioContext, type ScenarioResult } from "../scenario.js";
+import { percentile, pool, waitFor } from "../stats.js";
+import { startDex, type DexEnv } from "../systems/dex.js";
+import { BACKLOG_QUEUE } from "../systems/dex-workload.js";
+import { histogramQuantile, scrapeHistogram } from "../metrics.js";
+
+export async function dexBacklog(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const { backlog: runs, backlogDepth: threshold } = ctx.sizes;
+  const dex = await startDex(ctx.pg, ctx.group, "backlog", { cpuProfDir: ctx.cpuProfDir });
+  try {
+    const t0 = performance.now();
+    await pool(runs, 200, async (i) => {
+      await dex.client.start("backlogWorkflow", { instanceId: `bl-${i}`, input: i, taskQueue: BACKLOG_QUEUE });
+    });
+    const startSeconds = (performance.now() - t0) / 1000;
+    ctx.log(`dex backlog: ${runs} starts in ${startSeconds.toFixed(1)} s`);
+
+    let depth = await queueDepth(dex);
+    const meter = new Meter([
+      { name: "server", pids: [dex.server.pid] },
+      { name: "postgres", pids: [ctx.pg.postmasterPid()], tree: true },
+    ]);
+    const before = await ctx.pg.counters(dex.database);
+    const drainStart = performance.now();
+    const worker = await dex.startWorkers("wf", [{ kind: "workflow", queue: BACKLOG_QUEUE, concurrency: 100 }]);
+    let draining = true;
+    const probes: Array<{ ms: number; depth: number }> = [];
+    // Four probe lanes, so even the quick profile's short deep phase yields enough claims for a p99.
+    const probe = Promise.all(Array.from({ length: 4 }, async () => {
+      while (draining) {
+        const depthAtPoll = depth;
+        const p0 = performance.now();
+        const response = await dex.client.raw.worker.pollWorkflowTasks({ taskQueue: BACKLOG_QUEUE, maxTasks: 1, workerId: "bench-probe", maxWait: durationFromMs(1_000) });
+        const ms = performance.now() - p0;
+        for (const task of response.tasks) {
+          probes.push({ ms, depth: depthAtPoll });
+          const started = task.history.find((e) => e.attributes.case === "runStarted");
+          const input = started?.attributes.case === "runStarted" ? started.attributes.value.input : undefined;
+          await dex.client.raw.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [{ command: { case: "completeRun", value: { result: input } } }] });
+        }
+        await sleep(50); // pacing of the probe, so it stays a small share of the claims
+      }
+    }));
+    await waitFor(`the backlog of ${runs} runs to drain`, 30 * 60_000, async () => {
+      depth = await queueDepth(dex);
+      return depth === 0 ? true : undefined;
+    }, 250);
+    draining = false;
+    await probe;
+    const drainSeconds = (performance.now() - drainStart) / 1000;
+    const { usage } = meter.stop();
+    const q = perSecond(before, await ctx.pg.counters(dex.database));
+    const [done] = await dex.sql<{ n: number }[]>`select count(*)::int as n from dex.runs where status = 'COMPLETED' and task_queue = ${BACKLOG_QUEUE}`;
+    if (done!.n !== runs) throw new Error(`backlog drained but ${done!.n} of ${runs} runs completed`);
+    const deep = probes.filter((p) => p.depth > threshold).map((p) => p.ms);
+    const wait = await scrapeHistogram(dex.metricsUrl, "dex_task_dispatch_latency_seconds", { type: "workflow", queue: BACKLOG_QUEUE });
+    void worker;
+    ctx.log(`dex backlog: drained in ${drainSeconds.toFixed(1)} s; ${deep.length} probe claims while depth > ${threshold}`);
+    return {
+      figures: [
+        figure("startsPerSec", `${runs} starts`, round(runs / startSeconds, 0), "/s"),
+        figure("drainSeconds", "time to drain", round(drainSeconds, 1), "s"),
+        figure("drainPerSec", "drain rate", round(runs / drainSeconds, 0), "/s"),
+        figure("dispatchP50Deep", `dispatch p50, depth > ${threshold}`, round(percentile(deep, 50), 1), "ms"),
+        figure("dispatchP99Deep", `dispatch p99, depth > ${threshold}`, round(percentile(deep, 99), 1), "ms"),
+        figure("dispatchP99All", "dispatch p99, whole drain", round(percentile(probes.map((p) => p.ms), 99), 1), "ms"),
+        figure("queueWaitP99", "queue wait p99 (server histogram)", round(histogramQuantile(wait, 0.99) * 1000, 0), "ms"),
+        ...usageFigures(usage),
+        figure("pgStatementsPerSec", "Postgres statements/s (drain)", round(q.statementsPerSec, 0), "/s"),
+      ],
+      usage,
+      topStatements: await ctx.pg.topStatements(dex.database, 10),
+      notes: [
+        `dispatch = PollWorkflowTasks round trip of a 1-task probe poller (${probes.length} claims, ${deep.length} while depth > ${threshold}); the real worker process (100 slots) drains beside it`,
+        "queue wait = the server's available-to-claimed histogram, dominated by how long the backlog waited",
+      ],
+    };
+  } finally {
+    await dex.close();
+  }
+}
+
+/** Tasks waiting plus leased on the backlog queue, as ListTaskQueues reports them. */
+async function queueDepth(dex: DexEnv): Promise<number> {
+  const { queues } = await dex.client.raw.queues.listTaskQueues({ type: TaskQueueType.WORKFLOW });
+  const q = queues.find((x) => x.name === BACKLOG_QUEUE);
+  return q ? Number(q.depth) + Number(q.inFlight) : 0;
+}

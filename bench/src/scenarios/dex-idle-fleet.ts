@@ -1,0 +1,58 @@
+/**
+ * Scenario 5 on dex: N runs parked (half on a 30-minute timer, half waiting
+ * for an event), then a quiet window in which nothing is started: server CPU,
+ * Postgres statements/s on the dex database, and the workflow worker's memory.
+ * The window starts once every run has recorded its wait and no workflow task
+ * is left (a condition, polled); its length is the measurement itself.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { Meter, round } from "../meter.js";
+import { perSecond } from "../postgres.js";
+import { memoryBytes } from "../proc.js";
+import { figure, usageFigures, type ScenarioContext, type ScenarioResult } from "../scenario.js";
+import { pool, waitFor } from "../stats.js";
+import { startDex } from "../systems/dex.js";
+import { WORKFLOW_QUEUE } from "../systems/dex-workload.js";
+
+export async function dexIdleFleet(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const { idleRuns: runs, idleSeconds } = ctx.sizes;
+  const dex = await startDex(ctx.pg, ctx.group, "idle-fleet", { cpuProfDir: ctx.cpuProfDir });
+  try {
+    const wf = await dex.startWorkers("wf", [{ kind: "workflow", queue: WORKFLOW_QUEUE, concurrency: 100 }]);
+    const t0 = performance.now();
+    await pool(runs, 200, async (i) => {
+      await dex.client.start("idleWorkflow", { instanceId: `idle-${i}`, input: i, taskQueue: WORKFLOW_QUEUE });
+    });
+    // Parked = the wait (timer or event) is in history (run started, task completed, wait started) and no workflow task remains.
+    await waitFor(`${runs} runs to park`, 10 * 60_000, async () => {
+      const [row] = await dex.sql<{ parked: number; tasks: number }[]>`
+        select (select count(*)::int from dex.runs where status = 'RUNNING' and history_length >= 3) as parked,
+               (select count(*)::int from dex.workflow_tasks) as tasks`;
+      return row!.parked === runs && row!.tasks === 0 ? true : undefined;
+    }, 500);
+    ctx.log(`dex idle fleet: ${runs} runs parked in ${((performance.now() - t0) / 1000).toFixed(1)} s; measuring ${idleSeconds} s of idle`);
+    const before = await ctx.pg.counters(dex.database);
+    const meter = new Meter([
+      { name: "server", pids: [dex.server.pid] },
+      { name: "workers", pids: [wf.pid] },
+      { name: "postgres", pids: [ctx.pg.postmasterPid()], tree: true },
+    ]);
+    await sleep(idleSeconds * 1000); // the idle window being measured
+    const { seconds, usage } = meter.stop();
+    const q = perSecond(before, await ctx.pg.counters(dex.database));
+    const workerRss = memoryBytes(wf.pid, false) / 2 ** 20;
+    return {
+      figures: [
+        figure("serverCpuPct", "server CPU while idle", round((usage.server!.cpuSeconds / seconds) * 100, 2), "% core"),
+        figure("postgresCpuPct", "Postgres CPU while idle", round((usage.postgres!.cpuSeconds / seconds) * 100, 2), "% core"),
+        figure("pgStatementsPerSec", "Postgres statements/s while idle", round(q.statementsPerSec, 2), "/s"),
+        figure("workerRssMB", "workflow worker RSS", round(workerRss, 1), "MB"),
+        ...usageFigures(usage),
+      ],
+      usage,
+      notes: [`${runs} parked runs (half on a 30 min timer, half on an event), ${seconds.toFixed(1)} s window; statements counted by ${ctx.pg.queryCounter} on the dex database only`],
+    };
+  } finally {
+    await dex.close();
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * A DBOS Transact process of the bench: DBOS runs in-process, as it is meant
+ * to (the load driver, the workflows and the steps share this process), on its
+ * own database of the bench's Postgres. Steps are no-op async functions in
+ * place of dex's activities. Configured by BENCH_RUNNER (JSON: url, scenario,
+ * sizes); prints "runner ready" after DBOS.launch, runs the scenario when the
+ * parent sends {type: "go"} (so the parent's CPU window excludes the launch),
+ * and answers with {type: "result", figures, notes}.
+ */
+import { DBOS } from "@dbos-inc/dbos-sdk";
+import type { Sizes } from "../options.js";
+import { round } from "../meter.js";
+import { figure, type Figure } from "../scenario.js";
+import { percentile, pool } from "../stats.js";
+
+const config = JSON.parse(process.env.BENCH_RUNNER ?? "null") as { url: string; scenario: string; sizes: Sizes } | null;
+if (!config) throw new Error("BENCH_RUNNER is not set: this process is started by the bench");
+const { sizes } = config;
+
+const noop = DBOS.registerStep(async (x: number) => x, { name: "noop" });
+const threeSteps = DBOS.registerWorkflow(
+  async (x: number) => {
+    let v = x;
+    for (let i = 0; i < 3; i++) v = await noop(v);
+    return v;
+  },
+  { name: "threeSteps" },
+);
+const oneStep = DBOS.registerWorkflow(async (x: number) => noop(x), { name: "oneStep" });
+/** Completion time of each step of the long workflow, taken in the workflow (same process). */
+const stepDone: number[] = [];
+const longWorkflow = DBOS.registerWorkflow(
+  async (steps: number) => {
+    for (let i = 0; i < steps; i++) {
+      await noop(i);
+      stepDone.push(performance.now());
+    }
+    return steps;
+  },
+  { name: "longWorkflow" },
+);
+const fanOut = DBOS.registerWorkflow(async (count: number) => (await Promise.all(Array.from({ length: count }, (_, i) => noop(i)))).length, { name: "fanOut" });
+
+async function start<A extends unknown[], R>(wf: (...args: A) => Promise<R>, id: string, ...args: A): Promise<R> {
+  const handle = await DBOS.startWorkflow(wf, { workflowID: id })(...args);
+  return handle.getResult();
+}
+
+async function run(scenario: string): Promise<{ figures: Figure[]; notes: string[] }> {
+  switch (scenario) {
+    case "throughput": {
+      const { workflows, inFlight } = sizes;
+      await pool(Math.min(50, workflows), inFlight, async (i) => void (await start(threeSteps, `warm-${i}`, i)));
+      const latencies: number[] = [];
+      const t0 = performance.now();
+      await pool(workflows, inFlight, async (i) => {
+        const s = performance.now();
+        await start(threeSteps, `tp-${i}`, i);
+        latencies.push(performance.now() - s);
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      return {
+        figures: [
+          figure("workflowsPerSec", "workflows/s", round(workflows / seconds, 1), "/s"),
+          figure("activitiesPerSec", "activities/s", round((3 * workflows) / seconds, 1), "/s"),
+          figure("p50", "start-to-result p50", round(percentile(latencies, 50), 1), "ms"),
+          figure("p99", "start-to-result p99", round(percentile(latencies, 99), 1), "ms"),
+        ],
+        notes: [`${workflows} workflows of 3 steps, ${inFlight} in flight, ${seconds.toFixed(1)} s, one process`],
+      };
+    }
+    case "latency": {
+      for (let i = 0; i < 10; i++) await start(oneStep, `warm-${i}`, i);
+      const latencies: number[] = [];
+      for (let i = 0; i < sizes.latencyRuns; i++) {
+        const s = performance.now();
+        await start(oneStep, `lat-${i}`, i);
+        latencies.push(performance.now() - s);
+      }
+      return {
+        figures: [
+          figure("p50", "start-to-result p50", round(percentile(latencies, 50), 1), "ms"),
+          figure("p95", "start-to-result p95", round(percentile(latencies, 95), 1), "ms"),
+          figure("p99", "start-to-result p99", round(percentile(latencies, 99), 1), "ms"),
+        ],
+        notes: [`${sizes.latencyRuns} sequential workflows of one step`],
+      };
+    }
+    case "long-workflow": {
+      const { longSteps: steps, longWindow: window } = sizes;
+      const t0 = performance.now();
+      await start(longWorkflow, "long-1", steps);
+      const totalMs = performance.now() - t0;
+      const firstMs = stepDone[window - 1]! - t0;
+      const lastMs = stepDone[steps - 1]! - stepDone[steps - window - 1]!;
+      return {
+        figures: [
+          figure("totalMs", `${steps} steps, start to result`, round(totalMs, 0), "ms"),
+          figure("firstMs", `first ${window} steps`, round(firstMs, 0), "ms"),
+          figure("lastMs", `last ${window} steps`, round(lastMs, 0), "ms"),
+          figure("lastOverFirst", "last / first", round(lastMs / firstMs, 2), "x"),
+        ],
+        notes: [],
+      };
+    }
+    case "fan-out": {
+      const t0 = performance.now();
+      const n = await start(fanOut, "fan-1", sizes.fanOut);
+      const ms = performance.now() - t0;
+      if (n !== sizes.fanOut) throw new Error(`fan-out returned ${n}`);
+      return {
+        figures: [
+          figure("totalMs", `${sizes.fanOut} parallel activities, start to result`, round(ms, 0), "ms"),
+          figure("activitiesPerSec", "activities/s", round(sizes.fanOut / (ms / 1000), 0), "/s"),
+        ],
+        notes: [],
+      };
+    }
+    default:
+      throw new Error(`the DBOS runner has no scenario "${scenario}"`);
+  }
+}
+
+DBOS.setConfig({ name: "dex-bench", systemDatabaseUrl: config.url, logLevel: "error" });
+await DBOS.launch();
+process.on("message", (m: { type?: string }) => {
+  if (m?.type !== "go") return;
+  run(config.scenario).then(
+    (result) => process.send?.({ type: "result", ...result }),
+    (err: unknown) => process.send?.({ type: "error", message: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
+  );
+});
+process.on("SIGTERM", () => void DBOS.shutdown().finally(() => process.exit(0)));
+process.stdin.on("end", () => process.exit(3));
+process.stdin.resume();
+process.stdout.write("runner ready\n");
