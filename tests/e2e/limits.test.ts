@@ -6,17 +6,33 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError } from "@dex/proto";
-import type { WorkflowContext } from "@dex/sdk";
+import type { ActivityContext, WorkflowContext } from "@dex/sdk";
 import { waitFor } from "@dex/testing";
 import { startHarness, type Harness } from "../support/harness.js";
 
 const HISTORY_LIMIT = 60;
 
+const bigResultExecutions: number[] = [];
 const activities = {
   async step(n: number) {
     return n + 1;
   },
+  async bigResult(_: undefined, ctx: ActivityContext) {
+    bigResultExecutions.push(ctx.info.attempt);
+    return "x".repeat(70_000);
+  },
 };
+
+/** Calls an activity whose result is over the payload limit, and reports how it failed. */
+async function oversizedResult(ctx: WorkflowContext) {
+  const { bigResult } = ctx.activities<typeof activities>({ retry: { maximumAttempts: 5, initialInterval: "10ms" } });
+  try {
+    return await bigResult(undefined);
+  } catch (err) {
+    const cause = (err as { cause?: { type?: string; nonRetryable?: boolean; message?: string } }).cause;
+    return { type: cause?.type, nonRetryable: cause?.nonRetryable, message: cause?.message };
+  }
+}
 
 /** Never ends by itself: its history grows until the limit stops it. */
 async function endless(ctx: WorkflowContext): Promise<never> {
@@ -37,7 +53,7 @@ describe("limits through the SDK", () => {
       limits: { maxHistoryEvents: HISTORY_LIMIT, maxPayloadBytes: 64 * 1024 },
       workflowTaskRetry: { initialMs: 50, maxMs: 200 },
     });
-    h.workflowWorker({ endless, chunked });
+    h.workflowWorker({ endless, chunked, oversizedResult });
     h.activityWorker(activities);
   });
   afterAll(async () => {
@@ -66,6 +82,15 @@ describe("limits through the SDK", () => {
   it("never meets the limit when the workflow continues as new", async () => {
     const handle = await h.client.start(chunked, { instanceId: "chunked-1", input: { n: 0, target: 45 } });
     expect(await handle.result()).toBe(45);
+  });
+
+  it("fails an activity whose result is over the payload limit at once, non-retryable, saying why", async () => {
+    const handle = await h.client.start(oversizedResult, { instanceId: "big-result" });
+    const outcome = (await handle.result()) as { type: string; nonRetryable: boolean; message: string };
+    expect(outcome.type).toBe("ResultRefused");
+    expect(outcome.nonRetryable).toBe(true);
+    expect(outcome.message).toMatch(/the server refused the activity result: result is \d+ bytes, more than the limit of 65536 bytes/);
+    expect(bigResultExecutions).toEqual([1]);
   });
 
   it("refuses an input over the payload limit at the call, naming the field, its size and the limit", async () => {

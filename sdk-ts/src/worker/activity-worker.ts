@@ -163,7 +163,17 @@ async function report(
         await report(task, deps, { ok: false, error }, until);
         return;
       }
-      await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { until });
+      try {
+        await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { until });
+      } catch (err) {
+        const refused = DexError.from(err);
+        if (refused.code !== "INVALID_ARGUMENT") throw err;
+        // The server will never take this result (over its payload limit, say): reported as a
+        // non-retryable failure, the workflow learns why now instead of the attempt timing out
+        // and running again forever.
+        const error = ApplicationFailure.nonRetryable(`the server refused the activity result: ${refused.message}`, "ResultRefused");
+        await report(task, deps, { ok: false, error }, until);
+      }
     } else {
       const failure = errorToFailure(outcome.error);
       await withRetry(() => deps.connection.worker.failActivityTask({ taskToken: task.taskToken, failure }), { until });
