@@ -93,6 +93,13 @@ export interface ServerOptions {
    */
   statementTimeoutMs?: number;
   stallMarginMs?: number;
+  /**
+   * Connections of the server's main pool (polls, completions, starts). Default 10. Every
+   * transaction holds its connection across several round trips, so under load this, not
+   * Postgres, can be the limit (docs/performance.md); Postgres's max_connections must allow it
+   * for every server.
+   */
+  databasePoolSize?: number;
 }
 
 export interface DexServer {
@@ -124,7 +131,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     onStalledConnection: (info: StalledConnection) =>
       logger.warn("database connection silent past statement_timeout with an answer due; replacing it", { ...info }),
   };
-  const sql = openDatabase({ ...database, applicationName: "dex-server" });
+  const sql = openDatabase({ ...database, maxConnections: options.databasePoolSize, applicationName: "dex-server" });
   // drizzle installs its own type parsers on the client it is given (timestamps
   // as strings), which would change what the hand-written SQL reads; so the
   // drizzle queries (admin reads, not hot) get a small pool of their own.

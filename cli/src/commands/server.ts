@@ -36,13 +36,16 @@ function maxPayloadBytes(flag: string | undefined): number | undefined {
 interface DatabaseTimeoutFlags {
   statementTimeoutMs?: string;
   dbStallMarginMs?: string;
+  dbPoolSize?: string;
 }
 
-/** --statement-timeout-ms and --db-stall-margin-ms, else their environment variables, else the server's defaults. */
-function databaseTimeouts(flags: DatabaseTimeoutFlags): { statementTimeoutMs?: number; stallMarginMs?: number } {
+/** --statement-timeout-ms, --db-stall-margin-ms and --db-pool-size, else their environment variables, else the server's defaults. */
+function databaseTimeouts(flags: DatabaseTimeoutFlags): { statementTimeoutMs?: number; stallMarginMs?: number; databasePoolSize?: number } {
   const timeout = flags.statementTimeoutMs ?? (process.env.DEX_STATEMENT_TIMEOUT_MS || undefined);
   const margin = flags.dbStallMarginMs ?? (process.env.DEX_DB_STALL_MARGIN_MS || undefined);
+  const pool = flags.dbPoolSize ?? (process.env.DEX_DB_POOL_SIZE || undefined);
   return {
+    databasePoolSize: pool === undefined ? undefined : parseIntFlag("--db-pool-size", pool, 1, 1000),
     statementTimeoutMs: timeout === undefined ? undefined : parseIntFlag("--statement-timeout-ms", timeout, 100, 2 ** 31 - 1),
     stallMarginMs: margin === undefined ? undefined : parseIntFlag("--db-stall-margin-ms", margin, 0, 2 ** 31 - 1),
   };
@@ -62,6 +65,7 @@ export function registerServerCommand(program: Command): void {
       "--db-stall-margin-ms <ms>",
       "a database connection owing an answer for statement_timeout plus this long counts as dead and is replaced (default: $DEX_DB_STALL_MARGIN_MS or 5000)",
     )
+    .option("--db-pool-size <n>", "connections of the server's main database pool (default: $DEX_DB_POOL_SIZE or 10)")
     .option(
       "--insecure-no-auth",
       "serve every call without an API key; only where the network alone keeps strangers out (default: $DEX_INSECURE_NO_AUTH=1, else keys required)",
