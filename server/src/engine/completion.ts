@@ -161,7 +161,31 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
     const activities = plan.activities.filter((a) => !missingQueues.has(a.queue));
     // An ending run drops its inbox (finishWorkflowTask): the outcomes would go with it.
     unscheduled = plan.end ? [] : plan.activities.filter((a) => missingQueues.has(a.queue));
-    const [appended] = await Promise.all([
+    const activityQueues = [...new Set(activities.map((a) => a.queue))];
+    const notify = [
+      ...activityQueues.map((q) => queueWakeupPayload(QueueType.ACTIVITY, q, engine.origin)),
+      runWakeupPayload(run.id, engine.origin),
+    ];
+    const nextTaskNotify = queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin);
+    const finish = () =>
+      finishWorkflowTask(tx, {
+        runId: run.id,
+        queue: run.taskQueue,
+        priority: run.priority,
+        historyLength,
+        stickyWorkerId: plan.end ? null : task.workerId,
+        customStatus: plan.customStatus,
+        labels: plan.labels,
+        end: plan.end,
+        notify,
+        nextTaskNotify,
+      });
+    // Without children to start or cancel (the usual task), the run's update goes out in the same
+    // pipelined batch as the writes, after them: one session runs them in the order sent, so it
+    // still sees the moved inbox rows. Children first otherwise: a cancel of a child started by this
+    // same completion must find its row, and a started child writes to this run's inbox.
+    const finishInBatch = plan.children.length === 0 && plan.cancelChildren.length === 0;
+    const [appended, , , , , , , finishedInBatch] = await Promise.all([
       appendBlock(tx, { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events }),
       insertActivityTasks(tx, run, activities),
       insertInboxEvents(tx, run.id, unscheduledActivityOutcomes(unscheduled)),
@@ -169,31 +193,21 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
       deleteTimers(tx, run.id, plan.cancelTimers),
       cancelActivities(tx, run.id, plan.cancelActivities),
       next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds }) : undefined,
+      finishInBatch ? finish() : undefined,
     ]);
     if (appended.moved !== task.inboxIds.length) {
       throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${appended.moved} were found`);
     }
-    // Children first: a cancel of a child started by this same completion must find its row.
-    await startChildren(engine, tx, effects, run, plan.children);
-    if (plan.cancelChildren.length > 0) {
-      await cancelRuns(tx, effects, { parent: run.id, seqs: plan.cancelChildren }, `cancellation requested by parent run ${run.id}`);
+    let finished = finishedInBatch;
+    if (!finished) {
+      await startChildren(engine, tx, effects, run, plan.children);
+      if (plan.cancelChildren.length > 0) {
+        await cancelRuns(tx, effects, { parent: run.id, seqs: plan.cancelChildren }, `cancellation requested by parent run ${run.id}`);
+      }
+      finished = await finish();
     }
-    const activityQueues = [...new Set(activities.map((a) => a.queue))];
-    const finished = await finishWorkflowTask(tx, {
-      runId: run.id,
-      queue: run.taskQueue,
-      priority: run.priority,
-      historyLength,
-      stickyWorkerId: plan.end ? null : task.workerId,
-      customStatus: plan.customStatus,
-      labels: plan.labels,
-      end: plan.end,
-      notify: [
-        ...activityQueues.map((q) => queueWakeupPayload(QueueType.ACTIVITY, q, engine.origin)),
-        ...(plan.end ? [runWakeupPayload(run.id, engine.origin)] : []),
-      ],
-      nextTaskNotify: queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin),
-    });
+    // finishWorkflowTask sent these NOTIFYs; the transaction's closing NOTIFY leaves them out.
+    effects.notifiedByStore(finished.nextTask ? [...notify, nextTaskNotify] : notify);
     if (next) await startContinuedRun(engine, tx, effects, run, next, { ...run.labels, ...plan.labels });
     if (plan.end) await afterRunEnded(engine, tx, effects, run, parent, plan.end);
     // Continue-as-new passed the slot on to the new run (startContinuedRun).

@@ -18,6 +18,7 @@ export class Effects {
   private readonly queues = new Map<string, { type: QueueType; queue: string; count: number }>();
   private readonly runs = new Set<string>();
   private earliestTimer: Date | undefined;
+  private readonly sentByStore = new Set<string>();
   private readonly observations: Array<(observer: EngineObserver) => void> = [];
 
   /** A task was created on this queue (count: how many). */
@@ -43,12 +44,22 @@ export class Effects {
     this.observations.push(report);
   }
 
+  /**
+   * These payloads were already NOTIFYed by a statement of this transaction (a store function
+   * that notifies as part of its write): the closing NOTIFY leaves them out, and is not sent at
+   * all when nothing is left, which saves the transaction a round trip.
+   */
+  notifiedByStore(payloads: string[]): void {
+    for (const payload of payloads) this.sentByStore.add(payload);
+  }
+
   /** Sends the cross-server NOTIFYs; call as the transaction's last statement. */
   async notify(tx: Queryable, origin: string): Promise<void> {
-    await notify(tx, [
+    const payloads = [
       ...[...this.queues.values()].map((q) => queueWakeupPayload(q.type, q.queue, origin)),
       ...[...this.runs].map((runId) => runWakeupPayload(runId, origin)),
-    ]);
+    ];
+    await notify(tx, payloads.filter((payload) => !this.sentByStore.has(payload)));
   }
 
   /** In-process wakes; call after the commit. */
