@@ -8,14 +8,13 @@
  * have committed) and is retried with the same token until it is
  * acknowledged or refused NOT_FOUND; only an OK counts.
  */
-import { fromBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { DexError, HistoryEventSchema, type ActivityTask } from "@dex/proto";
+import { DexError, type ActivityTask } from "@dex/proto";
 import { decodePayload, encodePayload, type Client } from "@dex/sdk";
 import { check, type ScenarioContext } from "../environment.js";
 import type { Check } from "../invariants.js";
 import { recordExecution, type StepInput, type StepResult } from "../workload.js";
-import { pause } from "./common.js";
+import { completedAttempts, pause } from "./common.js";
 
 interface Acked {
   key: string;
@@ -107,13 +106,7 @@ export class AckedPollers {
 
   /** Every acknowledged completion is in history, as the activity_completed of that attempt. */
   async check(): Promise<Check> {
-    const rows = await this.ctx.sql<{ run_id: string; event: Buffer }[]>`
-      select run_id, event from dex.history_events where kind = 'activity_completed'`;
-    const recorded = new Map<string, number>();
-    for (const r of rows) {
-      const attributes = fromBinary(HistoryEventSchema, r.event).attributes;
-      if (attributes.case === "activityCompleted") recorded.set(`${r.run_id}:${attributes.value.seq}`, attributes.value.attempt);
-    }
+    const recorded = await completedAttempts(this.ctx);
     const violations: string[] = [];
     for (const a of this.acked) {
       const attempt = recorded.get(a.key);

@@ -12,14 +12,13 @@
  * both are the database's clock, and the pollers' send times are this host's
  * clock, the same clock (all run on one machine), to the millisecond.
  */
-import { fromBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { DexError, HistoryEventSchema, type ActivityTask } from "@dex/proto";
+import { DexError, type ActivityTask } from "@dex/proto";
 import { encodePayload, type Client } from "@dex/sdk";
 import { check, type Scenario, type ScenarioContext } from "../environment.js";
 import type { Check } from "../invariants.js";
 import { RACE_LEASE_MS, RACE_QUEUE, recordExecution, startRequest, startRuns, waitForRunsToEnd } from "../workload.js";
-import { pause, startCluster } from "./common.js";
+import { completedAttempts, pause, startCluster } from "./common.js";
 
 export interface Grant {
   key: string;
@@ -190,13 +189,7 @@ export function analyse(grants: Grant[]): Check[] {
 
 /** Every completion a poller saw acknowledged is the one in history (same attempt), and history has no other. */
 async function acknowledgedInHistory(ctx: ScenarioContext, grants: Grant[]): Promise<Check> {
-  const rows = await ctx.sql<{ run_id: string; event: Buffer }[]>`
-    select run_id, event from dex.history_events where kind = 'activity_completed'`;
-  const recorded = new Map<string, number>();
-  for (const r of rows) {
-    const attributes = fromBinary(HistoryEventSchema, r.event).attributes;
-    if (attributes.case === "activityCompleted") recorded.set(`${r.run_id}:${attributes.value.seq}`, attributes.value.attempt);
-  }
+  const recorded = await completedAttempts(ctx);
   const violations: string[] = [];
   let acknowledged = 0;
   for (const g of grants) {

@@ -2,8 +2,9 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fromBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { DexError } from "@dex/proto";
+import { DexError, HistoryEventSchema } from "@dex/proto";
 import type { Client } from "@dex/sdk";
 import { check, type ScenarioContext } from "../environment.js";
 import type { Check, RunStatus } from "../invariants.js";
@@ -111,4 +112,16 @@ export async function snapshotSessions(ctx: ScenarioContext, file: string): Prom
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return `${rows.length} sessions: ${[...counts].map(([k, n]) => `${n}x ${k}`).join("; ")} (details in ${file})`;
+}
+
+/** The attempt recorded in history for each completed activity, by "run id:seq". */
+export async function completedAttempts(ctx: ScenarioContext): Promise<Map<string, number>> {
+  const rows = await ctx.sql<{ run_id: string; event: Buffer }[]>`
+    select run_id, event from dex.history_events where kind = 'activity_completed'`;
+  const recorded = new Map<string, number>();
+  for (const r of rows) {
+    const attributes = fromBinary(HistoryEventSchema, r.event).attributes;
+    if (attributes.case === "activityCompleted") recorded.set(`${r.run_id}:${attributes.value.seq}`, attributes.value.attempt);
+  }
+  return recorded;
 }
