@@ -1,6 +1,7 @@
 /** Scenario 6 on dex: one workflow starts N activities at once and awaits them all. */
-import { Meter, round } from "../meter.js";
-import { figure, usageFigures, type ScenarioContext, type ScenarioResult } from "../scenario.js";
+import { fanOutFigures } from "../comparable-figures.js";
+import { Meter } from "../meter.js";
+import { usageFigures, type ScenarioContext, type ScenarioResult } from "../scenario.js";
 import { startDex } from "../systems/dex.js";
 import { ACTIVITY_QUEUES, WORKFLOW_QUEUE } from "../systems/dex-workload.js";
 
@@ -28,8 +29,7 @@ export async function dexFanOut(ctx: ScenarioContext): Promise<ScenarioResult> {
     ctx.log(`dex fan-out: ${count} activities in ${(ms / 1000).toFixed(2)} s`);
     return {
       figures: [
-        figure("totalMs", `${count} parallel activities, start to result`, round(ms, 0), "ms"),
-        figure("activitiesPerSec", "activities/s", round(count / (ms / 1000), 0), "/s"),
+        ...fanOutFigures(count, ms),
         ...usageFigures(usage),
       ],
       usage,

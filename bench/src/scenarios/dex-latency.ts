@@ -1,6 +1,6 @@
 /** Scenario 2 on dex: runs one after another (start, then await the result), one activity each. */
-import { round } from "../meter.js";
-import { figure, type ScenarioContext, type ScenarioResult } from "../scenario.js";
+import { latencyFigures } from "../comparable-figures.js";
+import type { ScenarioContext, ScenarioResult } from "../scenario.js";
 import { percentile } from "../stats.js";
 import { startDex } from "../systems/dex.js";
 import { ACTIVITY_QUEUES, WORKFLOW_QUEUE } from "../systems/dex-workload.js";
@@ -24,9 +24,7 @@ export async function dexLatency(ctx: ScenarioContext): Promise<ScenarioResult> 
     ctx.log(`dex latency: ${runs} runs, p50 ${percentile(latencies, 50).toFixed(1)} ms`);
     return {
       figures: [
-        figure("p50", "start-to-result p50", round(percentile(latencies, 50), 1), "ms"),
-        figure("p95", "start-to-result p95", round(percentile(latencies, 95), 1), "ms"),
-        figure("p99", "start-to-result p99", round(percentile(latencies, 99), 1), "ms"),
+        ...latencyFigures(latencies),
       ],
       usage: {},
       notes: [`${runs} sequential runs of one activity`],

@@ -5,6 +5,7 @@
  * from the byte-counting relay in its process (dex-worker.ts), set against the
  * run's final history size (dex.runs.history_size: serialized events).
  */
+import { longWorkflowFigures } from "../comparable-figures.js";
 import { round } from "../meter.js";
 import { figure, type ScenarioContext, type ScenarioResult } from "../scenario.js";
 import { percentile } from "../stats.js";
@@ -46,10 +47,7 @@ export async function dexLongWorkflow(ctx: ScenarioContext): Promise<ScenarioRes
     ctx.log(`dex long workflow: ${steps} steps in ${(totalMs / 1000).toFixed(1)} s, ${bytesFromServer} bytes to the worker, history ${historyBytes} bytes`);
     return {
       figures: [
-        figure("totalMs", `${steps} steps, start to result`, round(totalMs, 0), "ms"),
-        figure("firstMs", `first ${window} steps`, round(firstMs, 0), "ms"),
-        figure("lastMs", `last ${window} steps`, round(lastMs, 0), "ms"),
-        figure("lastOverFirst", "last / first", round(lastMs / firstMs, 2), "x"),
+        ...longWorkflowFigures(steps, window, { total: totalMs, first: firstMs, last: lastMs }),
         figure("activityLegP50", "step: activity leg p50", round(percentile(activityLeg, 50), 1), "ms"),
         figure("workflowLegP50", "step: workflow leg p50", round(percentile(workflowLeg, 50), 1), "ms"),
         figure("bytesToWorker", "bytes to the workflow worker (wire)", bytesFromServer, "B"),

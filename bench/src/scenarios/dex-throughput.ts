@@ -4,11 +4,12 @@
  * awaits its result). One workflow worker process; one activity worker
  * process serving the three queues.
  */
+import { throughputFigures } from "../comparable-figures.js";
 import { Meter, round } from "../meter.js";
 import { PoolSampler } from "../pool-sampler.js";
 import { perSecond } from "../postgres.js";
 import { figure, usageFigures, type ScenarioContext, type ScenarioResult } from "../scenario.js";
-import { percentile, pool } from "../stats.js";
+import { pool } from "../stats.js";
 import { startDex } from "../systems/dex.js";
 import { ACTIVITY_QUEUES, WORKFLOW_QUEUE } from "../systems/dex-workload.js";
 
@@ -45,10 +46,7 @@ export async function dexThroughput(ctx: ScenarioContext): Promise<ScenarioResul
     ctx.log(`dex throughput: ${workflows} workflows in ${seconds.toFixed(1)} s`);
     return {
       figures: [
-        figure("workflowsPerSec", "workflows/s", round(workflows / seconds, 1), "/s"),
-        figure("activitiesPerSec", "activities/s", round((3 * workflows) / seconds, 1), "/s"),
-        figure("p50", "start-to-result p50", round(percentile(latencies, 50), 1), "ms"),
-        figure("p99", "start-to-result p99", round(percentile(latencies, 99), 1), "ms"),
+        ...throughputFigures(workflows, seconds, latencies),
         ...usageFigures(usage),
         figure("pgStatementsPerSec", "Postgres statements/s", round(q.statementsPerSec, 0), "/s"),
         // Per workflow: robust to a shared machine, unlike rates.

@@ -9,9 +9,9 @@
  */
 import { DBOS } from "@dbos-inc/dbos-sdk";
 import type { Sizes } from "../options.js";
-import { round } from "../meter.js";
-import { figure, type Figure } from "../scenario.js";
-import { percentile, pool } from "../stats.js";
+import { fanOutFigures, latencyFigures, longWorkflowFigures, throughputFigures } from "../comparable-figures.js";
+import type { Figure } from "../scenario.js";
+import { pool } from "../stats.js";
 
 const config = JSON.parse(process.env.BENCH_RUNNER ?? "null") as { url: string; scenario: string; sizes: Sizes } | null;
 if (!config) throw new Error("BENCH_RUNNER is not set: this process is started by the bench");
@@ -60,12 +60,7 @@ async function run(scenario: string): Promise<{ figures: Figure[]; notes: string
       });
       const seconds = (performance.now() - t0) / 1000;
       return {
-        figures: [
-          figure("workflowsPerSec", "workflows/s", round(workflows / seconds, 1), "/s"),
-          figure("activitiesPerSec", "activities/s", round((3 * workflows) / seconds, 1), "/s"),
-          figure("p50", "start-to-result p50", round(percentile(latencies, 50), 1), "ms"),
-          figure("p99", "start-to-result p99", round(percentile(latencies, 99), 1), "ms"),
-        ],
+        figures: throughputFigures(workflows, seconds, latencies),
         notes: [`${workflows} workflows of 3 steps, ${inFlight} in flight, ${seconds.toFixed(1)} s, one process`],
       };
     }
@@ -78,11 +73,7 @@ async function run(scenario: string): Promise<{ figures: Figure[]; notes: string
         latencies.push(performance.now() - s);
       }
       return {
-        figures: [
-          figure("p50", "start-to-result p50", round(percentile(latencies, 50), 1), "ms"),
-          figure("p95", "start-to-result p95", round(percentile(latencies, 95), 1), "ms"),
-          figure("p99", "start-to-result p99", round(percentile(latencies, 99), 1), "ms"),
-        ],
+        figures: latencyFigures(latencies),
         notes: [`${sizes.latencyRuns} sequential workflows of one step`],
       };
     }
@@ -94,12 +85,7 @@ async function run(scenario: string): Promise<{ figures: Figure[]; notes: string
       const firstMs = stepDone[window - 1]! - t0;
       const lastMs = stepDone[steps - 1]! - stepDone[steps - window - 1]!;
       return {
-        figures: [
-          figure("totalMs", `${steps} steps, start to result`, round(totalMs, 0), "ms"),
-          figure("firstMs", `first ${window} steps`, round(firstMs, 0), "ms"),
-          figure("lastMs", `last ${window} steps`, round(lastMs, 0), "ms"),
-          figure("lastOverFirst", "last / first", round(lastMs / firstMs, 2), "x"),
-        ],
+        figures: longWorkflowFigures(steps, window, { total: totalMs, first: firstMs, last: lastMs }),
         notes: [],
       };
     }
@@ -109,10 +95,7 @@ async function run(scenario: string): Promise<{ figures: Figure[]; notes: string
       const ms = performance.now() - t0;
       if (n !== sizes.fanOut) throw new Error(`fan-out returned ${n}`);
       return {
-        figures: [
-          figure("totalMs", `${sizes.fanOut} parallel activities, start to result`, round(ms, 0), "ms"),
-          figure("activitiesPerSec", "activities/s", round(sizes.fanOut / (ms / 1000), 0), "/s"),
-        ],
+        figures: fanOutFigures(sizes.fanOut, ms),
         notes: [],
       };
     }
