@@ -285,12 +285,43 @@ interface ActivitySnapshot {
   history: unknown;
 }
 
-class ActivityScenarioRun {
+/**
+ * What both properties' runs share: the actions played one by one, each timed,
+ * a failure named by its step; once the run's outcome is in, at most
+ * AFTER_THE_END more (they show that nothing gets through; more add nothing).
+ */
+abstract class ScenarioRun<A extends { op: string }> {
+  protected step = 0;
+  /** True once the activity has its outcome, or the run ended. */
+  protected abstract ended(): boolean;
+  protected abstract act(action: A): Promise<void>;
+  protected abstract finish(): Promise<void>;
+  protected abstract annotate(err: unknown, where: string): Error;
+
+  protected async play(actions: A[]): Promise<void> {
+    let afterEnd = 0;
+    for (const action of actions) {
+      if (this.ended() && ++afterEnd > AFTER_THE_END) break;
+      this.step++;
+      const t0 = Date.now();
+      try {
+        await this.act(action);
+        timing(`${this.constructor.name} ${action.op}`, Date.now() - t0);
+      } catch (err) {
+        throw this.annotate(err, `step ${this.step} ${JSON.stringify(action, bytesAsLength)}`);
+      }
+    }
+    await this.finish().catch((err: unknown) => {
+      throw this.annotate(err, "final history check");
+    });
+  }
+}
+
+class ActivityScenarioRun extends ScenarioRun<ActivityAction> {
   private readonly model: ActivityModel;
   private readonly tokens: Uint8Array[] = [];
   private runId = "";
   private baseline: unknown;
-  private step = 0;
 
   constructor(
     private readonly h: Harness,
@@ -299,6 +330,7 @@ class ActivityScenarioRun {
     private readonly workflowQueue: string,
     private readonly activityQueue: string,
   ) {
+    super();
     this.model = new ActivityModel(scenario.maximumAttempts);
   }
 
@@ -306,29 +338,17 @@ class ActivityScenarioRun {
     await this.start();
     try {
       // The first action claims: there is a token to play with.
-      const actions: ActivityAction[] = [{ op: "claim" }, ...this.scenario.actions];
-      let afterOutcome = 0;
-      for (const action of actions) {
-        // Once the outcome is in, a few more calls show that nothing gets through; more add nothing.
-        if (this.model.phase === "done" && ++afterOutcome > AFTER_THE_END) break;
-        this.step++;
-        const t0 = Date.now();
-        try {
-          await this.act(action);
-          timing(`${this.constructor.name} ${action.op}`, Date.now() - t0);
-        } catch (err) {
-          throw this.annotate(err, `step ${this.step} ${JSON.stringify(action, bytesAsLength)}`);
-        }
-      }
-      await this.finish().catch((err: unknown) => {
-        throw this.annotate(err, "final history check");
-      });
+      await this.play([{ op: "claim" }, ...this.scenario.actions]);
     } finally {
       await this.h.client.terminateRun({ run: byRunId(this.runId), reason: "scenario over" }).catch(() => undefined);
     }
   }
 
-  private annotate(err: unknown, where: string): Error {
+  protected ended(): boolean {
+    return this.model.phase === "done";
+  }
+
+  protected annotate(err: unknown, where: string): Error {
     const m = this.model;
     const state = `model: ${m.phase}, attempt ${m.attempt}, current token ${m.current ?? "-"} of ${this.tokens.length}, outcome ${JSON.stringify(m.outcome)}`;
     const message = err instanceof Error ? err.message : String(err);
@@ -463,7 +483,7 @@ class ActivityScenarioRun {
     if (after.task) expect(after.task.heartbeat_details).toEqual(before.task?.heartbeat_details);
   }
 
-  private async act(action: ActivityAction): Promise<void> {
+  protected async act(action: ActivityAction): Promise<void> {
     const { h, model } = this;
     const before = await this.snap();
     this.reaped(before);
@@ -687,7 +707,7 @@ class ActivityScenarioRun {
     expect(after.inbox, "a retried attempt leaves no outcome").toEqual([]);
   }
 
-  private async finish(): Promise<void> {
+  protected async finish(): Promise<void> {
     const { h, model } = this;
     const s = await this.snap();
     this.reaped(s);
@@ -778,11 +798,10 @@ interface WorkflowSnapshot {
   history: HistoryEvent[];
 }
 
-class WorkflowScenarioRun {
+class WorkflowScenarioRun extends ScenarioRun<WorkflowAction> {
   private readonly model = new WorkflowModel();
   private readonly tokens: Uint8Array[] = [];
   private runId = "";
-  private step = 0;
 
   constructor(
     private readonly h: Harness,
@@ -790,32 +809,24 @@ class WorkflowScenarioRun {
     private readonly aged: AgedRun | undefined,
     /** Fresh runs share this queue (each scenario ends its run, which removes its task); aged runs have their own. */
     private queue: string,
-  ) {}
+  ) {
+    super();
+  }
 
   async run(): Promise<void> {
     await this.start();
     try {
-      let afterEnd = 0;
-      for (const action of this.scenario.actions) {
-        if (!this.model.open && ++afterEnd > AFTER_THE_END) break;
-        this.step++;
-        const t0 = Date.now();
-        try {
-          await this.act(action);
-          timing(`${this.constructor.name} ${action.op}`, Date.now() - t0);
-        } catch (err) {
-          throw this.annotate(err, `step ${this.step} ${JSON.stringify(action, bytesAsLength)}`);
-        }
-      }
-      await this.finish().catch((err: unknown) => {
-        throw this.annotate(err, "final history check");
-      });
+      await this.play(this.scenario.actions);
     } finally {
       if (this.model.open) await this.h.client.terminateRun({ run: byRunId(this.runId), reason: "scenario over" }).catch(() => undefined);
     }
   }
 
-  private annotate(err: unknown, where: string): Error {
+  protected ended(): boolean {
+    return !this.model.open;
+  }
+
+  protected annotate(err: unknown, where: string): Error {
     const m = this.model;
     const state = `model: ${m.open ? "open" : "closed"}, task ${JSON.stringify(m.task)}, inbox ${JSON.stringify(m.inbox)}, ${this.tokens.length} tokens, history ${m.history.map((e) => e.case).join(",")}`;
     const message = err instanceof Error ? err.message : String(err);
@@ -898,7 +909,7 @@ class WorkflowScenarioRun {
     return pickToken(this.tokens, ref);
   }
 
-  private async act(action: WorkflowAction): Promise<void> {
+  protected async act(action: WorkflowAction): Promise<void> {
     const { h, model } = this;
     const before = await this.snap();
     switch (action.op) {
@@ -1050,7 +1061,7 @@ class WorkflowScenarioRun {
     }
   }
 
-  private async finish(): Promise<void> {
+  protected async finish(): Promise<void> {
     const { h, model } = this;
     const s = await this.snap();
     this.expectTask(s);
