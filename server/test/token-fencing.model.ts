@@ -9,13 +9,14 @@ import fc from "fast-check";
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Layout of a version 1 token (server/src/api/task-token.ts), the offsets the garbling uses:
- *   0 version | 1 kind | 2..17 run id | 18..33 lease id | 34..37 lock version |
- *   activity: 38..41 seq, 42 queue length, 43.. queue; workflow: 38 queue length, 39.. queue.
+ * Layout of a token (server/src/api/task-token.ts), the offsets the garbling uses:
+ *   0 version (workflow 1, activity 2) | 1 kind | 2..17 run id | 18..33 lease id | 34..37 lock version |
+ *   activity: 38..41 seq, 42..45 attempt, 46 queue length, 47.. queue; workflow: 38 queue length, 39.. queue.
  */
 const LEASE_AT = 18;
 const VERSION_AT = 34;
 const SEQ_AT = 38;
+const ATTEMPT_AT = 42;
 
 /** The lease id a token carries, spelled as Postgres prints a uuid. */
 export function leaseIdOf(token: Uint8Array): string {
@@ -27,15 +28,15 @@ export function leaseIdOf(token: Uint8Array): string {
  * Ways to forge or garble a real token. The ones that still decode name a task attempt that
  * does not exist (NOT_FOUND); the others are not tokens at all (INVALID_ARGUMENT).
  */
-export const NOT_FOUND_GARBLES = ["flipLease", "bumpVersion", "lowerVersion", "otherRun", "otherQueue", "otherSeq"] as const;
+export const NOT_FOUND_GARBLES = ["flipLease", "bumpVersion", "lowerVersion", "otherRun", "otherQueue", "otherSeq", "otherAttempt"] as const;
 export const INVALID_GARBLES = ["truncate", "extend", "wrongKind", "badVersion", "badQueueChar", "seqZero", "empty", "random"] as const;
 export type Garble = (typeof NOT_FOUND_GARBLES)[number] | (typeof INVALID_GARBLES)[number];
 export type TaskKind = "workflow" | "activity";
 
-/** Garbles that make sense for a kind of token (a workflow token has no seq). */
+/** Garbles that make sense for a kind of token (a workflow token has no seq or attempt). */
 export function garblesFor(kind: TaskKind): Garble[] {
   const all: Garble[] = [...NOT_FOUND_GARBLES, ...INVALID_GARBLES];
-  return kind === "activity" ? all : all.filter((g) => g !== "otherSeq" && g !== "seqZero");
+  return kind === "activity" ? all : all.filter((g) => g !== "otherSeq" && g !== "seqZero" && g !== "otherAttempt");
 }
 
 export function expectedForGarble(garble: Garble): "NOT_FOUND" | "INVALID_ARGUMENT" {
@@ -49,7 +50,7 @@ export function expectedForGarble(garble: Garble): "NOT_FOUND" | "INVALID_ARGUME
 export function garbleToken(token: Uint8Array, kind: TaskKind, garble: Garble, noise: Uint8Array): Uint8Array {
   const out = Buffer.from(token);
   const n = (i: number) => noise[i % noise.length]!;
-  const queueAt = kind === "activity" ? SEQ_AT + 4 : SEQ_AT;
+  const queueAt = kind === "activity" ? ATTEMPT_AT + 4 : SEQ_AT;
   switch (garble) {
     case "flipLease": {
       const at = LEASE_AT + (n(0) % 16);
@@ -77,6 +78,12 @@ export function garbleToken(token: Uint8Array, kind: TaskKind, garble: Garble, n
     case "otherSeq":
       out.writeUInt32BE(2 + (n(0) % 50), SEQ_AT);
       return out;
+    case "otherAttempt": {
+      // The same lease with another attempt: the server issued no such token.
+      const attempt = out.readUInt32BE(ATTEMPT_AT);
+      out.writeUInt32BE(attempt + 1 + (n(0) % 3), ATTEMPT_AT);
+      return out;
+    }
     case "truncate":
       return out.subarray(0, Math.max(1, out.length - 1 - (n(0) % 8)));
     case "extend":
@@ -85,7 +92,7 @@ export function garbleToken(token: Uint8Array, kind: TaskKind, garble: Garble, n
       out[1] = kind === "activity" ? 1 : 2;
       return out;
     case "badVersion":
-      out[0] = 2 + (n(0) % 250);
+      out[0] = 3 + (n(0) % 250);
       return out;
     case "badQueueChar":
       out[queueAt + 1] = 0x21; // '!': not a queue name character
@@ -97,7 +104,7 @@ export function garbleToken(token: Uint8Array, kind: TaskKind, garble: Garble, n
       return new Uint8Array();
     case "random": {
       const bytes = Buffer.from(noise);
-      if (bytes[0] === 1) bytes[0] = 0; // version 1 could decode; anything else cannot
+      if (bytes[0] === 1 || bytes[0] === 2) bytes[0] = 0; // versions 1 and 2 could decode; anything else cannot
       return bytes;
     }
   }

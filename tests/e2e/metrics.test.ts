@@ -207,7 +207,7 @@ describe("Prometheus metrics", () => {
   it("renders every histogram with cumulative buckets ending in +Inf = _count, and a _sum", async () => {
     const scraped = await scrape();
     const histograms = [...scraped.types].filter(([, type]) => type === "histogram").map(([name]) => name);
-    expect(histograms.sort()).toEqual(["dex_task_dispatch_latency_seconds", "dex_task_execution_seconds"]);
+    expect(histograms.sort()).toEqual(["dex_group_commit_batch_size", "dex_task_dispatch_latency_seconds", "dex_task_execution_seconds"]);
     let series = 0;
     for (const name of histograms) {
       const buckets = scraped.samples.filter((s) => s.name === `${name}_bucket`);

@@ -19,6 +19,7 @@ import { lockRun, type LockedRun } from "../store/completion.js";
 import type { Queryable } from "../store/db.js";
 import { queueWakeupPayload } from "../store/notify.js";
 import { ensureWorkflowTask } from "../store/workflow-tasks.js";
+import { submitActivityCompletion } from "./activity-completions.js";
 import type { Engine } from "./context.js";
 import { activityResultDedupKey, decodeFailure, encodeEvent, encodeFailure, encodePayload } from "./events.js";
 import { longPoll } from "./long-poll.js";
@@ -27,7 +28,7 @@ import { decideActivityRetry, timeoutFailure } from "./retry.js";
 import { taskNotFound } from "./workflow-tasks.js";
 
 export interface PolledActivityTask {
-  ref: ActivityTaskRef;
+  ref: ActivityTaskRef & { attempt: number };
   row: ActivityTaskRow;
   /** Since when the attempt was available (database clock), for the dispatch latency. */
   availableAt: Date;
@@ -47,7 +48,7 @@ export async function pollActivityTasks(
       return rows.map(({ availableAt, ...row }) => ({
         row,
         availableAt,
-        ref: { queue: row.queue, runId: row.runId, seq: row.seq, leaseId: row.leaseId!, lockVersion: row.lockVersion },
+        ref: { queue: row.queue, runId: row.runId, seq: row.seq, leaseId: row.leaseId!, lockVersion: row.lockVersion, attempt: row.attempt },
       }));
     },
     until: request.waitUntil,
@@ -106,7 +107,23 @@ async function deliverOutcome(
   return woke;
 }
 
+/**
+ * Records an activity's result: through the group commit when the token names its attempt
+ * (engine/activity-completions.ts), else, or when the batch could not take it, one by one.
+ */
 export async function completeActivityTask(engine: Engine, ref: ActivityTaskRef, result: Payload | undefined): Promise<void> {
+  if (ref.attempt !== undefined) {
+    const outcome = await submitActivityCompletion(engine, { ref: { ...ref, attempt: ref.attempt }, result });
+    if ("done" in outcome) {
+      observeExecution(engine, outcome.done, "completed");
+      return;
+    }
+  }
+  await completeActivityTaskAlone(engine, ref, result);
+}
+
+/** One completion in its own transaction; waits for the run's lock. */
+async function completeActivityTaskAlone(engine: Engine, ref: ActivityTaskRef, result: Payload | undefined): Promise<void> {
   const { queue, woke, task } = await engine.sql.begin(async (tx) => {
     const { run, task } = await lockAttempt(tx, ref);
     const woke = await deliverOutcome(engine, tx, run, task, {
@@ -123,7 +140,11 @@ export async function completeActivityTask(engine: Engine, ref: ActivityTaskRef,
  * Claim to outcome, on the database clock alone: the claim set
  * attempt_deadline = claim + start-to-close, and the row was read with now().
  */
-function observeExecution(engine: Engine, task: ActivityTaskRow, outcome: TaskOutcome): void {
+function observeExecution(
+  engine: Engine,
+  task: Pick<ActivityTaskRow, "attemptDeadline" | "startToCloseMs" | "leaseMs" | "queue" | "now">,
+  outcome: TaskOutcome,
+): void {
   if (!task.attemptDeadline) return;
   const claimedAt = task.attemptDeadline.getTime() - (task.startToCloseMs ?? task.leaseMs);
   engine.observer.executed(QueueType.ACTIVITY, task.queue, outcome, task.now.getTime() - claimedAt);

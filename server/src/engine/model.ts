@@ -60,4 +60,6 @@ export interface WorkflowTaskRef {
 /** What fences one attempt of an activity task. */
 export interface ActivityTaskRef extends WorkflowTaskRef {
   seq: number;
+  /** The attempt the lease was granted for (tokens issued before version 2 lack it). */
+  attempt?: number;
 }

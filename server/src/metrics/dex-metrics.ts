@@ -34,10 +34,11 @@ export class DexMetrics implements EngineObserver {
   private readonly polls = new Counter("dex_polls_total", "Task polls this server answered, by queue and whether they handed out tasks (result=tasks) or none (result=empty).", ["type", "queue", "result"]);
   private readonly dispatch = new Histogram("dex_task_dispatch_latency_seconds", "Time from a task becoming available (created, retry due, lease expired) to a worker claiming it, on this server.", ["type", "queue"]);
   private readonly execution = new Histogram("dex_task_execution_seconds", "Time from a task's claim to its completion or failure reaching this server.", ["type", "queue", "outcome"]);
+  private readonly batches = new Histogram("dex_group_commit_batch_size", "Requests written together by one group commit on this server (requests that arrive while a batch is written share the next one), by operation.", ["operation"], BATCH_SIZE_BUCKETS);
 
   constructor(options: { readQueues: () => Promise<QueueGauges[]>; logger: Logger }) {
     this.registry.register(new QueueCollector(options.readQueues, options.logger));
-    for (const metric of [this.runsStarted, this.runsEnded, this.polls, this.dispatch, this.execution]) {
+    for (const metric of [this.runsStarted, this.runsEnded, this.polls, this.dispatch, this.execution, this.batches]) {
       this.registry.register(metric);
     }
   }
@@ -65,7 +66,14 @@ export class DexMetrics implements EngineObserver {
   runEnded(queue: string, status: string): void {
     this.runsEnded.inc({ queue, status });
   }
+
+  committedBatch(operation: string, size: number): void {
+    this.batches.observe({ operation }, size);
+  }
 }
+
+/** Group commit batch sizes: powers of two up to the largest batch (engine/activity-completions.ts). */
+const BATCH_SIZE_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 const QUEUE_GAUGES: Array<{ name: string; help: string; value: (q: QueueGauges) => number }> = [
   { name: "dex_task_queue_depth", help: "Tasks of the queue not leased (waiting for a worker or backing off), cluster-wide.", value: (q) => q.depth },

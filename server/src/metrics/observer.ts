@@ -25,6 +25,8 @@ export interface EngineObserver {
   runStarted(queue: string): void;
   /** A run of this workflow queue reached a terminal status (committed). */
   runEnded(queue: string, status: string): void;
+  /** A group commit wrote `size` requests of this operation in one batch (committed). */
+  committedBatch(operation: string, size: number): void;
 }
 
 export const noopObserver: EngineObserver = {
@@ -33,6 +35,7 @@ export const noopObserver: EngineObserver = {
   executed() {},
   runStarted() {},
   runEnded() {},
+  committedBatch() {},
 };
 
 /** One observer that forwards each report to every part that handles it. */
@@ -44,5 +47,6 @@ export function combineObservers(...parts: Array<Partial<EngineObserver> | undef
     executed: (type, queue, outcome, ms) => list.forEach((p) => p.executed?.(type, queue, outcome, ms)),
     runStarted: (queue) => list.forEach((p) => p.runStarted?.(queue)),
     runEnded: (queue, status) => list.forEach((p) => p.runEnded?.(queue, status)),
+    committedBatch: (operation, size) => list.forEach((p) => p.committedBatch?.(operation, size)),
   };
 }

@@ -171,12 +171,16 @@ export interface ActivityRef {
   lockVersion: number;
 }
 
-/** The task row if it still carries this lease, locked (the caller holds the run lock). */
-export async function lockLeasedActivity(tx: Queryable, ref: ActivityRef): Promise<ActivityTaskRow | undefined> {
+/**
+ * The task row if it still carries this lease, locked (the caller holds the run lock). A token
+ * that names its attempt must name the lease's attempt (tokens of older servers do not name one).
+ */
+export async function lockLeasedActivity(tx: Queryable, ref: ActivityRef & { attempt?: number }): Promise<ActivityTaskRow | undefined> {
   const [row] = await tx<RawRow[]>`
     select *, now() as now from dex.activity_tasks
     where queue_name = ${ref.queue} and run_id = ${ref.runId} and seq = ${ref.seq}
       and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+      and attempt = coalesce(${ref.attempt ?? null}::int, attempt)
     for no key update`;
   return row ? fromRaw(row) : undefined;
 }
@@ -244,7 +248,7 @@ export async function insertInboxEvent(
  */
 export async function heartbeatActivity(
   sql: Queryable,
-  ref: ActivityRef,
+  ref: ActivityRef & { attempt?: number },
   input: { details: Uint8Array | null },
 ): Promise<{ leaseDeadline: Date; cancelRequested: boolean } | undefined> {
   const [row] = await sql<{ leased_until: Date; cancel_requested: boolean }[]>`
@@ -257,6 +261,7 @@ export async function heartbeatActivity(
         heartbeat_details = coalesce(${bytes(input.details)}, heartbeat_details)
     where queue_name = ${ref.queue} and run_id = ${ref.runId} and seq = ${ref.seq}
       and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+      and attempt = coalesce(${ref.attempt ?? null}::int, attempt)
       and leased_until > now()
     returning leased_until, cancel_requested`;
   return row ? { leaseDeadline: row.leased_until, cancelRequested: row.cancel_requested } : undefined;

@@ -20,7 +20,13 @@ export type Wakeup =
   | { kind: "run"; runId: string; origin: string };
 
 export function queueWakeupPayload(type: string, queue: string, origin: string): string {
-  return `${type}:${queue}:${origin}`;
+  const { prefix, suffix } = queueWakeupAffixes(type, origin);
+  return prefix + queue + suffix;
+}
+
+/** queueWakeupPayload around a queue name that only SQL knows: prefix || queue || suffix. */
+export function queueWakeupAffixes(type: string, origin: string): { prefix: string; suffix: string } {
+  return { prefix: `${type}:`, suffix: `:${origin}` };
 }
 
 export function runWakeupPayload(runId: string, origin: string): string {

@@ -1,0 +1,67 @@
+/**
+ * Group commit: requests that arrive while a batch is being written join the
+ * next batch; with nothing in flight a request starts its batch at once (in
+ * the same tick, after the other requests that tick delivered). One request
+ * alone therefore waits for nobody, and under load the batch grows with the
+ * arrival rate, with no flush interval to tune (design notes, "Batching
+ * without losing latency").
+ */
+export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown };
+
+export class GroupCommit<I, R> {
+  private queued: Array<{ item: I; resolve: (value: R) => void; reject: (error: unknown) => void }> = [];
+  private inFlight = 0;
+  private scheduled = false;
+
+  /**
+   * @param write settles every item of a batch (same length and order); a throw rejects them all.
+   * @param options.maxBatch the most items one batch takes; the rest wait for the next.
+   * @param options.maxInFlight how many batches may be written at once.
+   */
+  constructor(
+    private readonly write: (items: I[]) => Promise<Settled<R>[]>,
+    private readonly options: { maxBatch: number; maxInFlight: number },
+  ) {}
+
+  submit(item: I): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queued.push({ item, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.options.maxInFlight || this.queued.length === 0) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.inFlight >= this.options.maxInFlight || this.queued.length === 0) return;
+    const batch = this.queued.splice(0, this.options.maxBatch);
+    this.inFlight++;
+    this.write(batch.map((entry) => entry.item))
+      .then(
+        (settled) => {
+          batch.forEach((entry, i) => {
+            const outcome = settled[i];
+            if (!outcome) entry.reject(new Error(`group commit: no outcome for item ${i} of ${batch.length}`));
+            else if (outcome.ok) entry.resolve(outcome.value);
+            else entry.reject(outcome.error);
+          });
+        },
+        (error: unknown) => {
+          for (const entry of batch) entry.reject(error);
+        },
+      )
+      .finally(() => {
+        this.inFlight--;
+        this.schedule();
+      });
+    // More queued than one batch takes, and room for another batch: start it too.
+    this.schedule();
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * Activity completions share transactions (engine/activity-completions.ts): completions arriving
+ * together are written by one statement. What a completion guarantees must not change: fenced by
+ * its token, recorded exactly once, a run whose row another transaction holds is not skipped but
+ * waited for, and tokens of an older server (version 1, no attempt) still complete.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DexError } from "@dex/proto";
+import { json, pollActivityOf, pollWorkflowTaskOf, scheduleActivity, startHarness, uniqueId, type Harness } from "./helpers.js";
+
+async function code(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => "OK",
+    (err: unknown) => (err instanceof DexError ? err.code : `not a DexError: ${String(err)}`),
+  );
+}
+
+/** Starts a run whose first workflow task schedules activities 1..count; returns the run id. */
+async function runWithActivities(h: Harness, count: number): Promise<string> {
+  const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("batch") });
+  const task = await pollWorkflowTaskOf(h, runId);
+  const commands = Array.from({ length: count }, (_, i) => scheduleActivity(i + 1, "a"));
+  await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands });
+  return runId;
+}
+
+async function inboxCount(h: Harness, runId: string): Promise<number> {
+  const [row] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.inbox where run_id = ${runId}`;
+  return row!.count;
+}
+
+/** The batch-size histogram's count and sum for activity completions, from the metrics endpoint. */
+async function batchStats(h: Harness): Promise<{ count: number; sum: number }> {
+  const text = await (await fetch(`http://${h.server.metricsAddress}/metrics`)).text();
+  const read = (name: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${name}{operation="activity_completion"}`));
+    return line ? Number(line.split(" ").at(-1)) : 0;
+  };
+  return { count: read("dex_group_commit_batch_size_count"), sum: read("dex_group_commit_batch_size_sum") };
+}
+
+/** Polls a condition until it holds or the deadline passes (no sleep stands in for synchronisation). */
+async function eventually(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+describe("activity completions share transactions", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ metricsPort: 0 });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("concurrent completions are batched, each recorded once; repeated tokens answer NOT_FOUND", async () => {
+    const runs = await Promise.all(Array.from({ length: 20 }, () => runWithActivities(h, 2)));
+    const tasks = await Promise.all(runs.flatMap((runId) => [pollActivityOf(h, runId, 1), pollActivityOf(h, runId, 2)]));
+    const before = await batchStats(h);
+    // Each token twice, all at once: the first of each pair may win, never both.
+    const codes = await Promise.all(
+      [...tasks, ...tasks].map((task, i) => code(h.worker.completeActivityTask({ taskToken: task.taskToken, result: json(i) }))),
+    );
+    expect(codes.filter((c) => c === "OK")).toHaveLength(tasks.length);
+    expect(codes.filter((c) => c === "NOT_FOUND")).toHaveLength(tasks.length);
+    for (const runId of runs) expect(await inboxCount(h, runId)).toBe(2);
+    const [{ tasks: workflowTasks } = { tasks: -1 }] = await h.sql<{ tasks: number }[]>`
+      select count(*)::int as tasks from dex.workflow_tasks where run_id = any(${runs}::uuid[])`;
+    expect(workflowTasks).toBe(runs.length);
+    const after = await batchStats(h);
+    // Every winning completion went through a batch, and fewer batches than completions were written.
+    expect(after.sum - before.sum).toBe(tasks.length);
+    expect(after.count - before.count).toBeLessThan(tasks.length);
+
+    // The next workflow task sees both results, with the attempt the token named.
+    const next = await pollWorkflowTaskOf(h, runs[0]!);
+    const outcomes = next.newEvents.filter((e) => e.attributes.case === "activityCompleted");
+    expect(outcomes.map((e) => e.attributes.case === "activityCompleted" && e.attributes.value.attempt)).toEqual([1, 1]);
+  });
+
+  it("a completion whose run another transaction holds waits for it while the others go through", async () => {
+    const busy = await runWithActivities(h, 1);
+    const free = await runWithActivities(h, 1);
+    const busyTask = await pollActivityOf(h, busy, 1);
+    const freeTask = await pollActivityOf(h, free, 1);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const holder = h.sql.begin(async (tx) => {
+      await tx`select 1 from dex.runs where id = ${busy} for no key update`;
+      locked();
+      await released;
+    });
+    await isLocked;
+    try {
+      let busyDone = false;
+      const busyCompletion = h.worker.completeActivityTask({ taskToken: busyTask.taskToken, result: json("busy") }).then(() => {
+        busyDone = true;
+      });
+      await h.worker.completeActivityTask({ taskToken: freeTask.taskToken, result: json("free") });
+      expect(await inboxCount(h, free)).toBe(1);
+      // The busy run's completion is waiting for the run's lock: not lost, not refused.
+      await eventually(async () => {
+        const [row] = await h.sql<{ waiting: number }[]>`
+          select count(*)::int as waiting from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock' and application_name = 'dex-server'`;
+        return row!.waiting > 0;
+      }, "the busy completion to wait for the run lock");
+      expect(busyDone).toBe(false);
+      expect(await inboxCount(h, busy)).toBe(0);
+      release();
+      await holder;
+      await busyCompletion;
+      expect(await inboxCount(h, busy)).toBe(1);
+    } finally {
+      release();
+      await holder;
+    }
+  });
+
+  it("a version 1 token (an older server's, no attempt) still completes, one by one", async () => {
+    const runId = await runWithActivities(h, 1);
+    const task = await pollActivityOf(h, runId, 1);
+    const v2 = Buffer.from(task.taskToken);
+    expect(v2[0]).toBe(2);
+    // Version 1 layout: the same fields without the attempt (4 bytes after the seq at 38..41).
+    const v1 = Buffer.concat([v2.subarray(0, 42), v2.subarray(46)]);
+    v1[0] = 1;
+    const before = await batchStats(h);
+    await h.worker.completeActivityTask({ taskToken: v1, result: json("old") });
+    expect(await inboxCount(h, runId)).toBe(1);
+    expect((await batchStats(h)).sum).toBe(before.sum);
+    expect(await code(h.worker.completeActivityTask({ taskToken: task.taskToken, result: json("again") }))).toBe("NOT_FOUND");
+  });
+});
