@@ -126,6 +126,37 @@ describe("input validation", () => {
     await h.worker.completeActivityTask({ taskToken: activity!.taskToken });
   });
 
+  it("a seq an earlier workflow task used is refused with its name, and nothing is written", async () => {
+    const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("seq") });
+    const first = await pollWorkflowTaskOf(h, runId);
+    await h.worker.completeWorkflowTask({
+      taskToken: first!.taskToken,
+      commands: [{ command: { case: "startTimer", value: { seq: 1, duration: { seconds: 3600n } } } }],
+    });
+    // Give the run a second task: an event wakes it.
+    await h.client.sendEvent({ run: byRunId(runId), eventId: uniqueId("e") });
+    const second = await pollWorkflowTaskOf(h, runId);
+    const before = await h.client.getRunHistory({ run: byRunId(runId) });
+    await rejectsWith(
+      h.worker.completeWorkflowTask({
+        taskToken: second!.taskToken,
+        commands: [{ command: { case: "scheduleActivity", value: { seq: 1, activityName: "a" } } }],
+      }),
+      "INVALID_ARGUMENT",
+      /seq 1 is already used by an earlier timer_started of this run/,
+    );
+    const after = await h.client.getRunHistory({ run: byRunId(runId) });
+    expect(after.events).toEqual(before.events);
+    const [{ count } = { count: -1 }] = await h.sql<{ count: number }[]>`
+      select count(*)::int as count from dex.activity_tasks where run_id = ${runId}`;
+    expect(count).toBe(0);
+    // The task is still this token's: a valid completion goes through.
+    await h.worker.completeWorkflowTask({
+      taskToken: second!.taskToken,
+      commands: [{ command: { case: "scheduleActivity", value: { seq: 2, activityName: "a" } } }],
+    });
+  });
+
   it("CreateTaskQueue and ListTaskQueues", async () => {
     await rejectsWith(h.queues.createTaskQueue({ name: "", type: 1 }), "INVALID_ARGUMENT", /name is required/);
     await rejectsWith(h.queues.createTaskQueue({ name: "a b", type: 1 }), "INVALID_ARGUMENT", /name/);

@@ -33,6 +33,7 @@
  */
 import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, parentOf, usedSeqs } from "../store/lifecycle.js";
+import { isUniqueViolation } from "../store/errors.js";
 import { appendBlock } from "../store/history.js";
 import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
 import {
@@ -68,16 +69,27 @@ export async function completeWorkflowTask(
   ref: WorkflowTaskRef,
   commands: Command[],
 ): Promise<{ historyLength: number }> {
-  for (let again = true; ; again = false) {
+  let checkNewSeqs = false;
+  let forgotQueue = false;
+  for (;;) {
     try {
-      return await applyCompletion(engine, ref, commands);
+      return await applyCompletion(engine, ref, commands, checkNewSeqs);
     } catch (err) {
       if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
+      // A new seq an earlier task already used: the history's dedup index refused the append
+      // and everything rolled back. Apply once more with the check that names the seq.
+      if (!checkNewSeqs && isUniqueViolation(err, "history_events_dedup")) {
+        checkNewSeqs = true;
+        continue;
+      }
       // A queue this server still knew was deleted by another one (an insert
       // found no partition; everything rolled back): forget it and apply once
       // more, so the checks see it missing (an activity call on it then fails
       // in the workflow, see engine/missing-queues.ts).
-      if (again && forgetDeletedQueue(engine, err)) continue;
+      if (!forgotQueue && forgetDeletedQueue(engine, err)) {
+        forgotQueue = true;
+        continue;
+      }
       throw err;
     }
   }
@@ -124,7 +136,12 @@ function historyLimitReached(runId: string, length: number, wouldBe: number, max
   );
 }
 
-async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: Command[]): Promise<{ historyLength: number }> {
+async function applyCompletion(
+  engine: Engine,
+  ref: WorkflowTaskRef,
+  commands: Command[],
+  checkNewSeqs: boolean,
+): Promise<{ historyLength: number }> {
   let unscheduled: PlannedActivity[] = [];
   const done = await inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: lock the parent first (its id
@@ -147,7 +164,7 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
     if (!plan.end && historyLength > engine.limits.maxHistoryEvents) {
       throw historyLimitReached(run.id, run.historyLength, historyLength, engine.limits.maxHistoryEvents);
     }
-    const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan);
+    const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan, checkNewSeqs);
     if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (await hasUnseenInputs(tx, run.id, task.inboxIds))) {
       throw new UnseenInputs();
     }
@@ -219,7 +236,8 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
     if (finished.nextTask) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
     for (const timer of plan.timers) effects.timerAt(timer.fireAt);
     effects.observe((o) => o.executed(QueueType.WORKFLOW, run.taskQueue, "completed", Date.now() - task.taskTime.getTime()));
-    effects.wakeRun(run.id);
+    // Result waiters are woken only by an end: the other tasks would cost each of them a read.
+    effects.wakeRun(run.id, { ended: plan.end !== undefined });
     return { historyLength };
   });
   for (const activity of unscheduled) {
@@ -236,19 +254,29 @@ async function applyCompletion(engine: Engine, ref: WorkflowTaskRef, commands: C
 /**
  * The checks a pure plan cannot make: its new seqs were not used by an earlier
  * task, the seqs it refers to were created by the right kind of command, and
- * continue-as-new's queue exists. The dedup index on history ('seq:<n>') would
- * reject a reused seq anyway; checking first gives the caller a message
- * instead of a constraint name. Returns the activity queues that do not
+ * continue-as-new's queue exists. Returns the activity queues that do not
  * exist (their calls fail at once). A child's queue is checked by the child's
  * insert itself (startChildren).
+ *
+ * New seqs are not read first unless `checkNewSeqs` or the plan refers to
+ * earlier seqs anyway: the dedup index on history ('seq:<n>') rejects a reused
+ * one in the append, and completeWorkflowTask then applies the completion once
+ * more with this check, which names the seq. A valid completion (nearly all
+ * of them) saves a statement per workflow task.
  *
  * A queue this server knows (engine.knownQueues) may have been deleted by
  * another server: the insert into it then finds no partition, the
  * transaction rolls back, and completeWorkflowTask forgets the queue and
  * applies the completion once more, when this check finds it missing.
  */
-async function checkAgainstDatabase(engine: Engine, tx: TransactionSql, runId: string, plan: CommandPlan): Promise<Set<string>> {
-  await checkSeqs(tx, runId, plan);
+async function checkAgainstDatabase(
+  engine: Engine,
+  tx: TransactionSql,
+  runId: string,
+  plan: CommandPlan,
+  checkNewSeqs: boolean,
+): Promise<Set<string>> {
+  if (checkNewSeqs || plan.references.length > 0) await checkSeqs(tx, runId, plan);
   if (plan.continueAsNew && !(await queueExists(engine, QueueType.WORKFLOW, plan.continueAsNew.taskQueue, tx))) {
     throw continueAsNewQueueMissing(plan.continueAsNew.taskQueue);
   }

@@ -16,7 +16,8 @@ import type { QueueType } from "./model.js";
 
 export class Effects {
   private readonly queues = new Map<string, { type: QueueType; queue: string; count: number }>();
-  private readonly runs = new Set<string>();
+  /** Runs that changed, and whether each may have ended (see Wakeups.wakeRun). */
+  private readonly runs = new Map<string, boolean>();
   private earliestTimer: Date | undefined;
   private readonly sentByStore = new Set<string>();
   private readonly observations: Array<(observer: EngineObserver) => void> = [];
@@ -29,9 +30,9 @@ export class Effects {
     else this.queues.set(key, { type, queue, count });
   }
 
-  /** The run's history or status changed. */
-  wakeRun(runId: string): void {
-    this.runs.add(runId);
+  /** The run's history or status changed; `ended: false` if this transaction knows it is still open. */
+  wakeRun(runId: string, change: { ended?: boolean } = {}): void {
+    this.runs.set(runId, (this.runs.get(runId) ?? false) || change.ended !== false);
   }
 
   /** A timer now fires at `at`. */
@@ -57,7 +58,7 @@ export class Effects {
   async notify(tx: Queryable, origin: string): Promise<void> {
     const payloads = [
       ...[...this.queues.values()].map((q) => queueWakeupPayload(q.type, q.queue, origin)),
-      ...[...this.runs].map((runId) => runWakeupPayload(runId, origin)),
+      ...[...this.runs.keys()].map((runId) => runWakeupPayload(runId, origin)),
     ];
     await notify(tx, payloads.filter((payload) => !this.sentByStore.has(payload)));
   }
@@ -65,7 +66,7 @@ export class Effects {
   /** In-process wakes; call after the commit. */
   apply(engine: Engine): void {
     for (const { type, queue, count } of this.queues.values()) engine.wakeups.wakeQueue(type, queue, count);
-    for (const runId of this.runs) engine.wakeups.wakeRun(runId);
+    for (const [runId, mayHaveEnded] of this.runs) engine.wakeups.wakeRun(runId, mayHaveEnded ? {} : { ended: false });
     if (this.earliestTimer) engine.timerHint(this.earliestTimer);
     for (const report of this.observations) report(engine.observer);
   }

@@ -226,25 +226,39 @@ export async function getRunHistory(
   return later ?? (await read());
 }
 
+/**
+ * The run, once ended when asked to wait. By run id, the waiter subscribes before its first read,
+ * so that read is also the first check: a waiter costs one read, plus one per wake that says the
+ * run may have ended (engine/wakeups.ts: a workflow task that did not end the run wakes no result
+ * waiter). By instance id, the run id comes from a first read.
+ */
 export async function getRunResult(
   engine: Engine,
   request: { selector: RunSelector; waitUntil: number | undefined },
   signal: AbortSignal,
 ): Promise<RunRecord> {
-  const run = await requireRun(engine, request.selector);
-  if (isTerminal(run.status as RunStatus) || request.waitUntil === undefined) return run;
+  if (request.waitUntil === undefined) return requireRun(engine, request.selector);
+  let runId: string;
+  if ("runId" in request.selector) runId = request.selector.runId;
+  else {
+    const run = await requireRun(engine, request.selector);
+    if (isTerminal(run.status as RunStatus)) return run;
+    runId = run.id;
+  }
+  let last: RunRecord | undefined;
   const ended = await longPoll({
-    subscribe: () => engine.wakeups.subscribeRun(run.id),
+    subscribe: () => engine.wakeups.subscribeRunEnd(runId),
     check: async () => {
-      const progress = await getRunProgress(engine.sql, run.id);
-      return progress && isTerminal(progress.status as RunStatus) ? true : undefined;
+      last = await requireRun(engine, { runId });
+      return isTerminal(last.status as RunStatus) ? last : undefined;
     },
     until: request.waitUntil,
     fallbackMs: RESULT_FALLBACK_MS,
     signal,
     closing: () => engine.wakeups.isClosed,
   });
-  return ended ? requireRun(engine, { runId: run.id }) : run;
+  // Not ended within the wait (or cancelled, or the server is closing): the run as last read.
+  return ended ?? last ?? requireRun(engine, { runId });
 }
 
 export async function listRunPage(engine: Engine, filter: RunFilter): Promise<RunRecord[]> {

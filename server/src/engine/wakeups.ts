@@ -103,6 +103,7 @@ export function queueKey(type: string, queue: string): string {
 export class Wakeups {
   private readonly queues = new WaiterSet();
   private readonly runs = new WaiterSet();
+  private readonly runEnds = new WaiterSet();
   private readonly timers = new Map<string, DueTimes>();
   private closed = false;
 
@@ -165,18 +166,30 @@ export class Wakeups {
     entry.timer.unref();
   }
 
+  /** Wakes on any change of the run (history waiters). */
   subscribeRun(runId: string): Subscription {
     return this.runs.subscribe(runId, this.closed);
   }
 
-  wakeRun(runId: string): void {
+  /** Wakes only when the run may have ended (result waiters): its other changes cost them no read. */
+  subscribeRunEnd(runId: string): Subscription {
+    return this.runEnds.subscribe(runId, this.closed);
+  }
+
+  /**
+   * The run changed. `ended: false` when the writer knows the run is still open (a workflow task
+   * that did not end it); unknown (a NOTIFY from another server) counts as maybe ended.
+   */
+  wakeRun(runId: string, change: { ended?: boolean } = {}): void {
     this.runs.wake(runId);
+    if (change.ended !== false) this.runEnds.wake(runId);
   }
 
   /** Every waiter re-checks: after the LISTEN connection reconnects, notifications may have been missed. */
   wakeEverything(): void {
     this.queues.wakeAll();
     this.runs.wakeAll();
+    this.runEnds.wakeAll();
   }
 
   /** Answers every parked poll and waiter now, and every later subscription at once (shutdown). */

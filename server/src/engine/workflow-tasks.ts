@@ -4,7 +4,6 @@ import { readHistories } from "../store/history.js";
 import {
   claimWorkflowTasks,
   failWorkflowTask as failTaskRow,
-  readInboxRows,
   releaseWorkflowTasks,
 } from "../store/workflow-tasks.js";
 import type { Engine } from "./context.js";
@@ -86,11 +85,7 @@ async function claimWithHistory(
     budget -= task.historySize;
     needHistory.push(task.runId);
   }
-  const [histories, inbox] = await Promise.all([
-    readHistories(engine.sql, needHistory),
-    readInboxRows(engine.sql, claimed.flatMap((t) => t.inboxIds)),
-  ]);
-  const inboxById = new Map(inbox.map((row) => [row.id, row]));
+  const histories = await readHistories(engine.sql, needHistory);
   return claimed.map((task) => ({
     ref: { queue: task.queue, runId: task.runId, leaseId: task.leaseId, lockVersion: task.lockVersion },
     instanceId: task.instanceId,
@@ -102,8 +97,10 @@ async function claimWithHistory(
     historyLength: task.historyLength,
     history: (histories.get(task.runId) ?? []).map(decodeEvent),
     newEvents: task.inboxIds.map((id, i) => {
-      const row = inboxById.get(id);
-      if (!row) throw new Error(`inbox row ${id} handed out with run ${task.runId} is missing`);
+      const row = task.inbox[i];
+      if (!row || task.inbox.length !== task.inboxIds.length) {
+        throw new Error(`inbox row ${id} handed out with run ${task.runId} is missing`);
+      }
       return decodeEvent({ sequence: task.historyLength + 1 + i, event: row.event, createdAt: row.createdAt });
     }),
   }));

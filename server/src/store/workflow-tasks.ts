@@ -20,6 +20,8 @@ export interface ClaimedWorkflowTask {
   /** Since when the task could be handed out (created, back-off or lease ended); database clock, like taskTime. */
   availableAt: Date;
   inboxIds: number[];
+  /** The inbox rows of inboxIds, in the same order (read by the claim itself). */
+  inbox: Array<{ event: Uint8Array; createdAt: Date }>;
   instanceId: string;
   workflowName: string;
   historyLength: number;
@@ -41,6 +43,10 @@ export interface ClaimedWorkflowTask {
  *
  * The inbox rows visible now are recorded with the lease (inbox_ids): exactly
  * those are handed out, and exactly those move into history on completion.
+ * The same statement returns them (base64 text[]: postgres.js reads no bytea
+ * arrays), which saves the poll a second query: a sticky worker's task needs
+ * nothing else. The final SELECT reads the statement's snapshot, in which
+ * every row `leased` put into inbox_ids is visible.
  *
  * CLAIM_BUDGET: capacity and pause are enforced by this statement itself. It
  * takes at most dex.claim_limit(type, queue, limit) rows
@@ -83,6 +89,8 @@ export async function claimWorkflowTasks(
       attempt: number;
       task_time: Date;
       inbox_ids: string[];
+      inbox_events: string[] | null;
+      inbox_times: Date[] | null;
       available_at: Date;
       instance_id: string;
       workflow_name: string;
@@ -118,8 +126,14 @@ export async function claimWorkflowTasks(
       update dex.runs r set status = 'RUNNING', started_at = now()
       from leased l where r.id = l.run_id and r.status = 'CREATED'
     )
-    select l.*, r.instance_id, r.workflow_name, r.history_length, r.history_size::text, r.sticky_worker_id
-    from leased l join dex.runs r on r.id = l.run_id`;
+    select l.*, r.instance_id, r.workflow_name, r.history_length, r.history_size::text, r.sticky_worker_id,
+           ib.inbox_events, ib.inbox_times
+    from leased l join dex.runs r on r.id = l.run_id
+    left join lateral (
+      select array_agg(encode(i.event, 'base64') order by i.id) as inbox_events,
+             array_agg(i.created_at order by i.id) as inbox_times
+      from dex.inbox i where i.run_id = l.run_id and i.id = any(l.inbox_ids)
+    ) ib on true`;
   return rows.map((r) => ({
     runId: r.run_id,
     queue: input.queue,
@@ -129,27 +143,13 @@ export async function claimWorkflowTasks(
     taskTime: r.task_time,
     availableAt: r.available_at,
     inboxIds: r.inbox_ids.map(Number),
+    inbox: (r.inbox_events ?? []).map((event, i) => ({ event: Buffer.from(event, "base64"), createdAt: r.inbox_times![i]! })),
     instanceId: r.instance_id,
     workflowName: r.workflow_name,
     historyLength: r.history_length,
     historySize: Number(r.history_size),
     stickyWorkerId: r.sticky_worker_id,
   }));
-}
-
-export interface InboxRow {
-  id: number;
-  runId: string;
-  event: Uint8Array;
-  createdAt: Date;
-}
-
-/** The inbox rows handed out with claimed tasks (by id; they cannot move while the task is leased). */
-export async function readInboxRows(sql: Queryable, ids: number[]): Promise<InboxRow[]> {
-  if (ids.length === 0) return [];
-  const rows = await sql<{ id: string; run_id: string; event: Buffer; created_at: Date }[]>`
-    select id, run_id, event, created_at from dex.inbox where id = any(${ids}::bigint[]) order by id`;
-  return rows.map((r) => ({ id: Number(r.id), runId: r.run_id, event: r.event, createdAt: r.created_at }));
 }
 
 export interface TakenWorkflowTask {
