@@ -39,3 +39,44 @@ export function fanOutFigures(count: number, ms: number): Figure[] {
     figure("activitiesPerSec", "activities/s", round(count / (ms / 1000), 0), "/s"),
   ];
 }
+
+/** Scenario 4, first phase: the backlog started (enqueued) with nothing consuming it. */
+export function backlogStartFigures(runs: number, seconds: number): Figure[] {
+  return [figure("startsPerSec", `${runs} starts`, round(runs / seconds, 0), "/s")];
+}
+
+/**
+ * Scenario 4, second phase: from starting the consumer (dex's worker process,
+ * DBOS's process) until every run completed. Queue wait is each run's wait
+ * from its start (enqueue) to its first claim (dequeue), both recorded by the
+ * system itself (one machine, one clock): dex.runs started_at - created_at, DBOS
+ * workflow_status started_at_epoch_ms - created_at. In a backlog it is
+ * dominated by the backlog itself.
+ */
+export function backlogDrainFigures(runs: number, seconds: { drain: number; consumerReady: number }, queueWaitsMs: number[], statements: number): Figure[] {
+  return [
+    figure("drainSeconds", "time to drain", round(seconds.drain, 1), "s"),
+    // Part of the time to drain: the consumer process starting (Node, modules, connecting) before it takes any work.
+    figure("consumerReadySeconds", "of which consumer process start-up", round(seconds.consumerReady, 1), "s"),
+    figure("drainPerSec", "drain rate", round(runs / seconds.drain, 0), "/s"),
+    figure("queueWaitP50", "queue wait p50 (start to first claim)", round(percentile(queueWaitsMs, 50), 0), "ms"),
+    figure("queueWaitP99", "queue wait p99 (start to first claim)", round(percentile(queueWaitsMs, 99), 0), "ms"),
+    figure("pgStatementsPerSec", "Postgres statements/s (drain)", round(statements / seconds.drain, 0), "/s"),
+    figure("statementsPerRun", "Postgres statements per run (drain)", round(statements / runs, 1), ""),
+  ];
+}
+
+/**
+ * Scenario 5: the quiet window with every run parked. "Engine" is every
+ * process of the system but Postgres: dex's server and workflow worker, the
+ * one DBOS process (engine and workflows in one). The RSS is the process
+ * holding the parked workflows: dex's workflow worker, the DBOS process.
+ */
+export function idleFleetFigures(seconds: number, cpuSeconds: { engine: number; postgres: number }, statementsPerSec: number, workflowsRssMB: number): Figure[] {
+  return [
+    figure("engineCpuPct", "CPU while idle, all but Postgres (dex: server + worker)", round((cpuSeconds.engine / seconds) * 100, 2), "% core"),
+    figure("postgresCpuPct", "Postgres CPU while idle", round((cpuSeconds.postgres / seconds) * 100, 2), "% core"),
+    figure("pgStatementsPerSec", "Postgres statements/s while idle", round(statementsPerSec, 2), "/s"),
+    figure("workerRssMB", "RSS of the process running the workflows", round(workflowsRssMB, 1), "MB"),
+  ];
+}

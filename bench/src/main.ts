@@ -17,6 +17,8 @@ import { startBenchPostgres, type BenchPostgres } from "./postgres.js";
 import { ProcessGroup, repoRoot } from "./processes.js";
 import { evaluateTargets, renderTable, type Results } from "./report.js";
 import type { ScenarioContext, ScenarioResult } from "./scenario.js";
+import { dbosBacklog } from "./scenarios/dbos-backlog.js";
+import { dbosIdleFleet } from "./scenarios/dbos-idle-fleet.js";
 import { dexBacklog } from "./scenarios/dex-backlog.js";
 import { dexFanOut } from "./scenarios/dex-fan-out.js";
 import { dexIdleFleet } from "./scenarios/dex-idle-fleet.js";
@@ -28,13 +30,13 @@ import { runInProcess } from "./systems/runner.js";
 
 type Runner = (ctx: ScenarioContext) => Promise<ScenarioResult>;
 
-/** Which system runs which scenario. DBOS has no counterpart run for backlog and idle fleet here (see docs/performance.md). */
+/** Which system runs which scenario (pg-boss: raw job throughput only; see docs/performance.md). */
 const RUNNERS: Record<ScenarioName, Partial<Record<SystemName, Runner>>> = {
   throughput: { dex: dexThroughput, dbos: (c) => runInProcess(c, "dbos", "throughput"), pgboss: (c) => runInProcess(c, "pgboss", "throughput") },
   latency: { dex: dexLatency, dbos: (c) => runInProcess(c, "dbos", "latency") },
   "long-workflow": { dex: dexLongWorkflow, dbos: (c) => runInProcess(c, "dbos", "long-workflow") },
-  backlog: { dex: dexBacklog },
-  "idle-fleet": { dex: dexIdleFleet },
+  backlog: { dex: dexBacklog, dbos: dbosBacklog },
+  "idle-fleet": { dex: dexIdleFleet, dbos: dbosIdleFleet },
   "fan-out": { dex: dexFanOut, dbos: (c) => runInProcess(c, "dbos", "fan-out") },
 };
 

@@ -30,6 +30,16 @@ export class Meter {
     }
   }
 
+  /**
+   * Adds a group whose processes were started after the window opened (a
+   * worker spawned mid-window): everything they used since they started is
+   * inside the window, so their baseline is zero.
+   */
+  addStartedInside(name: string, pids: number[]): void {
+    this.groups.push({ name, pids });
+    this.before.set(name, pids.map((pid) => ({ root: pid, rootTicks: 0, children: new Map<number, number>() })));
+  }
+
   /** Usage per group since construction; the window's length in seconds. */
   stop(): { seconds: number; usage: Record<string, GroupUsage> } {
     const usage: Record<string, GroupUsage> = {};

@@ -96,7 +96,10 @@ export function renderTable(results: Results): string {
       const dex = figureOf(results, scenario, "dex", key);
       const ratio = (system: SystemName) => {
         const ref = figureOf(results, scenario, system, key);
-        return dex && ref && ref.value !== 0 ? `${(dex.value / ref.value).toFixed(2)}x` : "";
+        if (!dex || !ref || ref.value === 0) return "";
+        // Two decimals, or two significant digits below 0.1 (dex's idle statements/s are a few thousandths of DBOS's).
+        const r = dex.value / ref.value;
+        return `${r !== 0 && Math.abs(r) < 0.1 ? r.toPrecision(2) : r.toFixed(2)}x`;
       };
       const target = TARGETS.find((t) => t.scenario === scenario && t.key === key);
       const outcome = target ? outcomes.find((o) => o.scenario === scenario && o.target === target.text) : undefined;

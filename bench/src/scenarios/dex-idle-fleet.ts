@@ -6,6 +6,7 @@
  * is left (a condition, polled); its length is the measurement itself.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { idleFleetFigures } from "../comparable-figures.js";
 import { Meter, round } from "../meter.js";
 import { perSecond } from "../postgres.js";
 import { memoryBytes } from "../proc.js";
@@ -44,9 +45,7 @@ export async function dexIdleFleet(ctx: ScenarioContext): Promise<ScenarioResult
     return {
       figures: [
         figure("serverCpuPct", "server CPU while idle", round((usage.server!.cpuSeconds / seconds) * 100, 2), "% core"),
-        figure("postgresCpuPct", "Postgres CPU while idle", round((usage.postgres!.cpuSeconds / seconds) * 100, 2), "% core"),
-        figure("pgStatementsPerSec", "Postgres statements/s while idle", round(q.statementsPerSec, 2), "/s"),
-        figure("workerRssMB", "workflow worker RSS", round(workerRss, 1), "MB"),
+        ...idleFleetFigures(seconds, { engine: usage.server!.cpuSeconds + usage.workers!.cpuSeconds, postgres: usage.postgres!.cpuSeconds }, q.statementsPerSec, workerRss),
         ...usageFigures(usage),
       ],
       usage,

@@ -6,12 +6,18 @@
  * sizes); prints "runner ready" after DBOS.launch, runs the scenario when the
  * parent sends {type: "go"} (so the parent's CPU window excludes the launch),
  * and answers with {type: "result", figures, notes}.
+ *
+ * Scenario 4 ("backlog") is the exception: this process is then the backlog's
+ * consumer, started after dbos-enqueuer.ts has filled the queue. Launching
+ * DBOS starts its queue dispatcher, which drains the queue on its own; the
+ * bench watches the system tables and needs no "go".
  */
 import { DBOS } from "@dbos-inc/dbos-sdk";
 import type { Sizes } from "../options.js";
 import { fanOutFigures, latencyFigures, longWorkflowFigures, throughputFigures } from "../comparable-figures.js";
 import type { Figure } from "../scenario.js";
 import { pool } from "../stats.js";
+import { DBOS_APP, DBOS_BACKLOG_WORKFLOW } from "./dbos-app.js";
 
 const config = JSON.parse(process.env.BENCH_RUNNER ?? "null") as { url: string; scenario: string; sizes: Sizes } | null;
 if (!config) throw new Error("BENCH_RUNNER is not set: this process is started by the bench");
@@ -40,6 +46,20 @@ const longWorkflow = DBOS.registerWorkflow(
   { name: "longWorkflow" },
 );
 const fanOut = DBOS.registerWorkflow(async (count: number) => (await Promise.all(Array.from({ length: count }, (_, i) => noop(i)))).length, { name: "fanOut" });
+/** Scenario 4: nothing but the workflow itself, as dex's backlogWorkflow (dex-workload.ts), so the drain measures dispatch. */
+DBOS.registerWorkflow(async (x: number) => x, { name: DBOS_BACKLOG_WORKFLOW });
+/** Scenario 5: even runs sleep, odd runs wait for a message, 30 minutes each, as dex's idleWorkflow. */
+const idleWorkflow = DBOS.registerWorkflow(
+  async (i: number) => {
+    if (i % 2 === 0) {
+      await DBOS.sleep(30 * 60_000);
+      return "slept";
+    }
+    await DBOS.recv<string>("wake", { timeoutSeconds: 30 * 60 });
+    return "woken";
+  },
+  { name: "idleWorkflow" },
+);
 
 async function start<A extends unknown[], R>(wf: (...args: A) => Promise<R>, id: string, ...args: A): Promise<R> {
   const handle = await DBOS.startWorkflow(wf, { workflowID: id })(...args);
@@ -99,12 +119,18 @@ async function run(scenario: string): Promise<{ figures: Figure[]; notes: string
         notes: [],
       };
     }
+    case "idle-fleet": {
+      // Started and left waiting: the bench waits until every wait is recorded, then measures the idle window.
+      const t0 = performance.now();
+      await pool(sizes.idleRuns, 200, async (i) => void (await DBOS.startWorkflow(idleWorkflow, { workflowID: `idle-${i}` })(i)));
+      return { figures: [], notes: [`${sizes.idleRuns} workflows started in ${((performance.now() - t0) / 1000).toFixed(1)} s (DBOS.startWorkflow, 200 at a time)`] };
+    }
     default:
       throw new Error(`the DBOS runner has no scenario "${scenario}"`);
   }
 }
 
-DBOS.setConfig({ name: "dex-bench", systemDatabaseUrl: config.url, logLevel: "error" });
+DBOS.setConfig({ name: DBOS_APP, systemDatabaseUrl: config.url, logLevel: "error" });
 await DBOS.launch();
 process.on("message", (m: { type?: string }) => {
   if (m?.type !== "go") return;
