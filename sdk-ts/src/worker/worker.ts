@@ -103,6 +103,11 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
           });
         inFlight.add(running);
       }
+      // Let the tasks just handed out run up to their first I/O before the next poll: setting up
+      // a gRPC call takes a few hundred microseconds, which otherwise sits in front of every task
+      // (measured: a no-op activity 0.5 -> 0.1 ms, a workflow activation 0.4 -> 0.1 ms). A few
+      // turns of the event loop: a workflow activation drains its microtasks over several.
+      if (tasks.length > 0) for (let turn = 0; turn < 3 && !stop.signal.aborted; turn++) await new Promise<void>((r) => setImmediate(r));
     }
     await Promise.allSettled([...inFlight]);
   }

@@ -147,13 +147,18 @@ export async function findOpenRun(
   return row ? { id: row.id, requestId: row.request_id } : undefined;
 }
 
-/** A run by id, or an instance's open run (else its latest). */
+/**
+ * A run by id, or an instance's open run (else its latest). Prepared (drizzle
+ * sends unprepared queries as an unnamed Parse/Describe, then Bind/Execute: two
+ * round trips; a prepared one is parsed once per connection, then one round
+ * trip): every result waiter reads the run this way.
+ */
 export async function getRun(
   db: Drizzle,
   selector: { runId: string } | { instanceId: string },
 ): Promise<RunRecord | undefined> {
   if ("runId" in selector) {
-    const [row] = await db.select().from(runs).where(eq(runs.id, selector.runId)).limit(1);
+    const [row] = await db.select().from(runs).where(eq(runs.id, selector.runId)).limit(1).prepare("dex_get_run_by_id").execute();
     return row;
   }
   // Open runs first (at most one), then the newest.
@@ -162,7 +167,9 @@ export async function getRun(
     .from(runs)
     .where(eq(runs.instanceId, selector.instanceId))
     .orderBy(dsql`(${runs.status} in ('CREATED', 'RUNNING')) desc`, desc(runs.id))
-    .limit(1);
+    .limit(1)
+    .prepare("dex_get_run_by_instance")
+    .execute();
   return row;
 }
 
