@@ -32,7 +32,7 @@
  *    see engine/concurrency-keys.ts); NOTIFYs at commit.
  */
 import { DexError, type Command } from "@dex/proto";
-import { cancelActivities, parentOf, usedSeqs } from "../store/lifecycle.js";
+import { cancelActivities, usedSeqs } from "../store/lifecycle.js";
 import { isUniqueViolation } from "../store/errors.js";
 import { appendBlock } from "../store/history.js";
 import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
@@ -41,11 +41,11 @@ import {
   hasUnseenInputs,
   insertActivityTasks,
   insertInboxEvents,
-  lockRun,
+  lockRunAndTakeTask,
   type LockedRun,
 } from "../store/completion.js";
 import { deleteTimers, insertTimers } from "../store/timers.js";
-import { releaseWorkflowTask, takeWorkflowTask } from "../store/workflow-tasks.js";
+import { releaseWorkflowTask } from "../store/workflow-tasks.js";
 import type { TransactionSql } from "../store/db.js";
 import { planCommands, type CommandPlan, type PlannedActivity } from "./commands.js";
 import type { Engine } from "./context.js";
@@ -144,12 +144,9 @@ async function applyCompletion(
 ): Promise<{ historyLength: number }> {
   let unscheduled: PlannedActivity[] = [];
   const done = await inTransaction(engine, async (tx, effects) => {
-    // A child that ends notifies its parent: lock the parent first (its id
-    // never changes, so reading it unlocked is safe).
+    // A child that ends notifies its parent: its row is locked first.
     const ends = commands.some((c) => c.command.case !== undefined && ENDS_RUN.has(c.command.case));
-    const parentId = ends ? await parentOf(tx, ref.runId) : null;
-    const parent = parentId ? await lockRun(tx, parentId) : undefined;
-    const [run, task] = await Promise.all([lockRun(tx, ref.runId), takeWorkflowTask(tx, ref)]);
+    const { parent, run, task } = await lockRunAndTakeTask(tx, ref, ends);
     if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
 
     const plan = planCommands(commands, {

@@ -26,37 +26,33 @@ export interface LockedRun {
   concurrencyWaiting: boolean;
 }
 
-/**
- * Locks the run row (FOR NO KEY UPDATE: other writers of this run wait;
- * readers do not). With `skipLocked` a busy run reads as absent (the reaper
- * comes back later instead of queueing behind a completion).
- */
-export async function lockRun(tx: Queryable, runId: string, skipLocked = false): Promise<LockedRun | undefined> {
-  const [row] = await tx<
-    {
-      id: string;
-      status: string;
-      instance_id: string;
-      workflow_name: string;
-      task_queue: string;
-      priority: number;
-      history_length: number;
-      history_size: string;
-      labels: Record<string, string>;
-      parent_run_id: string | null;
-      parent_seq: number | null;
-      parent_close_policy: string | null;
-      cancel_requested: boolean;
-      concurrency_key: string | null;
-      concurrency_limit: number | null;
-      concurrency_waiting: boolean;
-    }[]
-  >`
-    select id, status, instance_id, workflow_name, task_queue, priority, history_length, history_size::text,
-           labels, parent_run_id, parent_seq, parent_close_policy, cancel_requested_at is not null as cancel_requested,
-           concurrency_key, concurrency_limit, concurrency_waiting
-    from dex.runs where id = ${runId} for no key update ${skipLocked ? tx`skip locked` : tx``}`;
-  if (!row) return undefined;
+type RawRun = {
+  id: string;
+  status: string;
+  instance_id: string;
+  workflow_name: string;
+  task_queue: string;
+  priority: number;
+  history_length: number;
+  history_size: string;
+  labels: Record<string, string>;
+  parent_run_id: string | null;
+  parent_seq: number | null;
+  parent_close_policy: string | null;
+  cancel_requested: boolean;
+  concurrency_key: string | null;
+  concurrency_limit: number | null;
+  concurrency_waiting: boolean;
+};
+
+/** The columns of a LockedRun, as RawRun names them. */
+function runColumns(tx: Queryable) {
+  return tx`id, status, instance_id, workflow_name, task_queue, priority, history_length, history_size::text,
+            labels, parent_run_id, parent_seq, parent_close_policy, cancel_requested_at is not null as cancel_requested,
+            concurrency_key, concurrency_limit, concurrency_waiting`;
+}
+
+function fromRawRun(row: RawRun): LockedRun {
   return {
     id: row.id,
     status: row.status,
@@ -74,6 +70,78 @@ export async function lockRun(tx: Queryable, runId: string, skipLocked = false):
     concurrencyKey: row.concurrency_key,
     concurrencyLimit: row.concurrency_limit,
     concurrencyWaiting: row.concurrency_waiting,
+  };
+}
+
+/**
+ * Locks the run row (FOR NO KEY UPDATE: other writers of this run wait;
+ * readers do not). With `skipLocked` a busy run reads as absent (the reaper
+ * comes back later instead of queueing behind a completion).
+ */
+export async function lockRun(tx: Queryable, runId: string, skipLocked = false): Promise<LockedRun | undefined> {
+  const [row] = await tx<RawRun[]>`
+    select ${runColumns(tx)}
+    from dex.runs where id = ${runId} for no key update ${skipLocked ? tx`skip locked` : tx``}`;
+  return row ? fromRawRun(row) : undefined;
+}
+
+export interface TakenWorkflowTask {
+  attempt: number;
+  taskTime: Date;
+  workerId: string;
+  inboxIds: number[];
+}
+
+/**
+ * The first statement of a workflow task completion, in the lock order of
+ * workflow-tasks.ts: the parent's run row (only with `lockParent`, when the
+ * completion may end a child run: ancestor before descendant; the child's
+ * parent_run_id never changes, so reading it unlocked is safe), then the run
+ * row, then the task row, deleted if, and only if, it still carries this
+ * lease (the fence). One statement instead of three or four round trips:
+ * `run` is evaluated after `parent` (its WHERE needs parent's count, an
+ * InitPlan run before the run row is locked), and the DELETE runs only once
+ * `run` has locked its row (its WHERE needs `run`). Either lock waits as a
+ * separate statement would. A run that does not exist takes no task.
+ */
+export async function lockRunAndTakeTask(
+  tx: Queryable,
+  ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
+  lockParent: boolean,
+): Promise<{ parent: LockedRun | undefined; run: LockedRun | undefined; task: TakenWorkflowTask | undefined }> {
+  const rows = await tx<
+    Array<RawRun & { role: "parent" | "run"; attempt: number | null; task_time: Date | null; worker_id: string | null; inbox_ids: string[] | null }>
+  >`
+    with parent as materialized (
+      select ${runColumns(tx)} from dex.runs
+      where ${lockParent} and id = (select parent_run_id from dex.runs where id = ${ref.runId})
+      for no key update
+    ), run as materialized (
+      select ${runColumns(tx)} from dex.runs
+      where id = ${ref.runId} and (select count(*) from parent) >= 0
+      for no key update
+    ), task as (
+      delete from dex.workflow_tasks
+      where queue_name = ${ref.queue} and run_id = ${ref.runId}
+        and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
+        and exists (select 1 from run)
+      returning attempt, task_time, worker_id, inbox_ids
+    )
+    select 'parent' as role, p.*, null::int as attempt, null::timestamptz as task_time, null::text as worker_id,
+           null::bigint[] as inbox_ids
+    from parent p
+    union all
+    select 'run' as role, r.*, t.attempt, t.task_time, t.worker_id, t.inbox_ids
+    from run r left join task t on true`;
+  const parentRow = rows.find((r) => r.role === "parent");
+  const runRow = rows.find((r) => r.role === "run");
+  return {
+    parent: parentRow ? fromRawRun(parentRow) : undefined,
+    run: runRow ? fromRawRun(runRow) : undefined,
+    task:
+      runRow && runRow.attempt !== null
+        ? { attempt: runRow.attempt, taskTime: runRow.task_time!, workerId: runRow.worker_id!, inboxIds: runRow.inbox_ids!.map(Number) }
+        : undefined,
   };
 }
 
