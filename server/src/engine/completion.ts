@@ -2,11 +2,14 @@
  * CompleteWorkflowTask: everything a workflow task decided, in ONE transaction.
  *
  * Order of statements, and why:
- * 1. locks: the parent's run row first when this completion ends a child run
- *    (ancestor before descendant), then the run row and the fenced task row;
+ * 1. locks, in one statement: the parent's run row first when this completion
+ *    may end a child run (ancestor before descendant), then the run row and
+ *    the fenced task row;
  * 2. the plan (pure validation, payload sizes included), the history limit
  *    (historyLimitReached), then the checks that need the database
- *    (seqs unused by earlier tasks, continue-as-new's queue exists): an
+ *    (continue-as-new's queue exists; seqs it refers to; a new seq an
+ *    earlier task used is refused by the history's dedup index, then named
+ *    by a second pass, see completeWorkflowTask): an
  *    invalid completion throws and the rollback leaves everything as it was,
  *    the task included. An activity call on a queue that does not exist is
  *    not an error: it gets no task and fails at once (engine/missing-queues.ts);
@@ -15,11 +18,11 @@
  *    cancellation request wait in its inbox unseen (they arrived while the
  *    task ran) is refused: rollback, the task is handed out again at once
  *    with them, and the worker hears ABORTED (see abortForUnseenInputs);
- * 4. the block append, activity tasks (and the outcomes of the calls that
- *    could get none), timers, activity cancellations, in one
- *    pipelined batch (postgres.js sends them in order on the transaction's
- *    connection; continue-as-new's hand-over of unseen inputs must follow the
- *    append and precede the old run's inbox being dropped in finishWorkflowTask);
+ * 4. activity tasks (and the outcomes of the calls that could get none),
+ *    timers, activity cancellations, continue-as-new's hand-over of unseen
+ *    inputs (it leaves the handed-out rows alone), and last the block append
+ *    with the run's update (one statement), in one pipelined batch
+ *    (postgres.js sends them in order on the transaction's connection);
  * 5. children (each in a savepoint), THEN the child cancellations: a child
  *    started and cancel-requested by the same completion (the SDK sends
  *    exactly that when a cancellation reaches the block that starts a child)
@@ -181,36 +184,44 @@ async function applyCompletion(
       runWakeupPayload(run.id, engine.origin),
     ];
     const nextTaskNotify = queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin);
-    const finish = () =>
-      finishWorkflowTask(tx, {
-        runId: run.id,
-        queue: run.taskQueue,
-        priority: run.priority,
-        historyLength,
-        stickyWorkerId: plan.end ? null : task.workerId,
-        customStatus: plan.customStatus,
-        labels: plan.labels,
-        end: plan.end,
-        notify,
-        nextTaskNotify,
-      });
-    // Without children to start or cancel (the usual task), the run's update goes out in the same
-    // pipelined batch as the writes, after them: one session runs them in the order sent, so it
-    // still sees the moved inbox rows. Children first otherwise: a cancel of a child started by this
-    // same completion must find its row, and a started child writes to this run's inbox.
+    const block = { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events };
+    const finish = (append?: typeof block) =>
+      finishWorkflowTask(
+        tx,
+        {
+          runId: run.id,
+          queue: run.taskQueue,
+          priority: run.priority,
+          historyLength,
+          stickyWorkerId: plan.end ? null : task.workerId,
+          customStatus: plan.customStatus,
+          labels: plan.labels,
+          end: plan.end,
+          handedOut: task.inboxIds,
+          notify,
+          nextTaskNotify,
+        },
+        append,
+      );
+    // Without children to start or cancel (the usual task), the block's append and the run's update
+    // are one statement, sent last in one pipelined batch with the other writes (one session runs
+    // them in the order sent; none of them reads history). Children first otherwise: a cancel of a
+    // child started by this same completion must find its row, and a started child writes to this
+    // run's inbox; the block is appended first then, and the run updated after the children.
     const finishInBatch = plan.children.length === 0 && plan.cancelChildren.length === 0;
     const [appended, , , , , , , finishedInBatch] = await Promise.all([
-      appendBlock(tx, { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events }),
+      finishInBatch ? undefined : appendBlock(tx, block),
       insertActivityTasks(tx, run, activities),
       insertInboxEvents(tx, run.id, unscheduledActivityOutcomes(unscheduled)),
       insertTimers(tx, run, plan.timers),
       deleteTimers(tx, run.id, plan.cancelTimers),
       cancelActivities(tx, run.id, plan.cancelActivities),
       next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds }) : undefined,
-      finishInBatch ? finish() : undefined,
+      finishInBatch ? finish(block) : undefined,
     ]);
-    if (appended.moved !== task.inboxIds.length) {
-      throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${appended.moved} were found`);
+    const moved = (finishedInBatch ?? appended)!.moved;
+    if (moved !== task.inboxIds.length) {
+      throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${moved} were found`);
     }
     let finished = finishedInBatch;
     if (!finished) {

@@ -5,6 +5,7 @@
  * workflow-tasks.ts (run row first).
  */
 import { base64Array, bytes, type Queryable } from "./db.js";
+import { appendBlockCtes, newEventBytes, type BlockToAppend } from "./history.js";
 
 export interface LockedRun {
   id: string;
@@ -244,12 +245,20 @@ export interface RunEnd {
  * worker, custom status and labels, and its end if a terminal command ended
  * it). An ended run loses its remaining activity tasks, inbox rows and timers.
  * An open run loses the event-wait timers whose event this block delivered
- * (its `external_event_received` is in history now: the statement runs after
- * the block's append in the same transaction, so it sees it), and gets its
- * next workflow task if inbox rows that wake it arrived while the task was in
- * flight (`child_run_started` does not wake: it rides along with the next
- * task). NOTIFYs ride along, sent at commit. Returns whether a next workflow
- * task was created.
+ * (its `external_event_received` is in history now, or moves there in this
+ * statement), and gets its next workflow task if inbox rows that wake it
+ * arrived while the task was in flight (`child_run_started` does not wake: it
+ * rides along with the next task). NOTIFYs ride along, sent at commit.
+ *
+ * With `append`, the block is appended in this same statement (the usual
+ * completion, store/history.ts appendBlockCtes): one statement and one update
+ * of the run row instead of two. Its CTEs share one snapshot, which cannot see
+ * what the append CTEs do: so the handed-out inbox rows (still visible here)
+ * are left out of the inbox checks by id, and an event-wait's event is looked
+ * for among the moved rows as well as in history. Without `append` the block
+ * was appended by an earlier statement (those rows are gone already; the
+ * exclusions change nothing). Returns whether a next workflow task was
+ * created, and how many inbox rows the append moved.
  */
 export async function finishWorkflowTask(
   tx: Queryable,
@@ -262,17 +271,22 @@ export async function finishWorkflowTask(
     customStatus: string | null | undefined;
     labels: Record<string, string> | undefined;
     end: RunEnd | undefined;
+    /** The inbox rows handed out with the task. */
+    handedOut: readonly number[];
     /** Sent at commit. */
     notify: string[];
     /** Sent at commit only if a next workflow task was created. */
     nextTaskNotify: string;
   },
-): Promise<{ nextTask: boolean }> {
+  append?: BlockToAppend,
+): Promise<{ nextTask: boolean; moved: number }> {
   const ended = input.end !== undefined;
-  const [row] = await tx<{ next_task: boolean }[]>`
-    with updated as (
+  const handedOut = input.handedOut as number[];
+  const [row] = await tx<{ next_task: boolean; moved: number }[]>`
+    with ${append ? tx`${appendBlockCtes(tx, append)},` : tx``} updated as (
       update dex.runs set
         history_length = ${input.historyLength},
+        history_size = history_size + ${append ? tx`coalesce((select sum(size) from moved_history), 0) + ${newEventBytes(append)}` : tx`0`},
         sticky_worker_id = ${input.stickyWorkerId},
         custom_status = case when ${input.customStatus === undefined} then custom_status else ${input.customStatus ?? null} end,
         labels = labels || ${JSON.stringify(input.labels ?? {})}::text::jsonb,
@@ -286,17 +300,19 @@ export async function finishWorkflowTask(
     ), dropped_activities as (
       delete from dex.activity_tasks where ${ended} and run_id = ${input.runId}
     ), dropped_inbox as (
-      delete from dex.inbox where ${ended} and run_id = ${input.runId}
+      delete from dex.inbox where ${ended} and run_id = ${input.runId} and id <> all(${handedOut}::bigint[])
     ), dropped_timers as (
       delete from dex.timers t where t.run_id = ${input.runId} and (${ended} or (
-        t.kind = 'event_wait' and exists (select 1 from dex.history_events h
-                                          where h.run_id = t.run_id and h.dedup_key = 'event:' || t.event_id)))
+        t.kind = 'event_wait' and (
+          exists (select 1 from dex.history_events h where h.run_id = t.run_id and h.dedup_key = 'event:' || t.event_id)
+          ${append ? tx`or exists (select 1 from moved m where m.dedup_key = 'event:' || t.event_id)` : tx``})))
     ), next_task as (
       insert into dex.workflow_tasks (queue_name, run_id, priority)
       select ${input.queue}, ${input.runId}, ${input.priority}
       -- clock_timestamp(), not now(): a row that arrived while this transaction
       -- waited for the run lock is stamped after now() and must still wake the run.
       where not ${ended} and exists (select 1 from dex.inbox where run_id = ${input.runId}
+                                     and id <> all(${handedOut}::bigint[])
                                      and visible_at <= clock_timestamp() and kind <> 'child_run_started')
       on conflict do nothing
       returning run_id
@@ -305,6 +321,7 @@ export async function finishWorkflowTask(
       union all
       select pg_notify('dex_wakeup', ${input.nextTaskNotify}) where exists (select 1 from next_task)
     )
-    select exists (select 1 from next_task) as next_task, (select count(*) from notified) as notified`;
-  return { nextTask: row?.next_task ?? false };
+    select exists (select 1 from next_task) as next_task, (select count(*) from notified) as notified,
+           ${append ? tx`(select count(*)::int from moved_history)` : tx`0`} as moved`;
+  return { nextTask: row?.next_task ?? false, moved: row?.moved ?? 0 };
 }

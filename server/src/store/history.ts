@@ -43,23 +43,33 @@ export async function readHistories(sql: Queryable, runIds: string[]): Promise<M
   return byRun;
 }
 
+export interface BlockToAppend {
+  runId: string;
+  afterSequence: number;
+  inboxIds: readonly number[];
+  events: NewEvent[];
+}
+
+/** Bytes of the block's new events (the moved inbox rows are counted by the statement). */
+export function newEventBytes(block: BlockToAppend): number {
+  return block.events.reduce((sum, e) => sum + e.event.byteLength, 0);
+}
+
 /**
- * Appends one workflow task's block: first the inbox rows it was handed, in id
- * order (deleted from the inbox in the same statement), then `events` (the
- * marker and the command events). Sequences start at `afterSequence + 1` with
- * no gap; the primary key (run_id, sequence) rejects any overlap, and the
- * dedup index rejects a second result for the same activity call.
- * The caller holds the run row lock, so nobody else appends concurrently.
- * Keeps runs.history_size in step. Returns how many inbox rows moved and the bytes appended.
+ * The CTEs that append one workflow task's block: `moved` (the inbox rows it
+ * was handed, deleted from the inbox), `moved_history` (them, first, in id
+ * order; returns each one's size) and `new_history` (the marker and the
+ * command events). Sequences start at `afterSequence + 1` with no gap; the
+ * primary key (run_id, sequence) rejects any overlap, and the dedup index
+ * rejects a second result for the same activity call or a reused seq. The
+ * caller holds the run row lock, so nobody else appends concurrently, and
+ * keeps runs.history_size in step (appendBlock, or finishWorkflowTask in
+ * store/completion.ts, which appends in its own statement).
  */
-export async function appendBlock(
-  tx: Queryable,
-  input: { runId: string; afterSequence: number; inboxIds: readonly number[]; events: NewEvent[] },
-): Promise<{ moved: number; bytes: number }> {
-  const { runId, afterSequence, inboxIds, events } = input;
-  const newBytes = events.reduce((sum, e) => sum + e.event.byteLength, 0);
-  const [row] = await tx<{ moved: number; moved_bytes: string | null }[]>`
-    with moved as (
+export function appendBlockCtes(tx: Queryable, block: BlockToAppend) {
+  const { runId, afterSequence, inboxIds, events } = block;
+  return tx`
+    moved as (
       delete from dex.inbox where run_id = ${runId} and id = any(${inboxIds as number[]}::bigint[])
       returning id, kind, event, dedup_key, created_at
     ), moved_history as (
@@ -72,12 +82,17 @@ export async function appendBlock(
       select ${runId}, ${afterSequence + inboxIds.length} + ord, kind, decode(event, 'base64'), dedup_key
       from unnest(${events.map((e) => e.kind)}::text[], ${base64Array(events.map((e) => e.event))}::text[],
                   ${events.map((e) => e.dedupKey ?? null)}::text[]) with ordinality as u(kind, event, dedup_key, ord)
-    ), sized as (
+    )`;
+}
+
+/** Appends one workflow task's block (appendBlockCtes) and keeps runs.history_size in step. Returns how many inbox rows moved. */
+export async function appendBlock(tx: Queryable, block: BlockToAppend): Promise<{ moved: number }> {
+  const [row] = await tx<{ moved: number }[]>`
+    with ${appendBlockCtes(tx, block)}, sized as (
       update dex.runs
-      set history_size = history_size + coalesce((select sum(size) from moved_history), 0) + ${newBytes}
-      where id = ${runId}
+      set history_size = history_size + coalesce((select sum(size) from moved_history), 0) + ${newEventBytes(block)}
+      where id = ${block.runId}
     )
-    select (select count(*)::int from moved_history) as moved,
-           (select sum(size)::text from moved_history) as moved_bytes`;
-  return { moved: row?.moved ?? 0, bytes: Number(row?.moved_bytes ?? 0) + newBytes };
+    select (select count(*)::int from moved_history) as moved`;
+  return { moved: row?.moved ?? 0 };
 }
