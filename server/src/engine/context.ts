@@ -10,6 +10,11 @@ import type { Wakeups } from "./wakeups.js";
 
 export interface Engine {
   readonly sql: Sql;
+  /**
+   * The poll path's own pool (claims, the history they hand out, releases), so a claim never
+   * queues behind the main pool's transactions; undefined: polls use `sql` (tests, embedders).
+   */
+  readonly dispatchSql?: Sql;
   readonly db: Drizzle;
   readonly wakeups: Wakeups;
   readonly logger: Logger;

@@ -48,7 +48,7 @@ export async function pollWorkflowTasks(
   });
   if (tasks && signal.aborted) {
     // The caller is gone: hand the tasks back rather than let them sit out a lease.
-    await releaseWorkflowTasks(engine.sql, tasks.map((t) => t.ref)).catch((err: unknown) =>
+    await releaseWorkflowTasks(engine.dispatchSql ?? engine.sql, tasks.map((t) => t.ref)).catch((err: unknown) =>
       engine.logger.warn("could not release workflow tasks of a cancelled poll", { err }),
     );
     engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.queue, tasks.length);
@@ -62,7 +62,8 @@ async function claimWithHistory(
   engine: Engine,
   request: { queue: string; maxTasks: number; workerId: string },
 ): Promise<PolledWorkflowTask[]> {
-  const claimed = await claimWorkflowTasks(engine.sql, {
+  const sql = engine.dispatchSql ?? engine.sql;
+  const claimed = await claimWorkflowTasks(sql, {
     queue: request.queue,
     limit: request.maxTasks,
     workerId: request.workerId,
@@ -85,7 +86,7 @@ async function claimWithHistory(
     budget -= task.historySize;
     needHistory.push(task.runId);
   }
-  const histories = await readHistories(engine.sql, needHistory);
+  const histories = await readHistories(sql, needHistory);
   return claimed.map((task) => ({
     ref: { queue: task.queue, runId: task.runId, leaseId: task.leaseId, lockVersion: task.lockVersion },
     instanceId: task.instanceId,

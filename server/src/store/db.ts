@@ -36,6 +36,12 @@ export interface DatabaseOptions {
    * destroyed (see connection-watchdog.ts). Default 5 000 ms.
    */
   stallMarginMs?: number;
+  /**
+   * synchronous_commit of every connection; default: the database's (on). "off" only for a pool
+   * whose commits nothing durable depends on until a later synchronous commit flushes the WAL
+   * past them (the dispatch pool: see server.ts).
+   */
+  synchronousCommit?: "off";
   /** Told about each connection the watchdog destroyed. */
   onStalledConnection?: (info: StalledConnection) => void;
 }
@@ -65,6 +71,7 @@ export function openDatabase(options: DatabaseOptions): Sql {
       application_name: options.applicationName ?? "dex",
       statement_timeout: statementTimeoutMs,
       idle_in_transaction_session_timeout: 60_000,
+      ...(options.synchronousCommit ? { synchronous_commit: options.synchronousCommit } : {}),
     },
   });
 }
