@@ -11,10 +11,11 @@
  */
 import type { Payload } from "@dex/proto";
 import { completeActivitiesBatch, type ActivityCompletionInput, type CompletedActivity } from "../store/activity-completions.js";
-import { queueWakeupAffixes } from "../store/notify.js";
+import { queueWakeupPayload } from "../store/notify.js";
 import type { Engine } from "./context.js";
 import { activityResultDedupKey, encodeEvent } from "./events.js";
 import { GroupCommit, type Settled } from "./group-commit.js";
+import { notifyAfterCommit } from "./notifier.js";
 import { QueueType, type ActivityTaskRef } from "./model.js";
 
 export interface ActivityCompletion {
@@ -64,7 +65,7 @@ async function writeBatch(engine: Engine, items: ActivityCompletion[]): Promise<
   });
   let completed: CompletedActivity[];
   try {
-    completed = await completeActivitiesBatch(engine.sql, inputs, queueWakeupAffixes(QueueType.WORKFLOW, engine.origin));
+    completed = await completeActivitiesBatch(engine.sql, inputs);
   } catch (error) {
     // One bad completion must not fail the others: a batch that failed is retried one by one,
     // each with its own answer. A single completion has nothing to separate.
@@ -75,12 +76,15 @@ async function writeBatch(engine: Engine, items: ActivityCompletion[]): Promise<
   if (completed.length > 0) engine.observer.committedBatch("activity_completion", completed.length);
   const outcomes: Settled<BatchOutcome>[] = items.map(() => ({ ok: true, value: { alone: true } }));
   const wokenRuns = new Set<string>();
+  const wokenQueues = new Set<string>();
   for (const done of completed) {
     outcomes[batched[done.index]!] = { ok: true, value: { done } };
     if (done.wokeWorkflow && !wokenRuns.has(done.runId)) {
       wokenRuns.add(done.runId);
+      wokenQueues.add(done.workflowQueue);
       engine.wakeups.wakeQueue(QueueType.WORKFLOW, done.workflowQueue);
     }
   }
+  notifyAfterCommit(engine, [...wokenQueues].map((queue) => queueWakeupPayload(QueueType.WORKFLOW, queue, engine.origin)));
   return outcomes;
 }

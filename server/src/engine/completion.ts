@@ -32,13 +32,13 @@
  *    what the end owes parent and children;
  * 7. last, the slot of a concurrency key the run held goes to the next run in
  *    the key's line (handOverSlots takes the key's lock after every row lock:
- *    see engine/concurrency-keys.ts); NOTIFYs at commit.
+ *    see engine/concurrency-keys.ts); NOTIFYs after the commit (engine/notifier.ts).
  */
 import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, usedSeqs } from "../store/lifecycle.js";
 import { isUniqueViolation } from "../store/errors.js";
 import { appendBlock } from "../store/history.js";
-import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
+import { queueWakeupPayload } from "../store/notify.js";
 import {
   finishWorkflowTask,
   hasUnseenInputs,
@@ -179,11 +179,6 @@ async function applyCompletion(
     // An ending run drops its inbox (finishWorkflowTask): the outcomes would go with it.
     unscheduled = plan.end ? [] : plan.activities.filter((a) => missingQueues.has(a.queue));
     const activityQueues = [...new Set(activities.map((a) => a.queue))];
-    const notify = [
-      ...activityQueues.map((q) => queueWakeupPayload(QueueType.ACTIVITY, q, engine.origin)),
-      runWakeupPayload(run.id, engine.origin),
-    ];
-    const nextTaskNotify = queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin);
     const block = { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events };
     const finish = (append?: typeof block) =>
       finishWorkflowTask(
@@ -198,8 +193,6 @@ async function applyCompletion(
           labels: plan.labels,
           end: plan.end,
           handedOut: task.inboxIds,
-          notify,
-          nextTaskNotify,
         },
         append,
       );
@@ -231,8 +224,6 @@ async function applyCompletion(
       }
       finished = await finish();
     }
-    // finishWorkflowTask sent these NOTIFYs; the transaction's closing NOTIFY leaves them out.
-    effects.notifiedByStore(finished.nextTask ? [...notify, nextTaskNotify] : notify);
     if (next) await startContinuedRun(engine, tx, effects, run, next, { ...run.labels, ...plan.labels });
     if (plan.end) await afterRunEnded(engine, tx, effects, run, parent, plan.end);
     // Continue-as-new passed the slot on to the new run (startContinuedRun).

@@ -4,14 +4,14 @@
  * changed (result and history waiters) and timers it created (this server's
  * timer loop sleeps until the earliest). Announcing before the commit would
  * wake waiters that then find nothing; so writes collect their effects here,
- * `inTransaction` sends the NOTIFYs as the transaction's last statement
- * (Postgres delivers them at commit, folded per payload) and applies the
- * in-process wakes after the commit.
+ * and `inTransaction` applies the in-process wakes after the commit and hands
+ * the cross-server NOTIFYs to engine/notifier.ts.
  */
 import type { EngineObserver } from "../metrics/observer.js";
-import type { Queryable, TransactionSql } from "../store/db.js";
-import { notify, queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
+import type { TransactionSql } from "../store/db.js";
+import { queueWakeupPayload, runWakeupPayload } from "../store/notify.js";
 import type { Engine } from "./context.js";
+import { notifyAfterCommit } from "./notifier.js";
 import type { QueueType } from "./model.js";
 
 export class Effects {
@@ -19,7 +19,6 @@ export class Effects {
   /** Runs that changed, and whether each may have ended (see Wakeups.wakeRun). */
   private readonly runs = new Map<string, boolean>();
   private earliestTimer: Date | undefined;
-  private readonly sentByStore = new Set<string>();
   private readonly observations: Array<(observer: EngineObserver) => void> = [];
 
   /** A task was created on this queue (count: how many). */
@@ -45,22 +44,12 @@ export class Effects {
     this.observations.push(report);
   }
 
-  /**
-   * These payloads were already NOTIFYed by a statement of this transaction (a store function
-   * that notifies as part of its write): the closing NOTIFY leaves them out, and is not sent at
-   * all when nothing is left, which saves the transaction a round trip.
-   */
-  notifiedByStore(payloads: string[]): void {
-    for (const payload of payloads) this.sentByStore.add(payload);
-  }
-
-  /** Sends the cross-server NOTIFYs; call as the transaction's last statement. */
-  async notify(tx: Queryable, origin: string): Promise<void> {
-    const payloads = [
+  /** The cross-server wake-ups of what this transaction did (store/notify.ts payloads). */
+  payloads(origin: string): string[] {
+    return [
       ...[...this.queues.values()].map((q) => queueWakeupPayload(q.type, q.queue, origin)),
       ...[...this.runs.keys()].map((runId) => runWakeupPayload(runId, origin)),
     ];
-    await notify(tx, payloads.filter((payload) => !this.sentByStore.has(payload)));
   }
 
   /** In-process wakes; call after the commit. */
@@ -72,17 +61,17 @@ export class Effects {
   }
 }
 
-/** Runs `fn` in a transaction and announces its effects: NOTIFY at commit, in-process wakes after it. */
+/**
+ * Runs `fn` in a transaction and announces its effects after the commit: in-process wakes at once,
+ * cross-server NOTIFYs batched with other commits' (engine/notifier.ts says why not at commit).
+ */
 export async function inTransaction<T>(
   engine: Engine,
   fn: (tx: TransactionSql, effects: Effects) => Promise<T>,
 ): Promise<T> {
   const effects = new Effects();
-  const result = await engine.sql.begin(async (tx) => {
-    const value = await fn(tx, effects);
-    await effects.notify(tx, engine.origin);
-    return value;
-  });
+  const result = await engine.sql.begin((tx) => fn(tx, effects));
   effects.apply(engine);
+  notifyAfterCommit(engine, effects.payloads(engine.origin));
   return result as T;
 }

@@ -22,7 +22,8 @@
  * dedup key makes a second outcome for a call a no-op, as insertInboxEvent),
  * and give each run a workflow task unless it has one (ON CONFLICT DO
  * NOTHING: a task in flight re-checks the inbox when it completes, see
- * finishWorkflowTask), NOTIFYing each workflow queue that got one, at commit.
+ * finishWorkflowTask). The caller NOTIFYs the workflow queues that got one,
+ * after the commit (engine/notifier.ts).
  *
  * All CTEs share one snapshot, taken before the locks were granted. That is
  * safe here: a locked row is re-read at its newest version (READ COMMITTED's
@@ -64,8 +65,6 @@ export interface CompletedActivity {
 export async function completeActivitiesBatch(
   sql: Queryable,
   items: readonly ActivityCompletionInput[],
-  /** The NOTIFY payload of a workflow queue is prefix + queue name + suffix (store/notify.ts). */
-  wakeup: { prefix: string; suffix: string },
 ): Promise<CompletedActivity[]> {
   if (items.length === 0) return [];
   const rows = await sql<
@@ -118,14 +117,11 @@ export async function completeActivitiesBatch(
       select distinct workflow_queue, run_id, priority from tasks
       on conflict do nothing
       returning queue_name, run_id
-    ), notified as (
-      select pg_notify('dex_wakeup', ${wakeup.prefix} || q.queue_name || ${wakeup.suffix})
-      from (select distinct queue_name from woken) q
     )
     select k.ord::text, k.run_id, k.queue_name, k.workflow_queue, k.lease_ms::text, k.start_to_close_ms::text,
            k.attempt_deadline, now() as now,
            exists (select 1 from woken w where w.run_id = k.run_id) as woke,
-           (select count(*) from deleted) + (select count(*) from delivered) + (select count(*) from notified) as writes
+           (select count(*) from deleted) + (select count(*) from delivered) as writes
     from tasks k`;
   return rows.map((r) => ({
     index: Number(r.ord) - 1,

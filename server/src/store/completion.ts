@@ -248,7 +248,7 @@ export interface RunEnd {
  * (its `external_event_received` is in history now, or moves there in this
  * statement), and gets its next workflow task if inbox rows that wake it
  * arrived while the task was in flight (`child_run_started` does not wake: it
- * rides along with the next task). NOTIFYs ride along, sent at commit.
+ * rides along with the next task). The caller NOTIFYs after the commit.
  *
  * With `append`, the block is appended in this same statement (the usual
  * completion, store/history.ts appendBlockCtes): one statement and one update
@@ -273,10 +273,6 @@ export async function finishWorkflowTask(
     end: RunEnd | undefined;
     /** The inbox rows handed out with the task. */
     handedOut: readonly number[];
-    /** Sent at commit. */
-    notify: string[];
-    /** Sent at commit only if a next workflow task was created. */
-    nextTaskNotify: string;
   },
   append?: BlockToAppend,
 ): Promise<{ nextTask: boolean; moved: number }> {
@@ -316,12 +312,8 @@ export async function finishWorkflowTask(
                                      and visible_at <= clock_timestamp() and kind <> 'child_run_started')
       on conflict do nothing
       returning run_id
-    ), notified as (
-      select pg_notify('dex_wakeup', p) from unnest(${[...new Set(input.notify)]}::text[]) as p
-      union all
-      select pg_notify('dex_wakeup', ${input.nextTaskNotify}) where exists (select 1 from next_task)
     )
-    select exists (select 1 from next_task) as next_task, (select count(*) from notified) as notified,
+    select exists (select 1 from next_task) as next_task,
            ${append ? tx`(select count(*)::int from moved_history)` : tx`0`} as moved`;
   return { nextTask: row?.next_task ?? false, moved: row?.moved ?? 0 };
 }

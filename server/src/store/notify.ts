@@ -8,8 +8,9 @@
  * own notifications (it has already woken its waiters in memory). Queue names
  * cannot contain ':' (see the task_queues check constraint).
  *
- * NOTIFY takes a global lock at commit, which is why it is sent once per queue
- * per transaction, not per task.
+ * NOTIFY takes a global lock at commit and holds it through the commit's WAL
+ * flush: the hot paths send theirs after the commit, many commits' worth per
+ * statement (engine/notifier.ts); the rest once per queue per transaction.
  */
 import type { Queryable, Sql } from "./db.js";
 
@@ -20,13 +21,7 @@ export type Wakeup =
   | { kind: "run"; runId: string; origin: string };
 
 export function queueWakeupPayload(type: string, queue: string, origin: string): string {
-  const { prefix, suffix } = queueWakeupAffixes(type, origin);
-  return prefix + queue + suffix;
-}
-
-/** queueWakeupPayload around a queue name that only SQL knows: prefix || queue || suffix. */
-export function queueWakeupAffixes(type: string, origin: string): { prefix: string; suffix: string } {
-  return { prefix: `${type}:`, suffix: `:${origin}` };
+  return `${type}:${queue}:${origin}`;
 }
 
 export function runWakeupPayload(runId: string, origin: string): string {
