@@ -152,30 +152,6 @@ export async function claimWorkflowTasks(
   }));
 }
 
-export interface TakenWorkflowTask {
-  attempt: number;
-  taskTime: Date;
-  workerId: string;
-  inboxIds: number[];
-}
-
-/**
- * Deletes the task if, and only if, it still carries this lease (the fence).
- * The caller holds the run row lock; the task row lock comes second.
- */
-export async function takeWorkflowTask(
-  tx: Queryable,
-  ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
-): Promise<TakenWorkflowTask | undefined> {
-  const [row] = await tx<{ attempt: number; task_time: Date; worker_id: string; inbox_ids: string[] }[]>`
-    delete from dex.workflow_tasks
-    where queue_name = ${ref.queue} and run_id = ${ref.runId}
-      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
-    returning attempt, task_time, worker_id, inbox_ids`;
-  if (!row) return undefined;
-  return { attempt: row.attempt, taskTime: row.task_time, workerId: row.worker_id, inboxIds: row.inbox_ids.map(Number) };
-}
-
 /**
  * Ends a failed attempt: the lease is dropped (lease_id null fences the old
  * token out), the failure is kept for describe, and the task becomes visible
