@@ -1,8 +1,10 @@
 /**
  * Starting a run: one statement, with the instance-id rules resolved around
- * it. A run with a concurrency key is inserted waiting in its key's line and,
- * in the same transaction, handed a slot if one is free (concurrency-keys.ts);
- * runs without a key take no lock and stay one statement.
+ * it. A run without a concurrency key goes through the group commit
+ * (start-batch.ts: starts arriving together share one statement and one
+ * commit); what the batch cannot answer comes back here, one by one. A run
+ * with a concurrency key is inserted waiting in its key's line and, in the
+ * same transaction, handed a slot if one is free (concurrency-keys.ts).
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { DexError, HistoryEventSchema, type Payload } from "@dex/proto";
@@ -14,6 +16,7 @@ import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodePayload } from "./events.js";
 import { QueueType } from "./model.js";
+import { submitStart } from "./start-batch.js";
 
 export const ConflictPolicy = { FAIL: "fail", USE_EXISTING: "use_existing" } as const;
 export type ConflictPolicy = (typeof ConflictPolicy)[keyof typeof ConflictPolicy];
@@ -93,6 +96,17 @@ export function newRun(
 }
 
 export async function startWorkflow(engine: Engine, request: StartRequest): Promise<StartResult> {
+  if (request.concurrencyKey === null) {
+    // The batch woke the queues and logged the starts; its other answers are insertRun's.
+    const batched = await submitStart(engine, newRun(engine, request));
+    if (batched.outcome === "started") return { runId: batched.runId, started: true };
+    if (batched.outcome !== "alone") return answer(request, batched);
+  }
+  return startWorkflowAlone(engine, request);
+}
+
+/** One start on its own: insertRun (or a keyed run's transaction), with open-run conflicts resolved. */
+async function startWorkflowAlone(engine: Engine, request: StartRequest): Promise<StartResult> {
   for (let attempt = 1; ; attempt++) {
     const run = newRun(engine, request);
     const runId = run.id;
@@ -104,18 +118,9 @@ export async function startWorkflow(engine: Engine, request: StartRequest): Prom
         engine.logger.debug("run started", { runId, instanceId: request.instanceId, workflow: request.workflowName });
         return { runId: outcome.runId, started: true };
       case "queue_missing":
-        throw new DexError(
-          "NOT_FOUND",
-          `task_queue: workflow task queue "${request.taskQueue}" does not exist; create it first (TaskQueueService.CreateTaskQueue)`,
-        );
       case "same_request":
-        return { runId: outcome.runId, started: false };
       case "reuse_rejected":
-        throw new DexError(
-          "ALREADY_EXISTS",
-          `instance id "${request.instanceId}" already had run ${outcome.latestRunId} (${outcome.latestStatus}) and ` +
-            `reuse_policy ${request.reusePolicy === ReusePolicy.REJECT ? "REJECT forbids another run" : "ALLOW_IF_FAILED allows another run only after a failed, cancelled or terminated one"}`,
-        );
+        return answer(request, outcome);
       case "open_run_exists": {
         // Re-read in a fresh statement: the failed one saw a snapshot without the winner.
         const open = await findOpenRun(engine.sql, request.instanceId);
@@ -132,6 +137,28 @@ export async function startWorkflow(engine: Engine, request: StartRequest): Prom
         );
       }
     }
+  }
+}
+
+/** The answer to a start that started nothing: insertRun's verdict, the same on both paths. */
+function answer(
+  request: StartRequest,
+  outcome: Extract<InsertRunOutcome, { outcome: "queue_missing" | "same_request" | "reuse_rejected" }>,
+): StartResult {
+  switch (outcome.outcome) {
+    case "queue_missing":
+      throw new DexError(
+        "NOT_FOUND",
+        `task_queue: workflow task queue "${request.taskQueue}" does not exist; create it first (TaskQueueService.CreateTaskQueue)`,
+      );
+    case "same_request":
+      return { runId: outcome.runId, started: false };
+    case "reuse_rejected":
+      throw new DexError(
+        "ALREADY_EXISTS",
+        `instance id "${request.instanceId}" already had run ${outcome.latestRunId} (${outcome.latestStatus}) and ` +
+          `reuse_policy ${request.reusePolicy === ReusePolicy.REJECT ? "REJECT forbids another run" : "ALLOW_IF_FAILED allows another run only after a failed, cancelled or terminated one"}`,
+      );
   }
 }
 

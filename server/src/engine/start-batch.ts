@@ -1,0 +1,82 @@
+/**
+ * Starts share transactions (group commit): plain starts that arrive while a
+ * batch is being written go together in the next one, one statement for the
+ * whole batch (store/start-batch.ts) instead of one statement and one commit
+ * each. A start the batch cannot answer goes the one-by-one path
+ * (engine/start.ts), which answers authoritatively: a second start of an
+ * instance id already in the batch (two starts of one instance must behave as
+ * if serialized, so it runs after the batch committed), one that met an open
+ * run of its instance, and every start of a batch that failed as a whole.
+ * Starts with a concurrency key never come here.
+ */
+import type { Engine } from "./context.js";
+import { GroupCommit, type Settled } from "./group-commit.js";
+import { QueueType } from "./model.js";
+import { insertRun, type InsertRunOutcome, type NewRun } from "../store/runs.js";
+import { insertRunsBatch } from "../store/start-batch.js";
+
+/** What the batch answered for one start, or that it is left to the one-by-one path. */
+export type StartBatchOutcome = Exclude<InsertRunOutcome, { outcome: "open_run_exists" }> | { outcome: "alone" };
+
+/** Batches bigger than this wait for the next write; 200 starts are one statement of about 11 ms here. */
+const MAX_BATCH = 256;
+/**
+ * Two batches at a time. Clients send in bursts (the answers of a batch go back together, and the
+ * next starts come together), and with one batch at a time a start that arrived alone held the
+ * next burst back for its whole round trip. Backlog scenario, 20,000 starts, 200 in flight, on a
+ * loaded 2-core machine: 1,430-1,490 starts/s with one, 1,640-2,470 with two. Two batches never
+ * wait for each other in a cycle: each inserts in instance-id order (store/start-batch.ts).
+ */
+const MAX_IN_FLIGHT = 2;
+
+const committers = new WeakMap<Engine, GroupCommit<NewRun, StartBatchOutcome>>();
+
+/** Submits a plain start (no concurrency key, no parent) to this engine's group commit. */
+export function submitStart(engine: Engine, run: NewRun): Promise<StartBatchOutcome> {
+  let committer = committers.get(engine);
+  if (!committer) {
+    committer = new GroupCommit((items) => writeBatch(engine, items), { maxBatch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT });
+    committers.set(engine, committer);
+  }
+  return committer.submit(run);
+}
+
+async function writeBatch(engine: Engine, items: NewRun[]): Promise<Settled<StartBatchOutcome>[]> {
+  const outcomes: Settled<StartBatchOutcome>[] = items.map(() => ({ ok: true, value: { outcome: "alone" } }));
+  // The first start of each instance id goes in the batch; later ones go alone, after it committed.
+  const seen = new Set<string>();
+  const batched: number[] = [];
+  items.forEach((run, i) => {
+    if (seen.has(run.instanceId)) return;
+    seen.add(run.instanceId);
+    batched.push(i);
+  });
+  const runs = batched.map((i) => items[i]!);
+  let answers: InsertRunOutcome[];
+  try {
+    // A batch of one is insertRun itself: the same answers, and half the Postgres time for one
+    // start (0.6 vs 1.2 ms measured: the planner re-plans the unnest form at every execution).
+    answers = runs.length === 1 ? [await insertRun(engine.sql, runs[0]!)] : await insertRunsBatch(engine.sql, runs);
+  } catch (error) {
+    // One bad start must not fail the others: a batch that failed is retried one by one, each with
+    // its own answer. A single start has nothing to separate.
+    if (items.length === 1) return [{ ok: false, error }];
+    engine.logger.debug("start batch failed; starting one by one", { err: error, size: items.length });
+    return outcomes;
+  }
+  const wokenQueues = new Map<string, number>();
+  answers.forEach((answer, j) => {
+    const run = runs[j]!;
+    if (answer.outcome === "open_run_exists") return; // stays "alone"
+    outcomes[batched[j]!] = { ok: true, value: answer };
+    if (answer.outcome === "started") {
+      wokenQueues.set(run.taskQueue, (wokenQueues.get(run.taskQueue) ?? 0) + 1);
+      engine.logger.debug("run started", { runId: run.id, instanceId: run.instanceId, workflow: run.workflowName });
+    }
+  });
+  // One parked poll per new task, as the one-by-one path wakes one per start.
+  for (const [queue, count] of wokenQueues) engine.wakeups.wakeQueue(QueueType.WORKFLOW, queue, count);
+  const started = answers.filter((a) => a.outcome === "started").length;
+  if (started > 0) engine.observer.committedBatch("start_workflow", started);
+  return outcomes;
+}
