@@ -6,7 +6,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError } from "@dex/proto";
-import { json, pollActivityOf, pollWorkflowTaskOf, scheduleActivity, startHarness, uniqueId, type Harness } from "./helpers.js";
+import { waitFor } from "@dex/testing";
+import {
+  groupCommitStats,
+  holdRunLock,
+  json,
+  pollActivityOf,
+  pollWorkflowTaskOf,
+  scheduleActivity,
+  serverLockWaiters,
+  startHarness,
+  uniqueId,
+  type Harness,
+} from "./helpers.js";
 
 async function code(promise: Promise<unknown>): Promise<string> {
   return promise.then(
@@ -29,24 +41,6 @@ async function inboxCount(h: Harness, runId: string): Promise<number> {
   return row!.count;
 }
 
-/** The batch-size histogram's count and sum for activity completions, from the metrics endpoint. */
-async function batchStats(h: Harness): Promise<{ count: number; sum: number }> {
-  const text = await (await fetch(`http://${h.server.metricsAddress}/metrics`)).text();
-  const read = (name: string) => {
-    const line = text.split("\n").find((l) => l.startsWith(`${name}{operation="activity_completion"}`));
-    return line ? Number(line.split(" ").at(-1)) : 0;
-  };
-  return { count: read("dex_group_commit_batch_size_count"), sum: read("dex_group_commit_batch_size_sum") };
-}
-
-/** Polls a condition until it holds or the deadline passes (no sleep stands in for synchronisation). */
-async function eventually(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
-}
-
 describe("activity completions share transactions", () => {
   let h: Harness;
   beforeAll(async () => {
@@ -59,7 +53,7 @@ describe("activity completions share transactions", () => {
   it("concurrent completions are batched, each recorded once; repeated tokens answer NOT_FOUND", async () => {
     const runs = await Promise.all(Array.from({ length: 20 }, () => runWithActivities(h, 2)));
     const tasks = await Promise.all(runs.flatMap((runId) => [pollActivityOf(h, runId, 1), pollActivityOf(h, runId, 2)]));
-    const before = await batchStats(h);
+    const before = await groupCommitStats(h, "activity_completion");
     // Each token twice, all at once: the first of each pair may win, never both.
     const codes = await Promise.all(
       [...tasks, ...tasks].map((task, i) => code(h.worker.completeActivityTask({ taskToken: task.taskToken, result: json(i) }))),
@@ -70,7 +64,7 @@ describe("activity completions share transactions", () => {
     const [{ tasks: workflowTasks } = { tasks: -1 }] = await h.sql<{ tasks: number }[]>`
       select count(*)::int as tasks from dex.workflow_tasks where run_id = any(${runs}::uuid[])`;
     expect(workflowTasks).toBe(runs.length);
-    const after = await batchStats(h);
+    const after = await groupCommitStats(h, "activity_completion");
     // Every winning completion went through a batch, and fewer batches than completions were written.
     expect(after.sum - before.sum).toBe(tasks.length);
     expect(after.count - before.count).toBeLessThan(tasks.length);
@@ -86,16 +80,7 @@ describe("activity completions share transactions", () => {
     const free = await runWithActivities(h, 1);
     const busyTask = await pollActivityOf(h, busy, 1);
     const freeTask = await pollActivityOf(h, free, 1);
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holder = h.sql.begin(async (tx) => {
-      await tx`select 1 from dex.runs where id = ${busy} for no key update`;
-      locked();
-      await released;
-    });
-    await isLocked;
+    const lock = await holdRunLock(h, busy);
     try {
       let busyDone = false;
       const busyCompletion = h.worker.completeActivityTask({ taskToken: busyTask.taskToken, result: json("busy") }).then(() => {
@@ -104,21 +89,14 @@ describe("activity completions share transactions", () => {
       await h.worker.completeActivityTask({ taskToken: freeTask.taskToken, result: json("free") });
       expect(await inboxCount(h, free)).toBe(1);
       // The busy run's completion is waiting for the run's lock: not lost, not refused.
-      await eventually(async () => {
-        const [row] = await h.sql<{ waiting: number }[]>`
-          select count(*)::int as waiting from pg_stat_activity
-          where datname = current_database() and wait_event_type = 'Lock' and application_name = 'dex-server'`;
-        return row!.waiting > 0;
-      }, "the busy completion to wait for the run lock");
+      await waitFor(async () => (await serverLockWaiters(h)) > 0, { message: "the busy completion to wait for the run lock" });
       expect(busyDone).toBe(false);
       expect(await inboxCount(h, busy)).toBe(0);
-      release();
-      await holder;
+      await lock.release();
       await busyCompletion;
       expect(await inboxCount(h, busy)).toBe(1);
     } finally {
-      release();
-      await holder;
+      await lock.release();
     }
   });
 
@@ -130,10 +108,10 @@ describe("activity completions share transactions", () => {
     // Version 1 layout: the same fields without the attempt (4 bytes after the seq at 38..41).
     const v1 = Buffer.concat([v2.subarray(0, 42), v2.subarray(46)]);
     v1[0] = 1;
-    const before = await batchStats(h);
+    const before = await groupCommitStats(h, "activity_completion");
     await h.worker.completeActivityTask({ taskToken: v1, result: json("old") });
     expect(await inboxCount(h, runId)).toBe(1);
-    expect((await batchStats(h)).sum).toBe(before.sum);
+    expect((await groupCommitStats(h, "activity_completion")).sum).toBe(before.sum);
     expect(await code(h.worker.completeActivityTask({ taskToken: task.taskToken, result: json("again") }))).toBe("NOT_FOUND");
   });
 });

@@ -12,6 +12,7 @@ import {
   pollActivityOf,
   pollWorkflowTaskOf,
   scheduleActivity,
+  serverLockWaiters,
   startHarness,
   startWith,
   uniqueId,
@@ -188,13 +189,6 @@ describe("cancellation and termination", () => {
   });
 
   /** Server connections of this test's database that wait for a lock. */
-  async function lockWaiters(): Promise<number> {
-    const [row] = await h.sql<{ n: number }[]>`
-      select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and application_name like 'dex-server%' and wait_event_type = 'Lock'`;
-    return row!.n;
-  }
-
   // The interleaving that deadlocks a careless writer, forced with a row lock
   // held by the test: the operation waits for the run row; then a claim locks
   // the run's task row and queues for the run row behind it. When the test
@@ -217,9 +211,9 @@ describe("cancellation and termination", () => {
             : operation === "cancel"
               ? h.client.cancelRun({ run, reason: "now" })
               : h.client.sendEvent({ run, eventId: "e" });
-        await waitFor(async () => (await lockWaiters()) === 1, { message: `the ${operation} to wait for the run row` });
+        await waitFor(async () => (await serverLockWaiters(h)) === 1, { message: `the ${operation} to wait for the run row` });
         poll = h.worker.pollWorkflowTasks({ taskQueue: queue, workerId: "claimer", maxTasks: 1, maxWait: { seconds: 10n } });
-        await waitFor(async () => (await lockWaiters()) === 2, { message: "the claim to wait for the run row" });
+        await waitFor(async () => (await serverLockWaiters(h)) === 2, { message: "the claim to wait for the run row" });
       });
       await done;
       const { tasks } = await poll!;

@@ -6,15 +6,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RunStatus } from "@dex/proto";
-import { byInstance, byRunId, completeRun, pollWorkflowTaskOf, startChild, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
-
-/** Polls a condition until it holds or the deadline passes. */
-async function eventually(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
-}
+import { waitFor } from "@dex/testing";
+import {
+  byInstance,
+  byRunId,
+  completeRun,
+  holdRunLock,
+  pollWorkflowTaskOf,
+  serverLockWaiters,
+  startChild,
+  startHarness,
+  startWith,
+  uniqueId,
+  type Harness,
+} from "./helpers.js";
 
 describe("workflow task completion locks", () => {
   let h: Harness;
@@ -32,24 +37,10 @@ describe("workflow task completion locks", () => {
     const childId = child.info!.runId;
     const task = await pollWorkflowTaskOf(h, childId);
 
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holder = h.sql.begin(async (tx) => {
-      await tx`select 1 from dex.runs where id = ${childId} for no key update`;
-      locked();
-      await released;
-    });
-    await isLocked;
+    const lock = await holdRunLock(h, childId);
     try {
       const completion = h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeRun("done")] });
-      await eventually(async () => {
-        const [row] = await h.sql<{ waiting: number }[]>`
-          select count(*)::int as waiting from pg_stat_activity
-          where datname = current_database() and wait_event_type = 'Lock' and application_name = 'dex-server'`;
-        return row!.waiting > 0;
-      }, "the completion to wait for the child's row");
+      await waitFor(async () => (await serverLockWaiters(h)) > 0, { message: "the completion to wait for the child's row" });
       // The parent's row is taken already: NOWAIT fails with lock_not_available.
       const probe = await h.sql
         .begin((tx) => tx`select 1 from dex.runs where id = ${parentId} for no key update nowait`)
@@ -58,12 +49,10 @@ describe("workflow task completion locks", () => {
           (err: { code?: string }) => err.code,
         );
       expect(probe).toBe("55P03");
-      release();
-      await holder;
+      await lock.release();
       await completion;
     } finally {
-      release();
-      await holder;
+      await lock.release();
     }
     expect((await h.client.getRunResult({ run: byRunId(childId) })).status).toBe(RunStatus.COMPLETED);
     const parentTask = await pollWorkflowTaskOf(h, parentId);

@@ -175,3 +175,44 @@ export function scheduleActivity(seq: number, activityName: string, extra: Recor
 export function completeRun(result: unknown) {
   return { command: { case: "completeRun" as const, value: { result: json(result) } } };
 }
+
+/** A group commit's batch-size histogram (count of batches, sum of requests) for one operation, from the metrics endpoint. */
+export async function groupCommitStats(h: Harness, operation: string): Promise<{ count: number; sum: number }> {
+  const text = await (await fetch(`http://${h.server.metricsAddress}/metrics`)).text();
+  const read = (name: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${name}{operation="${operation}"}`));
+    return line ? Number(line.split(" ").at(-1)) : 0;
+  };
+  return { count: read("dex_group_commit_batch_size_count"), sum: read("dex_group_commit_batch_size_sum") };
+}
+
+/** Sessions of the server's pools waiting for a lock now. */
+export async function serverLockWaiters(h: Harness): Promise<number> {
+  const [row] = await h.sql<{ n: number }[]>`
+    select count(*)::int as n from pg_stat_activity
+    where datname = current_database() and application_name like 'dex-server%' and wait_event_type = 'Lock'`;
+  return row!.n;
+}
+
+/**
+ * Holds a run's row lock (FOR NO KEY UPDATE, as the engine's writers take it) in a transaction
+ * of the test's own until release() is called; resolves once the lock is held.
+ */
+export async function holdRunLock(h: Harness, runId: string): Promise<{ release(): Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const holder = h.sql.begin(async (tx) => {
+    await tx`select 1 from dex.runs where id = ${runId} for no key update`;
+    locked();
+    await released;
+  });
+  await Promise.race([isLocked, holder]);
+  return {
+    async release() {
+      release();
+      await holder;
+    },
+  };
+}

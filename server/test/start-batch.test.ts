@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError, InstanceIdConflictPolicy, InstanceIdReusePolicy } from "@dex/proto";
 import postgres from "postgres";
 import { uuidv7 } from "uuidv7";
-import { byRunId, completeRun, fromJson, json, pollWorkflowTaskOf, startHarness, uniqueId, type Harness } from "./helpers.js";
+import { byRunId, completeRun, fromJson, groupCommitStats, json, pollWorkflowTaskOf, startHarness, uniqueId, type Harness } from "./helpers.js";
 
 type StartInput = Parameters<Harness["client"]["startWorkflow"]>[0];
 type Answer = { ok: true; runId: string; started: boolean } | { ok: false; code: string; message: string };
@@ -21,16 +21,6 @@ async function answer(promise: Promise<{ runId: string; started: boolean }>): Pr
       return { ok: false as const, code: err.code, message: err.message };
     },
   );
-}
-
-/** The batch-size histogram's count and sum for starts, from the metrics endpoint. */
-async function batchStats(h: Harness): Promise<{ count: number; sum: number }> {
-  const text = await (await fetch(`http://${h.server.metricsAddress}/metrics`)).text();
-  const read = (name: string) => {
-    const line = text.split("\n").find((l) => l.startsWith(`${name}{operation="start_workflow"}`));
-    return line ? Number(line.split(" ").at(-1)) : 0;
-  };
-  return { count: read("dex_group_commit_batch_size_count"), sum: read("dex_group_commit_batch_size_sum") };
 }
 
 async function runsOf(h: Harness, instanceId: string): Promise<number> {
@@ -135,7 +125,7 @@ describe("starts share transactions", () => {
   });
 
   it("concurrent starts of distinct instance ids are batched, each started with its history, task, labels and priority", async () => {
-    const before = await batchStats(h);
+    const before = await groupCommitStats(h, "start_workflow");
     const starts = Array.from({ length: 40 }, (_, i) => ({
       workflowName: "wf",
       instanceId: uniqueId("many"),
@@ -147,7 +137,7 @@ describe("starts share transactions", () => {
     const results = await Promise.all(starts.map((s) => h.client.startWorkflow(s)));
     expect(results.every((r) => r.started)).toBe(true);
     expect(new Set(results.map((r) => r.runId)).size).toBe(starts.length);
-    const after = await batchStats(h);
+    const after = await groupCommitStats(h, "start_workflow");
     expect(after.sum - before.sum).toBe(starts.length);
     expect(after.count - before.count).toBeLessThan(starts.length);
 
@@ -176,7 +166,7 @@ describe("starts share transactions", () => {
   });
 
   it("starts of one instance id in one burst: one run, and every other start gets the one-by-one answer", async () => {
-    const before = await batchStats(h);
+    const before = await groupCommitStats(h, "start_workflow");
     const slots = await holdBatchSlots(h, holders);
     const instanceId = uniqueId("dup");
     const mine: StartInput[] = [
@@ -210,7 +200,7 @@ describe("starts share transactions", () => {
       }
     });
     for (const a of answers.slice(mine.length)) expect(a).toMatchObject({ ok: true, started: true });
-    const after = await batchStats(h);
+    const after = await groupCommitStats(h, "start_workflow");
     // The gated starts, the winner and the others: started by batches, in fewer batches than that.
     const started = BATCHES_IN_FLIGHT + 1 + others.length;
     expect(after.sum - before.sum).toBe(started);
@@ -219,7 +209,7 @@ describe("starts share transactions", () => {
 
   it("a batch meeting a run another transaction is inserting waits for it; that start then answers as one by one", async () => {
     for (const commit of [true, false]) {
-      const before = await batchStats(h);
+      const before = await groupCommitStats(h, "start_workflow");
       const held = await holdOpenRun(holders, uniqueId("held"));
       const slots = await holdBatchSlots(h, holders);
       const others: StartInput[] = Array.from({ length: 5 }, () => ({ workflowName: "wf", instanceId: uniqueId("held-other") }));
@@ -238,7 +228,7 @@ describe("starts share transactions", () => {
       }
       for (const a of rest) expect(a).toMatchObject({ ok: true, started: true });
       expect(await runsOf(h, held.instanceId)).toBe(1);
-      const after = await batchStats(h);
+      const after = await groupCommitStats(h, "start_workflow");
       const started = BATCHES_IN_FLIGHT + others.length + (commit ? 0 : 1);
       expect(after.sum - before.sum).toBe(started);
       expect(after.count - before.count).toBeLessThan(started);

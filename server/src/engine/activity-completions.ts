@@ -14,7 +14,7 @@ import { completeActivitiesBatch, type ActivityCompletionInput, type CompletedAc
 import { queueWakeupPayload } from "../store/notify.js";
 import type { Engine } from "./context.js";
 import { activityResultDedupKey, encodeEvent } from "./events.js";
-import { GroupCommit, type Settled } from "./group-commit.js";
+import { GroupCommit, perEngine, type Settled } from "./group-commit.js";
 import { notifyAfterCommit } from "./notifier.js";
 import { QueueType, type ActivityTaskRef } from "./model.js";
 
@@ -31,16 +31,14 @@ const MAX_BATCH = 256;
 /** One batch at a time: the next one collects what arrives meanwhile. */
 const MAX_IN_FLIGHT = 1;
 
-const committers = new WeakMap<Engine, GroupCommit<ActivityCompletion, BatchOutcome>>();
+const committerOf = perEngine(
+  (engine: Engine) =>
+    new GroupCommit<ActivityCompletion, BatchOutcome>((items) => writeBatch(engine, items), { maxBatch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT }),
+);
 
 /** Submits a completion to this engine's group commit. */
 export function submitActivityCompletion(engine: Engine, completion: ActivityCompletion): Promise<BatchOutcome> {
-  let committer = committers.get(engine);
-  if (!committer) {
-    committer = new GroupCommit((items) => writeBatch(engine, items), { maxBatch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT });
-    committers.set(engine, committer);
-  }
-  return committer.submit(completion);
+  return committerOf(engine).submit(completion);
 }
 
 function fenceKey({ ref }: ActivityCompletion): string {

@@ -65,3 +65,16 @@ export class GroupCommit<I, R> {
     this.schedule();
   }
 }
+
+/**
+ * One GroupCommit per engine, made on first use (an engine is built once per server; tests build
+ * several): `perEngine(make)(engine)` returns that engine's.
+ */
+export function perEngine<E extends object, I, R>(make: (engine: E) => GroupCommit<I, R>): (engine: E) => GroupCommit<I, R> {
+  const made = new WeakMap<E, GroupCommit<I, R>>();
+  return (engine) => {
+    let committer = made.get(engine);
+    if (!committer) made.set(engine, (committer = make(engine)));
+    return committer;
+  };
+}

@@ -18,25 +18,25 @@
  */
 import { notify } from "../store/notify.js";
 import type { Engine } from "./context.js";
-import { GroupCommit } from "./group-commit.js";
+import { GroupCommit, perEngine } from "./group-commit.js";
 
-const notifiers = new WeakMap<Engine, GroupCommit<readonly string[], void>>();
-
-/** Sends these payloads on the wake-up channel soon; call after the commit that made them true. */
-export function notifyAfterCommit(engine: Engine, payloads: readonly string[]): void {
-  if (payloads.length === 0) return;
-  let notifier = notifiers.get(engine);
-  if (!notifier) {
-    notifier = new GroupCommit<readonly string[], void>(
+const notifierOf = perEngine(
+  (engine: Engine) =>
+    new GroupCommit<readonly string[], void>(
       async (batches) => {
         await notify(engine.dispatchSql ?? engine.sql, batches.flat());
         return batches.map(() => ({ ok: true as const, value: undefined }));
       },
       { maxBatch: 1_000, maxInFlight: 1 },
-    );
-    notifiers.set(engine, notifier);
-  }
-  notifier.submit(payloads).catch((err: unknown) => {
-    engine.logger.warn("a cross-server wake-up could not be sent; other servers find the work at their fallback tick", { err });
-  });
+    ),
+);
+
+/** Sends these payloads on the wake-up channel soon; call after the commit that made them true. */
+export function notifyAfterCommit(engine: Engine, payloads: readonly string[]): void {
+  if (payloads.length === 0) return;
+  notifierOf(engine)
+    .submit(payloads)
+    .catch((err: unknown) => {
+      engine.logger.warn("a cross-server wake-up could not be sent; other servers find the work at their fallback tick", { err });
+    });
 }

@@ -10,7 +10,7 @@
  * Starts with a concurrency key never come here.
  */
 import type { Engine } from "./context.js";
-import { GroupCommit, type Settled } from "./group-commit.js";
+import { GroupCommit, perEngine, type Settled } from "./group-commit.js";
 import { QueueType } from "./model.js";
 import { insertRun, type InsertRunOutcome, type NewRun } from "../store/runs.js";
 import { insertRunsBatch } from "../store/start-batch.js";
@@ -29,16 +29,14 @@ const MAX_BATCH = 256;
  */
 const MAX_IN_FLIGHT = 2;
 
-const committers = new WeakMap<Engine, GroupCommit<NewRun, StartBatchOutcome>>();
+const committerOf = perEngine(
+  (engine: Engine) =>
+    new GroupCommit<NewRun, StartBatchOutcome>((items) => writeBatch(engine, items), { maxBatch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT }),
+);
 
 /** Submits a plain start (no concurrency key, no parent) to this engine's group commit. */
 export function submitStart(engine: Engine, run: NewRun): Promise<StartBatchOutcome> {
-  let committer = committers.get(engine);
-  if (!committer) {
-    committer = new GroupCommit((items) => writeBatch(engine, items), { maxBatch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT });
-    committers.set(engine, committer);
-  }
-  return committer.submit(run);
+  return committerOf(engine).submit(run);
 }
 
 async function writeBatch(engine: Engine, items: NewRun[]): Promise<Settled<StartBatchOutcome>[]> {
