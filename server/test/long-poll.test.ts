@@ -91,10 +91,12 @@ describe("graceful close", () => {
   it("answers parked polls empty at once and then stops", async () => {
     const h = await startHarness({ maxPollWaitMs: 30_000 });
     const poll = h.worker.pollWorkflowTasks({ taskQueue: "default", workerId: "w", maxWait: { seconds: 30n } });
-    const result = h.client.getRunResult({ run: byRunId((await h.client.startWorkflow({ workflowName: "wf", instanceId: "x" })).runId), wait: true });
-    // The start's task went to the parked poll; park another one.
+    const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: "x" });
+    // The start's task went to the parked poll (the claim made the run RUNNING); park another one,
+    // and a result waiter.
     const first = await poll;
     expect(first.tasks).toHaveLength(1);
+    const result = h.client.getRunResult({ run: byRunId(runId), wait: true });
     const parked = h.worker.pollWorkflowTasks({ taskQueue: "default", workerId: "w", maxWait: { seconds: 30n } });
     // Calls on one channel share one HTTP/2 connection and reach the server in
     // order: once a later call has been answered, the poll has been received.
