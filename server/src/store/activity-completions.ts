@@ -18,6 +18,8 @@
  *   are locked in key order, so two batches never wait for each other in a
  *   cycle (their runs are disjoint anyway: each skips the other's).
  * Both CTEs are MATERIALIZED so they run once, before the writes read them.
+ * (The write CTEs need no reference from the final SELECT: Postgres runs
+ * every data-modifying CTE to completion.)
  * The writes then delete the tasks, put each outcome in its run's inbox (the
  * dedup key makes a second outcome for a call a no-op, as insertInboxEvent),
  * and give each run a workflow task unless it has one (ON CONFLICT DO
@@ -104,14 +106,12 @@ export async function completeActivitiesBatch(
     ), deleted as (
       delete from dex.activity_tasks d using tasks k
       where d.queue_name = k.queue_name and d.run_id = k.run_id and d.seq = k.seq
-      returning d.run_id
     ), delivered as (
       insert into dex.inbox (run_id, kind, event, dedup_key)
       select k.run_id, k.kind, decode(k.event, 'base64'), k.dedup_key from tasks k
       where not exists (select 1 from dex.history_events h where h.run_id = k.run_id and h.dedup_key = k.dedup_key)
       order by k.ord
       on conflict (run_id, dedup_key) where dedup_key is not null do nothing
-      returning run_id
     ), woken as (
       insert into dex.workflow_tasks (queue_name, run_id, priority)
       select distinct workflow_queue, run_id, priority from tasks
@@ -120,8 +120,7 @@ export async function completeActivitiesBatch(
     )
     select k.ord::text, k.run_id, k.queue_name, k.workflow_queue, k.lease_ms::text, k.start_to_close_ms::text,
            k.attempt_deadline, now() as now,
-           exists (select 1 from woken w where w.run_id = k.run_id) as woke,
-           (select count(*) from deleted) + (select count(*) from delivered) as writes
+           exists (select 1 from woken w where w.run_id = k.run_id) as woke
     from tasks k`;
   return rows.map((r) => ({
     index: Number(r.ord) - 1,
