@@ -14,7 +14,15 @@ export interface BackgroundLoops {
   stop(): Promise<void>;
 }
 
-export function startBackgroundLoops(engine: Engine): BackgroundLoops {
+export interface BackgroundOptions {
+  /**
+   * Period of the fallback tick, in ms. Default FALLBACK_TICK_MS. Not finite (Infinity): no tick,
+   * so a test can tell a wake-up from the tick by what happened instead of by how long it took.
+   */
+  fallbackTickMs?: number;
+}
+
+export function startBackgroundLoops(engine: Engine, options: BackgroundOptions = {}): BackgroundLoops {
   let stopped = false;
   let reaping: Promise<void> = Promise.resolve();
   let failing = false;
@@ -39,10 +47,14 @@ export function startBackgroundLoops(engine: Engine): BackgroundLoops {
   }, REAPER_INTERVAL_MS);
   reaper.unref();
 
-  const tick = setInterval(() => {
-    for (const { type, queue } of engine.wakeups.parkedQueues()) engine.wakeups.wakeQueue(type, queue);
-  }, FALLBACK_TICK_MS);
-  tick.unref();
+  const tickMs = options.fallbackTickMs ?? FALLBACK_TICK_MS;
+  // setInterval would treat Infinity (beyond 2^31-1 ms) as 1 ms: not finite means no tick at all.
+  const tick = Number.isFinite(tickMs)
+    ? setInterval(() => {
+        for (const { type, queue } of engine.wakeups.parkedQueues()) engine.wakeups.wakeQueue(type, queue);
+      }, tickMs)
+    : undefined;
+  tick?.unref();
 
   return {
     async stop() {

@@ -108,6 +108,12 @@ export interface ServerOptions {
    * (docs/performance.md).
    */
   dispatchPoolSize?: number;
+  /**
+   * Period of the fallback tick that nudges one parked poll per queue in case a wake-up was lost
+   * (background.ts). Default 2 000 ms. Infinity turns it off: tests do, so that a parked poll
+   * answered before its deadline proves a wake-up reached it.
+   */
+  fallbackTickMs?: number;
 }
 
 export interface DexServer {
@@ -224,7 +230,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       // (Re)connected: anything sent while the connection was down is lost; everyone re-checks.
       () => engine.wakeups.wakeEverything(),
     );
-    const loops = (background = startBackgroundLoops(engine));
+    const loops = (background = startBackgroundLoops(engine, { fallbackTickMs: options.fallbackTickMs }));
     pollTracker.start();
     // First pass at once: timers that came due while no server ran fire now.
     timerLoop.start();
