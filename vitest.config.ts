@@ -1,10 +1,17 @@
 import { defineConfig } from "vitest/config";
 
+// Tests import the @dex/* packages from their TypeScript sources (the "dex-source" export condition),
+// so a test run never depends on a stale dist/. What users run is the compiled dist/: the end-to-end
+// tests spawn the compiled `dex` bin, and tests/e2e/packaging installs the packed tarballs.
+const conditions = ["dex-source", "module", "node", "import", "default"];
+
 export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions } },
   test: {
     include: ["**/test/**/*.test.ts", "tests/**/*.test.ts"],
     exclude: ["**/node_modules/**", "**/dist/**"],
-    globalSetup: ["./testing/src/global-setup.ts"],
+    globalSetup: ["./testing/src/build-setup.ts", "./testing/src/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",

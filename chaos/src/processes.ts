@@ -1,6 +1,6 @@
 /**
  * The real processes of a chaos run: `dex server` exactly as an operator runs
- * it (`node --import tsx cli/src/dex.ts server`), worker processes
+ * it (the compiled `dex` bin: `node cli/bin/dex.js server`), worker processes
  * (worker-process.ts) and `dex migrate`. Each process's output goes to its own
  * log file, so a violation can be traced to what the server said at the time.
  */
@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
-const dexCli = ["--import", "tsx", "cli/src/dex.ts"];
+const dexCli = ["cli/bin/dex.js"];
 const workerEntry = ["--import", "tsx", "chaos/src/worker-process.ts"];
 
 export interface Exit {

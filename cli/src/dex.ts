@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Entry point of the `dex` command (`pnpm dex ...` runs it with tsx).
+// Entry point of the compiled `dex` command (bin/dex.js imports dist/dex.js).
 import { main } from "./main.js";
 
 await main(process.argv);

@@ -9,7 +9,7 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "@dex/server";
-import { repoRoot, runDex } from "../support/server-process.js";
+import { dexCommand, repoRoot, runDex } from "../support/server-process.js";
 
 interface Started {
   child: ChildProcess;
@@ -19,7 +19,7 @@ interface Started {
 
 function startProcess(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<Started> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, ...env } });
     let output = "";
     const exited = new Promise<number | null>((r) => child.on("exit", r));
     const timer = setTimeout(() => reject(new Error(`not ready after 60 s: ${args.join(" ")}\n${output}`)), 60_000);
@@ -63,8 +63,8 @@ describe("dex dev and the workflow commands", () => {
   beforeAll(async () => {
     port = await freePort();
     address = `127.0.0.1:${port}`;
-    dev = await startProcess(["cli/src/dex.ts", "dev", "--port", String(port), "--data-dir", dataDir], /press Ctrl-C/);
-    worker = await startProcess(["examples/order-fulfilment/worker.ts"], /polling/, { DEX_ADDRESS: address });
+    dev = await startProcess([...dexCommand, "dev", "--port", String(port), "--data-dir", dataDir], /press Ctrl-C/);
+    worker = await startProcess(["examples/dist/order-fulfilment/worker.js"], /polling/, { DEX_ADDRESS: address });
   });
   afterAll(async () => {
     await stop(worker);
@@ -136,7 +136,7 @@ describe("dex dev and the workflow commands", () => {
   it("keeps its state across a restart when --data-dir is given", async () => {
     await stop(worker);
     expect(await stop(dev)).toBe(0);
-    dev = await startProcess(["cli/src/dex.ts", "dev", "--port", String(port), "--data-dir", dataDir], /press Ctrl-C/);
+    dev = await startProcess([...dexCommand, "dev", "--port", String(port), "--data-dir", dataDir], /press Ctrl-C/);
     const list = await runDex(["workflow", "list", "--id", "order-1001", "--json", "--address", address]);
     expect((JSON.parse(list.stdout) as Array<{ status: string }>).map((r) => r.status)).toEqual(["COMPLETED"]);
   });

@@ -1,12 +1,13 @@
 /**
- * Runs `dex server` as a child process, exactly as `pnpm dex server` and the
- * Docker image run it, so tests can SIGKILL it.
+ * Runs `dex server` as a child process from the compiled CLI (cli/bin/dex.js, the
+ * installed `dex` bin), exactly as `pnpm dex server` and the image run it, so tests can SIGKILL it.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
-export const dexCommand = ["--import", "tsx", "cli/src/dex.ts"];
+/** Node arguments that run the compiled `dex` (built by `pnpm build`; testing/src/global-setup.ts rebuilds what is stale). */
+export const dexCommand = [`${repoRoot}cli/bin/dex.js`];
 
 export interface ServerProcess {
   readonly child: ChildProcess;

@@ -15,19 +15,20 @@ import { repoRoot, type Proc, type ProcessGroup } from "../processes.js";
 import { ACTIVITY_QUEUES, BACKLOG_QUEUE, WORKFLOW_QUEUE } from "./dex-workload.js";
 import type { WorkerProcessConfig } from "./dex-worker.js";
 
-const dexCli = ["cli/src/dex.ts"];
+/** The compiled `dex` bin, as an operator runs it. */
+const dexCli = ["cli/bin/dex.js"];
 export const TEMPLATE_DB = "dex_bench_template";
 
 /** Migrates the template database once; every scenario's database is a copy of it. */
 export async function prepareDexTemplate(pg: BenchPostgres): Promise<void> {
   const url = await pg.createDatabase(TEMPLATE_DB);
-  const result = spawnSync(process.execPath, ["--import", "tsx", ...dexCli, "migrate", "--database-url", url], { cwd: repoRoot, encoding: "utf8" });
+  const result = spawnSync(process.execPath, [...dexCli, "migrate", "--database-url", url], { cwd: repoRoot, encoding: "utf8" });
   if (result.status !== 0) throw new Error(`dex migrate failed (exit ${result.status}):\n${result.stdout}${result.stderr}`);
 }
 
 /** Whether this `dex server` has --insecure-no-auth (being added with API keys): pass it only if it exists. */
 function serverAuthFlags(): string[] {
-  const help = spawnSync(process.execPath, ["--import", "tsx", ...dexCli, "server", "--help"], { cwd: repoRoot, encoding: "utf8" });
+  const help = spawnSync(process.execPath, [...dexCli, "server", "--help"], { cwd: repoRoot, encoding: "utf8" });
   return /--insecure-no-auth/.test(help.stdout) ? ["--insecure-no-auth"] : [];
 }
 let authFlags: string[] | undefined;

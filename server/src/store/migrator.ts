@@ -9,8 +9,8 @@ import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Sql } from "./db.js";
 
-/** Where the migration files live: <repo>/migrations. */
-export const migrationsDir: string = fileURLToPath(new URL("../../../migrations/", import.meta.url));
+/** Where the migration files live: server/migrations (shipped in the package). */
+export const migrationsDir: string = fileURLToPath(new URL("../../migrations/", import.meta.url));
 
 /** Arbitrary constant key for pg_advisory_xact_lock: "dex migrate". */
 const MIGRATION_LOCK_KEY = 0x6465_786d;
