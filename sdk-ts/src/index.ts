@@ -21,6 +21,8 @@ export type {
 } from "./client/client.js";
 export { DEFAULT_ADDRESS } from "./client/connection.js";
 export type { Pem, TlsOptions } from "./client/connection.js";
+export type { ConnectionOptions } from "./client/environment.js";
+export type { ClientRetryOptions } from "./client/retry.js";
 export type { WorkflowHandle } from "./client/handle.js";
 export type {
   PendingActivityInfo,

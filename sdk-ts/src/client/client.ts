@@ -14,22 +14,23 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RunStatusName } from "../common/errors.js";
 import { encodePayload } from "../common/payload.js";
 import type { Workflow, WorkflowInput, WorkflowOutput } from "../workflow/types.js";
-import { connect, DEFAULT_ADDRESS, type TlsOptions } from "./connection.js";
+import { connect } from "./connection.js";
 import { statusFromName, toRunSummary, type RunSummary } from "./convert.js";
-import { createHandle, type WorkflowHandle } from "./handle.js";
-import { withRetry } from "./retry.js";
+import { resolveConnection, type ConnectionOptions } from "./environment.js";
+import { createHandle, type Caller, type WorkflowHandle } from "./handle.js";
+import { clientRetryable, retryPolicy, withRetry, type ClientRetryOptions } from "./retry.js";
 
-export interface ClientOptions {
-  /** host:port of the dex server. Default "127.0.0.1:7460" (DEFAULT_ADDRESS). */
-  address?: string;
-  /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
-  tls?: TlsOptions;
+/** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
+export interface ClientOptions extends ConnectionOptions {
   /**
-   * API key for a server that requires one (`dex server` does unless started with
-   * --insecure-no-auth); sent as `authorization: Bearer <key>` on every call. Create one with
-   * `dex auth create`. Default: $DEX_API_KEY, else none (what `dex dev` expects).
+   * Retries of calls that fail without an answer (UNAVAILABLE: no server, or a server restarting
+   * or whose database is away; DEADLINE_EXCEEDED; CANCELLED by a server shutting down) or that the
+   * server rolled back (ABORTED), so a restart does not reach the caller. Every method retries
+   * (start, sendEventWithStart, list, and the handle's result, describe, history, sendEvent,
+   * cancel, terminate; not `raw`): each is safe to repeat (see their docs). Default
+   * `{ maxElapsed: "30s", initialInterval: "100ms", maxInterval: "1s" }`; `false`: no retries.
    */
-  apiKey?: string;
+  retry?: ClientRetryOptions | false;
 }
 
 export interface StartOptions<I = unknown> {
@@ -121,14 +122,21 @@ export interface Client {
 }
 
 export function createClient(options: ClientOptions = {}): Client {
-  const connection = connect(options.address ?? DEFAULT_ADDRESS, options.tls, options.apiKey);
+  const policy = retryPolicy(options.retry);
+  const connection = connect(resolveConnection(options));
+  const caller: Caller = {
+    connection,
+    call: (fn, signal) => withRetry(fn, { policy, signal, pause: connection.pause, retryable: clientRetryable }),
+  };
   return {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },
 
     async start(workflow, start) {
       const request = startRequest(workflow, start);
-      const response = await withRetry(() => connection.client.startWorkflow(request));
-      return createHandle(connection, { runId: response.runId, instanceId: start.instanceId });
+      // The request id, the same on every try, makes a retry of a start that did land return that
+      // run (started = false) instead of starting another, even after the run has ended.
+      const response = await caller.call(() => connection.client.startWorkflow(request));
+      return createHandle(caller, { runId: response.runId, instanceId: start.instanceId });
     },
 
     async sendEventWithStart(workflow, options) {
@@ -142,21 +150,21 @@ export function createClient(options: ClientOptions = {}): Client {
       };
       // Safe to retry: the start carries a request id and the event id is delivered at most once.
       // A retry of a call that did land reports started = false and duplicate = true.
-      const response = await withRetry(() => connection.client.sendEventWithStart(request));
+      const response = await caller.call(() => connection.client.sendEventWithStart(request));
       return {
-        handle: createHandle(connection, { runId: response.runId, instanceId: options.instanceId }),
+        handle: createHandle(caller, { runId: response.runId, instanceId: options.instanceId }),
         started: response.started,
         duplicate: response.duplicate,
       };
     },
 
     getHandle(ref) {
-      return "runId" in ref ? createHandle(connection, { runId: ref.runId }) : createHandle(connection, { instanceId: ref.instanceId });
+      return "runId" in ref ? createHandle(caller, { runId: ref.runId }) : createHandle(caller, { instanceId: ref.instanceId });
     },
 
     async list(filter = {}) {
       const statuses = filter.status === undefined ? [] : [filter.status].flat().map(statusFromName);
-      const response = await withRetry(() =>
+      const response = await caller.call(() =>
         connection.client.listRuns({
           workflowName: filter.workflowName ?? "",
           statuses,

@@ -1,13 +1,18 @@
 /** A handle on one workflow run (or an instance's current run). */
 import type { HistoryEvent, RunSelector } from "@dex/proto";
 import { DexError } from "@dex/proto";
-import { backoffDelay, sleep } from "../common/backoff.js";
 import { WorkflowFailedError } from "../common/errors.js";
 import { failureToError } from "../common/failure.js";
 import { decodePayload, encodePayload } from "../common/payload.js";
 import type { Connection } from "./connection.js";
 import { statusName, toRunDescription, type RunDescription } from "./convert.js";
-import { isTransient, withRetry } from "./retry.js";
+import type { RetryCall } from "./retry.js";
+
+/** The client's connection and its one retry path (ClientOptions.retry), shared by its handles. */
+export interface Caller {
+  readonly connection: Connection;
+  call<T>(fn: (call: RetryCall) => Promise<T>, signal?: AbortSignal): Promise<T>;
+}
 
 export interface WorkflowHandle<O = unknown> {
   /** The run's id; undefined for a handle made from an instance id. */
@@ -20,12 +25,14 @@ export interface WorkflowHandle<O = unknown> {
   history(): Promise<HistoryEvent[]>;
   /**
    * Sends an external event; `duplicate` when the run already had this event id (nothing changed).
-   * The run keeps an event that arrives before the workflow waits for it.
+   * The run keeps an event that arrives before the workflow waits for it. Retried like every call:
+   * the event id makes a retry deliver nothing twice, so after a retry `duplicate` can be true for
+   * this call's own delivery; a retry that finds the run ended resolves if the run received the event.
    */
   sendEvent(eventId: string, payload?: unknown): Promise<{ runId: string; duplicate: boolean }>;
-  /** Requests cancellation; the workflow decides how to end. */
+  /** Requests cancellation; the workflow decides how to end. A retry that finds the run ended after the request resolves. */
   cancel(reason?: string): Promise<void>;
-  /** Ends the run at once; no workflow code runs afterwards. */
+  /** Ends the run at once; no workflow code runs afterwards. A retry that finds the run TERMINATED resolves. */
   terminate(reason?: string): Promise<void>;
 }
 
@@ -33,10 +40,34 @@ export interface WorkflowHandle<O = unknown> {
 const RESULT_POLL_DEADLINE_MS = 30_000;
 const HISTORY_PAGE_SIZE = 1_000;
 
-export function createHandle<O>(connection: Connection, ref: { runId?: string; instanceId?: string }): WorkflowHandle<O> {
+export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceId?: string }): WorkflowHandle<O> {
+  const { connection, call } = caller;
   const selector = (): RunSelector["target"] =>
     ref.runId ? { case: "runId", value: ref.runId } : { case: "instanceId", value: ref.instanceId ?? "" };
   const run = () => ({ target: selector() });
+
+  /**
+   * Reads the run's history page by page until `visit` returns true; resolves with the run's id.
+   * The run is pinned after the first page: an instance id could move to a newer run between pages.
+   */
+  async function readHistory(selector: { target: RunSelector["target"] }, visit: (events: HistoryEvent[]) => boolean | void): Promise<{ runId: string; stopped: boolean }> {
+    let target = selector;
+    let after = 0n;
+    for (;;) {
+      const page = await call(() => connection.client.getRunHistory({ run: target, afterSequence: after, pageSize: HISTORY_PAGE_SIZE }));
+      if (visit(page.events) === true) return { runId: page.runId, stopped: true };
+      target = { target: { case: "runId", value: page.runId } };
+      const last = page.events.at(-1);
+      if (!last || last.sequence >= page.historyLength) return { runId: page.runId, stopped: false };
+      after = last.sequence;
+    }
+  }
+
+  /** The run's id when its history holds an event that matches. */
+  async function historyHas(selector: { target: RunSelector["target"] }, match: (event: HistoryEvent) => boolean): Promise<string | undefined> {
+    const { runId, stopped } = await readHistory(selector, (events) => events.some(match));
+    return stopped ? runId : undefined;
+  }
 
   return {
     runId: ref.runId,
@@ -45,22 +76,16 @@ export function createHandle<O>(connection: Connection, ref: { runId?: string; i
     async result(options = {}) {
       const { signal } = options;
       let target = run();
-      let outage = 0;
       for (;;) {
         if (signal?.aborted) throw signal.reason ?? new DexError("CANCELLED", "result() was aborted");
-        let response;
-        try {
-          response = await connection.client.getRunResult(
-            { run: target, wait: true },
-            { deadline: RESULT_POLL_DEADLINE_MS, signal },
-          );
-          outage = 0;
-        } catch (err) {
-          if (signal?.aborted) throw signal.reason ?? err;
-          if (!isTransient(err)) throw err;
-          await sleep(backoffDelay(++outage, { initialMs: 200, maxMs: 5_000 }), signal);
-          continue;
-        }
+        // Each long poll goes through the retry path: result() rejects only when the server has
+        // been unreachable for the retry option's maxElapsed, like every other call.
+        const request = { run: target, wait: true };
+        const response = await call(() => connection.client.getRunResult(request, { deadline: RESULT_POLL_DEADLINE_MS, signal }), signal).catch(
+          (err: unknown) => {
+            throw signal?.aborted ? (signal.reason ?? err) : err;
+          },
+        );
         const status = statusName(response.status);
         switch (status) {
           case "COMPLETED":
@@ -83,41 +108,58 @@ export function createHandle<O>(connection: Connection, ref: { runId?: string; i
     },
 
     async describe() {
-      return toRunDescription(await withRetry(() => connection.client.describeRun({ run: run() })));
+      return toRunDescription(await call(() => connection.client.describeRun({ run: run() })));
     },
 
     async history() {
       const events: HistoryEvent[] = [];
-      let target = run();
-      let after = 0n;
-      for (;;) {
-        const page = await withRetry(() =>
-          connection.client.getRunHistory({ run: target, afterSequence: after, pageSize: HISTORY_PAGE_SIZE }),
-        );
-        // Pin the run: an instance id could move to a newer run between pages.
-        target = { target: { case: "runId", value: page.runId } };
-        events.push(...page.events);
-        const last = page.events.at(-1);
-        if (!last || last.sequence >= page.historyLength) return events;
-        after = last.sequence;
-      }
+      await readHistory(run(), (page) => void events.push(...page));
+      return events;
     },
 
     async sendEvent(eventId, payload) {
-      const response = await connection.client.sendEvent({
-        run: run(),
-        eventId,
-        payload: payload === undefined ? undefined : encodePayload(payload),
+      const request = { run: run(), eventId, payload: payload === undefined ? undefined : encodePayload(payload) };
+      return call(async ({ retried }) => {
+        try {
+          const response = await connection.client.sendEvent(request);
+          return { runId: response.runId, duplicate: response.duplicate };
+        } catch (err) {
+          // An earlier try may have delivered the event, and the run then ended on it before this
+          // try: the refusal ("ended, cannot receive events") is then this call's own success.
+          if (retried && isCode(err, "FAILED_PRECONDITION")) {
+            const runId = await historyHas(request.run, (e) => e.attributes.case === "externalEventReceived" && e.attributes.value.eventId === eventId);
+            if (runId !== undefined) return { runId, duplicate: true };
+          }
+          throw err;
+        }
       });
-      return { runId: response.runId, duplicate: response.duplicate };
     },
 
     async cancel(reason) {
-      await connection.client.cancelRun({ run: run(), reason: reason ?? "" });
+      const request = { run: run(), reason: reason ?? "" };
+      await call(async ({ retried }) => {
+        try {
+          await connection.client.cancelRun(request);
+        } catch (err) {
+          // A request that landed on an earlier try, after which the run ended: done.
+          if (!(retried && isCode(err, "FAILED_PRECONDITION") && (await historyHas(request.run, (e) => e.attributes.case === "cancelRequested")) !== undefined)) throw err;
+        }
+      });
     },
 
     async terminate(reason) {
-      await connection.client.terminateRun({ run: run(), reason: reason ?? "" });
+      const request = { run: run(), reason: reason ?? "" };
+      await call(async ({ retried }) => {
+        try {
+          await connection.client.terminateRun(request);
+        } catch (err) {
+          if (!(retried && isCode(err, "FAILED_PRECONDITION") && statusName((await call(() => connection.client.describeRun({ run: request.run }))).info?.status ?? 0) === "TERMINATED")) throw err;
+        }
+      });
     },
   };
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return err instanceof DexError && err.code === code;
 }

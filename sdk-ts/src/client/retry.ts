@@ -1,8 +1,19 @@
-/** Retries of idempotent client calls while the server is briefly away. */
+/**
+ * The one retry path of the SDK's calls: a call that fails with a transient code is made again
+ * after an exponential, jittered back-off, until a time limit. Only calls that are safe to repeat
+ * go through it: reads, and writes the server deduplicates (a start carries a request id, an event
+ * its event id, a task completion its token; see client.ts and handle.ts for each).
+ */
 import { DexError } from "@dex/proto";
-import { backoffDelay, sleep } from "../common/backoff.js";
+import { backoffDelay, sleep, type BackoffOptions } from "../common/backoff.js";
+import { parseDuration, type Duration } from "../common/duration.js";
 
-/** Codes that mean "try again": the server was unreachable or restarting. */
+/**
+ * Codes that mean "try again": the server was unreachable or restarting (UNAVAILABLE, which the
+ * server also answers while its database is away), or did not answer in time (DEADLINE_EXCEEDED).
+ * Not RESOURCE_EXHAUSTED (a message over the server's limit stays over it) nor ABORTED (the server
+ * retries its own conflicts; ABORTED reaching a caller is an answer, e.g. a stale workflow task).
+ */
 export function isTransient(err: unknown): boolean {
   return err instanceof DexError && (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED");
 }
@@ -11,31 +22,101 @@ export function isTransient(err: unknown): boolean {
  * CANCELLED on a call this process did not cancel: a server that shuts down
  * past its grace period cancels the calls it still serves. Whether the call
  * took effect is unknown, exactly as for UNAVAILABLE, and the calls withRetry
- * makes are safe to repeat (a completion that did land answers NOT_FOUND).
- * Only callers that never cancel their own calls may count on this: withRetry
- * is not given the call's own signal.
+ * makes are safe to repeat. A call cancelled through its own signal is not
+ * retried: withRetry stops once `signal` has aborted.
  */
 function cancelledByServer(err: unknown): boolean {
   return err instanceof DexError && err.code === "CANCELLED";
 }
 
 /**
- * Calls `fn` up to `attempts` times while it fails with a transient error.
- * Only for idempotent calls (reads, and starts carrying a request id).
+ * What a client call (ClientService) retries: the transient codes, and ABORTED, which the server
+ * answers when a call's transaction kept conflicting with concurrent changes and was rolled back
+ * ("retry the call"): nothing took effect. Not for worker completions, where ABORTED is an answer.
  */
-export async function withRetry<T>(
-  fn: () => Promise<T>,
-  options: { attempts?: number; signal?: AbortSignal; /** Keep retrying until this time (epoch ms) instead of counting attempts. */ until?: number } = {},
-): Promise<T> {
-  const attempts = options.attempts ?? 3;
+export function clientRetryable(err: unknown): boolean {
+  return isTransient(err) || cancelledByServer(err) || (err instanceof DexError && err.code === "ABORTED");
+}
+
+/** `retry` of createClient: how long and how often a call is retried while the server is away. */
+export interface ClientRetryOptions {
+  /**
+   * How long a call keeps retrying after its first transient failure before it rejects with that
+   * failure (a DexError UNAVAILABLE, say). Default "30s": longer than a server restart.
+   */
+  maxElapsed?: Duration;
+  /** The first back-off. Default "100ms"; it doubles on each retry, jittered (a random half to all of it). */
+  initialInterval?: Duration;
+  /**
+   * The longest back-off. Default "1s", so a call resumes within a second of a server being back
+   * (sooner: a wait ends early when the connection comes up).
+   */
+  maxInterval?: Duration;
+}
+
+export interface RetryPolicy {
+  /** Milliseconds after the first failure; 0: no retries. */
+  maxElapsedMs: number;
+  backoff: BackoffOptions;
+}
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxElapsedMs: 30_000, backoff: { initialMs: 100, maxMs: 1_000 } };
+
+/** The policy from the `retry` option; `false` turns retries off. */
+export function retryPolicy(options: ClientRetryOptions | false | undefined): RetryPolicy {
+  if (options === false) return { ...DEFAULT_RETRY_POLICY, maxElapsedMs: 0 };
+  if (options === undefined) return DEFAULT_RETRY_POLICY;
+  if (typeof options !== "object" || options === null) throw new TypeError("retry must be an object ({ maxElapsed?, initialInterval?, maxInterval? }) or false");
+  const ms = (value: Duration | undefined, fallback: number, name: string) => {
+    if (value === undefined) return fallback;
+    const parsed = parseDuration(value);
+    if (!(parsed >= 0)) throw new TypeError(`retry.${name} must be a duration of 0 or more, got ${JSON.stringify(value)}`);
+    return parsed;
+  };
+  const initialMs = Math.max(ms(options.initialInterval, DEFAULT_RETRY_POLICY.backoff.initialMs, "initialInterval"), 1);
+  const maxMs = Math.max(ms(options.maxInterval, DEFAULT_RETRY_POLICY.backoff.maxMs, "maxInterval"), initialMs);
+  return { maxElapsedMs: ms(options.maxElapsed, DEFAULT_RETRY_POLICY.maxElapsedMs, "maxElapsed"), backoff: { initialMs, maxMs } };
+}
+
+export interface RetryCall {
+  /** 1 for the first try. */
+  attempt: number;
+  /**
+   * An earlier attempt failed without an answer, so it may have taken effect: a call that is
+   * refused now may be refused because of that earlier attempt (see handle.ts).
+   */
+  retried: boolean;
+}
+
+export interface WithRetryOptions {
+  /** Default: DEFAULT_RETRY_POLICY. */
+  policy?: RetryPolicy;
+  /** Stops retrying (and waiting) once aborted; the call's own cancellation is never retried. */
+  signal?: AbortSignal;
+  /** Keep retrying until this time (epoch ms) instead of the policy's maxElapsed. */
+  until?: number;
+  /** Which errors are retried. Default: the transient codes and CANCELLED by the server. */
+  retryable?: (err: unknown) => boolean;
+  /** How to wait between tries; Connection.pause ends the wait when the connection comes up. Default: sleep. */
+  pause?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+/** Calls `fn` until it succeeds, fails with a non-transient error, or the time is up. Only for calls safe to repeat. */
+export async function withRetry<T>(fn: (call: RetryCall) => Promise<T>, options: WithRetryOptions = {}): Promise<T> {
+  const policy = options.policy ?? DEFAULT_RETRY_POLICY;
+  const pause = options.pause ?? sleep;
+  const retryable = options.retryable ?? ((err: unknown) => isTransient(err) || cancelledByServer(err));
+  let until = options.until;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await fn();
+      return await fn({ attempt, retried: attempt > 1 });
     } catch (err) {
-      const delay = backoffDelay(attempt, { initialMs: 100, maxMs: 1_000 });
-      const exhausted = options.until !== undefined ? Date.now() + delay > options.until : attempt >= attempts;
-      if (exhausted || options.signal?.aborted || !(isTransient(err) || cancelledByServer(err))) throw err;
-      await sleep(delay, options.signal);
+      if (options.signal?.aborted || !retryable(err)) throw err;
+      until ??= Date.now() + policy.maxElapsedMs;
+      const delay = backoffDelay(attempt, policy.backoff);
+      if (Date.now() + delay > until) throw err;
+      await pause(delay, options.signal);
+      if (options.signal?.aborted) throw err;
     }
   }
 }

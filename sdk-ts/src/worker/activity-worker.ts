@@ -2,28 +2,21 @@
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { ActivityTask } from "@dex/proto";
 import { DexError } from "@dex/proto";
-import { ApplicationFailure } from "../common/errors.js";
+import { ApplicationFailure, CancelledFailure } from "../common/errors.js";
 import { errorToFailure } from "../common/failure.js";
 import { parseDuration, type Duration } from "../common/duration.js";
 import { createConsoleLogger, type Logger } from "../common/logger.js";
 import { decodePayload, encodePayload, PayloadError } from "../common/payload.js";
-import { connect, DEFAULT_ADDRESS, type Connection, type TlsOptions } from "../client/connection.js";
+import { connect, type Connection } from "../client/connection.js";
+import { resolveConnection, type ConnectionOptions } from "../client/environment.js";
 import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
 import { ActivityAttempt, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
 import { createPollingWorker, defaultIdentity, POLL_WAIT_MS, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
 
-export interface ActivityWorkerOptions {
-  /** host:port of the dex server. Default "127.0.0.1:7460". */
-  address?: string;
-  /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
-  tls?: TlsOptions;
-  /**
-   * API key for a server that requires one, sent as `authorization: Bearer <key>`: a `worker` key
-   * (limited to this task queue if you like) or an `admin` key. Default: $DEX_API_KEY, else none.
-   */
-  apiKey?: string;
+/** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
+export interface ActivityWorkerOptions extends ConnectionOptions {
   /** The activity task queue to poll. Required. */
   taskQueue: string;
   /** Activities by registered name (the name workflows call them by). */
@@ -57,15 +50,14 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
   const attemptOptions: AttemptOptions = {
     autoHeartbeatMs: autoHeartbeatMs(typeof auto === "object" ? { interval: parseDuration(auto.interval) } : auto),
   };
-  const address = options.address ?? DEFAULT_ADDRESS;
-  const connection = connect(address, options.tls, options.apiKey);
+  const connection = connect(resolveConnection(options));
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const activities = { ...options.activities };
 
   return createPollingWorker({
     kind: "activity",
-    address,
+    address: connection.address,
     taskQueue: options.taskQueue,
     maxConcurrent,
     logger,
@@ -77,6 +69,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
       return response.tasks;
     },
     handle: (task) => runAttempt(task, { connection, activities, taskQueue: options.taskQueue, logger, attemptOptions }),
+    pause: connection.pause,
     close: () => connection.close(),
   });
 }
@@ -100,6 +93,7 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
         `(registered: ${known}). Register it in createActivityWorker({ activities }) or schedule it on another queue.`,
       "ActivityNotRegistered",
     );
+    logFailure(task, deps.logger, error);
     await report(task, deps, { ok: false, error }, leaseDeadlineOf(task));
     return;
   }
@@ -130,7 +124,26 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
     }
     outcome = { ok: false, error: outcome.ended.error };
   }
+  if (!outcome.ok) logFailure(task, deps.logger, outcome.error);
   await report(task, deps, outcome, attempt.leaseDeadline);
+}
+
+/**
+ * One line per failed attempt, naming the run, activity, attempt and why: the workflow only sees
+ * the last failure (after retries), so the attempts before it are visible here or nowhere. WARN,
+ * not ERROR: activities are expected to fail and be retried. A cancellation is not a failure of
+ * the activity: INFO.
+ */
+function logFailure(task: ActivityTask, logger: Logger, error: unknown): void {
+  const message = error instanceof Error ? error.message : String(error);
+  const fields = { runId: task.runId, activityName: task.activityName, attempt: task.attempt, seq: task.seq, error: message };
+  const what = `activity "${task.activityName}" attempt ${task.attempt} of run ${task.runId}`;
+  if (error instanceof CancelledFailure) {
+    logger.info(`${what} was cancelled: ${message}`, fields);
+    return;
+  }
+  const final = error instanceof ApplicationFailure && error.nonRetryable ? " (non-retryable)" : "";
+  logger.warn(`${what} failed${final}: ${message}`, fields);
 }
 
 function decodeInput(task: ActivityTask): unknown {
@@ -164,7 +177,7 @@ async function report(
         return;
       }
       try {
-        await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { until });
+        await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { until, pause: deps.connection.pause });
       } catch (err) {
         const refused = DexError.from(err);
         if (refused.code !== "INVALID_ARGUMENT") throw err;
@@ -176,7 +189,7 @@ async function report(
       }
     } else {
       const failure = errorToFailure(outcome.error);
-      await withRetry(() => deps.connection.worker.failActivityTask({ taskToken: task.taskToken, failure }), { until });
+      await withRetry(() => deps.connection.worker.failActivityTask({ taskToken: task.taskToken, failure }), { until, pause: deps.connection.pause });
     }
   } catch (err) {
     const error = DexError.from(err);

@@ -1,7 +1,8 @@
 /**
  * The poll loop shared by workflow and activity workers: one queue, batch
  * polls sized to the free slots, a concurrency limit, back-off while the
- * server is away (logged once per outage), and graceful shutdown.
+ * server is away (the loss and the reconnection logged once per outage), and
+ * graceful shutdown.
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -30,13 +31,21 @@ export interface PollLoopOptions<T> {
   logger: Logger;
   poll(maxTasks: number, signal: AbortSignal): Promise<T[]>;
   handle(task: T): Promise<void>;
+  /** Waits before the next poll after a failure; ends early when the connection comes up (Connection.pause). */
+  pause(ms: number, signal: AbortSignal): Promise<void>;
   close(): void;
 }
 
 /** How long a poll parks on the server; shutdown cancels it, so this only bounds idle round trips. */
 export const POLL_WAIT_MS = 20_000;
-/** Back-off between failed polls: 100 ms doubling to 10 s, jittered. */
-const POLL_BACKOFF = { initialMs: 100, maxMs: 10_000 };
+/**
+ * Back-off between failed polls, jittered. While the server is away (a transient code) it stays
+ * at most 1 s, and the wait ends as soon as the connection is back (Connection.pause), so a worker
+ * resumes within a second of its server's return. Other failures (a missing queue, a refused key)
+ * need someone to act: up to 10 s, so a misconfigured worker does not hammer the server.
+ */
+const OUTAGE_BACKOFF = { initialMs: 100, maxMs: 1_000 };
+const ERROR_BACKOFF = { initialMs: 100, maxMs: 10_000 };
 
 export function defaultIdentity(): string {
   return `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
@@ -62,7 +71,8 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
 
   async function loop(): Promise<void> {
     let failures = 0;
-    let outage = false;
+    let outageSince: number | undefined;
+    let connected = false;
     let lastError = "";
     while (!stop.signal.aborted) {
       if (inFlight.size >= maxConcurrent) {
@@ -72,24 +82,35 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
       let tasks: T[];
       try {
         tasks = await options.poll(maxConcurrent - inFlight.size, stop.signal);
-        if (outage || lastError) logger.info(`polling ${where} again`);
+        if (outageSince !== undefined) {
+          const seconds = ((Date.now() - outageSince) / 1_000).toFixed(1);
+          logger.info(`${connected ? "reconnected" : "connected"} to ${options.address} after ${seconds} s; polling ${where} again`);
+        } else if (lastError) {
+          logger.info(`polling ${where} again`);
+        }
+        connected = true;
         failures = 0;
-        outage = false;
+        outageSince = undefined;
         lastError = "";
       } catch (err) {
         if (stop.signal.aborted) break;
         failures++;
         const error = DexError.from(err);
-        if (isTransient(error)) {
-          if (!outage) logger.warn(`cannot reach the dex server for ${where} (${error.message}); retrying with back-off`);
-          outage = true;
+        const transient = isTransient(error);
+        if (transient) {
+          // Once per outage, not once per failed poll: a restart is one event in the log.
+          if (outageSince === undefined) {
+            logger.warn(`${connected ? "lost the dex server" : "cannot reach the dex server"} for ${where} (${error.code}: ${error.message}); polling again as soon as it is back`);
+          }
+          outageSince ??= Date.now();
         } else if (error.message !== lastError) {
           logger.error(`polling ${where} failed: ${error.code}: ${error.message}`);
           lastError = error.message;
         }
-        const delay = backoffDelay(failures, POLL_BACKOFF);
-        logger.debug(`poll failed (${error.code}), retry ${failures} in ${Math.round(delay)} ms`);
-        await sleep(delay, stop.signal);
+        const delay = backoffDelay(failures, transient ? OUTAGE_BACKOFF : ERROR_BACKOFF);
+        logger.debug(`poll failed (${error.code}), retry ${failures} in at most ${Math.round(delay)} ms`);
+        if (transient) await options.pause(delay, stop.signal);
+        else await sleep(delay, stop.signal);
         continue;
       }
       for (const task of tasks) {

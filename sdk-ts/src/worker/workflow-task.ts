@@ -71,7 +71,7 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
     // after it the token is stale and the task runs again elsewhere anyway. A completion that did
     // land answers NOT_FOUND on the retry.
     const request = { taskToken: task.taskToken, commands: activation.commands };
-    const response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task) });
+    const response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task), pause: deps.connection.pause });
     const recorded = Number(response.historyLength);
     if (!execution.finished && recorded === activation.expectedHistoryLength) {
       execution.historyLength = recorded;
@@ -132,6 +132,7 @@ async function loadHistory(task: WorkflowTask, connection: Connection): Promise<
         afterSequence: after,
         pageSize: HISTORY_PAGE_SIZE,
       }),
+      { until: leaseDeadlineOf(task), pause: connection.pause },
     );
     for (const event of page.events) if (event.sequence < firstInline) events.push(event);
     const last = page.events.at(-1);
@@ -161,7 +162,7 @@ async function failTask(task: WorkflowTask, err: unknown, deps: WorkflowTaskDeps
   try {
     await withRetry(() =>
       deps.connection.worker.failWorkflowTask({ taskToken: task.taskToken, failure: errorToFailure(err), cause }),
-      { until: leaseDeadlineOf(task) },
+      { until: leaseDeadlineOf(task), pause: deps.connection.pause },
     );
   } catch (failErr) {
     log.warn(`could not report the failed workflow task: ${DexError.from(failErr).message}`);

@@ -1,23 +1,16 @@
 /** The workflow worker: polls one workflow queue and advances runs by replaying workflow code. */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createConsoleLogger, type Logger } from "../common/logger.js";
-import { connect, DEFAULT_ADDRESS, type TlsOptions } from "../client/connection.js";
+import { connect } from "../client/connection.js";
+import { resolveConnection, type ConnectionOptions } from "../client/environment.js";
 import type { Workflow } from "../workflow/types.js";
 import { installDeterminismGuard } from "./determinism-guard.js";
 import { RunCache } from "./run-cache.js";
 import { createPollingWorker, defaultIdentity, POLL_WAIT_MS, type Worker } from "./worker.js";
 import { processWorkflowTask } from "./workflow-task.js";
 
-export interface WorkflowWorkerOptions {
-  /** host:port of the dex server. Default "127.0.0.1:7460". */
-  address?: string;
-  /** TLS towards the server (see TlsOptions). Default: none, plaintext (what `dex dev` serves). */
-  tls?: TlsOptions;
-  /**
-   * API key for a server that requires one, sent as `authorization: Bearer <key>`: a `worker` key
-   * (limited to this task queue if you like) or an `admin` key. Default: $DEX_API_KEY, else none.
-   */
-  apiKey?: string;
+/** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
+export interface WorkflowWorkerOptions extends ConnectionOptions {
   /** The workflow task queue to poll. Required. */
   taskQueue: string;
   /** Workflows by registered name; register with shorthand (`{ orderWorkflow }`) so `client.start(orderWorkflow)` finds it. */
@@ -41,8 +34,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   }
   const maxConcurrent = positive(options.maxConcurrentTasks ?? 10, "maxConcurrentTasks");
   installDeterminismGuard();
-  const address = options.address ?? DEFAULT_ADDRESS;
-  const connection = connect(address, options.tls, options.apiKey);
+  const connection = connect(resolveConnection(options));
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);
@@ -50,7 +42,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
 
   return createPollingWorker({
     kind: "workflow",
-    address,
+    address: connection.address,
     taskQueue: options.taskQueue,
     maxConcurrent,
     logger,
@@ -62,6 +54,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
       return response.tasks;
     },
     handle: (task) => processWorkflowTask(task, deps),
+    pause: connection.pause,
     close: () => connection.close(),
   });
 }
