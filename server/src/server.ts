@@ -14,6 +14,7 @@ import { addHealthAndReflection } from "./api/health.js";
 import { taskQueueHandlers } from "./api/task-queue-service.js";
 import { workerHandlers } from "./api/worker-service.js";
 import { startBackgroundLoops, type BackgroundLoops } from "./background.js";
+import { DatabaseHealth, DEFAULT_DATABASE_PROBE_INTERVAL_MS, DEFAULT_DATABASE_PROBE_TIMEOUT_MS } from "./database-health.js";
 import { Authenticator, DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.js";
 import type { Engine } from "./engine/context.js";
 import { resolveLimits, type Limits } from "./engine/limits.js";
@@ -31,6 +32,7 @@ import type { StalledConnection } from "./store/connection-watchdog.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
 import { assertMigrated } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
+import { pingDatabase } from "./store/ping.js";
 import { readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
 import { createTransport, type ServerTlsOptions } from "./transport.js";
 
@@ -114,6 +116,14 @@ export interface ServerOptions {
    * answered before its deadline proves a wake-up reached it.
    */
   fallbackTickMs?: number;
+  /**
+   * How often the server checks, on a connection of its own, that its database answers
+   * (`select 1`); while two checks in a row fail, grpc.health.v1 answers NOT_SERVING, and one
+   * success makes it SERVING again. Default 2 000 ms (see database-health.ts for the cost).
+   */
+  databaseProbeIntervalMs?: number;
+  /** A database check with no answer after this long has failed. Default 3 000 ms. */
+  databaseProbeTimeoutMs?: number;
 }
 
 export interface DexServer {
@@ -141,6 +151,8 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   // First: an unreadable certificate fails the start before any pool opens.
   const transport = createTransport(options);
   const keyCacheMs = options.requireApiKeys ? apiKeyCacheMs(options.apiKeyCacheMs) : undefined;
+  const probeTimeoutMs = positiveMs("databaseProbeTimeoutMs", options.databaseProbeTimeoutMs, DEFAULT_DATABASE_PROBE_TIMEOUT_MS);
+  const probeIntervalMs = positiveMs("databaseProbeIntervalMs", options.databaseProbeIntervalMs, DEFAULT_DATABASE_PROBE_INTERVAL_MS);
   const database = {
     url: options.databaseUrl,
     statementTimeoutMs: options.statementTimeoutMs,
@@ -177,13 +189,22 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
           applicationName: "dex-server-dispatch",
           synchronousCommit: "off",
         });
-  const pools = [sql, adminSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
+  // The health probe's own connection: on a shared pool it would queue behind busy transactions.
+  const probeSql = openDatabase({
+    ...database,
+    maxConnections: 1,
+    applicationName: "dex-server-health",
+    statementTimeoutMs: probeTimeoutMs,
+    stallMarginMs: 1_000,
+  });
+  const pools = [sql, adminSql, probeSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
   let listener: WakeupListener | undefined;
   // Started along the way; a failed start stops them before the pools close.
   let timers: TimerLoop | undefined;
   let background: BackgroundLoops | undefined;
   let polls: PollTracker | undefined;
   let endpoint: MetricsEndpoint | undefined;
+  let databaseHealth: DatabaseHealth | undefined;
   try {
     await checkDatabase(sql, options.databaseUrl);
     const liveKeys = keyCacheMs === undefined ? undefined : await countLiveApiKeys(sql);
@@ -239,7 +260,10 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     setMaxListeners(0, shutdown.signal);
     const server = new grpc.Server(transport.serverOptions);
     const onInternalError = (err: unknown, method: string) => logger.error("internal error", { method, err });
-    const onUnavailable = (method: string, err: unknown) => logger.warn("database unavailable", { method, err });
+    const onUnavailable = (method: string, err: unknown) => {
+      logger.warn("database unavailable", { method, err });
+      databaseHealth?.nudge();
+    };
     const onInternal = (method: string, err: unknown, errorId: string) =>
       logger.error("internal error", { method, errorId, err });
     const hooks = { onInternalError, shutdownSignal: shutdown.signal };
@@ -255,6 +279,14 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       server.addService(definition, implementation);
     }
     const health = addHealthAndReflection(server, [ClientService.typeName, WorkerService.typeName, TaskQueueService.typeName]);
+    const probe = (databaseHealth = new DatabaseHealth({
+      ping: () => pingDatabase(probeSql),
+      intervalMs: probeIntervalMs,
+      timeoutMs: probeTimeoutMs,
+      logger,
+      onChange: (reachable) => health.setServing(reachable),
+    }));
+    probe.start();
     // Before the gRPC port: a metrics port that is taken fails the start with nothing else listening.
     if (metrics && options.metricsPort !== undefined) {
       endpoint = await startMetricsEndpoint({ host, port: options.metricsPort, render: () => metrics.render(), logger });
@@ -281,6 +313,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       (closing ??= (async () => {
         logger.info("dex server shutting down");
         health.shutdown();
+        probe.stop();
         engine.wakeups.close();
         shutdown.abort();
         // Background statements (and a scrape's read) end before the pools close.
@@ -302,6 +335,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       })());
     return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close };
   } catch (err) {
+    databaseHealth?.stop();
     await Promise.all([background?.stop(), timers?.stop(), polls?.stop(), endpoint?.close()]);
     await listener?.stop().catch(() => {});
     await Promise.all(pools.map((pool) => pool.end({ timeout: 1 }))).catch(() => {});
@@ -311,7 +345,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
 
 async function checkDatabase(sql: Sql, url: string): Promise<void> {
   try {
-    await sql`select 1`;
+    await pingDatabase(sql);
   } catch (err) {
     throw new Error(
       `cannot reach the database at ${redactUrl(url)}: ${err instanceof Error ? err.message : String(err)}; ` +
@@ -320,6 +354,12 @@ async function checkDatabase(sql: Sql, url: string): Promise<void> {
     );
   }
   await assertMigrated(sql);
+}
+
+function positiveMs(name: string, ms: number | undefined, fallback: number): number {
+  if (ms === undefined) return fallback;
+  if (!Number.isInteger(ms) || ms < 1) throw new TypeError(`${name} must be a whole number of milliseconds, 1 or more, got ${ms}`);
+  return ms;
 }
 
 function apiKeyCacheMs(ms: number | undefined): number {

@@ -1,5 +1,7 @@
 /**
- * grpc.health.v1 (SERVING for "" and each dex service) and server reflection
+ * grpc.health.v1 (SERVING for "" and each dex service while the database
+ * answers, see database-health.ts; NOT_SERVING while it does not and once
+ * shutdown has begun) and server reflection
  * (v1 and v1alpha), so grpcurl and other-language clients work from the
  * server alone. Reflection loads the .proto sources shipped in @dex/proto.
  */
@@ -11,7 +13,12 @@ import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-
 import { protoRoot } from "@dex/proto";
 
 export interface HealthHandle {
-  /** Reports NOT_SERVING everywhere (shutdown has begun). */
+  /**
+   * SERVING or NOT_SERVING everywhere: every dex service needs the database, so one
+   * status for all. Ignored once shutdown() was called.
+   */
+  setServing(serving: boolean): void;
+  /** Reports NOT_SERVING everywhere for good (shutdown has begun). */
   shutdown(): void;
 }
 
@@ -33,9 +40,17 @@ export function addHealthAndReflection(server: grpc.Server, services: string[]):
   });
   new ReflectionService(definitions).addToServer(server);
 
+  let shuttingDown = false;
+  const setAll = (status: "SERVING" | "NOT_SERVING") => {
+    for (const name of names) health.setStatus(name, status);
+  };
   return {
+    setServing(serving) {
+      if (!shuttingDown) setAll(serving ? "SERVING" : "NOT_SERVING");
+    },
     shutdown() {
-      for (const name of names) health.setStatus(name, "NOT_SERVING");
+      shuttingDown = true;
+      setAll("NOT_SERVING");
     },
   };
 }
