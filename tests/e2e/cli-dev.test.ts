@@ -3,44 +3,13 @@
  * example's worker, then `dex workflow start/result/list/history`. Then the
  * CLI's one-line errors, and state surviving a `dex dev` restart.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "@dex/server";
-import { dexCommand, repoRoot, runDex } from "../support/server-process.js";
-
-interface Started {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startProcess(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<Started> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, ...env } });
-    let output = "";
-    const exited = new Promise<number | null>((r) => child.on("exit", r));
-    const timer = setTimeout(() => reject(new Error(`not ready after 60 s: ${args.join(" ")}\n${output}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (ready.test(output)) {
-        clearTimeout(timer);
-        resolve({ child, output: () => output, exited });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    void exited.then((code) => reject(new Error(`exited with ${code}: ${args.join(" ")}\n${output}`)));
-  });
-}
-
-async function stop(p: Started | undefined): Promise<number | null | undefined> {
-  if (!p || p.child.exitCode !== null) return p?.child.exitCode;
-  p.child.kill("SIGTERM");
-  return p.exited;
-}
+import { dexCommand, runDex } from "../support/server-process.js";
+import { startProcess, stopProcess as stop, type Started } from "../support/spawned.js";
 
 const order = {
   orderId: "o-1001",
@@ -64,7 +33,7 @@ describe("dex dev and the workflow commands", () => {
     port = await freePort();
     address = `127.0.0.1:${port}`;
     dev = await startProcess([...dexCommand, "dev", "--port", String(port), "--data-dir", dataDir], /press Ctrl-C/);
-    worker = await startProcess(["examples/dist/order-fulfilment/worker.js"], /polling/, { DEX_ADDRESS: address });
+    worker = await startProcess(["examples/dist/order-fulfilment/worker.js"], /polling/, { env: { DEX_ADDRESS: address } });
   });
   afterAll(async () => {
     await stop(worker);

