@@ -100,7 +100,7 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
         if (transient) {
           // Once per outage, not once per failed poll: a restart is one event in the log.
           if (outageSince === undefined) {
-            logger.warn(`${connected ? "lost the dex server" : "cannot reach the dex server"} for ${where} (${error.code}: ${error.message}); polling again as soon as it is back`);
+            logger.warn(`${connected ? "lost the dex server" : "cannot reach the dex server"} for ${where} (${error.code}: ${outageReason(error.message)}); polling again as soon as it is back`);
           }
           outageSince ??= Date.now();
         } else if (error.message !== lastError) {
@@ -172,4 +172,15 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
     },
   };
   return worker;
+}
+
+/**
+ * The cause inside grpc-js's wording of a failed connection ("round_robin: No connection
+ * established. Last error: No connection established. Last error: Error: connect ECONNREFUSED
+ * 127.0.0.1:7460. Resolution note: ") is the last "Last error"; other messages pass unchanged.
+ */
+export function outageReason(message: string): string {
+  const at = message.lastIndexOf("Last error: ");
+  if (at < 0) return message;
+  return message.slice(at + "Last error: ".length).replace(/^Error: /, "").replace(/\.? Resolution note:.*$/s, "").trim() || message;
 }
