@@ -1,7 +1,15 @@
-import { Command } from "commander";
-import { createClient, DEFAULT_ADDRESS, type Client } from "@dex/sdk";
-import { UsageError } from "./errors.js";
+import type { Command } from "commander";
+import type { Client } from "@dex/sdk";
+import { isDatabaseUnavailable, isDexError, UsageError } from "./errors.js";
 import { clientTls, withClientTlsFlags, type ClientTlsFlags } from "./tls.js";
+
+/**
+ * The SDK's default address, written out rather than imported: this module is loaded for every
+ * command's --help, and the SDK (with grpc-js and protobuf) is most of a client command's start-up
+ * time. cli/test/start-up.test.ts checks the two agree.
+ */
+export const DEFAULT_PORT = 7460;
+export const DEFAULT_ADDRESS = `127.0.0.1:${DEFAULT_PORT}`;
 
 export interface ClientFlags extends ClientTlsFlags {
   address?: string;
@@ -34,22 +42,44 @@ export function resolveApiKey(flags: ClientFlags): string | undefined {
 
 /**
  * Runs `fn` with a connected client, closing it afterwards; errors carry the address, whether
- * TLS was on and whether a key was sent, for the hint.
+ * TLS was on and whether a key was sent, for the hint, and, when the server answered UNAVAILABLE
+ * without saying why, what its health check says (`serverHealth`).
  */
 export async function withClient<T>(flags: ClientFlags, fn: (client: Client) => Promise<T>): Promise<T> {
   const address = resolveAddress(flags);
   const tls = clientTls(flags);
   if (tls) dropIpServerNameWarning();
   const apiKey = resolveApiKey(flags);
+  const { createClient } = await import("@dex/sdk");
   const client = createClient({ address, ...(tls ? { tls } : {}), ...(apiKey ? { apiKey } : {}) });
   try {
     return await fn(client);
   } catch (err) {
-    if (err && typeof err === "object") Object.assign(err, { address, tls: tls !== undefined, apiKey: apiKey !== undefined });
+    if (err && typeof err === "object") {
+      Object.assign(err, { address, tls: tls !== undefined, apiKey: apiKey !== undefined });
+      if (answeredUnavailable(err)) {
+        const { checkHealth } = await import("./commands/health.js");
+        const answer = await checkHealth({ address, tls, apiKey }, "", HEALTH_HINT_TIMEOUT_MS).catch(() => undefined);
+        if (answer && "status" in answer) Object.assign(err, { serverHealth: answer.status });
+      }
+    }
     throw err;
   } finally {
     client.close();
   }
+}
+
+/** How long a failed command waits for the health answer that explains an UNAVAILABLE. */
+const HEALTH_HINT_TIMEOUT_MS = 2_000;
+
+/**
+ * UNAVAILABLE from a server that was reached but did not say the database is away (a server
+ * shutting down, or another version's words): its health check tells the database apart from the
+ * rest. Not when no connection was made: the check would fail the same way, only later.
+ */
+function answeredUnavailable(err: object): boolean {
+  if (!isDexError(err) || err.code !== "UNAVAILABLE" || isDatabaseUnavailable(err.message)) return false;
+  return !/No connection established|failed to connect|Connection dropped|ECONNREFUSED|ENOTFOUND|EAI_AGAIN/i.test(err.message);
 }
 
 /**

@@ -1,4 +1,18 @@
-import { DexError } from "@dex/proto";
+/**
+ * A DexError from the SDK, recognised by shape: importing the class would load @dex/proto (and
+ * grpc-js and protobuf with it) for every command, --help included, where it is most of the time.
+ */
+export function isDexError(err: unknown): err is Error & { code: string } {
+  return err instanceof Error && err.name === "DexError" && typeof (err as { code?: unknown }).code === "string";
+}
+
+/**
+ * The server's words for a call that failed because its database is away (server/src/api/common.ts
+ * answers UNAVAILABLE "the database is unavailable right now; retry shortly").
+ */
+export function isDatabaseUnavailable(message: string): boolean {
+  return /database is unavailable|cannot reach (its|the) database/i.test(message);
+}
 
 /** A mistake the user can fix: printed as one line, exit code 1, never a stack trace. */
 export class UsageError extends Error {
@@ -13,9 +27,15 @@ export class UsageError extends Error {
  */
 export function describeError(err: unknown, address?: string): string {
   if (err instanceof UsageError) return err.message;
-  if (err instanceof DexError) {
+  if (isDexError(err)) {
+    const where = address ? ` at ${address}` : "";
+    if (err.code === "UNAVAILABLE" && isDatabaseUnavailable(err.message)) {
+      return `the dex server${where} is up but cannot reach its database (${err.message}); check that Postgres is running and reachable from the server`;
+    }
+    if (err.code === "UNAVAILABLE" && (err as { serverHealth?: unknown }).serverHealth === "NOT_SERVING") {
+      return `the dex server${where} is up but not serving (${err.message}): it cannot reach its database, or it is shutting down`;
+    }
     if (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED") {
-      const where = address ? ` at ${address}` : "";
       const tls = (err as { tls?: unknown }).tls === true;
       return (
         describeTlsFailure(err.message, where, tls) ??
@@ -24,7 +44,6 @@ export function describeError(err: unknown, address?: string): string {
     }
     // The server's words name the SDK option and the header too; the CLI has one flag to name.
     if (err.code === "UNAUTHENTICATED" && (err as { apiKey?: unknown }).apiKey === false) {
-      const where = address ? ` at ${address}` : "";
       return `the dex server${where} requires an API key: pass --api-key or set DEX_API_KEY (an admin creates keys with \`dex auth create\`)`;
     }
     return `${err.code}: ${err.message}`;

@@ -1,11 +1,18 @@
 /**
  * The `dex` command line. Every user error prints one line (`dex: ...`) and
- * exits 1; stack traces are only printed with DEX_DEBUG=1.
+ * exits 1; stack traces are only printed with DEX_DEBUG=1. Commands whose exit
+ * code is an answer (`dex health`, `dex workflow result`) set process.exitCode
+ * and document their codes in their --help.
+ *
+ * Start-up: every command module is registered for --help, so none may import
+ * heavy code at its top (the SDK, @dex/proto, @dex/server, postgres); each
+ * action imports what it needs (cli/test/start-up.test.ts checks it).
  */
 import { Command } from "commander";
 import { describeError } from "./errors.js";
 import { registerAuthCommands } from "./commands/auth.js";
 import { registerDevCommand } from "./commands/dev.js";
+import { registerHealthCommand } from "./commands/health.js";
 import { registerMigrateCommand, registerServerCommand } from "./commands/server.js";
 import { registerWorkflowCommands } from "./commands/workflow.js";
 import { registerQueueCommands } from "./commands/queue.js";
@@ -23,6 +30,7 @@ export function buildProgram(): Command {
   registerAuthCommands(program);
   registerWorkflowCommands(program);
   registerQueueCommands(program);
+  registerHealthCommand(program);
   return program;
 }
 

@@ -4,23 +4,14 @@
  * a server: the first admin key has to exist before any server accepts a call.
  */
 import type { Command } from "commander";
-import {
-  API_KEY_ROLES,
-  assertMigrated,
-  createApiKey,
-  DEFAULT_API_KEY_CACHE_MS,
-  listApiKeys,
-  openDatabase,
-  redactUrl,
-  revokeApiKey,
-  type ApiKeyRecord,
-  type ApiKeyRole,
-} from "@dex/server";
+import type { ApiKeyRecord, ApiKeyRole } from "@dex/server";
 import { UsageError } from "../errors.js";
 import { printJson, printTable } from "../output.js";
 import { databaseUrl, type DatabaseFlags } from "./server.js";
 
-type Sql = ReturnType<typeof openDatabase>;
+/** @dex/server, loaded by the action that needs it: `dex --help` and client commands never do. */
+type Server = typeof import("@dex/server");
+type Sql = ReturnType<Server["openDatabase"]>;
 
 /** What `list` and `create --json` show of a key: never its secret or hash. */
 function keyView(key: ApiKeyRecord) {
@@ -34,9 +25,11 @@ function keyView(key: ApiKeyRecord) {
   };
 }
 
-/** Opens the database, checks it is reachable and migrated, runs `fn`, closes it. */
-async function withDatabase<T>(flags: DatabaseFlags, fn: (sql: Sql) => Promise<T>): Promise<T> {
+/** Opens the database, checks it is reachable and migrated, runs `fn` (with @dex/server at hand), closes it. */
+async function withDatabase<T>(flags: DatabaseFlags, fn: (sql: Sql, server: Server) => Promise<T>): Promise<T> {
   const url = databaseUrl(flags);
+  const server = await import("@dex/server");
+  const { assertMigrated, openDatabase, redactUrl } = server;
   const sql = openDatabase({ url, maxConnections: 1, applicationName: "dex auth" });
   try {
     try {
@@ -45,7 +38,7 @@ async function withDatabase<T>(flags: DatabaseFlags, fn: (sql: Sql) => Promise<T
       throw new UsageError(`cannot reach the database at ${redactUrl(url)}: ${(err as Error).message}; check the URL and that Postgres is running`);
     }
     await assertMigrated(sql);
-    return await fn(sql);
+    return await fn(sql, server);
   } finally {
     await sql.end({ timeout: 5 });
   }
@@ -55,9 +48,9 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-function role(text: string): ApiKeyRole {
-  if ((API_KEY_ROLES as readonly string[]).includes(text)) return text as ApiKeyRole;
-  throw new UsageError(`--role must be one of ${API_KEY_ROLES.join(", ")}, got "${text}"`);
+function role(server: Server, text: string): ApiKeyRole {
+  if ((server.API_KEY_ROLES as readonly string[]).includes(text)) return text as ApiKeyRole;
+  throw new UsageError(`--role must be one of ${server.API_KEY_ROLES.join(", ")}, got "${text}"`);
 }
 
 export function registerAuthCommands(program: Command): void {
@@ -75,8 +68,9 @@ export function registerAuthCommands(program: Command): void {
     .option(...databaseOption)
     .option("--json", "print machine-readable JSON (with the key)")
     .action(async (flags: DatabaseFlags & { name: string; role: string; queue?: string[]; json?: boolean }) => {
-      const keyRole = role(flags.role);
-      const created = await withDatabase(flags, (sql) => createApiKey(sql, { name: flags.name, role: keyRole, queues: flags.queue ?? [] }));
+      // Before the database is opened: a bad --role is a usage error whatever the database does.
+      const keyRole = role(await import("@dex/server"), flags.role);
+      const created = await withDatabase(flags, (sql, server) => server.createApiKey(sql, { name: flags.name, role: keyRole, queues: flags.queue ?? [] }));
       if (flags.json) {
         printJson({ ...keyView(created.key), key: created.text });
         return;
@@ -95,7 +89,7 @@ export function registerAuthCommands(program: Command): void {
     .option(...databaseOption)
     .option("--json", "print machine-readable JSON")
     .action(async (flags: DatabaseFlags & { json?: boolean }) => {
-      const keys = (await withDatabase(flags, listApiKeys)).map(keyView);
+      const keys = (await withDatabase(flags, (sql, server) => server.listApiKeys(sql))).map(keyView);
       if (flags.json) {
         printJson(keys);
         return;
@@ -108,10 +102,11 @@ export function registerAuthCommands(program: Command): void {
 
   auth
     .command("revoke <name>")
-    .description(`revoke an API key; every server refuses it within ${DEFAULT_API_KEY_CACHE_MS / 1000} s`)
+    .description("revoke an API key; every server refuses it within its key cache time (5 s by default)")
     .option(...databaseOption)
     .action(async (name: string, flags: DatabaseFlags) => {
-      const { key, alreadyRevoked } = await withDatabase(flags, (sql) => revokeApiKey(sql, name));
+      const { DEFAULT_API_KEY_CACHE_MS } = await import("@dex/server");
+      const { key, alreadyRevoked } = await withDatabase(flags, (sql, server) => server.revokeApiKey(sql, name));
       process.stdout.write(
         alreadyRevoked
           ? `key "${key.name}" was already revoked at ${key.revokedAt!.toISOString()}\n`

@@ -3,8 +3,8 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import postgres from "postgres";
-import { DEFAULT_PORT, migrate, openDatabase, startEmbeddedPostgres, startServer } from "@dex/server";
+import type { DexServer } from "@dex/server";
+import { DEFAULT_PORT } from "../connection.js";
 import { UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
 import { runUntilSignal } from "../signals.js";
@@ -43,8 +43,10 @@ export function registerDevCommand(program: Command): void {
         ? resolve(flags.dataDir!)
         : `${tmpdir()}/dex-dev-${process.pid}-${randomBytes(3).toString("hex")}`;
 
+      // Loaded here, not at the top: `dex --help` and the client commands never need them.
+      const { migrate, openDatabase, startEmbeddedPostgres, startServer } = await import("@dex/server");
       const pg = await startEmbeddedPostgres({ dataDir });
-      let server: Awaited<ReturnType<typeof startServer>> | undefined;
+      let server: DexServer | undefined;
       const stopAll = async () => {
         await server?.close();
         await pg.stop();
@@ -96,6 +98,7 @@ export function registerDevCommand(program: Command): void {
 }
 
 async function createDatabaseIfMissing(adminUrl: string, name: string): Promise<void> {
+  const { default: postgres } = await import("postgres");
   const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
     const [row] = await sql<{ exists: boolean }[]>`select exists(select 1 from pg_database where datname = ${name})`;

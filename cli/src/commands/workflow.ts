@@ -44,6 +44,34 @@ const TERMINAL = new Set<RunStatus>([
   RunStatus.CONTINUED_AS_NEW,
 ]);
 
+/**
+ * Exit codes of `dex workflow result`, one per outcome, so a script can branch on `$?`. 1 stays
+ * what it is for every dex command (the command itself failed: bad flags, no such run, server
+ * unreachable) and 2 is left out (commonly a usage error), so an outcome is never mistaken for either.
+ */
+export const RESULT_EXIT = {
+  COMPLETED: 0,
+  FAILED: 3,
+  CANCELLED: 4,
+  TERMINATED: 5,
+  CONTINUED_AS_NEW: 6,
+  /** Not ended yet (without --wait): CREATED or RUNNING. */
+  OPEN: 7,
+} as const;
+
+const RESULT_EXIT_HELP = `
+Exit codes:
+  0  COMPLETED (the result is printed)
+  1  the command failed: bad flags, no such run, the server unreachable
+  3  FAILED (the failure is printed)
+  4  CANCELLED
+  5  TERMINATED
+  6  CONTINUED_AS_NEW ("continued as" names the run that carries on)
+  7  not ended yet (without --wait)`;
+
+function resultExitCode(status: string): number {
+  return RESULT_EXIT[status as keyof typeof RESULT_EXIT] ?? RESULT_EXIT.OPEN;
+}
 
 export function registerWorkflowCommands(program: Command): void {
   const workflow = program.command("workflow").description("start, signal, cancel, inspect and list workflow runs");
@@ -112,8 +140,9 @@ export function registerWorkflowCommands(program: Command): void {
   withClientFlags(
     workflow
       .command("result <run>")
-      .description("show a run's outcome (run id, or instance id for its current run)")
-      .option("--wait", "wait until the run ends"),
+      .description("show a run's outcome (run id, or instance id for its current run); the exit code says which")
+      .option("--wait", "wait until the run ends")
+      .addHelpText("after", RESULT_EXIT_HELP),
   ).action(async (ref: string, flags: ClientFlags & { wait?: boolean }) => {
     await withClient(flags, async (client) => {
       const run = selector(ref);
@@ -137,6 +166,7 @@ export function registerWorkflowCommands(program: Command): void {
           ["failure", failureLine(view.failure)],
           ["continued as", view.continuedAsRunId],
         ]);
+      process.exitCode = resultExitCode(view.status);
     });
   });
 
