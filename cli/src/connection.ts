@@ -6,7 +6,7 @@ import { clientTls, withClientTlsFlags, type ClientTlsFlags } from "./tls.js";
 /**
  * The SDK's default address, written out rather than imported: this module is loaded for every
  * command's --help, and the SDK (with grpc-js and protobuf) is most of a client command's start-up
- * time. cli/test/start-up.test.ts checks the two agree.
+ * time. Keep it equal to @dex/sdk's DEFAULT_ADDRESS and @dex/server's DEFAULT_PORT.
  */
 export const DEFAULT_PORT = 7460;
 export const DEFAULT_ADDRESS = `127.0.0.1:${DEFAULT_PORT}`;

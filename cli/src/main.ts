@@ -6,7 +6,7 @@
  *
  * Start-up: every command module is registered for --help, so none may import
  * heavy code at its top (the SDK, @dex/proto, @dex/server, postgres); each
- * action imports what it needs (cli/test/start-up.test.ts checks it).
+ * action imports what it needs.
  */
 import { Command } from "commander";
 import { describeError } from "./errors.js";
