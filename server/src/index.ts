@@ -10,6 +10,6 @@ export { createJsonLogger, silentLogger } from "./logger.js";
 export { migrate, migrationStatus, assertMigrated } from "./store/migrator.js";
 export { openDatabase, redactUrl } from "./store/db.js";
 export { startEmbeddedPostgres, freePort } from "./dev/embedded-postgres.js";
-export { API_KEY_ROLES, ApiKeyUsageError, createApiKey, listApiKeys, revokeApiKey } from "./engine/api-keys.js";
-export type { ApiKeyRecord, ApiKeyRole, NewApiKey } from "./engine/api-keys.js";
+export { API_KEY_ROLES, ApiKeyUsageError, BOOTSTRAP_ADMIN_KEY_NAME, bootstrapAdminKey, createApiKey, listApiKeys, revokeApiKey } from "./engine/api-keys.js";
+export type { ApiKeyRecord, ApiKeyRole, BootstrapOutcome, NewApiKey } from "./engine/api-keys.js";
 export { DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.js";

@@ -1,5 +1,16 @@
 import type { Command } from "commander";
-import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, migrate, openDatabase, startServer } from "@dex/server";
+import { readFile } from "node:fs/promises";
+import {
+  BOOTSTRAP_ADMIN_KEY_NAME,
+  bootstrapAdminKey,
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_PORT,
+  migrate,
+  openDatabase,
+  startServer,
+  type BootstrapOutcome,
+} from "@dex/server";
 import { UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
 import { runUntilSignal } from "../signals.js";
@@ -129,19 +140,54 @@ export function registerMigrateCommand(program: Command): void {
     .command("migrate")
     .description("apply pending database migrations (safe to run concurrently and repeatedly)")
     .option("--database-url <url>", "Postgres URL (default: $DEX_DATABASE_URL)")
-    .action(async (flags: DatabaseFlags) => {
-      const sql = openDatabase({ url: databaseUrl(flags), maxConnections: 1, applicationName: "dex migrate" });
+    .option(
+      "--bootstrap-admin-key-file <path>",
+      `then store the API key in this file (text from \`dex auth create\` or generated) as the admin key "${BOOTSTRAP_ADMIN_KEY_NAME}", unless that key exists (default: $DEX_BOOTSTRAP_ADMIN_KEY_FILE)`,
+    )
+    .action(async (flags: DatabaseFlags & { bootstrapAdminKeyFile?: string }) => {
+      const url = databaseUrl(flags);
+      // Read before touching the database: a missing or unreadable secret fails the step at once.
+      const bootstrap = await readBootstrapKeyFile(flags.bootstrapAdminKeyFile ?? (process.env.DEX_BOOTSTRAP_ADMIN_KEY_FILE || undefined));
+      const sql = openDatabase({ url, maxConnections: 1, applicationName: "dex migrate" });
       try {
-        const applied = await migrate(sql);
+        let applied: number[];
+        try {
+          applied = await migrate(sql);
+        } catch (err) {
+          throw new Error(`migration failed: ${(err as Error).message}`, { cause: err });
+        }
         process.stdout.write(
           applied.length === 0
             ? "database is up to date\n"
             : `applied ${applied.length} migration(s): ${applied.join(", ")}\n`,
         );
-      } catch (err) {
-        throw new Error(`migration failed: ${(err as Error).message}`, { cause: err });
+        if (bootstrap) process.stdout.write(`${bootstrapLine(await bootstrapAdminKey(sql, bootstrap.text, bootstrap.path), bootstrap.path)}\n`);
       } finally {
         await sql.end({ timeout: 5 });
       }
     });
+}
+
+async function readBootstrapKeyFile(path: string | undefined): Promise<{ path: string; text: string } | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return { path, text: await readFile(path, "utf8") };
+  } catch (err) {
+    throw new UsageError(
+      `cannot read the bootstrap admin key file ${path} (--bootstrap-admin-key-file, DEX_BOOTSTRAP_ADMIN_KEY_FILE): ${(err as Error).message}; ` +
+        "check the path and that this user may read it",
+    );
+  }
+}
+
+/** What `dex migrate` says about the bootstrap key: never its text. */
+function bootstrapLine({ outcome, key }: BootstrapOutcome, path: string): string {
+  switch (outcome) {
+    case "created":
+      return `stored admin key "${key.name}" (id ${key.id}) from ${path}; clients use the file's text as their API key`;
+    case "present":
+      return `admin key "${key.name}" (id ${key.id}) from ${path} already exists`;
+    case "revoked":
+      return `admin key "${key.name}" was revoked at ${key.revokedAt!.toISOString()}; left revoked (${path} is not used again)`;
+  }
 }

@@ -11,7 +11,16 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Queryable } from "../store/db.js";
-import { insertApiKey, listApiKeys as listRows, revokeApiKey as revokeRow, type ApiKeyRecord, type ApiKeyRole } from "../store/api-keys.js";
+import {
+  findApiKey,
+  findApiKeyByName,
+  insertApiKey,
+  insertApiKeyIfAbsent,
+  listApiKeys as listRows,
+  revokeApiKey as revokeRow,
+  type ApiKeyRecord,
+  type ApiKeyRole,
+} from "../store/api-keys.js";
 import { QUEUE_NAME_PATTERN } from "./model.js";
 
 export type { ApiKeyRecord, ApiKeyRole };
@@ -84,4 +93,56 @@ export async function revokeApiKey(sql: Queryable, name: string): Promise<{ key:
   const result = await revokeRow(sql, name);
   if (!result) throw new ApiKeyUsageError(`no key named "${name}"; \`dex auth list\` shows the keys`);
   return { key: result.key, alreadyRevoked: result.outcome === "already" };
+}
+
+/** The name of the admin key `dex migrate` stores from DEX_BOOTSTRAP_ADMIN_KEY_FILE. */
+export const BOOTSTRAP_ADMIN_KEY_NAME = "bootstrap-admin";
+
+/**
+ * What bootstrapAdminKey found: `created` (stored now), `present` (stored
+ * before, by this or an earlier run: `key` may carry another name when the
+ * text was already a key of its own), `revoked` (the bootstrap key was revoked:
+ * it stays revoked, and a file with new key text does not replace it).
+ */
+export type BootstrapOutcome = { outcome: "created" | "present" | "revoked"; key: ApiKeyRecord };
+
+/**
+ * Stores the given key text as the admin key "bootstrap-admin" unless that key
+ * exists: the first admin key of a deployment, chosen by the operator ahead of
+ * time (a secret file) instead of read off `dex auth create`'s output.
+ * Idempotent, and safe when several callers run it at once (one insert wins,
+ * see insertApiKeyIfAbsent). Only the secret's sha256 is stored, as for every key.
+ * Why `dex migrate` and not `dex server` calls it: docs/decisions/0007-bootstrap-admin-key.md.
+ */
+export async function bootstrapAdminKey(sql: Queryable, text: string, source: string): Promise<BootstrapOutcome> {
+  const parsed = parseApiKey(text.trim());
+  if (!parsed) {
+    throw new ApiKeyUsageError(
+      `${source} does not hold a dex API key (dex_<16 hex digits>_<64 hex digits>); ` +
+        "generate one with: echo \"dex_$(openssl rand -hex 8)_$(openssl rand -hex 32)\"",
+    );
+  }
+  const name = BOOTSTRAP_ADMIN_KEY_NAME;
+  const secretSha256 = hashSecret(parsed.secret);
+  const inserted = await insertApiKeyIfAbsent(sql, { id: parsed.id, name, role: "admin", queues: null, secretSha256 });
+  if (inserted) return { outcome: "created", key: inserted };
+
+  const sameKey = (key: ApiKeyRecord) => key.id === parsed.id && secretMatches(parsed.secret, key.secretSha256);
+  const named = await findApiKeyByName(sql, name);
+  if (named) {
+    // Revoked stays revoked, whatever the file holds now: revoking the bootstrap
+    // key once real admin keys exist is the advice, and the file may well stay.
+    if (named.revokedAt) return { outcome: "revoked", key: named };
+    if (sameKey(named)) return { outcome: "present", key: named };
+    throw new ApiKeyUsageError(
+      `the admin key "${name}" exists with another secret than the key in ${source}; the file only seeds the first admin key: ` +
+        `put that key's text back in the file, or stop passing the file (create further keys with \`dex auth create\`)`,
+    );
+  }
+  // The name is free, so the id is taken: the file holds a key that already exists under another name.
+  const other = await findApiKey(sql, parsed.id);
+  if (other && sameKey(other) && other.role === "admin" && !other.revokedAt) return { outcome: "present", key: other };
+  throw new ApiKeyUsageError(
+    `the key id in ${source} (${parsed.id}) belongs to another key ("${other?.name ?? "?"}"); generate new key text for the file`,
+  );
 }

@@ -57,6 +57,31 @@ export async function insertApiKey(
   }
 }
 
+/**
+ * Inserts a key unless its id or its name is taken; returns the row only when
+ * this statement inserted it. `on conflict do nothing` with no target covers
+ * both unique constraints: of several callers inserting the same key at once,
+ * one inserts and the others wait for its commit and then insert nothing, so
+ * callers never see a unique violation and need no lock of their own.
+ */
+export async function insertApiKeyIfAbsent(
+  sql: Queryable,
+  key: { id: string; name: string; role: ApiKeyRole; queues: string[] | null; secretSha256: Buffer },
+): Promise<ApiKeyRecord | undefined> {
+  const [row] = await sql<RawKey[]>`
+    insert into dex.api_keys (id, name, role, queues, secret_sha256)
+    values (${key.id}, ${key.name}, ${key.role}, ${key.queues}, ${key.secretSha256})
+    on conflict do nothing
+    returning *`;
+  return row ? fromRaw(row) : undefined;
+}
+
+/** The key with this name, revoked or not (names are unique for good). */
+export async function findApiKeyByName(sql: Queryable, name: string): Promise<ApiKeyRecord | undefined> {
+  const [row] = await sql<RawKey[]>`select * from dex.api_keys where name = ${name}`;
+  return row ? fromRaw(row) : undefined;
+}
+
 /** The key with this id, revoked or not; the per-call lookup (primary key). */
 export async function findApiKey(sql: Queryable, id: string): Promise<ApiKeyRecord | undefined> {
   const [row] = await sql<RawKey[]>`select * from dex.api_keys where id = ${id}`;
