@@ -1,7 +1,7 @@
 /** Test support: a real server on port 0 over a fresh database, and typed gRPC clients. */
 import * as grpc from "@grpc/grpc-js";
 import postgres from "postgres";
-import { expect } from "vitest";
+import { expect, vi } from "vitest";
 import {
   ClientService,
   createServiceClient,
@@ -11,7 +11,8 @@ import {
   WorkerService,
   type ServiceClient,
 } from "@dex/proto";
-import { createTestDatabase, type TestDatabase } from "@dex/testing";
+import { createTestDatabase, DEFAULT_WAIT_MS, waitFor, type TestDatabase } from "@dex/testing";
+import { Wakeups, type Subscription } from "../src/engine/wakeups.js";
 import { silentLogger, startServer, type DexServer, type ServerOptions } from "../src/index.js";
 
 export interface Harness {
@@ -67,6 +68,84 @@ export async function serveDatabase(
       if (dropOnClose) await db.drop();
     },
   };
+}
+
+/**
+ * Server options under which only a wake-up can answer a parked poll in time: no fallback tick,
+ * and polls may wait 60 s (the longest a poll may ask for), longer than wokenBy's deadline.
+ */
+export const WAKES_ONLY: Partial<ServerOptions> = { fallbackTickMs: Number.POSITIVE_INFINITY, maxPollWaitMs: 60_000 };
+/** A poll's wait that ends after wokenBy's deadline. */
+export const PARK = { seconds: 60n };
+
+/**
+ * The answer of a poll parked (with PARK) on a server started with WAKES_ONLY: neither the
+ * fallback tick nor the poll's own deadline can answer it before this deadline, so an answer
+ * proves a wake-up reached the poll. The deadline is generous for a loaded machine: it says
+ * nothing about speed (bench/ measures that), only how long a missing wake-up takes to fail.
+ */
+export async function wokenBy<T>(poll: Promise<T>, what: string, deadlineMs = DEFAULT_WAIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no wake-up reached the parked poll within ${deadlineMs} ms (no fallback tick, poll deadline later): ${what}`)),
+      deadlineMs,
+    );
+  });
+  try {
+    return await Promise.race([poll, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Counts the polls that parked, per queue, in every server of this test process (they run
+ * in-process): a long poll waits on its subscription's `woken` only once a check found nothing
+ * (engine/long-poll.ts), so reading `woken` is the moment it parks. A test waits for the count to
+ * know that a poll parked before it enqueues, instead of hoping a pause was long enough.
+ */
+export function watchParking(): { parked(type: "workflow" | "activity", queue: string): number; restore(): void } {
+  const counts = new Map<string, number>();
+  const subscribe = Wakeups.prototype.subscribeQueue;
+  const spy = vi.spyOn(Wakeups.prototype, "subscribeQueue").mockImplementation(function (this: Wakeups, type: string, queue: string) {
+    const inner = subscribe.call(this, type, queue);
+    const key = `${type}:${queue}`;
+    const watched: Subscription = {
+      get woken() {
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+        return inner.woken;
+      },
+      get fired() {
+        return inner.fired;
+      },
+      cancel: () => inner.cancel(),
+    };
+    return watched;
+  });
+  return { parked: (type, queue) => counts.get(`${type}:${queue}`) ?? 0, restore: () => spy.mockRestore() };
+}
+
+/**
+ * Sends a poll and resolves once it has parked (its claim found nothing), or has been answered
+ * without parking (the caller's expectations then fail), with the answer to come. Wrapped: an
+ * async function returning the answer's promise would wait for it.
+ */
+export async function parkPoll<T>(
+  parking: ReturnType<typeof watchParking>,
+  type: "workflow" | "activity",
+  queue: string,
+  send: () => Promise<T>,
+): Promise<{ answer: Promise<T> }> {
+  const before = parking.parked(type, queue);
+  const answer = send();
+  let settled = false;
+  answer.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await waitFor(() => settled || parking.parked(type, queue) > before, { message: `a poll of ${type} queue ${queue} to park` });
+  return { answer };
 }
 
 export function json(value: unknown) {

@@ -7,7 +7,20 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import { createServiceClient, TaskQueueService, TaskQueueStatus, TaskQueueType, WorkerService } from "@dex/proto";
 import { silentLogger, startServer, type DexServer } from "../src/index.js";
-import { completeRun, failure, scheduleActivity, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
+import {
+  completeRun,
+  failure,
+  PARK,
+  parkPoll,
+  scheduleActivity,
+  startHarness,
+  startWith,
+  uniqueId,
+  WAKES_ONLY,
+  watchParking,
+  wokenBy,
+  type Harness,
+} from "./helpers.js";
 
 const WF = TaskQueueType.WORKFLOW;
 const ACT = TaskQueueType.ACTIVITY;
@@ -16,11 +29,15 @@ const brief = { nanos: 100_000_000 }; // a poll expected to come back empty
 
 describe("TaskQueueService administration", () => {
   let h: Harness;
+  let parking: ReturnType<typeof watchParking>;
   beforeAll(async () => {
-    h = await startHarness({ maxPollWaitMs: 20_000 });
+    parking = watchParking();
+    // No fallback tick: a parked poll answered before its deadline was answered by a wake-up.
+    h = await startHarness(WAKES_ONLY);
   });
   afterAll(async () => {
     await h.close();
+    parking.restore();
   });
 
   const partitionOf = async (type: "workflow" | "activity", name: string) => {
@@ -212,10 +229,9 @@ describe("TaskQueueService administration", () => {
     ]);
   });
 
-  it("resume and a capacity raise wake a poll parked on the queue at once", async () => {
-    // Without the wake the poll would still be answered, by the fallback tick
-    // (every 2 s, at a moment unrelated to the test): several rounds, each well
-    // under the tick, make a missing wake fail the test.
+  it("resume and a capacity raise wake a poll parked on the queue", async () => {
+    // The server has no fallback tick and the poll waits longer than wokenBy's deadline: a missing
+    // wake leaves the poll unanswered and fails the round, however loaded the machine.
     await h.queues.createTaskQueue({ name: "wake", type: ACT });
     for (let round = 0; round < 5; round++) {
       const raise = round % 2 === 1;
@@ -231,13 +247,12 @@ describe("TaskQueueService administration", () => {
         await h.queues.pauseTaskQueue({ name: "wake", type: ACT });
         await schedule("wake", [{ seq: 1 }]);
       }
-      const parked = poll("wake", 10, { seconds: 20n });
-      const started = Date.now();
+      // Its claim found the queue paused (or full) and it parked: only the change's wake can answer it.
+      const parked = (await parkPoll(parking, "activity", "wake", () => poll("wake", 10, PARK))).answer;
       if (raise) await h.queues.updateTaskQueue({ name: "wake", type: ACT, capacity: 0 });
       else await h.queues.resumeTaskQueue({ name: "wake", type: ACT });
-      const { tasks } = await parked;
+      const { tasks } = await wokenBy(parked, `round ${round}: the ${raise ? "raise" : "resume"}`);
       expect(tasks.length, `round ${round}`).toBeGreaterThan(0);
-      expect(Date.now() - started, `round ${round}: answered by a wake, not by the fallback tick`).toBeLessThan(900);
       for (const taskToken of [...held, ...tasks.map((t) => t.taskToken)]) await h.worker.completeActivityTask({ taskToken });
     }
   });

@@ -9,7 +9,20 @@ import * as grpc from "@grpc/grpc-js";
 import { createServiceClient, DexError, TaskQueueService, TaskQueueType, WorkerService, type ServiceClient } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import { silentLogger, startServer, type DexServer } from "../src/index.js";
-import { completeRun, failure, scheduleActivity, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
+import {
+  completeRun,
+  failure,
+  PARK,
+  parkPoll,
+  scheduleActivity,
+  startHarness,
+  startWith,
+  uniqueId,
+  WAKES_ONLY,
+  watchParking,
+  wokenBy,
+  type Harness,
+} from "./helpers.js";
 
 const WF = TaskQueueType.WORKFLOW;
 const ACT = TaskQueueType.ACTIVITY;
@@ -24,9 +37,12 @@ describe("task queues on two servers sharing a database", () => {
   let channel: grpc.Client;
   let one: Clients;
   let two: Clients;
+  let parking: ReturnType<typeof watchParking>;
   beforeAll(async () => {
-    h = await startHarness({ maxPollWaitMs: 20_000 });
-    second = await startServer({ databaseUrl: h.db.url, port: 0, logger: silentLogger, maxPollWaitMs: 20_000 });
+    parking = watchParking();
+    // No fallback tick on either server: a parked poll answered before its deadline was woken.
+    h = await startHarness(WAKES_ONLY);
+    second = await startServer({ databaseUrl: h.db.url, port: 0, logger: silentLogger, ...WAKES_ONLY });
     channel = new grpc.Client(second.address, grpc.credentials.createInsecure());
     one = { queues: h.queues, worker: h.worker };
     two = { queues: createServiceClient(TaskQueueService, channel), worker: createServiceClient(WorkerService, channel) };
@@ -35,7 +51,10 @@ describe("task queues on two servers sharing a database", () => {
     channel?.close();
     await second?.close();
     await h.close();
+    parking.restore();
   });
+  const parkedPoll = (via: Clients, queue: string, workerId = "w") =>
+    parkPoll(parking, "activity", queue, () => poll(via, queue, PARK, workerId));
 
   const schedule = (queue: string, seqs: number[]) =>
     startWith(h, seqs.map((seq) => scheduleActivity(seq, `act${seq}`, { taskQueue: queue })));
@@ -73,17 +92,15 @@ describe("task queues on two servers sharing a database", () => {
       await listening.unlisten();
     }
 
-    // Parked on server two, resumed through server one. Without the NOTIFY the
-    // fallback tick (every 2 s) would answer it: several rounds well under it.
+    // Parked on server two, resumed through server one: with no fallback tick, only the NOTIFY
+    // can answer the poll (server one has no poll of the queue to wake in-process).
     for (let round = 0; round < 4; round++) {
       await one.queues.pauseTaskQueue({ name: "nq", type: ACT });
       await schedule("nq", [1]);
-      const parked = poll(two, "nq", { seconds: 20n });
-      const started = Date.now();
+      const parked = wokenBy((await parkedPoll(two, "nq")).answer, `round ${round}: the resume's NOTIFY`);
       await one.queues.resumeTaskQueue({ name: "nq", type: ACT });
       const { tasks } = await parked;
       expect(tasks, `round ${round}`).toHaveLength(1);
-      expect(Date.now() - started, `round ${round}: answered by the NOTIFY, not the fallback tick`).toBeLessThan(900);
       await two.worker.completeActivityTask({ taskToken: tasks[0]!.taskToken });
     }
   });
@@ -96,14 +113,11 @@ describe("task queues on two servers sharing a database", () => {
       await schedule("slots", [1, 2]);
       const held = await poll(one, "slots");
       expect(held.tasks).toHaveLength(1);
-      const parked = poll(waiter, "slots", { seconds: 20n }, "waiter");
-      // The parked poll must have claimed (and found the queue full) before the slot frees: wait for its claim to run.
-      expect((await poll(waiter, "slots")).tasks).toHaveLength(0);
-      const started = Date.now();
+      // Parked (its claim found the queue full) before the slot frees: only the completion's wake can answer it.
+      const parked = wokenBy((await parkedPoll(waiter, "slots", "waiter")).answer, `round ${round}: the freed slot's wake`);
       await one.worker.completeActivityTask({ taskToken: held.tasks[0]!.taskToken });
       const { tasks } = await parked;
       expect(tasks, `round ${round}`).toHaveLength(1);
-      expect(Date.now() - started, `round ${round}: answered by a wake, not the fallback tick`).toBeLessThan(900);
       await one.worker.completeActivityTask({ taskToken: tasks[0]!.taskToken });
     }
   });
@@ -141,8 +155,7 @@ describe("task queues on two servers sharing a database", () => {
 
     // A poll parked on a queue when it is deleted is answered NOT_FOUND, not left waiting.
     await one.queues.createTaskQueue({ name: "stale", type: ACT });
-    const parked = failure(poll(two, "stale", { seconds: 20n }));
-    expect((await poll(two, "stale")).tasks).toHaveLength(0); // the parked poll has claimed before the delete
+    const parked = failure(wokenBy((await parkedPoll(two, "stale")).answer, "the delete's wake")); // claimed before the delete
     await one.queues.deleteTaskQueue({ name: "stale", type: ACT });
     expect((await parked).code).toBe("NOT_FOUND");
   });

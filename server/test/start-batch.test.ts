@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError, InstanceIdConflictPolicy, InstanceIdReusePolicy } from "@dex/proto";
 import postgres from "postgres";
 import { uuidv7 } from "uuidv7";
+import { waitFor } from "@dex/testing";
 import { byRunId, completeRun, fromJson, groupCommitStats, json, pollWorkflowTaskOf, startHarness, uniqueId, type Harness } from "./helpers.js";
 
 type StartInput = Parameters<Harness["client"]["startWorkflow"]>[0];
@@ -26,14 +27,6 @@ async function answer(promise: Promise<{ runId: string; started: boolean }>): Pr
 async function runsOf(h: Harness, instanceId: string): Promise<number> {
   const [row] = await h.sql<{ count: number }[]>`select count(*)::int as count from dex.runs where instance_id = ${instanceId}`;
   return row!.count;
-}
-
-/** Polls a condition until it holds or the deadline passes (no sleep stands in for synchronisation). */
-async function eventually(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
 }
 
 /** Server statements waiting for a lock: starts waiting for another transaction's open run. */
@@ -88,7 +81,7 @@ async function holdBatchSlots(h: Harness, sql: postgres.Sql) {
   for (let i = 1; i <= BATCHES_IN_FLIGHT; i++) {
     const held = await holdOpenRun(sql, uniqueId("gate"));
     const start = answer(h.client.startWorkflow({ workflowName: "wf", instanceId: held.instanceId }));
-    await eventually(async () => (await lockWaiters(h)) >= i, "a gated start to wait");
+    await waitFor(async () => (await lockWaiters(h)) >= i, { message: "a gated start to wait" });
     gates.push({ held, start });
   }
   return {
@@ -99,14 +92,21 @@ async function holdBatchSlots(h: Harness, sql: postgres.Sql) {
   };
 }
 
-/** Lets a burst of calls reach the server while its batch slots are held (only makes one batch likely). */
-const settle = () => new Promise((r) => setTimeout(r, 200));
+/**
+ * Resolves once every call sent before it on the harness's channel has reached the server: calls on
+ * one channel share one HTTP/2 connection and are handed to their handlers in order, and a start's
+ * handler submits to the group commit without awaiting anything first (api/client-service.ts,
+ * engine/start.ts). So once a later call has been answered, the burst is queued for one batch.
+ */
+const reached = async (h: Harness) => {
+  await h.queues.listTaskQueues({});
+};
 
 /** Sends the starts together while the batch slots are held, so that they are written as one batch. */
 async function burst(h: Harness, holders: postgres.Sql, starts: StartInput[]): Promise<Answer[]> {
   const slots = await holdBatchSlots(h, holders);
   const pending = starts.map((s) => answer(h.client.startWorkflow(s)));
-  await settle();
+  await reached(h);
   for (const gated of await slots.release()) expect(gated).toMatchObject({ ok: true, started: true });
   return Promise.all(pending);
 }
@@ -181,7 +181,7 @@ describe("starts share transactions", () => {
     ];
     const others: StartInput[] = Array.from({ length: 10 }, () => ({ workflowName: "wf", instanceId: uniqueId("dup-other") }));
     const pending = [...mine, ...others].map((s) => answer(h.client.startWorkflow(s)));
-    await settle();
+    await reached(h);
     for (const gated of await slots.release()) expect(gated).toMatchObject({ ok: true, started: true });
     const answers = await Promise.all(pending);
 
@@ -214,10 +214,10 @@ describe("starts share transactions", () => {
       const slots = await holdBatchSlots(h, holders);
       const others: StartInput[] = Array.from({ length: 5 }, () => ({ workflowName: "wf", instanceId: uniqueId("held-other") }));
       const pending = [{ workflowName: "wf", instanceId: held.instanceId }, ...others].map((s) => answer(h.client.startWorkflow(s)));
-      await settle();
+      await reached(h);
       for (const gated of await slots.release()) expect(gated).toMatchObject({ ok: true, started: true });
       // The unique index makes the insert wait for the held run's transaction, as a plain insert would.
-      await eventually(async () => (await lockWaiters(h)) >= 1, "the batch to wait for the held run");
+      await waitFor(async () => (await lockWaiters(h)) >= 1, { message: "the batch to wait for the held run" });
       await held.end(commit);
       const [got, ...rest] = await Promise.all(pending);
       if (commit) {
