@@ -4,38 +4,87 @@
  * code is an answer (`dex health`, `dex workflow result`) set process.exitCode
  * and document their codes in their --help.
  *
- * Start-up: every command module is registered for --help, so none may import
- * heavy code at its top (the SDK, @dex/proto, @dex/server, postgres); each
- * action imports what it needs.
+ * Start-up: only the module of the command being run is loaded. The others are listed for
+ * `dex --help` by name and description alone, so `dex --help` loads commander and nothing else, and
+ * a client command never loads the server, postgres.js or embedded Postgres (importing @dex/server
+ * alone took about 0.5 s). tests/e2e/cli-help checks the descriptions below match the commands'.
  */
 import { Command } from "commander";
 import { describeError } from "./errors.js";
-import { registerAuthCommands } from "./commands/auth.js";
-import { registerDevCommand } from "./commands/dev.js";
-import { registerHealthCommand } from "./commands/health.js";
-import { registerMigrateCommand, registerServerCommand } from "./commands/server.js";
-import { registerWorkflowCommands } from "./commands/workflow.js";
-import { registerQueueCommands } from "./commands/queue.js";
 
-export function buildProgram(): Command {
+interface TopLevelCommand {
+  name: string;
+  /** What `dex --help` lists; the same text as the command's own (tests/e2e/cli-help checks). */
+  description: string;
+  /** Loads the command's module and registers it in full: options, subcommands, action. */
+  register(program: Command): Promise<unknown>;
+}
+
+const COMMANDS: TopLevelCommand[] = [
+  {
+    name: "dev",
+    description: "run dex for development: an embedded Postgres, migrations, default queues, and the server",
+    register: async (program) => (await import("./commands/dev.js")).registerDevCommand(program),
+  },
+  {
+    name: "server",
+    description: "run the dex server against an existing, migrated Postgres database",
+    register: async (program) => (await import("./commands/server.js")).registerServerCommand(program),
+  },
+  {
+    name: "migrate",
+    description: "apply pending database migrations (safe to run concurrently and repeatedly)",
+    register: async (program) => (await import("./commands/server.js")).registerMigrateCommand(program),
+  },
+  {
+    name: "auth",
+    description: "create, list and revoke API keys (directly in the database, like `dex migrate`)",
+    register: async (program) => (await import("./commands/auth.js")).registerAuthCommands(program),
+  },
+  {
+    name: "workflow",
+    description: "start, signal, cancel, inspect and list workflow runs",
+    register: async (program) => (await import("./commands/workflow.js")).registerWorkflowCommands(program),
+  },
+  {
+    name: "queue",
+    description: "create and inspect task queues",
+    register: async (program) => (await import("./commands/queue.js")).registerQueueCommands(program),
+  },
+  {
+    name: "health",
+    description: "ask a dex server whether it is serving (grpc.health.v1 Check); exit 0 only when SERVING",
+    register: async (program) => (await import("./commands/health.js")).registerHealthCommand(program),
+  },
+];
+
+/**
+ * The program with the named command registered in full and every other command by name and
+ * description only, for the help listing. No name (`dex`, `dex --help`, an unknown command): every
+ * command by name, so commander lists them and suggests the closest.
+ */
+export async function buildProgram(commandName?: string): Promise<Command> {
   const program = new Command("dex")
     .description("dex: durable execution on Postgres. Workflows as code, served over gRPC.")
     .configureOutput({
       outputError: (text, write) => write(`dex: ${text.replace(/^error: /, "")}`),
     })
     .showSuggestionAfterError(true);
-  registerDevCommand(program);
-  registerServerCommand(program);
-  registerMigrateCommand(program);
-  registerAuthCommands(program);
-  registerWorkflowCommands(program);
-  registerQueueCommands(program);
-  registerHealthCommand(program);
+  for (const command of COMMANDS) {
+    if (command.name === commandName) await command.register(program);
+    else program.command(command.name).description(command.description);
+  }
   return program;
 }
 
+/** The command a user asked for: `dex workflow list` and `dex help workflow` both name `workflow`. */
+function requestedCommand(argv: string[]): string | undefined {
+  const [first, second] = argv.slice(2);
+  return first === "help" ? second : first;
+}
+
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(requestedCommand(argv));
   program.exitOverride();
   try {
     await program.parseAsync(argv);
