@@ -6,9 +6,14 @@
  * whose message carries no stack trace or SQL; a request with a value that is
  * certainly invalid must be refused; and a refused request must leave every
  * dex table exactly as it was.
+ *
+ * Each generated-request test owns a server and database and stops its loop
+ * when vitest aborts it (a timeout): a loop left running wrote into the next
+ * test's tables and made it report changes it had not made (issue 11).
  */
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "@dex/testing";
 import { ClientService, DexError, TaskQueueService, TaskQueueType, WorkerService } from "@dex/proto";
 import { commands } from "./hostile-input-commands.js";
 import { specs, type Fixtures, type Spec } from "./hostile-input-specs.js";
@@ -20,6 +25,8 @@ const SEED = Number(process.env.DEX_FUZZ_SEED ?? 20_240_917);
 const CASES_PER_RPC = Number(process.env.DEX_FUZZ_CASES ?? 30);
 const PAYLOAD_LIMIT = 64 * 1024;
 const FIXTURE_QUEUE = "fx";
+/** A whole pass over every RPC: minutes on a loaded machine, the loop stopped if it runs out. */
+const FUZZ_TIMEOUT_MS = 600_000;
 
 /**
  * Every dex table, one digest each; task_queues by the columns a request can
@@ -39,16 +46,16 @@ async function snapshot(h: Harness): Promise<Record<string, string>> {
   return row!;
 }
 
-/** Waits until nothing changes for a moment: a timer started by a successful case may fire at once. */
-async function quiesce(h: Harness): Promise<Record<string, string>> {
-  let last = await snapshot(h);
-  for (let i = 0; i < 20; i++) {
-    await new Promise((r) => setTimeout(r, 150));
-    const now = await snapshot(h);
-    if (JSON.stringify(now) === JSON.stringify(last)) return now;
-    last = now;
-  }
-  return last;
+/**
+ * Waits until the server has nothing left to do by itself: a timer started by a successful case
+ * with a zero duration (generated durations are 0 or at least an hour) is due at once, and the
+ * timer loop deletes it as it fires, in the transaction that writes what it caused.
+ */
+async function quiesce(h: Harness): Promise<void> {
+  await waitFor(
+    async () => (await h.sql<{ n: number }[]>`select count(*)::int as n from dex.timers where fire_at <= now()`)[0]!.n === 0,
+    { message: "the timers a case made due to fire" },
+  );
 }
 
 type Outcome = { ok: true } | { ok: false; code: string; message: string };
@@ -66,9 +73,19 @@ async function outcome(promise: Promise<unknown>): Promise<Outcome> {
 /** A message is for the caller: no stack frames, source paths or SQL, and no unbounded echo of the input. */
 const LEAKS = /\n\s+at\s|\.(ts|js):\d+|node_modules|syntax error|violates|relation "|duplicate key|out of range for type|invalid input syntax/i;
 
-describe("hostile input to every RPC", () => {
-  let h: Harness;
-  const fx: Fixtures & { runId: string; nextSeq: number; workflowAt: number; haveWorkflow: boolean; haveActivity: boolean } = {
+const all = specs(commands);
+
+/**
+ * One test's server and database, fixtures and findings. Every case checks `signal` first: once
+ * vitest aborts the test (a timeout), the loop stops instead of writing on.
+ */
+class FuzzSession {
+  readonly problems: string[] = [];
+  rejected = 0;
+  succeeded = 0;
+  /** Answers per RPC and status code; DEX_FUZZ_VERBOSE=1 prints them. */
+  readonly tally = new Map<string, Map<string, number>>();
+  private readonly fx: Fixtures & { runId: string; nextSeq: number; workflowAt: number; haveWorkflow: boolean; haveActivity: boolean } = {
     victimRunId: "",
     victimInstanceId: "",
     workflowToken: new Uint8Array(),
@@ -81,58 +98,83 @@ describe("hostile input to every RPC", () => {
     haveActivity: false,
   };
 
-  // The server runs in this process: a warning it emits (a timer too long for setTimeout spins) is a finding.
-  const warnings: string[] = [];
-  const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
-  beforeAll(async () => {
-    process.on("warning", onWarning);
-    h = await startHarness({
+  private constructor(
+    readonly h: Harness,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  static async open(signal: AbortSignal): Promise<FuzzSession> {
+    const h = await startHarness({
       limits: { maxPayloadBytes: PAYLOAD_LIMIT },
       maxPollWaitMs: 100,
       workflowTaskRetry: { initialMs: 1, maxMs: 1 },
     });
+    const session = new FuzzSession(h, signal);
     for (const type of [TaskQueueType.WORKFLOW, TaskQueueType.ACTIVITY]) await h.queues.createTaskQueue({ name: FIXTURE_QUEUE, type });
-    fx.victimInstanceId = uniqueId("victim");
-    fx.victimRunId = (await h.client.startWorkflow({ workflowName: "wf", instanceId: fx.victimInstanceId })).runId;
-  });
-  afterAll(async () => {
-    process.off("warning", onWarning);
-    await h?.close();
-  });
-
-  /** The fixture run on its own queue (never named by a case), with a leased workflow task. */
-  async function newFixtureRun(): Promise<void> {
-    fx.runId = (await h.client.startWorkflow({ workflowName: "fixture", instanceId: uniqueId("fixture"), taskQueue: FIXTURE_QUEUE })).runId;
-    fx.nextSeq = 1;
-    await takeWorkflowTask();
+    session.fx.victimInstanceId = uniqueId("victim");
+    session.fx.victimRunId = (await h.client.startWorkflow({ workflowName: "wf", instanceId: session.fx.victimInstanceId })).runId;
+    return session;
   }
 
-  async function takeWorkflowTask(): Promise<void> {
-    const task = await pollWorkflowTaskOf(h, fx.runId, "fixture-worker", FIXTURE_QUEUE);
-    fx.workflowToken = task.taskToken;
-    fx.workflowAt = Date.now();
-    fx.haveWorkflow = true;
+  /** Every run whole (history from run_started, contiguous up to history_length), nothing orphaned; then closes. */
+  async closeIntact(): Promise<void> {
+    try {
+      const broken = await this.h.sql<{ id: string }[]>`
+        select r.id from dex.runs r
+        left join lateral (select count(*)::int as n, min(sequence) as lo, max(sequence) as hi,
+                                  bool_or(sequence = 1 and kind = 'run_started') as started
+                           from dex.history_events e where e.run_id = r.id) e on true
+        where e.n <> r.history_length or e.lo <> 1 or e.hi <> r.history_length or not e.started`;
+      expect(broken, "runs left half-written").toEqual([]);
+      const orphans = await this.h.sql<{ n: number }[]>`
+        select (select count(*) from dex.history_events e where not exists (select 1 from dex.runs r where r.id = e.run_id))
+             + (select count(*) from dex.inbox i where not exists (select 1 from dex.runs r where r.id = i.run_id))
+             + (select count(*) from dex.workflow_tasks t where not exists (select 1 from dex.runs r where r.id = t.run_id))
+             + (select count(*) from dex.activity_tasks t where not exists (select 1 from dex.runs r where r.id = t.run_id)) as n`;
+      expect(Number(orphans[0]!.n), "rows whose run does not exist").toBe(0);
+    } finally {
+      if (process.env.DEX_FUZZ_VERBOSE) {
+        for (const [method, codes] of this.tally) console.log(`${method}: ${[...codes].map(([c, n]) => `${c} ${n}`).join(", ")}`);
+      }
+      await this.h.close();
+    }
+  }
+
+  /** The fixture run on its own queue (never named by a case), with a leased workflow task. */
+  private async newFixtureRun(): Promise<void> {
+    this.fx.runId = (await this.h.client.startWorkflow({ workflowName: "fixture", instanceId: uniqueId("fixture"), taskQueue: FIXTURE_QUEUE })).runId;
+    this.fx.nextSeq = 1;
+    await this.takeWorkflowTask();
+  }
+
+  private async takeWorkflowTask(): Promise<void> {
+    const task = await pollWorkflowTaskOf(this.h, this.fx.runId, "fixture-worker", FIXTURE_QUEUE);
+    this.fx.workflowToken = task.taskToken;
+    this.fx.workflowAt = Date.now();
+    this.fx.haveWorkflow = true;
   }
 
   /** A live workflow task token, younger than half its 10 s lease. */
-  async function ensureWorkflowTask(): Promise<void> {
+  private async ensureWorkflowTask(): Promise<void> {
+    const { h, fx } = this;
     if (fx.haveWorkflow && Date.now() - fx.workflowAt < 5_000) return;
     if (fx.haveWorkflow) {
       // Hand it back (retried after 1 ms) and take it again with a fresh lease.
       const failed = await outcome(h.worker.failWorkflowTask({ taskToken: fx.workflowToken, failure: { message: "refresh" } }));
       fx.haveWorkflow = false;
-      if (failed.ok) return takeWorkflowTask();
+      if (failed.ok) return this.takeWorkflowTask();
     }
     const { status } = await h.client.getRunResult({ run: byRunId(fx.runId || fx.victimRunId) });
-    if (!fx.runId || status > 2) return newFixtureRun();
+    if (!fx.runId || status > 2) return this.newFixtureRun();
     // The run has no workflow task after a completion: an event gives it one.
     await h.client.sendEvent({ run: byRunId(fx.runId), eventId: uniqueId("wake") });
-    await takeWorkflowTask();
+    await this.takeWorkflowTask();
   }
 
-  async function ensureActivityTask(): Promise<void> {
+  private async ensureActivityTask(): Promise<void> {
+    const { h, fx } = this;
     if (fx.haveActivity) return;
-    await ensureWorkflowTask();
+    await this.ensureWorkflowTask();
     const seq = 100_000 + fx.nextSeq++;
     await h.worker.completeWorkflowTask({ taskToken: fx.workflowToken, commands: [scheduleActivity(seq, "act", { taskQueue: FIXTURE_QUEUE })] });
     fx.haveWorkflow = false;
@@ -140,51 +182,54 @@ describe("hostile input to every RPC", () => {
     fx.haveActivity = true;
   }
 
-  function call(spec: Spec, request: unknown): Promise<unknown> {
-    const service = h[spec.service] as unknown as Record<string, (req: unknown, options: unknown) => Promise<unknown>>;
-    return service[spec.method]!(request, { deadline: 10_000 });
+  /** The fixtures a case of `spec` needs, then the case's request. */
+  async request(spec: Spec): Promise<Record<string, unknown>> {
+    this.signal.throwIfAborted();
+    if (spec.needs === "workflow") await this.ensureWorkflowTask();
+    if (spec.needs === "activity") await this.ensureActivityTask();
+    return spec.base(this.fx);
+  }
+
+  field(spec: Spec, name: string, rng: Rng) {
+    return spec.fields[name]!(rng, this.fx);
+  }
+
+  call(spec: Spec, request: unknown): Promise<unknown> {
+    const service = this.h[spec.service] as unknown as Record<string, (req: unknown, options: unknown) => Promise<unknown>>;
+    return service[spec.method]!(request, { deadline: 30_000 });
   }
 
   /** Raw bytes to an RPC, bypassing the codec: what a broken or hostile client can send. */
-  function callRaw(spec: Spec, bytes: Uint8Array): Promise<unknown> {
+  callRaw(spec: Spec, bytes: Uint8Array): Promise<unknown> {
     const service = { client: ClientService, worker: WorkerService, queues: TaskQueueService }[spec.service];
     const method = service.methods.find((m) => m.localName === spec.method)!;
     return new Promise((resolve, reject) => {
-      h.channel.makeUnaryRequest(
+      this.h.channel.makeUnaryRequest(
         `/${service.typeName}/${method.name}`,
         (b: Buffer) => b,
         (b: Buffer) => b,
         Buffer.from(bytes),
         new grpc.Metadata(),
-        { deadline: new Date(Date.now() + 10_000) },
+        { deadline: new Date(Date.now() + 30_000) },
         (err, res) => (err ? reject(err) : resolve(res)),
       );
     });
   }
 
-  let problems: string[] = [];
-  let rejected = 0;
-  let succeeded = 0;
-
-  /** Answers per RPC and status code; DEX_FUZZ_VERBOSE=1 prints them. */
-  const tally = new Map<string, Map<string, number>>();
-  afterAll(() => {
-    if (!process.env.DEX_FUZZ_VERBOSE) return;
-    for (const [method, codes] of tally) console.log(`${method}: ${[...codes].map(([c, n]) => `${c} ${n}`).join(", ")}`);
-  });
-
   /** Runs one case and records what is wrong with the answer, if anything. */
-  async function check(spec: Spec, label: string, mustReject: boolean, send: () => Promise<unknown>, expectCode?: string): Promise<void> {
+  async check(spec: Spec, label: string, mustReject: boolean, send: () => Promise<unknown>, expectCode?: string): Promise<void> {
+    this.signal.throwIfAborted();
+    const { h, fx, problems } = this;
     const before = await snapshot(h);
     const result = await outcome(send());
-    const codes = tally.get(spec.method) ?? new Map<string, number>();
-    tally.set(spec.method, codes);
+    const codes = this.tally.get(spec.method) ?? new Map<string, number>();
+    this.tally.set(spec.method, codes);
     const code = result.ok ? "OK" : result.code;
     codes.set(code, (codes.get(code) ?? 0) + 1);
     if (process.env.DEX_FUZZ_VERBOSE === "2") console.log(`${spec.method} ${label} -> ${code} ${result.ok ? "" : result.message.slice(0, 200)}`);
     const where = `seed ${SEED}, ${spec.method}: ${label}`;
     if (result.ok) {
-      succeeded++;
+      this.succeeded++;
       if (mustReject) problems.push(`${where}: accepted, but a value in it is invalid`);
       if (spec.method === "completeWorkflowTask") fx.haveWorkflow = false;
       if (spec.method === "failWorkflowTask") fx.haveWorkflow = false;
@@ -196,7 +241,7 @@ describe("hostile input to every RPC", () => {
       }
       return;
     }
-    rejected++;
+    this.rejected++;
     if (expectCode && result.code !== expectCode) problems.push(`${where}: ${result.code} (expected ${expectCode}): ${result.message}`);
     if (result.code === "INTERNAL" || result.code === "UNKNOWN") problems.push(`${where}: ${result.code}: ${result.message}`);
     if (LEAKS.test(result.message)) problems.push(`${where}: the message leaks internals: ${result.message.slice(0, 300)}`);
@@ -206,8 +251,18 @@ describe("hostile input to every RPC", () => {
       if (before[table] !== after[table]) problems.push(`${where}: refused with ${result.code}, but dex.${table} changed`);
     }
   }
+}
 
-  const all = specs(commands);
+describe("hostile input to every RPC", () => {
+  // The servers run in this process: a warning one emits (a timer too long for setTimeout spins) is a finding.
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+  beforeAll(() => {
+    process.on("warning", onWarning);
+  });
+  afterAll(() => {
+    process.off("warning", onWarning);
+  });
 
   it("covers every RPC of the three services", () => {
     const covered = new Set(all.map((s) => `${s.service}.${s.method}`));
@@ -216,83 +271,73 @@ describe("hostile input to every RPC", () => {
     }
   });
 
-  it("answers every generated request with a clear status and writes nothing when it refuses", async () => {
-    problems = [];
-    const rng = new Rng(SEED);
-    for (const spec of all) {
-      // Every field missing: only the listings have nothing required.
-      await check(spec, "empty request", !spec.method.startsWith("list"), () => call(spec, {}));
-      for (let i = 0; i < CASES_PER_RPC * (spec.weight ?? 1); i++) {
-        if (spec.needs === "workflow") await ensureWorkflowTask();
-        if (spec.needs === "activity") await ensureActivityTask();
-        const request = spec.base(fx);
-        const names = Object.keys(spec.fields);
-        const labels: string[] = [];
-        let bad = false;
-        // One to three distinct fields: a later value for the same field would hide an earlier one.
-        for (let k = Math.min(names.length, 1 + rng.int(3)); k > 0; k--) {
-          const name = names.splice(rng.int(names.length), 1)[0]!;
-          const value = spec.fields[name]!(rng, fx);
-          request[name] = value.value;
-          labels.push(`${name}: ${value.label}${value.bad ? "!" : ""}`);
-          bad ||= value.bad;
+  it("answers every generated request with a clear status and writes nothing when it refuses", { timeout: FUZZ_TIMEOUT_MS }, async ({ signal }) => {
+    const session = await FuzzSession.open(signal);
+    try {
+      const rng = new Rng(SEED);
+      for (const spec of all) {
+        // Every field missing: only the listings have nothing required.
+        await session.check(spec, "empty request", !spec.method.startsWith("list"), () => session.call(spec, {}));
+        for (let i = 0; i < CASES_PER_RPC * (spec.weight ?? 1); i++) {
+          const request = await session.request(spec);
+          const names = Object.keys(spec.fields);
+          const labels: string[] = [];
+          let bad = false;
+          // One to three distinct fields: a later value for the same field would hide an earlier one.
+          for (let k = Math.min(names.length, 1 + rng.int(3)); k > 0; k--) {
+            const name = names.splice(rng.int(names.length), 1)[0]!;
+            const value = session.field(spec, name, rng);
+            request[name] = value.value;
+            labels.push(`${name}: ${value.label}${value.bad ? "!" : ""}`);
+            bad ||= value.bad;
+          }
+          await session.check(spec, `case ${i} {${labels.join("; ")}}`, bad, () => session.call(spec, request));
         }
-        await check(spec, `case ${i} {${labels.join("; ")}}`, bad, () => call(spec, request));
       }
+      expect(session.problems, session.problems.join("\n")).toEqual([]);
+      expect([...new Set(warnings)]).toEqual([]);
+      expect(session.rejected).toBeGreaterThan(session.succeeded);
+    } finally {
+      await session.closeIntact();
     }
-    expect(problems, problems.join("\n")).toEqual([]);
-    expect([...new Set(warnings)]).toEqual([]);
-    expect(rejected).toBeGreaterThan(succeeded);
   });
 
-  it("refuses undecodable bytes with INVALID_ARGUMENT and an oversized message with RESOURCE_EXHAUSTED", async () => {
-    problems = [];
-    const rng = new Rng(SEED + 1);
-    const deep = (depth: number): number[] => {
-      // FailActivityTaskRequest.failure (2) -> Failure.cause (6) -> ... nested past the decoder's limit.
-      let inner: number[] = [0x0a, 0x01, 0x78];
-      for (let i = 0; i < depth; i++) inner = [0x32, ...varint(inner.length), ...inner];
-      return [0x12, ...varint(inner.length), ...inner];
-    };
-    // Undecodable as any of the request types: INVALID_ARGUMENT, whatever the method.
-    const garbage: Array<[string, Uint8Array]> = [
-      ["a truncated length", new Uint8Array([0x0a, 0x7f, 0x01])],
-      ["a varint that never ends", new Uint8Array(11).fill(0xff)],
-      ["wire type 7", new Uint8Array([0x0f, 0x00])],
-      ["a varint where a string belongs", new Uint8Array([0x08, 0x96, 0x01])],
-      ["an unterminated group", new Uint8Array([0x0b, 0x08, 0x01])],
-    ];
-    // Undecodable for some methods, or decoded into something else for others: any clear status.
-    const odd: Array<[string, Uint8Array]> = [
-      ["invalid UTF-8 in field 1", new Uint8Array([0x0a, 0x02, 0xc3, 0x28])],
-      ["failures nested 200 deep", new Uint8Array(deep(200))],
-    ];
-    for (const spec of all) {
-      for (const [label, bytes] of garbage) await check(spec, `raw ${label}`, true, () => callRaw(spec, bytes), "INVALID_ARGUMENT");
-      for (const [label, bytes] of [...odd, ["random bytes", rng.bytes(1 + rng.int(100))] as [string, Uint8Array]]) {
-        await check(spec, `raw ${label}`, false, () => callRaw(spec, bytes));
+  it("refuses undecodable bytes with INVALID_ARGUMENT and an oversized message with RESOURCE_EXHAUSTED", { timeout: FUZZ_TIMEOUT_MS }, async ({ signal }) => {
+    const session = await FuzzSession.open(signal);
+    try {
+      const rng = new Rng(SEED + 1);
+      const deep = (depth: number): number[] => {
+        // FailActivityTaskRequest.failure (2) -> Failure.cause (6) -> ... nested past the decoder's limit.
+        let inner: number[] = [0x0a, 0x01, 0x78];
+        for (let i = 0; i < depth; i++) inner = [0x32, ...varint(inner.length), ...inner];
+        return [0x12, ...varint(inner.length), ...inner];
+      };
+      // Undecodable as any of the request types: INVALID_ARGUMENT, whatever the method.
+      const garbage: Array<[string, Uint8Array]> = [
+        ["a truncated length", new Uint8Array([0x0a, 0x7f, 0x01])],
+        ["a varint that never ends", new Uint8Array(11).fill(0xff)],
+        ["wire type 7", new Uint8Array([0x0f, 0x00])],
+        ["a varint where a string belongs", new Uint8Array([0x08, 0x96, 0x01])],
+        ["an unterminated group", new Uint8Array([0x0b, 0x08, 0x01])],
+      ];
+      // Undecodable for some methods, or decoded into something else for others: any clear status.
+      const odd: Array<[string, Uint8Array]> = [
+        ["invalid UTF-8 in field 1", new Uint8Array([0x0a, 0x02, 0xc3, 0x28])],
+        ["failures nested 200 deep", new Uint8Array(deep(200))],
+      ];
+      for (const spec of all) {
+        for (const [label, bytes] of garbage) await session.check(spec, `raw ${label}`, true, () => session.callRaw(spec, bytes), "INVALID_ARGUMENT");
+        for (const [label, bytes] of [...odd, ["random bytes", rng.bytes(1 + rng.int(100))] as [string, Uint8Array]]) {
+          await session.check(spec, `raw ${label}`, false, () => session.callRaw(spec, bytes));
+        }
       }
+      const huge = new Uint8Array(DEFAULT_MAX_MESSAGE_BYTES + 1024);
+      const big = await outcome(session.callRaw(all[0]!, huge));
+      expect(big.ok ? "OK" : big.code).toBe("RESOURCE_EXHAUSTED");
+      expect(session.problems, session.problems.join("\n")).toEqual([]);
+    } finally {
+      await session.closeIntact();
     }
-    const huge = new Uint8Array(DEFAULT_MAX_MESSAGE_BYTES + 1024);
-    const big = await outcome(callRaw(all[0]!, huge));
-    expect(big.ok ? "OK" : big.code).toBe("RESOURCE_EXHAUSTED");
-    expect(problems, problems.join("\n")).toEqual([]);
-  });
-
-  it("left no half-written run: every history starts with run_started and is contiguous up to history_length", async () => {
-    const broken = await h.sql<{ id: string }[]>`
-      select r.id from dex.runs r
-      left join lateral (select count(*)::int as n, min(sequence) as lo, max(sequence) as hi,
-                                bool_or(sequence = 1 and kind = 'run_started') as started
-                         from dex.history_events e where e.run_id = r.id) e on true
-      where e.n <> r.history_length or e.lo <> 1 or e.hi <> r.history_length or not e.started`;
-    expect(broken).toEqual([]);
-    const orphans = await h.sql<{ n: number }[]>`
-      select (select count(*) from dex.history_events e where not exists (select 1 from dex.runs r where r.id = e.run_id))
-           + (select count(*) from dex.inbox i where not exists (select 1 from dex.runs r where r.id = i.run_id))
-           + (select count(*) from dex.workflow_tasks t where not exists (select 1 from dex.runs r where r.id = t.run_id))
-           + (select count(*) from dex.activity_tasks t where not exists (select 1 from dex.runs r where r.id = t.run_id)) as n`;
-    expect(Number(orphans[0]!.n)).toBe(0);
   });
 });
 
