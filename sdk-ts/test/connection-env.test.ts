@@ -11,7 +11,9 @@ import { startServer, type DexServer } from "@dex/server";
 import { createTestDatabase, type TestDatabase } from "@dex/testing";
 import { createActivityWorker, createClient, createWorkflowWorker, type WorkflowContext } from "../src/index.js";
 import { resolveConnection } from "../src/client/environment.js";
+import { clientRetryable, isTransient, retryPolicy } from "../src/client/retry.js";
 import { channelTarget } from "../src/client/target.js";
+import { DexError } from "../src/index.js";
 import { recordingLogger } from "./connection-support.js";
 
 describe("gRPC target", () => {
@@ -35,6 +37,24 @@ describe("gRPC target", () => {
     expect(() => target("127.0.0.1:99999")).toThrow(/is not host:port/);
     expect(() => target("fe80::1:7460x")).toThrow(/is not host:port|in brackets/);
     expect(() => channelTarget([" ", ""], "DEX_ADDRESS")).toThrow(/DEX_ADDRESS is empty/);
+  });
+});
+
+describe("what a call retries", () => {
+  it("retries an unreachable server, not a refused certificate; a client call also retries ABORTED", () => {
+    expect(isTransient(new DexError("UNAVAILABLE", "No connection established. Last error: connect ECONNREFUSED 127.0.0.1:7460"))).toBe(true);
+    expect(isTransient(new DexError("UNAVAILABLE", "Last error: Error: unable to verify the first certificate"))).toBe(false);
+    expect(isTransient(new DexError("UNAVAILABLE", "SSL routines:ssl3_read_bytes:tlsv13 alert certificate required"))).toBe(false);
+    expect(clientRetryable(new DexError("ABORTED", "kept conflicting with concurrent changes to the run; retry the call"))).toBe(true);
+    expect(isTransient(new DexError("ABORTED", "new inputs arrived"))).toBe(false);
+    expect(clientRetryable(new DexError("RESOURCE_EXHAUSTED", "larger than max"))).toBe(false);
+  });
+
+  it("takes durations for the retry option, and false for none", () => {
+    expect(retryPolicy(undefined)).toEqual({ maxElapsedMs: 30_000, backoff: { initialMs: 100, maxMs: 1_000 } });
+    expect(retryPolicy({ maxElapsed: "2m", maxInterval: "5s" })).toEqual({ maxElapsedMs: 120_000, backoff: { initialMs: 100, maxMs: 5_000 } });
+    expect(retryPolicy(false).maxElapsedMs).toBe(0);
+    expect(() => retryPolicy({ maxElapsed: "soon" })).toThrow(/invalid duration "soon"/);
   });
 });
 

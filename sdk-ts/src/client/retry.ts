@@ -15,7 +15,19 @@ import { parseDuration, type Duration } from "../common/duration.js";
  * retries its own conflicts; ABORTED reaching a caller is an answer, e.g. a stale workflow task).
  */
 export function isTransient(err: unknown): boolean {
-  return err instanceof DexError && (err.code === "UNAVAILABLE" || err.code === "DEADLINE_EXCEEDED");
+  if (!(err instanceof DexError)) return false;
+  if (err.code === "UNAVAILABLE") return !tlsRefused(err.message);
+  return err.code === "DEADLINE_EXCEEDED";
+}
+
+/**
+ * grpc-js reports a TLS handshake the server or the client refused as UNAVAILABLE, but no retry
+ * will make a certificate valid: these fail at once with OpenSSL's reason, instead of after the
+ * retry time. (A plaintext client against a TLS server only hears "Failed to connect", which a
+ * restarting server can also cause: that one is retried.)
+ */
+function tlsRefused(message: string): boolean {
+  return /SSL routines|certificate|altnames|self[- ]signed|unable to verify/i.test(message);
 }
 
 /**
