@@ -22,6 +22,13 @@ import {
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
+/**
+ * The heartbeat timeout of the activities that must keep their lease. Automatic heartbeats go every
+ * half lease, so this leaves a heartbeat half of it to arrive: 1 s of slack, for a loaded machine
+ * (with 100-200 ms of slack the heartbeat tests failed at a load of 8-29, issue 11).
+ */
+const HEARTBEAT_TIMEOUT_MS = 2_000;
+
 /** What each attempt saw, by run id. */
 const seen = new Map<string, Array<{ attempt: number; started: boolean; abortReason?: unknown }>>();
 
@@ -39,7 +46,8 @@ const activities = {
   /** Works for three heartbeat timeouts without ever calling ctx.heartbeat(). */
   async longWork(_: unknown, ctx: ActivityContext) {
     note(ctx);
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    // The condition under test (outliving the heartbeat timeout), made by waiting: not a synchronisation.
+    await new Promise((resolve) => setTimeout(resolve, 3 * HEARTBEAT_TIMEOUT_MS));
     return { attempt: ctx.info.attempt, aborted: ctx.signal.aborted };
   },
   /** The first attempt never heartbeats and waits for its signal; later attempts succeed at once. */
@@ -58,27 +66,28 @@ const activities = {
 };
 
 async function callLongWork(ctx: WorkflowContext) {
-  return ctx.activities<typeof activities>({ heartbeatTimeout: "400ms", retry: { maximumAttempts: 1 } }).longWork(null);
+  return ctx.activities<typeof activities>({ heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms`, retry: { maximumAttempts: 1 } }).longWork(null);
 }
 
 async function callSilent(ctx: WorkflowContext) {
   const acts = ctx.activities<typeof activities>({
     taskQueue: "manual",
-    heartbeatTimeout: "300ms",
+    // The second attempt, which never heartbeats either, must finish within it.
+    heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms`,
     retry: { initialInterval: "10ms", maximumAttempts: 2 },
   });
   return acts.silentThenFine(null);
 }
 
 async function callUntilAborted(ctx: WorkflowContext) {
-  return ctx.activities<typeof activities>({ heartbeatTimeout: "1s" }).untilAborted(null);
+  return ctx.activities<typeof activities>({ heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms` }).untilAborted(null);
 }
 
 // Stays open after the cancellation until told, so the activity task outlives it (an ended run's
 // activity tasks are deleted, which the activity would see as a lost lease instead).
 async function cancelThenWait(ctx: WorkflowContext) {
   try {
-    return await ctx.activities<typeof activities>({ heartbeatTimeout: "1s" }).untilAborted(null);
+    return await ctx.activities<typeof activities>({ heartbeatTimeout: `${HEARTBEAT_TIMEOUT_MS}ms` }).untilAborted(null);
   } catch (err) {
     if (!(err instanceof CancelledFailure)) throw err;
     await ctx.nonCancellable(() => ctx.waitForEvent("release"));

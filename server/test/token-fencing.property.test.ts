@@ -90,7 +90,7 @@ import {
   type HistoryEvent,
   type Payload,
 } from "@dex/proto";
-import { waitFor } from "@dex/testing";
+import { DEFAULT_WAIT_MS, waitFor } from "@dex/testing";
 import {
   activityScenario,
   ActivityModel,
@@ -182,13 +182,15 @@ function expectContiguous(events: HistoryEvent[]): void {
 }
 
 /**
- * Long-polls until a task comes, up to `tries` polls: a task the model says is available must come
- * within that deadline (a single poll may come back empty on a busy machine).
+ * Long-polls until a task comes or DEFAULT_WAIT_MS has passed: a task the model says is available
+ * must come by then (a single poll may come back empty on a busy machine). The deadline only
+ * bounds how long a missing task takes to fail the property.
  */
-async function pollForTask<T>(poll: () => Promise<{ tasks: T[] }>, tries = 3): Promise<T[]> {
-  for (let i = 1; ; i++) {
+async function pollForTask<T>(poll: () => Promise<{ tasks: T[] }>): Promise<T[]> {
+  const deadline = Date.now() + DEFAULT_WAIT_MS;
+  for (;;) {
     const { tasks } = await poll();
-    if (tasks.length > 0 || i >= tries) return tasks;
+    if (tasks.length > 0 || Date.now() > deadline) return tasks;
   }
 }
 
@@ -208,11 +210,16 @@ interface AgedRun {
 }
 
 describe("task tokens fence every outcome (property-based)", () => {
-  let h: Harness;
+  // Each property has its own server and database: one cut off by its timeout leaves nothing
+  // behind that the other reads, and its loop stops at the test's abort signal.
+  let activities: Harness;
+  let workflows: Harness;
   const agedRuns: AgedRun[] = [];
 
   beforeAll(async () => {
-    h = await startHarness({ workflowTaskRetry: { initialMs: 20, maxMs: 50 } });
+    const options = { workflowTaskRetry: { initialMs: 20, maxMs: 50 } };
+    [activities, workflows] = await Promise.all([startHarness(options), startHarness(options)]);
+    const h = workflows;
     // Claimed now, their leases run out (for real) while the activity property runs. Each has a
     // queue of its own: a claim must find only that run's task.
     const ageRun = async () => {
@@ -232,30 +239,37 @@ describe("task tokens fence every outcome (property-based)", () => {
       console.log([...timings].map(([k, v]) => `${k}: n=${v.length} total=${v.reduce((a, b) => a + b, 0)}ms`).join("\n"));
       console.log([...coverage].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}: ${n}`).join("\n"));
     }
-    await h?.close();
+    await Promise.all([activities?.close(), workflows?.close()]);
   });
 
-  it("activity tasks: the first valid result wins, stale and forged tokens change nothing", { timeout: 180_000 }, async () => {
+  it("activity tasks: the first valid result wins, stale and forged tokens change nothing", { timeout: 180_000 }, async ({ signal }) => {
+    const h = activities;
     const workflowQueue = await createQueue(h, TaskQueueType.WORKFLOW, "fencing-a");
     const activityQueue = await createQueue(h, TaskQueueType.ACTIVITY, "fencing-a");
     await fc.assert(
-      fc.asyncProperty(activityScenario, (scenario) => new ActivityScenarioRun(h, scenario, workflowQueue, activityQueue).run()),
+      fc.asyncProperty(activityScenario, (scenario) => {
+        // Timed out: no further scenario writes (shrinking then ends at once).
+        signal.throwIfAborted();
+        return new ActivityScenarioRun(h, scenario, workflowQueue, activityQueue).run();
+      }),
       fcParameters(ACTIVITY_RUNS),
     );
   });
 
-  it("workflow tasks: the first valid completion wins, stale and forged tokens change nothing", { timeout: 180_000 }, async () => {
+  it("workflow tasks: the first valid completion wins, stale and forged tokens change nothing", { timeout: 180_000 }, async ({ signal }) => {
+    const h = workflows;
     const lastLeaseEnd = Math.max(...agedRuns.map((r) => r.leaseEndUs));
     await waitFor(
       async () => {
         const [row] = await h.sql<{ now_us: string }[]>`select (extract(epoch from now()) * 1000000)::bigint::text as now_us`;
         return Number(row!.now_us) > lastLeaseEnd;
       },
-      { timeoutMs: 20_000, intervalMs: 100, message: "the leases of the aged workflow tasks to run out" },
+      { intervalMs: 100, message: "the leases of the aged workflow tasks to run out" },
     );
     const queue = await createQueue(h, TaskQueueType.WORKFLOW, "fencing-w");
     await fc.assert(
       fc.asyncProperty(workflowScenario, async (scenario) => {
+        signal.throwIfAborted();
         let aged: AgedRun | undefined;
         if (scenario.aged) {
           aged = agedRuns.pop();
@@ -652,7 +666,7 @@ class ActivityScenarioRun extends ScenarioRun<ActivityAction> {
             const s = await this.snap();
             return s.leaseId !== leaseId ? s : undefined;
           },
-          { timeoutMs: 10_000, intervalMs: 25, message: "the reaper to time out the expired attempt" },
+          { intervalMs: 25, message: "the reaper to time out the expired attempt" },
         );
         expect(this.reaped(after)).toBe(true);
         return;
@@ -666,7 +680,7 @@ class ActivityScenarioRun extends ScenarioRun<ActivityAction> {
             const s = await this.snap();
             return s.nowUs >= leaseEnd ? s : undefined;
           },
-          { timeoutMs: 5_000, intervalMs: 10, message: "the lease to run out" },
+          { intervalMs: 10, message: "the lease to run out" },
         );
         this.reaped(after);
         if (action.then === "nothing") return;

@@ -6,7 +6,11 @@
  * - Starts go to server-1 only, while the default workflow queue's workers
  *   are on servers 2 and 3: every run's first task is enqueued by one server
  *   and handed out by another. Wake probes (wake-probes.ts), sent in the quiet
- *   moments between faults, time that hand-over against the 2 s fallback tick.
+ *   moments between faults, check that every hand-over arrives and report how
+ *   long it took. They assert no speed: on a loaded machine any bound flakes
+ *   (issue 11). That a cross-server wake, not the fallback tick, answers the
+ *   poll is proven in server/test (long-poll, queue-servers) with the tick
+ *   off; how fast it is, by the benchmark (bench/).
  * - The default activity queue has a capacity, and activity workers on all
  *   three servers ask for more than it allows: the executions recorded with
  *   their ends must never overlap more than the capacity (capacity.ts).
@@ -21,8 +25,6 @@ import { capacityCheck } from "./capacity.js";
 import { leasedNow, pause, settle } from "./common.js";
 import { percentile, PROBE_QUEUE, WakeProbes } from "./wake-probes.js";
 
-/** The fallback tick of server/src/background.ts: what a lost wake-up would cost. */
-const FALLBACK_TICK_MS = 2_000;
 const LEASE_MS = 4_000;
 
 export const threeServers: Scenario = {
@@ -101,8 +103,8 @@ export const threeServers: Scenario = {
     const p90 = percentile(latencies, 90);
     const slowest = Math.max(...latencies);
     const byServer = ["server-2", "server-3"].map((s) => `${probes.results.filter((r) => r.server === s).length} on ${s}`).join(", ");
-    const probeLine = `${probes.results.length} wake probes (started on server-1, taken ${byServer}): dispatch median ${median} ms, p90 ${p90} ms, max ${slowest} ms (fallback tick ${FALLBACK_TICK_MS} ms)`;
-    const slow = probes.results.filter((r) => r.ms >= FALLBACK_TICK_MS / 2).map((r) => `${r.instanceId} (run ${r.runId}): ${r.ms} ms, taken on ${r.server}`);
+    // Reported, not asserted: a median under load says more about the machine than about dex.
+    const probeLine = `${probes.results.length} wake probes (started on server-1, taken ${byServer}): dispatch median ${median} ms, p90 ${p90} ms, max ${slowest} ms`;
     const capacity = await capacityCheck(ctx, { activityName: "chaosStep", capacity: p.capacity, leaseMs: LEASE_MS, killedAt });
     const runs = new Map(settled.runs);
     for (const runId of probes.runIds.values()) runs.set(runId, "COMPLETED");
@@ -118,12 +120,11 @@ export const threeServers: Scenario = {
       expect: { runs },
       checks: [
         ...settled.checks,
-        // Without a cross-server wake, dispatch would wait for the fallback tick: uniform over 0..2 s, median ~1 s.
         check(
-          `a poll parked on one server wakes when another enqueues (median < ${p.maxMedianWakeMs} ms, none >= ${FALLBACK_TICK_MS / 2} ms)`,
-          probes.results.length > 0 && probes.lost.length === 0 && median < p.maxMedianWakeMs && slow.length === 0,
+          "a task enqueued through one server reaches a poll parked on another, across server kills",
+          probes.results.length > 0 && probes.lost.length === 0,
           probeLine,
-          [...probes.lost, ...slow],
+          probes.lost,
         ),
         capacity.check,
       ],

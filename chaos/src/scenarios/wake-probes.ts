@@ -1,11 +1,12 @@
 /**
- * Proof that a long poll parked on one server wakes when another server
- * enqueues: raw workflow-task pollers park on some servers (a 20 s wait, the
- * server's longest) on a queue nothing else uses, and a probe run is started
- * through a different server. Without a cross-server wake (LISTEN/NOTIFY)
- * the task would only be found by the fallback tick (FALLBACK_TICK_MS, 2 s),
- * so the time from the start's send to the task's arrival tells the two apart.
- * The pollers end each probe run at once (a CompleteRun command).
+ * Hand-overs between servers under faults: raw workflow-task pollers park on
+ * some servers (a 20 s wait, the server's longest) on a queue nothing else
+ * uses, and a probe run is started through a different server; its task must
+ * reach a poller. The time from the start's send to the task's arrival is
+ * recorded for the report; no bound is asserted on it (a loaded machine makes
+ * any bound flaky, and either the NOTIFY or the fallback tick delivers the
+ * task: server/test proves the wake with the tick off). The pollers end each
+ * probe run at once (a CompleteRun command).
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { DexError } from "@dex/proto";
@@ -16,6 +17,11 @@ import { startRequest } from "../workload.js";
 import { pause } from "./common.js";
 
 export const PROBE_QUEUE = "probe";
+/**
+ * How long a probe's task may take to arrive before it counts as lost: long, so that only a task
+ * that never comes fails the check (the fallback tick alone delivers within seconds, even loaded).
+ */
+const PROBE_DEADLINE_MS = 60_000;
 
 export interface ProbeResult {
   instanceId: string;
@@ -33,7 +39,7 @@ interface Poller {
 
 export class WakeProbes {
   readonly results: ProbeResult[] = [];
-  /** Probes whose task did not arrive within the deadline. */
+  /** Probes whose task did not arrive within PROBE_DEADLINE_MS. */
   readonly lost: string[] = [];
   pollErrors = 0;
   /** Probes whose start had to be retried: not timed. */
@@ -92,11 +98,11 @@ export class WakeProbes {
       }
     }
     this.runIds.set(instanceId, runId);
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + PROBE_DEADLINE_MS;
     while (!this.arrived.has(runId) && Date.now() < deadline) await pause(5);
     const got = this.arrived.get(runId);
     if (!got) {
-      this.lost.push(`${instanceId} (run ${runId}): no poller received its task within 20 s`);
+      this.lost.push(`${instanceId} (run ${runId}): no poller received its task within ${PROBE_DEADLINE_MS / 1000} s`);
       return undefined;
     }
     // A start that needed a retry (its server was still reconnecting) times the retry only; an
