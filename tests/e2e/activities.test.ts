@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
 
@@ -64,7 +65,7 @@ async function notCaught(ctx: WorkflowContext) {
   return "not reached";
 }
 
-describe("activities end to end", () => {
+describe("activities end to end", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

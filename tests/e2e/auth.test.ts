@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { TaskQueueType } from "@dex/proto";
 import { createActivityWorker, createClient, createWorkflowWorker, DexError, type Worker, type WorkflowContext } from "@dex/sdk";
 import { freePort } from "@dex/server";
-import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
+import { createTestDatabase, E2E_TEST_TIMEOUT_MS, waitFor, type TestDatabase } from "@dex/testing";
 import { quietLogger } from "../support/harness.js";
 import { runDex, startServerProcess, type ServerProcess } from "../support/server-process.js";
 
@@ -38,7 +38,7 @@ async function greeting(ctx: WorkflowContext, name: string) {
   return ctx.activities<typeof activities>().greet(name);
 }
 
-describe("API keys on `dex server`", () => {
+describe("API keys on `dex server`", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let db: TestDatabase;
   let sql: postgres.Sql;
   let server: ServerProcess;
@@ -193,7 +193,7 @@ describe("API keys on `dex server`", () => {
       expect(revoked.stdout).toBe('revoked key "temp"; servers refuse it within 5 s (their key cache)\n');
       const refused = await waitFor(
         () => client.list().then(() => undefined, (err: unknown) => err),
-        { timeoutMs: 15_000, message: "the revoked key to be refused" },
+        { message: "the revoked key to be refused" },
       );
       expect(refused).toBeInstanceOf(DexError);
       expect(refused).toMatchObject({ code: "UNAUTHENTICATED", message: expect.stringContaining('"temp" was revoked') });

@@ -7,7 +7,7 @@ import {
   type ActivityContext,
   type WorkflowContext,
 } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import postgres from "postgres";
 import { startHarness, type Harness } from "../support/harness.js";
 
@@ -76,7 +76,7 @@ async function twoChildrenSameId(ctx: WorkflowContext) {
   }
 }
 
-describe("child workflows and cancellation", () => {
+describe("child workflows and cancellation", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

@@ -14,7 +14,7 @@ import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
 import { createActivityWorker, createClient, createWorkflowWorker, type WorkflowContext } from "@dex/sdk";
 import { startServer } from "@dex/server";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { DEFAULT_QUEUES, deferred, quietLogger, startHarness } from "../support/harness.js";
 import { startTcpGate, type TcpGate } from "../support/tcp-gate.js";
 
@@ -27,7 +27,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
-describe("completions through a server outage", () => {
+describe("completions through a server outage", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   it("a workflow task completed while the server is unreachable is retried until it lands, not run again", async () => {
     const h = await startHarness();
     const gate = await startTcpGate(h.server.address);
@@ -101,7 +101,7 @@ describe("completions through a server outage", () => {
     await waitFor(
       async () =>
         (await sql`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`).length > 0,
-      { timeoutMs: 10_000, message: "the completion never reached the locked row" },
+      { message: "the completion never reached the locked row" },
     );
 
     // A second server on the same database takes the new connections; the first shuts down with

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkflowContext } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { deferred, startHarness, type Harness } from "../support/harness.js";
 
 /** Activities running now, by key, and the most seen at once. */
@@ -37,7 +37,7 @@ async function keyed(ctx: WorkflowContext, input: { key: string; id: string }) {
   return ctx.activities<typeof activities>({ startToCloseTimeout: "1m" }).hold(input);
 }
 
-describe("concurrency keys", () => {
+describe("concurrency keys", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

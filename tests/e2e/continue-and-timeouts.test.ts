@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { ActivityFailure, ApplicationFailure, TimeoutFailure, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
 
@@ -52,7 +53,7 @@ async function scheduleToClose(ctx: WorkflowContext) {
   }
 }
 
-describe("continue-as-new and activity timeouts", () => {
+describe("continue-as-new and activity timeouts", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

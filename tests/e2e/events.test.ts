@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError, EventWaitTimeoutError, type WorkflowContext } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { TaskQueueType } from "@dex/proto";
 import { startHarness, type Harness } from "../support/harness.js";
 
@@ -31,7 +31,7 @@ async function collector(ctx: WorkflowContext, input: { expect: string[] }) {
   return received;
 }
 
-describe("external events", () => {
+describe("external events", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

@@ -9,7 +9,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HistoryEventSchema } from "@dex/proto";
 import { WorkflowFailedError, type WorkflowHandle } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { activities } from "../../examples/order-fulfilment/activities.js";
 import type { Order, OrderResult } from "../../examples/order-fulfilment/types.js";
 import { orderFulfilment, workflows } from "../../examples/order-fulfilment/workflows.js";
@@ -36,7 +36,7 @@ async function saveHistory(name: string, handle: WorkflowHandle<unknown>): Promi
   await writeFile(`${repoRoot}examples/order-fulfilment/histories/${name}.json`, `${JSON.stringify({ runId: handle.runId, events }, null, 2)}\n`);
 }
 
-describe("the order fulfilment example", () => {
+describe("the order fulfilment example", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { create } from "@bufbuild/protobuf";
 import { CommandSchema, DexError, PayloadSchema } from "@dex/proto";
 import { startHarness, type Harness } from "../support/harness.js";
@@ -12,7 +13,7 @@ async function rejection(promise: Promise<unknown>): Promise<DexError> {
   return err as DexError;
 }
 
-describe("task tokens fence completions", () => {
+describe("task tokens fence completions", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { DexError, type WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
 
@@ -7,7 +8,7 @@ async function waitsForever(ctx: WorkflowContext) {
   return ctx.executeActivity("nobodyServesThis", null);
 }
 
-describe("instance ids", () => {
+describe("instance ids", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError } from "@dex/proto";
 import type { ActivityContext, WorkflowContext } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { startHarness, type Harness } from "../support/harness.js";
 
 const HISTORY_LIMIT = 60;
@@ -46,7 +46,7 @@ async function chunked(ctx: WorkflowContext, input: { n: number; target: number 
   return n >= input.target ? n : ctx.continueAsNew({ n, target: input.target });
 }
 
-describe("limits through the SDK", () => {
+describe("limits through the SDK", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness({

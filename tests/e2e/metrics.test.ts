@@ -7,6 +7,7 @@
  * leased for their 5-minute start-to-close timeout.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { CommandSchema, PayloadSchema, type Command } from "@dex/proto";
@@ -64,7 +65,7 @@ function value(scrape: Scrape, name: string, labels: Record<string, string>): nu
   return matching[0]?.value;
 }
 
-describe("Prometheus metrics", () => {
+describe("Prometheus metrics", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   let sql: postgres.Sql;
   let url: string;

@@ -12,7 +12,7 @@ import {
   DexError,
   type WorkflowContext,
 } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { startHarness, type Harness } from "../support/harness.js";
 import { createQueue } from "../support/queue-admin.js";
 
@@ -54,7 +54,7 @@ async function hopsQueues(ctx: WorkflowContext, input: { hopped: boolean }) {
   return ctx.continueAsNew({ hopped: true }, { taskQueue: "later" });
 }
 
-describe("task queues that do not exist", () => {
+describe("task queues that do not exist", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     // Short workflow-task back-off: the continue-as-new test waits for a retry after creating the queue.

@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChildWorkflowFailure, EventWaitTimeoutError, type WorkflowContext } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import postgres from "postgres";
 import { startHarness, type Harness } from "../support/harness.js";
 
@@ -63,7 +63,7 @@ async function sleepsUntil(ctx: WorkflowContext, unixSeconds: number) {
   );
 }
 
-describe("no lost inputs, end to end", () => {
+describe("no lost inputs, end to end", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   let sql: postgres.Sql;
   beforeAll(async () => {

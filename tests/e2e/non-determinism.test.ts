@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import type { WorkflowContext } from "@dex/sdk";
 import { deferred, startHarness, type Harness } from "../support/harness.js";
 
@@ -33,7 +33,7 @@ async function evolvingChanged(ctx: WorkflowContext) {
   return `${a}+${b}`;
 }
 
-describe("non-determinism", () => {
+describe("non-determinism", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness({ workflowTaskRetry: { initialMs: 100, maxMs: 300 } });

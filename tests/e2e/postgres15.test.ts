@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type WorkflowContext } from "@dex/sdk";
 import { freePort } from "@dex/server";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import postgres from "postgres";
 import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
 import { runDex, startServerProcess } from "../support/server-process.js";
@@ -33,7 +33,7 @@ async function plusOne(ctx: WorkflowContext, n: number) {
   return (await ctx.executeActivity<number>("increment", n)) + 1;
 }
 
-describe.skipIf(skipReason !== undefined)("Postgres 15", () => {
+describe.skipIf(skipReason !== undefined)("Postgres 15", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let dir: string;
   let pg: ChildProcess | undefined;
   let url: string;

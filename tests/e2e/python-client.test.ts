@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { protoRoot } from "@dex/proto";
 import type { WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
@@ -53,7 +54,7 @@ async function greeting(ctx: WorkflowContext, input: { name: string }) {
   return { greeting: await acts.greet(input.name), from: "typescript" };
 }
 
-describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the .proto files", () => {
+describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the .proto files", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   let stubs: string;
   beforeAll(async () => {

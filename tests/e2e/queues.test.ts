@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskQueueType } from "@dex/proto";
 import { createActivityWorker, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { silentLogger, startServer, type DexServer } from "@dex/server";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import postgres from "postgres";
 import { deferred, quietLogger, startHarness, type Harness } from "../support/harness.js";
 import { runDex } from "../support/server-process.js";
@@ -50,7 +50,7 @@ async function single(ctx: WorkflowContext, input: { queue: string; tag: string;
   return ctx.activities<Activities>({ taskQueue: input.queue, startToCloseTimeout: "2m" }).held({ tag: input.tag, id: input.id });
 }
 
-describe("task queues end to end", () => {
+describe("task queues end to end", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();

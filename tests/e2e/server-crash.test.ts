@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { freePort } from "@dex/server";
-import { createTestDatabase, type TestDatabase } from "@dex/testing";
+import { createTestDatabase, E2E_TEST_TIMEOUT_MS, type TestDatabase } from "@dex/testing";
 import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 
@@ -31,7 +31,7 @@ async function threeSteps(ctx: WorkflowContext) {
   return results;
 }
 
-describe("server killed mid-workflow", () => {
+describe("server killed mid-workflow", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let db: TestDatabase;
   let port: number;
   beforeAll(async () => {

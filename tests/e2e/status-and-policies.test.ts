@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError, type WorkflowContext } from "@dex/sdk";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { startHarness, type Harness } from "../support/harness.js";
 
 let sideEffectCalls = 0;
@@ -21,7 +21,7 @@ async function annotated(ctx: WorkflowContext, input: { fail?: boolean }) {
   return token;
 }
 
-describe("status, labels, side effects, failures and instance-id policies", () => {
+describe("status, labels, side effects, failures and instance-id policies", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness({ workflowTaskRetry: { initialMs: 50, maxMs: 200 } });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { freePort } from "@dex/server";
-import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
+import { createTestDatabase, E2E_TEST_TIMEOUT_MS, waitFor, type TestDatabase } from "@dex/testing";
 import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 
@@ -28,7 +28,7 @@ async function raceEventAgainstTimer(ctx: WorkflowContext) {
   return winner;
 }
 
-describe("durable timers", () => {
+describe("durable timers", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let db: TestDatabase;
   let port: number;
   let server: ServerProcess | undefined;

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createActivityWorker, createClient, createWorkflowWorker, DexError, type TlsOptions, type Worker, type WorkflowContext } from "@dex/sdk";
 import { createApiKey, freePort, startServer, type DexServer } from "@dex/server";
 import postgres from "postgres";
-import { createTestDatabase, type TestDatabase } from "@dex/testing";
+import { createTestDatabase, E2E_TEST_TIMEOUT_MS, type TestDatabase } from "@dex/testing";
 import { DEFAULT_QUEUES, quietLogger } from "../support/harness.js";
 import { dexCommand, repoRoot, runDex } from "../support/server-process.js";
 
@@ -87,7 +87,7 @@ async function listWith(address: string, tls: TlsOptions | undefined) {
 
 const MAX_MESSAGE_BYTES = 1024 * 1024;
 
-describe.skipIf(skipReason !== undefined)("TLS on the gRPC port", () => {
+describe.skipIf(skipReason !== undefined)("TLS on the gRPC port", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let dir: string;
   let pki: Pki;
   let ca: Buffer;

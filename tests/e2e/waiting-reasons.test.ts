@@ -12,7 +12,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { CommandSchema, PayloadSchema, type Command } from "@dex/proto";
 import { createClient } from "@dex/sdk";
 import { startServer } from "@dex/server";
-import { waitFor } from "@dex/testing";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import postgres from "postgres";
 import { quietLogger, startHarness, type Harness } from "../support/harness.js";
 import { createQueue, pauseQueue, setCapacity } from "../support/queue-admin.js";
@@ -37,7 +37,7 @@ const schedule = (seq: number, taskQueue: string, retry?: { initialMs: number })
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-describe("why a run is waiting", () => {
+describe("why a run is waiting", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   let sql: postgres.Sql;
 
