@@ -73,7 +73,7 @@ describe("a transaction whose connection is killed", () => {
         const { pid } = (await tx<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!;
         await admin`select pg_terminate_backend(${pid})`;
         // Wait until this process has seen the close (another pool connection answers meanwhile).
-        await waitFor(async () => (await sql`select count(*)::int as n from pg_stat_activity where pid = ${pid}`)[0]!.n === 0, { timeoutMs: 5_000 });
+        await waitFor(async () => (await sql`select count(*)::int as n from pg_stat_activity where pid = ${pid}`)[0]!.n === 0, { message: "the terminated backend to be gone" });
         return Promise.allSettled([11, 12, 13].map((x) => tx`insert into killed_tx values (${x})`));
         })();
         return callbackDone;
@@ -123,7 +123,7 @@ describe("a workflow-task completion whose connection is killed mid-transaction"
            where datname = current_database() and wait_event_type = 'Lock' and query ilike '%dex.timers%'`;
         return found.length > 0 ? found : undefined;
       },
-      { timeoutMs: 10_000 },
+      { message: "a server statement to wait for the held lock" },
     );
     await h.sql`select pg_terminate_backend(${waiting!.pid})`;
     const err = await failure(completing);
@@ -171,7 +171,7 @@ describe("a connection killed while it loads its types", () => {
             select pid from pg_stat_activity where application_name = 'dex-types-test' and wait_event_type = 'Lock'`;
           return found.length > 0 ? found : undefined;
         },
-        { timeoutMs: 10_000 },
+        { message: "the test pool's statement to wait for the held lock" },
       );
       await watcher`select pg_terminate_backend(${waiting!.pid})`;
       await blocker`rollback`;
@@ -205,7 +205,7 @@ describe("an admin read (drizzle) whose connection is killed", () => {
              where application_name = 'dex-server-admin' and wait_event_type = 'Lock' and datname = current_database()`;
           return found.length > 0 ? found : undefined;
         },
-        { timeoutMs: 10_000 },
+        { message: "a server statement to wait for the held lock" },
       );
       await h.sql`select pg_terminate_backend(${waiting!.pid})`;
       expect((await listing).code).toBe("UNAVAILABLE");
