@@ -90,10 +90,20 @@ describe("a server restart on the same port", () => {
     for (const kind of ["workflow", "activity"]) {
       const lost = lines.filter((l) => l.level === "warn" && l.message.startsWith(`lost the dex server for ${kind} queue "default" at ${address}`));
       const back = lines.filter((l) => l.level === "info" && new RegExp(`^reconnected to ${address} after \\d+\\.\\d s; polling ${kind} queue`).test(l.message));
-      expect(lost, `${kind} worker: one loss`).toHaveLength(1);
-      expect(back, `${kind} worker: one reconnection`).toHaveLength(1);
+      expect(lost, `${kind} worker: one loss per outage`).toHaveLength(1);
+      expect(back, `${kind} worker: one reconnection per outage`).toHaveLength(1);
     }
     // Nothing logged as an error along the way: an outage is not an error.
     expect(lines.filter((l) => l.level === "error")).toEqual([]);
+
+    // Again with idle queues: the reconnection is logged when a poll is answered, not when a task
+    // turns up (a parked poll would otherwise hold the line back for its 20 s).
+    await server.close();
+    server = undefined;
+    const count = (pattern: RegExp) => lines.filter((l) => pattern.test(l.message)).length;
+    await waitFor(() => count(/^lost the dex server/) === 4, { message: "both workers to log the second loss" });
+    server = await startServer({ databaseUrl: db.url, port, ensureQueues: queues, logger: serverLog });
+    await waitFor(() => count(/^reconnected to /) === 4, { message: "both idle workers to log the second reconnection" });
+    expect(await (await client.start(doubled, { instanceId: "after", input: 5 })).result()).toBe(10);
   });
 });

@@ -12,7 +12,7 @@ import { resolveConnection, type ConnectionOptions } from "../client/environment
 import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
 import { ActivityAttempt, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
-import { createPollingWorker, defaultIdentity, POLL_WAIT_MS, type Worker } from "./worker.js";
+import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
@@ -61,10 +61,10 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
     taskQueue: options.taskQueue,
     maxConcurrent,
     logger,
-    async poll(maxTasks, signal) {
+    async poll(maxTasks, signal, waitMs) {
       const response = await connection.worker.pollActivityTasks(
-        { taskQueue: options.taskQueue, maxTasks, workerId, maxWait: durationFromMs(POLL_WAIT_MS) },
-        { signal, deadline: POLL_WAIT_MS + 10_000 },
+        { taskQueue: options.taskQueue, maxTasks, workerId, maxWait: durationFromMs(waitMs) },
+        { signal, deadline: waitMs + 10_000 },
       );
       return response.tasks;
     },

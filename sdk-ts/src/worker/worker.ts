@@ -29,7 +29,8 @@ export interface PollLoopOptions<T> {
   taskQueue: string;
   maxConcurrent: number;
   logger: Logger;
-  poll(maxTasks: number, signal: AbortSignal): Promise<T[]>;
+  /** One poll, parked on the server for at most `waitMs`. */
+  poll(maxTasks: number, signal: AbortSignal, waitMs: number): Promise<T[]>;
   handle(task: T): Promise<void>;
   /** Waits before the next poll after a failure; ends early when the connection comes up (Connection.pause). */
   pause(ms: number, signal: AbortSignal): Promise<void>;
@@ -38,6 +39,12 @@ export interface PollLoopOptions<T> {
 
 /** How long a poll parks on the server; shutdown cancels it, so this only bounds idle round trips. */
 export const POLL_WAIT_MS = 20_000;
+/**
+ * The first poll after an outage parks this briefly: its answer, not a connection, is what says
+ * the server serves again, and a 20 s park would hold back the "reconnected" line (and the
+ * measured outage) by 20 s on an idle queue.
+ */
+const PROBE_WAIT_MS = 1;
 /**
  * Back-off between failed polls, jittered. While the server is away (a transient code) it stays
  * at most 1 s, and the wait ends as soon as the connection is back (Connection.pause), so a worker
@@ -81,7 +88,7 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
       }
       let tasks: T[];
       try {
-        tasks = await options.poll(maxConcurrent - inFlight.size, stop.signal);
+        tasks = await options.poll(maxConcurrent - inFlight.size, stop.signal, outageSince === undefined ? POLL_WAIT_MS : PROBE_WAIT_MS);
         if (outageSince !== undefined) {
           const seconds = ((Date.now() - outageSince) / 1_000).toFixed(1);
           logger.info(`${connected ? "reconnected" : "connected"} to ${options.address} after ${seconds} s; polling ${where} again`);

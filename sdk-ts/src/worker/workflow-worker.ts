@@ -6,7 +6,7 @@ import { resolveConnection, type ConnectionOptions } from "../client/environment
 import type { Workflow } from "../workflow/types.js";
 import { installDeterminismGuard } from "./determinism-guard.js";
 import { RunCache } from "./run-cache.js";
-import { createPollingWorker, defaultIdentity, POLL_WAIT_MS, type Worker } from "./worker.js";
+import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { processWorkflowTask } from "./workflow-task.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
@@ -46,10 +46,10 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
     taskQueue: options.taskQueue,
     maxConcurrent,
     logger,
-    async poll(maxTasks, signal) {
+    async poll(maxTasks, signal, waitMs) {
       const response = await connection.worker.pollWorkflowTasks(
-        { taskQueue: options.taskQueue, maxTasks, workerId, maxWait: durationFromMs(POLL_WAIT_MS) },
-        { signal, deadline: POLL_WAIT_MS + 10_000 },
+        { taskQueue: options.taskQueue, maxTasks, workerId, maxWait: durationFromMs(waitMs) },
+        { signal, deadline: waitMs + 10_000 },
       );
       return response.tasks;
     },
