@@ -14,6 +14,16 @@ export function isDatabaseUnavailable(message: string): boolean {
   return /database is unavailable|cannot reach (its|the) database/i.test(message);
 }
 
+/**
+ * grpc-js nests its reasons ("round_robin: No connection established. Last error: No connection
+ * established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: "): keep the
+ * innermost, which is the one that says what happened.
+ */
+function connectFailure(message: string): string {
+  const innermost = message.split("Last error: ").pop()!.replace(/^Error: /, "");
+  return innermost.replace(/\.?\s*Resolution note:.*$/s, "").trim() || message;
+}
+
 /** A mistake the user can fix: printed as one line, exit code 1, never a stack trace. */
 export class UsageError extends Error {
   override readonly name = "UsageError";
@@ -39,7 +49,7 @@ export function describeError(err: unknown, address?: string): string {
       const tls = (err as { tls?: unknown }).tls === true;
       return (
         describeTlsFailure(err.message, where, tls) ??
-        `cannot reach the dex server${where} (${err.message}); is it running? Start one with \`dex dev\` or pass --address`
+        `cannot reach the dex server${where} (${connectFailure(err.message)}); is it running? Start one with \`dex dev\` or pass --address`
       );
     }
     // The server's words name the SDK option and the header too; the CLI has one flag to name.

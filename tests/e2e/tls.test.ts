@@ -76,8 +76,9 @@ async function greeting(ctx: WorkflowContext, name: string) {
 }
 
 /** One call over a fresh client, closed afterwards. */
+/** One list call, not retried: these tests are about what the server refuses (a refusal looks like a restart to the SDK's retries). */
 async function listWith(address: string, tls: TlsOptions | undefined) {
-  const client = createClient({ address, ...(tls ? { tls } : {}) });
+  const client = createClient({ address, retry: false, ...(tls ? { tls } : {}) });
   try {
     return await client.list();
   } finally {
