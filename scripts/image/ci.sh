@@ -78,6 +78,11 @@ log "building $image from $repo/Dockerfile"
 t=$EPOCHREALTIME
 podman build --format docker --layers -t "$image" -f "$repo/Dockerfile" "$repo" >"$work/build.log" 2>&1 \
   || { tail -40 "$work/build.log"; fail "podman build failed (log above)"; }
+# The build stage tagged too (all cache hits), so that pruning the untagged images of earlier runs
+# keeps this run's layers for the next: the disk of a long-lived CI machine stays bounded.
+podman build --format docker --layers --target build -t "$image-build" -f "$repo/Dockerfile" "$repo" >>"$work/build.log" 2>&1 \
+  || { tail -40 "$work/build.log"; fail "podman build --target build failed (log above)"; }
+podman image prune -f >/dev/null
 log "built in $(elapsed "$t") s"
 size_bytes="$(podman image inspect --format '{{.Size}}' "$image")"
 size_mb="$(awk -v b="$size_bytes" 'BEGIN { printf "%.0f", b / 1000000 }')"
@@ -118,11 +123,13 @@ db_in_container="postgres://dex:$pg_password@host.containers.internal:$pg_port/p
 log "Postgres 15 on port $pg_port"
 
 step="migrate"
+# --read-only-tmpfs=false: podman's --read-only otherwise mounts writable tmpfs on /tmp and /run,
+# which Docker's does not; dex must run with nothing writable at all.
 # The first admin key, as an operator would make it: a secret file mounted into the migration only.
 admin_key="dex_$(openssl rand -hex 8)_$(openssl rand -hex 32)"
 printf '%s\n' "$admin_key" >"$work/admin-key"
 chmod 0644 "$work/admin-key" # the image's uid 1000 reads it through the bind mount
-migrate_out="$(podman run --rm --name "$run_id-migrate" --read-only --cap-drop=ALL --security-opt no-new-privileges \
+migrate_out="$(podman run --rm --name "$run_id-migrate" --read-only --read-only-tmpfs=false --cap-drop=ALL --security-opt no-new-privileges \
   -e DEX_DATABASE_URL="$db_in_container" -e DEX_BOOTSTRAP_ADMIN_KEY_FILE=/run/secrets/dex_admin_key \
   -v "$work/admin-key:/run/secrets/dex_admin_key:ro" "$image" migrate 2>&1)" || { echo "$migrate_out"; fail "dex migrate in the image failed"; }
 echo "$migrate_out" | sed 's/^/    /'
@@ -132,7 +139,7 @@ grep -q "$admin_key" <<<"$migrate_out" && fail "dex migrate printed the key"
 step="server"
 dex_port="$(free_port)"
 t=$EPOCHREALTIME
-podman run -d --name "$dex_container" --health-interval=disable --read-only --cap-drop=ALL --security-opt no-new-privileges \
+podman run -d --name "$dex_container" --health-interval=disable --read-only --read-only-tmpfs=false --cap-drop=ALL --security-opt no-new-privileges \
   -p "127.0.0.1:$dex_port:7460" -e DEX_DATABASE_URL="$db_in_container" "$image" >/dev/null
 export DEX_ADDRESS="127.0.0.1:$dex_port" DEX_API_KEY="$admin_key"
 deadline=$((SECONDS + 60))
@@ -145,10 +152,14 @@ serving_s="$(elapsed "$t")"
 log "container start to SERVING (host dex health through the published port): $serving_s s"
 
 step="health in the container"
+pid1="$(podman exec "$dex_container" cat /proc/1/cmdline | tr '\0' ' ')"
+[[ "$pid1" == "/usr/bin/tini -- node /app/bin/dex.js server "* ]] || fail "PID 1 is not tini running dex: $pid1"
+podman exec "$dex_container" sh -c 'for d in / /tmp /app /home/node; do touch "$d/.w" 2>/dev/null && exit 1; done; exit 0' \
+  || fail "the container's filesystem is writable somewhere (expected read-only everywhere)"
 podman exec "$dex_container" dex health >/dev/null || fail "dex health inside the container did not answer SERVING"
 podman healthcheck run "$dex_container" || fail "the image's HEALTHCHECK reports unhealthy"
 [ "$(podman inspect --format '{{.Config.Healthcheck.Test}}' "$dex_container")" != "[]" ] || fail "the image has no HEALTHCHECK"
-log "dex health inside the container and the image's HEALTHCHECK: SERVING"
+log "PID 1 tini, nothing writable; dex health inside the container and the image's HEALTHCHECK: SERVING"
 
 step="workflow"
 dex queue create default --type workflow >/dev/null
