@@ -12,7 +12,7 @@
 # scripts/image/ci.sh builds and runs this file in CI.
 
 FROM node:20-bookworm-slim AS build
-# tini: the runtime's PID 1 (forwards SIGTERM to node, reaps the health checks' processes).
+# tini: the runtime stage's PID 1 (forwards SIGTERM to node, reaps orphaned processes).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*

@@ -114,6 +114,8 @@ mkdir -p "$work/pg" && printf '%s\n' "$pg_password" >"$work/pwfile"
 chmod 0755 "$work"
 as_postgres "$pg_bin/initdb" -D "$work/pg" -U dex --pwfile="$work/pwfile" --auth=scram-sha-256 -E UTF8 >"$work/initdb.log" 2>&1 \
   || { cat "$work/initdb.log"; fail "initdb failed"; }
+# On every interface: podman's bridge, which host.containers.internal names, exists only while a
+# container runs, so its address cannot be bound now. The password is random and used once.
 as_postgres "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w -t 30 \
   -o "-p $pg_port -c listen_addresses=* -c unix_socket_directories=$work/pg" start >/dev/null \
   || { cat "$work/pg/server.log"; fail "Postgres did not start"; }
