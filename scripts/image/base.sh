@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Makes `FROM node:20-bookworm-slim` resolve on a machine with no container
 # registry: a local stand-in built from Debian's own mirror (debootstrap
-# minbase bookworm) plus this host's Node 20 (node, npm, corepack laid out as
-# the official image lays them out: /usr/local/bin, /usr/local/lib/node_modules,
-# a `node` user with uid 1000) and this host's CA bundle. The bundle matters
-# here: this machine reaches registry.npmjs.org through a TLS-intercepting
-# egress proxy whose CA only the host's bundle holds, so the stand-in sets
-# NODE_EXTRA_CA_CERTS to it (npm and pnpm inside the build stage then trust
-# it). A real node:20-bookworm-slim has neither, and needs neither. The Dockerfile is not changed for it: where a
-# registry exists, the real image is pulled instead and this script is not run.
+# minbase bookworm) plus this host's Node 20 (node and npm, laid out as the
+# official image lays them out: /usr/local/bin, /usr/local/lib/node_modules, a
+# `node` user with uid 1000) and this host's CA bundle. The bundle matters here:
+# this machine reaches registry.npmjs.org through a TLS-intercepting egress
+# proxy whose CA only the host's bundle holds, so the stand-in also sets
+# NODE_EXTRA_CA_CERTS to it (npm and pnpm in the build stage then trust it). A
+# real node:20-bookworm-slim needs neither. The Dockerfile does not change for
+# the stand-in, and a real image already present (pulled from a registry) is
+# used as it is.
 #
 # Idempotent and cached: the image is kept in podman's storage, and its tarball
 # in $DEX_IMAGE_CACHE (default /var/cache/dex-image), so only the first run on a
-# machine pays for debootstrap (about 2 minutes).
+# machine pays for debootstrap (one to two minutes). The stamp (the host's node
+# version and this script's text) names the tarball: either changing rebuilds.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -32,9 +34,12 @@ npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
 stamp="$(printf '%s\n' "$node_version" | cat - "$0" | sha256sum | cut -c1-12)"
 tarball="$cache_dir/node-20-bookworm-slim-$stamp.tar"
 
-if podman image exists "$image" && [ "$(podman image inspect --format '{{index .Labels "dex.base-stamp"}}' "$image" 2>/dev/null)" = "$stamp" ]; then
-  log "$image is present (stamp $stamp)"
-  exit 0
+if podman image exists "$image"; then
+  present="$(podman image inspect --format '{{index .Labels "dex.base-stamp"}}' "$image" 2>/dev/null || true)"
+  if [ "$present" = "$stamp" ]; then log "$image is present (stamp $stamp)"; exit 0; fi
+  # No stamp: the real image, pulled from a registry. Use it, never replace it.
+  if [ -z "$present" ] || [ "$present" = "<no value>" ]; then log "$image is present (from a registry)"; exit 0; fi
+  log "$image is an older stand-in (stamp $present); replacing it"
 fi
 if [ -f "$tarball" ]; then
   log "loading $image from $tarball"
