@@ -105,7 +105,7 @@ describe("DEX_BOOTSTRAP_ADMIN_KEY_FILE on `dex migrate`", () => {
     const said = runs.map((run) => (run.stdout.includes("stored admin key") ? "stored" : run.stdout.includes("already exists") ? "found" : run.stdout));
     expect(said.sort()).toEqual(["found", "found", "found", "stored"]);
     expect(await sql`select name from dex.api_keys`).toEqual([{ name: "bootstrap-admin" }]);
-  }, 60_000); // four CLI processes on a 2-core machine
+  });
 
   it("fails on a file that disagrees with the stored key, and leaves a revoked bootstrap key revoked", async () => {
     const { db, sql } = await database();
