@@ -5,6 +5,7 @@
  * cluster-wide) and, for a CREATED run without a workflow task, the runs
  * holding its concurrency key.
  */
+import { isTerminal, type RunStatus } from "../engine/model.js";
 import { activityRunning, NO_POLL_THRESHOLD_MS, workflowTaskRunning, type QueueView, type RunDescription } from "../engine/runs.js";
 import type { PendingActivityRecord } from "../store/pending.js";
 
@@ -52,7 +53,7 @@ export function activityWaitingReason(task: PendingActivityRecord, queues: Queue
  */
 export function waitingReason(d: RunDescription): string {
   const { run } = d;
-  if (run.status !== "CREATED" && run.status !== "RUNNING") return "";
+  if (isTerminal(run.status as RunStatus)) return "";
   const parts: string[] = [];
   if (run.cancelRequestedAt) {
     parts.push(

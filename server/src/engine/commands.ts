@@ -12,7 +12,7 @@ import { uuidv7 } from "uuidv7";
 import { planActivity, type PlannedActivity } from "./command-activity.js";
 import { encodeEvent, encodeFailure, encodePayload, type EncodedEvent, type EventInit } from "./events.js";
 import { MAX_CUSTOM_STATUS_LENGTH, MAX_LABELS, type Limits } from "./limits.js";
-import { MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
+import { DedupKind, dedupKey, MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
 import {
   durationField,
   enumField,
@@ -80,7 +80,16 @@ export interface CommandPlan {
   labels?: Record<string, string>;
 }
 
-const TERMINAL_CASES = new Set(["completeRun", "failRun", "cancelRun", "continueAsNew"]);
+/**
+ * The commands that end the run: each must be a task's last command, and a
+ * task holding one ends the run (engine/completion.ts). One definition for both.
+ */
+const ENDS_RUN: ReadonlySet<NonNullable<Command["command"]["case"]>> = new Set(["completeRun", "failRun", "cancelRun", "continueAsNew"]);
+
+export function endsRun(kind: Command["command"]["case"]): boolean {
+  return kind !== undefined && ENDS_RUN.has(kind);
+}
+
 const CLOSE_POLICIES = [ParentClosePolicy.UNSPECIFIED, ParentClosePolicy.CANCEL, ParentClosePolicy.ABANDON];
 
 export interface PlanContext {
@@ -121,7 +130,7 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
   const claimSeq = (field: string, seq: number, attributes: EventInit) => {
     checkSeq(field, seq);
     if (created.has(seq)) throw invalid(`${field}.seq ${seq} is used by an earlier command of this task; each seq is unique within a run`);
-    const event = encodeEvent(attributes, { dedupKey: `seq:${seq}` });
+    const event = encodeEvent(attributes, { dedupKey: dedupKey(DedupKind.SEQ, seq) });
     created.set(seq, event.kind);
     plan.newSeqs.push(seq);
     plan.events.push(event);
@@ -136,7 +145,7 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
     const field = `commands[${index}]`;
     const { case: kind, value } = command.command;
     if (kind === undefined) throw invalid(`${field} has no command set`);
-    if (TERMINAL_CASES.has(kind) && index !== commands.length - 1) {
+    if (endsRun(kind) && index !== commands.length - 1) {
       throw invalid(`${field} is a terminal command (${kind}) but is not the last command; a terminal command must be last`);
     }
     switch (kind) {

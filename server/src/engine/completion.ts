@@ -50,7 +50,7 @@ import {
 import { deleteTimers, insertTimers } from "../store/timers.js";
 import { releaseWorkflowTask } from "../store/workflow-tasks.js";
 import type { TransactionSql } from "../store/db.js";
-import { planCommands, type CommandPlan, type PlannedActivity } from "./commands.js";
+import { endsRun, planCommands, type CommandPlan, type PlannedActivity } from "./commands.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodeEvent } from "./events.js";
@@ -61,8 +61,6 @@ import { continueAsNewQueueMissing, unscheduledActivityOutcomes } from "./missin
 import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
 import { taskNotFound } from "./workflow-tasks.js";
-
-const ENDS_RUN = new Set(["completeRun", "failRun", "cancelRun", "continueAsNew"]);
 
 /** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
 class UnseenInputs extends Error {}
@@ -148,7 +146,7 @@ async function applyCompletion(
   let unscheduled: PlannedActivity[] = [];
   const done = await inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: its row is locked first.
-    const ends = commands.some((c) => c.command.case !== undefined && ENDS_RUN.has(c.command.case));
+    const ends = commands.some((c) => endsRun(c.command.case));
     const { parent, run, task } = await lockRunAndTakeTask(tx, ref, ends);
     if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
 

@@ -7,6 +7,7 @@
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { DedupKind, dedupKey } from "./model.js";
 import {
   FailureSchema,
   HistoryEventSchema,
@@ -63,8 +64,9 @@ export function decodeEvent(row: { sequence: number; event: Uint8Array; createdA
   return event;
 }
 
+/** Every activity outcome's key: a second outcome for the same call is dropped by the dedup indexes. */
 export function activityResultDedupKey(seq: number): string {
-  return `activity-result:${seq}`;
+  return dedupKey(DedupKind.ACTIVITY_RESULT, seq);
 }
 
 export function encodePayload(payload: Payload | undefined): Uint8Array | null {

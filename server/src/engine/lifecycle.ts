@@ -39,7 +39,7 @@ import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
 import { inTransaction, type Effects } from "./effects.js";
 import { encodeEvent, encodeFailure } from "./events.js";
-import { isTerminal, QueueType, RunStatus } from "./model.js";
+import { DedupKind, dedupKey, isTerminal, QueueType, RunStatus } from "./model.js";
 import { afterRunEnded, cancelRuns } from "./relatives.js";
 import type { RunSelector } from "./runs.js";
 import { newRun, ReusePolicy, type StartRequest } from "./start.js";
@@ -65,7 +65,7 @@ interface Attempt {
 }
 
 function eventDedupKey(eventId: string): string {
-  return `event:${eventId}`;
+  return dedupKey(DedupKind.EVENT, eventId);
 }
 
 /**

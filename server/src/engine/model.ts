@@ -1,6 +1,8 @@
 /**
  * Domain vocabulary shared by the engine and the store: statuses as they are
- * spelled in the database, queue types, and the limits every layer agrees on.
+ * spelled in the database, dedup-key formats, queue types, and the limits
+ * every layer agrees on. Pure values: the store imports this file (and only
+ * this one) from the engine, so the SQL and the code read the same definitions.
  */
 
 /** Run statuses, spelled as in dex.runs.status. */
@@ -15,10 +17,56 @@ export const RunStatus = {
 } as const;
 export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
 
+/** Not ended. The SQL spelling is store/vocabulary.ts openStatuses (the partial unique index's predicate). */
 export const OPEN_STATUSES: readonly RunStatus[] = [RunStatus.CREATED, RunStatus.RUNNING];
+
+/** Ended without success: the latest runs the reuse policy 'allow_if_failed' lets a new run follow. */
+export const UNSUCCESSFUL_STATUSES: readonly RunStatus[] = [RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED];
 
 export function isTerminal(status: RunStatus): boolean {
   return !OPEN_STATUSES.includes(status);
+}
+
+/**
+ * Dedup keys of history and inbox rows, `<kind>:<id>`: the unique indexes
+ * history_events_dedup and inbox_dedup (run_id, dedup_key) let each input
+ * reach a run at most once. Built and parsed only here; SQL that builds or
+ * matches one takes its prefix from dedupPrefix (see store/vocabulary.ts).
+ */
+export const DedupKind = {
+  /** A command that claims a seq (schedule activity, start timer, wait for event, ...). */
+  SEQ: "seq",
+  /** A timer or event-wait time-out that fired (id: its seq). */
+  TIMER: "timer",
+  /** An external event (id: the caller's event id, which may itself hold colons). */
+  EVENT: "event",
+  /** An activity's outcome (id: its seq). */
+  ACTIVITY_RESULT: "activity-result",
+  /** A child run started or failed to start (id: the parent's seq). */
+  CHILD_START: "child-start",
+  /** A child run ended (id: the parent's seq). */
+  CHILD_END: "child-end",
+} as const;
+export type DedupKind = (typeof DedupKind)[keyof typeof DedupKind];
+
+export function dedupPrefix(kind: DedupKind): string {
+  return `${kind}:`;
+}
+
+export function dedupKey(kind: DedupKind, id: number | string): string {
+  return dedupPrefix(kind) + String(id);
+}
+
+/** The id of a key of this kind; undefined for a key of another kind. */
+export function dedupId(kind: DedupKind, key: string): string | undefined {
+  const prefix = dedupPrefix(kind);
+  return key.startsWith(prefix) ? key.slice(prefix.length) : undefined;
+}
+
+/** The seq of a seq-numbered key of this kind; undefined for another kind or a malformed id. */
+export function dedupSeq(kind: DedupKind, key: string): number | undefined {
+  const id = dedupId(kind, key);
+  return id !== undefined && /^\d+$/.test(id) ? Number(id) : undefined;
 }
 
 /** Task queue types, spelled as in dex.task_queues.type. */

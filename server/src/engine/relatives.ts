@@ -24,13 +24,13 @@ import type { Engine } from "./context.js";
 import type { Effects } from "./effects.js";
 import { decodeFailure, decodePayload, encodeEvent, type EventInit } from "./events.js";
 import { continueAsNewQueueMissing, taskQueueNotFound } from "./missing-queues.js";
-import { isTerminal, QueueType, RunStatus } from "./model.js";
+import { DedupKind, dedupKey, isTerminal, QueueType, RunStatus } from "./model.js";
 import { newRun, ReusePolicy } from "./start.js";
 import { forgetQueue } from "./task-queues.js";
 
 /** Dedup keys of the inbox events one child command can produce: one start outcome, one end. */
-const childStartKey = (seq: number) => `child-start:${seq}`;
-const childEndKey = (seq: number) => `child-end:${seq}`;
+const childStartKey = (seq: number) => dedupKey(DedupKind.CHILD_START, seq);
+const childEndKey = (seq: number) => dedupKey(DedupKind.CHILD_END, seq);
 
 /**
  * Starts the children of one completion. Each insert runs in a savepoint: an

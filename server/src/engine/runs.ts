@@ -19,7 +19,7 @@ import { runTimers } from "../store/timers.js";
 import type { Engine } from "./context.js";
 import { decodeEvent } from "./events.js";
 import { longPoll } from "./long-poll.js";
-import { isTerminal, QueueType, type RunStatus } from "./model.js";
+import { DedupKind, dedupKey, isTerminal, QueueType, type RunStatus } from "./model.js";
 
 export type RunSelector = { runId: string } | { instanceId: string };
 
@@ -181,8 +181,8 @@ async function pendingEventWaits(engine: Engine, runId: string): Promise<Pending
     const { seq, eventId, timeoutTime } = attributes.value;
     waits.push({ seq, eventId, timeoutAt: timeoutTime ? timestampDate(timeoutTime) : undefined });
   }
-  const received = await eventKeysInHistory(engine.sql, runId, [...new Set(waits.map((w) => `event:${w.eventId}`))]);
-  return waits.filter((w) => !received.has(`event:${w.eventId}`));
+  const received = await eventKeysInHistory(engine.sql, runId, [...new Set(waits.map((w) => dedupKey(DedupKind.EVENT, w.eventId)))]);
+  return waits.filter((w) => !received.has(dedupKey(DedupKind.EVENT, w.eventId)));
 }
 
 export interface HistoryPage {

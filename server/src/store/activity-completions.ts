@@ -34,6 +34,7 @@
  * requires the task row to be gone already (then the fence matched nothing).
  */
 import { base64Array, type Queryable } from "./db.js";
+import { openStatuses } from "./vocabulary.js";
 
 export interface ActivityCompletionInput {
   queue: string;
@@ -91,7 +92,7 @@ export async function completeActivitiesBatch(
         with ordinality as u(queue_name, run_id, seq, lease_id, lock_version, attempt, kind, event, dedup_key, ord)
     ), runs as materialized (
       select id, task_queue, priority from dex.runs
-      where id = any(${[...new Set(items.map((i) => i.runId))]}::uuid[]) and status in ('CREATED', 'RUNNING')
+      where id = any(${[...new Set(items.map((i) => i.runId))]}::uuid[]) and status in ${openStatuses(sql)}
       order by id
       for no key update skip locked
     ), tasks as materialized (

@@ -5,6 +5,8 @@
  * workflow-tasks.ts (run row first).
  */
 import { base64Array, bytes, type Queryable } from "./db.js";
+import { dedupPrefixSql } from "./vocabulary.js";
+import { DedupKind } from "../engine/model.js";
 import { appendBlockCtes, newEventBytes, type BlockToAppend } from "./history.js";
 
 export interface LockedRun {
@@ -300,8 +302,8 @@ export async function finishWorkflowTask(
     ), dropped_timers as (
       delete from dex.timers t where t.run_id = ${input.runId} and (${ended} or (
         t.kind = 'event_wait' and (
-          exists (select 1 from dex.history_events h where h.run_id = t.run_id and h.dedup_key = 'event:' || t.event_id)
-          ${append ? tx`or exists (select 1 from moved m where m.dedup_key = 'event:' || t.event_id)` : tx``})))
+          exists (select 1 from dex.history_events h where h.run_id = t.run_id and h.dedup_key = ${dedupPrefixSql(tx, DedupKind.EVENT)} || t.event_id)
+          ${append ? tx`or exists (select 1 from moved m where m.dedup_key = ${dedupPrefixSql(tx, DedupKind.EVENT)} || t.event_id)` : tx``})))
     ), next_task as (
       insert into dex.workflow_tasks (queue_name, run_id, priority)
       select ${input.queue}, ${input.runId}, ${input.priority}

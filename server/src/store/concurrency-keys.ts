@@ -11,6 +11,7 @@
  * - ended: any terminal status; it holds nothing.
  */
 import { bytes, type Queryable } from "./db.js";
+import { openStatuses } from "./vocabulary.js";
 
 /**
  * Namespace of the keys' advisory locks: the two-int form of
@@ -74,7 +75,7 @@ export async function admitHead(tx: Queryable, key: string): Promise<Admission> 
   const [row] = await tx<{ run_id: string | null; task_queue: string | null; next_fits: boolean }[]>`
     with holders as (
       select count(*)::int as n from dex.runs
-      where concurrency_key = ${key} and status in ('CREATED', 'RUNNING') and not concurrency_waiting
+      where concurrency_key = ${key} and status in ${openStatuses(tx)} and not concurrency_waiting
     ), line as (
       select id, coalesce(concurrency_limit, 1) as lim, row_number() over (order by priority desc, id) as pos
       from (select id, priority, concurrency_limit from dex.runs
@@ -159,7 +160,7 @@ export async function keyWaitState(sql: Queryable, runId: string): Promise<KeyWa
   const [row] = await sql<{ key: string; lim: number; holders: number; ahead: number }[]>`
     select r.concurrency_key as key, coalesce(r.concurrency_limit, 1) as lim,
            (select count(*)::int from dex.runs h
-            where h.concurrency_key = r.concurrency_key and h.status in ('CREATED', 'RUNNING')
+            where h.concurrency_key = r.concurrency_key and h.status in ${openStatuses(sql)}
               and not h.concurrency_waiting) as holders,
            (select count(*)::int from dex.runs w
             where w.concurrency_key = r.concurrency_key and w.concurrency_waiting

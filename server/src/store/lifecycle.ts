@@ -32,6 +32,8 @@
  */
 import type postgres from "postgres";
 import { bytes, type Queryable } from "./db.js";
+import { openStatuses } from "./vocabulary.js";
+import { DedupKind, dedupKey, dedupSeq } from "../engine/model.js";
 import { pgCode } from "./errors.js";
 
 /** The run's parent, read without a lock: parent_run_id never changes once the run exists. */
@@ -48,7 +50,7 @@ export async function resolveRunId(
   if ("runId" in selector) return selector.runId;
   const [row] = await sql<{ id: string }[]>`
     select id from dex.runs where instance_id = ${selector.instanceId}
-    order by (status in ('CREATED', 'RUNNING')) desc, id desc limit 1`;
+    order by (status in ${openStatuses(sql)}) desc, id desc limit 1`;
   return row?.id;
 }
 
@@ -81,7 +83,7 @@ export async function requestCancellation(
   const [row] = await tx<{ marked: string[]; queues: string[] }[]>`
     with target as (
       select id, task_queue, priority, concurrency_waiting from dex.runs
-      where ${where} and status in ('CREATED', 'RUNNING') and cancel_requested_at is null
+      where ${where} and status in ${openStatuses(tx)} and cancel_requested_at is null
       order by id
       for no key update
     ), marked as (
@@ -227,8 +229,8 @@ export async function usedSeqs(tx: Queryable, runId: string, seqs: number[]): Pr
   if (seqs.length === 0) return used;
   const rows = await tx<{ dedup_key: string; kind: string }[]>`
     select dedup_key, kind from dex.history_events
-    where run_id = ${runId} and dedup_key = any(${seqs.map((s) => `seq:${s}`)}::text[])`;
-  for (const row of rows) used.set(Number(row.dedup_key.slice(4)), row.kind);
+    where run_id = ${runId} and dedup_key = any(${seqs.map((s) => dedupKey(DedupKind.SEQ, s))}::text[])`;
+  for (const row of rows) used.set(dedupSeq(DedupKind.SEQ, row.dedup_key)!, row.kind);
   return used;
 }
 

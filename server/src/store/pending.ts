@@ -5,6 +5,8 @@
  */
 import { asc, eq, sql as dsql } from "drizzle-orm";
 import type { Queryable } from "./db.js";
+import { dedupPrefixSql, openStatuses } from "./vocabulary.js";
+import { DedupKind, dedupPrefix } from "../engine/model.js";
 import type { Drizzle } from "./runs.js";
 import { activityTasks, workflowTasks } from "./schema.js";
 
@@ -42,7 +44,7 @@ export async function eventWaitStarts(sql: Queryable, runId: string): Promise<Ui
     select h.event from dex.history_events h
     where h.run_id = ${runId} and h.kind = 'event_wait_started'
       and not exists (select 1 from dex.history_events t
-                      where t.run_id = h.run_id and t.dedup_key = 'timer:' || substr(h.dedup_key, 5))
+                      where t.run_id = h.run_id and t.dedup_key = ${dedupPrefixSql(sql, DedupKind.TIMER)} || substr(h.dedup_key, ${dedupPrefix(DedupKind.SEQ).length + 1}::int))
     order by h.sequence`;
   return rows.map((r) => r.event);
 }
@@ -74,7 +76,7 @@ export async function openChildRuns(sql: Queryable, parentRunId: string): Promis
       from dex.runs where parent_run_id = ${parentRunId}
       order by parent_seq, id desc
     ) newest
-    where status in ('CREATED', 'RUNNING')
+    where status in ${openStatuses(sql)}
     order by parent_seq`;
   return rows.map((r) => ({ seq: r.parent_seq, instanceId: r.instance_id, runId: r.id, workflowName: r.workflow_name }));
 }

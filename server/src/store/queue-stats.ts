@@ -4,6 +4,7 @@
  * these is on a claim or completion path; each is one autocommit statement.
  */
 import type { Queryable } from "./db.js";
+import { openStatuses } from "./vocabulary.js";
 import { loadsByQueue } from "./task-queues.js";
 
 export interface QueueGaugeRow {
@@ -143,7 +144,7 @@ export async function concurrencyKeyHolders(
   const rows = await sql<{ id: string; holders: string }[]>`
     select r.id, (count(*) over ())::text as holders
     from dex.runs r
-    where r.concurrency_key = ${input.key} and r.status in ('CREATED', 'RUNNING') and not r.concurrency_waiting
+    where r.concurrency_key = ${input.key} and r.status in ${openStatuses(sql)} and not r.concurrency_waiting
       and r.id <> ${input.excludeRunId}
     order by r.id
     limit ${input.limit}`;

@@ -2,6 +2,7 @@
 import { and, desc, eq, gte, inArray, lt, sql as dsql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { bytes, type Queryable } from "./db.js";
+import { openStatuses, unsuccessfulStatuses } from "./vocabulary.js";
 import { isUniqueViolation } from "./errors.js";
 import { runs } from "./schema.js";
 
@@ -99,9 +100,9 @@ export async function insertRunOrThrow(sql: Queryable, run: NewRun): Promise<Exc
           and (
             ${run.reusePolicy}::text = 'allow'
             or not exists (select 1 from latest)
-            or (select status from latest) in ('CREATED', 'RUNNING')
+            or (select status from latest) in ${openStatuses(sql)}
             or (${run.reusePolicy}::text = 'allow_if_failed'
-                and (select status from latest) in ('FAILED', 'CANCELLED', 'TERMINATED'))
+                and (select status from latest) in ${unsuccessfulStatuses(sql)})
           ) as ok
       ), inserted as (
         insert into dex.runs (id, instance_id, workflow_name, task_queue, status, priority, labels,
@@ -143,7 +144,7 @@ export async function findOpenRun(
   instanceId: string,
 ): Promise<{ id: string; requestId: string | null } | undefined> {
   const [row] = await sql<{ id: string; request_id: string | null }[]>`
-    select id, request_id from dex.runs where instance_id = ${instanceId} and status in ('CREATED', 'RUNNING')`;
+    select id, request_id from dex.runs where instance_id = ${instanceId} and status in ${openStatuses(sql)}`;
   return row ? { id: row.id, requestId: row.request_id } : undefined;
 }
 

@@ -37,6 +37,7 @@
  * cannot do).
  */
 import { base64Array, type Queryable } from "./db.js";
+import { openStatuses, unsuccessfulStatuses } from "./vocabulary.js";
 import type { InsertRunOutcome, NewRun } from "./runs.js";
 
 /**
@@ -77,8 +78,8 @@ export async function insertRunsBatch(sql: Queryable, items: readonly NewRun[]):
              q.queue_exists and s.same_request_id is null and (
                i.reuse_policy = 'allow'
                or l.latest_id is null
-               or l.latest_status in ('CREATED', 'RUNNING')
-               or (i.reuse_policy = 'allow_if_failed' and l.latest_status in ('FAILED', 'CANCELLED', 'TERMINATED'))
+               or l.latest_status in ${openStatuses(sql)}
+               or (i.reuse_policy = 'allow_if_failed' and l.latest_status in ${unsuccessfulStatuses(sql)})
              ) as ok
       from input i
       cross join lateral (
@@ -100,7 +101,7 @@ export async function insertRunsBatch(sql: Queryable, items: readonly NewRun[]):
              false, nullif(request_id, ''), decode(input, 'base64'), 1, event_size
       from checked where ok
       order by instance_id
-      on conflict (instance_id) where status in ('CREATED', 'RUNNING') do nothing
+      on conflict (instance_id) where status in ${openStatuses(sql)} do nothing
       returning id, created_at
     ), started as (
       insert into dex.history_events (run_id, sequence, kind, event, created_at)

@@ -7,6 +7,7 @@ import { and, asc, eq, type SQL } from "drizzle-orm";
 import { pgCode } from "./errors.js";
 import { notify } from "./notify.js";
 import type { Queryable, Sql } from "./db.js";
+import { openStatuses } from "./vocabulary.js";
 import type { Drizzle } from "./runs.js";
 import { taskQueues } from "./schema.js";
 
@@ -178,7 +179,7 @@ export async function deleteTaskQueue(
       let openRuns = 0;
       if (key.type === "workflow") {
         const [open] = await tx<{ n: string }[]>`
-          select count(*) as n from dex.runs where task_queue = ${key.name} and status in ('CREATED', 'RUNNING')`;
+          select count(*) as n from dex.runs where task_queue = ${key.name} and status in ${openStatuses(tx)}`;
         openRuns = Number(open!.n);
       }
       if (tasks > 0 || openRuns > 0) return { outcome: "not_empty", tasks, openRuns };

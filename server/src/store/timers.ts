@@ -10,6 +10,8 @@
  */
 import { asc, eq } from "drizzle-orm";
 import { base64Array, type Queryable } from "./db.js";
+import { dedupPrefixSql, openStatuses } from "./vocabulary.js";
+import { DedupKind } from "../engine/model.js";
 import type { Drizzle } from "./runs.js";
 import { timers } from "./schema.js";
 
@@ -107,7 +109,7 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number; orig
     with due as (
       select run_id, seq from dex.timers where fire_at <= now() order by fire_at limit ${input.limit}
     ), locked as (
-      select r.id, r.task_queue, r.priority, r.status in ('CREATED', 'RUNNING') as open
+      select r.id, r.task_queue, r.priority, r.status in ${openStatuses(sql)} as open
       from dex.runs r where r.id = any(array(select run_id from due))
       for no key update skip locked
     ), fired as (
@@ -120,7 +122,7 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number; orig
         and not exists (select 1 from dex.runs r where r.id = t.run_id)
     ), inboxed as (
       insert into dex.inbox (run_id, kind, event, dedup_key)
-      select run_id, case kind when 'timer' then 'timer_fired' else 'event_wait_timed_out' end, event, 'timer:' || seq
+      select run_id, case kind when 'timer' then 'timer_fired' else 'event_wait_timed_out' end, event, ${dedupPrefixSql(sql, DedupKind.TIMER)} || seq
       from fired where open
       on conflict (run_id, dedup_key) where dedup_key is not null do nothing
       returning run_id
