@@ -62,6 +62,15 @@ describe("the SQL spelling of the vocabulary", () => {
     expect(row!.event).toBe(dedupKey(DedupKind.EVENT, "a:b"));
   });
 
+  it("a statement with a vocabulary fragment is prepared once and reused", async () => {
+    // postgres.js keys prepared statements by text: the fragment must not make the text vary per call.
+    for (let i = 0; i < 3; i++) await sql`select count(*) from dex.runs where instance_id = ${`i${i}`} and status in ${openStatuses(sql)}`;
+    const [row] = await sql<{ n: number }[]>`
+      select count(*)::int as n from pg_prepared_statements
+      where statement like '%from dex.runs where instance_id = $1 and status in (''CREATED'', ''RUNNING'')%'`;
+    expect(row!.n).toBe(1);
+  });
+
   it("the open-status list is the predicate of the partial unique index a start's ON CONFLICT names", async () => {
     const [row] = await sql<{ def: string }[]>`
       select pg_get_indexdef('dex.runs_one_open_run_per_instance'::regclass) as def`;

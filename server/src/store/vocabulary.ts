@@ -3,16 +3,18 @@
  * so no statement spells them out by hand.
  *
  * Status sets are inlined as literal lists (`status in ('CREATED', 'RUNNING')`),
- * not sent as a parameter (`status = any($1)`), on purpose: the planner proves
- * that a query may use a partial index, or that an ON CONFLICT names one, from
- * the statement text, before it knows parameter values. With `= any($1)` the
- * start's `on conflict (instance_id) where status in (...)` no longer infers
- * runs_one_open_run_per_instance (42P10, "no unique or exclusion constraint
- * matching the ON CONFLICT specification"), and findOpenRun falls back from
- * that index to runs_by_instance plus a filter (EXPLAIN, Postgres 16, in
- * docs/decisions/0010-one-query-style.md). The literal is a constant, so each
- * statement's text is the same on every call and stays prepared (postgres.js
- * keys prepared statements by text).
+ * not sent as a parameter (`status = any($1)`), on purpose: the planner must
+ * prove from the statement alone that a partial index's predicate holds, and
+ * postgres.js prepares every statement, so after a few calls Postgres may
+ * plan it once, generically, without the parameter's value. Measured with
+ * EXPLAIN on Postgres 18 under plan_cache_mode = force_generic_plan (record
+ * 0010): with `= any($1)` the start's `on conflict (instance_id) where status
+ * ...` fails with 42P10 (no arbiter index: runs_one_open_run_per_instance no
+ * longer matches), findOpenRun leaves that index for runs_by_instance plus a
+ * filter, and admitHead's holder count leaves runs_concurrency_holders for a
+ * sequential scan; with the literal each keeps its partial index. The literal
+ * is a constant, so every statement's text is the same on each call and stays
+ * prepared (postgres.js keys prepared statements by their text).
  *
  * Dedup prefixes are literals too: they are constants, and a literal keeps
  * the statement text (and so its plan) what it was.
