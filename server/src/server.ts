@@ -5,7 +5,6 @@
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import * as grpc from "@grpc/grpc-js";
-import { drizzle } from "drizzle-orm/postgres-js";
 import { ClientService, grpcService, TaskQueueService, WorkerService } from "@dex/proto";
 import { withApiKeys } from "./api/auth.js";
 import { clientHandlers } from "./api/client-service.js";
@@ -161,10 +160,6 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       logger.warn("database connection silent past statement_timeout with an answer due; replacing it", { ...info }),
   };
   const sql = openDatabase({ ...database, maxConnections: options.databasePoolSize, applicationName: "dex-server" });
-  // drizzle installs its own type parsers on the client it is given (timestamps
-  // as strings), which would change what the hand-written SQL reads; so the
-  // drizzle queries (admin reads, not hot) get a small pool of their own.
-  const adminSql = openDatabase({ ...database, maxConnections: 3, applicationName: "dex-server-admin" });
   // The scrape's own connection, with a short statement timeout: a slow count
   // fails the queue gauges of one scrape instead of holding a snapshot open.
   const metricsSql =
@@ -197,7 +192,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     statementTimeoutMs: probeTimeoutMs,
     stallMarginMs: 1_000,
   });
-  const pools = [sql, adminSql, probeSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
+  const pools = [sql, probeSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
   let listener: WakeupListener | undefined;
   // Started along the way; a failed start stops them before the pools close.
   let timers: TimerLoop | undefined;
@@ -223,7 +218,6 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     const engine: Engine = {
       sql,
       dispatchSql,
-      db: drizzle({ client: adminSql }),
       wakeups,
       logger,
       origin,

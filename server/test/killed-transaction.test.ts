@@ -189,12 +189,12 @@ describe("a connection killed while it loads its types", () => {
   });
 });
 
-describe("an admin read (drizzle) whose connection is killed", () => {
+describe("an admin read whose connection is killed", () => {
   it("answers UNAVAILABLE, not INTERNAL", async () => {
     const h = await serveDatabase(await createTestDatabase(), {}, { dropOnClose: true });
     const blocker = await h.sql.reserve();
     try {
-      // Hold the queue table so ListTaskQueues waits on the admin pool, then kill that session.
+      // Hold the queue table so ListTaskQueues waits on the server's pool, then kill that session.
       await blocker`begin`;
       await blocker`lock table dex.task_queues in access exclusive mode`;
       const listing = failure(h.queues.listTaskQueues({}));
@@ -202,7 +202,7 @@ describe("an admin read (drizzle) whose connection is killed", () => {
         async () => {
           const found = await h.sql<{ pid: number }[]>`
             select pid from pg_stat_activity
-             where application_name = 'dex-server-admin' and wait_event_type = 'Lock' and datname = current_database()`;
+             where application_name = 'dex-server' and wait_event_type = 'Lock' and datname = current_database()`;
           return found.length > 0 ? found : undefined;
         },
         { message: "a server statement to wait for the held lock" },

@@ -9,7 +9,7 @@
  * LISTEN again.
  *
  * The servers' sessions are told apart by application_name (server.ts:
- * "dex-server", "dex-server-admin"); the LISTEN session by its last statement.
+ * "dex-server" and its "dex-server-*" pools); the LISTEN session by its last statement.
  */
 import { appendFile } from "node:fs/promises";
 import { join } from "node:path";

@@ -105,7 +105,7 @@ export const networkPartition: Scenario = {
   },
 };
 
-/** A call that needs the database (DescribeRun reads the run tables; ListTaskQueues the admin pool). */
+/** A call that needs the database (ListTaskQueues and ListRuns read through the server's main pool). */
 async function probe(client: Client): Promise<string> {
   try {
     await client.raw.queues.listTaskQueues({}, { deadline: 5_000 });

@@ -3,7 +3,6 @@ import type { Logger } from "../logger.js";
 import type { EngineObserver } from "../metrics/observer.js";
 import type { RecentPolls } from "../metrics/poll-tracker.js";
 import type { Sql } from "../store/db.js";
-import type { Drizzle } from "../store/runs.js";
 import type { Limits } from "./limits.js";
 import type { WorkflowTaskRetry } from "./model.js";
 import type { Wakeups } from "./wakeups.js";
@@ -15,7 +14,6 @@ export interface Engine {
    * queues behind the main pool's transactions; undefined: polls use `sql` (tests, embedders).
    */
   readonly dispatchSql?: Sql;
-  readonly db: Drizzle;
   readonly wakeups: Wakeups;
   readonly logger: Logger;
   /** This server's id: the origin of its NOTIFYs (it skips its own). */

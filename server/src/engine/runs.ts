@@ -29,7 +29,7 @@ const HISTORY_FALLBACK_MS = 2_000;
 const RESULT_FALLBACK_MS = 10_000;
 
 export async function requireRun(engine: Engine, selector: RunSelector): Promise<RunRecord> {
-  const run = await getRun(engine.db, selector);
+  const run = await getRun(engine.sql, selector);
   if (!run) {
     throw new DexError(
       "NOT_FOUND",
@@ -121,9 +121,9 @@ const DESCRIBE_ATTEMPTS = 5;
 async function pendingWork(engine: Engine, run: RunRecord): Promise<Omit<RunDescription, "run">> {
   const open = !isTerminal(run.status as RunStatus);
   const [workflowTask, activities, timers, eventWaits, children] = await Promise.all([
-    pendingWorkflowTask(engine.db, run.id),
-    pendingActivities(engine.db, run.id),
-    open ? runTimers(engine.db, run.id) : [],
+    pendingWorkflowTask(engine.sql, run.id),
+    pendingActivities(engine.sql, run.id),
+    open ? runTimers(engine.sql, run.id) : [],
     open ? pendingEventWaits(engine, run.id) : [],
     openChildRuns(engine.sql, run.id),
   ]);
@@ -262,5 +262,5 @@ export async function getRunResult(
 }
 
 export async function listRunPage(engine: Engine, filter: RunFilter): Promise<RunRecord[]> {
-  return listRuns(engine.db, filter);
+  return listRuns(engine.sql, filter);
 }

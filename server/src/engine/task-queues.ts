@@ -155,7 +155,7 @@ export async function ensureQueues(engine: Engine, queues: Array<{ type: QueueTy
 }
 
 export async function listQueues(engine: Engine, type: QueueType | undefined): Promise<TaskQueueView[]> {
-  const [queues, loads] = await Promise.all([listTaskQueues(engine.db, type), queueLoads(engine.sql)]);
+  const [queues, loads] = await Promise.all([listTaskQueues(engine.sql, type), queueLoads(engine.sql)]);
   const byKey = new Map(loads.map((load) => [cacheKey(load.type as QueueType, load.queue), load]));
   return queues.map((queue) => withLoad(queue, byKey.get(cacheKey(queue.type, queue.name))));
 }

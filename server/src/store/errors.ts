@@ -7,9 +7,10 @@ interface PgErrorLike {
 }
 
 /**
- * The driver's error under `err`: drizzle (the admin reads) wraps every query
- * error in a DrizzleQueryError that keeps the driver's error as its `cause`,
- * so a dropped connection there would otherwise look like a bug (INTERNAL).
+ * The driver's error under `err`, which may be the error itself or its
+ * `cause` a few levels down: a wrapper that keeps the driver's error as its
+ * cause must not turn a dropped connection into a bug (INTERNAL). (The admin
+ * reads once went through drizzle, which wraps every query error this way.)
  */
 function driverError(err: unknown): PgErrorLike | null {
   let current = err as PgErrorLike | null;

@@ -1,34 +1,46 @@
 /**
  * Reads for DescribeRun: the run's pending workflow task, activities, event
- * waits and child runs (cold path: drizzle where it fits, SQL where the
- * question is about history). Timers are read with store/timers.ts runTimers.
+ * waits and child runs (a cold path). Timers are read with store/timers.ts
+ * runTimers. Each record holds what describe shows, with the database's
+ * now() beside it, so "running" is judged on the database's clock.
  */
-import { asc, eq, sql as dsql } from "drizzle-orm";
 import type { Queryable } from "./db.js";
 import { dedupPrefixSql, openStatuses } from "./vocabulary.js";
 import { DedupKind, dedupPrefix } from "../engine/model.js";
-import type { Drizzle } from "./runs.js";
-import { activityTasks, workflowTasks } from "./schema.js";
 
-export type PendingWorkflowTaskRecord = typeof workflowTasks.$inferSelect & { now: Date };
-export type PendingActivityRecord = typeof activityTasks.$inferSelect & { now: Date };
-
-export async function pendingWorkflowTask(db: Drizzle, runId: string): Promise<PendingWorkflowTaskRecord | undefined> {
-  const [row] = await db
-    .select({ task: workflowTasks, now: dsql<Date>`now()`.mapWith((v: string | Date) => new Date(v)) })
-    .from(workflowTasks)
-    .where(eq(workflowTasks.runId, runId))
-    .limit(1);
-  return row ? { ...row.task, now: row.now } : undefined;
+export interface PendingWorkflowTaskRecord {
+  queueName: string;
+  attempt: number;
+  visibleAt: Date;
+  leasedUntil: Date | null;
+  lastFailure: Uint8Array | null;
+  now: Date;
 }
 
-export async function pendingActivities(db: Drizzle, runId: string): Promise<PendingActivityRecord[]> {
-  const rows = await db
-    .select({ task: activityTasks, now: dsql<Date>`now()`.mapWith((v: string | Date) => new Date(v)) })
-    .from(activityTasks)
-    .where(eq(activityTasks.runId, runId))
-    .orderBy(asc(activityTasks.seq));
-  return rows.map((row) => ({ ...row.task, now: row.now }));
+export interface PendingActivityRecord {
+  queueName: string;
+  seq: number;
+  activityName: string;
+  attempt: number;
+  visibleAt: Date;
+  leasedUntil: Date | null;
+  lastFailure: Uint8Array | null;
+  now: Date;
+}
+
+export async function pendingWorkflowTask(sql: Queryable, runId: string): Promise<PendingWorkflowTaskRecord | undefined> {
+  const [row] = await sql<PendingWorkflowTaskRecord[]>`
+    select queue_name as "queueName", attempt, visible_at as "visibleAt", leased_until as "leasedUntil",
+           last_failure as "lastFailure", now() as now
+    from dex.workflow_tasks where run_id = ${runId}::uuid limit 1`;
+  return row;
+}
+
+export async function pendingActivities(sql: Queryable, runId: string): Promise<PendingActivityRecord[]> {
+  return sql<PendingActivityRecord[]>`
+    select queue_name as "queueName", seq, activity_name as "activityName", attempt, visible_at as "visibleAt",
+           leased_until as "leasedUntil", last_failure as "lastFailure", now() as now
+    from dex.activity_tasks where run_id = ${runId}::uuid order by seq`;
 }
 
 /**

@@ -1,13 +1,60 @@
-/** Runs: the start statement (hot, hand-written) and the reads (drizzle). */
-import { and, desc, eq, gte, inArray, lt, sql as dsql, type SQL } from "drizzle-orm";
-import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+/** Runs: the start statement (hot) and the reads, hand-written like the rest of store/ (decision 0010). */
+import type postgres from "postgres";
 import { bytes, type Queryable } from "./db.js";
 import { openStatuses, unsuccessfulStatuses } from "./vocabulary.js";
 import { isUniqueViolation } from "./errors.js";
-import { runs } from "./schema.js";
 
-export type RunRecord = typeof runs.$inferSelect;
-export type Drizzle = PostgresJsDatabase;
+/** A dex.runs row (server/migrations/0001, 0002, 0004), camel-cased. */
+export interface RunRecord {
+  id: string;
+  instanceId: string;
+  workflowName: string;
+  taskQueue: string;
+  status: string;
+  priority: number;
+  labels: Record<string, string>;
+  customStatus: string | null;
+  concurrencyKey: string | null;
+  concurrencyLimit: number | null;
+  /** Waiting in line for a slot of concurrency_key: CREATED without a workflow task (migration 0004). */
+  concurrencyWaiting: boolean;
+  requestId: string | null;
+  parentRunId: string | null;
+  parentSeq: number | null;
+  parentClosePolicy: "cancel" | "abandon" | null;
+  continuedFromRunId: string | null;
+  continuedAsRunId: string | null;
+  input: Uint8Array | null;
+  result: Uint8Array | null;
+  failure: Uint8Array | null;
+  historyLength: number;
+  historySize: number;
+  stickyWorkerId: string | null;
+  cancelRequestedAt: Date | null;
+  cancelReason: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+}
+
+/**
+ * The select list of a RunRecord: columns aliased to its field names, so a
+ * row is the record as it comes (postgres.js gives timestamptz as Date, jsonb
+ * parsed, bytea as Buffer); history_size is int8, which postgres.js returns as
+ * a string, so it is cast (a history stays far below 2^53 bytes).
+ */
+const RUN_COLUMNS = `id, instance_id as "instanceId", workflow_name as "workflowName", task_queue as "taskQueue",
+  status, priority, labels, custom_status as "customStatus", concurrency_key as "concurrencyKey",
+  concurrency_limit as "concurrencyLimit", concurrency_waiting as "concurrencyWaiting", request_id as "requestId",
+  parent_run_id as "parentRunId", parent_seq as "parentSeq", parent_close_policy as "parentClosePolicy",
+  continued_from_run_id as "continuedFromRunId", continued_as_run_id as "continuedAsRunId", input, result, failure,
+  history_length as "historyLength", history_size::float8 as "historySize", sticky_worker_id as "stickyWorkerId",
+  cancel_requested_at as "cancelRequestedAt", cancel_reason as "cancelReason", created_at as "createdAt",
+  started_at as "startedAt", ended_at as "endedAt"`;
+
+function runColumns(sql: Queryable): postgres.PendingQuery<postgres.Row[]> {
+  return sql.unsafe(RUN_COLUMNS);
+}
 
 export interface NewRun {
   id: string;
@@ -149,28 +196,23 @@ export async function findOpenRun(
 }
 
 /**
- * A run by id, or an instance's open run (else its latest). Prepared (drizzle
- * sends unprepared queries as an unnamed Parse/Describe, then Bind/Execute: two
- * round trips; a prepared one is parsed once per connection, then one round
- * trip): every result waiter reads the run this way.
+ * A run by id, or an instance's open run (else its latest). Every result
+ * waiter reads the run this way: like every statement here it is prepared
+ * (postgres.js does so by default, once per connection), so a read is one
+ * round trip.
  */
 export async function getRun(
-  db: Drizzle,
+  sql: Queryable,
   selector: { runId: string } | { instanceId: string },
 ): Promise<RunRecord | undefined> {
   if ("runId" in selector) {
-    const [row] = await db.select().from(runs).where(eq(runs.id, selector.runId)).limit(1).prepare("dex_get_run_by_id").execute();
+    const [row] = await sql<RunRecord[]>`select ${runColumns(sql)} from dex.runs where id = ${selector.runId}::uuid`;
     return row;
   }
   // Open runs first (at most one), then the newest.
-  const [row] = await db
-    .select()
-    .from(runs)
-    .where(eq(runs.instanceId, selector.instanceId))
-    .orderBy(dsql`(${runs.status} in ('CREATED', 'RUNNING')) desc`, desc(runs.id))
-    .limit(1)
-    .prepare("dex_get_run_by_instance")
-    .execute();
+  const [row] = await sql<RunRecord[]>`
+    select ${runColumns(sql)} from dex.runs where instance_id = ${selector.instanceId}
+    order by (status in ${openStatuses(sql)}) desc, id desc limit 1`;
   return row;
 }
 
@@ -196,22 +238,22 @@ export interface RunFilter {
   limit: number;
 }
 
-/** Newest first. Every filter has an index: (workflow_name, id), (status, id), (instance_id, id), GIN labels. */
-export async function listRuns(db: Drizzle, filter: RunFilter): Promise<RunRecord[]> {
-  const where: SQL[] = [];
-  if (filter.workflowName) where.push(eq(runs.workflowName, filter.workflowName));
-  if (filter.statuses && filter.statuses.length > 0) where.push(inArray(runs.status, filter.statuses));
-  if (filter.instanceId) where.push(eq(runs.instanceId, filter.instanceId));
+/**
+ * Newest first. Every filter has an index: (workflow_name, id), (status, id), (instance_id, id), GIN labels.
+ * The conditions present are joined into one statement: one prepared text per combination of filters.
+ */
+export async function listRuns(sql: Queryable, filter: RunFilter): Promise<RunRecord[]> {
+  const where: postgres.PendingQuery<postgres.Row[]>[] = [];
+  if (filter.workflowName) where.push(sql`workflow_name = ${filter.workflowName}`);
+  if (filter.statuses && filter.statuses.length > 0) where.push(sql`status = any(${filter.statuses}::text[])`);
+  if (filter.instanceId) where.push(sql`instance_id = ${filter.instanceId}`);
   if (filter.labels && Object.keys(filter.labels).length > 0) {
-    where.push(dsql`${runs.labels} @> ${JSON.stringify(filter.labels)}::text::jsonb`);
+    where.push(sql`labels @> ${JSON.stringify(filter.labels)}::text::jsonb`);
   }
-  if (filter.createdAfter) where.push(gte(runs.createdAt, filter.createdAfter));
-  if (filter.createdBefore) where.push(lt(runs.createdAt, filter.createdBefore));
-  if (filter.beforeId) where.push(lt(runs.id, filter.beforeId));
-  return db
-    .select()
-    .from(runs)
-    .where(and(...where))
-    .orderBy(desc(runs.id))
-    .limit(filter.limit);
+  if (filter.createdAfter) where.push(sql`created_at >= ${filter.createdAfter}`);
+  if (filter.createdBefore) where.push(sql`created_at < ${filter.createdBefore}`);
+  if (filter.beforeId) where.push(sql`id < ${filter.beforeId}::uuid`);
+  const condition = where.reduce((all, one) => sql`${all} and ${one}`, sql`true`);
+  return sql<RunRecord[]>`
+    select ${runColumns(sql)} from dex.runs where ${condition} order by id desc limit ${filter.limit}`;
 }

@@ -3,13 +3,10 @@
  * advisory lock), capacity and pause (read by dex.claim_limit() inside every
  * claim, see store/workflow-tasks.ts), and the admin reads.
  */
-import { and, asc, eq, type SQL } from "drizzle-orm";
 import { pgCode } from "./errors.js";
 import { notify } from "./notify.js";
 import type { Queryable, Sql } from "./db.js";
 import { openStatuses } from "./vocabulary.js";
-import type { Drizzle } from "./runs.js";
-import { taskQueues } from "./schema.js";
 
 export interface TaskQueueRecord {
   id: number;
@@ -232,23 +229,12 @@ export async function readTaskQueue(
   return row;
 }
 
-export async function listTaskQueues(db: Drizzle, type?: "workflow" | "activity"): Promise<TaskQueueRecord[]> {
-  const where: SQL[] = [];
-  if (type) where.push(eq(taskQueues.type, type));
-  return db
-    .select({
-      id: taskQueues.id,
-      type: taskQueues.type,
-      name: taskQueues.name,
-      capacity: taskQueues.capacity,
-      status: taskQueues.status,
-      partitionName: taskQueues.partitionName,
-      createdAt: taskQueues.createdAt,
-      updatedAt: taskQueues.updatedAt,
-    })
-    .from(taskQueues)
-    .where(and(...where))
-    .orderBy(asc(taskQueues.type), asc(taskQueues.name));
+export async function listTaskQueues(sql: Queryable, type?: QueueType): Promise<TaskQueueRecord[]> {
+  const rows = await sql<RawQueue[]>`
+    select id, type, name, capacity, status, partition_name, created_at, updated_at
+    from dex.task_queues where ${type ? sql`type = ${type}` : sql`true`}
+    order by type, name`;
+  return rows.map(fromRaw);
 }
 
 export interface QueueLoad {

@@ -8,14 +8,16 @@
  * locks with SKIP LOCKED and so never waits for (or deadlocks with) a
  * completion: a busy run's timers fire on the next pass, a few ms later.
  */
-import { asc, eq } from "drizzle-orm";
 import { base64Array, type Queryable } from "./db.js";
 import { dedupPrefixSql, openStatuses } from "./vocabulary.js";
 import { DedupKind } from "../engine/model.js";
-import type { Drizzle } from "./runs.js";
-import { timers } from "./schema.js";
 
-export type TimerRecord = typeof timers.$inferSelect;
+/** A timer not yet fired, as describe shows it. */
+export interface TimerRecord {
+  seq: number;
+  kind: "timer" | "event_wait";
+  fireAt: Date;
+}
 
 export interface NewTimer {
   seq: number;
@@ -154,7 +156,8 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number; orig
   };
 }
 
-/** Describe: the run's timers not yet fired (cold path, drizzle). */
-export async function runTimers(db: Drizzle, runId: string): Promise<TimerRecord[]> {
-  return db.select().from(timers).where(eq(timers.runId, runId)).orderBy(asc(timers.seq));
+/** Describe: the run's timers not yet fired (cold path). */
+export async function runTimers(sql: Queryable, runId: string): Promise<TimerRecord[]> {
+  return sql<TimerRecord[]>`
+    select seq, kind, fire_at as "fireAt" from dex.timers where run_id = ${runId}::uuid order by seq`;
 }
