@@ -52,11 +52,12 @@ export async function pendingActivities(sql: Queryable, runId: string): Promise<
  * (describe), bounded by the run's history.
  */
 export async function eventWaitStarts(sql: Queryable, runId: string): Promise<Uint8Array[]> {
+  // The wait's seq, taken from its 'seq:<n>' key, names its time-out's 'timer:<n>' key.
+  const timerKeyOfWait = sql`${dedupPrefixSql(sql, DedupKind.TIMER)} || substr(h.dedup_key, ${dedupPrefix(DedupKind.SEQ).length + 1}::int)`;
   const rows = await sql<{ event: Buffer }[]>`
     select h.event from dex.history_events h
     where h.run_id = ${runId} and h.kind = 'event_wait_started'
-      and not exists (select 1 from dex.history_events t
-                      where t.run_id = h.run_id and t.dedup_key = ${dedupPrefixSql(sql, DedupKind.TIMER)} || substr(h.dedup_key, ${dedupPrefix(DedupKind.SEQ).length + 1}::int))
+      and not exists (select 1 from dex.history_events t where t.run_id = h.run_id and t.dedup_key = ${timerKeyOfWait})
     order by h.sequence`;
   return rows.map((r) => r.event);
 }
