@@ -86,6 +86,15 @@ describe("external events", () => {
     expect((await h.client.getRunHistory({ run: byRunId(runId) })).events).toEqual(before.events);
   });
 
+  it("DescribeRun drops a wait whose time-out reached history (its 'timer:<seq>' key names the wait's 'seq:<seq>')", async () => {
+    const runId = await startWith(h, [waitForEvent(1, "never", 0), waitForEvent(2, "later")]);
+    const task = await pollWorkflowTaskOf(h, runId);
+    expect(kinds(task.newEvents)).toEqual(["eventWaitTimedOut"]);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [] });
+    const d = await h.client.describeRun({ run: byRunId(runId) });
+    expect(d.pendingEventWaits.map((w) => ({ seq: w.seq, eventId: w.eventId }))).toEqual([{ seq: 2, eventId: "later" }]);
+  });
+
   it("a zero timeout times out at once: a timer due at task time, not a wait without end", async () => {
     const runId = await startWith(h, [waitForEvent(1, "never", 0)]);
     const history = await h.client.getRunHistory({ run: byRunId(runId) });
