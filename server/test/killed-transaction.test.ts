@@ -112,10 +112,13 @@ describe("a workflow-task completion whose connection is killed mid-transaction"
     const blocker = await h.sql.reserve();
     await blocker`begin`;
     await blocker`lock table dex.timers in share mode`;
-    const completing = h.worker.completeWorkflowTask({
-      taskToken: task.taskToken,
-      commands: [{ command: { case: "startTimer", value: { seq: 2, duration: { seconds: 3600n } } } }],
-    });
+    // Handled from the start: the UNAVAILABLE answer can arrive before the terminate statement returns.
+    const completing = failure(
+      h.worker.completeWorkflowTask({
+        taskToken: task.taskToken,
+        commands: [{ command: { case: "startTimer", value: { seq: 2, duration: { seconds: 3600n } } } }],
+      }),
+    );
     const [waiting] = await waitFor(
       async () => {
         const found = await h.sql<{ pid: number }[]>`
@@ -126,7 +129,7 @@ describe("a workflow-task completion whose connection is killed mid-transaction"
       { message: "a server statement to wait for the held lock" },
     );
     await h.sql`select pg_terminate_backend(${waiting!.pid})`;
-    const err = await failure(completing);
+    const err = await completing;
     expect(err.code).toBe("UNAVAILABLE");
     await blocker`rollback`;
     blocker.release();
