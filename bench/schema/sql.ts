@@ -5,6 +5,7 @@
  */
 import { loadavg } from "node:os";
 import type { Queryable, Sql } from "../../server/src/store/db.js";
+import { DEFAULT_STICKY_FALLBACK_MS } from "../../server/src/engine/model.js";
 import { claimWorkflowTasks } from "../../server/src/store/workflow-tasks.js";
 
 /** Long enough that no lease runs out during a run. */
@@ -84,7 +85,7 @@ export function heartbeatText(table: string, style: LeaseStyle): string {
 
 export async function claim(sql: Queryable, target: Target, queue: string, batch: number): Promise<Lease[]> {
   if (target.real) {
-    const tasks = await claimWorkflowTasks(sql, { queue, limit: batch, workerId: WORKER, leaseMs: LEASE_MS });
+    const tasks = await claimWorkflowTasks(sql, { queue, limit: batch, workerId: WORKER, leaseMs: LEASE_MS, stickyFallbackMs: DEFAULT_STICKY_FALLBACK_MS });
     return tasks.map((t) => ({ runId: t.runId, leaseId: t.leaseId, lockVersion: t.lockVersion }));
   }
   const rows = await sql.unsafe<{ run_id: string; lease_id: string; lock_version: number }[]>(

@@ -17,7 +17,7 @@ import { DatabaseHealth, DEFAULT_DATABASE_PROBE_INTERVAL_MS, DEFAULT_DATABASE_PR
 import { Authenticator, DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.js";
 import type { Engine } from "./engine/context.js";
 import { resolveLimits, type Limits } from "./engine/limits.js";
-import { DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
+import { DEFAULT_STICKY_FALLBACK_MS, DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
 import { ensureQueues } from "./engine/task-queues.js";
 import { TimerLoop } from "./engine/timer-loop.js";
 import { Wakeups } from "./engine/wakeups.js";
@@ -53,6 +53,13 @@ export interface ServerOptions {
   ensureQueues?: Array<{ type: "workflow" | "activity"; name: string }>;
   /** Cap for long polls (PollWorkflowTasks, PollActivityTasks, waits for results and history). Default 20 000 ms. */
   maxPollWaitMs?: number;
+  /**
+   * Sticky routing: how long a run's next workflow task is kept for the worker that completed
+   * the previous one (it has the run cached) before any worker of the queue may take it. A task
+   * that failed or whose lease ran out goes to any worker at once. 0 turns sticky routing off.
+   * Default 3 000 ms (DEFAULT_STICKY_FALLBACK_MS; Temporal's sticky timeout is 5 s).
+   */
+  stickyFallbackMs?: number;
   /** Back-off of failed workflow tasks: initialMs doubling up to maxMs. Default 1 000 / 10 000. */
   workflowTaskRetry?: { initialMs: number; maxMs: number };
   /**
@@ -150,6 +157,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   // First: an unreadable certificate fails the start before any pool opens.
   const transport = createTransport(options);
   const keyCacheMs = options.requireApiKeys ? apiKeyCacheMs(options.apiKeyCacheMs) : undefined;
+  const stickyMs = stickyFallbackMs(options.stickyFallbackMs);
   const probeTimeoutMs = positiveMs("databaseProbeTimeoutMs", options.databaseProbeTimeoutMs, DEFAULT_DATABASE_PROBE_TIMEOUT_MS);
   const probeIntervalMs = positiveMs("databaseProbeIntervalMs", options.databaseProbeIntervalMs, DEFAULT_DATABASE_PROBE_INTERVAL_MS);
   const database = {
@@ -223,6 +231,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       origin,
       maxPollWaitMs: options.maxPollWaitMs ?? 20_000,
       workflowTaskRetry: options.workflowTaskRetry ?? DEFAULT_WORKFLOW_TASK_RETRY,
+      stickyFallbackMs: stickyMs,
       limits: resolveLimits(options.limits),
       knownQueues: new Set(),
       observer: combineObservers(pollTracker, metrics),
@@ -353,6 +362,12 @@ async function checkDatabase(sql: Sql, url: string): Promise<void> {
 function positiveMs(name: string, ms: number | undefined, fallback: number): number {
   if (ms === undefined) return fallback;
   if (!Number.isInteger(ms) || ms < 1) throw new TypeError(`${name} must be a whole number of milliseconds, 1 or more, got ${ms}`);
+  return ms;
+}
+
+function stickyFallbackMs(ms: number | undefined): number {
+  if (ms === undefined) return DEFAULT_STICKY_FALLBACK_MS;
+  if (!Number.isInteger(ms) || ms < 0) throw new TypeError(`stickyFallbackMs must be a whole number of milliseconds, 0 or more, got ${ms}`);
   return ms;
 }
 

@@ -108,8 +108,8 @@ export async function wokenBy<T>(poll: Promise<T>, what: string, deadlineMs = DE
 export function watchParking(): { parked(type: "workflow" | "activity", queue: string): number; restore(): void } {
   const counts = new Map<string, number>();
   const subscribe = Wakeups.prototype.subscribeQueue;
-  const spy = vi.spyOn(Wakeups.prototype, "subscribeQueue").mockImplementation(function (this: Wakeups, type: string, queue: string) {
-    const inner = subscribe.call(this, type, queue);
+  const spy = vi.spyOn(Wakeups.prototype, "subscribeQueue").mockImplementation(function (this: Wakeups, type: string, queue: string, workerId?: string) {
+    const inner = subscribe.call(this, type, queue, workerId);
     const key = `${type}:${queue}`;
     const watched: Subscription = {
       get woken() {

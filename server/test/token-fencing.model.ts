@@ -354,9 +354,15 @@ export class WorkflowModel {
   /** The worker that completed the last task without ending the run: it gets no history on attempt 1. */
   sticky: string | undefined;
 
-  /** Whether a poll must hand the task out: not leased, or its lease ran out. */
-  claimable(): boolean {
-    return this.open && this.task !== undefined && (!this.task.leased || this.task.expired === true);
+  /**
+   * Whether this worker's poll must hand the task out: not leased, or its lease ran out; and not
+   * kept for another worker by sticky routing (the property's server never reaches the fallback):
+   * a task is kept for the sticky worker only while no attempt of it has been counted.
+   */
+  claimable(workerId: string): boolean {
+    const task = this.task;
+    if (!this.open || task === undefined || (task.leased && task.expired !== true)) return false;
+    return task.attempt > 0 || this.sticky === undefined || this.sticky === workerId;
   }
 
   isCurrent(index: number): boolean {
@@ -365,7 +371,7 @@ export class WorkflowModel {
 
   claimed(index: number, workerId: string): void {
     const task = this.task;
-    if (!task || !this.claimable()) throw new Error("model: claim without an available task");
+    if (!task || !this.claimable(workerId)) throw new Error("model: claim without an available task");
     this.task = { leased: true, attempt: task.attempt + 1, current: index, workerId, handedOut: [...this.inbox] };
   }
 

@@ -78,6 +78,10 @@ export function registerServerCommand(program: Command): void {
     )
     .option("--db-pool-size <n>", "connections of the server's main database pool (default: $DEX_DB_POOL_SIZE or 10)")
     .option(
+      "--sticky-fallback-ms <ms>",
+      "how long a run's next workflow task waits for the worker that holds the run cached before any worker may take it; 0 turns sticky routing off (default: $DEX_STICKY_FALLBACK_MS or 3000)",
+    )
+    .option(
       "--insecure-no-auth",
       "serve every call without an API key; only where the network alone keeps strangers out (default: $DEX_INSECURE_NO_AUTH=1, else keys required)",
     )
@@ -88,7 +92,15 @@ export function registerServerCommand(program: Command): void {
   withServerTlsFlags(command).action(
     async (
       flags: DatabaseFlags &
-        ServerTlsFlags & { host?: string; port?: string; metricsPort?: string; maxMessageBytes?: string; maxPayloadBytes?: string; insecureNoAuth?: boolean },
+        ServerTlsFlags & {
+          host?: string;
+          port?: string;
+          metricsPort?: string;
+          maxMessageBytes?: string;
+          maxPayloadBytes?: string;
+          stickyFallbackMs?: string;
+          insecureNoAuth?: boolean;
+        },
     ) => {
       const url = databaseUrl(flags);
       const portText = flags.port ?? process.env.DEX_PORT;
@@ -99,6 +111,8 @@ export function registerServerCommand(program: Command): void {
       const tls = serverTls(flags);
       const limits = { maxPayloadBytes: maxPayloadBytes(flags.maxPayloadBytes) };
       const requireApiKeys = !(flags.insecureNoAuth || insecureNoAuthFromEnv());
+      const stickyText = flags.stickyFallbackMs ?? (process.env.DEX_STICKY_FALLBACK_MS || undefined);
+      const stickyFallbackMs = stickyText === undefined ? undefined : parseIntFlag("--sticky-fallback-ms", stickyText, 0, 2 ** 31 - 1);
       const server = await startServer({
         databaseUrl: url,
         host,
@@ -108,6 +122,7 @@ export function registerServerCommand(program: Command): void {
         maxMessageBytes: maxMessageBytes(flags.maxMessageBytes),
         limits,
         requireApiKeys,
+        stickyFallbackMs,
         ...databaseTimeouts(flags as DatabaseTimeoutFlags),
       });
       if (server.metricsAddress) process.stdout.write(`dex metrics at http://${server.metricsAddress}/metrics\n`);

@@ -20,6 +20,8 @@ export interface Engine {
   readonly origin: string;
   readonly maxPollWaitMs: number;
   readonly workflowTaskRetry: WorkflowTaskRetry;
+  /** How long a run's next workflow task waits for the worker that holds the run before any worker may take it (0: no sticky routing). */
+  readonly stickyFallbackMs: number;
   /** What a request may carry and how long a history may grow (engine/limits.ts). */
   readonly limits: Limits;
   /**

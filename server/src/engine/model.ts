@@ -95,6 +95,8 @@ export interface WorkflowTaskRetry {
   initialMs: number;
   maxMs: number;
 }
+/** Sticky routing's wait for the worker that holds a run (server option stickyFallbackMs); Temporal's is 5 s. */
+export const DEFAULT_STICKY_FALLBACK_MS = 3_000;
 export const DEFAULT_WORKFLOW_TASK_RETRY: WorkflowTaskRetry = { initialMs: 1_000, maxMs: 10_000 };
 
 /** What fences one attempt of a workflow task: its key plus the lease. */

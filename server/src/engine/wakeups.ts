@@ -102,13 +102,37 @@ export function queueKey(type: string, queue: string): string {
 
 export class Wakeups {
   private readonly queues = new WaiterSet();
+  /** Parked polls by queue and worker id: a sticky task's owner is woken by name (store/workflow-tasks.ts). */
+  private readonly workers = new WaiterSet();
   private readonly runs = new WaiterSet();
   private readonly runEnds = new WaiterSet();
   private readonly timers = new Map<string, DueTimes>();
   private closed = false;
 
-  subscribeQueue(type: string, queue: string): Subscription {
-    return this.queues.subscribe(queueKey(type, queue), this.closed);
+  /**
+   * With `workerId`, the poll can also be woken by name (wakeWorker); a
+   * queue wake still counts it like any other parked poll.
+   */
+  subscribeQueue(type: string, queue: string, workerId?: string): Subscription {
+    const byQueue = this.queues.subscribe(queueKey(type, queue), this.closed);
+    if (workerId === undefined) return byQueue;
+    const byWorker = this.workers.subscribe(`${queueKey(type, queue)}:${workerId}`, this.closed);
+    const woken = Promise.race([byQueue.woken, byWorker.woken]);
+    return {
+      woken,
+      get fired() {
+        return byQueue.fired || byWorker.fired;
+      },
+      cancel: () => {
+        byQueue.cancel();
+        byWorker.cancel();
+      },
+    };
+  }
+
+  /** Wakes the polls of one worker parked on the queue (the owner of a sticky task another poll left alone). */
+  wakeWorker(type: string, queue: string, workerId: string): void {
+    this.workers.wake(`${queueKey(type, queue)}:${workerId}`);
   }
 
   wakeQueue(type: string, queue: string, count = 1): void {
@@ -188,6 +212,7 @@ export class Wakeups {
   /** Every waiter re-checks: after the LISTEN connection reconnects, notifications may have been missed. */
   wakeEverything(): void {
     this.queues.wakeAll();
+    this.workers.wakeAll();
     this.runs.wakeAll();
     this.runEnds.wakeAll();
   }

@@ -5,6 +5,7 @@ import {
   claimWorkflowTasks,
   failWorkflowTask as failTaskRow,
   releaseWorkflowTasks,
+  stickyTasksWaiting,
 } from "../store/workflow-tasks.js";
 import type { Engine } from "./context.js";
 import { decodeEvent, encodeFailure } from "./events.js";
@@ -31,10 +32,13 @@ export async function pollWorkflowTasks(
   signal: AbortSignal,
 ): Promise<PolledWorkflowTask[]> {
   const tasks = await longPoll({
-    subscribe: () => engine.wakeups.subscribeQueue(QueueType.WORKFLOW, request.queue),
+    subscribe: () => engine.wakeups.subscribeQueue(QueueType.WORKFLOW, request.queue, request.workerId),
     check: async () => {
       const claimed = await claimWithHistory(engine, request);
-      if (claimed.length === 0) return undefined;
+      if (claimed.length === 0) {
+        await passStickyWake(engine, request);
+        return undefined;
+      }
       // A full batch suggests more work: let another parked poll look.
       if (claimed.length === request.maxTasks) engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.queue);
       return claimed;
@@ -58,6 +62,30 @@ export async function pollWorkflowTasks(
   return tasks ?? [];
 }
 
+/**
+ * A queue wake reaches the oldest parked poll, which may not be the worker a
+ * new task is sticky to: a poll that claimed nothing wakes the owners of the
+ * sticky tasks it left alone by name (if they are parked on this server; on
+ * another server, the NOTIFY woke a poll there that does the same), and wakes
+ * its queue when the oldest of them falls back to any worker, so no poll
+ * re-checks in between (no busy polling; the fallback tick covers a lost
+ * timer). 50 ms of slack: the timer runs on this clock, the fallback test on
+ * the database's.
+ */
+async function passStickyWake(engine: Engine, request: { queue: string; workerId: string }): Promise<void> {
+  if (engine.stickyFallbackMs === 0) return;
+  const waiting = await stickyTasksWaiting(engine.dispatchSql ?? engine.sql, {
+    queue: request.queue,
+    workerId: request.workerId,
+    stickyFallbackMs: engine.stickyFallbackMs,
+  });
+  for (const workerId of waiting.workerIds) engine.wakeups.wakeWorker(QueueType.WORKFLOW, request.queue, workerId);
+  if (waiting.oldest) {
+    const at = new Date(waiting.oldest.getTime() + engine.stickyFallbackMs + 50);
+    engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, request.queue, at);
+  }
+}
+
 async function claimWithHistory(
   engine: Engine,
   request: { queue: string; maxTasks: number; workerId: string },
@@ -68,6 +96,7 @@ async function claimWithHistory(
     limit: request.maxTasks,
     workerId: request.workerId,
     leaseMs: WORKFLOW_TASK_LEASE_MS,
+    stickyFallbackMs: engine.stickyFallbackMs,
   });
   if (claimed.length === 0) return [];
   for (const task of claimed) {

@@ -29,6 +29,25 @@ export interface ClaimedWorkflowTask {
   stickyWorkerId: string | null;
 }
 
+/*
+ * STICKY ROUTING (docs/decisions/0009-sticky-routing.md): a task whose run is
+ * sticky to another worker (runs.sticky_worker_id, set by the completion) is
+ * left to that worker, which holds the run in its cache, unless
+ * - the task has been available for stickyFallbackMs already (the owner is
+ *   gone or too busy; Temporal's sticky schedule-to-start timeout), or
+ * - attempt > 0: it was handed out before and failed or its lease ran out
+ *   (the owner died holding it, or its cache was wrong). Such a task gets the
+ *   full history anyway (engine/workflow-tasks.ts), so stickiness buys nothing.
+ * The test is a filter on the same index-ordered SKIP LOCKED scan, not a
+ * second access path: the sticky owner is read per candidate row by primary
+ * key from dex.runs, unlocked (a stale value only misroutes one task, which
+ * then replays; the completion fence is unchanged). No column is added to
+ * the task rows and no index changes, so leases stay HOT. Priority and FIFO
+ * order are kept: a worker takes its own and unowned tasks in index order.
+ * Cost: the scan walks past other workers' fresh sticky tasks, at most the
+ * tasks that became available in the last stickyFallbackMs.
+ */
+
 /**
  * Claims up to `limit` visible tasks of one queue in ONE statement (one
  * implicit transaction, one round trip).
@@ -79,7 +98,7 @@ export interface ClaimedWorkflowTask {
  */
 export async function claimWorkflowTasks(
   sql: Queryable,
-  input: { queue: string; limit: number; workerId: string; leaseMs: number },
+  input: { queue: string; limit: number; workerId: string; leaseMs: number; stickyFallbackMs: number },
 ): Promise<ClaimedWorkflowTask[]> {
   const rows = await sql<
     {
@@ -101,8 +120,12 @@ export async function claimWorkflowTasks(
   >`
     with picked as (
       select queue_name, run_id, available_at from (
-        select queue_name, run_id, visible_at as available_at from dex.workflow_tasks
+        select queue_name, run_id, visible_at as available_at from dex.workflow_tasks t
         where queue_name = ${input.queue} and visible_at <= now()
+          and (attempt > 0
+               or visible_at <= now() - ${input.stickyFallbackMs} * interval '1 millisecond'
+               or coalesce((select r.sticky_worker_id from dex.runs r where r.id = t.run_id),
+                           ${input.workerId}) = ${input.workerId})
         order by priority desc, visible_at
         limit ${input.limit}
         for no key update skip locked
@@ -150,6 +173,31 @@ export async function claimWorkflowTasks(
     historySize: Number(r.history_size),
     stickyWorkerId: r.sticky_worker_id,
   }));
+}
+
+/**
+ * The workers whose sticky tasks a claim left alone (see STICKY ROUTING), and
+ * since when the oldest of them waits: read only after a claim came back
+ * empty, so the poll can wake those workers' parked polls and wake its own
+ * queue when the fallback passes. Looks at the first 32 available tasks, in
+ * claim order, without locking anything.
+ */
+export async function stickyTasksWaiting(
+  sql: Queryable,
+  input: { queue: string; workerId: string; stickyFallbackMs: number },
+): Promise<{ workerIds: string[]; oldest: Date | undefined }> {
+  const rows = await sql<{ worker_id: string; since: Date }[]>`
+    select r.sticky_worker_id as worker_id, min(t.visible_at) as since
+    from (select run_id, visible_at from dex.workflow_tasks
+          where queue_name = ${input.queue} and visible_at <= now() and attempt = 0
+            and visible_at > now() - ${input.stickyFallbackMs} * interval '1 millisecond'
+          order by priority desc, visible_at limit 32) t
+    join dex.runs r on r.id = t.run_id
+    where r.sticky_worker_id <> ${input.workerId}
+    group by r.sticky_worker_id`;
+  let oldest: Date | undefined;
+  for (const row of rows) if (!oldest || row.since < oldest) oldest = row.since;
+  return { workerIds: rows.map((r) => r.worker_id), oldest };
 }
 
 /**

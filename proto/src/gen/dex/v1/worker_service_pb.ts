@@ -44,7 +44,10 @@ export type PollWorkflowTasksRequest = Message<"dex.v1.PollWorkflowTasksRequest"
    * Identity of the polling worker process, unique per process (for example
    * "host:pid:random"). The server sends only new events to the worker that
    * completed a run's previous task, on the assumption that it still holds
-   * the run in its cache. Required; up to 255 characters.
+   * the run in its cache, and keeps that run's next task for this worker
+   * (sticky routing) until it has waited the server's sticky fallback
+   * (default 3 s), then hands it to any worker with the full history. Two
+   * processes must not share an id. Required; up to 255 characters.
    *
    * @generated from field: string worker_id = 3;
    */
