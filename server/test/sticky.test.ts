@@ -4,7 +4,9 @@ import { byRunId, completeRun, fromJson, json, kinds, pollActivityOf, pollWorkfl
 describe("workflow task history: sticky workers and inputs arriving mid-task", () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness();
+    // Another worker gets a run's next task only once sticky routing's fallback has passed
+    // (sticky-routing.test.ts): a short one keeps the "another worker" case quick.
+    h = await startHarness({ stickyFallbackMs: 100 });
   });
   afterAll(async () => {
     await h.close();

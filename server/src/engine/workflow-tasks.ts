@@ -69,8 +69,8 @@ export async function pollWorkflowTasks(
  * another server, the NOTIFY woke a poll there that does the same), and wakes
  * its queue when the oldest of them falls back to any worker, so no poll
  * re-checks in between (no busy polling; the fallback tick covers a lost
- * timer). 50 ms of slack: the timer runs on this clock, the fallback test on
- * the database's.
+ * timer). The delay comes from the database's clock, which decides the
+ * fallback; 50 ms of slack for the time the answer took to arrive.
  */
 async function passStickyWake(engine: Engine, request: { queue: string; workerId: string }): Promise<void> {
   if (engine.stickyFallbackMs === 0) return;
@@ -80,9 +80,8 @@ async function passStickyWake(engine: Engine, request: { queue: string; workerId
     stickyFallbackMs: engine.stickyFallbackMs,
   });
   for (const workerId of waiting.workerIds) engine.wakeups.wakeWorker(QueueType.WORKFLOW, request.queue, workerId);
-  if (waiting.oldest) {
-    const at = new Date(waiting.oldest.getTime() + engine.stickyFallbackMs + 50);
-    engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, request.queue, at);
+  if (waiting.fallbackInMs !== undefined) {
+    engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, request.queue, new Date(Date.now() + Math.max(0, waiting.fallbackInMs) + 50));
   }
 }
 

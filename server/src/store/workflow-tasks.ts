@@ -177,17 +177,19 @@ export async function claimWorkflowTasks(
 
 /**
  * The workers whose sticky tasks a claim left alone (see STICKY ROUTING), and
- * since when the oldest of them waits: read only after a claim came back
- * empty, so the poll can wake those workers' parked polls and wake its own
- * queue when the fallback passes. Looks at the first 32 available tasks, in
- * claim order, without locking anything.
+ * in how many ms the oldest of them falls back to any worker (measured on the
+ * database's clock, so the caller's timer needs no agreement between clocks):
+ * read only after a claim came back empty, so the poll can wake those
+ * workers' parked polls and wake its own queue when the fallback passes.
+ * Looks at the first 32 available tasks, in claim order, locking nothing.
  */
 export async function stickyTasksWaiting(
   sql: Queryable,
   input: { queue: string; workerId: string; stickyFallbackMs: number },
-): Promise<{ workerIds: string[]; oldest: Date | undefined }> {
-  const rows = await sql<{ worker_id: string; since: Date }[]>`
-    select r.sticky_worker_id as worker_id, min(t.visible_at) as since
+): Promise<{ workerIds: string[]; fallbackInMs: number | undefined }> {
+  const rows = await sql<{ worker_id: string; fallback_in_ms: number }[]>`
+    select r.sticky_worker_id as worker_id,
+           (extract(epoch from min(t.visible_at) - now()) * 1000)::float8 + ${input.stickyFallbackMs} as fallback_in_ms
     from (select run_id, visible_at from dex.workflow_tasks
           where queue_name = ${input.queue} and visible_at <= now() and attempt = 0
             and visible_at > now() - ${input.stickyFallbackMs} * interval '1 millisecond'
@@ -195,9 +197,8 @@ export async function stickyTasksWaiting(
     join dex.runs r on r.id = t.run_id
     where r.sticky_worker_id <> ${input.workerId}
     group by r.sticky_worker_id`;
-  let oldest: Date | undefined;
-  for (const row of rows) if (!oldest || row.since < oldest) oldest = row.since;
-  return { workerIds: rows.map((r) => r.worker_id), oldest };
+  const soonest = rows.length === 0 ? undefined : Math.min(...rows.map((r) => Number(r.fallback_in_ms)));
+  return { workerIds: rows.map((r) => r.worker_id), fallbackInMs: soonest };
 }
 
 /**
