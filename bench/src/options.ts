@@ -18,6 +18,8 @@ export interface Sizes {
   /** Scenario 3: sequential activities of the one long workflow; the window compared at each end. */
   longSteps: number;
   longWindow: number;
+  /** Scenario 3: workflow worker processes polling the long workflow's queue (issue 12's variant: 4). */
+  longWorkers: number;
   /** Scenario 4: runs started with no worker; the dispatch latency counts while depth > backlogDepth. */
   backlog: number;
   backlogDepth: number;
@@ -31,9 +33,9 @@ export interface Sizes {
 export const PROFILES: Record<"quick" | "full", Sizes> = {
   // Sized so the whole quick run (Postgres start, all six scenarios on dex, DBOS and pg-boss) stays under 2 minutes.
   // The idle window is 10 s, not less: a waiting DBOS.recv checks the database every 10 s, and a shorter window would miss those checks.
-  quick: { workflows: 500, inFlight: 100, latencyRuns: 50, longSteps: 100, longWindow: 10, backlog: 2_000, backlogDepth: 1_000, idleRuns: 500, idleSeconds: 10, fanOut: 200 },
+  quick: { workflows: 500, inFlight: 100, latencyRuns: 50, longSteps: 100, longWindow: 10, longWorkers: 1, backlog: 2_000, backlogDepth: 1_000, idleRuns: 500, idleSeconds: 10, fanOut: 200 },
   // The sizes of issue 6.
-  full: { workflows: 5_000, inFlight: 200, latencyRuns: 200, longSteps: 1_000, longWindow: 100, backlog: 100_000, backlogDepth: 50_000, idleRuns: 10_000, idleSeconds: 30, fanOut: 1_000 },
+  full: { workflows: 5_000, inFlight: 200, latencyRuns: 200, longSteps: 1_000, longWindow: 100, longWorkers: 1, backlog: 100_000, backlogDepth: 50_000, idleRuns: 10_000, idleSeconds: 30, fanOut: 1_000 },
 };
 
 export interface Options {
@@ -51,7 +53,7 @@ export interface Options {
 export class UsageError extends Error {}
 
 export const HELP = `pnpm bench [--quick] [--scenario a,b] [--systems dex,dbos,pgboss] [--out PATH]
-           [--workflows N] [--in-flight N] [--latency-runs N] [--long-steps N] [--backlog N]
+           [--workflows N] [--in-flight N] [--latency-runs N] [--long-steps N] [--long-workers N] [--backlog N]
            [--idle-runs N] [--idle-seconds N] [--fan-out N] [--cpu-prof DIR] [--keep]
 scenarios: ${SCENARIOS.join(", ")}
 systems:   ${SYSTEMS.join(", ")} (dex always runs when a scenario needs it for a ratio)
@@ -62,6 +64,7 @@ const sizeFlags: Record<string, keyof Sizes> = {
   "in-flight": "inFlight",
   "latency-runs": "latencyRuns",
   "long-steps": "longSteps",
+  "long-workers": "longWorkers",
   backlog: "backlog",
   "idle-runs": "idleRuns",
   "idle-seconds": "idleSeconds",

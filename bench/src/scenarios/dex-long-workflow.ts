@@ -13,11 +13,16 @@ import { startDex } from "../systems/dex.js";
 import { ACTIVITY_QUEUES, WORKFLOW_QUEUE } from "../systems/dex-workload.js";
 
 export async function dexLongWorkflow(ctx: ScenarioContext): Promise<ScenarioResult> {
-  const { longSteps: steps, longWindow: window } = ctx.sizes;
+  const { longSteps: steps, longWindow: window, longWorkers } = ctx.sizes;
   const dex = await startDex(ctx.pg, ctx.group, "long-workflow", { cpuProfDir: ctx.cpuProfDir });
   try {
-    const [wf] = await Promise.all([
-      dex.startWorkers("wf", [{ kind: "workflow", queue: WORKFLOW_QUEUE, concurrency: 10 }], true),
+    // With several workflow worker processes, each counts its own bytes; the figure is their sum.
+    const [wfs] = await Promise.all([
+      Promise.all(
+        Array.from({ length: longWorkers }, (_, i) =>
+          dex.startWorkers(`wf${i}`, [{ kind: "workflow", queue: WORKFLOW_QUEUE, concurrency: 10 }], true),
+        ),
+      ),
       dex.startWorkers("act", [{ kind: "activity", queue: ACTIVITY_QUEUES[0], concurrency: 10 }]),
     ]);
     const t0 = performance.now();
@@ -25,7 +30,8 @@ export async function dexLongWorkflow(ctx: ScenarioContext): Promise<ScenarioRes
     await handle.result();
     const totalMs = performance.now() - t0;
     const runId = handle.runId!;
-    const { bytesFromServer } = await wf.request<{ bytesFromServer: number }>({ type: "stats" });
+    const stats = await Promise.all(wfs.map((wf) => wf.request<{ bytesFromServer: number }>({ type: "stats" })));
+    const bytesFromServer = stats.reduce((sum, s) => sum + s.bytesFromServer, 0);
     const times = await dex.sql<{ kind: string; ms: number }[]>`
       select kind, extract(epoch from created_at) * 1000 as ms from dex.history_events
       where run_id = ${runId} order by sequence`;
@@ -44,7 +50,7 @@ export async function dexLongWorkflow(ctx: ScenarioContext): Promise<ScenarioRes
              (select sum(octet_length(event))::text from dex.history_events where run_id = ${runId}) as event_bytes
       from dex.runs where id = ${runId}`;
     const historyBytes = Number(run!.history_size);
-    ctx.log(`dex long workflow: ${steps} steps in ${(totalMs / 1000).toFixed(1)} s, ${bytesFromServer} bytes to the worker, history ${historyBytes} bytes`);
+    ctx.log(`dex long workflow (${longWorkers} workflow worker processes): ${steps} steps in ${(totalMs / 1000).toFixed(1)} s, ${bytesFromServer} bytes to the worker, history ${historyBytes} bytes`);
     return {
       figures: [
         ...longWorkflowFigures(steps, window, { total: totalMs, first: firstMs, last: lastMs }),
@@ -57,7 +63,8 @@ export async function dexLongWorkflow(ctx: ScenarioContext): Promise<ScenarioRes
       usage: {},
       notes: [
         `history: ${run!.history_length} events, history_size ${historyBytes} B, sum of stored event bytes ${run!.event_bytes} B`,
-        "bytes to worker = everything the server sent on the workflow worker's connection (HTTP/2 frames: poll responses, completion responses, settings), counted by a TCP relay in the worker process",
+        `workflow worker processes: ${longWorkers}`,
+        "bytes to worker = everything the server sent on the workflow workers' connections (HTTP/2 frames: poll responses, completion responses, settings), counted by a TCP relay in each worker process",
       ],
     };
   } finally {
