@@ -92,4 +92,18 @@ describe("a retried call whose first try landed", () => {
     // Without a retry in between, terminating an ended run is refused.
     await expect(direct.getHandle({ runId: run.runId! }).terminate("again")).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
   });
+  it("does not repeat an event sent through an instance id once the first try may have landed", async () => {
+    // Through an instance id, a retry could reach a newer run of the instance: the SDK reports the
+    // unknown outcome instead of retrying (handle.ts writeUnsentOnly).
+    const run = await direct.start(forever, { instanceId: "event-by-instance" });
+    const events = async () => (await run.history()).filter((e) => e.attributes.case === "externalEventReceived");
+    const sent = withLostAnswer(
+      () => viaProxy.getHandle({ instanceId: "event-by-instance" }).sendEvent("poke", 1),
+      async () => (await events()).length === 1,
+      "the event to land",
+    );
+    await expect(sent).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    expect(await events()).toHaveLength(1);
+    await run.terminate("done");
+  });
 });

@@ -18,7 +18,7 @@ import { connect } from "./connection.js";
 import { statusFromName, toRunSummary, type RunSummary } from "./convert.js";
 import { resolveConnection, type ConnectionOptions } from "./environment.js";
 import { createHandle, type Caller, type WorkflowHandle } from "./handle.js";
-import { clientRetryable, retryPolicy, withRetry, type ClientRetryOptions } from "./retry.js";
+import { clientRetryable, clientRetryableUnsent, retryPolicy, withRetry, type ClientRetryOptions } from "./retry.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface ClientOptions extends ConnectionOptions {
@@ -27,7 +27,8 @@ export interface ClientOptions extends ConnectionOptions {
    * or whose database is away; DEADLINE_EXCEEDED; CANCELLED by a server shutting down) or that the
    * server rolled back (ABORTED), so a restart does not reach the caller. Every method retries
    * (start, sendEventWithStart, list, and the handle's result, describe, history, sendEvent,
-   * cancel, terminate; not `raw`): each is safe to repeat (see their docs). Default
+   * cancel, terminate; not `raw`): each is safe to repeat (see their docs); through a handle made
+   * from an instance id, sendEvent, cancel and terminate retry only failures that reached no server. Default
    * `{ maxElapsed: "30s", initialInterval: "100ms", maxInterval: "1s" }`; `false`: no retries.
    */
   retry?: ClientRetryOptions | false;
@@ -126,7 +127,8 @@ export function createClient(options: ClientOptions = {}): Client {
   const connection = connect(resolveConnection(options));
   const caller: Caller = {
     connection,
-    call: (fn, signal) => withRetry(fn, { policy, signal, pause: connection.pause, retryable: clientRetryable }),
+    call: (fn, signal, unsentOnly) =>
+      withRetry(fn, { policy, signal, pause: connection.pause, retryable: unsentOnly ? clientRetryableUnsent : clientRetryable }),
   };
   return {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },

@@ -11,7 +11,8 @@ import type { RetryCall } from "./retry.js";
 /** The client's connection and its one retry path (ClientOptions.retry), shared by its handles. */
 export interface Caller {
   readonly connection: Connection;
-  call<T>(fn: (call: RetryCall) => Promise<T>, signal?: AbortSignal): Promise<T>;
+  /** `unsentOnly`: retry only failures that surely reached no server (retry.ts clientRetryableUnsent). */
+  call<T>(fn: (call: RetryCall) => Promise<T>, signal?: AbortSignal, unsentOnly?: boolean): Promise<T>;
 }
 
 export interface WorkflowHandle<O = unknown> {
@@ -45,6 +46,14 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
   const selector = (): RunSelector["target"] =>
     ref.runId ? { case: "runId", value: ref.runId } : { case: "instanceId", value: ref.instanceId ?? "" };
   const run = () => ({ target: selector() });
+  /**
+   * A write through an instance id may not be retried after an unknown outcome: the server resolves
+   * the instance to its open run, else its newest, on every try, and an event id or a cancel is
+   * deduplicated per run. A first try that landed on run R1, whose answer was lost, could be
+   * repeated on R2 after R1 continued as new: the event delivered twice, a run the caller never
+   * saw cancelled. Through a run id every retry reaches the same run, which deduplicates it.
+   */
+  const writeUnsentOnly = ref.runId === undefined;
 
   /**
    * Reads the run's history page by page until `visit` returns true; resolves with the run's id.
@@ -132,7 +141,7 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
           }
           throw err;
         }
-      });
+      }, undefined, writeUnsentOnly);
     },
 
     async cancel(reason) {
@@ -144,7 +153,7 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
           // A request that landed on an earlier try, after which the run ended: done.
           if (!(retried && isCode(err, "FAILED_PRECONDITION") && (await historyHas(request.run, (e) => e.attributes.case === "cancelRequested")) !== undefined)) throw err;
         }
-      });
+      }, undefined, writeUnsentOnly);
     },
 
     async terminate(reason) {
@@ -155,7 +164,7 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
         } catch (err) {
           if (!(retried && isCode(err, "FAILED_PRECONDITION") && statusName((await call(() => connection.client.describeRun({ run: request.run }))).info?.status ?? 0) === "TERMINATED")) throw err;
         }
-      });
+      }, undefined, writeUnsentOnly);
     },
   };
 }

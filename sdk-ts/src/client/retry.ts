@@ -50,6 +50,17 @@ export function clientRetryable(err: unknown): boolean {
   return isTransient(err) || cancelledByServer(err) || (err instanceof DexError && err.code === "ABORTED");
 }
 
+/**
+ * A failure after which the request surely reached no server: the connection was never made (refused,
+ * unresolvable, timed out connecting), or the server rolled the call back (ABORTED). Retrying these
+ * is safe even for a write the server cannot deduplicate across runs (see handle.ts).
+ */
+export function clientRetryableUnsent(err: unknown): boolean {
+  if (!(err instanceof DexError)) return false;
+  if (err.code === "ABORTED") return true;
+  return err.code === "UNAVAILABLE" && !tlsRefused(err.message) && /No connection established|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|Name resolution failed|connect ETIMEDOUT/i.test(err.message);
+}
+
 /** `retry` of createClient: how long and how often a call is retried while the server is away. */
 export interface ClientRetryOptions {
   /**
