@@ -23,6 +23,8 @@ export interface Subscription {
   readonly woken: Promise<void>;
   /** True once woken (or closed). */
   readonly fired: boolean;
+  /** True when only a wake by worker name (wakeWorker) fired it; see subscribeQueue. */
+  readonly byName?: boolean;
   cancel(): void;
 }
 
@@ -122,6 +124,9 @@ export class Wakeups {
       woken,
       get fired() {
         return byQueue.fired || byWorker.fired;
+      },
+      get byName() {
+        return byWorker.fired && !byQueue.fired;
       },
       cancel: () => {
         byQueue.cancel();

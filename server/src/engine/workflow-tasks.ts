@@ -12,6 +12,7 @@ import { decodeEvent, encodeFailure } from "./events.js";
 import { longPoll } from "./long-poll.js";
 import { MAX_INLINE_HISTORY_BYTES, QueueType, WORKFLOW_TASK_LEASE_MS, type WorkflowTaskRef } from "./model.js";
 import { workflowTaskBackoffMs } from "./retry.js";
+import type { Subscription } from "./wakeups.js";
 
 export interface PolledWorkflowTask {
   ref: WorkflowTaskRef;
@@ -31,12 +32,21 @@ export async function pollWorkflowTasks(
   request: { queue: string; maxTasks: number; workerId: string; waitUntil: number },
   signal: AbortSignal,
 ): Promise<PolledWorkflowTask[]> {
+  // Whether the wake that led to this check came by name only (another poll passed it on).
+  let previous: Subscription | undefined;
+  let wokenByName = false;
   const tasks = await longPoll({
-    subscribe: () => engine.wakeups.subscribeQueue(QueueType.WORKFLOW, request.queue, request.workerId),
+    subscribe: () => {
+      wokenByName = previous?.byName === true;
+      previous = engine.wakeups.subscribeQueue(QueueType.WORKFLOW, request.queue, request.workerId);
+      return previous;
+    },
     check: async () => {
       const claimed = await claimWithHistory(engine, request);
       if (claimed.length === 0) {
-        await passStickyWake(engine, request);
+        // A wake that came by name is not passed on again: on a paused or full queue every claim
+        // is empty, and two owners would otherwise wake each other in a loop until the fallback.
+        if (!wokenByName) await passStickyWake(engine, request);
         return undefined;
       }
       // A full batch suggests more work: let another parked poll look.
