@@ -27,7 +27,8 @@ export function withClientFlags(command: Command): Command {
 }
 
 export function resolveAddress(flags: ClientFlags): string {
-  return flags.address ?? process.env.DEX_ADDRESS ?? DEFAULT_ADDRESS;
+  // An empty DEX_ADDRESS counts as unset, as in the SDK (and as DEX_API_KEY here).
+  return flags.address ?? (process.env.DEX_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
 }
 
 /** --api-key, else DEX_API_KEY (empty counts as unset), else none. */

@@ -19,7 +19,7 @@ export function isDatabaseUnavailable(message: string): boolean {
  * established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: "): keep the
  * innermost, which is the one that says what happened.
  */
-function connectFailure(message: string): string {
+export function connectFailure(message: string): string {
   const innermost = message.split("Last error: ").pop()!.replace(/^Error: /, "");
   return innermost.replace(/\.?\s*Resolution note:.*$/s, "").trim() || message;
 }

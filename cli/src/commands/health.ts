@@ -5,8 +5,8 @@
  * action: the health messages are one field each, encoded here by hand.
  */
 import type { Command } from "commander";
-import { type ClientFlags, resolveAddress, resolveApiKey, withClientFlags } from "../connection.js";
-import { UsageError } from "../errors.js";
+import { type ClientFlags, DEFAULT_PORT, resolveAddress, resolveApiKey, withClientFlags } from "../connection.js";
+import { connectFailure, UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
 import { printJson } from "../output.js";
 import { clientTls } from "../tls.js";
@@ -54,11 +54,13 @@ export function registerHealthCommand(program: Command): void {
     const timeoutMs = flags.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : parseIntFlag("--timeout-ms", flags.timeoutMs, 1, 600_000);
     const address = resolveAddress(flags);
     if (address.includes(",")) throw new UsageError(`dex health checks one server: give one --address, got "${address}"`);
+    // A host without a port means dex's port, as for every other command (grpc-js alone would try 443).
+    const withPort = /:\d+$/.test(address) ? address : `${address}:${DEFAULT_PORT}`;
     const service = flags.service ?? "";
-    const answer = await checkHealth({ address, tls: clientTls(flags), apiKey: resolveApiKey(flags) }, service, timeoutMs);
+    const answer = await checkHealth({ address: withPort, tls: clientTls(flags), apiKey: resolveApiKey(flags) }, service, timeoutMs);
     if ("unreachable" in answer) {
       if (flags.json) printJson({ address, service, status: "UNREACHABLE", error: answer.unreachable });
-      process.stderr.write(`dex: no answer from the dex server at ${address} (${answer.unreachable})\n`);
+      process.stderr.write(`dex: no answer from the dex server at ${address} (${connectFailure(answer.unreachable)})\n`);
       process.exitCode = HEALTH_EXIT.UNREACHABLE;
       return;
     }
