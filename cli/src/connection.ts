@@ -42,24 +42,25 @@ export function resolveApiKey(flags: ClientFlags): string | undefined {
 }
 
 /**
- * Runs `fn` with a connected client, closing it afterwards; errors carry the address, whether
- * TLS was on and whether a key was sent, for the hint, and, when the server answered UNAVAILABLE
- * without saying why, what its health check says (`serverHealth`).
- */
-/**
  * A command retries an unreachable server (UNAVAILABLE) for a few seconds only: enough to ride out a
  * blip between two commands of a script, short enough that a wrong --address fails while the person
  * at the prompt still waits. The SDK's default (30 s) suits long-lived processes, not a prompt.
  */
 const COMMAND_RETRY = { maxElapsed: "3s" } as const;
 
-export async function withClient<T>(flags: ClientFlags, fn: (client: Client) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` with a connected client, closing it afterwards; errors carry the address, whether
+ * TLS was on and whether a key was sent, for the hint, and, when the server answered UNAVAILABLE
+ * without saying why, what its health check says (`serverHealth`). `retryFor` overrides how long
+ * an unreachable server is retried (a command that waits for a run rides through a restart).
+ */
+export async function withClient<T>(flags: ClientFlags, fn: (client: Client) => Promise<T>, retryFor?: `${number}s`): Promise<T> {
   const address = resolveAddress(flags);
   const tls = clientTls(flags);
   if (tls) dropIpServerNameWarning();
   const apiKey = resolveApiKey(flags);
   const { createClient } = await import("@dex/sdk");
-  const client = createClient({ address, retry: COMMAND_RETRY, ...(tls ? { tls } : {}), ...(apiKey ? { apiKey } : {}) });
+  const client = createClient({ address, retry: retryFor ? { maxElapsed: retryFor } : COMMAND_RETRY, ...(tls ? { tls } : {}), ...(apiKey ? { apiKey } : {}) });
   try {
     return await fn(client);
   } catch (err) {

@@ -19,6 +19,9 @@ import { registerDescribeCommand } from "./describe.js";
 import { registerRunControlCommands } from "./run-control.js";
 import { selector } from "./selector.js";
 
+/** `result --wait` is what scripts wait on: it rides through a server restart (the SDK's default), not just a blip. */
+const WAIT_RETRY_FOR = "30s";
+
 const CONFLICT_POLICIES: Record<string, InstanceIdConflictPolicy> = {
   fail: InstanceIdConflictPolicy.FAIL,
   "use-existing": InstanceIdConflictPolicy.USE_EXISTING,
@@ -148,7 +151,8 @@ export function registerWorkflowCommands(program: Command): void {
       const run = selector(ref);
       let response: GetRunResultResponse;
       do {
-        response = await client.raw.client.getRunResult({ run, wait: flags.wait ?? false });
+        const request = { run, wait: flags.wait ?? false };
+        response = await client.retrying(() => client.raw.client.getRunResult(request));
       } while (flags.wait && !TERMINAL.has(response.status));
       const view = {
         runId: response.runId,
@@ -167,7 +171,7 @@ export function registerWorkflowCommands(program: Command): void {
           ["continued as", view.continuedAsRunId],
         ]);
       process.exitCode = resultExitCode(view.status);
-    });
+    }, flags.wait ? WAIT_RETRY_FOR : undefined);
   });
 
   registerDescribeCommand(workflow);

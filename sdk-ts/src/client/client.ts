@@ -112,7 +112,12 @@ export interface Client {
   ): Promise<SendEventWithStartResult<WorkflowOutput<W>>>;
   getHandle<O = unknown>(ref: { runId: string } | { instanceId: string }): WorkflowHandle<O>;
   list(filter?: ListRunsFilter): Promise<{ runs: RunSummary[]; nextPageToken?: string }>;
-  /** Low-level, typed access to the three services (errors are DexError). */
+  /**
+   * Runs `fn` through this client's retry path (the `retry` option): for `raw` calls that are safe
+   * to repeat (reads, or writes the server deduplicates), which `raw` alone does not retry.
+   */
+  retrying<T>(fn: () => Promise<T>): Promise<T>;
+  /** Low-level, typed access to the three services (errors are DexError); not retried (see `retrying`). */
   readonly raw: {
     client: ServiceClient<typeof ClientService>;
     worker: ServiceClient<typeof WorkerService>;
@@ -132,6 +137,7 @@ export function createClient(options: ClientOptions = {}): Client {
   };
   return {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },
+    retrying: (fn) => caller.call(() => fn()),
 
     async start(workflow, start) {
       const request = startRequest(workflow, start);
