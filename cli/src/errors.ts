@@ -20,8 +20,7 @@ export function isDatabaseUnavailable(message: string): boolean {
  * innermost, which is the one that says what happened.
  */
 export function connectFailure(message: string): string {
-  const innermost = message.split("Last error: ").pop()!.replace(/^Error: /, "");
-  return innermost.replace(/\.?\s*Resolution note:.*$/s, "").trim() || message;
+  return lastError(message) || message;
 }
 
 /** A mistake the user can fix: printed as one line, exit code 1, never a stack trace. */
