@@ -54,10 +54,8 @@ export function registerHealthCommand(program: Command): void {
     const timeoutMs = flags.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : parseIntFlag("--timeout-ms", flags.timeoutMs, 1, 600_000);
     const address = resolveAddress(flags);
     if (address.includes(",")) throw new UsageError(`dex health checks one server: give one --address, got "${address}"`);
-    // A host without a port means dex's port, as for every other command (grpc-js alone would try 443).
-    const withPort = /:\d+$/.test(address) ? address : `${address}:${DEFAULT_PORT}`;
     const service = flags.service ?? "";
-    const answer = await checkHealth({ address: withPort, tls: clientTls(flags), apiKey: resolveApiKey(flags) }, service, timeoutMs);
+    const answer = await checkHealth({ address, tls: clientTls(flags), apiKey: resolveApiKey(flags) }, service, timeoutMs);
     if ("unreachable" in answer) {
       if (flags.json) printJson({ address, service, status: "UNREACHABLE", error: answer.unreachable });
       process.stderr.write(`dex: no answer from the dex server at ${address} (${connectFailure(answer.unreachable)})\n`);
@@ -91,7 +89,9 @@ export async function checkHealth(target: HealthTarget, service: string, timeout
   const credentials = tls
     ? grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert))
     : grpc.credentials.createInsecure();
-  const channel = new grpc.Client(target.address, credentials, tls?.serverName ? { "grpc.ssl_target_name_override": tls.serverName } : {});
+  // A host without a port means dex's port, as for every other command (grpc-js alone would try 443).
+  const address = /:\d+$/.test(target.address) ? target.address : `${target.address}:${DEFAULT_PORT}`;
+  const channel = new grpc.Client(address, credentials, tls?.serverName ? { "grpc.ssl_target_name_override": tls.serverName } : {});
   const metadata = new grpc.Metadata();
   if (target.apiKey) metadata.set("authorization", `Bearer ${target.apiKey}`);
   // HealthCheckRequest { string service = 1; }: proto3 leaves an empty string out.
