@@ -3,7 +3,9 @@
  * considered ready when their output matches a pattern, stopped with SIGTERM.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { repoRoot } from "./server-process.js";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface Started {
   readonly child: ChildProcess;
