@@ -6,6 +6,7 @@
  * measures the transport and its protobuf-es codec use, nothing else.
  *
  *   pnpm bench:transport [--seconds 3] [--concurrency 64]
+ *   pnpm bench:transport --completions [--rounds 2]   (completions.ts: unary vs batch vs stream)
  *
  * Prints a Markdown table. Run it on a quiet machine, or note the load: the
  * client, the server and anything else running share the same cores.
@@ -36,10 +37,18 @@ const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "3" },
     concurrency: { type: "string", default: "64" },
+    completions: { type: "boolean", default: false },
+    rounds: { type: "string", default: "2" },
   },
 });
 const seconds = Number(values.seconds);
 const concurrency = Number(values.concurrency);
+if (values.completions) {
+  // Decision 0011: unary vs batch vs stream completion reporting (completions.ts).
+  const { runCompletions } = await import("./completions.js");
+  await runCompletions({ seconds, concurrency, rounds: Number(values.rounds) });
+  process.exit(0);
+}
 
 const pairings: Array<{ server: Impl; client: Impl }> = [
   { server: "grpc-js", client: "grpc-js" },

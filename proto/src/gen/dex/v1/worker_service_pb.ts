@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/worker_service.proto.
  */
 export const file_dex_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXgvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SBmRleC52MSKBAQoYUG9sbFdvcmtmbG93VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLldvcmtmbG93VGFzayLPAgoMV29ya2Zsb3dUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSEgoKdGFza19xdWV1ZRgFIAEoCRIPCgdhdHRlbXB0GAYgASgFEi0KCXRhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOaGlzdG9yeV9sZW5ndGgYCCABKAMSJQoHaGlzdG9yeRgJIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSKAoKbmV3X2V2ZW50cxgKIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKG0NvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiEKCGNvbW1hbmRzGAIgAygLMg8uZGV4LnYxLkNvbW1hbmQiNgocQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXNwb25zZRIWCg5oaXN0b3J5X2xlbmd0aBgBIAEoAyJ/ChdGYWlsV29ya2Zsb3dUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiAKB2ZhaWx1cmUYAiABKAsyDy5kZXgudjEuRmFpbHVyZRIuCgVjYXVzZRgDIAEoDjIfLmRleC52MS5Xb3JrZmxvd1Rhc2tGYWlsZWRDYXVzZSJRChhGYWlsV29ya2Zsb3dUYXNrUmVzcG9uc2USNQoRbmV4dF9hdHRlbXB0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBChhQb2xsQWN0aXZpdHlUYXNrc1JlcXVlc3QSEgoKdGFza19xdWV1ZRgBIAEoCRIRCgltYXhfdGFza3MYAiABKAUSEQoJd29ya2VyX2lkGAMgASgJEisKCG1heF93YWl0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkAKGVBvbGxBY3Rpdml0eVRhc2tzUmVzcG9uc2USIwoFdGFza3MYASADKAsyFC5kZXgudjEuQWN0aXZpdHlUYXNrIssDCgxBY3Rpdml0eVRhc2sSEgoKdGFza190b2tlbhgBIAEoDBIOCgZydW5faWQYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSFQoNd29ya2Zsb3dfbmFtZRgEIAEoCRILCgNzZXEYBSABKA0SFQoNYWN0aXZpdHlfbmFtZRgGIAEoCRISCgp0YXNrX3F1ZXVlGAcgASgJEh4KBWlucHV0GAggASgLMg8uZGV4LnYxLlBheWxvYWQSDwoHYXR0ZW1wdBgJIAEoBRIxCg1zY2hlZHVsZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sZWFzZV9kZWFkbGluZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoWc3RhcnRfdG9fY2xvc2VfdGltZW91dBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqChFoZWFydGJlYXRfZGV0YWlscxgOIAEoCzIPLmRleC52MS5QYXlsb2FkIlIKG0NvbXBsZXRlQWN0aXZpdHlUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEh8KBnJlc3VsdBgCIAEoCzIPLmRleC52MS5QYXlsb2FkIh4KHENvbXBsZXRlQWN0aXZpdHlUYXNrUmVzcG9uc2UihAEKF0ZhaWxBY3Rpdml0eVRhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSIAoHZmFpbHVyZRgCIAEoCzIPLmRleC52MS5GYWlsdXJlEjMKEG5leHRfcmV0cnlfZGVsYXkYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iZQoYRmFpbEFjdGl2aXR5VGFza1Jlc3BvbnNlEhIKCndpbGxfcmV0cnkYASABKAgSNQoRbmV4dF9hdHRlbXB0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKHEhlYXJ0YmVhdEFjdGl2aXR5VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIgCgdkZXRhaWxzGAIgASgLMg8uZGV4LnYxLlBheWxvYWQibQodSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVzcG9uc2USGAoQY2FuY2VsX3JlcXVlc3RlZBgBIAEoCBIyCg5sZWFzZV9kZWFkbGluZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq+wEKF1dvcmtmbG93VGFza0ZhaWxlZENhdXNlEioKJldPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1VOU1BFQ0lGSUVEEAASLgoqV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfTk9OX0RFVEVSTUlOSVNNEAESLworV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfVU5LTk9XTl9XT1JLRkxPVxACEiYKIldPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1BBWUxPQUQQAxIrCidXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9XT1JLRVJfRVJST1IQBDKdBQoNV29ya2VyU2VydmljZRJYChFQb2xsV29ya2Zsb3dUYXNrcxIgLmRleC52MS5Qb2xsV29ya2Zsb3dUYXNrc1JlcXVlc3QaIS5kZXgudjEuUG9sbFdvcmtmbG93VGFza3NSZXNwb25zZRJhChRDb21wbGV0ZVdvcmtmbG93VGFzaxIjLmRleC52MS5Db21wbGV0ZVdvcmtmbG93VGFza1JlcXVlc3QaJC5kZXgudjEuQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXNwb25zZRJVChBGYWlsV29ya2Zsb3dUYXNrEh8uZGV4LnYxLkZhaWxXb3JrZmxvd1Rhc2tSZXF1ZXN0GiAuZGV4LnYxLkZhaWxXb3JrZmxvd1Rhc2tSZXNwb25zZRJYChFQb2xsQWN0aXZpdHlUYXNrcxIgLmRleC52MS5Qb2xsQWN0aXZpdHlUYXNrc1JlcXVlc3QaIS5kZXgudjEuUG9sbEFjdGl2aXR5VGFza3NSZXNwb25zZRJhChRDb21wbGV0ZUFjdGl2aXR5VGFzaxIjLmRleC52MS5Db21wbGV0ZUFjdGl2aXR5VGFza1JlcXVlc3QaJC5kZXgudjEuQ29tcGxldGVBY3Rpdml0eVRhc2tSZXNwb25zZRJVChBGYWlsQWN0aXZpdHlUYXNrEh8uZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXF1ZXN0GiAuZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXNwb25zZRJkChVIZWFydGJlYXRBY3Rpdml0eVRhc2sSJC5kZXgudjEuSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVxdWVzdBolLmRleC52MS5IZWFydGJlYXRBY3Rpdml0eVRhc2tSZXNwb25zZWIGcHJvdG8z", [file_dex_v1_commands, file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXgvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SBmRleC52MSKBAQoYUG9sbFdvcmtmbG93VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLldvcmtmbG93VGFzayLPAgoMV29ya2Zsb3dUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSEgoKdGFza19xdWV1ZRgFIAEoCRIPCgdhdHRlbXB0GAYgASgFEi0KCXRhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOaGlzdG9yeV9sZW5ndGgYCCABKAMSJQoHaGlzdG9yeRgJIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSKAoKbmV3X2V2ZW50cxgKIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKG0NvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiEKCGNvbW1hbmRzGAIgAygLMg8uZGV4LnYxLkNvbW1hbmQiNgocQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXNwb25zZRIWCg5oaXN0b3J5X2xlbmd0aBgBIAEoAyJ/ChdGYWlsV29ya2Zsb3dUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiAKB2ZhaWx1cmUYAiABKAsyDy5kZXgudjEuRmFpbHVyZRIuCgVjYXVzZRgDIAEoDjIfLmRleC52MS5Xb3JrZmxvd1Rhc2tGYWlsZWRDYXVzZSJRChhGYWlsV29ya2Zsb3dUYXNrUmVzcG9uc2USNQoRbmV4dF9hdHRlbXB0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBChhQb2xsQWN0aXZpdHlUYXNrc1JlcXVlc3QSEgoKdGFza19xdWV1ZRgBIAEoCRIRCgltYXhfdGFza3MYAiABKAUSEQoJd29ya2VyX2lkGAMgASgJEisKCG1heF93YWl0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkAKGVBvbGxBY3Rpdml0eVRhc2tzUmVzcG9uc2USIwoFdGFza3MYASADKAsyFC5kZXgudjEuQWN0aXZpdHlUYXNrIssDCgxBY3Rpdml0eVRhc2sSEgoKdGFza190b2tlbhgBIAEoDBIOCgZydW5faWQYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSFQoNd29ya2Zsb3dfbmFtZRgEIAEoCRILCgNzZXEYBSABKA0SFQoNYWN0aXZpdHlfbmFtZRgGIAEoCRISCgp0YXNrX3F1ZXVlGAcgASgJEh4KBWlucHV0GAggASgLMg8uZGV4LnYxLlBheWxvYWQSDwoHYXR0ZW1wdBgJIAEoBRIxCg1zY2hlZHVsZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sZWFzZV9kZWFkbGluZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoWc3RhcnRfdG9fY2xvc2VfdGltZW91dBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqChFoZWFydGJlYXRfZGV0YWlscxgOIAEoCzIPLmRleC52MS5QYXlsb2FkIlIKG0NvbXBsZXRlQWN0aXZpdHlUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEh8KBnJlc3VsdBgCIAEoCzIPLmRleC52MS5QYXlsb2FkIh4KHENvbXBsZXRlQWN0aXZpdHlUYXNrUmVzcG9uc2UihAEKF0ZhaWxBY3Rpdml0eVRhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSIAoHZmFpbHVyZRgCIAEoCzIPLmRleC52MS5GYWlsdXJlEjMKEG5leHRfcmV0cnlfZGVsYXkYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iZQoYRmFpbEFjdGl2aXR5VGFza1Jlc3BvbnNlEhIKCndpbGxfcmV0cnkYASABKAgSNQoRbmV4dF9hdHRlbXB0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKHEhlYXJ0YmVhdEFjdGl2aXR5VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIgCgdkZXRhaWxzGAIgASgLMg8uZGV4LnYxLlBheWxvYWQibQodSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVzcG9uc2USGAoQY2FuY2VsX3JlcXVlc3RlZBgBIAEoCBIyCg5sZWFzZV9kZWFkbGluZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoaUmVwb3J0QWN0aXZpdHlUYXNrc1JlcXVlc3QSKQoFaXRlbXMYASADKAsyGi5kZXgudjEuQWN0aXZpdHlUYXNrUmVwb3J0IokBChJBY3Rpdml0eVRhc2tSZXBvcnQSNwoIY29tcGxldGUYASABKAsyIy5kZXgudjEuQ29tcGxldGVBY3Rpdml0eVRhc2tSZXF1ZXN0SAASLwoEZmFpbBgCIAEoCzIfLmRleC52MS5GYWlsQWN0aXZpdHlUYXNrUmVxdWVzdEgAQgkKB291dGNvbWUiUAobUmVwb3J0QWN0aXZpdHlUYXNrc1Jlc3BvbnNlEjEKB3Jlc3VsdHMYASADKAsyIC5kZXgudjEuQWN0aXZpdHlUYXNrUmVwb3J0UmVzdWx0ImkKGEFjdGl2aXR5VGFza1JlcG9ydFJlc3VsdBIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSLgoEZmFpbBgDIAEoCzIgLmRleC52MS5GYWlsQWN0aXZpdHlUYXNrUmVzcG9uc2Uq+wEKF1dvcmtmbG93VGFza0ZhaWxlZENhdXNlEioKJldPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1VOU1BFQ0lGSUVEEAASLgoqV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfTk9OX0RFVEVSTUlOSVNNEAESLworV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfVU5LTk9XTl9XT1JLRkxPVxACEiYKIldPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1BBWUxPQUQQAxIrCidXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9XT1JLRVJfRVJST1IQBDL9BQoNV29ya2VyU2VydmljZRJYChFQb2xsV29ya2Zsb3dUYXNrcxIgLmRleC52MS5Qb2xsV29ya2Zsb3dUYXNrc1JlcXVlc3QaIS5kZXgudjEuUG9sbFdvcmtmbG93VGFza3NSZXNwb25zZRJhChRDb21wbGV0ZVdvcmtmbG93VGFzaxIjLmRleC52MS5Db21wbGV0ZVdvcmtmbG93VGFza1JlcXVlc3QaJC5kZXgudjEuQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXNwb25zZRJVChBGYWlsV29ya2Zsb3dUYXNrEh8uZGV4LnYxLkZhaWxXb3JrZmxvd1Rhc2tSZXF1ZXN0GiAuZGV4LnYxLkZhaWxXb3JrZmxvd1Rhc2tSZXNwb25zZRJYChFQb2xsQWN0aXZpdHlUYXNrcxIgLmRleC52MS5Qb2xsQWN0aXZpdHlUYXNrc1JlcXVlc3QaIS5kZXgudjEuUG9sbEFjdGl2aXR5VGFza3NSZXNwb25zZRJhChRDb21wbGV0ZUFjdGl2aXR5VGFzaxIjLmRleC52MS5Db21wbGV0ZUFjdGl2aXR5VGFza1JlcXVlc3QaJC5kZXgudjEuQ29tcGxldGVBY3Rpdml0eVRhc2tSZXNwb25zZRJVChBGYWlsQWN0aXZpdHlUYXNrEh8uZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXF1ZXN0GiAuZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXNwb25zZRJkChVIZWFydGJlYXRBY3Rpdml0eVRhc2sSJC5kZXgudjEuSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVxdWVzdBolLmRleC52MS5IZWFydGJlYXRBY3Rpdml0eVRhc2tSZXNwb25zZRJeChNSZXBvcnRBY3Rpdml0eVRhc2tzEiIuZGV4LnYxLlJlcG9ydEFjdGl2aXR5VGFza3NSZXF1ZXN0GiMuZGV4LnYxLlJlcG9ydEFjdGl2aXR5VGFza3NSZXNwb25zZWIGcHJvdG8z", [file_dex_v1_commands, file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * PollWorkflowTasksRequest names the queue to poll.
@@ -635,6 +635,137 @@ export const HeartbeatActivityTaskResponseSchema: GenMessage<HeartbeatActivityTa
   messageDesc(file_dex_v1_worker_service, 15);
 
 /**
+ * ReportActivityTasksRequest carries the outcomes of several activity attempts.
+ *
+ * @generated from message dex.v1.ReportActivityTasksRequest
+ */
+export type ReportActivityTasksRequest = Message<"dex.v1.ReportActivityTasksRequest"> & {
+  /**
+   * The outcomes, each with its own task token. Required: 1 to 500 items.
+   * Each item has the limits of its unary call (a result or failure up to the
+   * server's payload limit, default 2 MiB), and the whole request must fit in
+   * the server's largest request (default 16 MiB; RESOURCE_EXHAUSTED for the
+   * call otherwise): send large results in calls of their own. Two items with
+   * the same token are taken in order: the second finds the task already
+   * reported and answers NOT_FOUND.
+   *
+   * @generated from field: repeated dex.v1.ActivityTaskReport items = 1;
+   */
+  items: ActivityTaskReport[];
+};
+
+/**
+ * Describes the message dex.v1.ReportActivityTasksRequest.
+ * Use `create(ReportActivityTasksRequestSchema)` to create a new message.
+ */
+export const ReportActivityTasksRequestSchema: GenMessage<ReportActivityTasksRequest> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 16);
+
+/**
+ * ActivityTaskReport is the outcome of one activity attempt.
+ *
+ * @generated from message dex.v1.ActivityTaskReport
+ */
+export type ActivityTaskReport = Message<"dex.v1.ActivityTaskReport"> & {
+  /**
+   * What happened. Exactly one is required.
+   *
+   * @generated from oneof dex.v1.ActivityTaskReport.outcome
+   */
+  outcome: {
+    /**
+     * The activity returned: completes the task, as CompleteActivityTask.
+     *
+     * @generated from field: dex.v1.CompleteActivityTaskRequest complete = 1;
+     */
+    value: CompleteActivityTaskRequest;
+    case: "complete";
+  } | {
+    /**
+     * The attempt failed: retried per the retry policy or recorded as the
+     * activity's final failure, as FailActivityTask.
+     *
+     * @generated from field: dex.v1.FailActivityTaskRequest fail = 2;
+     */
+    value: FailActivityTaskRequest;
+    case: "fail";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message dex.v1.ActivityTaskReport.
+ * Use `create(ActivityTaskReportSchema)` to create a new message.
+ */
+export const ActivityTaskReportSchema: GenMessage<ActivityTaskReport> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 17);
+
+/**
+ * ReportActivityTasksResponse answers every item of the request.
+ *
+ * @generated from message dex.v1.ReportActivityTasksResponse
+ */
+export type ReportActivityTasksResponse = Message<"dex.v1.ReportActivityTasksResponse"> & {
+  /**
+   * One per request item, in the same order.
+   *
+   * @generated from field: repeated dex.v1.ActivityTaskReportResult results = 1;
+   */
+  results: ActivityTaskReportResult[];
+};
+
+/**
+ * Describes the message dex.v1.ReportActivityTasksResponse.
+ * Use `create(ReportActivityTasksResponseSchema)` to create a new message.
+ */
+export const ReportActivityTasksResponseSchema: GenMessage<ReportActivityTasksResponse> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 18);
+
+/**
+ * ActivityTaskReportResult is the answer to one item: what the unary call
+ * would have answered for it.
+ *
+ * @generated from message dex.v1.ActivityTaskReportResult
+ */
+export type ActivityTaskReportResult = Message<"dex.v1.ActivityTaskReportResult"> & {
+  /**
+   * The item's gRPC status code (google.rpc.Code): 0 (OK) when the outcome
+   * was recorded. Otherwise nothing was recorded for the item, and the code
+   * means what it means for the unary call: NOT_FOUND (5) the token is stale
+   * (the attempt was already reported, timed out, or its run ended);
+   * INVALID_ARGUMENT (3) the item is malformed (`message` says what to fix;
+   * sending it again changes nothing); PERMISSION_DENIED (7) the caller's key
+   * may not use the token's queue; UNAVAILABLE (14) or DEADLINE_EXCEEDED (4)
+   * the item may be sent again until its lease deadline; INTERNAL (13) a
+   * server error, logged with the id in `message`.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * Why, when `code` is not 0; empty otherwise.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * For a recorded `fail` item: FailActivityTask's answer (whether and when
+   * the activity is retried). Unset for `complete` items and errors.
+   *
+   * @generated from field: dex.v1.FailActivityTaskResponse fail = 3;
+   */
+  fail?: FailActivityTaskResponse | undefined;
+};
+
+/**
+ * Describes the message dex.v1.ActivityTaskReportResult.
+ * Use `create(ActivityTaskReportResultSchema)` to create a new message.
+ */
+export const ActivityTaskReportResultSchema: GenMessage<ActivityTaskReportResult> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 19);
+
+/**
  * WorkflowTaskFailedCause classifies a workflow task failure.
  *
  * @generated from enum dex.v1.WorkflowTaskFailedCause
@@ -781,6 +912,30 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof HeartbeatActivityTaskRequestSchema;
     output: typeof HeartbeatActivityTaskResponseSchema;
+  },
+  /**
+   * Reports the outcomes of several activity attempts in one call: each item
+   * completes a task (as CompleteActivityTask) or fails an attempt (as
+   * FailActivityTask) with its own token, and gets its own answer, in order.
+   * Items are independent: one item's error (a stale token answers NOT_FOUND
+   * for that item) changes nothing for the others, and each item is recorded
+   * at most once, as with the unary calls. An item whose answer is
+   * UNAVAILABLE or DEADLINE_EXCEEDED may be sent again, alone or in a later
+   * call, until its lease deadline. The call itself answers INVALID_ARGUMENT
+   * (nothing written) for no items, more than 500, or an item with neither
+   * outcome set; UNAVAILABLE when the server cannot take it now (nothing
+   * written; send it again); PERMISSION_DENIED for a key whose role may not
+   * report tasks. A key limited to some task queues gets PERMISSION_DENIED
+   * per item whose token was issued for another queue. Servers older than
+   * this RPC answer UNIMPLEMENTED: fall back to the unary calls.
+   * Decision record: docs/decisions/0011-batched-completions.md.
+   *
+   * @generated from rpc dex.v1.WorkerService.ReportActivityTasks
+   */
+  reportActivityTasks: {
+    methodKind: "unary";
+    input: typeof ReportActivityTasksRequestSchema;
+    output: typeof ReportActivityTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dex_v1_worker_service, 0);
