@@ -36,6 +36,7 @@ async function serveGrpcJs(): Promise<number> {
     pollActivityTasks: unimplemented,
     failActivityTask: unimplemented,
     heartbeatActivityTask: unimplemented,
+    reportActivityTasks: unimplemented,
   });
   server.addService(definition, implementation);
   return new Promise((resolve, reject) =>

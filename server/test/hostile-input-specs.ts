@@ -278,6 +278,14 @@ export function specs(commands: Field): Spec[] {
       fields: { taskToken: token("activity"), details: (rng, fx) => draw(rng, payloads(fx.payloadLimit)) },
     },
     {
+      // Per-item problems are answered per item (server/test/activity-reports.test.ts); what the
+      // call itself refuses is its shape: no items, too many, an item without an outcome.
+      service: "worker",
+      method: "reportActivityTasks",
+      base: (fx) => ({ items: [forgedReport(fx)] }),
+      fields: { items: reportItems },
+    },
+    {
       service: "queues",
       method: "createTaskQueue",
       base: () => ({ name: `fuzz-${Math.random().toString(36).slice(2, 8)}`, type: TaskQueueType.ACTIVITY }),
@@ -289,6 +297,27 @@ export function specs(commands: Field): Spec[] {
     { service: "queues", method: "listTaskQueues", base: () => ({}), fields: { type: poolField(enums([0, TaskQueueType.WORKFLOW, TaskQueueType.ACTIVITY])) } },
     { service: "queues", method: "deleteTaskQueue", base: () => ({ name: "no-such-queue", type: TaskQueueType.WORKFLOW }), fields: queueKey },
   ];
+}
+
+/** A complete item with a live token's forged lease: answered NOT_FOUND per item, writes nothing. */
+function forgedReport(fx: Fixtures) {
+  const taskToken = Uint8Array.from(fx.activityToken).fill(0xab, 18, 34);
+  return { outcome: { case: "complete", value: { taskToken } } };
+}
+
+function reportItems(rng: Rng, fx: Fixtures): Pick<unknown> {
+  switch (rng.int(5)) {
+    case 0:
+      return pick("no items", [], true);
+    case 1:
+      return pick("501 items", Array.from({ length: 501 }, () => forgedReport(fx)), true);
+    case 2:
+      return pick("an item without an outcome", [forgedReport(fx), {}], true);
+    case 3:
+      return pick("500 forged items", Array.from({ length: 500 }, () => forgedReport(fx)));
+    default:
+      return pick("one forged item", [forgedReport(fx)]);
+  }
 }
 
 export { failure, optionalPriority, pick, poolField, priority, within };

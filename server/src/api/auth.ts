@@ -38,7 +38,8 @@ export function withApiKeys<S extends GenService<GenServiceMethods>>(
     out[method.localName] = async (request: unknown, context: CallContext) => {
       const principal = await authenticate(context, deps.authenticator, name, deps.logger);
       authorize(principal, rule, name, context, deps.logger);
-      if (principal.queues && rule.queue) await checkQueue(principal, principal.queues, rule.queue, request, name, context, deps);
+      if (principal.queues && rule.queue === "activity-token-items") itemQueueLimits.set(context, { principal, queues: principal.queues, method: name });
+      else if (principal.queues && rule.queue) await checkQueue(principal, principal.queues, rule.queue, request, name, context, deps);
       return handler(request, context);
     };
   }
@@ -76,6 +77,34 @@ function authorize(principal: Principal, rule: MethodRule, method: string, conte
   );
 }
 
+/** The queue limit of a call whose items are checked one by one (scope "activity-token-items"). */
+export interface ItemQueueLimit {
+  readonly principal: Principal;
+  readonly queues: ReadonlySet<string>;
+  readonly method: string;
+}
+
+const itemQueueLimits = new WeakMap<CallContext, ItemQueueLimit>();
+
+/** The caller's queue limit for a per-item checked call; undefined when the key may use every queue. */
+export function itemQueueLimit(context: CallContext): ItemQueueLimit | undefined {
+  return itemQueueLimits.get(context);
+}
+
+/** undefined if the limit allows `queue`, else the PERMISSION_DENIED an item gets, as the unary call would. */
+export function refuseItemQueue(limit: ItemQueueLimit, queue: string, context: CallContext, logger: Logger): DexError | undefined {
+  if (limit.queues.has(queue)) return undefined;
+  logger.info("call refused: queue not allowed for key", { method: limit.method, key: limit.principal.name, queue, peer: context.peer });
+  return queueRefused(limit.principal, limit.queues, "the task token's queue", queue);
+}
+
+function queueRefused(principal: Principal, allowed: ReadonlySet<string>, what: string, queue: string): DexError {
+  return new DexError(
+    "PERMISSION_DENIED",
+    `the API key "${principal.name}" may use only task queue(s) ${[...allowed].join(", ")}; ${what} is "${queue}"`,
+  );
+}
+
 async function checkQueue(
   principal: Principal,
   allowed: ReadonlySet<string>,
@@ -89,10 +118,7 @@ async function checkQueue(
   if (allowed.has(queue)) return;
   deps.logger.info("call refused: queue not allowed for key", { method, key: principal.name, queue, peer: context.peer });
   const what = scope === "poll" ? "task queue" : scope === "run" ? "the run's task queue" : "the task token's queue";
-  throw new DexError(
-    "PERMISSION_DENIED",
-    `the API key "${principal.name}" may use only task queue(s) ${[...allowed].join(", ")}; ${what} is "${queue}"`,
-  );
+  throw queueRefused(principal, allowed, what, queue);
 }
 
 /** The task queue a call is about. A malformed token or selector fails here as it would in the handler. */
@@ -102,6 +128,8 @@ async function queueOf(scope: QueueScope, request: unknown, engine: Engine): Pro
       return (request as { taskQueue: string }).taskQueue;
     case "workflow-token":
       return decodeWorkflowTaskToken((request as { taskToken: Uint8Array }).taskToken).queue;
+    case "activity-token-items":
+      throw new Error("activity-token-items is checked per item by the handler");
     case "activity-token":
       return decodeActivityTaskToken((request as { taskToken: Uint8Array }).taskToken).queue;
     case "run": {

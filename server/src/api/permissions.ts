@@ -15,10 +15,13 @@
  * `queue` says where a call names its task queue, for worker keys limited to
  * some queues (`dex auth create --queue`): the polled queue, the queue inside
  * a task token, or the workflow queue of the run whose history is read.
+ * "activity-token-items" (ReportActivityTasks) is checked per item by the
+ * handler (api/activity-reports.ts): a refused item is answered
+ * PERMISSION_DENIED on its own while the call's other items go through.
  */
 import type { ApiKeyRole } from "../engine/api-keys.js";
 
-export type QueueScope = "poll" | "workflow-token" | "activity-token" | "run";
+export type QueueScope = "poll" | "workflow-token" | "activity-token" | "activity-token-items" | "run";
 
 export interface MethodRule {
   readonly roles: readonly ApiKeyRole[];
@@ -48,6 +51,7 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.WorkerService/CompleteActivityTask": { roles: WORKER, queue: "activity-token" },
   "/dex.v1.WorkerService/FailActivityTask": { roles: WORKER, queue: "activity-token" },
   "/dex.v1.WorkerService/HeartbeatActivityTask": { roles: WORKER, queue: "activity-token" },
+  "/dex.v1.WorkerService/ReportActivityTasks": { roles: WORKER, queue: "activity-token-items" },
 
   "/dex.v1.TaskQueueService/CreateTaskQueue": { roles: ADMIN },
   "/dex.v1.TaskQueueService/UpdateTaskQueue": { roles: ADMIN },

@@ -27,6 +27,7 @@ import {
 } from "../engine/validation.js";
 import { completeWorkflowTask } from "../engine/completion.js";
 import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
+import { reportActivityTasksHandler } from "./activity-reports.js";
 import { pollDeadline } from "./common.js";
 import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskToken, encodeWorkflowTaskToken } from "./task-token.js";
 
@@ -112,6 +113,8 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
       const result = await heartbeatActivityTask(engine, ref, payloadField("details", req.details, engine.limits));
       return { cancelRequested: result.cancelRequested, leaseDeadline: timestampFromDate(result.leaseDeadline) };
     },
+
+    reportActivityTasks: reportActivityTasksHandler(engine),
   };
 }
 
