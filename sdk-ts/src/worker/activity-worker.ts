@@ -11,6 +11,7 @@ import { connect, type Connection } from "../client/connection.js";
 import { resolveConnection, type ConnectionOptions } from "../client/environment.js";
 import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
+import { createActivityReporter, type ActivityReporter } from "./activity-reporter.js";
 import { ActivityAttempt, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
 import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
@@ -54,6 +55,8 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const activities = { ...options.activities };
+  // Completions and failures go out in batches (ReportActivityTasks); heartbeats stay unary.
+  const reporter = createActivityReporter(connection, logger);
 
   return createPollingWorker({
     kind: "activity",
@@ -68,7 +71,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
       );
       return response.tasks;
     },
-    handle: (task) => runAttempt(task, { connection, activities, taskQueue: options.taskQueue, logger, attemptOptions }),
+    handle: (task) => runAttempt(task, { connection, reporter, activities, taskQueue: options.taskQueue, logger, attemptOptions }),
     pause: connection.pause,
     close: () => connection.close(),
   });
@@ -76,6 +79,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
 
 interface AttemptDeps {
   connection: Connection;
+  reporter: ActivityReporter;
   activities: Record<string, Activity>;
   taskQueue: string;
   logger: Logger;
@@ -177,7 +181,7 @@ async function report(
         return;
       }
       try {
-        await withRetry(() => deps.connection.worker.completeActivityTask({ taskToken: task.taskToken, result }), { until, pause: deps.connection.pause });
+        await withRetry(() => deps.reporter.complete({ taskToken: task.taskToken, result }), { until, pause: deps.connection.pause });
       } catch (err) {
         const refused = DexError.from(err);
         if (refused.code !== "INVALID_ARGUMENT") throw err;
@@ -189,7 +193,7 @@ async function report(
       }
     } else {
       const failure = errorToFailure(outcome.error);
-      await withRetry(() => deps.connection.worker.failActivityTask({ taskToken: task.taskToken, failure }), { until, pause: deps.connection.pause });
+      await withRetry(() => deps.reporter.fail({ taskToken: task.taskToken, failure }), { until, pause: deps.connection.pause });
     }
   } catch (err) {
     const error = DexError.from(err);
