@@ -79,6 +79,7 @@ import fc from "fast-check";
 import { fromBinary } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import {
+  codeName,
   DexError,
   FailureKind,
   FailureSchema,
@@ -87,6 +88,7 @@ import {
   RunStatus,
   TaskQueueType,
   TimeoutType,
+  type ActivityTaskReportResult,
   type HistoryEvent,
   type Payload,
 } from "@dex/proto";
@@ -159,6 +161,22 @@ async function answer<T>(promise: Promise<T>): Promise<Answer<T>> {
     throw err;
   }
 }
+
+/**
+ * An activity outcome reported through ReportActivityTasks (decision 0011): the item's answer in
+ * the unary call's shape, so both paths meet the same model. Odd steps report this way.
+ */
+async function reportItems(h: Harness, outcomes: ReportOutcome[]): Promise<Array<Answer<{ willRetry: boolean }>>> {
+  const call = await answer(h.worker.reportActivityTasks({ items: outcomes.map((outcome) => ({ outcome })) }));
+  if (call.code !== "OK") return outcomes.map(() => call as Answer<{ willRetry: boolean }>);
+  const { results } = (call as { value: { results: ActivityTaskReportResult[] } }).value;
+  expect(results, "one result per item").toHaveLength(outcomes.length);
+  return results.map((r) => (r.code === 0 ? { code: "OK", value: { willRetry: r.fail?.willRetry ?? false } } : { code: codeName(r.code), message: r.message }));
+}
+
+type ReportOutcome =
+  | { case: "complete"; value: { taskToken: Uint8Array; result: ReturnType<typeof json> } }
+  | { case: "fail"; value: { taskToken: Uint8Array; failure: ReturnType<typeof failureOf> } };
 
 function ok<T>(a: Answer<T>, what: string): T {
   if (a.code !== "OK") throw new Error(`${what}: expected OK, got ${a.code} (${(a as { message: string }).message})`);
@@ -546,7 +564,10 @@ class ActivityScenarioRun extends ScenarioRun<ActivityAction> {
       case "complete": {
         const { token, index } = this.token(action.token);
         const result = `result of step ${this.step}`;
-        const a = await answer(h.worker.completeActivityTask({ taskToken: token, result: json(result) }));
+        const a =
+          this.step % 2
+            ? (await reportItems(h, [{ case: "complete", value: { taskToken: token, result: json(result) } }]))[0]!
+            : await answer(h.worker.completeActivityTask({ taskToken: token, result: json(result) }));
         const after = await this.snap();
         if (!model.isCurrent(index)) {
           cover(`activity complete: stale token (${model.phase})`);
@@ -566,7 +587,10 @@ class ActivityScenarioRun extends ScenarioRun<ActivityAction> {
       case "fail": {
         const { token, index } = this.token(action.token);
         const message = `failure of step ${this.step}`;
-        const a = await answer(h.worker.failActivityTask({ taskToken: token, failure: failureOf(action.failure, message) }));
+        const a =
+          this.step % 2
+            ? (await reportItems(h, [{ case: "fail", value: { taskToken: token, failure: failureOf(action.failure, message) } }]))[0]!
+            : await answer(h.worker.failActivityTask({ taskToken: token, failure: failureOf(action.failure, message) }));
         const after = await this.snap();
         if (!model.isCurrent(index)) {
           cover(`activity fail: stale token (${model.phase})`);
@@ -625,10 +649,16 @@ class ActivityScenarioRun extends ScenarioRun<ActivityAction> {
         const { token, index } = this.token(action.token);
         const results = Array.from({ length: action.completes }, (_, i) => `result ${i} of step ${this.step}`);
         const message = `racing failure of step ${this.step}`;
-        const answers = await Promise.all([
-          ...results.map((r) => answer(h.worker.completeActivityTask({ taskToken: token, result: json(r) }))),
-          answer(h.worker.failActivityTask({ taskToken: token, failure: failureOf("retryable", message) })),
-        ]);
+        // Odd steps: all racers as items of one ReportActivityTasks call (one token, several items).
+        const answers = this.step % 2
+          ? await reportItems(h, [
+              ...results.map((r): ReportOutcome => ({ case: "complete", value: { taskToken: token, result: json(r) } })),
+              { case: "fail", value: { taskToken: token, failure: failureOf("retryable", message) } },
+            ])
+          : await Promise.all([
+              ...results.map((r) => answer(h.worker.completeActivityTask({ taskToken: token, result: json(r) }))),
+              answer(h.worker.failActivityTask({ taskToken: token, failure: failureOf("retryable", message) })),
+            ]);
         const after = await this.snap();
         const codes = answers.map((a) => a.code);
         const winners = codes.flatMap((c, i) => (c === "OK" ? [i] : []));
@@ -697,7 +727,14 @@ class ActivityScenarioRun extends ScenarioRun<ActivityAction> {
       case "forged": {
         const { token } = this.token(action.token);
         const forged = garbleToken(token, "activity", action.garble, action.noise);
-        const a = await answer<unknown>(
+        const viaBatch = this.step % 2 === 1 && action.call !== "heartbeat";
+        const a = viaBatch
+          ? (await reportItems(h, [
+              action.call === "complete"
+                ? { case: "complete", value: { taskToken: forged, result: json("forged") } }
+                : { case: "fail", value: { taskToken: forged, failure: failureOf("nonRetryable", "forged") } },
+            ]))[0]!
+          : await answer<unknown>(
           action.call === "complete"
             ? h.worker.completeActivityTask({ taskToken: forged, result: json("forged") })
             : action.call === "fail"
