@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ClientService, TaskQueueService, WorkerService } from "@dex/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger, startServer, type DexServer } from "@dex/server";
-import { createTestDatabase, type TestDatabase } from "@dex/testing";
+import { createTestDatabase, DEFAULT_WAIT_MS, type TestDatabase } from "@dex/testing";
 import {
   createActivityWorker,
   createClient,
@@ -51,6 +51,14 @@ async function fanOut(ctx: WorkflowContext, n: number) {
   const acts = ctx.activities<ReturnType<typeof gatedActivities>>({ startToCloseTimeout: "60s", retry: { initialInterval: "10ms" } });
   const results = await Promise.all(Array.from({ length: n }, (_, i) => acts.step({ i, failFirst: i % 4 === 0 })));
   return results.reduce((a, b) => a + b, 0);
+}
+
+/** A run's result within DEFAULT_WAIT_MS: a worker stuck on its reports fails the test with a reason, not a hang. */
+function resultWithin<T>(handle: { result(options: { signal: AbortSignal }): Promise<T> }, what: string): Promise<T> {
+  const signal = AbortSignal.timeout(DEFAULT_WAIT_MS);
+  return handle.result({ signal }).catch((err: unknown) => {
+    throw signal.aborted ? new Error(`${what}: no result within ${DEFAULT_WAIT_MS} ms (the activity outcomes were not recorded)`) : err;
+  });
 }
 
 async function reportStats(server: DexServer, operation: string): Promise<{ count: number; sum: number }> {
@@ -134,7 +142,7 @@ describe("batched activity outcomes", () => {
     const runs = 3;
     const handles = await Promise.all(Array.from({ length: runs }, (_, i) => client.start(fanOut, { instanceId: `fan-${i}-${Date.now()}`, input: FAN_OUT })));
     const expected = FAN_OUT * (FAN_OUT - 1);
-    expect(await Promise.all(handles.map((h) => h.result()))).toEqual(Array(runs).fill(expected));
+    expect(await Promise.all(handles.map((h) => resultWithin(h, "fan-out run")))).toEqual(Array(runs).fill(expected));
 
     const after = await reportStats(server, "activity_report");
     // Every outcome went through ReportActivityTasks: a completion per activity, plus the failed first attempts.
@@ -155,7 +163,7 @@ describe("batched activity outcomes", () => {
     for (const w of old) w.start();
     const reportsBefore = await reportStats(server, "activity_report");
     const handle = await client.start(fanOut, { instanceId: `old-${Date.now()}`, input: FAN_OUT, taskQueue: "old" });
-    expect(await handle.result()).toBe(FAN_OUT * (FAN_OUT - 1));
+    expect(await resultWithin(handle, "run behind the older server")).toBe(FAN_OUT * (FAN_OUT - 1));
     // No batch reached the server: every outcome went as a unary call.
     expect((await reportStats(server, "activity_report")).count).toBe(reportsBefore.count);
     const completed = (await handle.history()).filter((e) => e.attributes.case === "activityCompleted");
