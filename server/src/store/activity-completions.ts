@@ -6,7 +6,11 @@
  * the run (activity_completed, or the final activity_failed: task deleted,
  * event into the inbox, a workflow task for the run) or, for a failure the
  * retry policy retries, drops the lease and makes the next attempt visible
- * after the back-off (no history).
+ * after the back-off (no history). The lease reaper writes its timed-out
+ * attempts through it too (engine/activity-tasks.ts reapOnce), fenced by the
+ * attempt it read; a task waiting unleased past its schedule-to-close
+ * deadline has no lease id, hence `lease_id is not distinct from` (a worker's
+ * token always names one, so for it this is `=`).
  *
  * Two forms, generated from this one text by the lock clause on the runs:
  * - `skip` (FOR NO KEY UPDATE SKIP LOCKED), for batches: never waits for a
