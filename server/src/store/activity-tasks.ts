@@ -1,7 +1,9 @@
 /**
- * Activity task SQL. Lock order as in workflow-tasks.ts: a path that writes
- * the run's inbox or workflow task locks the run row first, then the activity
- * row. Claims and heartbeats touch only the activity row.
+ * Activity task SQL: claims, releases, heartbeats and the reads that feed a
+ * failure's retry decision and the reaper. Every outcome of an attempt is
+ * written by store/activity-completions.ts, which keeps the lock order of
+ * workflow-tasks.ts (run row first, then the activity row). Claims and
+ * heartbeats touch only the activity row.
  */
 import { bytes, type Queryable } from "./db.js";
 
