@@ -5,7 +5,9 @@
  * loopback TCP relay in this process that counts the bytes the server sends
  * to it: the wire size (HTTP/2 frames of gRPC messages) of everything the
  * workers receive, measured on the worker side without touching the SDK.
- * Answers {type: "stats"} IPC messages with those counts.
+ * Answers {type: "stats"} IPC messages with those counts. BENCH_DEX_EAGER=0 turns
+ * eager activity dispatch off in the workflow workers (the SDK's default is on),
+ * for an A/B of it.
  */
 import { createConnection, createServer, type Socket } from "node:net";
 import { createActivityWorker, createConsoleLogger, createWorkflowWorker, type Worker } from "@dex/sdk";
@@ -48,9 +50,10 @@ async function startRelay(upstream: string): Promise<string> {
 
 const address = config.countBytes ? await startRelay(config.address) : config.address;
 const logger = createConsoleLogger({ level: "warn", prefix: `[bench-worker ${process.pid}]` });
+const eagerActivities = process.env.BENCH_DEX_EAGER !== "0";
 const started: Worker[] = config.workers.map((w) =>
   w.kind === "workflow"
-    ? createWorkflowWorker({ address, taskQueue: w.queue, workflows, maxConcurrentTasks: w.concurrency, logger })
+    ? createWorkflowWorker({ address, taskQueue: w.queue, workflows, maxConcurrentTasks: w.concurrency, logger, eagerActivities })
     : createActivityWorker({ address, taskQueue: w.queue, activities, maxConcurrentActivities: w.concurrency, logger }),
 );
 
