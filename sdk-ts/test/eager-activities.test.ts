@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger, startServer } from "@dex/server";
 import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
 import { createClient, type Client } from "../src/index.js";
-import { eagerWorkflow } from "./fixtures/eager.js";
+import { eagerWorkflow, MAX_CONCURRENT_ACTIVITIES } from "./fixtures/eager.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const fixture = fileURLToPath(new URL("./fixtures/eager-worker.ts", import.meta.url));
@@ -83,14 +83,16 @@ describe("eager activity dispatch in a worker process", () => {
     worker = await startWorkerProcess(server.address, true);
     // One workflow alone: each activity finds the activity worker's reserved slots free.
     const lone = await client.start(eagerWorkflow, { instanceId: "eager-lone", input: 1 });
-    expect(await lone.result()).toEqual([2, 4, 8, 10]);
+    expect((await lone.result()).values).toEqual([2, 4, 8, 10]);
     expect(await eagerCount(), "every activity of the lone workflow went out eagerly").toBe(4);
     expect(await pollsWithTasks(), "no activity poll handed out a task").toBe(0);
 
     // Several at once: whatever goes eagerly or through polls, every run completes correctly.
     const handles = await Promise.all(Array.from({ length: 8 }, (_, i) => client.start(eagerWorkflow, { instanceId: `eager-many-${i}`, input: i })));
     const results = await Promise.all(handles.map((h) => h.result()));
-    expect(results).toEqual(Array.from({ length: 8 }, (_, i) => [2 * i, 4 * i, 8 * i, 8 * i + 2]));
+    expect(results.map((r) => r.values)).toEqual(Array.from({ length: 8 }, (_, i) => [2 * i, 4 * i, 8 * i, 8 * i + 2]));
+    // 8 runs want up to 16 attempts at once: polls and eager tasks together stay within the worker's slots.
+    expect(Math.max(...results.map((r) => r.mostRunning)), "attempts running at once in the worker process").toBeLessThanOrEqual(MAX_CONCURRENT_ACTIVITIES);
     const eagerOn = await eagerCount();
     expect(eagerOn).toBeGreaterThan(4);
     await stopWorkerProcess(worker);
@@ -99,7 +101,7 @@ describe("eager activity dispatch in a worker process", () => {
     worker = await startWorkerProcess(server.address, false);
     const pollsBefore = await pollsWithTasks();
     const off = await client.start(eagerWorkflow, { instanceId: "eager-off", input: 3 });
-    expect(await off.result()).toEqual([6, 12, 24, 26]);
+    expect((await off.result()).values).toEqual([6, 12, 24, 26]);
     expect(await eagerCount(), "nothing went out eagerly with eager dispatch off").toBe(eagerOn);
     await waitFor(async () => (await pollsWithTasks()) > pollsBefore, { message: "activity polls to hand out the tasks" });
     const history = await off.history();
