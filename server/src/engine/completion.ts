@@ -18,7 +18,8 @@
  *    cancellation request wait in its inbox unseen (they arrived while the
  *    task ran) is refused: rollback, the task is handed out again at once
  *    with them, and the worker hears ABORTED (see abortForUnseenInputs);
- * 4. activity tasks (and the outcomes of the calls that could get none),
+ * 4. activity tasks (some inserted leased, when the worker offered eager
+ *    slots: engine/eager-activities.ts; and the outcomes of the calls that could get none),
  *    timers, activity cancellations, continue-as-new's hand-over of unseen
  *    inputs (it leaves the handed-out rows alone), and last the block append
  *    with the run's update (one statement), in one pipelined batch
@@ -45,6 +46,7 @@ import {
   insertActivityTasks,
   insertInboxEvents,
   lockRunAndTakeTask,
+  type EagerOffer,
   type LockedRun,
 } from "../store/completion.js";
 import { deleteTimers, insertTimers } from "../store/timers.js";
@@ -57,6 +59,8 @@ import { encodeEvent } from "./events.js";
 import { isTerminal, QueueType, RunStatus, type WorkflowTaskRef } from "./model.js";
 import { handOverSlots } from "./concurrency-keys.js";
 import { afterRunEnded, cancelRuns, handOverUnseenInputs, startChildren, startContinuedRun } from "./relatives.js";
+import type { PolledActivityTask } from "./activity-tasks.js";
+import { dispatchedEagerly, queuedCounts, usableOffers } from "./eager-activities.js";
 import { continueAsNewQueueMissing, unscheduledActivityOutcomes } from "./missing-queues.js";
 import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
@@ -65,16 +69,24 @@ import { taskNotFound } from "./workflow-tasks.js";
 /** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
 class UnseenInputs extends Error {}
 
+/** What a completion answers: the history length, and the activity tasks handed out eagerly (leased). */
+export interface CompletionResult {
+  historyLength: number;
+  activityTasks: PolledActivityTask[];
+}
+
+/** `eager`: activity slots the worker's process offers (engine/eager-activities.ts); none by default. */
 export async function completeWorkflowTask(
   engine: Engine,
   ref: WorkflowTaskRef,
   commands: Command[],
-): Promise<{ historyLength: number }> {
+  eager: readonly EagerOffer[] = [],
+): Promise<CompletionResult> {
   let checkNewSeqs = false;
   let forgotQueue = false;
   for (;;) {
     try {
-      return await applyCompletion(engine, ref, commands, checkNewSeqs);
+      return await applyCompletion(engine, ref, commands, checkNewSeqs, eager);
     } catch (err) {
       if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
       // A new seq an earlier task already used: the history's dedup index refused the append
@@ -142,7 +154,8 @@ async function applyCompletion(
   ref: WorkflowTaskRef,
   commands: Command[],
   checkNewSeqs: boolean,
-): Promise<{ historyLength: number }> {
+  eager: readonly EagerOffer[],
+): Promise<CompletionResult> {
   let unscheduled: PlannedActivity[] = [];
   const done = await inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: its row is locked first.
@@ -176,7 +189,6 @@ async function applyCompletion(
     const activities = plan.activities.filter((a) => !missingQueues.has(a.queue));
     // An ending run drops its inbox (finishWorkflowTask): the outcomes would go with it.
     unscheduled = plan.end ? [] : plan.activities.filter((a) => missingQueues.has(a.queue));
-    const activityQueues = [...new Set(activities.map((a) => a.queue))];
     const block = { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events };
     const finish = (append?: typeof block) =>
       finishWorkflowTask(
@@ -200,9 +212,9 @@ async function applyCompletion(
     // child started by this same completion must find its row, and a started child writes to this
     // run's inbox; the block is appended first then, and the run updated after the children.
     const finishInBatch = plan.children.length === 0 && plan.cancelChildren.length === 0;
-    const [appended, , , , , , , finishedInBatch] = await Promise.all([
+    const [appended, eagerRows, , , , , , finishedInBatch] = await Promise.all([
       finishInBatch ? undefined : appendBlock(tx, block),
-      insertActivityTasks(tx, run, activities),
+      insertActivityTasks(tx, run, activities, usableOffers(eager, activities, plan.end !== undefined)),
       insertInboxEvents(tx, run.id, unscheduledActivityOutcomes(unscheduled)),
       insertTimers(tx, run, plan.timers),
       deleteTimers(tx, run.id, plan.cancelTimers),
@@ -229,13 +241,15 @@ async function applyCompletion(
       await handOverSlots(tx, effects, run.concurrencyKey);
     }
 
-    for (const queue of activityQueues) effects.wakeQueue(QueueType.ACTIVITY, queue);
+    // A task handed out eagerly needs no poll: only queues with tasks left waiting are woken.
+    for (const [queue, waiting] of queuedCounts(activities, eagerRows)) if (waiting > 0) effects.wakeQueue(QueueType.ACTIVITY, queue);
+    const activityTasks = dispatchedEagerly(eagerRows, effects);
     if (finished.nextTask) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
     for (const timer of plan.timers) effects.timerAt(timer.fireAt);
     effects.observe((o) => o.executed(QueueType.WORKFLOW, run.taskQueue, "completed", Date.now() - task.taskTime.getTime()));
     // Result waiters are woken only by an end: the other tasks would cost each of them a read.
     effects.wakeRun(run.id, { ended: plan.end !== undefined });
-    return { historyLength };
+    return { historyLength, activityTasks };
   });
   for (const activity of unscheduled) {
     engine.logger.warn("activity call failed: its task queue does not exist", {

@@ -8,6 +8,8 @@ import { base64Array, bytes, type Queryable } from "./db.js";
 import { dedupPrefixSql } from "./vocabulary.js";
 import { DedupKind } from "../engine/model.js";
 import { appendBlockCtes, newEventBytes, type BlockToAppend } from "./history.js";
+import { attemptDeadlineSql, leaseEndSql } from "./activity-lease.js";
+import type { ActivityTaskRow } from "./activity-tasks.js";
 
 export interface LockedRun {
   id: string;
@@ -185,27 +187,123 @@ export interface NewActivityTask {
   leaseMs: number;
 }
 
-/** All activity tasks of one completion in one multi-row insert (unnest). */
+/**
+ * Eager dispatch (docs/worker-protocol.md "Eager activities"): up to `slots`
+ * of the completion's new tasks on `queue` are inserted already leased to
+ * `workerId`. The caller passes only queues that this completion schedules on
+ * and that exist, and none when the completion ends the run.
+ */
+export interface EagerOffer {
+  queue: string;
+  slots: number;
+  workerId: string;
+}
+
+/**
+ * All activity tasks of one completion in one multi-row insert (unnest).
+ * Returns the tasks inserted leased (eager dispatch), in command order.
+ *
+ * Eager tasks: per offered queue, the first `dex.claim_limit('activity',
+ * queue, slots)` tasks of the queue in command order start attempt 1 at once,
+ * with the lease a claim grants (store/activity-lease.ts: the same SQL), a
+ * fresh lease id and lock version 1 (a claim of a new row: 0 + 1), and
+ * `worker_id`: from then on they are exactly a claimed task, to every fenced
+ * statement, the capacity count and the reaper. claim_limit is what a claim
+ * obeys: 0 while the queue is paused; on a capped queue, capacity minus the
+ * leases in flight, counted after it locked the queue's row (FOR NO KEY
+ * UPDATE), which it holds until this transaction commits, so concurrent claims
+ * and eager dispatches of the queue cannot lease past the capacity together.
+ * Lock order: the run row (taken first by the completion), then the queue row;
+ * a claim takes the queue row and then only SKIP LOCKED task rows, and no path
+ * holds a queue row while waiting for a run row, so no cycle. An unlimited
+ * queue costs one unlocked primary-key read of dex.task_queues per offered
+ * queue. The `offer` CTE is materialized (it calls a volatile function, which
+ * Postgres never inlines anyway): claim_limit runs once per offered queue.
+ * Without offers the CTE is empty and every row is inserted as before: waiting
+ * (attempt 0, no lease), visible now.
+ */
 export async function insertActivityTasks(
   tx: Queryable,
   run: { id: string; instanceId: string; workflowName: string; taskQueue: string },
   tasks: NewActivityTask[],
-): Promise<void> {
-  if (tasks.length === 0) return;
-  await tx`
-    insert into dex.activity_tasks (queue_name, run_id, seq, activity_name, instance_id, workflow_name,
-                                    workflow_queue, priority, input, options, lease_ms, start_to_close_ms,
-                                    schedule_to_close_deadline)
-    select queue, ${run.id}, seq, name, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, priority,
-           decode(input, 'base64'), decode(options, 'base64'), lease_ms, start_to_close_ms,
-           now() + deadline_ms * interval '1 millisecond'
-    from unnest(${tasks.map((t) => t.queue)}::text[], ${tasks.map((t) => t.seq)}::int[],
-                ${tasks.map((t) => t.activityName)}::text[], ${tasks.map((t) => t.priority)}::int[],
-                ${base64Array(tasks.map((t) => t.input))}::text[], ${base64Array(tasks.map((t) => t.options))}::text[],
-                ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.startToCloseMs)}::bigint[],
-                ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
-         as u(queue, seq, name, priority, input, options, lease_ms, start_to_close_ms, deadline_ms)`;
+  offers: readonly EagerOffer[] = [],
+): Promise<EagerActivityRow[]> {
+  if (tasks.length === 0) return [];
+  const attemptDeadline = attemptDeadlineSql(tx);
+  const rows = await tx<
+    { seq: number; lease_id: string; leased_until: Date; attempt_deadline: Date; scheduled_at: Date; schedule_to_close_deadline: Date | null; now: Date }[]
+  >`
+    with offer as materialized (
+      select o.queue, o.worker_id, dex.claim_limit('activity', o.queue, o.slots) as slots
+      from unnest(${offers.map((o) => o.queue)}::text[], ${offers.map((o) => o.workerId)}::text[],
+                  ${offers.map((o) => o.slots)}::int[]) as o(queue, worker_id, slots)
+    ), task as (
+      select u.*, now() + u.deadline_ms * interval '1 millisecond' as schedule_to_close_deadline,
+             row_number() over (partition by u.queue order by u.ord) as rank
+      from unnest(${tasks.map((t) => t.queue)}::text[], ${tasks.map((t) => t.seq)}::int[],
+                  ${tasks.map((t) => t.activityName)}::text[], ${tasks.map((t) => t.priority)}::int[],
+                  ${base64Array(tasks.map((t) => t.input))}::text[], ${base64Array(tasks.map((t) => t.options))}::text[],
+                  ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.startToCloseMs)}::bigint[],
+                  ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
+           with ordinality as u(queue, seq, name, priority, input, options, lease_ms, start_to_close_ms, deadline_ms, ord)
+    ), leased as (
+      select t.*, o.worker_id, d.attempt_deadline, ${leaseEndSql(tx, tx`d.attempt_deadline`)} as lease_end
+      from task t
+      left join offer o on o.queue = t.queue and t.rank <= o.slots,
+      lateral (select ${attemptDeadline} as attempt_deadline) d
+    ), inserted as (
+      insert into dex.activity_tasks (queue_name, run_id, seq, activity_name, instance_id, workflow_name,
+                                      workflow_queue, priority, input, options, lease_ms, start_to_close_ms,
+                                      schedule_to_close_deadline, attempt, lock_version, lease_id, worker_id,
+                                      attempt_deadline, leased_until, visible_at)
+      select queue, ${run.id}, seq, name, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, priority,
+             decode(input, 'base64'), decode(options, 'base64'), lease_ms, start_to_close_ms,
+             schedule_to_close_deadline,
+             case when worker_id is null then 0 else 1 end, case when worker_id is null then 0 else 1 end,
+             case when worker_id is null then null else gen_random_uuid() end, worker_id,
+             case when worker_id is null then null else attempt_deadline end,
+             case when worker_id is null then null else lease_end end,
+             case when worker_id is null then now() else lease_end end
+      from leased
+      returning seq, lease_id, leased_until, attempt_deadline, scheduled_at, schedule_to_close_deadline
+    )
+    select i.*, now() as now from inserted i where i.lease_id is not null`;
+  if (rows.length === 0) return [];
+  const order = new Map(tasks.map((t, i) => [t.seq, i]));
+  return rows
+    .sort((a, b) => order.get(a.seq)! - order.get(b.seq)!)
+    .map((r) => {
+      const task = tasks[order.get(r.seq)!]!;
+      return {
+        queue: task.queue,
+        runId: run.id,
+        seq: task.seq,
+        activityName: task.activityName,
+        instanceId: run.instanceId,
+        workflowName: run.workflowName,
+        workflowQueue: run.taskQueue,
+        priority: task.priority,
+        input: task.input,
+        options: task.options,
+        leaseMs: task.leaseMs,
+        startToCloseMs: task.startToCloseMs,
+        attemptDeadline: r.attempt_deadline,
+        cancelRequested: false,
+        scheduledAt: r.scheduled_at,
+        scheduleToCloseDeadline: r.schedule_to_close_deadline,
+        leasedUntil: r.leased_until,
+        leaseId: r.lease_id,
+        lockVersion: 1,
+        attempt: 1,
+        heartbeatDetails: null,
+        lastFailure: null,
+        now: r.now,
+      };
+    });
 }
+
+/** An activity task a completion inserted leased (eager dispatch): attempt 1, as a claim returns it. */
+export type EagerActivityRow = ActivityTaskRow;
 
 export interface NewInboxEvent {
   kind: string;
