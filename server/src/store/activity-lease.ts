@@ -15,8 +15,6 @@
  * - the lease (leased_until, and visible_at while leased): now() + lease_ms
  *   (the heartbeat timeout, else start-to-close), never past the attempt's cap
  *   nor the schedule-to-close deadline.
- * The claim still spells these out in its own statement (store/activity-tasks.ts
- * belongs to the activity completion work of issue 12); it should use these.
  */
 import type postgres from "postgres";
 import type { Queryable } from "./db.js";

@@ -6,6 +6,7 @@
  * heartbeats touch only the activity row.
  */
 import { bytes, type Queryable } from "./db.js";
+import { attemptDeadlineSql, leaseEndSql } from "./activity-lease.js";
 
 export interface ActivityTaskRow {
   queue: string;
@@ -120,10 +121,9 @@ export async function claimActivityTasks(
     with picked as (
       select * from (
         select queue_name, run_id, seq, visible_at as available_at, d.attempt_deadline,
-               least(now() + lease_ms * interval '1 millisecond', d.attempt_deadline,
-                     coalesce(schedule_to_close_deadline, 'infinity')) as lease_end
+               ${leaseEndSql(sql, sql`d.attempt_deadline`)} as lease_end
         from dex.activity_tasks,
-             lateral (select now() + coalesce(start_to_close_ms, lease_ms) * interval '1 millisecond' as attempt_deadline) d
+             lateral (select ${attemptDeadlineSql(sql)} as attempt_deadline) d
         where queue_name = ${input.queue} and visible_at <= now() and leased_until is null
           and (schedule_to_close_deadline is null or schedule_to_close_deadline > now())
         order by priority desc, visible_at
