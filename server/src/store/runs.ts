@@ -115,8 +115,9 @@ export type InsertRunOutcome =
  * NOTHING: a run whose instance has an open run (committed, or inserted by a
  * transaction still in flight, which the insert waits for, as a plain insert
  * would) is not inserted and answers `open_run_exists`. Nothing aborts, so a
- * caller inside a transaction needs no savepoint; the caller resolves the
- * answer in a fresh statement (findOpenRun), whose snapshot sees the winner.
+ * caller inside a transaction needs no savepoint (children report the
+ * conflict to their parent); a client start resolves the answer in a fresh
+ * statement (findOpenRun), whose snapshot sees the winner.
  * Rows are inserted in instance-id order (then input order), so two
  * multi-run statements that share instance ids (two group commits, two
  * servers, a completion starting children) wait for each other in the same
