@@ -77,7 +77,7 @@ async function written(h: Harness, instanceId: string, roles: Map<string, string
                                               'visible_at_creation', t.visible_at = r.created_at))
             from dex.workflow_tasks t where t.run_id = r.id) as tasks
     from dex.runs r where instance_id = ${instanceId} order by id`;
-  return runs.map((r) => ({
+  return runs.map((r): Record<string, unknown> => ({
     ...r,
     id: role(r.id as string),
     concurrency_key: role(r.concurrency_key as string | null),
