@@ -25,7 +25,7 @@ import {
   queueName,
   requireString,
 } from "../engine/validation.js";
-import { completeWorkflowTask } from "../engine/completion.js";
+import { completeWorkflowTaskGrouped } from "../engine/workflow-task-completions.js";
 import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
 import { pollDeadline } from "./common.js";
 import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskToken, encodeWorkflowTaskToken } from "./task-token.js";
@@ -65,7 +65,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
 
     async completeWorkflowTask(req) {
       const ref = decodeWorkflowTaskToken(req.taskToken);
-      const { historyLength } = await completeWorkflowTask(engine, ref, req.commands);
+      const { historyLength } = await completeWorkflowTaskGrouped(engine, ref, req.commands);
       taskLeaseEnded(engine, QueueType.WORKFLOW, ref.queue);
       return { historyLength: BigInt(historyLength) };
     },

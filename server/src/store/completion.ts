@@ -148,6 +148,87 @@ export async function lockRunAndTakeTask(
   };
 }
 
+/** One completion of a batch, as lockRunsAndTasks takes it. */
+export interface BatchedTaskRef {
+  queue: string;
+  runId: string;
+  leaseId: string;
+  lockVersion: number;
+  /** Whether the completion may end its run (a terminal command). */
+  ends: boolean;
+}
+
+/**
+ * The first statement of a batch of workflow task completions
+ * (engine/workflow-task-completions.ts): locks the runs, then the fenced task
+ * rows, and deletes nothing (a completion the batch refuses keeps its task;
+ * deleteTakenTasks deletes the others' later in the same transaction).
+ * Returns, by index into `refs`, each run it locked, with the task if the
+ * fence matched. A run it did not lock (absent, or busy) has no entry: that
+ * completion goes the one-by-one path (lockRunAndTakeTask), which waits.
+ *
+ * Locking, as store/activity-completions.ts: the runs FOR NO KEY UPDATE
+ * SKIP LOCKED in id order, so the statement never waits for a run row and
+ * cannot join a deadlock with the ancestor-first lockers; then the task rows
+ * FOR NO KEY UPDATE in key order, whose holders (claims, releases) wait for
+ * no run row we hold. A completion that may end a child run (it would have to
+ * lock the parent first) or a run holding a concurrency key slot (the
+ * hand-over locks other runs) is left out before its run is locked:
+ * parent_run_id and concurrency_key never change, so reading them unlocked
+ * is safe. The callers pass each run at most once.
+ */
+export async function lockRunsAndTasks(
+  tx: Queryable,
+  refs: readonly BatchedTaskRef[],
+): Promise<Map<number, { run: LockedRun; task: TakenWorkflowTask | undefined }>> {
+  const rows = await tx<
+    Array<RawRun & { ord: string; attempt: number | null; task_time: Date | null; worker_id: string | null; inbox_ids: string[] | null }>
+  >`
+    with input as materialized (
+      select * from unnest(${refs.map((r) => r.queue)}::text[], ${refs.map((r) => r.runId)}::uuid[],
+                           ${refs.map((r) => r.leaseId)}::uuid[], ${refs.map((r) => r.lockVersion)}::int[],
+                           ${refs.map((r) => r.ends)}::bool[])
+        with ordinality as u(queue_name, run_id, lease_id, lock_version, ends, ord)
+    ), run as materialized (
+      select ${runColumns(tx)} from dex.runs r
+      where r.id = any(${refs.map((r) => r.runId)}::uuid[])
+        and not exists (select 1 from input i where i.run_id = r.id and i.ends
+                        and (r.parent_run_id is not null or r.concurrency_key is not null))
+      order by r.id
+      for no key update skip locked
+    ), task as materialized (
+      select t.run_id, t.attempt, t.task_time, t.worker_id, t.inbox_ids
+      from input i
+      join run r on r.id = i.run_id
+      join dex.workflow_tasks t on t.queue_name = i.queue_name and t.run_id = i.run_id
+       and t.lease_id = i.lease_id and t.lock_version = i.lock_version
+      order by t.queue_name, t.run_id
+      for no key update of t
+    )
+    select i.ord, r.*, t.attempt, t.task_time, t.worker_id, t.inbox_ids
+    from input i join run r on r.id = i.run_id left join task t on t.run_id = i.run_id`;
+  const locked = new Map<number, { run: LockedRun; task: TakenWorkflowTask | undefined }>();
+  for (const row of rows) {
+    locked.set(Number(row.ord) - 1, {
+      run: fromRawRun(row),
+      task:
+        row.attempt !== null
+          ? { attempt: row.attempt, taskTime: row.task_time!, workerId: row.worker_id!, inboxIds: row.inbox_ids!.map(Number) }
+          : undefined,
+    });
+  }
+  return locked;
+}
+
+/** Deletes the task rows a batch took (lockRunsAndTasks locked them: nobody changed them since). */
+export async function deleteTakenTasks(tx: Queryable, tasks: ReadonlyArray<{ queue: string; runId: string }>): Promise<void> {
+  if (tasks.length === 0) return;
+  await tx`
+    delete from dex.workflow_tasks t
+    using unnest(${tasks.map((k) => k.queue)}::text[], ${tasks.map((k) => k.runId)}::uuid[]) as u(queue_name, run_id)
+    where t.queue_name = u.queue_name and t.run_id = u.run_id`;
+}
+
 /**
  * Whether inputs a caller was told were delivered arrived in the run's inbox
  * after this task was handed out (`handedOut`): external events and the
