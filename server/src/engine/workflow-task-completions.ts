@@ -80,6 +80,13 @@ const committerOf = perEngine(
     }),
 );
 
+/** Completions submitted and not yet taken by a batch, in this process (tests wait on it to form a batch). */
+let waiting = 0;
+
+export function completionsWaitingForBatch(): number {
+  return waiting;
+}
+
 /**
  * CompleteWorkflowTask: through this engine's group commit, or the one-by-one
  * path when the batch could not take it. Answers exactly as completeWorkflowTask.
@@ -90,6 +97,7 @@ export async function completeWorkflowTaskGrouped(
   commands: Command[],
 ): Promise<Answer> {
   if (commands.some((c) => ALONE_COMMANDS.has(c.command.case))) return completeWorkflowTask(engine, ref, commands);
+  waiting++;
   const outcome = await committerOf(engine).submit({ ref, commands });
   if ("answer" in outcome) {
     if (outcome.answer.ok) return outcome.answer.value;
@@ -100,6 +108,7 @@ export async function completeWorkflowTaskGrouped(
 }
 
 async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Promise<Settled<BatchOutcome>[]> {
+  waiting -= items.length;
   if (items.length === 1) {
     const { ref, commands } = items[0]!;
     try {

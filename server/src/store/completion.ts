@@ -186,14 +186,13 @@ export async function lockRunsAndTasks(
   >`
     with input as materialized (
       select * from unnest(${refs.map((r) => r.queue)}::text[], ${refs.map((r) => r.runId)}::uuid[],
-                           ${refs.map((r) => r.leaseId)}::uuid[], ${refs.map((r) => r.lockVersion)}::int[],
-                           ${refs.map((r) => r.ends)}::bool[])
-        with ordinality as u(queue_name, run_id, lease_id, lock_version, ends, ord)
+                           ${refs.map((r) => r.leaseId)}::uuid[], ${refs.map((r) => r.lockVersion)}::int[])
+        with ordinality as u(queue_name, run_id, lease_id, lock_version, ord)
     ), run as materialized (
       select ${runColumns(tx)} from dex.runs r
       where r.id = any(${refs.map((r) => r.runId)}::uuid[])
-        and not exists (select 1 from input i where i.run_id = r.id and i.ends
-                        and (r.parent_run_id is not null or r.concurrency_key is not null))
+        and not (r.id = any(${refs.filter((r) => r.ends).map((r) => r.runId)}::uuid[])
+                 and (r.parent_run_id is not null or r.concurrency_key is not null))
       order by r.id
       for no key update skip locked
     ), task as materialized (
