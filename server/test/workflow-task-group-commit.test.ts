@@ -73,10 +73,10 @@ async function inOneBatch(
 ): Promise<string[]> {
   const held = await holdRunLock(h, blocker.runId);
   const first = code(h.worker.completeWorkflowTask({ taskToken: blocker.token, commands: [scheduleActivity(1, "a")] }));
-  await waitFor(async () => (await serverLockWaiters(h)) >= 1, "the blocker's completion waits for its run's row");
+  await waitFor(async () => (await serverLockWaiters(h)) >= 1, { message: "the blocker's completion waits for its run's row" });
   const waitingBefore = completionsWaitingForBatch();
   const rest = calls.map((call) => code(call()));
-  await waitFor(() => completionsWaitingForBatch() >= waitingBefore + calls.length, "every completion waits for the next batch");
+  await waitFor(() => completionsWaitingForBatch() >= waitingBefore + calls.length, { message: "every completion waits for the next batch" });
   await release(held);
   return Promise.all([first, ...rest]);
 }
@@ -199,8 +199,8 @@ describe("workflow task completions share transactions", () => {
         const busyHeld = await holdRunLock(h, busy.runId);
         await blockerHeld.release();
         // The batch skipped the busy run; its completion now waits for the row, alone.
-        await waitFor(async () => (await history(h, free.runId)).length === 3, "the free run's completion committed");
-        await waitFor(async () => (await serverLockWaiters(h)) >= 1, "the busy run's completion waits for its row");
+        await waitFor(async () => (await history(h, free.runId)).length === 3, { message: "the free run's completion committed" });
+        await waitFor(async () => (await serverLockWaiters(h)) >= 1, { message: "the busy run's completion waits for its row" });
         expect(await history(h, busy.runId)).toEqual(["run_started"]);
         await busyHeld.release();
       },
