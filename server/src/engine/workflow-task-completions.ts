@@ -21,8 +21,8 @@
  *   unseen): its task is handed back after the commit, ABORTED
  *   (abortForUnseenInputs, as alone);
  * - a completion the batch did not lock goes the one-by-one path
- *   (completeWorkflowTask), which waits for locks: its run was busy or does not
- *   exist, it may end a child run (the parent's row must be locked first) or a
+ *   (completeWorkflowTask), which waits for locks: its run was busy or is not
+ *   RUNNING (ended, or absent: NOT_FOUND there), it may end a child run (the parent's row must be locked first) or a
  *   run holding a concurrency key slot, or its run already has a completion in
  *   this batch; so do commands that start, cancel or continue runs (children,
  *   continue-as-new), which never join a batch;

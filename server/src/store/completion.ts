@@ -175,7 +175,12 @@ export interface BatchedTaskRef {
  * lock the parent first) or a run holding a concurrency key slot (the
  * hand-over locks other runs) is left out before its run is locked:
  * parent_run_id and concurrency_key never change, so reading them unlocked
- * is safe. The callers pass each run at most once.
+ * is safe. Only RUNNING runs are locked: a leased task's run is RUNNING (its
+ * first claim started it), and the claim updates a CREATED run's row while it
+ * holds task rows, so a CREATED run locked here could close a cycle with a
+ * claim holding another batch member's task row; a completion for a run in
+ * any other status goes alone (and hears NOT_FOUND there). The callers pass
+ * each run at most once.
  */
 export async function lockRunsAndTasks(
   tx: Queryable,
@@ -190,7 +195,7 @@ export async function lockRunsAndTasks(
         with ordinality as u(queue_name, run_id, lease_id, lock_version, ord)
     ), run as materialized (
       select ${runColumns(tx)} from dex.runs r
-      where r.id = any(${refs.map((r) => r.runId)}::uuid[])
+      where r.id = any(${refs.map((r) => r.runId)}::uuid[]) and r.status = 'RUNNING'
         and not (r.id = any(${refs.filter((r) => r.ends).map((r) => r.runId)}::uuid[])
                  and (r.parent_run_id is not null or r.concurrency_key is not null))
       order by r.id
