@@ -3,9 +3,10 @@
  * that arrive while a batch is written go together in the next one. Every answer must be the one the
  * one-by-one path gives, and a refused completion writes nothing while the others of its batch commit.
  *
- * To form a batch on purpose, a "blocker" completion is sent first while the test holds its run's row
- * lock: the blocker is the batch in flight (a batch of one waits for the lock), and what is sent then
- * waits for the next batch (completionsWaitingForBatch says when all of it arrived).
+ * To form a batch on purpose, a "blocker" completion is sent first while the test holds its workflow
+ * task's row lock: the blocker is the batch in flight (a batch of one skips a busy run row but waits for
+ * a task row, whose real holders - claims, failures - are short), and what is sent then waits for the
+ * next batch (completionsWaitingForBatch says when all of it arrived).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError } from "@dex/proto";
@@ -60,8 +61,28 @@ async function taskLease(h: Harness, runId: string): Promise<string | undefined>
   return row?.lease;
 }
 
+/** Holds the run's workflow task row (FOR NO KEY UPDATE) in a transaction of the test's own until release(). */
+async function holdTaskRowLock(h: Harness, runId: string): Promise<{ release(): Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const holder = h.sql.begin(async (tx) => {
+    await tx`select 1 from dex.workflow_tasks where run_id = ${runId} for no key update`;
+    locked();
+    await released;
+  });
+  await Promise.race([isLocked, holder]);
+  return {
+    async release() {
+      release();
+      await holder;
+    },
+  };
+}
+
 /**
- * Holds `blocker`'s run row, sends its completion (the batch in flight, waiting for the lock), then
+ * Holds `blocker`'s task row, sends its completion (the batch in flight, waiting for the lock), then
  * sends `calls` and waits until all of them wait for the next batch. Returns the answers' codes (the
  * blocker's first) once `release` ran; `release` gets the pending answers.
  */
@@ -71,9 +92,9 @@ async function inOneBatch(
   calls: Array<() => Promise<unknown>>,
   release: (held: { release(): Promise<void> }) => Promise<void> = (held) => held.release(),
 ): Promise<string[]> {
-  const held = await holdRunLock(h, blocker.runId);
+  const held = await holdTaskRowLock(h, blocker.runId);
   const first = code(h.worker.completeWorkflowTask({ taskToken: blocker.token, commands: [scheduleActivity(1, "a")] }));
-  await waitFor(async () => (await serverLockWaiters(h)) >= 1, { message: "the blocker's completion waits for its run's row" });
+  await waitFor(async () => (await serverLockWaiters(h)) >= 1, { message: "the blocker's completion waits for its task row" });
   const waitingBefore = completionsWaitingForBatch();
   const rest = calls.map((call) => code(call()));
   await waitFor(() => completionsWaitingForBatch() >= waitingBefore + calls.length, { message: "every completion waits for the next batch" });
@@ -212,6 +233,20 @@ describe("workflow task completions share transactions", () => {
     // The blocker alone, then a batch that wrote only the free run.
     expect(after.count - before.count).toBe(2);
     expect(after.sum - before.sum).toBe(2);
+  });
+
+  it("a lone completion whose run is busy waits outside the group commit, so later completions do not queue behind it", async () => {
+    const busy = await startRun(h);
+    const other = await startRun(h);
+    const held = await holdRunLock(h, busy.runId);
+    const busyDone = code(h.worker.completeWorkflowTask({ taskToken: busy.token, commands: [scheduleActivity(1, "a")] }));
+    await waitFor(async () => (await serverLockWaiters(h)) >= 1, { message: "the busy run's completion waits for its row" });
+    // Still waiting: the other completion gets its own batch and commits.
+    expect(await code(h.worker.completeWorkflowTask({ taskToken: other.token, commands: [scheduleActivity(1, "a")] }))).toBe("OK");
+    expect(await history(h, busy.runId)).toEqual(["run_started"]);
+    await held.release();
+    expect(await busyDone).toBe("OK");
+    expect(await history(h, busy.runId)).toEqual(["run_started", "workflow_task_completed", "activity_scheduled"]);
   });
 
   it("a batch whose statement fails as a whole (a reused seq) is retried one by one with the right answers", async () => {

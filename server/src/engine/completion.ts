@@ -66,16 +66,20 @@ import { taskNotFound } from "./workflow-tasks.js";
 /** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
 export class UnseenInputs extends Error {}
 
+/** Thrown by a completion that was told not to wait for run rows and found its run busy (or absent); nothing was written. */
+export class RunBusy extends Error {}
+
 export async function completeWorkflowTask(
   engine: Engine,
   ref: WorkflowTaskRef,
   commands: Command[],
+  options: { skipBusyRun?: boolean } = {},
 ): Promise<{ historyLength: number }> {
   let checkNewSeqs = false;
   let forgotQueue = false;
   for (;;) {
     try {
-      return await applyCompletion(engine, ref, commands, checkNewSeqs);
+      return await applyCompletion(engine, ref, commands, checkNewSeqs, options.skipBusyRun ?? false);
     } catch (err) {
       if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
       // A new seq an earlier task already used: the history's dedup index refused the append
@@ -143,11 +147,13 @@ async function applyCompletion(
   ref: WorkflowTaskRef,
   commands: Command[],
   checkNewSeqs: boolean,
+  skipBusyRun: boolean,
 ): Promise<{ historyLength: number }> {
   const done = await inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: its row is locked first.
     const ends = commands.some((c) => endsRun(c.command.case));
-    const { parent, run, task } = await lockRunAndTakeTask(tx, ref, ends);
+    const { parent, run, task } = await lockRunAndTakeTask(tx, ref, ends, skipBusyRun);
+    if (!run && skipBusyRun) throw new RunBusy();
     if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
     const prepared = await prepareCompletion(engine, tx, { parent, run, task }, commands, checkNewSeqs);
     return writeCompletion(engine, tx, effects, prepared);

@@ -33,7 +33,9 @@
  *
  * A batch of one is the one-by-one path itself, run inside the group commit
  * (so what arrives meanwhile waits for the next batch): it saves the batch
- * form's separate delete statement and adds no latency.
+ * form's separate delete statement and adds no latency. It skips a busy run
+ * row as a batch does (then goes alone, outside the group commit): waiting for
+ * it would stall every completion queued behind it.
  */
 import { DexError, type Command } from "@dex/proto";
 import { deleteTakenTasks, lockRunsAndTasks } from "../store/completion.js";
@@ -43,6 +45,7 @@ import {
   completeWorkflowTask,
   logUnscheduled,
   prepareCompletion,
+  RunBusy,
   UnseenInputs,
   writeCompletion,
   type PreparedCompletion,
@@ -110,12 +113,14 @@ export async function completeWorkflowTaskGrouped(
 async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Promise<Settled<BatchOutcome>[]> {
   waiting -= items.length;
   if (items.length === 1) {
+    // Alone, but without waiting for a run row: a busy run would stall every completion queued behind it.
     const { ref, commands } = items[0]!;
     try {
-      const answer = await completeWorkflowTask(engine, ref, commands);
+      const answer = await completeWorkflowTask(engine, ref, commands, { skipBusyRun: true });
       engine.observer.committedBatch("workflow_task_completion", 1);
       return [{ ok: true, value: { answer: { ok: true, value: answer } } }];
     } catch (error) {
+      if (error instanceof RunBusy) return [{ ok: true, value: { alone: true } }];
       return [{ ok: true, value: { answer: { ok: false, error } } }];
     }
   }

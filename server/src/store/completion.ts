@@ -106,23 +106,34 @@ export interface TakenWorkflowTask {
  * InitPlan run before the run row is locked), and the DELETE runs only once
  * `run` has locked its row (its WHERE needs `run`). Either lock waits as a
  * separate statement would. A run that does not exist takes no task.
+ *
+ * With `skipLocked` (a lone completion written inside the group commit,
+ * engine/workflow-task-completions.ts, which must not stall the completions
+ * queued behind it) neither run row is waited for: a busy parent or run
+ * leaves the run unlocked and the task untaken, and `run` comes back
+ * undefined, as for a run that does not exist; the caller then goes the
+ * waiting path. The task row is still waited for (its holders wait for no
+ * run row).
  */
 export async function lockRunAndTakeTask(
   tx: Queryable,
   ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
   lockParent: boolean,
+  skipLocked = false,
 ): Promise<{ parent: LockedRun | undefined; run: LockedRun | undefined; task: TakenWorkflowTask | undefined }> {
+  const skip = skipLocked ? tx`skip locked` : tx``;
   const rows = await tx<
     Array<RawRun & { role: "parent" | "run"; attempt: number | null; task_time: Date | null; worker_id: string | null; inbox_ids: string[] | null }>
   >`
     with parent as materialized (
       select ${runColumns(tx)} from dex.runs
       where ${lockParent} and id = (select parent_run_id from dex.runs where id = ${ref.runId})
-      for no key update
+      for no key update ${skip}
     ), run as materialized (
       select ${runColumns(tx)} from dex.runs
       where id = ${ref.runId} and (select count(*) from parent) >= 0
-      for no key update
+        ${skipLocked ? tx`and (not ${lockParent} or parent_run_id is null or exists (select 1 from parent))` : tx``}
+      for no key update ${skip}
     ), task as (
       delete from dex.workflow_tasks
       where queue_name = ${ref.queue} and run_id = ${ref.runId}
