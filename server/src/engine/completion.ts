@@ -33,6 +33,13 @@
  * 7. last, the slot of a concurrency key the run held goes to the next run in
  *    the key's line (handOverSlots takes the key's lock after every row lock:
  *    see engine/concurrency-keys.ts); NOTIFYs after the commit (engine/notifier.ts).
+ *
+ * CompleteWorkflowTask arrives through the group commit of
+ * engine/workflow-task-completions.ts: a batch runs steps 2-7 of many
+ * completions in one transaction (prepareCompletion for all, then
+ * writeCompletion for those accepted), after one lock statement for the batch.
+ * completeWorkflowTask here is the one-by-one path: a batch of one, and every
+ * completion a batch cannot take.
  */
 import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, usedSeqs } from "../store/lifecycle.js";
