@@ -165,6 +165,11 @@ describe("workflow task completions share transactions", () => {
     const staleNext = await pollWorkflowTaskOf(h, stale.runId);
     // Unseen inputs: an event arrives while the task that would end the run runs.
     await h.client.sendEvent({ run: byRunId(unseen.runId), eventId: "late", payload: json("late") });
+    // Seen inputs: the event came with the task, so ending the run is accepted.
+    const { runId: seenRunId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("wfgroup") });
+    await h.client.sendEvent({ run: byRunId(seenRunId), eventId: "early", payload: json("early") });
+    const seenTask = await pollWorkflowTaskOf(h, seenRunId);
+    expect(seenTask.newEvents.map((e) => e.attributes.case)).toContain("externalEventReceived");
 
     const refused = [invalid, atLimit, unseen, stale];
     const historiesBefore = await Promise.all(refused.map(({ runId }) => history(h, runId)));
@@ -179,12 +184,14 @@ describe("workflow task completions share transactions", () => {
       complete(unseen.token, [completeRun("done")]),
       complete(stale.token, [completeRun("stale")]),
       complete(valid[1]!.token, [completeRun("at once")]),
+      complete(seenTask.taskToken, [completeRun("seen")]),
     ]);
-    expect(codes).toEqual(["OK", "OK", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "ABORTED", "NOT_FOUND", "OK"]);
+    expect(codes).toEqual(["OK", "OK", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "ABORTED", "NOT_FOUND", "OK", "OK"]);
     const after = await groupCommitStats(h, OP);
-    // The blocker alone, then the two valid completions in one batch.
+    // The blocker alone, then the three valid completions in one batch.
     expect(after.count - before.count).toBe(2);
-    expect(after.sum - before.sum).toBe(3);
+    expect(after.sum - before.sum).toBe(4);
+    expect(await history(h, seenRunId)).toEqual(["run_started", "external_event_received", "workflow_task_completed", "run_completed"]);
 
     expect(await history(h, valid[0]!.runId)).toEqual(["run_started", "workflow_task_completed", "activity_scheduled"]);
     expect(await history(h, valid[1]!.runId)).toEqual(["run_started", "workflow_task_completed", "run_completed"]);

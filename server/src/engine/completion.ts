@@ -196,6 +196,8 @@ export async function prepareCompletion(
   locked: LockedCompletion,
   commands: Command[],
   checkNewSeqs: boolean,
+  /** Whether unseen inputs wait (a batch reads them for all its ending completions at once); read here if undefined. */
+  knownUnseen?: boolean,
 ): Promise<PreparedCompletion> {
   const { run, task } = locked;
   const plan = planCommands(commands, {
@@ -211,7 +213,7 @@ export async function prepareCompletion(
     throw historyLimitReached(run.id, run.historyLength, historyLength, engine.limits.maxHistoryEvents);
   }
   const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan, checkNewSeqs);
-  if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (await hasUnseenInputs(tx, run.id, task.inboxIds))) {
+  if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (knownUnseen ?? (await hasUnseenInputs(tx, run.id, task.inboxIds)))) {
     throw new UnseenInputs();
   }
   return { ...locked, plan, historyLength, missingQueues };

@@ -7,7 +7,8 @@
  * A batch is ONE transaction that runs the per-completion bodies of
  * engine/completion.ts together: one BEGIN, one lock statement for the whole
  * batch (store/completion.ts lockRunsAndTasks: runs SKIP LOCKED in id order,
- * then the fenced task rows), each completion's checks (prepareCompletion:
+ * then the fenced task rows), one unseen-inputs read for the ending ones
+ * (runsWithUnseenInputs), each completion's checks (prepareCompletion:
  * nothing written yet), then one pipeline of every accepted completion's
  * writes (the taken task rows' delete first, then each writeCompletion), one
  * COMMIT and its one WAL flush for the batch.
@@ -38,7 +39,7 @@
  * it would stall every completion queued behind it.
  */
 import { DexError, type Command } from "@dex/proto";
-import { deleteTakenTasks, lockRunsAndTasks } from "../store/completion.js";
+import { deleteTakenTasks, lockRunsAndTasks, runsWithUnseenInputs } from "../store/completion.js";
 import { endsRun } from "./commands.js";
 import {
   abortForUnseenInputs,
@@ -138,12 +139,19 @@ async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Prom
   const written: Array<{ index: number; unscheduled: Parameters<typeof logUnscheduled>[2] }> = [];
   try {
     await engine.sql.begin(async (tx) => {
-      const locked = await lockRunsAndTasks(
+      const refs = batched.map((i) => {
+        const { ref, commands } = items[i]!;
+        const ends = commands.some((c) => endsRun(c.command.case));
+        return { queue: ref.queue, runId: ref.runId, leaseId: ref.leaseId, lockVersion: ref.lockVersion, ends };
+      });
+      const locked = await lockRunsAndTasks(tx, refs);
+      // The unseen-inputs check of every ending completion in one statement (no continue-as-new
+      // joins a batch, so a completion that ends its run is one whose plan ends it).
+      const unseen = await runsWithUnseenInputs(
         tx,
-        batched.map((i) => {
-          const { ref, commands } = items[i]!;
-          const ends = commands.some((c) => endsRun(c.command.case));
-          return { queue: ref.queue, runId: ref.runId, leaseId: ref.leaseId, lockVersion: ref.lockVersion, ends };
+        refs.flatMap((ref, k) => {
+          const rows = locked.get(k);
+          return ref.ends && rows?.task ? [{ runId: ref.runId, handedOut: rows.task.inboxIds }] : [];
         }),
       );
       // Checks first, all of them (pipelined): none writes, so a refusal is that completion's answer.
@@ -157,7 +165,9 @@ async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Prom
             return { index };
           }
           try {
-            return { index, prepared: await prepareCompletion(engine, tx, { parent: undefined, run, task }, items[index]!.commands, false) };
+            const knownUnseen = refs[k]!.ends ? unseen.has(run.id) : undefined;
+            const locked = { parent: undefined, run, task };
+            return { index, prepared: await prepareCompletion(engine, tx, locked, items[index]!.commands, false, knownUnseen) };
           } catch (error) {
             if (error instanceof UnseenInputs) outcomes[index] = { unseen: true };
             else if (error instanceof DexError) outcomes[index] = { answer: { ok: false, error } };

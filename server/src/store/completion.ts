@@ -265,6 +265,25 @@ export async function hasUnseenInputs(tx: Queryable, runId: string, handedOut: r
   return row?.unseen ?? false;
 }
 
+/**
+ * hasUnseenInputs for several runs in one statement (a batch's ending
+ * completions): the runs among `runs` with such inputs. Inbox ids are unique
+ * across runs, so one list of every handed-out id excludes each run's own.
+ * Run after the batch's lock statement, never inside it: this statement's
+ * snapshot must be taken after the run locks were granted (see hasUnseenInputs).
+ */
+export async function runsWithUnseenInputs(
+  tx: Queryable,
+  runs: ReadonlyArray<{ runId: string; handedOut: readonly number[] }>,
+): Promise<Set<string>> {
+  if (runs.length === 0) return new Set();
+  const rows = await tx<{ run_id: string }[]>`
+    select distinct run_id from dex.inbox
+    where run_id = any(${runs.map((r) => r.runId)}::uuid[]) and kind in ('external_event_received', 'cancel_requested')
+      and visible_at <= clock_timestamp() and id <> all(${runs.flatMap((r) => r.handedOut) as number[]}::bigint[])`;
+  return new Set(rows.map((r) => r.run_id));
+}
+
 /** An activity task to create (engine/command-activity.ts plans them from schedule_activity). */
 export interface NewActivityTask {
   queue: string;
