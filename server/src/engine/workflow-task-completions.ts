@@ -166,8 +166,8 @@ async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Prom
           }
           try {
             const knownUnseen = refs[k]!.ends ? unseen.has(run.id) : undefined;
-            const locked = { parent: undefined, run, task };
-            return { index, prepared: await prepareCompletion(engine, tx, locked, items[index]!.commands, false, knownUnseen) };
+            const own = { parent: undefined, run, task };
+            return { index, prepared: await prepareCompletion(engine, tx, own, items[index]!.commands, false, knownUnseen) };
           } catch (error) {
             if (error instanceof UnseenInputs) outcomes[index] = { unseen: true };
             else if (error instanceof DexError) outcomes[index] = { answer: { ok: false, error } };
@@ -180,7 +180,7 @@ async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Prom
       // The taken task rows go first: each run's next workflow task (finishWorkflowTask) must not
       // conflict with the row of the task it completes. One session runs them in the order sent.
       const [, ...done] = await Promise.all([
-        deleteTakenTasks(tx, accepted.map(({ prepared: p }) => ({ queue: p.run.taskQueue, runId: p.run.id }))),
+        deleteTakenTasks(tx, accepted.map(({ index }) => ({ queue: items[index]!.ref.queue, runId: items[index]!.ref.runId }))),
         ...accepted.map(({ prepared: p }) => writeCompletion(engine, tx, effects, p)),
       ]);
       done.forEach((d, k) => {
