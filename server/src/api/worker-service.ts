@@ -33,7 +33,7 @@ import {
   queueName,
   requireString,
 } from "../engine/validation.js";
-import { completeWorkflowTask } from "../engine/completion.js";
+import { completeWorkflowTaskGrouped } from "../engine/workflow-task-completions.js";
 import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
 import { pollDeadline } from "./common.js";
 import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskToken, encodeWorkflowTaskToken } from "./task-token.js";
@@ -74,7 +74,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
     async completeWorkflowTask(req) {
       const ref = decodeWorkflowTaskToken(req.taskToken);
       const offers = eagerOffers(req.eagerActivitySlots);
-      const { historyLength, activityTasks } = await completeWorkflowTask(engine, ref, req.commands, offers);
+      const { historyLength, activityTasks } = await completeWorkflowTaskGrouped(engine, ref, req.commands, offers);
       taskLeaseEnded(engine, QueueType.WORKFLOW, ref.queue);
       return { historyLength: BigInt(historyLength), activityTasks: activityTasks.map(activityTask) };
     },
