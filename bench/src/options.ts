@@ -33,9 +33,9 @@ export interface Sizes {
 export const PROFILES: Record<"quick" | "full", Sizes> = {
   // Sized so the whole quick run (Postgres start, all six scenarios on dex, DBOS and pg-boss) stays under 2 minutes.
   // The idle window is 10 s, not less: a waiting DBOS.recv checks the database every 10 s, and a shorter window would miss those checks.
-  quick: { workflows: 500, inFlight: 100, latencyRuns: 50, longSteps: 100, longWindow: 10, longWorkers: 1, backlog: 2_000, backlogDepth: 1_000, idleRuns: 500, idleSeconds: 10, fanOut: 200 },
-  // The sizes of issue 6.
-  full: { workflows: 5_000, inFlight: 200, latencyRuns: 200, longSteps: 1_000, longWindow: 100, longWorkers: 1, backlog: 100_000, backlogDepth: 50_000, idleRuns: 10_000, idleSeconds: 30, fanOut: 1_000 },
+  quick: { workflows: 500, inFlight: 100, latencyRuns: 50, longSteps: 100, longWindow: 10, longWorkers: 4, backlog: 2_000, backlogDepth: 1_000, idleRuns: 500, idleSeconds: 10, fanOut: 200 },
+  // The sizes of issue 6; scenario 3 with 4 workflow worker processes (issue 12's variant).
+  full: { workflows: 5_000, inFlight: 200, latencyRuns: 200, longSteps: 1_000, longWindow: 100, longWorkers: 4, backlog: 100_000, backlogDepth: 50_000, idleRuns: 10_000, idleSeconds: 30, fanOut: 1_000 },
 };
 
 export interface Options {

@@ -2,7 +2,7 @@
  * Activity completions share transactions (engine/activity-completions.ts): completions arriving
  * together are written by one statement. What a completion guarantees must not change: fenced by
  * its token, recorded exactly once, a run whose row another transaction holds is not skipped but
- * waited for, and tokens of an older server (version 1, no attempt) still complete.
+ * waited for, and tokens of unreleased builds (version 1, no attempt) are refused, writing nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError } from "@dex/proto";
@@ -100,7 +100,7 @@ describe("activity completions share transactions", () => {
     }
   });
 
-  it("a version 1 token (an older server's, no attempt) still completes, one by one", async () => {
+  it("a version 1 token (no attempt, never released) is refused and writes nothing; the attempt's own token still completes", async () => {
     const runId = await runWithActivities(h, 1);
     const task = await pollActivityOf(h, runId, 1);
     const v2 = Buffer.from(task.taskToken);
@@ -108,10 +108,11 @@ describe("activity completions share transactions", () => {
     // Version 1 layout: the same fields without the attempt (4 bytes after the seq at 38..41).
     const v1 = Buffer.concat([v2.subarray(0, 42), v2.subarray(46)]);
     v1[0] = 1;
-    const before = await groupCommitStats(h, "activity_completion");
-    await h.worker.completeActivityTask({ taskToken: v1, result: json("old") });
+    expect(await code(h.worker.completeActivityTask({ taskToken: v1, result: json("old") }))).toBe("INVALID_ARGUMENT");
+    expect(await code(h.worker.failActivityTask({ taskToken: v1, failure: { message: "old" } }))).toBe("INVALID_ARGUMENT");
+    expect(await code(h.worker.heartbeatActivityTask({ taskToken: v1 }))).toBe("INVALID_ARGUMENT");
+    expect(await inboxCount(h, runId)).toBe(0);
+    await h.worker.completeActivityTask({ taskToken: task.taskToken, result: json("new") });
     expect(await inboxCount(h, runId)).toBe(1);
-    expect((await groupCommitStats(h, "activity_completion")).sum).toBe(before.sum);
-    expect(await code(h.worker.completeActivityTask({ taskToken: task.taskToken, result: json("again") }))).toBe("NOT_FOUND");
   });
 });

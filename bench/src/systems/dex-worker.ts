@@ -6,10 +6,17 @@
  * to it: the wire size (HTTP/2 frames of gRPC messages) of everything the
  * workers receive, measured on the worker side without touching the SDK.
  * Answers {type: "stats"} IPC messages with those counts.
+ *
+ * Eager activity dispatch (the SDK's default) needs the activity workers in the
+ * workflow worker's process; the scenarios start them in processes of their own.
+ * For its A/B: BENCH_DEX_COLOCATE=1 runs, in each process with a workflow
+ * worker, activity workers on every bench activity queue (the workflow worker's
+ * concurrency each), and none in the activity-only processes (they start idle);
+ * BENCH_DEX_EAGER=0 turns eager dispatch off in the workflow workers.
  */
 import { createConnection, createServer, type Socket } from "node:net";
 import { createActivityWorker, createConsoleLogger, createWorkflowWorker, type Worker } from "@dex/sdk";
-import { activities, workflows } from "./dex-workload.js";
+import { ACTIVITY_QUEUES, activities, workflows } from "./dex-workload.js";
 
 export interface WorkerProcessConfig {
   address: string;
@@ -48,9 +55,15 @@ async function startRelay(upstream: string): Promise<string> {
 
 const address = config.countBytes ? await startRelay(config.address) : config.address;
 const logger = createConsoleLogger({ level: "warn", prefix: `[bench-worker ${process.pid}]` });
+const eagerActivities = process.env.BENCH_DEX_EAGER !== "0";
+if (process.env.BENCH_DEX_COLOCATE === "1") {
+  const workflow = config.workers.find((w) => w.kind === "workflow");
+  config.workers = config.workers.filter((w) => w.kind === "workflow");
+  if (workflow) config.workers.push(...ACTIVITY_QUEUES.map((queue) => ({ kind: "activity" as const, queue, concurrency: workflow.concurrency })));
+}
 const started: Worker[] = config.workers.map((w) =>
   w.kind === "workflow"
-    ? createWorkflowWorker({ address, taskQueue: w.queue, workflows, maxConcurrentTasks: w.concurrency, logger })
+    ? createWorkflowWorker({ address, taskQueue: w.queue, workflows, maxConcurrentTasks: w.concurrency, logger, eagerActivities })
     : createActivityWorker({ address, taskQueue: w.queue, activities, maxConcurrentActivities: w.concurrency, logger }),
 );
 
@@ -59,7 +72,8 @@ process.on("message", (m: { type?: string }) => {
 });
 process.stdin.on("end", () => process.exit(3));
 process.stdin.resume();
-const done = Promise.all(started.map((w) => w.run()));
+// A process left without workers (BENCH_DEX_COLOCATE) idles until the bench stops it.
+const done = started.length > 0 ? Promise.all(started.map((w) => w.run())) : new Promise<never>(() => {});
 process.stdout.write("bench worker ready\n");
 await done;
 process.exit(0);

@@ -13,7 +13,8 @@ import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
 import { createActivityReporter, type ActivityReporter } from "./activity-reporter.js";
 import { ActivityAttempt, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
-import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
+import { eagerHoldBack, registerActivityWorker, type EagerActivityTarget } from "./eager-activities.js";
+import { createPollingWorker, defaultIdentity, type PollingWorker, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
@@ -58,7 +59,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
   // Completions and failures go out in batches (ReportActivityTasks); heartbeats stay unary.
   const reporter = createActivityReporter(connection, logger);
 
-  return createPollingWorker({
+  const worker = createPollingWorker<ActivityTask>({
     kind: "activity",
     address: connection.address,
     taskQueue: options.taskQueue,
@@ -72,9 +73,28 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
       return response.tasks;
     },
     handle: (task) => runAttempt(task, { connection, reporter, activities, taskQueue: options.taskQueue, logger, attemptOptions }),
+    holdBack: (free) => eagerHoldBack(connection.address, free),
     pause: connection.pause,
     close: () => connection.close(),
   });
+  // While it runs, a workflow worker of this process may hand it tasks (eager-activities.ts).
+  let unregister: (() => void) | undefined;
+  const start = worker.start.bind(worker);
+  const shutdown = worker.shutdown.bind(worker);
+  worker.start = () => {
+    start();
+    unregister ??= registerActivityWorker({ address: connection.address, taskQueue: options.taskQueue, workerId, ...slotsOf(worker) });
+  };
+  worker.shutdown = async () => {
+    unregister?.();
+    await shutdown();
+  };
+  void worker.done.then(() => unregister?.());
+  return worker;
+}
+
+function slotsOf(worker: PollingWorker<ActivityTask>): Pick<EagerActivityTarget, "reserve" | "release" | "accept"> {
+  return { reserve: (n) => worker.reserve(n), release: (n) => worker.release(n), accept: (tasks) => worker.accept(tasks) };
 }
 
 interface AttemptDeps {

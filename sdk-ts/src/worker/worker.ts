@@ -32,6 +32,12 @@ export interface PollLoopOptions<T> {
   /** One poll, parked on the server for at most `waitMs`. */
   poll(maxTasks: number, signal: AbortSignal, waitMs: number): Promise<T[]>;
   handle(task: T): Promise<void>;
+  /**
+   * Free slots the next poll leaves for tasks handed over outside a poll (eager dispatch:
+   * reserve/accept); default none. Called with the free slots; a parked poll holds what it asked
+   * for, so without this no slot would be left to reserve while it waits.
+   */
+  holdBack?(free: number): number;
   /** Waits before the next poll after a failure; ends early when the connection comes up (Connection.pause). */
   pause(ms: number, signal: AbortSignal): Promise<void>;
   close(): void;
@@ -58,10 +64,27 @@ export function defaultIdentity(): string {
   return `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
 }
 
-export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
+/**
+ * A polling worker that also runs tasks handed over outside its polls (eager activity dispatch,
+ * eager-activities.ts): slots are reserved first, so polls and handed-over tasks together never
+ * run more than maxConcurrent tasks at once.
+ */
+export interface PollingWorker<T> extends Worker {
+  /** Reserves up to `want` free slots (0 once shutting down, or none free); returns how many. */
+  reserve(want: number): number;
+  /** Gives back `count` reserved slots that no task took. */
+  release(count: number): void;
+  /** Runs tasks handed over outside a poll, one in each slot reserved for it, like polled tasks. */
+  accept(tasks: T[]): void;
+}
+
+export function createPollingWorker<T>(options: PollLoopOptions<T>): PollingWorker<T> {
   const { logger, maxConcurrent } = options;
   const stop = new AbortController();
   const inFlight = new Set<Promise<void>>();
+  /** Slots reserved for tasks to be handed over (reserve), and the slots the outstanding poll asked for. */
+  let reserved = 0;
+  let asked = 0;
   let wakeSlotWaiter: (() => void) | undefined;
   let started = false;
   let closed = false;
@@ -76,19 +99,34 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
     resolveDone();
   }
 
+  function run(task: T): void {
+    const running: Promise<void> = options
+      .handle(task)
+      .catch((err: unknown) => logger.error(`unexpected error handling a ${options.kind} task`, { error: String(err) }))
+      .finally(() => {
+        inFlight.delete(running);
+        wakeSlotWaiter?.();
+        wakeSlotWaiter = undefined;
+      });
+    inFlight.add(running);
+  }
+
   async function loop(): Promise<void> {
     let failures = 0;
     let outageSince: number | undefined;
     let connected = false;
     let lastError = "";
     while (!stop.signal.aborted) {
-      if (inFlight.size >= maxConcurrent) {
+      const free = maxConcurrent - inFlight.size - reserved;
+      const ask = free - Math.min(options.holdBack?.(free) ?? 0, free - 1);
+      if (free <= 0) {
         await new Promise<void>((resolve) => (wakeSlotWaiter = resolve));
         continue;
       }
       let tasks: T[];
       try {
-        tasks = await options.poll(maxConcurrent - inFlight.size, stop.signal, outageSince === undefined ? POLL_WAIT_MS : PROBE_WAIT_MS);
+        asked = ask;
+        tasks = await options.poll(ask, stop.signal, outageSince === undefined ? POLL_WAIT_MS : PROBE_WAIT_MS);
         if (outageSince !== undefined) {
           const seconds = ((Date.now() - outageSince) / 1_000).toFixed(1);
           logger.info(`${connected ? "reconnected" : "connected"} to ${options.address} after ${seconds} s; polling ${where} again`);
@@ -100,6 +138,7 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
         outageSince = undefined;
         lastError = "";
       } catch (err) {
+        asked = 0;
         if (stop.signal.aborted) break;
         failures++;
         const error = DexError.from(err);
@@ -120,28 +159,39 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): Worker {
         else await sleep(delay, stop.signal);
         continue;
       }
-      for (const task of tasks) {
-        const running: Promise<void> = options
-          .handle(task)
-          .catch((err: unknown) => logger.error(`unexpected error handling a ${options.kind} task`, { error: String(err) }))
-          .finally(() => {
-            inFlight.delete(running);
-            wakeSlotWaiter?.();
-            wakeSlotWaiter = undefined;
-          });
-        inFlight.add(running);
-      }
+      asked = 0;
+      for (const task of tasks) run(task);
       // Let the tasks just handed out run up to their first I/O before the next poll: setting up
       // a gRPC call takes a few hundred microseconds, which otherwise sits in front of every task
       // (measured: a no-op activity 0.5 -> 0.1 ms, a workflow activation 0.4 -> 0.1 ms). A few
       // turns of the event loop: a workflow activation drains its microtasks over several.
       if (tasks.length > 0) for (let turn = 0; turn < 3 && !stop.signal.aborted; turn++) await new Promise<void>((r) => setImmediate(r));
     }
-    await Promise.allSettled([...inFlight]);
+    // Tasks handed over while shutting down still run: they are leased to this worker.
+    while (inFlight.size > 0 || reserved > 0) {
+      await new Promise<void>((resolve) => (wakeSlotWaiter = resolve));
+    }
   }
 
-  const worker: Worker = {
+  const worker: PollingWorker<T> = {
     done,
+    reserve(want) {
+      if (stop.signal.aborted || !started) return 0;
+      const n = Math.max(0, Math.min(want, maxConcurrent - inFlight.size - reserved - asked));
+      reserved += n;
+      return n;
+    },
+    release(count) {
+      reserved -= count;
+      wakeSlotWaiter?.();
+      wakeSlotWaiter = undefined;
+    },
+    accept(tasks) {
+      for (const task of tasks) {
+        reserved--;
+        run(task);
+      }
+    },
     start() {
       if (started || stop.signal.aborted) return;
       started = true;

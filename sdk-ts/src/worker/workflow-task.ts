@@ -18,6 +18,7 @@ import { WorkflowExecution } from "../workflow/execution.js";
 import type { Workflow } from "../workflow/types.js";
 import { guardedRunner } from "./determinism-guard.js";
 import type { RunCache } from "./run-cache.js";
+import { reserveEagerSlots } from "./eager-activities.js";
 
 export interface WorkflowTaskDeps {
   connection: Connection;
@@ -25,6 +26,8 @@ export interface WorkflowTaskDeps {
   workflows: Readonly<Record<string, Workflow>>;
   taskQueue: string;
   logger: Logger;
+  /** Offer free slots of this process's activity workers with the completion (eager-activities.ts). */
+  eagerActivities?: boolean;
 }
 
 /** The worker has no workflow registered under the task's name. */
@@ -70,8 +73,15 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
     // Retried through an outage (a server restart takes seconds) for as long as the lease lasts:
     // after it the token is stale and the task runs again elsewhere anyway. A completion that did
     // land answers NOT_FOUND on the retry.
-    const request = { taskToken: task.taskToken, commands: activation.commands };
-    const response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task), pause: deps.connection.pause });
+    const eager = deps.eagerActivities ? reserveEagerSlots(deps.connection.address, activation.commands, task.taskQueue, log) : undefined;
+    const request = { taskToken: task.taskToken, commands: activation.commands, eagerActivitySlots: eager?.slots ?? [] };
+    let response;
+    try {
+      response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task), pause: deps.connection.pause });
+    } finally {
+      // The answer's activity tasks go to their workers; reserved slots they left unused (or all, on an error) go back.
+      eager?.settle(response?.activityTasks ?? []);
+    }
     const recorded = Number(response.historyLength);
     if (!execution.finished && recorded === activation.expectedHistoryLength) {
       execution.historyLength = recorded;

@@ -8,6 +8,7 @@ import { installDeterminismGuard } from "./determinism-guard.js";
 import { RunCache } from "./run-cache.js";
 import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { processWorkflowTask } from "./workflow-task.js";
+import { registerEagerConsumer } from "./eager-activities.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -21,6 +22,14 @@ export interface WorkflowWorkerOptions extends ConnectionOptions {
   maxCachedRuns?: number;
   /** Worker id sent to the server; must be unique per worker. Default host:pid:random. */
   identity?: string;
+  /**
+   * Eager activity dispatch: when a workflow task schedules activities on a queue that an activity
+   * worker of this process polls (same server address) and that worker has free slots, the
+   * completion asks for those activities straight back, leased to that worker, which runs them
+   * as if polled; this saves the activity poll's round trip and claim. Default true (as in
+   * Temporal); false: every activity goes through a poll.
+   */
+  eagerActivities?: boolean;
   /** Default: console, info and above. */
   logger?: Logger;
 }
@@ -38,9 +47,10 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);
-  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger };
+  const eager = options.eagerActivities ?? true;
+  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager };
 
-  return createPollingWorker({
+  const worker = createPollingWorker({
     kind: "workflow",
     address: connection.address,
     taskQueue: options.taskQueue,
@@ -57,6 +67,17 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
     pause: connection.pause,
     close: () => connection.close(),
   });
+  if (eager) {
+    // While it runs, activity workers of this process on the same server leave slots for eager tasks.
+    const start = worker.start.bind(worker);
+    let unregister: (() => void) | undefined;
+    worker.start = () => {
+      start();
+      unregister ??= registerEagerConsumer(connection.address);
+    };
+    void worker.done.then(() => unregister?.());
+  }
+  return worker;
 }
 
 export function positive(value: number, name: string): number {

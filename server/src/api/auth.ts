@@ -40,6 +40,7 @@ export function withApiKeys<S extends GenService<GenServiceMethods>>(
       authorize(principal, rule, name, context, deps.logger);
       if (principal.queues && rule.queue === "activity-token-items") itemQueueLimits.set(context, { principal, queues: principal.queues, method: name });
       else if (principal.queues && rule.queue) await checkQueue(principal, principal.queues, rule.queue, request, name, context, deps);
+      if (principal.queues) withoutForeignEagerOffers(request, principal.queues);
       return handler(request, context);
     };
   }
@@ -119,6 +120,20 @@ async function checkQueue(
   deps.logger.info("call refused: queue not allowed for key", { method, key: principal.name, queue, peer: context.peer });
   const what = scope === "poll" ? "task queue" : scope === "run" ? "the run's task queue" : "the task token's queue";
   throw queueRefused(principal, allowed, what, queue);
+}
+
+/**
+ * Eager activity dispatch (CompleteWorkflowTaskRequest.eager_activity_slots)
+ * hands out activity tasks as a poll would: a key limited to some queues gets
+ * none on a queue it may not poll. Not refused: the completion itself is
+ * allowed (its token's queue was checked), so the offers for other queues are
+ * dropped and those activities wait for a worker that may poll them.
+ */
+function withoutForeignEagerOffers(request: unknown, allowed: ReadonlySet<string>): void {
+  const offers = (request as { eagerActivitySlots?: Array<{ taskQueue: string }> }).eagerActivitySlots;
+  if (!Array.isArray(offers) || offers.length === 0) return;
+  const kept = offers.filter((o) => allowed.has(o.taskQueue));
+  if (kept.length !== offers.length) offers.splice(0, offers.length, ...kept);
 }
 
 /** The task queue a call is about. A malformed token or selector fails here as it would in the handler. */

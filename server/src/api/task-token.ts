@@ -6,9 +6,11 @@
  *   u32 lock version | u32 seq (activity only) | u32 attempt (activity, version 2 only) |
  *   u8 queue length | queue name (ASCII)
  * Workflow tokens are version 1. Activity tokens are version 2 since they carry
- * the attempt, which lets a batch of completions write their history events in
- * one statement (engine/activity-completions.ts); version 1 activity tokens
- * (issued by an older server) are still accepted and complete one by one.
+ * the attempt, which lets the one outcome write (store/activity-completions.ts)
+ * name it in the history event before it has read the task. Version 1 activity
+ * tokens (no attempt) were issued only by development builds before
+ * 2026-11-29, none of them released; they are refused (INVALID_ARGUMENT), and
+ * an attempt one of them still held times out and is retried.
  *
  * The token carries everything the fenced statements match on, so completing a
  * task needs no lookup: `(queue, run, [seq,] lease_id, lock_version)` is the
@@ -65,6 +67,12 @@ function decode(
   if (buf.length < 2) throw invalid("too short");
   const version = buf.readUInt8(0);
   const actualKind = buf.readUInt8(1);
+  if (version === 1 && actualKind === KIND.activity) {
+    throw new DexError(
+      "INVALID_ARGUMENT",
+      "task_token is an activity task token of version 1, which this server no longer accepts; the attempt will time out and be retried",
+    );
+  }
   if (version !== 1 && !(version === VERSION.activity && actualKind === KIND.activity)) throw invalid(`unknown version ${version}`);
   if (actualKind !== kind) {
     throw invalid(actualKind === KIND.workflow ? "it is a workflow task token" : actualKind === KIND.activity ? "it is an activity task token" : "unknown kind");
@@ -109,5 +117,6 @@ export function encodeActivityTaskToken(ref: ActivityTaskRef & { attempt: number
 
 export function decodeActivityTaskToken(token: Uint8Array): ActivityTaskRef {
   const { ref, seq, attempt } = decode(token, KIND.activity);
-  return attempt === undefined ? { ...ref, seq: seq! } : { ...ref, seq: seq!, attempt };
+  // Version 2 (the only activity version decode accepts) always carries the attempt.
+  return { ...ref, seq: seq!, attempt: attempt! };
 }

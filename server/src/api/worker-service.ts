@@ -1,7 +1,15 @@
 /** WorkerService: the worker protocol (docs/worker-protocol.md) on top of the engine. */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { WorkerService, WorkflowTaskFailedCause, type ActivityTaskSchema, type Failure, type ServiceHandlers } from "@dex/proto";
+import {
+  WorkerService,
+  WorkflowTaskFailedCause,
+  type ActivityTaskSchema,
+  type CompleteWorkflowTaskRequest_EagerActivitySlots,
+  type Failure,
+  type ServiceHandlers,
+} from "@dex/proto";
+import type { EagerOffer } from "../engine/eager-activities.js";
 import {
   activityOptions,
   completeActivityTask,
@@ -25,7 +33,7 @@ import {
   queueName,
   requireString,
 } from "../engine/validation.js";
-import { completeWorkflowTask } from "../engine/completion.js";
+import { completeWorkflowTaskGrouped } from "../engine/workflow-task-completions.js";
 import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
 import { reportActivityTasksHandler } from "./activity-reports.js";
 import { pollDeadline } from "./common.js";
@@ -66,9 +74,10 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
 
     async completeWorkflowTask(req) {
       const ref = decodeWorkflowTaskToken(req.taskToken);
-      const { historyLength } = await completeWorkflowTask(engine, ref, req.commands);
+      const offers = eagerOffers(req.eagerActivitySlots);
+      const { historyLength, activityTasks } = await completeWorkflowTaskGrouped(engine, ref, req.commands, offers);
       taskLeaseEnded(engine, QueueType.WORKFLOW, ref.queue);
-      return { historyLength: BigInt(historyLength) };
+      return { historyLength: BigInt(historyLength), activityTasks: activityTasks.map(activityTask) };
     },
 
     async failWorkflowTask(req) {
@@ -118,6 +127,31 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
   };
 }
 
+/** Most entries of eager_activity_slots (each names another queue). */
+export const MAX_EAGER_OFFERS = 20;
+/** Most slots one entry may offer: as many as one poll may ask for. */
+const MAX_EAGER_SLOTS = 100;
+
+/** CompleteWorkflowTaskRequest.eager_activity_slots, validated (INVALID_ARGUMENT before anything is written). */
+function eagerOffers(entries: CompleteWorkflowTaskRequest_EagerActivitySlots[]): EagerOffer[] {
+  if (entries.length > MAX_EAGER_OFFERS) {
+    throw invalid(`eager_activity_slots has ${entries.length} entries; at most ${MAX_EAGER_OFFERS}, one per activity queue`);
+  }
+  const seen = new Set<string>();
+  const offers: EagerOffer[] = [];
+  entries.forEach((entry, i) => {
+    const field = `eager_activity_slots[${i}]`;
+    const queue = queueName(`${field}.task_queue`, entry.taskQueue);
+    if (seen.has(queue)) throw invalid(`${field}.task_queue "${queue}" is offered twice; offer each activity queue once`);
+    seen.add(queue);
+    const slots = intInRange(`${field}.slots`, entry.slots, 0, MAX_EAGER_SLOTS);
+    if (slots === 0) return;
+    offers.push({ queue, slots, workerId: requireString(`${field}.worker_id`, entry.workerId) });
+  });
+  return offers;
+}
+
+/** The ActivityTask message of a claimed task: the poll's answer and a completion's eager tasks. */
 function activityTask({ ref, row }: PolledActivityTask): MessageInitShape<typeof ActivityTaskSchema> {
   const options = activityOptions(row);
   return {

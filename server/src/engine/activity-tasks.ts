@@ -4,26 +4,19 @@ import { ActivityScheduledAttributesSchema, TimeoutType, type Failure, type Payl
 import type { TaskOutcome } from "../metrics/observer.js";
 import {
   claimActivityTasks,
-  deleteActivity,
   findReapable,
   heartbeatActivity,
-  insertInboxEvent,
-  lockActivity,
-  lockLeasedActivity,
+  readLeasedActivity,
   releaseActivityTasks,
-  scheduleRetry,
   type ActivityTaskRow,
   type ReapCandidate,
 } from "../store/activity-tasks.js";
-import { lockRun, type LockedRun } from "../store/completion.js";
-import type { Queryable } from "../store/db.js";
-import { queueWakeupPayload } from "../store/notify.js";
-import { ensureWorkflowTask } from "../store/workflow-tasks.js";
-import { submitActivityCompletion } from "./activity-completions.js";
+import type { WrittenActivityOutcome } from "../store/activity-completions.js";
+import { writeActivityOutcome, writeOutcomes, type AttemptResult } from "./activity-completions.js";
 import type { Engine } from "./context.js";
-import { activityResultDedupKey, decodeFailure, encodeEvent, encodeFailure, encodePayload } from "./events.js";
+import { decodeFailure, encodePayload } from "./events.js";
 import { longPoll } from "./long-poll.js";
-import { isTerminal, QueueType, type ActivityTaskRef, type RunStatus } from "./model.js";
+import { QueueType, type ActivityTaskRef } from "./model.js";
 import { decideActivityRetry, timeoutFailure } from "./retry.js";
 import { taskNotFound } from "./workflow-tasks.js";
 
@@ -73,67 +66,18 @@ export async function pollActivityTasks(
 }
 
 /**
- * Locks the run then the fenced task (the lock order); NOT_FOUND if the attempt is no longer
- * current. The two statements are pipelined: one session runs them in the order sent, so the run
- * is still locked first, and the transaction waits for one round trip instead of two.
- */
-async function lockAttempt(tx: Queryable, ref: ActivityTaskRef): Promise<{ run: LockedRun; task: ActivityTaskRow }> {
-  const [run, task] = await Promise.all([lockRun(tx, ref.runId), lockLeasedActivity(tx, ref)]);
-  if (!run || isTerminal(run.status as RunStatus) || !task) throw taskNotFound();
-  return { run, task };
-}
-
-/** Puts the final outcome in the inbox and makes sure the run has a workflow task to receive it. */
-async function deliverOutcome(
-  engine: Engine,
-  tx: Queryable,
-  run: LockedRun,
-  task: ActivityTaskRow,
-  attributes: Parameters<typeof encodeEvent>[0],
-): Promise<boolean> {
-  const event = encodeEvent(attributes);
-  // Independent writes under the run and task locks: pipelined, one round trip. If one fails the
-  // transaction is rolled back whole.
-  const [, , woke] = await Promise.all([
-    deleteActivity(tx, task),
-    insertInboxEvent(tx, { runId: run.id, kind: event.kind, event: event.event, dedupKey: activityResultDedupKey(task.seq) }),
-    ensureWorkflowTask(tx, {
-      queue: run.taskQueue,
-      runId: run.id,
-      priority: run.priority,
-      notify: queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin),
-    }),
-  ]);
-  return woke;
-}
-
-/**
- * Records an activity's result: through the group commit when the token names its attempt
- * (engine/activity-completions.ts), else, or when the batch could not take it, one by one.
+ * Records an activity's result (engine/activity-completions.ts: the one outcome write, batched).
+ * The token must name its attempt: see api/task-token.ts on version 1 tokens.
  */
 export async function completeActivityTask(engine: Engine, ref: ActivityTaskRef, result: Payload | undefined): Promise<void> {
-  if (ref.attempt !== undefined) {
-    const outcome = await submitActivityCompletion(engine, { ref: { ...ref, attempt: ref.attempt }, result });
-    if ("done" in outcome) {
-      observeExecution(engine, outcome.done, "completed");
-      return;
-    }
-  }
-  await completeActivityTaskAlone(engine, ref, result);
+  const written = await writeActivityOutcome(engine, { ref: withAttempt(ref), result: { case: "completed", result } });
+  observeExecution(engine, written, "completed");
 }
 
-/** One completion in its own transaction; waits for the run's lock. */
-async function completeActivityTaskAlone(engine: Engine, ref: ActivityTaskRef, result: Payload | undefined): Promise<void> {
-  const { queue, woke, task } = await engine.sql.begin(async (tx) => {
-    const { run, task } = await lockAttempt(tx, ref);
-    const woke = await deliverOutcome(engine, tx, run, task, {
-      case: "activityCompleted",
-      value: { seq: task.seq, result, attempt: task.attempt },
-    });
-    return { queue: run.taskQueue, woke, task };
-  });
-  if (woke) engine.wakeups.wakeQueue(QueueType.WORKFLOW, queue);
-  observeExecution(engine, task, "completed");
+function withAttempt(ref: ActivityTaskRef): ActivityTaskRef & { attempt: number } {
+  // Only a version 1 token lacks the attempt, and those are refused when decoded.
+  if (ref.attempt === undefined) throw taskNotFound();
+  return { ...ref, attempt: ref.attempt };
 }
 
 /**
@@ -154,23 +98,18 @@ export type AttemptOutcome = { willRetry: true; nextAttemptAt: Date } | { willRe
 
 /**
  * One failed attempt through the retry policy: either the task waits for its
- * next attempt (no history), or the final failure goes to the inbox. An
- * activity whose cancellation was requested while this attempt ran is never
- * retried: the workflow has given up on it, and its outcome is delivered
- * only so that the call is closed (the SDK ignores it).
+ * next attempt (no history), or the final failure goes to the inbox. The
+ * policy is decided here from the task as read (unlocked: what it reads of a
+ * fenced attempt cannot change, but for a cancellation request, which the
+ * outcome write re-checks under the run lock); the write is the same as a
+ * completion's. An activity whose cancellation was requested while this
+ * attempt ran is never retried: the workflow has given up on it, and its
+ * outcome is delivered only so that the call is closed (the SDK ignores it).
  */
-async function failAttempt(
-  engine: Engine,
-  tx: Queryable,
-  run: LockedRun,
-  task: ActivityTaskRow,
-  failure: Failure,
-  nextRetryDelayMs: number | undefined,
-  final = false,
-): Promise<AttemptOutcome & { wokeWorkflow: boolean }> {
-  const options = fromBinary(ActivityScheduledAttributesSchema, task.options);
-  const decision = final ? ({ retry: false, failure } as const) : decideActivityRetry({
-    policy: options.retryPolicy!,
+function failedAttempt(task: ActivityTaskRow, failure: Failure, nextRetryDelayMs: number | undefined, final: boolean): AttemptResult {
+  if (final) return { case: "failed", failure };
+  const decision = decideActivityRetry({
+    policy: activityOptions(task).retryPolicy!,
     attempt: task.attempt,
     failure,
     nextRetryDelayMs,
@@ -178,20 +117,11 @@ async function failAttempt(
     scheduleToCloseDeadlineMs: task.scheduleToCloseDeadline?.getTime(),
     cancelRequested: task.cancelRequested,
   });
-  if (decision.retry) {
-    const nextAttemptAt = await scheduleRetry(tx, task, { delayMs: decision.delayMs, failure: encodeFailure(failure)! });
-    return { willRetry: true, nextAttemptAt, wokeWorkflow: false };
-  }
-  const wokeWorkflow = await deliverOutcome(engine, tx, run, task, {
-    case: "activityFailed",
-    value: { seq: task.seq, failure: decision.failure, attempt: task.attempt },
-  });
-  return { willRetry: false, wokeWorkflow };
+  return decision.retry ? { case: "failed", failure, retryAfterMs: decision.delayMs } : { case: "failed", failure: decision.failure };
 }
 
-function afterAttempt(engine: Engine, task: ActivityTaskRow, outcome: AttemptOutcome & { wokeWorkflow: boolean }): void {
-  if (outcome.willRetry) engine.wakeups.wakeQueueAt(QueueType.ACTIVITY, task.queue, outcome.nextAttemptAt);
-  if (outcome.wokeWorkflow) engine.wakeups.wakeQueue(QueueType.WORKFLOW, task.workflowQueue);
+function attemptOutcome(written: WrittenActivityOutcome): AttemptOutcome {
+  return written.nextAttemptAt ? { willRetry: true, nextAttemptAt: written.nextAttemptAt } : { willRetry: false };
 }
 
 export async function failActivityTask(
@@ -200,13 +130,12 @@ export async function failActivityTask(
   failure: Failure,
   nextRetryDelayMs: number | undefined,
 ): Promise<AttemptOutcome> {
-  const { task, outcome } = await engine.sql.begin(async (tx) => {
-    const { run, task } = await lockAttempt(tx, ref);
-    return { task, outcome: await failAttempt(engine, tx, run, task, failure, nextRetryDelayMs) };
-  });
-  afterAttempt(engine, task, outcome);
-  observeExecution(engine, task, "failed");
-  return outcome.willRetry ? { willRetry: true, nextAttemptAt: outcome.nextAttemptAt } : { willRetry: false };
+  const fenced = withAttempt(ref);
+  const task = await readLeasedActivity(engine.sql, fenced);
+  if (!task) throw taskNotFound();
+  const written = await writeActivityOutcome(engine, { ref: fenced, result: failedAttempt(task, failure, nextRetryDelayMs, false) });
+  observeExecution(engine, written, "failed");
+  return attemptOutcome(written);
 }
 
 export async function heartbeatActivityTask(
@@ -222,22 +151,39 @@ export async function heartbeatActivityTask(
 /**
  * One pass of the lease reaper: expired activity leases become timed-out
  * attempts and waiting tasks past their schedule-to-close deadline fail for
- * good. Each candidate gets its own short transaction that locks the run
- * (SKIP LOCKED: a busy run is retried on the next pass) and re-checks the
- * fence, so concurrent reapers on several servers fail each attempt exactly
- * once. Returns how many it handled.
+ * good. The candidates are read unlocked (once a lease ran out or the
+ * deadline passed, nothing can revive the attempt: heartbeats and claims
+ * refuse it), decided here, and written by the one outcome write, fenced by
+ * the attempt read, all in one statement in its `skip` form: a busy run is
+ * retried on the next pass, and of a reaper and a completion (or two reapers
+ * on several servers) only the first writes. Returns how many it handled.
  */
 export async function reapOnce(engine: Engine, limit = 100): Promise<number> {
   const candidates = await findReapable(engine.sql, limit);
+  if (candidates.length === 0 || engine.wakeups.isClosed) return 0;
+  const timedOut = candidates.map(timedOutAttempt);
+  const answers = await writeOutcomes(
+    engine,
+    candidates.map((task, i) => ({
+      ref: { queue: task.queue, runId: task.runId, seq: task.seq, leaseId: task.leaseId, lockVersion: task.lockVersion, attempt: task.attempt },
+      result: failedAttempt(task, timedOut[i]!.failure, undefined, timedOut[i]!.final),
+    })),
+    "skip",
+  );
   let handled = 0;
-  for (const candidate of candidates) {
-    if (engine.wakeups.isClosed) break;
-    const result = await engine.sql.begin((tx) => reapOne(engine, tx, candidate));
-    if (result) {
-      afterAttempt(engine, result.task, result.outcome);
-      handled++;
-    }
-  }
+  answers.forEach((answer, i) => {
+    if (answer.status !== "written") return;
+    handled++;
+    const task = candidates[i]!;
+    engine.logger.info("activity attempt timed out", {
+      runId: task.runId,
+      seq: task.seq,
+      activity: task.activityName,
+      attempt: task.attempt,
+      timeoutType: TimeoutType[timedOut[i]!.failure.timeoutType],
+      willRetry: answer.written.nextAttemptAt !== undefined,
+    });
+  });
   return handled;
 }
 
@@ -257,55 +203,38 @@ export function expiredLeaseTimeout(task: ActivityTaskRow, hasHeartbeatTimeout: 
   return TimeoutType.HEARTBEAT;
 }
 
-async function reapOne(engine: Engine, tx: Queryable, candidate: ReapCandidate) {
-  const run = await lockRun(tx, candidate.runId, true);
-  if (!run || isTerminal(run.status as RunStatus)) return undefined;
-  const task = await lockActivity(tx, candidate);
-  if (!task) return undefined;
-  const now = task.now.getTime();
-  let failure: Failure;
-  let final: boolean;
-  if (candidate.reason === "lease_expired") {
-    const stillSameAttempt =
-      task.leaseId === candidate.leaseId && task.lockVersion === candidate.lockVersion && task.leasedUntil !== null;
-    if (!stillSameAttempt || task.leasedUntil!.getTime() > now) return undefined;
-    const options = fromBinary(ActivityScheduledAttributesSchema, task.options);
-    const timeoutType = expiredLeaseTimeout(task, options.heartbeatTimeout !== undefined);
-    final = timeoutType === TimeoutType.SCHEDULE_TO_CLOSE;
-    failure =
-      timeoutType === TimeoutType.SCHEDULE_TO_CLOSE
-        ? timeoutFailure(
-            timeoutType,
-            `activity ${task.activityName} did not complete within its schedule-to-close timeout (attempt ${task.attempt} was running)`,
-            decodeFailure(task.lastFailure),
-          )
-        : timeoutFailure(
-            timeoutType,
-            timeoutType === TimeoutType.HEARTBEAT
-              ? `activity ${task.activityName} attempt ${task.attempt} sent no heartbeat within its heartbeat timeout`
-              : `activity ${task.activityName} attempt ${task.attempt} did not complete within its start-to-close timeout`,
-          );
-  } else {
-    if (task.leasedUntil !== null || !task.scheduleToCloseDeadline || task.scheduleToCloseDeadline.getTime() > now) {
-      return undefined;
-    }
-    final = true;
-    failure = timeoutFailure(
-      TimeoutType.SCHEDULE_TO_CLOSE,
-      `activity ${task.activityName} did not complete within its schedule-to-close timeout`,
-      decodeFailure(task.lastFailure),
-    );
+/** The failure of a reaped attempt, and whether it is final (schedule-to-close) or goes through the retry policy. */
+function timedOutAttempt(task: ReapCandidate): { failure: Failure; final: boolean } {
+  if (task.reason === "schedule_to_close") {
+    return {
+      final: true,
+      failure: timeoutFailure(
+        TimeoutType.SCHEDULE_TO_CLOSE,
+        `activity ${task.activityName} did not complete within its schedule-to-close timeout`,
+        decodeFailure(task.lastFailure),
+      ),
+    };
   }
-  const outcome = await failAttempt(engine, tx, run, task, failure, undefined, final);
-  engine.logger.info("activity attempt timed out", {
-    runId: task.runId,
-    seq: task.seq,
-    activity: task.activityName,
-    attempt: task.attempt,
-    timeoutType: TimeoutType[failure.timeoutType],
-    willRetry: outcome.willRetry,
-  });
-  return { task, outcome };
+  const timeoutType = expiredLeaseTimeout(task, activityOptions(task).heartbeatTimeout !== undefined);
+  if (timeoutType === TimeoutType.SCHEDULE_TO_CLOSE) {
+    return {
+      final: true,
+      failure: timeoutFailure(
+        timeoutType,
+        `activity ${task.activityName} did not complete within its schedule-to-close timeout (attempt ${task.attempt} was running)`,
+        decodeFailure(task.lastFailure),
+      ),
+    };
+  }
+  return {
+    final: false,
+    failure: timeoutFailure(
+      timeoutType,
+      timeoutType === TimeoutType.HEARTBEAT
+        ? `activity ${task.activityName} attempt ${task.attempt} sent no heartbeat within its heartbeat timeout`
+        : `activity ${task.activityName} attempt ${task.attempt} did not complete within its start-to-close timeout`,
+    ),
+  };
 }
 
 /** Decoded options of a task, for the API's ActivityTask message. */

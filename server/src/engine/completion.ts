@@ -18,7 +18,8 @@
  *    cancellation request wait in its inbox unseen (they arrived while the
  *    task ran) is refused: rollback, the task is handed out again at once
  *    with them, and the worker hears ABORTED (see abortForUnseenInputs);
- * 4. activity tasks (and the outcomes of the calls that could get none),
+ * 4. activity tasks (some inserted leased, when the worker offered eager
+ *    slots: engine/eager-activities.ts; and the outcomes of the calls that could get none),
  *    timers, activity cancellations, continue-as-new's hand-over of unseen
  *    inputs (it leaves the handed-out rows alone), and last the block append
  *    with the run's update (one statement), in one pipelined batch
@@ -33,6 +34,13 @@
  * 7. last, the slot of a concurrency key the run held goes to the next run in
  *    the key's line (handOverSlots takes the key's lock after every row lock:
  *    see engine/concurrency-keys.ts); NOTIFYs after the commit (engine/notifier.ts).
+ *
+ * CompleteWorkflowTask arrives through the group commit of
+ * engine/workflow-task-completions.ts: a batch runs steps 2-7 of many
+ * completions in one transaction (prepareCompletion for all, then
+ * writeCompletion for those accepted), after one lock statement for the batch.
+ * completeWorkflowTask here is the one-by-one path: a batch of one, and every
+ * completion a batch cannot take.
  */
 import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, usedSeqs } from "../store/lifecycle.js";
@@ -45,36 +53,54 @@ import {
   insertActivityTasks,
   insertInboxEvents,
   lockRunAndTakeTask,
+  type EagerOffer,
   type LockedRun,
+  type TakenWorkflowTask,
 } from "../store/completion.js";
 import { deleteTimers, insertTimers } from "../store/timers.js";
 import { releaseWorkflowTask } from "../store/workflow-tasks.js";
 import type { TransactionSql } from "../store/db.js";
 import { endsRun, planCommands, type CommandPlan, type PlannedActivity } from "./commands.js";
 import type { Engine } from "./context.js";
-import { inTransaction } from "./effects.js";
+import { inTransaction, type Effects } from "./effects.js";
 import { encodeEvent } from "./events.js";
 import { isTerminal, QueueType, RunStatus, type WorkflowTaskRef } from "./model.js";
 import { handOverSlots } from "./concurrency-keys.js";
 import { afterRunEnded, cancelRuns, handOverUnseenInputs, startChildren, startContinuedRun } from "./relatives.js";
+import type { PolledActivityTask } from "./activity-tasks.js";
+import { dispatchedEagerly, queuedCounts, usableOffers } from "./eager-activities.js";
 import { continueAsNewQueueMissing, unscheduledActivityOutcomes } from "./missing-queues.js";
 import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
 import { taskNotFound } from "./workflow-tasks.js";
 
 /** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
-class UnseenInputs extends Error {}
+export class UnseenInputs extends Error {}
 
+/** Thrown by a completion that was told not to wait for run rows and found its run busy (or absent); nothing was written. */
+export class RunBusy extends Error {}
+
+/** What a completion answers: the history length, and the activity tasks handed out eagerly (leased). */
+export interface CompletionResult {
+  historyLength: number;
+  activityTasks: PolledActivityTask[];
+}
+
+/**
+ * `eager`: activity slots the worker's process offers (engine/eager-activities.ts); none by default.
+ * `skipBusyRun`: do not wait for the run's row (RunBusy instead; see workflow-task-completions.ts).
+ */
 export async function completeWorkflowTask(
   engine: Engine,
   ref: WorkflowTaskRef,
   commands: Command[],
-): Promise<{ historyLength: number }> {
+  options: { skipBusyRun?: boolean; eager?: readonly EagerOffer[] } = {},
+): Promise<CompletionResult> {
   let checkNewSeqs = false;
   let forgotQueue = false;
   for (;;) {
     try {
-      return await applyCompletion(engine, ref, commands, checkNewSeqs);
+      return await applyCompletion(engine, ref, commands, checkNewSeqs, options.skipBusyRun ?? false, options.eager ?? []);
     } catch (err) {
       if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
       // A new seq an earlier task already used: the history's dedup index refused the append
@@ -107,7 +133,7 @@ export async function completeWorkflowTask(
  * command, so it must drop it and replay (the SDK does, on ABORTED).
  * continue-as-new is not refused: it hands these inputs to the new run.
  */
-async function abortForUnseenInputs(engine: Engine, ref: WorkflowTaskRef): Promise<never> {
+export async function abortForUnseenInputs(engine: Engine, ref: WorkflowTaskRef): Promise<never> {
   const released = await releaseWorkflowTask(engine.sql, ref, queueWakeupPayload(QueueType.WORKFLOW, ref.queue, engine.origin));
   // Not ours any more (its lease ran out meanwhile): a stale token, as anywhere else.
   if (!released) throw taskNotFound();
@@ -142,110 +168,168 @@ async function applyCompletion(
   ref: WorkflowTaskRef,
   commands: Command[],
   checkNewSeqs: boolean,
-): Promise<{ historyLength: number }> {
-  let unscheduled: PlannedActivity[] = [];
+  skipBusyRun: boolean,
+  eager: readonly EagerOffer[],
+): Promise<CompletionResult> {
   const done = await inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: its row is locked first.
     const ends = commands.some((c) => endsRun(c.command.case));
-    const { parent, run, task } = await lockRunAndTakeTask(tx, ref, ends);
+    const { parent, run, task } = await lockRunAndTakeTask(tx, ref, ends, skipBusyRun);
+    if (!run && skipBusyRun) throw new RunBusy();
     if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
-
-    const plan = planCommands(commands, {
-      taskQueue: run.taskQueue,
-      workflowName: run.workflowName,
-      priority: run.priority,
-      labels: run.labels,
-      taskTime: task.taskTime,
-      limits: engine.limits,
-    });
-    const historyLength = run.historyLength + task.inboxIds.length + 1 + plan.events.length;
-    if (!plan.end && historyLength > engine.limits.maxHistoryEvents) {
-      throw historyLimitReached(run.id, run.historyLength, historyLength, engine.limits.maxHistoryEvents);
-    }
-    const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan, checkNewSeqs);
-    if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (await hasUnseenInputs(tx, run.id, task.inboxIds))) {
-      throw new UnseenInputs();
-    }
-
-    const marker = encodeEvent(
-      { case: "workflowTaskCompleted", value: { workerId: task.workerId, attempt: task.attempt } },
-      { time: task.taskTime },
-    );
-    const events = [marker, ...plan.events];
-    const next = plan.continueAsNew;
-    const activities = plan.activities.filter((a) => !missingQueues.has(a.queue));
-    // An ending run drops its inbox (finishWorkflowTask): the outcomes would go with it.
-    unscheduled = plan.end ? [] : plan.activities.filter((a) => missingQueues.has(a.queue));
-    const activityQueues = [...new Set(activities.map((a) => a.queue))];
-    const block = { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events };
-    const finish = (append?: typeof block) =>
-      finishWorkflowTask(
-        tx,
-        {
-          runId: run.id,
-          queue: run.taskQueue,
-          priority: run.priority,
-          historyLength,
-          stickyWorkerId: plan.end ? null : task.workerId,
-          customStatus: plan.customStatus,
-          labels: plan.labels,
-          end: plan.end,
-          handedOut: task.inboxIds,
-        },
-        append,
-      );
-    // Without children to start or cancel (the usual task), the block's append and the run's update
-    // are one statement, sent last in one pipelined batch with the other writes (one session runs
-    // them in the order sent; none of them reads history). Children first otherwise: a cancel of a
-    // child started by this same completion must find its row, and a started child writes to this
-    // run's inbox; the block is appended first then, and the run updated after the children.
-    const finishInBatch = plan.children.length === 0 && plan.cancelChildren.length === 0;
-    const [appended, , , , , , , finishedInBatch] = await Promise.all([
-      finishInBatch ? undefined : appendBlock(tx, block),
-      insertActivityTasks(tx, run, activities),
-      insertInboxEvents(tx, run.id, unscheduledActivityOutcomes(unscheduled)),
-      insertTimers(tx, run, plan.timers),
-      deleteTimers(tx, run.id, plan.cancelTimers),
-      cancelActivities(tx, run.id, plan.cancelActivities),
-      next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds }) : undefined,
-      finishInBatch ? finish(block) : undefined,
-    ]);
-    const moved = (finishedInBatch ?? appended)!.moved;
-    if (moved !== task.inboxIds.length) {
-      throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${moved} were found`);
-    }
-    let finished = finishedInBatch;
-    if (!finished) {
-      await startChildren(engine, tx, effects, run, plan.children);
-      if (plan.cancelChildren.length > 0) {
-        await cancelRuns(tx, effects, { parent: run.id, seqs: plan.cancelChildren }, `cancellation requested by parent run ${run.id}`);
-      }
-      finished = await finish();
-    }
-    if (next) await startContinuedRun(engine, tx, effects, run, next, { ...run.labels, ...plan.labels });
-    if (plan.end) await afterRunEnded(engine, tx, effects, run, parent, plan.end);
-    // Continue-as-new passed the slot on to the new run (startContinuedRun).
-    if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && run.concurrencyKey !== null) {
-      await handOverSlots(tx, effects, run.concurrencyKey);
-    }
-
-    for (const queue of activityQueues) effects.wakeQueue(QueueType.ACTIVITY, queue);
-    if (finished.nextTask) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
-    for (const timer of plan.timers) effects.timerAt(timer.fireAt);
-    effects.observe((o) => o.executed(QueueType.WORKFLOW, run.taskQueue, "completed", Date.now() - task.taskTime.getTime()));
-    // Result waiters are woken only by an end: the other tasks would cost each of them a read.
-    effects.wakeRun(run.id, { ended: plan.end !== undefined });
-    return { historyLength };
+    const prepared = await prepareCompletion(engine, tx, { parent, run, task }, commands, checkNewSeqs);
+    return writeCompletion(engine, tx, effects, prepared, eager);
   });
+  logUnscheduled(engine, ref.runId, done.unscheduled);
+  return { historyLength: done.historyLength, activityTasks: done.activityTasks };
+}
+
+/** A completion's locked rows: its run, the parent's (when it may end a child run), the taken task. */
+export interface LockedCompletion {
+  parent: LockedRun | undefined;
+  run: LockedRun;
+  task: TakenWorkflowTask;
+}
+
+/** A completion checked and ready to write (prepareCompletion). */
+export interface PreparedCompletion extends LockedCompletion {
+  plan: CommandPlan;
+  historyLength: number;
+  missingQueues: Set<string>;
+}
+
+/**
+ * Everything a completion checks before it writes (steps 2 and 3 above): the
+ * plan, the history limit, the checks against the database and the unseen
+ * inputs. Throws (a DexError, or UnseenInputs) without having written
+ * anything, so a batch (engine/workflow-task-completions.ts) can refuse one
+ * completion and write the others.
+ */
+export async function prepareCompletion(
+  engine: Engine,
+  tx: TransactionSql,
+  locked: LockedCompletion,
+  commands: Command[],
+  checkNewSeqs: boolean,
+  /** Whether unseen inputs wait (a batch reads them for all its ending completions at once); read here if undefined. */
+  knownUnseen?: boolean,
+): Promise<PreparedCompletion> {
+  const { run, task } = locked;
+  const plan = planCommands(commands, {
+    taskQueue: run.taskQueue,
+    workflowName: run.workflowName,
+    priority: run.priority,
+    labels: run.labels,
+    taskTime: task.taskTime,
+    limits: engine.limits,
+  });
+  const historyLength = run.historyLength + task.inboxIds.length + 1 + plan.events.length;
+  if (!plan.end && historyLength > engine.limits.maxHistoryEvents) {
+    throw historyLimitReached(run.id, run.historyLength, historyLength, engine.limits.maxHistoryEvents);
+  }
+  const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan, checkNewSeqs);
+  if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (knownUnseen ?? (await hasUnseenInputs(tx, run.id, task.inboxIds)))) {
+    throw new UnseenInputs();
+  }
+  return { ...locked, plan, historyLength, missingQueues };
+}
+
+/**
+ * The writes of a prepared completion (steps 4 to 7 above), its effects
+ * collected in `effects`. The task row must be gone already (the alone path
+ * deleted it in its lock statement, a batch deletes its tasks first), or the
+ * run's next workflow task would conflict with it.
+ */
+export async function writeCompletion(
+  engine: Engine,
+  tx: TransactionSql,
+  effects: Effects,
+  prepared: PreparedCompletion,
+  eager: readonly EagerOffer[],
+): Promise<{ historyLength: number; unscheduled: PlannedActivity[]; activityTasks: PolledActivityTask[] }> {
+  const { parent, run, task, plan, historyLength, missingQueues } = prepared;
+  const marker = encodeEvent(
+    { case: "workflowTaskCompleted", value: { workerId: task.workerId, attempt: task.attempt } },
+    { time: task.taskTime },
+  );
+  const events = [marker, ...plan.events];
+  const next = plan.continueAsNew;
+  const activities = plan.activities.filter((a) => !missingQueues.has(a.queue));
+  // An ending run drops its inbox (finishWorkflowTask): the outcomes would go with it.
+  const unscheduled = plan.end ? [] : plan.activities.filter((a) => missingQueues.has(a.queue));
+  const block = { runId: run.id, afterSequence: run.historyLength, inboxIds: task.inboxIds, events };
+  const finish = (append?: typeof block) =>
+    finishWorkflowTask(
+      tx,
+      {
+        runId: run.id,
+        queue: run.taskQueue,
+        priority: run.priority,
+        historyLength,
+        stickyWorkerId: plan.end ? null : task.workerId,
+        customStatus: plan.customStatus,
+        labels: plan.labels,
+        end: plan.end,
+        handedOut: task.inboxIds,
+      },
+      append,
+    );
+  // Without children to start or cancel (the usual task), the block's append and the run's update
+  // are one statement, sent last in one pipelined batch with the other writes (one session runs
+  // them in the order sent; none of them reads history). Children first otherwise: a cancel of a
+  // child started by this same completion must find its row, and a started child writes to this
+  // run's inbox; the block is appended first then, and the run updated after the children.
+  const finishInBatch = plan.children.length === 0 && plan.cancelChildren.length === 0;
+  const [appended, eagerRows, , , , , , finishedInBatch] = await Promise.all([
+    finishInBatch ? undefined : appendBlock(tx, block),
+    insertActivityTasks(tx, run, activities, usableOffers(eager, activities, plan.end !== undefined)),
+    insertInboxEvents(tx, run.id, unscheduledActivityOutcomes(unscheduled)),
+    insertTimers(tx, run, plan.timers),
+    deleteTimers(tx, run.id, plan.cancelTimers),
+    cancelActivities(tx, run.id, plan.cancelActivities),
+    next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds }) : undefined,
+    finishInBatch ? finish(block) : undefined,
+  ]);
+  const moved = (finishedInBatch ?? appended)!.moved;
+  if (moved !== task.inboxIds.length) {
+    throw new Error(`run ${run.id}: ${task.inboxIds.length} inbox rows were handed out but ${moved} were found`);
+  }
+  let finished = finishedInBatch;
+  if (!finished) {
+    await startChildren(engine, tx, effects, run, plan.children);
+    if (plan.cancelChildren.length > 0) {
+      await cancelRuns(tx, effects, { parent: run.id, seqs: plan.cancelChildren }, `cancellation requested by parent run ${run.id}`);
+    }
+    finished = await finish();
+  }
+  if (next) await startContinuedRun(engine, tx, effects, run, next, { ...run.labels, ...plan.labels });
+  if (plan.end) await afterRunEnded(engine, tx, effects, run, parent, plan.end);
+  // Continue-as-new passed the slot on to the new run (startContinuedRun).
+  if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && run.concurrencyKey !== null) {
+    await handOverSlots(tx, effects, run.concurrencyKey);
+  }
+
+  // A task handed out eagerly needs no poll: only queues with tasks left waiting are woken.
+  for (const [queue, waiting] of queuedCounts(activities, eagerRows)) if (waiting > 0) effects.wakeQueue(QueueType.ACTIVITY, queue);
+  const activityTasks = dispatchedEagerly(eagerRows, effects);
+  if (finished.nextTask) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
+  for (const timer of plan.timers) effects.timerAt(timer.fireAt);
+  effects.observe((o) => o.executed(QueueType.WORKFLOW, run.taskQueue, "completed", Date.now() - task.taskTime.getTime()));
+  // Result waiters are woken only by an end: the other tasks would cost each of them a read.
+  effects.wakeRun(run.id, { ended: plan.end !== undefined });
+  return { historyLength, unscheduled, activityTasks };
+}
+
+/** Logs the activity calls that failed at once because their queue does not exist (after the commit). */
+export function logUnscheduled(engine: Engine, runId: string, unscheduled: readonly PlannedActivity[]): void {
   for (const activity of unscheduled) {
     engine.logger.warn("activity call failed: its task queue does not exist", {
-      runId: ref.runId,
+      runId,
       seq: activity.seq,
       activity: activity.activityName,
       queue: activity.queue,
     });
   }
-  return done;
 }
 
 /**

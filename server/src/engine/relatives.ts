@@ -16,7 +16,7 @@ import {
   requestCancellation,
   type CancelTarget,
 } from "../store/lifecycle.js";
-import { insertRunOrThrow, isOpenRunConflict } from "../store/runs.js";
+import { insertRun, insertRuns } from "../store/runs.js";
 import { ensureWorkflowTask } from "../store/workflow-tasks.js";
 import { queueWakeupPayload } from "../store/notify.js";
 import type { PlannedChild } from "./commands.js";
@@ -33,16 +33,18 @@ const childStartKey = (seq: number) => dedupKey(DedupKind.CHILD_START, seq);
 const childEndKey = (seq: number) => dedupKey(DedupKind.CHILD_END, seq);
 
 /**
- * Starts the children of one completion. Each insert runs in a savepoint: an
- * instance id with an open run aborts only that savepoint (the unique index
- * decides, race-free), and the parent hears `child_run_start_failed`
- * (InstanceIdConflict) instead; so it does when the child's workflow queue
- * does not exist (TaskQueueNotFound: the insert checks the queue in its own
- * statement, so a queue this server still believed in is forgotten here).
- * `child_run_started` does not wake the parent; a failure does (see
- * finishWorkflowTask). Children carry no concurrency key: the command has no
- * field for one, and inheriting the parent's would make a child of a limit-1
- * parent wait forever for the slot its parent holds (engine/concurrency-keys.ts).
+ * Starts the children of one completion, all in ONE start statement (store/runs.ts
+ * insertRuns). An instance id with an open run (or a second child of the same
+ * instance id in this completion: the first in command order wins) is not
+ * inserted, and the parent hears `child_run_start_failed` (InstanceIdConflict)
+ * instead; the unique index decides, race-free, and nothing aborts, so no
+ * savepoint is needed. So it does when the child's workflow queue does not
+ * exist (TaskQueueNotFound: the statement checks the queue itself, so a queue
+ * this server still believed in is forgotten here). `child_run_started` does
+ * not wake the parent; a failure does (see finishWorkflowTask). Children carry
+ * no concurrency key: the command has no field for one, and inheriting the
+ * parent's would make a child of a limit-1 parent wait forever for the slot
+ * its parent holds (engine/concurrency-keys.ts).
  */
 export async function startChildren(
   engine: Engine,
@@ -51,8 +53,9 @@ export async function startChildren(
   parent: LockedRun,
   children: PlannedChild[],
 ): Promise<void> {
-  for (const child of children) {
-    const row = newRun(
+  if (children.length === 0) return;
+  const rows = children.map((child) =>
+    newRun(
       engine,
       {
         workflowName: child.workflowName,
@@ -67,29 +70,29 @@ export async function startChildren(
         concurrencyLimit: null,
       },
       { parent: { runId: parent.id, seq: child.seq, closePolicy: child.parentClosePolicy } },
-    );
+    ),
+  );
+  const outcomes = await insertRuns(tx, rows);
+  for (const [i, child] of children.entries()) {
+    const outcome = outcomes[i]!;
     let failure: Failure | undefined;
-    try {
-      const outcome = await tx.savepoint((sp) => insertRunOrThrow(sp, row));
-      if (outcome.outcome === "queue_missing") {
-        forgetQueue(engine, QueueType.WORKFLOW, child.taskQueue);
-        failure = taskQueueNotFound(QueueType.WORKFLOW, child.taskQueue);
-      } else if (outcome.outcome !== "started") {
-        // No request id and reuse ALLOW: nothing else can answer.
-        throw new Error(`child start of seq ${child.seq}: unexpected ${outcome.outcome}`);
-      }
-    } catch (err) {
-      if (!isOpenRunConflict(err)) throw err;
+    if (outcome.outcome === "queue_missing") {
+      forgetQueue(engine, QueueType.WORKFLOW, child.taskQueue);
+      failure = taskQueueNotFound(QueueType.WORKFLOW, child.taskQueue);
+    } else if (outcome.outcome === "open_run_exists") {
       failure = create(FailureSchema, {
         message: `instance id "${child.instanceId}" already has an open run; the child was not started`,
         type: "InstanceIdConflict",
         nonRetryable: true,
         kind: FailureKind.SERVER,
       });
+    } else if (outcome.outcome !== "started") {
+      // No request id and reuse ALLOW: nothing else can answer.
+      throw new Error(`child start of seq ${child.seq}: unexpected ${outcome.outcome}`);
     }
     const started = failure === undefined;
     const event: EventInit = started
-      ? { case: "childRunStarted", value: { seq: child.seq, runId: row.id } }
+      ? { case: "childRunStarted", value: { seq: child.seq, runId: rows[i]!.id } }
       : { case: "childRunStartFailed", value: { seq: child.seq, failure } };
     await putInInbox(tx, parent.id, event, childStartKey(child.seq));
     if (started) {
@@ -141,7 +144,7 @@ export async function startContinuedRun(
         : null,
     },
   );
-  const outcome = await insertRunOrThrow(tx, row);
+  const outcome = await insertRun(tx, row);
   if (outcome.outcome === "queue_missing") {
     // The completion found the queue in this server's cache, but another server deleted it:
     // refuse as the check would have (the throw rolls everything back), and look it up next time.

@@ -1,22 +1,23 @@
 /**
- * Starting a run: one statement, with the instance-id rules resolved around
- * it. A run without a concurrency key goes through the group commit
- * (start-batch.ts: starts arriving together share one statement and one
- * commit); what the batch cannot answer comes back here, one by one. A run
- * with a concurrency key is inserted waiting in its key's line and, in the
- * same transaction, handed a slot if one is free (concurrency-keys.ts).
+ * Starting a run: the start statement (store/runs.ts insertRuns), with the
+ * instance-id rules resolved around it. A run without a concurrency key goes
+ * through the group commit (start-batch.ts: starts arriving together share one
+ * statement and one commit); what the batch cannot answer comes back here, one
+ * by one. A run with a concurrency key is inserted waiting in its key's line
+ * and, in the same transaction, handed a slot if one is free
+ * (concurrency-keys.ts). Wake-ups go out after the commit, never from inside
+ * the statement: in-process at once, to other servers through
+ * engine/notifier.ts (start-batch.ts announceStarts, or inTransaction).
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { DexError, HistoryEventSchema, type Payload } from "@dex/proto";
 import { uuidv7 } from "uuidv7";
-import { queueWakeupPayload } from "../store/notify.js";
-import { findOpenRun, insertRun, insertRunOrThrow, isOpenRunConflict, type InsertRunOutcome, type NewRun } from "../store/runs.js";
+import { findOpenRun, insertRun, type InsertRunOutcome, type NewRun } from "../store/runs.js";
 import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodePayload } from "./events.js";
-import { QueueType } from "./model.js";
-import { submitStart } from "./start-batch.js";
+import { announceStarts, submitStart } from "./start-batch.js";
 
 export const ConflictPolicy = { FAIL: "fail", USE_EXISTING: "use_existing" } as const;
 export type ConflictPolicy = (typeof ConflictPolicy)[keyof typeof ConflictPolicy];
@@ -45,9 +46,12 @@ export interface StartResult {
 /** How often a start retries when the open run it conflicted with ended in between. */
 const MAX_START_ATTEMPTS = 3;
 
-/** The row, run_started event and wake-up of a new run, as insertRun takes them. */
+/**
+ * The row and run_started event of a new run, as the start statement (store/runs.ts) takes them.
+ * `_engine` is unused since the wake-up left the statement; it goes with its callers' argument.
+ */
 export function newRun(
-  engine: Engine,
+  _engine: Engine,
   request: Omit<StartRequest, "conflictPolicy">,
   extra: {
     runId?: string;
@@ -89,7 +93,6 @@ export function newRun(
     input: encodePayload(request.input),
     startedEvent,
     reusePolicy: request.reusePolicy,
-    wakeupPayload: queueWakeupPayload(QueueType.WORKFLOW, request.taskQueue, engine.origin),
     parent: extra.parent ?? null,
     continuedFromRunId: extra.continuedFromRunId ?? null,
   };
@@ -113,8 +116,8 @@ async function startWorkflowAlone(engine: Engine, request: StartRequest): Promis
     const outcome = run.concurrencyKey === null ? await insertRun(engine.sql, run) : await insertKeyedRun(engine, run);
     switch (outcome.outcome) {
       case "started":
-        // A keyed run's wake-up, if it got a slot, was sent by its transaction.
-        if (run.concurrencyKey === null) engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.taskQueue);
+        // A keyed run's wake-up, if it got a slot, was announced by its transaction.
+        if (run.concurrencyKey === null) announceStarts(engine, [run]);
         engine.logger.debug("run started", { runId, instanceId: request.instanceId, workflow: request.workflowName });
         return { runId: outcome.runId, started: true };
       case "queue_missing":
@@ -165,18 +168,14 @@ function answer(
 /**
  * insertRun for a run with a concurrency key: the insert (waiting, no task),
  * then, as the transaction's last writes, the key's hand-over, which gives this
- * run its workflow task if it is the head of the line and a slot is free. An
- * open-run conflict aborts the transaction and is reported as insertRun does.
+ * run its workflow task if it is the head of the line and a slot is free. A
+ * run that was not inserted (an open run, a check that refused it) wrote
+ * nothing and takes no key lock.
  */
 async function insertKeyedRun(engine: Engine, run: NewRun): Promise<InsertRunOutcome> {
-  try {
-    return await inTransaction(engine, async (tx, effects) => {
-      const outcome = await insertRunOrThrow(tx, run);
-      if (outcome.outcome === "started") await handOverSlots(tx, effects, run.concurrencyKey!);
-      return outcome;
-    });
-  } catch (err) {
-    if (isOpenRunConflict(err)) return { outcome: "open_run_exists" };
-    throw err;
-  }
+  return inTransaction(engine, async (tx, effects) => {
+    const outcome = await insertRun(tx, run);
+    if (outcome.outcome === "started") await handOverSlots(tx, effects, run.concurrencyKey!);
+    return outcome;
+  });
 }

@@ -32,13 +32,14 @@ export class DexMetrics implements EngineObserver {
   private readonly runsStarted = new Counter("dex_runs_started_total", "Runs created by this server (starts, children, continue-as-new), by workflow task queue.", ["queue"]);
   private readonly runsEnded = new Counter("dex_runs_ended_total", "Runs that reached a terminal status on this server, by workflow task queue and status.", ["queue", "status"]);
   private readonly polls = new Counter("dex_polls_total", "Task polls this server answered, by queue and whether they handed out tasks (result=tasks) or none (result=empty).", ["type", "queue", "result"]);
+  private readonly eager = new Counter("dex_tasks_dispatched_eagerly_total", "Tasks this server handed out eagerly, in a workflow-task completion's answer instead of a poll's (they are in dex_task_dispatch_latency_seconds too, at 0 s), by type and queue.", ["type", "queue"]);
   private readonly dispatch = new Histogram("dex_task_dispatch_latency_seconds", "Time from a task becoming available (created, retry due, lease expired) to a worker claiming it, on this server.", ["type", "queue"]);
   private readonly execution = new Histogram("dex_task_execution_seconds", "Time from a task's claim to its completion or failure reaching this server.", ["type", "queue", "outcome"]);
   private readonly batches = new Histogram("dex_group_commit_batch_size", "Requests written together by one group commit on this server (requests that arrive while a batch is written share the next one), by operation.", ["operation"], BATCH_SIZE_BUCKETS);
 
   constructor(options: { readQueues: () => Promise<QueueGauges[]>; logger: Logger }) {
     this.registry.register(new QueueCollector(options.readQueues, options.logger));
-    for (const metric of [this.runsStarted, this.runsEnded, this.polls, this.dispatch, this.execution, this.batches]) {
+    for (const metric of [this.runsStarted, this.runsEnded, this.polls, this.eager, this.dispatch, this.execution, this.batches]) {
       this.registry.register(metric);
     }
   }
@@ -53,6 +54,10 @@ export class DexMetrics implements EngineObserver {
 
   dispatched(type: QueueType, queue: string, waitedMs: number): void {
     this.dispatch.observe({ type, queue }, waitedMs / 1000);
+  }
+
+  dispatchedEagerly(type: QueueType, queue: string, tasks: number): void {
+    this.eager.inc({ type, queue }, tasks);
   }
 
   executed(type: QueueType, queue: string, outcome: TaskOutcome, ms: number): void {

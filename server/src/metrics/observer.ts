@@ -14,6 +14,8 @@ export interface EngineObserver {
   polled(type: QueueType, queue: string, tasks: number): void;
   /** A task was handed out `waitedMs` after it became available (database clock). */
   dispatched(type: QueueType, queue: string, waitedMs: number): void;
+  /** `tasks` tasks were handed out eagerly, in a workflow-task completion's answer instead of a poll's (committed; also counted by dispatched). */
+  dispatchedEagerly(type: QueueType, queue: string, tasks: number): void;
   /**
    * An attempt ended `ms` after its claim. Activities: the database clock
    * alone. Workflow tasks: this server's clock at commit minus the claim's
@@ -32,6 +34,7 @@ export interface EngineObserver {
 export const noopObserver: EngineObserver = {
   polled() {},
   dispatched() {},
+  dispatchedEagerly() {},
   executed() {},
   runStarted() {},
   runEnded() {},
@@ -44,6 +47,7 @@ export function combineObservers(...parts: Array<Partial<EngineObserver> | undef
   return {
     polled: (type, queue, tasks) => list.forEach((p) => p.polled?.(type, queue, tasks)),
     dispatched: (type, queue, waitedMs) => list.forEach((p) => p.dispatched?.(type, queue, waitedMs)),
+    dispatchedEagerly: (type, queue, tasks) => list.forEach((p) => p.dispatchedEagerly?.(type, queue, tasks)),
     executed: (type, queue, outcome, ms) => list.forEach((p) => p.executed?.(type, queue, outcome, ms)),
     runStarted: (queue) => list.forEach((p) => p.runStarted?.(queue)),
     runEnded: (queue, status) => list.forEach((p) => p.runEnded?.(queue, status)),

@@ -1,9 +1,12 @@
 /**
- * Activity task SQL. Lock order as in workflow-tasks.ts: a path that writes
- * the run's inbox or workflow task locks the run row first, then the activity
- * row. Claims and heartbeats touch only the activity row.
+ * Activity task SQL: claims, releases, heartbeats and the reads that feed a
+ * failure's retry decision and the reaper. Every outcome of an attempt is
+ * written by store/activity-completions.ts, which keeps the lock order of
+ * workflow-tasks.ts (run row first, then the activity row). Claims and
+ * heartbeats touch only the activity row.
  */
 import { bytes, type Queryable } from "./db.js";
+import { attemptDeadlineSql, leaseEndSql } from "./activity-lease.js";
 
 export interface ActivityTaskRow {
   queue: string;
@@ -118,10 +121,9 @@ export async function claimActivityTasks(
     with picked as (
       select * from (
         select queue_name, run_id, seq, visible_at as available_at, d.attempt_deadline,
-               least(now() + lease_ms * interval '1 millisecond', d.attempt_deadline,
-                     coalesce(schedule_to_close_deadline, 'infinity')) as lease_end
+               ${leaseEndSql(sql, sql`d.attempt_deadline`)} as lease_end
         from dex.activity_tasks,
-             lateral (select now() + coalesce(start_to_close_ms, lease_ms) * interval '1 millisecond' as attempt_deadline) d
+             lateral (select ${attemptDeadlineSql(sql)} as attempt_deadline) d
         where queue_name = ${input.queue} and visible_at <= now() and leased_until is null
           and (schedule_to_close_deadline is null or schedule_to_close_deadline > now())
         order by priority desc, visible_at
@@ -172,49 +174,16 @@ export interface ActivityRef {
 }
 
 /**
- * The task row if it still carries this lease, locked (the caller holds the run lock). A token
- * that names its attempt must name the lease's attempt (tokens of older servers do not name one).
+ * The task row if it still carries this lease, read without locks: the retry decision of a
+ * failed attempt reads it, and the outcome write (store/activity-completions.ts) re-checks the
+ * fence under its locks. A lease id is never reused, so once it no longer matches it never will.
  */
-export async function lockLeasedActivity(tx: Queryable, ref: ActivityRef & { attempt?: number }): Promise<ActivityTaskRow | undefined> {
-  const [row] = await tx<RawRow[]>`
+export async function readLeasedActivity(sql: Queryable, ref: ActivityRef & { attempt: number }): Promise<ActivityTaskRow | undefined> {
+  const [row] = await sql<RawRow[]>`
     select *, now() as now from dex.activity_tasks
     where queue_name = ${ref.queue} and run_id = ${ref.runId} and seq = ${ref.seq}
-      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion}
-      and attempt = coalesce(${ref.attempt ?? null}::int, attempt)
-    for no key update`;
+      and lease_id = ${ref.leaseId} and lock_version = ${ref.lockVersion} and attempt = ${ref.attempt}`;
   return row ? fromRaw(row) : undefined;
-}
-
-/** An activity task by key, whatever its lease (the reaper's schedule-to-close path). */
-export async function lockActivity(
-  tx: Queryable,
-  key: { queue: string; runId: string; seq: number },
-): Promise<ActivityTaskRow | undefined> {
-  const [row] = await tx<RawRow[]>`
-    select *, now() as now from dex.activity_tasks
-    where queue_name = ${key.queue} and run_id = ${key.runId} and seq = ${key.seq}
-    for no key update`;
-  return row ? fromRaw(row) : undefined;
-}
-
-export async function deleteActivity(tx: Queryable, key: { queue: string; runId: string; seq: number }): Promise<void> {
-  await tx`delete from dex.activity_tasks where queue_name = ${key.queue} and run_id = ${key.runId} and seq = ${key.seq}`;
-}
-
-/** Schedules the next attempt: lease dropped, visible after the back-off. No history is written. */
-export async function scheduleRetry(
-  tx: Queryable,
-  key: { queue: string; runId: string; seq: number },
-  input: { delayMs: number; failure: Uint8Array },
-): Promise<Date> {
-  const [row] = await tx<{ visible_at: Date }[]>`
-    update dex.activity_tasks
-    set visible_at = now() + ${input.delayMs} * interval '1 millisecond',
-        leased_until = null, lease_id = null, worker_id = null, attempt_deadline = null,
-        last_failure = ${bytes(input.failure)}
-    where queue_name = ${key.queue} and run_id = ${key.runId} and seq = ${key.seq}
-    returning visible_at`;
-  return row!.visible_at;
 }
 
 /**
@@ -267,39 +236,24 @@ export async function heartbeatActivity(
   return row ? { leaseDeadline: row.leased_until, cancelRequested: row.cancel_requested } : undefined;
 }
 
-export interface ReapCandidate {
-  queue: string;
-  runId: string;
-  seq: number;
-  leaseId: string | null;
-  lockVersion: number;
-  reason: "lease_expired" | "schedule_to_close";
-}
+/** A task the reaper must fail, as read (unlocked), and why. */
+export type ReapCandidate = ActivityTaskRow & { reason: "lease_expired" | "schedule_to_close" };
 
 /**
  * Tasks the reaper must fail: leases that ran out (index activity_tasks_leased)
  * and waiting tasks past their schedule-to-close deadline (index
- * activity_tasks_deadline). Read without locks; each is then handled in its
- * own transaction that locks the run first and re-checks the fence, so
- * several servers reaping at once fail each attempt exactly once.
+ * activity_tasks_deadline). Read without locks, whole (the reaper decides
+ * from the row); the outcome write then locks the run and re-checks the
+ * fence, so several servers reaping at once fail each attempt exactly once.
  */
 export async function findReapable(sql: Queryable, limit: number): Promise<ReapCandidate[]> {
-  const rows = await sql<
-    { queue_name: string; run_id: string; seq: number; lease_id: string | null; lock_version: number; reason: string }[]
-  >`
-    (select queue_name, run_id, seq, lease_id, lock_version, 'lease_expired' as reason
+  const rows = await sql<Array<RawRow & { reason: ReapCandidate["reason"] }>>`
+    (select *, now() as now, 'lease_expired' as reason
      from dex.activity_tasks where leased_until is not null and visible_at <= now()
      order by visible_at limit ${limit})
     union all
-    (select queue_name, run_id, seq, lease_id, lock_version, 'schedule_to_close' as reason
+    (select *, now() as now, 'schedule_to_close' as reason
      from dex.activity_tasks where schedule_to_close_deadline <= now() and leased_until is null
      order by schedule_to_close_deadline limit ${limit})`;
-  return rows.map((r) => ({
-    queue: r.queue_name,
-    runId: r.run_id,
-    seq: r.seq,
-    leaseId: r.lease_id,
-    lockVersion: r.lock_version,
-    reason: r.reason as ReapCandidate["reason"],
-  }));
+  return rows.map((r) => ({ ...fromRaw(r), reason: r.reason }));
 }

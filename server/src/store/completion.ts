@@ -8,6 +8,8 @@ import { base64Array, bytes, type Queryable } from "./db.js";
 import { dedupPrefixSql } from "./vocabulary.js";
 import { DedupKind } from "../engine/model.js";
 import { appendBlockCtes, newEventBytes, type BlockToAppend } from "./history.js";
+import { attemptDeadlineSql, leaseEndSql } from "./activity-lease.js";
+import type { ActivityTaskRow } from "./activity-tasks.js";
 
 export interface LockedRun {
   id: string;
@@ -106,23 +108,34 @@ export interface TakenWorkflowTask {
  * InitPlan run before the run row is locked), and the DELETE runs only once
  * `run` has locked its row (its WHERE needs `run`). Either lock waits as a
  * separate statement would. A run that does not exist takes no task.
+ *
+ * With `skipLocked` (a lone completion written inside the group commit,
+ * engine/workflow-task-completions.ts, which must not stall the completions
+ * queued behind it) neither run row is waited for: a busy parent or run
+ * leaves the run unlocked and the task untaken, and `run` comes back
+ * undefined, as for a run that does not exist; the caller then goes the
+ * waiting path. The task row is still waited for (its holders wait for no
+ * run row).
  */
 export async function lockRunAndTakeTask(
   tx: Queryable,
   ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
   lockParent: boolean,
+  skipLocked = false,
 ): Promise<{ parent: LockedRun | undefined; run: LockedRun | undefined; task: TakenWorkflowTask | undefined }> {
+  const skip = skipLocked ? tx`skip locked` : tx``;
   const rows = await tx<
     Array<RawRun & { role: "parent" | "run"; attempt: number | null; task_time: Date | null; worker_id: string | null; inbox_ids: string[] | null }>
   >`
     with parent as materialized (
       select ${runColumns(tx)} from dex.runs
       where ${lockParent} and id = (select parent_run_id from dex.runs where id = ${ref.runId})
-      for no key update
+      for no key update ${skip}
     ), run as materialized (
       select ${runColumns(tx)} from dex.runs
       where id = ${ref.runId} and (select count(*) from parent) >= 0
-      for no key update
+        ${skipLocked ? tx`and (not ${lockParent} or parent_run_id is null or exists (select 1 from parent))` : tx``}
+      for no key update ${skip}
     ), task as (
       delete from dex.workflow_tasks
       where queue_name = ${ref.queue} and run_id = ${ref.runId}
@@ -148,6 +161,91 @@ export async function lockRunAndTakeTask(
   };
 }
 
+/** One completion of a batch, as lockRunsAndTasks takes it. */
+export interface BatchedTaskRef {
+  queue: string;
+  runId: string;
+  leaseId: string;
+  lockVersion: number;
+  /** Whether the completion may end its run (a terminal command). */
+  ends: boolean;
+}
+
+/**
+ * The first statement of a batch of workflow task completions
+ * (engine/workflow-task-completions.ts): locks the runs, then the fenced task
+ * rows, and deletes nothing (a completion the batch refuses keeps its task;
+ * deleteTakenTasks deletes the others' later in the same transaction).
+ * Returns, by index into `refs`, each run it locked, with the task if the
+ * fence matched. A run it did not lock (absent, or busy) has no entry: that
+ * completion goes the one-by-one path (lockRunAndTakeTask), which waits.
+ *
+ * Locking, as store/activity-completions.ts: the runs FOR NO KEY UPDATE
+ * SKIP LOCKED in id order, so the statement never waits for a run row and
+ * cannot join a deadlock with the ancestor-first lockers; then the task rows
+ * FOR NO KEY UPDATE in key order, whose holders (claims, releases) wait for
+ * no run row we hold. A completion that may end a child run (it would have to
+ * lock the parent first) or a run holding a concurrency key slot (the
+ * hand-over locks other runs) is left out before its run is locked:
+ * parent_run_id and concurrency_key never change, so reading them unlocked
+ * is safe. Only RUNNING runs are locked: a leased task's run is RUNNING (its
+ * first claim started it), and the claim updates a CREATED run's row while it
+ * holds task rows, so a CREATED run locked here could close a cycle with a
+ * claim holding another batch member's task row; a completion for a run in
+ * any other status goes alone (and hears NOT_FOUND there). The callers pass
+ * each run at most once.
+ */
+export async function lockRunsAndTasks(
+  tx: Queryable,
+  refs: readonly BatchedTaskRef[],
+): Promise<Map<number, { run: LockedRun; task: TakenWorkflowTask | undefined }>> {
+  const rows = await tx<
+    Array<RawRun & { ord: string; attempt: number | null; task_time: Date | null; worker_id: string | null; inbox_ids: string[] | null }>
+  >`
+    with input as materialized (
+      select * from unnest(${refs.map((r) => r.queue)}::text[], ${refs.map((r) => r.runId)}::uuid[],
+                           ${refs.map((r) => r.leaseId)}::uuid[], ${refs.map((r) => r.lockVersion)}::int[])
+        with ordinality as u(queue_name, run_id, lease_id, lock_version, ord)
+    ), run as materialized (
+      select ${runColumns(tx)} from dex.runs r
+      where r.id = any(${refs.map((r) => r.runId)}::uuid[]) and r.status = 'RUNNING'
+        and not (r.id = any(${refs.filter((r) => r.ends).map((r) => r.runId)}::uuid[])
+                 and (r.parent_run_id is not null or r.concurrency_key is not null))
+      order by r.id
+      for no key update skip locked
+    ), task as materialized (
+      select t.run_id, t.attempt, t.task_time, t.worker_id, t.inbox_ids
+      from input i
+      join run r on r.id = i.run_id
+      join dex.workflow_tasks t on t.queue_name = i.queue_name and t.run_id = i.run_id
+       and t.lease_id = i.lease_id and t.lock_version = i.lock_version
+      order by t.queue_name, t.run_id
+      for no key update of t
+    )
+    select i.ord, r.*, t.attempt, t.task_time, t.worker_id, t.inbox_ids
+    from input i join run r on r.id = i.run_id left join task t on t.run_id = i.run_id`;
+  const locked = new Map<number, { run: LockedRun; task: TakenWorkflowTask | undefined }>();
+  for (const row of rows) {
+    locked.set(Number(row.ord) - 1, {
+      run: fromRawRun(row),
+      task:
+        row.attempt !== null
+          ? { attempt: row.attempt, taskTime: row.task_time!, workerId: row.worker_id!, inboxIds: row.inbox_ids!.map(Number) }
+          : undefined,
+    });
+  }
+  return locked;
+}
+
+/** Deletes the task rows a batch took (lockRunsAndTasks locked them: nobody changed them since). */
+export async function deleteTakenTasks(tx: Queryable, tasks: ReadonlyArray<{ queue: string; runId: string }>): Promise<void> {
+  if (tasks.length === 0) return;
+  await tx`
+    delete from dex.workflow_tasks t
+    using unnest(${tasks.map((k) => k.queue)}::text[], ${tasks.map((k) => k.runId)}::uuid[]) as u(queue_name, run_id)
+    where t.queue_name = u.queue_name and t.run_id = u.run_id`;
+}
+
 /**
  * Whether inputs a caller was told were delivered arrived in the run's inbox
  * after this task was handed out (`handedOut`): external events and the
@@ -169,6 +267,25 @@ export async function hasUnseenInputs(tx: Queryable, runId: string, handedOut: r
   return row?.unseen ?? false;
 }
 
+/**
+ * hasUnseenInputs for several runs in one statement (a batch's ending
+ * completions): the runs among `runs` with such inputs. Inbox ids are unique
+ * across runs, so one list of every handed-out id excludes each run's own.
+ * Run after the batch's lock statement, never inside it: this statement's
+ * snapshot must be taken after the run locks were granted (see hasUnseenInputs).
+ */
+export async function runsWithUnseenInputs(
+  tx: Queryable,
+  runs: ReadonlyArray<{ runId: string; handedOut: readonly number[] }>,
+): Promise<Set<string>> {
+  if (runs.length === 0) return new Set();
+  const rows = await tx<{ run_id: string }[]>`
+    select distinct run_id from dex.inbox
+    where run_id = any(${runs.map((r) => r.runId)}::uuid[]) and kind in ('external_event_received', 'cancel_requested')
+      and visible_at <= clock_timestamp() and id <> all(${runs.flatMap((r) => r.handedOut) as number[]}::bigint[])`;
+  return new Set(rows.map((r) => r.run_id));
+}
+
 /** An activity task to create (engine/command-activity.ts plans them from schedule_activity). */
 export interface NewActivityTask {
   queue: string;
@@ -185,27 +302,123 @@ export interface NewActivityTask {
   leaseMs: number;
 }
 
-/** All activity tasks of one completion in one multi-row insert (unnest). */
+/**
+ * Eager dispatch (docs/worker-protocol.md "Eager activities"): up to `slots`
+ * of the completion's new tasks on `queue` are inserted already leased to
+ * `workerId`. The caller passes only queues that this completion schedules on
+ * and that exist, and none when the completion ends the run.
+ */
+export interface EagerOffer {
+  queue: string;
+  slots: number;
+  workerId: string;
+}
+
+/**
+ * All activity tasks of one completion in one multi-row insert (unnest).
+ * Returns the tasks inserted leased (eager dispatch), in command order.
+ *
+ * Eager tasks: per offered queue, the first `dex.claim_limit('activity',
+ * queue, slots)` tasks of the queue in command order start attempt 1 at once,
+ * with the lease a claim grants (store/activity-lease.ts: the same SQL), a
+ * fresh lease id and lock version 1 (a claim of a new row: 0 + 1), and
+ * `worker_id`: from then on they are exactly a claimed task, to every fenced
+ * statement, the capacity count and the reaper. claim_limit is what a claim
+ * obeys: 0 while the queue is paused; on a capped queue, capacity minus the
+ * leases in flight, counted after it locked the queue's row (FOR NO KEY
+ * UPDATE), which it holds until this transaction commits, so concurrent claims
+ * and eager dispatches of the queue cannot lease past the capacity together.
+ * Lock order: the run row (taken first by the completion), then the queue row;
+ * a claim takes the queue row and then only SKIP LOCKED task rows, and no path
+ * holds a queue row while waiting for a run row, so no cycle. An unlimited
+ * queue costs one unlocked primary-key read of dex.task_queues per offered
+ * queue. The `offer` CTE is materialized (it calls a volatile function, which
+ * Postgres never inlines anyway): claim_limit runs once per offered queue.
+ * Without offers the CTE is empty and every row is inserted as before: waiting
+ * (attempt 0, no lease), visible now.
+ */
 export async function insertActivityTasks(
   tx: Queryable,
   run: { id: string; instanceId: string; workflowName: string; taskQueue: string },
   tasks: NewActivityTask[],
-): Promise<void> {
-  if (tasks.length === 0) return;
-  await tx`
-    insert into dex.activity_tasks (queue_name, run_id, seq, activity_name, instance_id, workflow_name,
-                                    workflow_queue, priority, input, options, lease_ms, start_to_close_ms,
-                                    schedule_to_close_deadline)
-    select queue, ${run.id}, seq, name, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, priority,
-           decode(input, 'base64'), decode(options, 'base64'), lease_ms, start_to_close_ms,
-           now() + deadline_ms * interval '1 millisecond'
-    from unnest(${tasks.map((t) => t.queue)}::text[], ${tasks.map((t) => t.seq)}::int[],
-                ${tasks.map((t) => t.activityName)}::text[], ${tasks.map((t) => t.priority)}::int[],
-                ${base64Array(tasks.map((t) => t.input))}::text[], ${base64Array(tasks.map((t) => t.options))}::text[],
-                ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.startToCloseMs)}::bigint[],
-                ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
-         as u(queue, seq, name, priority, input, options, lease_ms, start_to_close_ms, deadline_ms)`;
+  offers: readonly EagerOffer[] = [],
+): Promise<EagerActivityRow[]> {
+  if (tasks.length === 0) return [];
+  const attemptDeadline = attemptDeadlineSql(tx);
+  const rows = await tx<
+    { seq: number; lease_id: string; leased_until: Date; attempt_deadline: Date; scheduled_at: Date; schedule_to_close_deadline: Date | null; now: Date }[]
+  >`
+    with offer as materialized (
+      select o.queue, o.worker_id, dex.claim_limit('activity', o.queue, o.slots) as slots
+      from unnest(${offers.map((o) => o.queue)}::text[], ${offers.map((o) => o.workerId)}::text[],
+                  ${offers.map((o) => o.slots)}::int[]) as o(queue, worker_id, slots)
+    ), task as (
+      select u.*, now() + u.deadline_ms * interval '1 millisecond' as schedule_to_close_deadline,
+             row_number() over (partition by u.queue order by u.ord) as rank
+      from unnest(${tasks.map((t) => t.queue)}::text[], ${tasks.map((t) => t.seq)}::int[],
+                  ${tasks.map((t) => t.activityName)}::text[], ${tasks.map((t) => t.priority)}::int[],
+                  ${base64Array(tasks.map((t) => t.input))}::text[], ${base64Array(tasks.map((t) => t.options))}::text[],
+                  ${tasks.map((t) => t.leaseMs)}::bigint[], ${tasks.map((t) => t.startToCloseMs)}::bigint[],
+                  ${tasks.map((t) => t.scheduleToCloseMs)}::float8[])
+           with ordinality as u(queue, seq, name, priority, input, options, lease_ms, start_to_close_ms, deadline_ms, ord)
+    ), leased as (
+      select t.*, o.worker_id, d.attempt_deadline, ${leaseEndSql(tx, tx`d.attempt_deadline`)} as lease_end
+      from task t
+      left join offer o on o.queue = t.queue and t.rank <= o.slots,
+      lateral (select ${attemptDeadline} as attempt_deadline) d
+    ), inserted as (
+      insert into dex.activity_tasks (queue_name, run_id, seq, activity_name, instance_id, workflow_name,
+                                      workflow_queue, priority, input, options, lease_ms, start_to_close_ms,
+                                      schedule_to_close_deadline, attempt, lock_version, lease_id, worker_id,
+                                      attempt_deadline, leased_until, visible_at)
+      select queue, ${run.id}, seq, name, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, priority,
+             decode(input, 'base64'), decode(options, 'base64'), lease_ms, start_to_close_ms,
+             schedule_to_close_deadline,
+             case when worker_id is null then 0 else 1 end, case when worker_id is null then 0 else 1 end,
+             case when worker_id is null then null else gen_random_uuid() end, worker_id,
+             case when worker_id is null then null else attempt_deadline end,
+             case when worker_id is null then null else lease_end end,
+             case when worker_id is null then now() else lease_end end
+      from leased
+      returning seq, lease_id, leased_until, attempt_deadline, scheduled_at, schedule_to_close_deadline
+    )
+    select i.*, now() as now from inserted i where i.lease_id is not null`;
+  if (rows.length === 0) return [];
+  const order = new Map(tasks.map((t, i) => [t.seq, i]));
+  return rows
+    .sort((a, b) => order.get(a.seq)! - order.get(b.seq)!)
+    .map((r) => {
+      const task = tasks[order.get(r.seq)!]!;
+      return {
+        queue: task.queue,
+        runId: run.id,
+        seq: task.seq,
+        activityName: task.activityName,
+        instanceId: run.instanceId,
+        workflowName: run.workflowName,
+        workflowQueue: run.taskQueue,
+        priority: task.priority,
+        input: task.input,
+        options: task.options,
+        leaseMs: task.leaseMs,
+        startToCloseMs: task.startToCloseMs,
+        attemptDeadline: r.attempt_deadline,
+        cancelRequested: false,
+        scheduledAt: r.scheduled_at,
+        scheduleToCloseDeadline: r.schedule_to_close_deadline,
+        leasedUntil: r.leased_until,
+        leaseId: r.lease_id,
+        lockVersion: 1,
+        attempt: 1,
+        heartbeatDetails: null,
+        lastFailure: null,
+        now: r.now,
+      };
+    });
 }
+
+/** An activity task a completion inserted leased (eager dispatch): attempt 1, as a claim returns it. */
+export type EagerActivityRow = ActivityTaskRow;
 
 export interface NewInboxEvent {
   kind: string;
