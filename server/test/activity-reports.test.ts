@@ -56,7 +56,7 @@ describe("ReportActivityTasks", () => {
     await h?.close();
   });
 
-  it("answers each item of a mixed call on its own and records each outcome once, completions in one group commit", async () => {
+  it("answers each item of a mixed call on its own and records each outcome once, outcomes in one group commit", async () => {
     const runs = await Promise.all(Array.from({ length: 6 }, () => runWithActivities(h, 1)));
     const [a, b, c, d, e, f] = await Promise.all(runs.map((runId) => pollActivityOf(h, runId, 1)));
     // Stale: already completed by the unary call.
@@ -110,10 +110,12 @@ describe("ReportActivityTasks", () => {
     await h.worker.completeActivityTask({ taskToken: e!.taskToken, result: json("e") });
     expect(await inbox(h, runs[4]!)).toBe(1);
 
-    // The call's two recorded completions reached the group commit together: one batch.
+    // The call's four recorded outcomes (a, b, c, f) went through the group commit in shared batches:
+    // the completions together, the failures together (each reads its lease first, so they may
+    // arrive a round trip later); e's unary completion just now in a batch of its own.
     const after = await groupCommitStats(h, "activity_completion");
-    expect(after.sum - before.sum).toBe(3); // a, b, and e's unary completion just now
-    expect(after.count - before.count).toBe(2);
+    expect(after.sum - before.sum).toBe(5);
+    expect(after.count - before.count).toBeLessThanOrEqual(3);
     const reportsAfter = await groupCommitStats(h, "activity_report");
     expect([reportsAfter.count - reportsBefore.count, reportsAfter.sum - reportsBefore.sum]).toEqual([1, 10]);
   });
