@@ -4,8 +4,8 @@
  * CompleteActivityTask or FailActivityTask call would be, answered on its own:
  * the same validation, the same permission check (per item's queue), the same
  * engine functions. Every item of a call is handed to the engine in the same
- * tick, so the completions meet in the server's group commit
- * (engine/activity-completions.ts) and are written by one statement.
+ * tick, so their outcomes meet in the server's group commit
+ * (engine/activity-completions.ts) and are written together.
  *
  * What fails the whole call (and writes nothing): no items, too many, an item
  * with no outcome. Everything else is per item: a malformed token or an
