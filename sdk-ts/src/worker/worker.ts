@@ -43,6 +43,13 @@ export interface PollLoopOptions<T> {
   close(): void;
 }
 
+/**
+ * The most tasks one poll may ask for (PollWorkflowTasksRequest / PollActivityTasksRequest max_tasks:
+ * at most 100). A worker with more free slots asks for 100 and polls again for the rest; asking for
+ * more is INVALID_ARGUMENT, which a worker would retry for ever.
+ */
+export const MAX_TASKS_PER_POLL = 100;
+
 /** How long a poll parks on the server; shutdown cancels it, so this only bounds idle round trips. */
 export const POLL_WAIT_MS = 20_000;
 /**
@@ -118,7 +125,7 @@ export function createPollingWorker<T>(options: PollLoopOptions<T>): PollingWork
     let lastError = "";
     while (!stop.signal.aborted) {
       const free = maxConcurrent - inFlight.size - reserved;
-      const ask = free - Math.min(options.holdBack?.(free) ?? 0, free - 1);
+      const ask = Math.min(MAX_TASKS_PER_POLL, free - Math.min(options.holdBack?.(free) ?? 0, free - 1));
       if (free <= 0) {
         await new Promise<void>((resolve) => (wakeSlotWaiter = resolve));
         continue;
