@@ -26,7 +26,7 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 export interface Subscription {
   /** Resolves when woken, closed, or the subscription is cancelled. */
   readonly woken: Promise<void>;
-  /** True once woken (or closed). */
+  /** True once woken (or closed); cancelling does not set it. */
   readonly fired: boolean;
   /** True when only a wake by worker name (wakeWorker) fired it; see subscribeQueue. */
   readonly byName?: boolean;
@@ -66,9 +66,13 @@ class WaiterSet {
       get fired() {
         return waiter.fired;
       },
+      // Cancelling ends the wait but is not a wake: `fired` stays as it was. A poll reads its
+      // previous subscription's byName after cancelling it (engine/workflow-tasks.ts); marking
+      // both halves fired there made byName always false, and two sticky owners on a paused queue
+      // woke each other in a loop (server/test/sticky-paused-queue.test.ts).
       cancel: () => {
         remove();
-        waiter.resolve();
+        resolve();
       },
     };
   }
