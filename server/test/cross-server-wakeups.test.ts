@@ -140,6 +140,19 @@ describe("a task made through one server wakes a poll parked on another", () => 
     expect(tasks.map((t) => t.runId)).toEqual([runId]);
   });
 
+  it("an activity's final failure (delivered one by one, not through the completion batch)", async () => {
+    const q = await queue(WF, "final");
+    const acts = await queue(ACT, "final");
+    const runId = await runOn(q, [scheduleActivity(1, "a", { taskQueue: acts })]);
+    const activity = await pollActivityOf(a, runId, 1, acts);
+    const poll = (await parkedOnB(q)).answer;
+    const failed = await a.worker.failActivityTask({ taskToken: activity.taskToken, failure: { message: "fatal", nonRetryable: true } });
+    expect(failed.willRetry).toBe(false);
+    const { tasks } = await wokenBy(poll, "the final failure's wake-up", DEADLINE_MS);
+    expect(tasks.map((t) => t.runId)).toEqual([runId]);
+    expect(kinds(tasks[0]!.newEvents)).toEqual(["activityFailed"]);
+  });
+
   it("an activity retry coming due (announced by the server that failed the attempt)", async () => {
     const q = await queue(WF, "retry");
     const acts = await queue(ACT, "retry");
