@@ -213,7 +213,10 @@ export class Wakeups {
       let count = 0;
       let everywhere = false;
       while (entry.due.length > 0 && entry.due[0]!.at <= now) {
-        everywhere ||= entry.due.shift()!.everywhere;
+        // Not `everywhere ||= entry.due.shift()…`: ||= skips its right side once true, the shift
+        // with it, and the loop never ended (a server spun at 100% CPU in chaos claim-race).
+        const bucket = entry.due.shift()!;
+        if (bucket.everywhere) everywhere = true;
         count++;
       }
       if (count > 0) this.queues.wake(key, count);
