@@ -17,14 +17,14 @@ describe("due-time wakes", () => {
     const wakeups = new Wakeups({ announceDue: (type, queue) => announced.push(`${type}:${queue}`) });
     const polls = [0, 1, 2].map(() => wakeups.subscribeQueue("activity", "q"));
     const now = Date.now();
-    // Three buckets (50 ms apart), all due by the time the timer fires; the first an "everywhere" one.
-    wakeups.wakeQueueAt("activity", "q", new Date(now + 20));
-    wakeups.wakeQueueAt("activity", "q", new Date(now + 70), "here");
-    wakeups.wakeQueueAt("activity", "q", new Date(now + 120));
+    // Three buckets (50 ms apart), all due when the timer first fires (times already past, as for a
+    // retry whose commit was slow to return); the first an "everywhere" one.
+    wakeups.wakeQueueAt("activity", "q", new Date(now - 150));
+    wakeups.wakeQueueAt("activity", "q", new Date(now - 100), "here");
+    wakeups.wakeQueueAt("activity", "q", new Date(now - 50));
     await waitFor(() => polls.every((p) => p.fired), { message: "the three parked polls to be woken", timeoutMs: 10_000 });
     await waitFor(() => announced.length > 0, { message: "the announcement" });
-    expect(announced).toEqual(Array(announced.length).fill("activity:q"));
-    expect(announced.length).toBeLessThanOrEqual(3);
+    expect(announced).toEqual(["activity:q"]);
     wakeups.close();
   });
 
