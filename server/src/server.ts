@@ -18,6 +18,7 @@ import { Authenticator, DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.
 import type { Engine } from "./engine/context.js";
 import { resolveLimits, type Limits } from "./engine/limits.js";
 import { DEFAULT_STICKY_FALLBACK_MS, DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
+import { announceQueues } from "./engine/notifier.js";
 import { ensureQueues } from "./engine/task-queues.js";
 import { TimerLoop } from "./engine/timer-loop.js";
 import { Wakeups } from "./engine/wakeups.js";
@@ -123,6 +124,12 @@ export interface ServerOptions {
    */
   fallbackTickMs?: number;
   /**
+   * Longest sleep of the timer loop between passes: how soon this server's loop finds a timer
+   * created through another server (timers created here wake it at their fire time). Default
+   * 1 000 ms. Tests raise it so that only another server's loop fires their timers.
+   */
+  timerMaxSleepMs?: number;
+  /**
    * How often the server checks, on a connection of its own, that its database answers
    * (`select 1`); while two checks in a row fail, grpc.health.v1 answers NOT_SERVING, and one
    * success makes it SERVING again. Default 2 000 ms (see database-health.ts for the cost).
@@ -211,9 +218,15 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   try {
     await checkDatabase(sql, options.databaseUrl);
     const liveKeys = keyCacheMs === undefined ? undefined : await countLiveApiKeys(sql);
-    const wakeups = new Wakeups();
+    // Cross-server wakes go after the commit, through engine/notifier.ts (store/notify.ts):
+    // due times when they come due, timers' queues after each pass. Both run once the engine
+    // below exists (the loop starts later; a due time is armed only by a call).
+    const wakeups = new Wakeups({ announceDue: (type, queue) => announceQueues(engine, type, [queue]) });
     const origin = randomBytes(6).toString("hex");
-    const timerLoop = (timers = new TimerLoop({ sql, wakeups, logger, origin }));
+    const timerLoop = (timers = new TimerLoop(
+      { sql, wakeups, logger, announce: (queues) => announceQueues(engine, QueueType.WORKFLOW, queues) },
+      options.timerMaxSleepMs === undefined ? {} : { maxSleepMs: positiveMs("timerMaxSleepMs", options.timerMaxSleepMs, 1_000) },
+    ));
     // Always on: describe's "no worker has polled" needs it whether or not metrics are exposed.
     const pollTracker = (polls = new PollTracker({
       write: (queues) => recordQueuePolls(sql, queues, POLL_FLUSH_INTERVAL_MS),

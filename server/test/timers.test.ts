@@ -154,7 +154,7 @@ describe("timers", () => {
       for (const runId of runIds) expect(firedSeqs(await pollWorkflowTaskOf(h, runId))).toEqual([1]);
 
       const stats = await h.sql.begin(async (tx) => {
-        const pass = await fireDueTimers(tx, { limit: 500, origin: "test" });
+        const pass = await fireDueTimers(tx, { limit: 500 });
         const [row] = await tx<{ seq_scan: number; seq_tup_read: number; idx_tup_fetch: number }[]>`
           select coalesce(seq_scan, 0)::int as seq_scan, coalesce(seq_tup_read, 0)::int as seq_tup_read,
                  coalesce(idx_tup_fetch, 0)::int as idx_tup_fetch
@@ -228,7 +228,7 @@ describe("timers across restarts and outages", () => {
   it("a pass that hits its batch limit is followed at once by the next, until the backlog is gone", async () => {
     const runIds = await sleepingRuns(25);
     const sql = postgres(db.url, { max: 1, onnotice: () => {} });
-    const loop = new TimerLoop({ sql, wakeups: new Wakeups(), logger: silentLogger, origin: "test-loop" }, { batchSize: 10 });
+    const loop = new TimerLoop({ sql, wakeups: new Wakeups(), logger: silentLogger, announce: () => {} }, { batchSize: 10 });
     try {
       await sql`update dex.timers set fire_at = now() where run_id = any(${runIds}::uuid[])`;
       loop.start();
@@ -247,7 +247,7 @@ describe("timers across restarts and outages", () => {
     const runId = (await sleepingRuns(1))[0]!;
     const sql = postgres(db.url, { max: 2, onnotice: () => {} });
     const loop = new TimerLoop(
-      { sql, wakeups: new Wakeups(), logger: silentLogger, origin: "test-loop" },
+      { sql, wakeups: new Wakeups(), logger: silentLogger, announce: () => {} },
       { lockedRetryMs: 10, maxSleepMs: 5_000 },
     );
     let release!: () => void;
@@ -289,7 +289,7 @@ describe("timers across restarts and outages", () => {
     const loopSql = postgres(db.url, { max: 1, onnotice: () => {}, connection: { lock_timeout: 50 } });
     const sql = postgres(db.url, { max: 1, onnotice: () => {} });
     const loop = new TimerLoop(
-      { sql: loopSql, wakeups: new Wakeups(), logger, origin: "test-loop" },
+      { sql: loopSql, wakeups: new Wakeups(), logger, announce: () => {} },
       { maxSleepMs: 100, errorBackoff: { initialMs: 20, maxMs: 100 } },
     );
     let release!: () => void;

@@ -46,7 +46,6 @@ import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, usedSeqs } from "../store/lifecycle.js";
 import { isUniqueViolation } from "../store/errors.js";
 import { appendBlock } from "../store/history.js";
-import { queueWakeupPayload } from "../store/notify.js";
 import {
   finishWorkflowTask,
   hasUnseenInputs,
@@ -58,7 +57,6 @@ import {
   type TakenWorkflowTask,
 } from "../store/completion.js";
 import { deleteTimers, insertTimers } from "../store/timers.js";
-import { releaseWorkflowTask } from "../store/workflow-tasks.js";
 import type { TransactionSql } from "../store/db.js";
 import { endsRun, planCommands, type CommandPlan, type PlannedActivity } from "./commands.js";
 import type { Engine } from "./context.js";
@@ -72,7 +70,7 @@ import { dispatchedEagerly, queuedCounts, usableOffers } from "./eager-activitie
 import { continueAsNewQueueMissing, unscheduledActivityOutcomes } from "./missing-queues.js";
 import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
-import { taskNotFound } from "./workflow-tasks.js";
+import { handBackWorkflowTask, taskNotFound } from "./workflow-tasks.js";
 
 /** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
 export class UnseenInputs extends Error {}
@@ -134,7 +132,7 @@ export async function completeWorkflowTask(
  * continue-as-new is not refused: it hands these inputs to the new run.
  */
 export async function abortForUnseenInputs(engine: Engine, ref: WorkflowTaskRef): Promise<never> {
-  const released = await releaseWorkflowTask(engine.sql, ref, queueWakeupPayload(QueueType.WORKFLOW, ref.queue, engine.origin));
+  const released = await handBackWorkflowTask(engine, ref);
   // Not ours any more (its lease ran out meanwhile): a stale token, as anywhere else.
   if (!released) throw taskNotFound();
   engine.wakeups.wakeQueue(QueueType.WORKFLOW, ref.queue);

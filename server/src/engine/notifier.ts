@@ -1,5 +1,10 @@
 /**
- * Cross-server wake-ups sent after commit, many commits' worth per statement.
+ * Cross-server wake-ups, sent after commit, many commits' worth per statement:
+ * the only way a server tells the others (store/notify.ts describes the
+ * mechanism and the payloads). Every write that makes work for another
+ * server's waiters commits first and then hands its payloads here: through
+ * Effects and inTransaction (engine/effects.ts) for transactions, or through
+ * `notifyAfterCommit` / `announceQueues` after a single statement returned.
  *
  * Why not NOTIFY inside the writing transaction: Postgres takes one global lock
  * (AccessExclusiveLock on database 0) at the commit of every transaction that
@@ -16,7 +21,7 @@
  * of at once. In-process wakes are unaffected (Effects.apply). A NOTIFY that
  * fails is logged and dropped, for the same reason.
  */
-import { notify } from "../store/notify.js";
+import { queueWakeupPayload, sendWakeups } from "../store/notify.js";
 import type { Engine } from "./context.js";
 import { GroupCommit, perEngine } from "./group-commit.js";
 
@@ -24,7 +29,7 @@ const notifierOf = perEngine(
   (engine: Engine) =>
     new GroupCommit<readonly string[], void>(
       async (batches) => {
-        await notify(engine.dispatchSql ?? engine.sql, batches.flat());
+        await sendWakeups(engine.dispatchSql ?? engine.sql, batches.flat());
         return batches.map(() => ({ ok: true as const, value: undefined }));
       },
       { maxBatch: 1_000, maxInFlight: 1 },
@@ -39,4 +44,12 @@ export function notifyAfterCommit(engine: Engine, payloads: readonly string[]): 
     .catch((err: unknown) => {
       engine.logger.warn("a cross-server wake-up could not be sent; other servers find the work at their fallback tick", { err });
     });
+}
+
+/**
+ * Tells the other servers' parked polls of these queues to claim: tasks were committed there, came
+ * due, or the queue opened up. Call after the commit; this server's own polls are woken in-process.
+ */
+export function announceQueues(engine: Engine, type: string, queues: Iterable<string>): void {
+  notifyAfterCommit(engine, [...queues].map((queue) => queueWakeupPayload(type, queue, engine.origin)));
 }

@@ -3,9 +3,10 @@
  * this queue exist" check used by starts, polls and commands, and the wakes
  * that capacity and pause need. Capacity and pause themselves are enforced in
  * the database, by every claim (dex.claim_limit, see store/workflow-tasks.ts).
+ * Wakes follow the commit: this server's parked polls in-process, the other
+ * servers' through engine/notifier.ts (store/notify.ts).
  */
 import { DexError } from "@dex/proto";
-import { notify, queueWakeupPayload } from "../store/notify.js";
 import {
   createTaskQueue,
   deletedQueueIn,
@@ -23,6 +24,7 @@ import {
 import type { Queryable } from "../store/db.js";
 import type { Engine } from "./context.js";
 import { QueueType } from "./model.js";
+import { announceQueues } from "./notifier.js";
 
 export interface TaskQueueView extends TaskQueueRecord {
   depth: number;
@@ -170,16 +172,19 @@ function opensUp(before: TaskQueueRecord, after: TaskQueueRecord): boolean {
 /**
  * Capacity, pause and resume: the next claim of the queue, on any server,
  * reads the new value (claims read the row in their own statement). A change
- * that lets more out wakes every poll parked on the queue here, and sends one
- * NOTIFY (at commit) for the other servers' parked polls.
+ * that lets more out wakes every poll parked on the queue here and, once it
+ * has committed, announces the queue to the other servers' parked polls (one
+ * NOTIFY; pause and a lowering send none).
  */
 async function changeQueue(engine: Engine, key: QueueKey, change: QueueChange, what: string): Promise<TaskQueueView> {
-  const payload = queueWakeupPayload(key.type, key.name, engine.origin);
-  const changed = await updateTaskQueue(engine.sql, key, change, (before, after) => (opensUp(before, after) ? [payload] : []));
+  const changed = await updateTaskQueue(engine.sql, key, change);
   if (!changed) throw notFound(key);
   const { before, after } = changed;
   rememberCapacity(engine, key.type, key.name, after);
-  if (opensUp(before, after)) engine.wakeups.wakeQueue(key.type, key.name, Number.POSITIVE_INFINITY);
+  if (opensUp(before, after)) {
+    engine.wakeups.wakeQueue(key.type, key.name, Number.POSITIVE_INFINITY);
+    announceQueues(engine, key.type, [key.name]);
+  }
   engine.logger.info(`task queue ${what}`, {
     type: key.type,
     name: key.name,
@@ -205,7 +210,7 @@ export function resumeQueue(engine: Engine, key: QueueKey): Promise<TaskQueueVie
 
 /** Deletes an empty queue with its partition (see store deleteTaskQueue for the locking). */
 export async function deleteQueue(engine: Engine, key: QueueKey): Promise<void> {
-  const result = await deleteTaskQueue(engine.sql, key, queueWakeupPayload(key.type, key.name, engine.origin));
+  const result = await deleteTaskQueue(engine.sql, key);
   switch (result.outcome) {
     case "missing":
       throw notFound(key);
@@ -230,8 +235,10 @@ export async function deleteQueue(engine: Engine, key: QueueKey): Promise<void> 
       );
     case "deleted":
       forgetQueue(engine, key.type, key.name);
-      // Parked polls of the queue look again and answer NOT_FOUND (the claim finds no queue).
+      // Parked polls of the queue, here and on the other servers, look again and answer NOT_FOUND
+      // (the claim finds no queue).
       engine.wakeups.wakeQueue(key.type, key.name, Number.POSITIVE_INFINITY);
+      announceQueues(engine, key.type, [key.name]);
       engine.logger.info("task queue deleted", { type: key.type, name: key.name });
   }
 }
@@ -289,7 +296,5 @@ function wakeForSlot(engine: Engine, type: QueueType, queue: string): void {
     engine.wakeups.wakeQueue(type, queue);
     return;
   }
-  void notify(engine.sql, [queueWakeupPayload(type, queue, engine.origin)]).catch((err: unknown) =>
-    engine.logger.warn("could not notify other servers of a freed queue slot", { type, queue, err }),
-  );
+  announceQueues(engine, type, [queue]);
 }

@@ -1,8 +1,9 @@
 /**
  * The per-server timer loop: moves due timers into their runs' inboxes (one
- * statement per pass, store/timers.ts fireDueTimers) and wakes this server's
- * parked polls of the queues that got workflow tasks; the statement itself
- * NOTIFYs the other servers.
+ * statement per pass, store/timers.ts fireDueTimers), then wakes this server's
+ * parked polls of the queues that got workflow tasks and announces those
+ * queues to the other servers (after the statement, through
+ * engine/notifier.ts: the one wake-up mechanism, store/notify.ts).
  *
  * When it runs:
  * - at once on start, so timers that came due while no server ran fire right
@@ -42,8 +43,11 @@ export interface TimerLoopDeps {
   sql: Queryable;
   wakeups: Wakeups;
   logger: Logger;
-  /** NOTIFY origin of this server (it skips its own notifications). */
-  origin: string;
+  /**
+   * Tells the other servers' parked polls that these workflow queues got tasks (called after the
+   * pass's statement returned; server.ts hands them to engine/notifier.ts).
+   */
+  announce: (queues: string[]) => void;
 }
 
 export interface TimerLoopStats {
@@ -134,11 +138,12 @@ export class TimerLoop {
     this.hintedAt = Number.POSITIVE_INFINITY;
     this.stats.passes++;
     const sentAt = Date.now();
-    const pass = await fireDueTimers(this.deps.sql, { limit: this.batchSize, origin: this.deps.origin });
+    const pass = await fireDueTimers(this.deps.sql, { limit: this.batchSize });
     const receivedAt = Date.now();
     this.clockOffsetMs = pass.dbNow.getTime() - (sentAt + receivedAt) / 2;
     this.stats.fired += pass.fired;
     for (const { queue, tasks } of pass.queues) this.deps.wakeups.wakeQueue(QueueType.WORKFLOW, queue, tasks);
+    if (pass.queues.length > 0) this.deps.announce(pass.queues.map((q) => q.queue));
     if (pass.fired > 0) this.deps.logger.debug("timers fired", { fired: pass.fired, skippedRuns: pass.skippedRuns });
     return pass;
   }

@@ -8,6 +8,11 @@
  * every parked poll to the database. A poll that fills its batch passes a wake
  * on (there may be more); the fallback tick and the LISTEN reconnect hook
  * cover anything lost in between.
+ *
+ * Due times (wakeQueueAt: a retry or back-off coming due) are known only to
+ * the server whose commit set them; when one comes due that server also tells
+ * the others (`announceDue`, wired to engine/notifier.ts by server.ts), so a
+ * poll parked on another server takes the task at once, not at its tick.
  */
 
 /**
@@ -21,7 +26,7 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 export interface Subscription {
   /** Resolves when woken, closed, or the subscription is cancelled. */
   readonly woken: Promise<void>;
-  /** True once woken (or closed). */
+  /** True once woken (or closed); cancelling does not set it. */
   readonly fired: boolean;
   /** True when only a wake by worker name (wakeWorker) fired it; see subscribeQueue. */
   readonly byName?: boolean;
@@ -61,9 +66,13 @@ class WaiterSet {
       get fired() {
         return waiter.fired;
       },
+      // Cancelling ends the wait but is not a wake: `fired` stays as it was. A poll reads its
+      // previous subscription's byName after cancelling it (engine/workflow-tasks.ts); marking
+      // both halves fired there made byName always false, and two sticky owners on a paused queue
+      // woke each other in a loop (server/test/sticky-paused-queue.test.ts).
       cancel: () => {
         remove();
-        waiter.resolve();
+        resolve();
       },
     };
   }
@@ -93,9 +102,18 @@ class WaiterSet {
 }
 
 interface DueTimes {
-  due: number[];
+  /** Due buckets (ms), sorted, each with whether its coming due is announced to the other servers. */
+  due: Array<{ at: number; everywhere: boolean }>;
   timer: NodeJS.Timeout | undefined;
   armedAt: number;
+}
+
+/** Who a due time concerns: polls on every server (a retry, a back-off) or only this server's (see wakeQueueAt). */
+export type DueScope = "everywhere" | "here";
+
+export interface WakeupsOptions {
+  /** Called when due times of the queue marked "everywhere" came due: tell the other servers (engine/notifier.ts). */
+  announceDue?: (type: string, queue: string) => void;
 }
 
 export function queueKey(type: string, queue: string): string {
@@ -110,6 +128,8 @@ export class Wakeups {
   private readonly runEnds = new WaiterSet();
   private readonly timers = new Map<string, DueTimes>();
   private closed = false;
+
+  constructor(private readonly options: WakeupsOptions = {}) {}
 
   /**
    * With `workerId`, the poll can also be woken by name (wakeWorker); a
@@ -153,26 +173,32 @@ export class Wakeups {
   }
 
   /**
-   * Wakes a poll of the queue at `at` (a retry or back-off coming due). Due
-   * times are kept per queue in 50 ms buckets (at most 1000 per queue; beyond
-   * that the fallback tick covers), with one timer armed for the earliest.
+   * Wakes a poll of the queue at `at`. Due times are kept per queue in 50 ms
+   * buckets (at most 1000 per queue; beyond that the fallback tick covers),
+   * with one timer armed for the earliest. `scope`: "everywhere" (a retry or
+   * back-off: a task becomes claimable for any server's polls) also announces
+   * the queue to the other servers when the time comes; "here" (sticky
+   * routing's fallback end, which each server's polls arm for themselves)
+   * does not.
    */
-  wakeQueueAt(type: string, queue: string, at: Date): void {
+  wakeQueueAt(type: string, queue: string, at: Date, scope: DueScope = "everywhere"): void {
     if (this.closed) return;
     const key = queueKey(type, queue);
     const due = Math.ceil(at.getTime() / 50) * 50;
     let entry = this.timers.get(key);
     if (!entry) this.timers.set(key, (entry = { due: [], timer: undefined, armedAt: Infinity }));
-    if (!entry.due.includes(due)) {
+    const bucket = entry.due.find((d) => d.at === due);
+    if (bucket) bucket.everywhere ||= scope === "everywhere";
+    else {
       if (entry.due.length >= 1000) return;
-      entry.due.push(due);
-      entry.due.sort((a, b) => a - b);
+      entry.due.push({ at: due, everywhere: scope === "everywhere" });
+      entry.due.sort((a, b) => a.at - b.at);
     }
-    this.arm(key, entry);
+    this.arm(key, entry, type, queue);
   }
 
-  private arm(key: string, entry: DueTimes): void {
-    const next = entry.due[0];
+  private arm(key: string, entry: DueTimes, type: string, queue: string): void {
+    const next = entry.due[0]?.at;
     if (next === undefined) {
       this.timers.delete(key);
       return;
@@ -185,12 +211,17 @@ export class Wakeups {
       entry.armedAt = Infinity;
       const now = Date.now();
       let count = 0;
-      while (entry.due.length > 0 && entry.due[0]! <= now) {
-        entry.due.shift();
+      let everywhere = false;
+      while (entry.due.length > 0 && entry.due[0]!.at <= now) {
+        // Not `everywhere ||= entry.due.shift()…`: ||= skips its right side once true, the shift
+        // with it, and the loop never ended (a server spun at 100% CPU in chaos claim-race).
+        const bucket = entry.due.shift()!;
+        if (bucket.everywhere) everywhere = true;
         count++;
       }
       if (count > 0) this.queues.wake(key, count);
-      this.arm(key, entry);
+      if (everywhere && !this.closed) this.options.announceDue?.(type, queue);
+      this.arm(key, entry, type, queue);
     }, Math.min(MAX_TIMEOUT_MS, Math.max(0, next - Date.now()) + 5));
     entry.timer.unref();
   }

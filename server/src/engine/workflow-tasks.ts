@@ -1,9 +1,15 @@
-/** Workflow tasks: poll (claim + history) and fail (back-off); completion is in completion.ts. */
+/**
+ * Workflow tasks: poll (claim + history), fail (back-off) and hand back;
+ * completion is in completion.ts. Whatever makes a task claimable again wakes
+ * this server's parked polls in-process and the other servers' after the
+ * statement (engine/notifier.ts; a back-off when it comes due, engine/wakeups.ts).
+ */
 import { DexError, FailureKind, WorkflowTaskFailedCause, type Failure, type HistoryEvent } from "@dex/proto";
 import { readHistories } from "../store/history.js";
 import {
   claimWorkflowTasks,
   failWorkflowTask as failTaskRow,
+  releaseWorkflowTask,
   releaseWorkflowTasks,
   stickyTasksWaiting,
 } from "../store/workflow-tasks.js";
@@ -11,6 +17,7 @@ import type { Engine } from "./context.js";
 import { decodeEvent, encodeFailure } from "./events.js";
 import { longPoll } from "./long-poll.js";
 import { MAX_INLINE_HISTORY_BYTES, QueueType, WORKFLOW_TASK_LEASE_MS, type WorkflowTaskRef } from "./model.js";
+import { announceQueues } from "./notifier.js";
 import { workflowTaskBackoffMs } from "./retry.js";
 import type { Subscription } from "./wakeups.js";
 
@@ -62,10 +69,12 @@ export async function pollWorkflowTasks(
   });
   if (tasks && signal.aborted) {
     // The caller is gone: hand the tasks back rather than let them sit out a lease.
-    await releaseWorkflowTasks(engine.dispatchSql ?? engine.sql, tasks.map((t) => t.ref)).catch((err: unknown) =>
-      engine.logger.warn("could not release workflow tasks of a cancelled poll", { err }),
-    );
+    const released = await releaseWorkflowTasks(engine.dispatchSql ?? engine.sql, tasks.map((t) => t.ref)).catch((err: unknown) => {
+      engine.logger.warn("could not release workflow tasks of a cancelled poll", { err });
+      return 0;
+    });
     engine.wakeups.wakeQueue(QueueType.WORKFLOW, request.queue, tasks.length);
+    if (released > 0) announceQueues(engine, QueueType.WORKFLOW, [request.queue]);
     return [];
   }
   engine.observer.polled(QueueType.WORKFLOW, request.queue, tasks?.length ?? 0);
@@ -80,7 +89,9 @@ export async function pollWorkflowTasks(
  * its queue when the oldest of them falls back to any worker, so no poll
  * re-checks in between (no busy polling; the fallback tick covers a lost
  * timer). The delay comes from the database's clock, which decides the
- * fallback; 50 ms of slack for the time the answer took to arrive.
+ * fallback; 50 ms of slack for the time the answer took to arrive. That wake
+ * stays on this server ("here"): a poll parked elsewhere that left the same
+ * tasks alone armed its own.
  */
 async function passStickyWake(engine: Engine, request: { queue: string; workerId: string }): Promise<void> {
   if (engine.stickyFallbackMs === 0) return;
@@ -91,7 +102,7 @@ async function passStickyWake(engine: Engine, request: { queue: string; workerId
   });
   for (const workerId of waiting.workerIds) engine.wakeups.wakeWorker(QueueType.WORKFLOW, request.queue, workerId);
   if (waiting.fallbackInMs !== undefined) {
-    engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, request.queue, new Date(Date.now() + Math.max(0, waiting.fallbackInMs) + 50));
+    engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, request.queue, new Date(Date.now() + Math.max(0, waiting.fallbackInMs) + 50), "here");
   }
 }
 
@@ -167,6 +178,7 @@ export async function failWorkflowTask(
     backoffMs: (attempt) => workflowTaskBackoffMs(engine.workflowTaskRetry, attempt),
   });
   if (!result) throw taskNotFound();
+  // When the back-off ends: a poll here, and (announced then) the other servers' polls.
   engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, ref.queue, result.nextAttemptAt);
   engine.logger.warn("workflow task failed", {
     runId: ref.runId,
@@ -175,4 +187,16 @@ export async function failWorkflowTask(
     nextAttemptAt: result.nextAttemptAt.toISOString(),
   });
   return result;
+}
+
+/**
+ * Hands a leased task back unused (store releaseWorkflowTask: fenced, visible
+ * at once, the attempt not counted) and, if it was still this token's, tells
+ * the other servers' parked polls after the statement. This server's polls
+ * are the caller's to wake (completion.ts abortForUnseenInputs does).
+ */
+export async function handBackWorkflowTask(engine: Engine, ref: WorkflowTaskRef): Promise<boolean> {
+  const released = await releaseWorkflowTask(engine.sql, ref);
+  if (released) announceQueues(engine, QueueType.WORKFLOW, [ref.queue]);
+  return released;
 }

@@ -1,16 +1,26 @@
 /**
- * Cross-server wake-ups over LISTEN/NOTIFY on one channel, `dex_wakeup`.
+ * Cross-server wake-ups over LISTEN/NOTIFY on one channel, `dex_wakeup`: the
+ * payloads (built here and nowhere else), the one statement that sends them,
+ * and the listener.
+ *
+ * ONE MECHANISM: a write commits first, then announces what it made true.
+ * In-process wakes (engine/wakeups.ts) happen at once; the payloads go to
+ * engine/notifier.ts, which sends many commits' worth in one statement of its
+ * own, outside every writing transaction (Effects and inTransaction collect
+ * them for transactional writes; single statements hand them over after they
+ * return). No writing statement or transaction NOTIFYs: Postgres takes a
+ * global lock at the commit of any transaction that has NOTIFYed and holds it
+ * through that commit's WAL flush, which serialised the hot paths' commits
+ * (engine/notifier.ts has the measurement). server/test/one-wakeup-path.test.ts
+ * fails on any other use of NOTIFY in server/src.
  *
  * Payloads: `<type>:<queue>:<origin>` when a commit created tasks on a queue
- * (at most one per queue per transaction: Postgres also folds identical
- * notifications within a transaction), and `run:<run id>:<origin>` when a run
- * ended. `origin` is the id of the server that committed, so a server skips its
- * own notifications (it has already woken its waiters in memory). Queue names
- * cannot contain ':' (see the task_queues check constraint).
- *
- * NOTIFY takes a global lock at commit and holds it through the commit's WAL
- * flush: the hot paths send theirs after the commit, many commits' worth per
- * statement (engine/notifier.ts); the rest once per queue per transaction.
+ * (or a queue's tasks came due, or it opened up), and `run:<run id>:<origin>`
+ * when a run changed. `origin` is the id of the server that committed, so a
+ * server skips its own notifications (it has already woken its waiters in
+ * memory). Queue names cannot contain ':' (see the task_queues check
+ * constraint). The cost of sending after commit: a server that dies in between
+ * loses the wake, and other servers find the work at their fallback tick.
  */
 import type { Queryable, Sql } from "./db.js";
 
@@ -36,11 +46,15 @@ export function parseWakeup(payload: string): Wakeup | undefined {
   return undefined;
 }
 
-/** Sends the given payloads at commit of the surrounding transaction (one statement, deduplicated). */
-export async function notify(tx: Queryable, payloads: string[]): Promise<void> {
+/**
+ * Sends the payloads (deduplicated) in one statement of their own, never
+ * inside a writing transaction: only engine/notifier.ts calls this, after the
+ * commits that made the payloads true.
+ */
+export async function sendWakeups(sql: Queryable, payloads: readonly string[]): Promise<void> {
   const unique = [...new Set(payloads)];
   if (unique.length === 0) return;
-  await tx`select pg_notify(${WAKEUP_CHANNEL}, p) from unnest(${unique}::text[]) as p`;
+  await sql`select pg_notify(${WAKEUP_CHANNEL}, p) from unnest(${unique}::text[]) as p`;
 }
 
 export interface WakeupListener {

@@ -1,10 +1,10 @@
 /**
  * Task queues: creation and deletion with their partition (DDL under one
  * advisory lock), capacity and pause (read by dex.claim_limit() inside every
- * claim, see store/workflow-tasks.ts), and the admin reads.
+ * claim, see store/workflow-tasks.ts), and the admin reads. Wakes for parked
+ * polls are the caller's, after the commit (engine/task-queues.ts).
  */
 import { pgCode } from "./errors.js";
-import { notify } from "./notify.js";
 import type { Queryable, Sql } from "./db.js";
 import { openStatuses } from "./vocabulary.js";
 
@@ -100,8 +100,9 @@ const DELETE_LOCK_TIMEOUT = "3s";
 export type QueueChange = { capacity: number } | { status: "active" | "paused" };
 
 /**
- * Changes a queue's capacity or status: lock the row, update it, and send the
- * NOTIFYs `notifyOn` asks for (at commit, one statement). The row lock waits
+ * Changes a queue's capacity or status: lock the row, update it, and return
+ * the row before and after (the caller decides whom to wake once this has
+ * committed). The row lock waits
  * for a claim of a capped queue in progress (dex.claim_limit holds the row
  * until the claim commits), so every claim that starts after this commits
  * reads the new value. Undefined when the queue does not exist.
@@ -110,7 +111,6 @@ export async function updateTaskQueue(
   sql: Sql,
   key: { type: QueueType; name: string },
   change: QueueChange,
-  notifyOn: (before: TaskQueueRecord, after: TaskQueueRecord) => string[],
 ): Promise<{ before: TaskQueueRecord; after: TaskQueueRecord } | undefined> {
   return sql.begin(async (tx) => {
     const [old] = await tx<RawQueue[]>`
@@ -124,10 +124,7 @@ export async function updateTaskQueue(
       update dex.task_queues set capacity = ${capacity}, status = ${status}, updated_at = now()
       where type = ${key.type} and name = ${key.name}
       returning id, type, name, capacity, status, partition_name, created_at, updated_at`;
-    const before = fromRaw(old);
-    const after = fromRaw(row!);
-    await notify(tx, notifyOn(before, after));
-    return { before, after };
+    return { before: fromRaw(old), after: fromRaw(row!) };
   });
 }
 
@@ -159,7 +156,6 @@ export type DeleteOutcome =
 export async function deleteTaskQueue(
   sql: Sql,
   key: { type: QueueType; name: string },
-  notifyPayload: string,
 ): Promise<DeleteOutcome> {
   try {
     return await sql.begin(async (tx): Promise<DeleteOutcome> => {
@@ -182,8 +178,6 @@ export async function deleteTaskQueue(
       if (tasks > 0 || openRuns > 0) return { outcome: "not_empty", tasks, openRuns };
       await tx`delete from dex.task_queues where type = ${key.type} and name = ${key.name}`;
       await tx.unsafe(`drop table dex.${partition}`);
-      // Parked polls of this queue on other servers re-check and answer NOT_FOUND.
-      await notify(tx, [notifyPayload]);
       return { outcome: "deleted" };
     });
   } catch (err) {

@@ -82,9 +82,11 @@ export interface FirePass {
  *    finds them when it completes, since finishWorkflowTask, under the run
  *    lock this statement had to get first, creates the next task for inbox
  *    rows that arrived meanwhile);
- * 5. one NOTIFY per queue wakes other servers' polls at commit;
- * 6. the time to the next not-yet-due timer (an index probe), so the loop can
+ * 5. the time to the next not-yet-due timer (an index probe), so the loop can
  *    sleep exactly that long.
+ * The queues that got tasks come back with the pass: the loop wakes this
+ * server's polls and announces them to the other servers after the statement
+ * (no NOTIFY in it: store/notify.ts).
  * Timers of runs that already ended (defensive: ending deletes them), and of
  * runs that no longer exist, are deleted without firing, so they cannot clog
  * the head of the index. `skipped` counts only runs that exist and were
@@ -97,7 +99,7 @@ export interface FirePass {
  * timers among 100,000 runs fire in one statement of about 15 ms; an idle
  * pass is three index probes.)
  */
-export async function fireDueTimers(sql: Queryable, input: { limit: number; origin: string }): Promise<FirePass> {
+export async function fireDueTimers(sql: Queryable, input: { limit: number }): Promise<FirePass> {
   const [row] = await sql<
     {
       due: number;
@@ -133,9 +135,6 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number; orig
       select distinct on (run_id) task_queue, run_id, priority from fired where open
       on conflict do nothing
       returning queue_name
-    ), notified as (
-      select pg_notify('dex_wakeup', 'workflow:' || q || ':' || ${input.origin}::text)
-      from (select distinct queue_name as q from tasks) x
     )
     select (select count(*)::int from due) as due,
            (select count(*)::int from inboxed) as fired,
@@ -143,7 +142,6 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number; orig
             where r.id = any(array(select run_id from due)) and r.id <> all(array(select id from locked))) as skipped,
            (select coalesce(json_agg(json_build_array(q, n)), '[]'::json)
             from (select queue_name as q, count(*)::int as n from tasks group by queue_name) x) as queues,
-           (select count(*) from notified) as notified,
            (select (extract(epoch from min(fire_at) - now()) * 1000)::float8 from dex.timers where fire_at > now()) as next_in_ms,
            (extract(epoch from now()) * 1000)::float8 as now_ms`;
   return {

@@ -255,13 +255,15 @@ export async function ensureWorkflowTask(
 /**
  * Hands claimed tasks back when the poll that claimed them was cancelled
  * before it could answer: visible again at once, the attempt not counted.
+ * Returns how many were still this poll's to hand back (the caller announces
+ * those after the statement: store/notify.ts).
  */
 export async function releaseWorkflowTasks(
   sql: Queryable,
   refs: Array<{ queue: string; runId: string; leaseId: string; lockVersion: number }>,
-): Promise<void> {
-  if (refs.length === 0) return;
-  await sql`
+): Promise<number> {
+  if (refs.length === 0) return 0;
+  const released = await sql`
     update dex.workflow_tasks t
     set visible_at = now(), leased_until = null, lease_id = null, worker_id = null,
         inbox_ids = null, attempt = t.attempt - 1
@@ -269,6 +271,7 @@ export async function releaseWorkflowTasks(
                 ${refs.map((r) => r.lockVersion)}::int[]) as u(run_id, lease_id, lock_version)
     where t.queue_name = ${refs[0]!.queue} and t.run_id = u.run_id
       and t.lease_id = u.lease_id and t.lock_version = u.lock_version`;
+  return released.count;
 }
 
 /**
@@ -276,25 +279,19 @@ export async function releaseWorkflowTasks(
  * completion that was refused because new inputs arrived while it ran
  * (completion.ts). Visible again at once with those inputs, the attempt not
  * counted, no failure recorded. Only the task row is written, so no run lock
- * is needed (as in failWorkflowTask). The NOTIFY wakes other servers' polls
- * at commit, only if the row was released. Returns false if the lease was no
- * longer this token's.
+ * is needed (as in failWorkflowTask). Returns false if the lease was no
+ * longer this token's; the caller announces a released task after the
+ * statement (engine/workflow-tasks.ts handBackWorkflowTask).
  */
 export async function releaseWorkflowTask(
   sql: Queryable,
   ref: { queue: string; runId: string; leaseId: string; lockVersion: number },
-  notify: string,
 ): Promise<boolean> {
-  const [row] = await sql<{ released: boolean }[]>`
-    with released as (
-      update dex.workflow_tasks t
-      set visible_at = now(), leased_until = null, lease_id = null, worker_id = null,
-          inbox_ids = null, attempt = t.attempt - 1
-      where t.queue_name = ${ref.queue} and t.run_id = ${ref.runId}
-        and t.lease_id = ${ref.leaseId} and t.lock_version = ${ref.lockVersion}
-      returning t.run_id
-    )
-    select exists (select 1 from released) as released,
-           (select pg_notify('dex_wakeup', ${notify}) from released)::text as notified`;
-  return row?.released ?? false;
+  const released = await sql`
+    update dex.workflow_tasks t
+    set visible_at = now(), leased_until = null, lease_id = null, worker_id = null,
+        inbox_ids = null, attempt = t.attempt - 1
+    where t.queue_name = ${ref.queue} and t.run_id = ${ref.runId}
+      and t.lease_id = ${ref.leaseId} and t.lock_version = ${ref.lockVersion}`;
+  return released.count > 0;
 }
