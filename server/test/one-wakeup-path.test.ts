@@ -24,10 +24,6 @@ const SENDERS = new Set(["store/notify.ts", "engine/notifier.ts"]);
 const KNOWN_EXCEPTIONS: Record<string, { uses: number; until: string }> = {
   "store/runs.ts": { uses: 1, until: "issue 12's start statement work (store/runs.ts + store/start-batch.ts)" },
   "store/start-batch.ts": { uses: 1, until: "issue 12's start statement work (store/runs.ts + store/start-batch.ts)" },
-  // ensureWorkflowTask: its callers are engine/activity-tasks.ts (issue 12's activity completion
-  // work) and engine/relatives.ts; branch issue12-wakeups-ensure drops the payload and has them
-  // announce after commit.
-  "store/workflow-tasks.ts": { uses: 1, until: "branch issue12-wakeups-ensure (ensureWorkflowTask)" },
 };
 
 /**

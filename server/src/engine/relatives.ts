@@ -18,7 +18,6 @@ import {
 } from "../store/lifecycle.js";
 import { insertRun, insertRuns } from "../store/runs.js";
 import { ensureWorkflowTask } from "../store/workflow-tasks.js";
-import { queueWakeupPayload } from "../store/notify.js";
 import type { PlannedChild } from "./commands.js";
 import type { Engine } from "./context.js";
 import type { Effects } from "./effects.js";
@@ -231,7 +230,6 @@ export async function wakeRun(engine: Engine, tx: TransactionSql, effects: Effec
     queue: run.taskQueue,
     runId: run.id,
     priority: run.priority,
-    notify: queueWakeupPayload(QueueType.WORKFLOW, run.taskQueue, engine.origin),
   });
   if (created) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
 }

@@ -233,23 +233,20 @@ export async function failWorkflowTask(
 /**
  * Gives the run a workflow task unless it has one. ON CONFLICT DO NOTHING:
  * a task already queued will hand out the new inbox rows; a task in flight
- * re-checks the inbox when it completes (see finishWorkflowTask). The NOTIFY
- * is sent at commit, only if a task was created.
+ * re-checks the inbox when it completes (see finishWorkflowTask). Returns
+ * whether a task was created: the caller wakes polls for it after its commit
+ * (store/notify.ts).
  */
 export async function ensureWorkflowTask(
   tx: Queryable,
-  input: { queue: string; runId: string; priority: number; notify: string },
+  input: { queue: string; runId: string; priority: number },
 ): Promise<boolean> {
-  const [row] = await tx<{ created: boolean }[]>`
-    with created as (
-      insert into dex.workflow_tasks (queue_name, run_id, priority)
-      values (${input.queue}, ${input.runId}, ${input.priority})
-      on conflict do nothing
-      returning run_id
-    )
-    select exists (select 1 from created) as created,
-           (select pg_notify('dex_wakeup', ${input.notify}) from created)::text as notified`;
-  return row?.created ?? false;
+  const created = await tx`
+    insert into dex.workflow_tasks (queue_name, run_id, priority)
+    values (${input.queue}, ${input.runId}, ${input.priority})
+    on conflict do nothing
+    returning run_id`;
+  return created.length > 0;
 }
 
 /**
