@@ -119,6 +119,11 @@ export function watchParking(): { parked(type: "workflow" | "activity", queue: s
       get fired() {
         return inner.fired;
       },
+      // Passed through: a poll woken by name passes no wake on (engine/workflow-tasks.ts), and a
+      // wrapper that dropped it turned that guard off in every test that watches parking.
+      get byName() {
+        return inner.byName;
+      },
       cancel: () => inner.cancel(),
     };
     return watched;

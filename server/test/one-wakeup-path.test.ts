@@ -17,14 +17,11 @@ const SRC = join(import.meta.dirname, "..", "src");
 const SENDERS = new Set(["store/notify.ts", "engine/notifier.ts"]);
 
 /**
- * Files that still NOTIFY inside a writing statement, each with how many uses it may have, until
- * the work named converts them. THE LEAD EMPTIES THIS LIST once those branches are merged (a file
- * that stopped notifying fails the test until its entry goes: stale exceptions do not linger).
+ * Files allowed to NOTIFY inside a writing statement, each with how many uses: none. A file added
+ * here must say why its wake-up cannot wait for the commit (engine/notifier.ts says what NOTIFY at
+ * commit costs); a file that stopped notifying fails the test until its entry goes.
  */
-const KNOWN_EXCEPTIONS: Record<string, { uses: number; until: string }> = {
-  "store/runs.ts": { uses: 1, until: "issue 12's start statement work (store/runs.ts + store/start-batch.ts)" },
-  "store/start-batch.ts": { uses: 1, until: "issue 12's start statement work (store/runs.ts + store/start-batch.ts)" },
-};
+const KNOWN_EXCEPTIONS: Record<string, { uses: number; until: string }> = {};
 
 /**
  * pg_notify(...) in SQL, a NOTIFY command (`notify dex_wakeup`), any `notify(` call (sql.notify,
