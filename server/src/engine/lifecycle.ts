@@ -34,7 +34,7 @@ import {
   resolveRunId,
   terminateRunRows,
 } from "../store/lifecycle.js";
-import { findOpenRun, insertRunOrThrow, isOpenRunConflict } from "../store/runs.js";
+import { findOpenRun, insertRun } from "../store/runs.js";
 import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
 import { inTransaction, type Effects } from "./effects.js";
@@ -70,7 +70,7 @@ function eventDedupKey(eventId: string): string {
 
 /**
  * inTransaction, run again (fresh transaction, fresh effects) when the body
- * throws Retry, the open-run unique violation or lock_not_available. Between
+ * throws Retry (an open run appeared, a run ended meanwhile) or lock_not_available. Between
  * attempts a short, growing pause lets the concurrent writer finish.
  */
 async function withRetries<T>(
@@ -83,7 +83,7 @@ async function withRetries<T>(
     try {
       return await inTransaction(engine, (tx, effects) => fn(tx, effects, state));
     } catch (err) {
-      if (!(err instanceof Retry || isOpenRunConflict(err) || isLockNotAvailable(err))) throw err;
+      if (!(err instanceof Retry || isLockNotAvailable(err))) throw err;
       state.keyFirst = err instanceof Retry ? err.keyFirst : undefined;
       if (attempt >= MAX_ATTEMPTS) {
         throw new DexError("ABORTED", `${what} kept conflicting with concurrent changes to the run; retry the call`, {
@@ -208,8 +208,11 @@ export async function sendEventWithStart(
     if (open) {
       runId = open.id;
     } else {
-      const outcome = await insertRunOrThrow(tx, newRun(engine, request));
+      const outcome = await insertRun(tx, newRun(request));
       switch (outcome.outcome) {
+        case "open_run_exists":
+          // Another start won since findOpenRun read: start over and deliver to that run.
+          throw new Retry();
         case "started":
           runId = outcome.runId;
           started = true;

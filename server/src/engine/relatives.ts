@@ -55,7 +55,6 @@ export async function startChildren(
   if (children.length === 0) return;
   const rows = children.map((child) =>
     newRun(
-      engine,
       {
         workflowName: child.workflowName,
         instanceId: child.instanceId,
@@ -121,7 +120,6 @@ export async function startContinuedRun(
   labels: Record<string, string>,
 ): Promise<void> {
   const row = newRun(
-    engine,
     {
       workflowName: next.workflowName,
       instanceId: old.instanceId,

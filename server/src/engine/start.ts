@@ -51,7 +51,6 @@ const MAX_START_ATTEMPTS = 3;
  * `_engine` is unused since the wake-up left the statement; it goes with its callers' argument.
  */
 export function newRun(
-  _engine: Engine,
   request: Omit<StartRequest, "conflictPolicy">,
   extra: {
     runId?: string;
@@ -101,7 +100,7 @@ export function newRun(
 export async function startWorkflow(engine: Engine, request: StartRequest): Promise<StartResult> {
   if (request.concurrencyKey === null) {
     // The batch woke the queues and logged the starts; its other answers are insertRun's.
-    const batched = await submitStart(engine, newRun(engine, request));
+    const batched = await submitStart(engine, newRun(request));
     if (batched.outcome === "started") return { runId: batched.runId, started: true };
     if (batched.outcome !== "alone") return answer(request, batched);
   }
@@ -111,7 +110,7 @@ export async function startWorkflow(engine: Engine, request: StartRequest): Prom
 /** One start on its own: insertRun (or a keyed run's transaction), with open-run conflicts resolved. */
 async function startWorkflowAlone(engine: Engine, request: StartRequest): Promise<StartResult> {
   for (let attempt = 1; ; attempt++) {
-    const run = newRun(engine, request);
+    const run = newRun(request);
     const runId = run.id;
     const outcome = run.concurrencyKey === null ? await insertRun(engine.sql, run) : await insertKeyedRun(engine, run);
     switch (outcome.outcome) {

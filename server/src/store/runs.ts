@@ -202,29 +202,6 @@ export async function insertRun(sql: Queryable, run: NewRun): Promise<InsertRunO
   return outcome!;
 }
 
-/**
- * For a transaction that starts over as a whole when it meets an open run
- * (SendEventWithStart): `open_run_exists` is thrown (see isOpenRunConflict),
- * so the caller's retry reads the winner in a fresh transaction.
- */
-export async function insertRunOrThrow(sql: Queryable, run: NewRun): Promise<Exclude<InsertRunOutcome, { outcome: "open_run_exists" }>> {
-  const outcome = await insertRun(sql, run);
-  if (outcome.outcome === "open_run_exists") throw new OpenRunConflict(run.instanceId);
-  return outcome;
-}
-
-class OpenRunConflict extends Error {
-  constructor(instanceId: string) {
-    super(`instance id "${instanceId}" has an open run`);
-    this.name = "OpenRunConflict";
-  }
-}
-
-/** The open-run conflict insertRunOrThrow throws. */
-export function isOpenRunConflict(err: unknown): boolean {
-  return err instanceof OpenRunConflict;
-}
-
 interface StartRow {
   ord: number;
   started: boolean;
