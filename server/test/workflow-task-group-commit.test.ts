@@ -290,3 +290,117 @@ describe("workflow task completions share transactions", () => {
     expect(after.sum - before.sum).toBe(1);
   });
 });
+
+/**
+ * The batch's lock statement (store/completion.ts lockRunsAndTasks + deleteTakenTasks) and the one-by-one
+ * path's (lockRunAndTakeTask) are two SQL forms of one fence; the writes after them are one function
+ * (writeCompletion). Differential: each case runs on two runs set up alike, one completed alone, the other
+ * inside a batch, and both must give the same answer and leave the same rows.
+ */
+describe("workflow task completion, alone and in a batch (differential)", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ metricsPort: 0, limits: { maxHistoryEvents: HISTORY_LIMIT } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  /** What a completion can write, without ids and times. */
+  async function snapshot(runId: string) {
+    const events = await h.sql`select sequence, kind, dedup_key from dex.history_events where run_id = ${runId} order by sequence`;
+    const run = await h.sql`
+      select status, history_length, sticky_worker_id is not null as sticky, custom_status, labels, result is not null as has_result
+      from dex.runs where id = ${runId}`;
+    const task = await h.sql`select attempt, leased_until is not null as leased from dex.workflow_tasks where run_id = ${runId}`;
+    const activities = await h.sql`select seq, attempt, leased_until is not null as leased from dex.activity_tasks where run_id = ${runId} order by seq`;
+    const timers = await h.sql`select seq, kind from dex.timers where run_id = ${runId} order by seq`;
+    const inbox = await h.sql`select kind, dedup_key from dex.inbox where run_id = ${runId} order by id`;
+    return JSON.parse(JSON.stringify({ events, run, task, activities, timers, inbox })) as unknown;
+  }
+
+  interface Case {
+    name: string;
+    /** Brings a started run (its first task claimed, `token`) to the case's state; returns the token to complete with. */
+    prepare?(run: { runId: string; token: Uint8Array }): Promise<Uint8Array>;
+    commands: Commands;
+    expected: string;
+  }
+
+  const cases: Case[] = [
+    { name: "schedules activities", commands: [scheduleActivity(1, "a"), scheduleActivity(2, "b")], expected: "OK" },
+    {
+      name: "starts a timer, sets status and labels",
+      commands: [
+        { command: { case: "startTimer", value: { seq: 1, duration: { seconds: 3600n, nanos: 0 } } } },
+        { command: { case: "setCustomStatus", value: { customStatus: "waiting" } } },
+        { command: { case: "upsertLabels", value: { labels: { stage: "two" } } } },
+      ],
+      expected: "OK",
+    },
+    { name: "completes the run", commands: [completeRun("done")], expected: "OK" },
+    { name: "invalid commands (a seq twice)", commands: [scheduleActivity(1, "a"), scheduleActivity(1, "b")], expected: "INVALID_ARGUMENT" },
+    {
+      name: "past the history limit",
+      commands: Array.from({ length: HISTORY_LIMIT }, (_, i) => scheduleActivity(i + 1, "a")),
+      expected: "FAILED_PRECONDITION",
+    },
+    {
+      name: "ends the run while an event waits unseen",
+      async prepare({ runId, token }) {
+        await h.client.sendEvent({ run: byRunId(runId), eventId: "late", payload: json("late") });
+        return token;
+      },
+      commands: [completeRun("done")],
+      expected: "ABORTED",
+    },
+    {
+      name: "a stale token (its task completed, the next one leased)",
+      async prepare({ runId, token }) {
+        await h.worker.completeWorkflowTask({ taskToken: token, commands: [scheduleActivity(1, "a")] });
+        const activity = await pollActivityOf(h, runId, 1);
+        await h.worker.completeActivityTask({ taskToken: activity.taskToken, result: json(1) });
+        await pollWorkflowTaskOf(h, runId);
+        return token;
+      },
+      commands: [completeRun("stale")],
+      expected: "NOT_FOUND",
+    },
+    {
+      name: "the run was terminated meanwhile",
+      async prepare({ runId, token }) {
+        await h.client.terminateRun({ run: byRunId(runId), reason: "test" });
+        return token;
+      },
+      commands: [scheduleActivity(1, "a")],
+      expected: "NOT_FOUND",
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.name, async () => {
+      // Every run is started (its first task claimed) before any completion: a poll for a later run
+      // would claim a task a refused completion handed back, and the two snapshots would differ by that.
+      const [alone, batched, blocker, filler] = [await startRun(h), await startRun(h), await startRun(h), await startRun(h)];
+      const aloneToken = c.prepare ? await c.prepare(alone) : alone.token;
+      const batchedToken = c.prepare ? await c.prepare(batched) : batched.token;
+      const before = await groupCommitStats(h, OP);
+      const aloneCode = await code(h.worker.completeWorkflowTask({ taskToken: aloneToken, commands: c.commands }));
+      // A batch of one is the one-by-one path itself: a second completion (the filler) makes it a batch.
+      const [, batchedCode, fillerCode] = await inOneBatch(h, blocker, [
+        () => h.worker.completeWorkflowTask({ taskToken: batchedToken, commands: c.commands }),
+        () => h.worker.completeWorkflowTask({ taskToken: filler.token, commands: [scheduleActivity(1, "a")] }),
+      ]);
+      expect(aloneCode, "alone").toBe(c.expected);
+      expect(batchedCode, "in a batch").toBe(c.expected);
+      expect(fillerCode, "the filler").toBe("OK");
+      expect(await snapshot(batched.runId)).toEqual(await snapshot(alone.runId));
+      // Group commits written: the lone completion (if accepted), the blocker, then the batch of the
+      // filler and (if accepted) the case's completion.
+      const ok = c.expected === "OK" ? 1 : 0;
+      const after = await groupCommitStats(h, OP);
+      expect(after.count - before.count).toBe(ok + 2);
+      expect(after.sum - before.sum).toBe(ok + 1 + 1 + ok);
+    });
+  }
+});
