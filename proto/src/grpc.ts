@@ -113,7 +113,12 @@ export function grpcService<S extends GenService<GenServiceMethods>>(
     };
     const unary: grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> = (call, callback) => {
       const abort = new AbortController();
-      const onCancel = () => abort.abort(new DexError("CANCELLED", "call cancelled"));
+      // grpc-js may report a call cancelled after its answer went out; a DexError (a stack trace)
+      // per answered call cost about 1% of the server's CPU in the throughput run, for nothing.
+      let answered = false;
+      const onCancel = () => {
+        if (!answered) abort.abort(new DexError("CANCELLED", "call cancelled"));
+      };
       call.once("cancelled", onCancel);
       hooks.shutdownSignal?.addEventListener("abort", onCancel, { once: true });
       const deadline = call.getDeadline();
@@ -131,14 +136,21 @@ export function grpcService<S extends GenService<GenServiceMethods>>(
           return handler(call.request as never, context);
         })
         .then(
-          (response) => callback(null, create(method.output, response as never)),
+          (response) => {
+            answered = true;
+            callback(null, create(method.output, response as never));
+          },
           (err: unknown) => {
+            answered = true;
             const dexError = err instanceof DexError ? err : DexError.from(err, "INTERNAL");
             if (!(err instanceof DexError)) hooks.onInternalError?.(err, method.name);
             callback({ code: Code[dexError.code], details: dexError.message } as grpc.ServiceError);
           },
         )
-        .finally(() => hooks.shutdownSignal?.removeEventListener("abort", onCancel));
+        .finally(() => {
+          call.removeListener("cancelled", onCancel);
+          hooks.shutdownSignal?.removeEventListener("abort", onCancel);
+        });
     };
     implementation[method.localName] = unary;
   }
