@@ -95,8 +95,9 @@ describe("ReportActivityTasks", () => {
       Code.OK,
     ]);
     expect(results[3]!.message).toMatch(/task not found/);
-    expect(results[7]!.message).toMatch(/^items\[7\]\.complete: task_token is not a token this server issued/);
-    expect(results[8]!.message).toMatch(/^items\[8\]\.complete\.result/);
+    // Word for word the unary call's message: the item's own fields, no batch path.
+    expect(results[7]!.message).toMatch(/^task_token is not a token this server issued/);
+    expect(results[8]!.message).toMatch(/^result is \d+ bytes, more than the limit/);
     // The fail items say what FailActivityTask would: final (c), retried (f).
     expect(results[2]!.fail?.willRetry).toBe(false);
     expect(results[9]!.fail?.willRetry).toBe(true);

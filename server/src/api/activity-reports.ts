@@ -59,7 +59,7 @@ export function reportActivityTasksHandler(engine: Engine) {
     const work: Array<{ index: number; run: Work; token: string }> = [];
     items.forEach((item, index) => {
       try {
-        const run = prepare(engine, item, index);
+        const run = prepare(engine, item);
         if (limit) {
           const refused = refuseItemQueue(limit, run.queue, context, engine.logger);
           if (refused) throw refused;
@@ -83,18 +83,17 @@ function tokenOf(item: ActivityTaskReport): Uint8Array {
   return item.outcome.value!.taskToken;
 }
 
-/** Checks an item as its unary call would and returns the work that records it. Throws that call's error. */
-function prepare(engine: Engine, item: ActivityTaskReport, index: number): { queue: string; work: Work } {
+/**
+ * Checks an item as its unary call would and returns the work that records it. Throws that call's
+ * error, word for word: the fields it names are the item's own (`result`, `failure`), as in the
+ * unary request, since the answer is the item's (results are positional). An SDK shows the message
+ * to whoever wrote the activity, who never saw the batch.
+ */
+function prepare(engine: Engine, item: ActivityTaskReport): { queue: string; work: Work } {
   const outcome = item.outcome;
-  const field = `items[${index}].${outcome.case}`;
-  let ref: ActivityTaskRef;
-  try {
-    ref = decodeActivityTaskToken(outcome.value!.taskToken);
-  } catch (err) {
-    throw prefixed(err, field);
-  }
+  const ref: ActivityTaskRef = decodeActivityTaskToken(outcome.value!.taskToken);
   if (outcome.case === "complete") {
-    const result = payloadField(`${field}.result`, outcome.value.result, engine.limits);
+    const result = payloadField("result", outcome.value.result, engine.limits);
     return {
       queue: ref.queue,
       work: async () => {
@@ -105,9 +104,9 @@ function prepare(engine: Engine, item: ActivityTaskReport, index: number): { que
     };
   }
   const request = outcome.value!;
-  if (!request.failure) throw invalid(`${field}.failure is required: say what went wrong (at least failure.message)`);
-  const failure = failureField(`${field}.failure`, request.failure, engine.limits)!;
-  const delayMs = durationField(`${field}.next_retry_delay`, request.nextRetryDelay, { allowZero: true });
+  if (!request.failure) throw invalid("failure is required: say what went wrong (at least failure.message)");
+  const failure = failureField("failure", request.failure, engine.limits)!;
+  const delayMs = durationField("next_retry_delay", request.nextRetryDelay, { allowZero: true });
   return {
     queue: ref.queue,
     work: async () => {
@@ -119,10 +118,6 @@ function prepare(engine: Engine, item: ActivityTaskReport, index: number): { que
       };
     },
   };
-}
-
-function prefixed(err: unknown, field: string): unknown {
-  return err instanceof DexError ? new DexError(err.code, `${field}: ${err.message}`, { cause: err }) : err;
 }
 
 /** An item's error as its unary call would answer it (api/common.ts guarded): unexpected errors are INTERNAL with a logged id. */

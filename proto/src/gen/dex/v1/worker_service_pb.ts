@@ -813,7 +813,9 @@ export type ActivityTaskReportResult = Message<"dex.v1.ActivityTaskReportResult"
   code: number;
 
   /**
-   * Why, when `code` is not 0; empty otherwise.
+   * Why, when `code` is not 0; empty otherwise. Word for word what the unary
+   * call with this item would answer: fields are named as in that call's
+   * request (`result`, `failure`, `task_token`), not by their path in the batch.
    *
    * @generated from field: string message = 2;
    */
