@@ -13,7 +13,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromBinary } from "@bufbuild/protobuf";
-import type postgres from "postgres";
 import { DexError, FailureSchema, HistoryEventSchema, type HistoryEvent } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import { cancelActivities } from "../src/store/lifecycle.js";
@@ -21,6 +20,7 @@ import {
   byRunId,
   fromJson,
   groupCommitStats,
+  holdRunLock,
   json,
   pollActivityOf,
   pollWorkflowTaskOf,
@@ -221,29 +221,6 @@ async function runWithActivity(h: Harness, schedule: Record<string, unknown> = {
   return { runId, token: task.taskToken };
 }
 
-/** Holds the run's row lock in a transaction of the test, as a completing workflow task does. */
-async function holdRun(h: Harness, runId: string) {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => (locked = r));
-  let inside: ((tx: postgres.TransactionSql) => Promise<unknown>) | undefined;
-  const holder = h.sql.begin(async (tx) => {
-    await tx`select 1 from dex.runs where id = ${runId} for no key update`;
-    locked();
-    await released;
-    if (inside) await inside(tx);
-  });
-  await Promise.race([isLocked, holder]);
-  return {
-    /** Releases the lock, after running `beforeCommit` in the holding transaction. */
-    async release(beforeCommit?: typeof inside) {
-      inside = beforeCommit;
-      release();
-      await holder;
-    },
-  };
-}
 
 async function runShape(h: Harness, c: Case, shape: Shape): Promise<Observation> {
   const { runId, token } = await runWithActivity(h, c.schedule);
@@ -267,7 +244,7 @@ async function runShape(h: Harness, c: Case, shape: Shape): Promise<Observation>
     expect(after.sum - before.sum).toBe(written);
     expect(after.count - before.count).toBeLessThan(written);
   } else {
-    const lock = await holdRun(h, runId);
+    const lock = await holdRunLock(h, runId);
     let answered = 0;
     const pending = Promise.all(calls.map((call) => call().finally(() => answered++)));
     try {
@@ -304,7 +281,7 @@ describe("one activity outcome write: alone, in a batch, and with its run busy, 
 
   it("a cancellation that lands between a failure's retry decision and its write makes the failure final", async () => {
     const { runId, token } = await runWithActivity(h, policy(3));
-    const lock = await holdRun(h, runId);
+    const lock = await holdRunLock(h, runId);
     // The failure reads the task (no cancellation: retry), then waits for the run's lock ...
     const pending = answer(h.worker.failActivityTask({ taskToken: token, failure: { message: "boom", type: "Boom" } }));
     await waitFor(async () => (await serverLockWaiters(h)) >= 1, { message: "the failure to wait for the run" });

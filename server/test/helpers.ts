@@ -278,25 +278,39 @@ export async function serverLockWaiters(h: Harness): Promise<number> {
   return row!.n;
 }
 
+/** A row lock a test holds in a transaction of its own: released (and committed) by release(). */
+export interface HeldLock {
+  /** Releases the lock, after running `beforeCommit` in the holding transaction. */
+  release(beforeCommit?: (tx: postgres.TransactionSql) => Promise<unknown>): Promise<void>;
+}
+
 /**
- * Holds a run's row lock (FOR NO KEY UPDATE, as the engine's writers take it) in a transaction
- * of the test's own until release() is called; resolves once the lock is held.
+ * Runs `lock` (a locking select) in a transaction of the test's own and keeps that transaction
+ * open until release(); resolves once the lock is held.
  */
-export async function holdRunLock(h: Harness, runId: string): Promise<{ release(): Promise<void> }> {
+export async function holdLock(h: Harness, lock: (tx: postgres.TransactionSql) => Promise<unknown>): Promise<HeldLock> {
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
   let locked!: () => void;
   const isLocked = new Promise<void>((r) => (locked = r));
+  let beforeCommit: ((tx: postgres.TransactionSql) => Promise<unknown>) | undefined;
   const holder = h.sql.begin(async (tx) => {
-    await tx`select 1 from dex.runs where id = ${runId} for no key update`;
+    await lock(tx);
     locked();
     await released;
+    if (beforeCommit) await beforeCommit(tx);
   });
   await Promise.race([isLocked, holder]);
   return {
-    async release() {
+    async release(inside) {
+      beforeCommit = inside;
       release();
       await holder;
     },
   };
+}
+
+/** Holds a run's row lock (FOR NO KEY UPDATE, as the engine's writers take it); see holdLock. */
+export function holdRunLock(h: Harness, runId: string): Promise<HeldLock> {
+  return holdLock(h, (tx) => tx`select 1 from dex.runs where id = ${runId} for no key update`);
 }

@@ -16,6 +16,7 @@ import {
   byRunId,
   completeRun,
   groupCommitStats,
+  holdLock,
   holdRunLock,
   json,
   pollActivityOf,
@@ -25,6 +26,7 @@ import {
   startHarness,
   uniqueId,
   type Harness,
+  type HeldLock,
 } from "./helpers.js";
 
 const OP = "workflow_task_completion";
@@ -62,23 +64,8 @@ async function taskLease(h: Harness, runId: string): Promise<string | undefined>
 }
 
 /** Holds the run's workflow task row (FOR NO KEY UPDATE) in a transaction of the test's own until release(). */
-async function holdTaskRowLock(h: Harness, runId: string): Promise<{ release(): Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => (locked = r));
-  const holder = h.sql.begin(async (tx) => {
-    await tx`select 1 from dex.workflow_tasks where run_id = ${runId} for no key update`;
-    locked();
-    await released;
-  });
-  await Promise.race([isLocked, holder]);
-  return {
-    async release() {
-      release();
-      await holder;
-    },
-  };
+function holdTaskRowLock(h: Harness, runId: string): Promise<HeldLock> {
+  return holdLock(h, (tx) => tx`select 1 from dex.workflow_tasks where run_id = ${runId} for no key update`);
 }
 
 /**
@@ -90,7 +77,7 @@ async function inOneBatch(
   h: Harness,
   blocker: { runId: string; token: Uint8Array },
   calls: Array<() => Promise<unknown>>,
-  release: (held: { release(): Promise<void> }) => Promise<void> = (held) => held.release(),
+  release: (held: HeldLock) => Promise<void> = (held) => held.release(),
 ): Promise<string[]> {
   const held = await holdTaskRowLock(h, blocker.runId);
   const first = code(h.worker.completeWorkflowTask({ taskToken: blocker.token, commands: [scheduleActivity(1, "a")] }));
