@@ -13,7 +13,6 @@
  * its NOT_FOUND, a database outage its UNAVAILABLE (the worker sends it again).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   Code,
   DexError,
@@ -24,14 +23,11 @@ import {
   type ReportActivityTasksResponseSchema,
 } from "@dex/proto";
 import { randomBytes } from "node:crypto";
-import { completeActivityTask, failActivityTask } from "../engine/activity-tasks.js";
 import type { Engine } from "../engine/context.js";
-import { QueueType, type ActivityTaskRef } from "../engine/model.js";
-import { taskLeaseEnded } from "../engine/task-queues.js";
-import { durationField, failureField, invalid, payloadField } from "../engine/validation.js";
+import { invalid } from "../engine/validation.js";
+import { checkCompletion, checkFailure } from "./activity-outcomes.js";
 import { itemQueueLimit, refuseItemQueue } from "./auth.js";
 import { normaliseError } from "./common.js";
-import { decodeActivityTaskToken } from "./task-token.js";
 
 /** Most items one call may carry (the proto's documented limit). */
 export const MAX_REPORT_ITEMS = 500;
@@ -84,40 +80,19 @@ function tokenOf(item: ActivityTaskReport): Uint8Array {
 }
 
 /**
- * Checks an item as its unary call would and returns the work that records it. Throws that call's
- * error, word for word: the fields it names are the item's own (`result`, `failure`), as in the
- * unary request, since the answer is the item's (results are positional). An SDK shows the message
- * to whoever wrote the activity, who never saw the batch.
+ * Checks an item as its unary call does (api/activity-outcomes.ts) and returns the work that records
+ * it. Throws that call's error, word for word: the fields it names are the item's own, as in the unary
+ * request, since the answer is the item's (results are positional); an SDK shows the message to
+ * whoever wrote the activity, who never saw the batch.
  */
 function prepare(engine: Engine, item: ActivityTaskReport): { queue: string; work: Work } {
   const outcome = item.outcome;
-  const ref: ActivityTaskRef = decodeActivityTaskToken(outcome.value!.taskToken);
   if (outcome.case === "complete") {
-    const result = payloadField("result", outcome.value.result, engine.limits);
-    return {
-      queue: ref.queue,
-      work: async () => {
-        await completeActivityTask(engine, ref, result);
-        taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
-        return { code: Code.OK };
-      },
-    };
+    const checked = checkCompletion(engine, outcome.value);
+    return { queue: checked.queue, work: async () => (await checked.record(), { code: Code.OK }) };
   }
-  const request = outcome.value!;
-  if (!request.failure) throw invalid("failure is required: say what went wrong (at least failure.message)");
-  const failure = failureField("failure", request.failure, engine.limits)!;
-  const delayMs = durationField("next_retry_delay", request.nextRetryDelay, { allowZero: true });
-  return {
-    queue: ref.queue,
-    work: async () => {
-      const answer = await failActivityTask(engine, ref, failure, delayMs);
-      taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
-      return {
-        code: Code.OK,
-        fail: answer.willRetry ? { willRetry: true, nextAttemptTime: timestampFromDate(answer.nextAttemptAt) } : { willRetry: false },
-      };
-    },
-  };
+  const checked = checkFailure(engine, outcome.value!);
+  return { queue: checked.queue, work: async () => ({ code: Code.OK, fail: await checked.record() }) };
 }
 
 /** An item's error as its unary call would answer it (api/common.ts guarded): unexpected errors are INTERNAL with a logged id. */

@@ -6,14 +6,11 @@ import {
   WorkflowTaskFailedCause,
   type ActivityTaskSchema,
   type CompleteWorkflowTaskRequest_EagerActivitySlots,
-  type Failure,
   type ServiceHandlers,
 } from "@dex/proto";
 import type { EagerOffer } from "../engine/eager-activities.js";
 import {
   activityOptions,
-  completeActivityTask,
-  failActivityTask,
   heartbeatActivityTask,
   pollActivityTasks,
   type PolledActivityTask,
@@ -22,29 +19,23 @@ import type { Engine } from "../engine/context.js";
 import { decodePayload } from "../engine/events.js";
 import { QueueType } from "../engine/model.js";
 import { requireQueue, taskLeaseEnded } from "../engine/task-queues.js";
-import type { Limits } from "../engine/limits.js";
 import {
-  durationField,
   enumField,
-  failureField,
   intInRange,
   invalid,
   payloadField,
   queueName,
+  requireFailure,
   requireString,
 } from "../engine/validation.js";
 import { completeWorkflowTaskGrouped } from "../engine/workflow-task-completions.js";
 import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
+import { checkCompletion, checkFailure } from "./activity-outcomes.js";
 import { reportActivityTasksHandler } from "./activity-reports.js";
 import { pollDeadline } from "./common.js";
 import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskToken, encodeWorkflowTaskToken } from "./task-token.js";
 
 const KNOWN_CAUSES = Object.values(WorkflowTaskFailedCause).filter((v): v is number => typeof v === "number");
-
-function requireFailure(failure: Failure | undefined, limits: Limits): Failure {
-  if (!failure) throw invalid("failure is required: say what went wrong (at least failure.message)");
-  return failureField("failure", failure, limits)!;
-}
 
 export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerService> {
   return {
@@ -99,23 +90,9 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
       return { tasks: tasks.map(activityTask) };
     },
 
-    async completeActivityTask(req) {
-      const ref = decodeActivityTaskToken(req.taskToken);
-      await completeActivityTask(engine, ref, payloadField("result", req.result, engine.limits));
-      taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
-      return {};
-    },
+    completeActivityTask: (req) => checkCompletion(engine, req).record(),
 
-    async failActivityTask(req) {
-      const ref = decodeActivityTaskToken(req.taskToken);
-      const failure = requireFailure(req.failure, engine.limits);
-      const delayMs = durationField("next_retry_delay", req.nextRetryDelay, { allowZero: true });
-      const outcome = await failActivityTask(engine, ref, failure, delayMs);
-      taskLeaseEnded(engine, QueueType.ACTIVITY, ref.queue);
-      return outcome.willRetry
-        ? { willRetry: true, nextAttemptTime: timestampFromDate(outcome.nextAttemptAt) }
-        : { willRetry: false };
-    },
+    failActivityTask: (req) => checkFailure(engine, req).record(),
 
     async heartbeatActivityTask(req) {
       const ref = decodeActivityTaskToken(req.taskToken);

@@ -179,6 +179,12 @@ export function failureField(field: string, failure: Failure | undefined, limits
   return failure;
 }
 
+/** A `failure` field that must be set (FailActivityTask, FailWorkflowTask), checked as failureField. */
+export function requireFailure(failure: Failure | undefined, limits: Limits): Failure {
+  if (!failure) throw invalid("failure is required: say what went wrong (at least failure.message)");
+  return failureField("failure", failure, limits)!;
+}
+
 /** A caller's value inside a message: cut short, quoted, control characters escaped. */
 export function quote(value: string): string {
   return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
