@@ -46,16 +46,8 @@ import { DexError, type Command } from "@dex/proto";
 import { cancelActivities, usedSeqs } from "../store/lifecycle.js";
 import { isUniqueViolation } from "../store/errors.js";
 import { appendBlock } from "../store/history.js";
-import {
-  finishWorkflowTask,
-  hasUnseenInputs,
-  insertActivityTasks,
-  insertInboxEvents,
-  lockRunAndTakeTask,
-  type EagerOffer,
-  type LockedRun,
-  type TakenWorkflowTask,
-} from "../store/completion.js";
+import { finishWorkflowTask, insertActivityTasks, insertInboxEvents, type EagerOffer } from "../store/completion.js";
+import { hasUnseenInputs, lockRunAndTakeTask, type LockedRun, type TakenWorkflowTask } from "../store/completion-locks.js";
 import { deleteTimers, insertTimers } from "../store/timers.js";
 import type { TransactionSql } from "../store/db.js";
 import { endsRun, planCommands, type CommandPlan, type PlannedActivity } from "./commands.js";

@@ -23,7 +23,7 @@
 import { create } from "@bufbuild/protobuf";
 import { DexError, FailureKind, FailureSchema, type Payload } from "@dex/proto";
 import { cancelWaitingRun, lockConcurrencyKey, waitingFor } from "../store/concurrency-keys.js";
-import { lockRun, type LockedRun } from "../store/completion.js";
+import { lockRun, type LockedRun } from "../store/completion-locks.js";
 import type { TransactionSql } from "../store/db.js";
 import {
   hasEvent,

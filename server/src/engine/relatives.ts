@@ -8,7 +8,7 @@
 import { create } from "@bufbuild/protobuf";
 import { FailureKind, FailureSchema, RunStatus as ProtoRunStatus, type Failure, type Payload } from "@dex/proto";
 import { insertInboxEvent } from "../store/activity-tasks.js";
-import type { LockedRun } from "../store/completion.js";
+import type { LockedRun } from "../store/completion-locks.js";
 import type { TransactionSql } from "../store/db.js";
 import {
   inheritCancelRequest,

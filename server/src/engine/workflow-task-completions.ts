@@ -6,7 +6,7 @@
  *
  * A batch is ONE transaction that runs the per-completion bodies of
  * engine/completion.ts together: one BEGIN, one lock statement for the whole
- * batch (store/completion.ts lockRunsAndTasks: runs SKIP LOCKED in id order,
+ * batch (store/completion-locks.ts lockRunsAndTasks: runs SKIP LOCKED in id order,
  * then the fenced task rows), one unseen-inputs read for the ending ones
  * (runsWithUnseenInputs), each completion's checks (prepareCompletion:
  * nothing written yet), then one pipeline of every accepted completion's
@@ -39,7 +39,7 @@
  * it would stall every completion queued behind it.
  */
 import { DexError, type Command } from "@dex/proto";
-import { deleteTakenTasks, lockRunsAndTasks, runsWithUnseenInputs } from "../store/completion.js";
+import { deleteTakenTasks, lockRunsAndTasks, runsWithUnseenInputs } from "../store/completion-locks.js";
 import { endsRun } from "./commands.js";
 import {
   abortForUnseenInputs,
