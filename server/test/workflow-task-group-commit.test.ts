@@ -6,12 +6,12 @@
  * To form a batch on purpose, a "blocker" completion is sent first while the test holds its workflow
  * task's row lock: the blocker is the batch in flight (a batch of one skips a busy run row but waits for
  * a task row, whose real holders - claims, failures - are short), and what is sent then waits for the
- * next batch (completionsWaitingForBatch says when all of it arrived).
+ * next batch (waitingForBatch says when all of it arrived).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DexError } from "@dex/proto";
 import { waitFor } from "@dex/testing";
-import { completionsWaitingForBatch } from "../src/engine/workflow-task-completions.js";
+import { waitingForBatch } from "../src/engine/group-commit.js";
 import {
   byRunId,
   completeRun,
@@ -82,9 +82,9 @@ async function inOneBatch(
   const held = await holdTaskRowLock(h, blocker.runId);
   const first = code(h.worker.completeWorkflowTask({ taskToken: blocker.token, commands: [scheduleActivity(1, "a")] }));
   await waitFor(async () => (await serverLockWaiters(h)) >= 1, { message: "the blocker's completion waits for its task row" });
-  const waitingBefore = completionsWaitingForBatch();
+  const waitingBefore = waitingForBatch(OP);
   const rest = calls.map((call) => code(call()));
-  await waitFor(() => completionsWaitingForBatch() >= waitingBefore + calls.length, { message: "every completion waits for the next batch" });
+  await waitFor(() => waitingForBatch(OP) >= waitingBefore + calls.length, { message: "every completion waits for the next batch" });
   await release(held);
   return Promise.all([first, ...rest]);
 }

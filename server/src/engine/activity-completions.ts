@@ -56,6 +56,7 @@ const committerOf = perEngine(
     new GroupCommit<ActivityOutcome, ActivityOutcomeAnswer>((items) => writeBatch(engine, items), {
       maxBatch: MAX_BATCH,
       maxInFlight: MAX_IN_FLIGHT,
+      operation: "activity_completion",
     }),
 );
 

@@ -8,6 +8,17 @@
  */
 export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown };
 
+/** Requests submitted and not yet taken by a batch, per operation, across this process's engines. */
+const waitingByOperation = new Map<string, number>();
+
+/**
+ * How many requests of `operation` wait for the next batch in this process. Tests read it to form
+ * a batch on purpose (the batch in flight held up, the rest sent, then released).
+ */
+export function waitingForBatch(operation: string): number {
+  return waitingByOperation.get(operation) ?? 0;
+}
+
 export class GroupCommit<I, R> {
   private queued: Array<{ item: I; resolve: (value: R) => void; reject: (error: unknown) => void }> = [];
   private inFlight = 0;
@@ -17,17 +28,24 @@ export class GroupCommit<I, R> {
    * @param write settles every item of a batch (same length and order); a throw rejects them all.
    * @param options.maxBatch the most items one batch takes; the rest wait for the next.
    * @param options.maxInFlight how many batches may be written at once.
+   * @param options.operation names the requests in waitingForBatch.
    */
   constructor(
     private readonly write: (items: I[]) => Promise<Settled<R>[]>,
-    private readonly options: { maxBatch: number; maxInFlight: number },
+    private readonly options: { maxBatch: number; maxInFlight: number; operation: string },
   ) {}
 
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.queued.push({ item, resolve, reject });
+      this.countWaiting(1);
       this.schedule();
     });
+  }
+
+  private countWaiting(change: number): void {
+    const { operation } = this.options;
+    waitingByOperation.set(operation, (waitingByOperation.get(operation) ?? 0) + change);
   }
 
   private schedule(): void {
@@ -42,6 +60,7 @@ export class GroupCommit<I, R> {
   private flush(): void {
     if (this.inFlight >= this.options.maxInFlight || this.queued.length === 0) return;
     const batch = this.queued.splice(0, this.options.maxBatch);
+    this.countWaiting(-batch.length);
     this.inFlight++;
     this.write(batch.map((entry) => entry.item))
       .then(

@@ -32,7 +32,7 @@ const notifierOf = perEngine(
         await sendWakeups(engine.dispatchSql ?? engine.sql, batches.flat());
         return batches.map(() => ({ ok: true as const, value: undefined }));
       },
-      { maxBatch: 1_000, maxInFlight: 1 },
+      { maxBatch: 1_000, maxInFlight: 1, operation: "wakeup" },
     ),
 );
 

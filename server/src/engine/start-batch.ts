@@ -37,7 +37,11 @@ const MAX_IN_FLIGHT = 2;
 
 const committerOf = perEngine(
   (engine: Engine) =>
-    new GroupCommit<NewRun, StartBatchOutcome>((items) => writeBatch(engine, items), { maxBatch: MAX_BATCH, maxInFlight: MAX_IN_FLIGHT }),
+    new GroupCommit<NewRun, StartBatchOutcome>((items) => writeBatch(engine, items), {
+      maxBatch: MAX_BATCH,
+      maxInFlight: MAX_IN_FLIGHT,
+      operation: "start_workflow",
+    }),
 );
 
 /** Submits a plain start (no concurrency key, no parent) to this engine's group commit. */

@@ -85,15 +85,9 @@ const committerOf = perEngine(
     new GroupCommit<WorkflowTaskCompletion, BatchOutcome>((items) => writeBatch(engine, items), {
       maxBatch: MAX_BATCH,
       maxInFlight: MAX_IN_FLIGHT,
+      operation: "workflow_task_completion",
     }),
 );
-
-/** Completions submitted and not yet taken by a batch, in this process (tests wait on it to form a batch). */
-let waiting = 0;
-
-export function completionsWaitingForBatch(): number {
-  return waiting;
-}
 
 /**
  * CompleteWorkflowTask: through this engine's group commit, or the one-by-one
@@ -106,7 +100,6 @@ export async function completeWorkflowTaskGrouped(
   eager: readonly EagerOffer[] = [],
 ): Promise<Answer> {
   if (commands.some((c) => ALONE_COMMANDS.has(c.command.case))) return completeWorkflowTask(engine, ref, commands, { eager });
-  waiting++;
   const outcome = await committerOf(engine).submit({ ref, commands, eager });
   if ("answer" in outcome) {
     if (outcome.answer.ok) return outcome.answer.value;
@@ -117,7 +110,6 @@ export async function completeWorkflowTaskGrouped(
 }
 
 async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Promise<Settled<BatchOutcome>[]> {
-  waiting -= items.length;
   if (items.length === 1) {
     // Alone, but without waiting for a run row: a busy run would stall every completion queued behind it.
     const { ref, commands, eager } = items[0]!;
