@@ -63,15 +63,20 @@ export async function startBenchPostgres(keep: boolean, log: (line: string) => v
     log(`pg_stat_statements unavailable (${(err as Error).message}); queries/s falls back to transactions/s from pg_stat_database`);
   }
   const running = pg;
+  // BENCH_PG_SOCKET=1: every system (dex and DBOS alike) reaches Postgres over its Unix socket instead of TCP
+  // on localhost, for the A/B in docs/performance.md. Both drivers read `?host=/dir` as the socket directory.
+  const socketDir = process.env.BENCH_PG_SOCKET === "1" ? await unixSocketDirectory(admin) : undefined;
+  const urlFor = (db: string): string => (socketDir ? overSocket(running.urlFor(db), socketDir) : running.urlFor(db));
+  if (socketDir) log(`Postgres over its Unix socket in ${socketDir} (BENCH_PG_SOCKET=1)`);
   return {
-    url: running.url,
-    urlFor: (db) => running.urlFor(db),
+    url: socketDir ? overSocket(running.url, socketDir) : running.url,
+    urlFor,
     queryCounter,
     admin,
     postmasterPid: () => Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]),
     async createDatabase(name, template) {
       await admin.unsafe(`create database ${name}${template ? ` template ${template}` : ""}`);
-      return running.urlFor(name);
+      return urlFor(name);
     },
     async dropDatabase(name) {
       await admin.unsafe(`drop database if exists ${name} with (force)`);
@@ -105,6 +110,20 @@ export async function startBenchPostgres(keep: boolean, log: (line: string) => v
       else log(`Postgres data kept in ${dataDir}`);
     },
   };
+}
+
+async function unixSocketDirectory(admin: postgres.Sql): Promise<string> {
+  const [row] = await admin<{ dirs: string }[]>`select current_setting('unix_socket_directories') as dirs`;
+  const dir = row?.dirs.split(",")[0]?.trim();
+  if (!dir) throw new Error("BENCH_PG_SOCKET=1, but this Postgres listens on no Unix socket (unix_socket_directories is empty)");
+  return dir;
+}
+
+/** The same URL, with the socket directory as its host (the port still names the socket file). */
+function overSocket(url: string, dir: string): string {
+  const parsed = new URL(url);
+  parsed.searchParams.set("host", dir);
+  return parsed.toString();
 }
 
 /** Statements and transactions per second between two counter snapshots. */

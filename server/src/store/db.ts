@@ -55,7 +55,9 @@ export function openDatabase(options: DatabaseOptions): Sql {
   const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
   // A statement outlives statement_timeout only when the path to Postgres is dead (connection-watchdog.ts).
   const stallMs = statementTimeoutMs > 0 ? statementTimeoutMs + (options.stallMarginMs ?? 5_000) : undefined;
-  return postgres(options.url, {
+  const { url, socketPath } = unixSocketOf(options.url);
+  return postgres(url, {
+    ...(socketPath ? { path: socketPath } : {}),
     max: options.maxConnections ?? 10,
     onnotice: () => {},
     // Reconnect delay in seconds after failed connects. postgres.js's default grows as 3^n/100 s up
@@ -74,6 +76,26 @@ export function openDatabase(options: DatabaseOptions): Sql {
       ...(options.synchronousCommit ? { synchronous_commit: options.synchronousCommit } : {}),
     },
   });
+}
+
+/**
+ * libpq's way to name a Unix socket, `postgres://user@localhost:5432/db?host=/var/run/postgresql`
+ * (the directory as the `host` parameter, the port naming the socket file), which postgres.js
+ * would otherwise send to Postgres as a connection parameter and fail on. A server on the same
+ * host as Postgres saves the TCP stack on every round trip this way (docs/performance.md).
+ */
+export function unixSocketOf(url: string): { url: string; socketPath?: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url }; // postgres.js reports an unparseable URL itself
+  }
+  const dir = parsed.searchParams.get("host");
+  if (!dir?.startsWith("/")) return { url };
+  parsed.searchParams.delete("host");
+  const port = parsed.port || "5432";
+  return { url: parsed.toString(), socketPath: `${dir.replace(/\/+$/, "")}/.s.PGSQL.${port}` };
 }
 
 /** The URL with its password hidden, for logs and error messages. */
