@@ -192,7 +192,8 @@ export class ServerSlot extends Slot {
 }
 
 export interface WorkerConfig {
-  kind: "workflow" | "activity";
+  /** "colocated": a workflow worker and an activity worker in one process, so activities go out eagerly. */
+  kind: "workflow" | "activity" | "colocated";
   address: string;
   databaseUrl: string;
   taskQueue: string;

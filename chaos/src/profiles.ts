@@ -10,6 +10,8 @@ export interface Profile {
     workflows: number;
     workflowWorkers: number;
     activityWorkers: number;
+    /** Processes with a workflow and an activity worker both, whose activities go out eagerly (issue 12). */
+    colocatedWorkers: number;
     /** Kills to do; the scenario stops killing earlier once every run has ended. */
     kills: number;
     /** Pause before each kill, and between a kill and the restart (ms, min..max). */
@@ -66,7 +68,7 @@ export interface Profile {
 export const profiles: Record<Profile["name"], Profile> = {
   ci: {
     name: "ci",
-    workerKills: { workflows: 150, workflowWorkers: 2, activityWorkers: 2, kills: 10, killGapMs: [800, 2_500], restartDelayMs: [0, 800], spreadMs: 20_000 },
+    workerKills: { workflows: 150, workflowWorkers: 2, activityWorkers: 2, colocatedWorkers: 1, kills: 10, killGapMs: [800, 2_500], restartDelayMs: [0, 800], spreadMs: 20_000 },
     serverKill: { workflows: 100, kills: 3, killGapMs: [2_000, 4_000], downMs: [200, 1_500], spreadMs: 15_000 },
     sigterm: { workflows: 100, cycles: 3, gapMs: [2_000, 4_000], downMs: [0, 1_500], spreadMs: 15_000 },
     storm: { starts: 200, channels: 8, holdMs: 5_000 },
@@ -80,7 +82,7 @@ export const profiles: Record<Profile["name"], Profile> = {
   },
   long: {
     name: "long",
-    workerKills: { workflows: 5_000, workflowWorkers: 4, activityWorkers: 4, kills: 120, killGapMs: [500, 4_000], restartDelayMs: [0, 2_000], spreadMs: 600_000 },
+    workerKills: { workflows: 5_000, workflowWorkers: 4, activityWorkers: 4, colocatedWorkers: 2, kills: 120, killGapMs: [500, 4_000], restartDelayMs: [0, 2_000], spreadMs: 600_000 },
     serverKill: { workflows: 1_500, kills: 15, killGapMs: [3_000, 10_000], downMs: [100, 5_000], spreadMs: 180_000 },
     sigterm: { workflows: 1_000, cycles: 10, gapMs: [3_000, 10_000], downMs: [0, 3_000], spreadMs: 150_000 },
     storm: { starts: 200, channels: 16, holdMs: 8_000 },

@@ -16,14 +16,17 @@ if (!config) throw new Error("CHAOS_WORKER is not set: this process is started b
 const identity = `chaos-${config.kind}-${process.pid}`;
 const logger = createConsoleLogger({ level: "info", prefix: `[${identity}]` });
 const sql = postgres(config.databaseUrl, { max: 4, onnotice: () => {}, connection: { application_name: identity } });
-const worker =
-  config.kind === "workflow"
-    ? createWorkflowWorker({ address: config.address, taskQueue: config.taskQueue, workflows, maxConcurrentTasks: config.concurrency, identity, logger })
-    : createActivityWorker({ address: config.address, taskQueue: config.taskQueue, activities: createActivities(sql, identity), maxConcurrentActivities: config.concurrency, identity, logger });
+const workflowWorker = () =>
+  createWorkflowWorker({ address: config.address, taskQueue: config.taskQueue, workflows, maxConcurrentTasks: config.concurrency, identity, logger });
+const activityWorker = () =>
+  createActivityWorker({ address: config.address, taskQueue: config.taskQueue, activities: createActivities(sql, identity), maxConcurrentActivities: config.concurrency, identity, logger });
+// A colocated process runs both; the workflow worker then takes its activities eagerly (in its completions' answers).
+const workers =
+  config.kind === "workflow" ? [workflowWorker()] : config.kind === "activity" ? [activityWorker()] : [activityWorker(), workflowWorker()];
 
 process.stdin.on("end", () => process.exit(3));
 process.stdin.resume();
-const done = worker.run();
+const done = Promise.all(workers.map((w) => w.run()));
 process.stdout.write("chaos worker ready\n");
 await done;
 await sql.end({ timeout: 2 });

@@ -18,12 +18,14 @@ export interface Cluster {
   client: Client;
   workflowWorkers: WorkerSlot[];
   activityWorkers: WorkerSlot[];
+  /** Processes running a workflow and an activity worker together (eager activity dispatch). */
+  colocatedWorkers: WorkerSlot[];
 }
 
 /** One server, the default queues (plus an idle activity queue for parked polls), and worker processes. */
 export async function startCluster(
   ctx: ScenarioContext,
-  workers: { workflow: number; activity: number },
+  workers: { workflow: number; activity: number; colocated?: number },
   serverOptions: Parameters<ScenarioContext["startServer"]>[0] = {},
 ): Promise<Cluster> {
   const server = await ctx.startServer(serverOptions);
@@ -33,11 +35,18 @@ export async function startCluster(
     { name: "default", type: "activity" },
     { name: IDLE_QUEUE, type: "activity" },
   ]);
-  const make = (kind: "workflow" | "activity", n: number) =>
+  const make = (kind: WorkerSlot["config"]["kind"], n: number) =>
     Array.from({ length: n }, (_, i) => ctx.worker(`${kind}-worker-${i + 1}`, { kind, address: server.address, taskQueue: "default", concurrency: 10 }));
-  const cluster = { server, client, workflowWorkers: make("workflow", workers.workflow), activityWorkers: make("activity", workers.activity) };
-  await Promise.all([...cluster.workflowWorkers, ...cluster.activityWorkers].map((w) => w.start()));
-  ctx.log(`server ${server.address}, ${workers.workflow} workflow and ${workers.activity} activity worker processes`);
+  const cluster = {
+    server,
+    client,
+    workflowWorkers: make("workflow", workers.workflow),
+    activityWorkers: make("activity", workers.activity),
+    colocatedWorkers: make("colocated", workers.colocated ?? 0),
+  };
+  await Promise.all([...cluster.workflowWorkers, ...cluster.activityWorkers, ...cluster.colocatedWorkers].map((w) => w.start()));
+  const colocated = workers.colocated ? `, ${workers.colocated} colocated (workflow + activity)` : "";
+  ctx.log(`server ${server.address}, ${workers.workflow} workflow and ${workers.activity} activity worker processes${colocated}`);
   return cluster;
 }
 
