@@ -305,7 +305,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     probe.start();
     // Before the gRPC port: a metrics port that is taken fails the start with nothing else listening.
     if (metrics && options.metricsPort !== undefined) {
-      endpoint = await startMetricsEndpoint({ host, port: options.metricsPort, render: () => metrics.render(), logger });
+      endpoint = await startMetricsEndpoint({ host, port: options.metricsPort, render: () => metrics.render(), contentType: metrics.contentType, logger });
       logger.info("dex metrics listening", { url: `http://${endpoint.address}/metrics` });
     }
     const metricsEndpoint = endpoint;

@@ -34,12 +34,13 @@ interface Scrape {
 const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/;
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
 
-/** Parses the text format strictly: every line is HELP, TYPE (before its samples) or a sample. */
+/** Parses the text format strictly: every line is HELP, TYPE (before its samples), a sample or empty (the format ignores those). */
 function parse(text: string): Scrape {
   expect(text.endsWith("\n")).toBe(true);
   const samples: Sample[] = [];
   const types = new Map<string, string>();
   for (const line of text.trimEnd().split("\n")) {
+    if (line === "") continue;
     const meta = /^# (HELP|TYPE) (\S+) (.+)$/.exec(line);
     if (meta) {
       if (meta[1] === "TYPE") types.set(meta[2]!, meta[3]!);
@@ -207,8 +208,11 @@ describe("Prometheus metrics", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
 
   it("renders every histogram with cumulative buckets ending in +Inf = _count, and a _sum", async () => {
     const scraped = await scrape();
-    const histograms = [...scraped.types].filter(([, type]) => type === "histogram").map(([name]) => name);
+    const histograms = [...scraped.types].filter(([name, type]) => type === "histogram" && name.startsWith("dex_")).map(([name]) => name);
     expect(histograms.sort()).toEqual(["dex_group_commit_batch_size", "dex_task_dispatch_latency_seconds", "dex_task_execution_seconds"]);
+    // Node's runtime metrics come from the library (prom-client's defaults).
+    expect(scraped.types.get("nodejs_eventloop_lag_seconds")).toBe("gauge");
+    expect(scraped.types.get("process_resident_memory_bytes")).toBe("gauge");
     let series = 0;
     for (const name of histograms) {
       const buckets = scraped.samples.filter((s) => s.name === `${name}_bucket`);

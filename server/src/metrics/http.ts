@@ -6,7 +6,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../logger.js";
-import { CONTENT_TYPE } from "./text.js";
 
 export interface MetricsEndpoint {
   /** The port actually bound (useful with port 0). */
@@ -21,10 +20,12 @@ export async function startMetricsEndpoint(options: {
   host: string;
   port: number;
   render: () => Promise<string>;
+  /** Of the exposition format render() writes. */
+  contentType: string;
   logger: Logger;
 }): Promise<MetricsEndpoint> {
-  const { render, logger } = options;
-  const server = createServer((req, res) => void handle(req, res, render, logger));
+  const { render, logger, contentType } = options;
+  const server = createServer((req, res) => void handle(req, res, render, contentType, logger));
   // A scraper that keeps its connection open must not hold close() up for long.
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
@@ -51,7 +52,7 @@ export async function startMetricsEndpoint(options: {
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, render: () => Promise<string>, logger: Logger): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, render: () => Promise<string>, contentType: string, logger: Logger): Promise<void> {
   const path = (req.url ?? "/").split("?")[0];
   if (path !== "/metrics") {
     res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found: metrics are at /metrics\n");
@@ -63,7 +64,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, render: () => P
   }
   try {
     const body = await render();
-    res.writeHead(200, { "content-type": CONTENT_TYPE, "content-length": Buffer.byteLength(body) });
+    res.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(body) });
     res.end(req.method === "HEAD" ? undefined : body);
   } catch (err) {
     logger.error("rendering metrics failed", { err });
