@@ -33,7 +33,7 @@ import { openDatabase, redactUrl, type Sql } from "./store/db.js";
 import { assertMigrated } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
 import { pingDatabase } from "./store/ping.js";
-import { readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
+import { readOverdueTimerSeconds, readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
 import { createTransport, type ServerTlsOptions } from "./transport.js";
 
 export const DEFAULT_PORT = 7460;
@@ -234,7 +234,10 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       logger,
     }));
     const metrics = metricsSql
-      ? new DexMetrics({ readQueues: () => readQueueGauges(metricsSql), logger })
+      ? new DexMetrics({
+          readCluster: async () => ({ queues: await readQueueGauges(metricsSql), overdueTimerSeconds: await readOverdueTimerSeconds(metricsSql) }),
+          logger,
+        })
       : undefined;
     const engine: Engine = {
       sql,
@@ -282,7 +285,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     };
     const onInternal = (method: string, err: unknown, errorId: string) =>
       logger.error("internal error", { method, errorId, err });
-    const hooks = { onInternalError, shutdownSignal: shutdown.signal };
+    const hooks = { onInternalError, shutdownSignal: shutdown.signal, onAnswered: metrics && ((call: Parameters<DexMetrics["answered"]>[0]) => metrics.answered(call)) };
     // Inside guarded(): a key lookup while the database is away answers UNAVAILABLE like any call.
     const authenticator = keyCacheMs === undefined ? undefined : new Authenticator(sql, keyCacheMs);
     const checked = <H>(service: Parameters<typeof withApiKeys>[0], handlers: H): H =>

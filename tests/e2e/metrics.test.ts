@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { CommandSchema, PayloadSchema, type Command } from "@dex/proto";
+import { CommandSchema, PayloadSchema, WorkflowTaskFailedCause, type Command } from "@dex/proto";
 import { startServer } from "@dex/server";
 import postgres from "postgres";
 import { quietLogger, startHarness, type Harness } from "../support/harness.js";
@@ -206,10 +206,38 @@ describe("Prometheus metrics", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     expect(delta("dex_task_execution_seconds_count", { type: "workflow", queue: "default", outcome: "completed" })).toBe(1);
   });
 
+  it("reports what an operator pages on: failing workflow tasks by cause and by queue, overdue timers, calls by code", async () => {
+    const before = await scrape();
+    const count = (s: Scrape, name: string, labels: Record<string, string>) => value(s, name, labels) ?? 0;
+    const runId = await startRun("m-failing");
+    const { tasks } = await h.client.raw.worker.pollWorkflowTasks({ taskQueue: "default", workerId: "metrics-test", maxTasks: 1 });
+    expect(tasks.map((t) => t.runId)).toEqual([runId]);
+    await h.client.raw.worker.failWorkflowTask({
+      taskToken: tasks[0]!.taskToken,
+      cause: WorkflowTaskFailedCause.NON_DETERMINISM,
+      failure: { message: "diverged" },
+    });
+    // A refused call is counted with its code.
+    await expect(h.client.raw.client.describeRun({ run: { runId: "not-a-uuid" } })).rejects.toThrow();
+
+    const after = await scrape();
+    const delta = (name: string, labels: Record<string, string>) => count(after, name, labels) - count(before, name, labels);
+    expect(delta("dex_workflow_task_failures_total", { queue: "default", cause: "NON_DETERMINISM" })).toBe(1);
+    expect(value(after, "dex_task_queue_failing_workflow_tasks", { type: "workflow", queue: "default" })).toBe(1);
+    expect(value(after, "dex_task_queue_failing_workflow_tasks", { type: "activity", queue: "m-acts" })).toBe(0);
+    expect(delta("grpc_server_handled_total", { grpc_service: "dex.v1.WorkerService", grpc_method: "FailWorkflowTask", grpc_code: "OK" })).toBe(1);
+    expect(delta("grpc_server_handled_total", { grpc_service: "dex.v1.ClientService", grpc_method: "DescribeRun", grpc_code: "INVALID_ARGUMENT" })).toBe(1);
+    expect(count(after, "grpc_server_handling_seconds_count", { grpc_service: "dex.v1.WorkerService", grpc_method: "FailWorkflowTask" })).toBeGreaterThan(0);
+    // No timer is due in this database: none is late.
+    expect(value(after, "dex_timers_overdue_seconds", {})).toBe(0);
+    await h.client.getHandle({ runId }).terminate("metrics test: done with the failing run");
+  });
+
   it("renders every histogram with cumulative buckets ending in +Inf = _count, and a _sum", async () => {
     const scraped = await scrape();
     const histograms = [...scraped.types].filter(([name, type]) => type === "histogram" && name.startsWith("dex_")).map(([name]) => name);
     expect(histograms.sort()).toEqual(["dex_group_commit_batch_size", "dex_task_dispatch_latency_seconds", "dex_task_execution_seconds"]);
+    expect(scraped.types.get("grpc_server_handling_seconds")).toBe("histogram");
     // Node's runtime metrics come from the library (prom-client's defaults).
     expect(scraped.types.get("nodejs_eventloop_lag_seconds")).toBe("gauge");
     expect(scraped.types.get("process_resident_memory_bytes")).toBe("gauge");

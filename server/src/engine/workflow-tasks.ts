@@ -178,6 +178,7 @@ export async function failWorkflowTask(
     backoffMs: (attempt) => workflowTaskBackoffMs(engine.workflowTaskRetry, attempt),
   });
   if (!result) throw taskNotFound();
+  engine.observer.workflowTaskFailed(ref.queue, WorkflowTaskFailedCause[cause] ?? String(cause));
   // When the back-off ends: a poll here, and (announced then) the other servers' polls.
   engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, ref.queue, result.nextAttemptAt);
   engine.logger.warn("workflow task failed", {

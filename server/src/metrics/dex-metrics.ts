@@ -2,8 +2,8 @@
  * dex's metrics, kept by prom-client in a registry of this server's own (not
  * the library's global one: tests run several servers in one process). Three
  * kinds:
- * - per queue gauges, read from the database at scrape time (queue-gauges.ts):
- *   cluster-wide, the same on every server;
+ * - per queue gauges and the timers' lag, read from the database at scrape
+ *   time (queue-gauges.ts): cluster-wide, the same on every server;
  * - per server counters and histograms (runs, polls, dispatch latency,
  *   execution time), observed in-process: sum them across servers;
  * - Node's runtime metrics (process_*, nodejs_*: CPU, memory, event-loop lag,
@@ -13,9 +13,9 @@ import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client
 import type { Logger } from "../logger.js";
 import type { QueueType } from "../engine/model.js";
 import type { EngineObserver, TaskOutcome } from "./observer.js";
-import { registerQueueGauges, type QueueGauges } from "./queue-gauges.js";
+import { registerClusterGauges, type ClusterGauges } from "./queue-gauges.js";
 
-export type { QueueGauges } from "./queue-gauges.js";
+export type { ClusterGauges, QueueGauges } from "./queue-gauges.js";
 
 /** Seconds, for waits and executions from a few milliseconds to an hour. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
@@ -30,10 +30,14 @@ export class DexMetrics implements EngineObserver {
   private readonly eager = this.counter("dex_tasks_dispatched_eagerly_total", "Tasks this server handed out eagerly, in a workflow-task completion's answer instead of a poll's (they are in dex_task_dispatch_latency_seconds too, at 0 s), by type and queue.", ["type", "queue"]);
   private readonly dispatch = this.histogram("dex_task_dispatch_latency_seconds", "Time from a task becoming available (created, retry due, lease expired) to a worker claiming it, on this server.", ["type", "queue"], DURATION_BUCKETS);
   private readonly execution = this.histogram("dex_task_execution_seconds", "Time from a task's claim to its completion or failure reaching this server.", ["type", "queue", "outcome"], DURATION_BUCKETS);
+  private readonly taskFailures = this.counter("dex_workflow_task_failures_total", "Workflow tasks workers reported failed (FailWorkflowTask) to this server, by workflow task queue and cause (NON_DETERMINISM, UNKNOWN_WORKFLOW, PAYLOAD, WORKER_ERROR, UNSPECIFIED).", ["queue", "cause"]);
+  // The names and labels of go-grpc-prometheus, which gRPC dashboards already read.
+  private readonly rpcs = this.counter("grpc_server_handled_total", "Calls this server answered, by service, method and status code (OK or the error's code name).", ["grpc_service", "grpc_method", "grpc_code"]);
+  private readonly rpcSeconds = this.histogram("grpc_server_handling_seconds", "Time this server took to answer a call (long polls included: up to their wait), by service and method.", ["grpc_service", "grpc_method"], DURATION_BUCKETS);
   private readonly batches = this.histogram("dex_group_commit_batch_size", "Requests written together by one group commit on this server (requests that arrive while a batch is written share the next one), by operation.", ["operation"], BATCH_SIZE_BUCKETS);
 
-  constructor(options: { readQueues: () => Promise<QueueGauges[]>; logger: Logger }) {
-    registerQueueGauges(this.registry, options.readQueues, options.logger);
+  constructor(options: { readCluster: () => Promise<ClusterGauges>; logger: Logger }) {
+    registerClusterGauges(this.registry, options.readCluster, options.logger);
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -68,6 +72,16 @@ export class DexMetrics implements EngineObserver {
 
   runEnded(queue: string, status: string): void {
     this.runsEnded.inc({ queue, status });
+  }
+
+  workflowTaskFailed(queue: string, cause: string): void {
+    this.taskFailures.inc({ queue, cause });
+  }
+
+  /** A gRPC call was answered (see grpcService's onAnswered). */
+  answered(call: { service: string; method: string; code: string; ms: number }): void {
+    this.rpcs.inc({ grpc_service: call.service, grpc_method: call.method, grpc_code: call.code });
+    this.rpcSeconds.observe({ grpc_service: call.service, grpc_method: call.method }, seconds(call.ms));
   }
 
   committedBatch(operation: string, size: number): void {

@@ -29,6 +29,8 @@ export interface EngineObserver {
   runEnded(queue: string, status: string): void;
   /** A group commit wrote `size` requests of this operation in one batch (committed). */
   committedBatch(operation: string, size: number): void;
+  /** A worker reported a workflow task of this queue failed, with its cause's name (committed). */
+  workflowTaskFailed(queue: string, cause: string): void;
 }
 
 export const noopObserver: EngineObserver = {
@@ -39,6 +41,7 @@ export const noopObserver: EngineObserver = {
   runStarted() {},
   runEnded() {},
   committedBatch() {},
+  workflowTaskFailed() {},
 };
 
 /** One observer that forwards each report to every part that handles it. */
@@ -52,5 +55,6 @@ export function combineObservers(...parts: Array<Partial<EngineObserver> | undef
     runStarted: (queue) => list.forEach((p) => p.runStarted?.(queue)),
     runEnded: (queue, status) => list.forEach((p) => p.runEnded?.(queue, status)),
     committedBatch: (operation, size) => list.forEach((p) => p.committedBatch?.(operation, size)),
+    workflowTaskFailed: (queue, cause) => list.forEach((p) => p.workflowTaskFailed?.(queue, cause)),
   };
 }

@@ -1,9 +1,9 @@
 /**
- * The per-queue gauges, read from the database at scrape time so that every
- * server reports the same cluster-wide numbers (take one server's, or
- * `max by (queue, type)`). prom-client collects a registry's metrics
- * concurrently, each gauge through its own `collect`; the six families share
- * one read per scrape (`SharedRead`).
+ * The cluster-wide gauges (per queue, and the timers' lag), read from the
+ * database at scrape time so that every server reports the same numbers (take
+ * one server's, or `max by (queue, type)`). prom-client collects a registry's
+ * metrics concurrently, each gauge through its own `collect`; the families
+ * share one read per scrape (`SharedRead`).
  */
 import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "../logger.js";
@@ -20,6 +20,15 @@ export interface QueueGauges {
   paused: boolean;
   /** Of the oldest task a worker could take now; 0 when there is none. */
   oldestPendingAgeSeconds: number;
+  /** Workflow queues: runs whose current workflow task failed at least once and has not completed since. */
+  failingWorkflowTasks: number;
+}
+
+/** What one scrape reads from the database. */
+export interface ClusterGauges {
+  queues: QueueGauges[];
+  /** How long the most overdue timer has been due without firing; 0 when none is. */
+  overdueTimerSeconds: number;
 }
 
 const QUEUE_GAUGES: Array<{ name: string; help: string; value: (q: QueueGauges) => number }> = [
@@ -28,6 +37,11 @@ const QUEUE_GAUGES: Array<{ name: string; help: string; value: (q: QueueGauges) 
   { name: "dex_task_queue_capacity", help: "Maximum tasks of the queue leased at once, cluster-wide (0: unlimited).", value: (q) => q.capacity },
   { name: "dex_task_queue_paused", help: "1 while the queue is paused (hands out no tasks), else 0.", value: (q) => (q.paused ? 1 : 0) },
   { name: "dex_task_queue_oldest_pending_age_seconds", help: "Age of the oldest task a worker could take now (0: none).", value: (q) => q.oldestPendingAgeSeconds },
+  {
+    name: "dex_task_queue_failing_workflow_tasks",
+    help: "Runs of the workflow queue whose current workflow task failed at least once and has not completed since (a bug or a non-determinism error holds them), cluster-wide. 0 for activity queues.",
+    value: (q) => q.failingWorkflowTasks,
+  },
 ];
 
 /**
@@ -35,14 +49,23 @@ const QUEUE_GAUGES: Array<{ name: string; help: string; value: (q: QueueGauges) 
  * scrape: the in-process metrics are still worth having, so the queue
  * families come back empty and dex_task_queue_stats_up says 0.
  */
-export function registerQueueGauges(registry: Registry, read: () => Promise<QueueGauges[]>, logger: Logger): void {
+export function registerClusterGauges(registry: Registry, read: () => Promise<ClusterGauges>, logger: Logger): void {
   const shared = new SharedRead(read, logger);
   new Gauge({
     name: "dex_task_queue_stats_up",
-    help: "1 if the per-queue gauges of this scrape were read from the database, 0 if the read failed.",
+    help: "1 if the cluster-wide gauges of this scrape (queues, timers) were read from the database, 0 if the read failed.",
     registers: [registry],
     async collect() {
       this.set((await shared.get()) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "dex_timers_overdue_seconds",
+    help: "How long the most overdue timer has been due without firing, cluster-wide (0: none; NaN: the read failed). Growing: no server fires timers.",
+    registers: [registry],
+    async collect() {
+      // NaN, not 0, when the read failed: 0 would say all is well (and NaN trips no threshold alert).
+      this.set((await shared.get())?.overdueTimerSeconds ?? Number.NaN);
     },
   });
   for (const gauge of QUEUE_GAUGES) {
@@ -52,7 +75,7 @@ export function registerQueueGauges(registry: Registry, read: () => Promise<Queu
       labelNames: ["type", "queue"],
       registers: [registry],
       async collect() {
-        const queues = (await shared.get()) ?? [];
+        const queues = (await shared.get())?.queues ?? [];
         // A queue deleted since the last scrape must not linger with its old value.
         this.reset();
         for (const q of queues) this.set({ type: q.type, queue: q.queue }, gauge.value(q));
@@ -63,25 +86,25 @@ export function registerQueueGauges(registry: Registry, read: () => Promise<Queu
 
 /** One read for the collectors of one scrape: callers while a read is in flight share it. */
 class SharedRead {
-  private inFlight: Promise<QueueGauges[] | undefined> | undefined;
+  private inFlight: Promise<ClusterGauges | undefined> | undefined;
   private failing = false;
 
   constructor(
-    private readonly read: () => Promise<QueueGauges[]>,
+    private readonly read: () => Promise<ClusterGauges>,
     private readonly logger: Logger,
   ) {}
 
-  get(): Promise<QueueGauges[] | undefined> {
+  get(): Promise<ClusterGauges | undefined> {
     this.inFlight ??= this.readOnce().finally(() => (this.inFlight = undefined));
     return this.inFlight;
   }
 
-  private async readOnce(): Promise<QueueGauges[] | undefined> {
+  private async readOnce(): Promise<ClusterGauges | undefined> {
     try {
-      const queues = await this.read();
+      const read = await this.read();
       if (this.failing) this.logger.info("reading queue metrics recovered");
       this.failing = false;
-      return queues;
+      return read;
     } catch (err) {
       // The first failure of a streak only: a scrape every few seconds must not flood the log.
       if (!this.failing) this.logger.warn("reading queue metrics failed; the queue gauges are left out", { err });

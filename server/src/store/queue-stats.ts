@@ -15,6 +15,8 @@ export interface QueueGaugeRow {
   capacity: number;
   paused: boolean;
   oldestPendingAgeSeconds: number;
+  /** Workflow queues: runs whose current workflow task failed at least once (last_failure set). */
+  failingWorkflowTasks: number;
 }
 
 /**
@@ -29,14 +31,20 @@ export interface QueueGaugeRow {
  */
 export async function readQueueGauges(sql: Queryable): Promise<QueueGaugeRow[]> {
   const rows = await sql<
-    { type: string; queue: string; capacity: number; status: string; depth: string; in_flight: string; oldest_age: number }[]
+    { type: string; queue: string; capacity: number; status: string; depth: string; in_flight: string; oldest_age: number; failing: string }[]
   >`
     select q.type, q.name as queue, q.capacity, q.status,
            coalesce(t.depth, 0)::text as depth, coalesce(t.in_flight, 0)::text as in_flight,
-           coalesce(extract(epoch from now() - t.oldest), 0)::float8 as oldest_age
+           coalesce(extract(epoch from now() - t.oldest), 0)::float8 as oldest_age,
+           coalesce(f.failing, 0)::text as failing
     from dex.task_queues q
     left join (${loadsByQueue(sql)}
     ) t on t.type = q.type and t.queue = q.name
+    left join (
+      -- A task row goes with its completion, so a failure recorded on it has not been overcome yet.
+      select 'workflow' as type, queue_name as queue, count(*) as failing
+      from dex.workflow_tasks where last_failure is not null group by queue_name
+    ) f on f.type = q.type and f.queue = q.name
     order by q.type, q.name`;
   return rows.map((r) => ({
     type: r.type,
@@ -46,7 +54,19 @@ export async function readQueueGauges(sql: Queryable): Promise<QueueGaugeRow[]> 
     capacity: r.capacity,
     paused: r.status === "paused",
     oldestPendingAgeSeconds: Math.max(0, r.oldest_age),
+    failingWorkflowTasks: Number(r.failing),
   }));
+}
+
+/**
+ * How long the most overdue timer has been due without firing (0: none), by
+ * the database clock: an index probe of timers_due. A timer loop that stopped
+ * on every server shows as a number that keeps growing.
+ */
+export async function readOverdueTimerSeconds(sql: Queryable): Promise<number> {
+  const [row] = await sql<{ overdue: number | null }[]>`
+    select extract(epoch from now() - min(fire_at))::float8 as overdue from dex.timers where fire_at <= now()`;
+  return Math.max(0, row?.overdue ?? 0);
 }
 
 /**
