@@ -218,7 +218,7 @@ describe("Prometheus metrics", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
       failure: { message: "diverged" },
     });
     // A refused call is counted with its code.
-    await expect(h.client.raw.client.describeRun({ run: { runId: "not-a-uuid" } })).rejects.toThrow();
+    await expect(h.client.raw.client.describeRun({ run: { target: { case: "runId", value: "not-a-uuid" } } })).rejects.toThrow();
 
     const after = await scrape();
     const delta = (name: string, labels: Record<string, string>) => count(after, name, labels) - count(before, name, labels);
