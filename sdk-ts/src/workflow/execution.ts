@@ -19,7 +19,9 @@
  *    received when the code first asks for it, and needs no wait command;
  * 3. `cancel_requested` is delivered last, after the code reacted to the rest
  *    of its block and blocked again: the cancellation then reaches every await
- *    the code is blocked on, including ones started in reaction to this block.
+ *    the code is blocked on, including ones started in reaction to this block;
+ * 4. waiting `ctx.condition` predicates are evaluated after each drain, in the
+ *    order the conditions were started, until a pass settles none (condition.ts).
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
@@ -209,8 +211,7 @@ export class WorkflowExecution implements WorkflowScope {
 
   private async settle(): Promise<void> {
     await drain();
-    // Waiting conditions are evaluated once the code has settled, then again after the code their
-    // resolution let run, until a pass settles none (condition.ts): the same points live and on replay.
+    // Rule 4 of the module comment: the same evaluation points live and on replay.
     while (!this.taskError && !this.ended && this.runner(this, () => this.conditions.check())) await drain();
     if (this.taskError) throw this.taskError;
   }
@@ -369,18 +370,16 @@ export class WorkflowExecution implements WorkflowScope {
     return Promise.resolve(decodePayload(payload));
   }
 
-  /** Run cancellation cancels the root scope. */
   private requestCancel(reason: string): void {
     this.cancelRequested = true;
     this.cancelScope(this.rootScope, `run cancelled${reason ? `: ${reason}` : ""}`);
   }
 
   /**
-   * Per docs/worker-protocol.md: every pending await the cancellation reaches
-   * (cancellation.ts) rejects with a CancelledFailure, and the work behind it
-   * gets a cancel command (in seq order) in the current task so the server can
-   * stop it; its eventual outcome is ignored (pending.ts). Then the waiting
-   * conditions it reaches reject, in the order they were started.
+   * Run cancellation cancels the root scope. Per docs/worker-protocol.md: every pending await the
+   * cancellation reaches (cancellation.ts) rejects with a CancelledFailure and its work gets a cancel
+   * command (in seq order) in the current task; its eventual outcome is ignored (pending.ts). Then
+   * the waiting conditions it reaches reject, in the order they were started.
    */
   private cancelScope(node: ScopeNode, message: string): void {
     node.cancelledWith ??= message;
