@@ -164,8 +164,10 @@ describe("cancellation scopes", () => {
         } catch (err) {
           if (!(err instanceof CancelledFailure)) throw err;
           const refused = await outcome(ctx.executeActivity("not shielded"));
+          // Even an event the run already received.
+          const refusedEvent = await outcome(ctx.waitForEvent("abort"));
           const cleaned = await ctx.nonCancellable(() => ctx.executeActivity("cleanup"));
-          return { refused, cleaned };
+          return { refused, refusedEvent, cleaned };
         }
       });
       await ctx.waitForEvent("abort");
@@ -179,15 +181,20 @@ describe("cancellation scopes", () => {
     // The refused call uses no seq: the cleanup gets #3.
     expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "schedule cleanup#3"]);
     run.send(inputs.activityCompleted(3, "done"));
-    expect(resultOf(await run.task(ex))).toEqual({ refused: "CancelledFailure: scope cancelled: aborted", cleaned: "done" });
+    expect(resultOf(await run.task(ex))).toEqual({
+      refused: "CancelledFailure: scope cancelled: aborted",
+      refusedEvent: "CancelledFailure: scope cancelled: aborted",
+      cleaned: "done",
+    });
     await expectReplays(run, wf);
   });
 
   it("run cancellation reaches awaits in child scopes, not their nonCancellable parts", async () => {
     const wf: Workflow = async (ctx) => {
-      const inScope = ctx.cancellable(() => outcome(ctx.sleep("1h")));
+      const scope = ctx.newCancellationScope();
+      const inScope = scope.run(() => outcome(ctx.sleep("1h")));
       const shielded = ctx.cancellable(() => ctx.nonCancellable(() => ctx.sleep("1h")));
-      return { inScope: await inScope, shielded: await outcome(shielded) };
+      return { inScope: await inScope, shielded: await outcome(shielded), scopeCancelled: scope.cancelled };
     };
     const run = new FakeRun();
     const ex = await run.replayed(wf);
@@ -195,7 +202,7 @@ describe("cancellation scopes", () => {
     run.send(inputs.cancelRequested());
     expect(summarize(await run.task(ex))).toEqual(["cancel timer#1"]);
     run.send(inputs.timerFired(2));
-    expect(resultOf(await run.task(ex))).toEqual({ inScope: "CancelledFailure: run cancelled", shielded: undefined });
+    expect(resultOf(await run.task(ex))).toEqual({ inScope: "CancelledFailure: run cancelled", shielded: undefined, scopeCancelled: true });
     await expectReplays(run, wf);
   });
 

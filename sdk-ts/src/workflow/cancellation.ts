@@ -46,6 +46,15 @@ export class ScopeNode {
     return false;
   }
 
+  /** True when this scope or one above it, the root included, was cancelled with no shield between. */
+  isCancelled(): boolean {
+    for (let node: ScopeNode | undefined = this; node; node = node.parent) {
+      if (node.cancelledWith !== undefined) return true;
+      if (node.shield) return false;
+    }
+    return false;
+  }
+
   /** The error an await started in this cancelled scope rejects with. */
   cancelledFailure(): CancelledFailure {
     for (let node: ScopeNode | undefined = this; node; node = node.parent) {
@@ -91,7 +100,7 @@ export function scopeHandle(node: ScopeNode, cancel: (node: ScopeNode, message: 
       cancel(node, `scope cancelled${reason ? `: ${reason}` : ""}`);
     },
     get cancelled() {
-      return node.cancelledWith !== undefined || node.rejectsNewAwaits();
+      return node.isCancelled();
     },
   };
   return handle;

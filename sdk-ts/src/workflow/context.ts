@@ -86,6 +86,9 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
       } catch (err) {
         return Promise.reject(err);
       }
+      // In a cancelled scope even an event already received is not handed out, like every other await.
+      const scope = rt.currentScope();
+      if (scope.rejectsNewAwaits()) return Promise.reject(scope.cancelledFailure());
       return rt.waitForEvent(eventId, (seq) => buildWaitForEvent(seq, eventId, options.timeout)) as Promise<T>;
     },
     child(workflow, input, options) {

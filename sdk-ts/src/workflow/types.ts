@@ -117,7 +117,7 @@ export interface CancellationScope {
    * scope afterwards reject at once. Calling it again does nothing more.
    */
   cancel(reason?: string): void;
-  /** True once this scope or one above it (with no `nonCancellable` between) was cancelled. */
+  /** True once this scope or one above it, the run included, was cancelled (with no `nonCancellable` between). */
   readonly cancelled: boolean;
 }
 
