@@ -6,7 +6,7 @@
 import type { Command } from "@dex/proto";
 import type { Duration } from "../common/duration.js";
 import type { Logger, LogLevel } from "../common/logger.js";
-import { runNonCancellable } from "./cancellation.js";
+import { runInScope, ScopeNode, scopeHandle } from "./cancellation.js";
 import {
   buildContinueAsNew,
   buildScheduleActivity,
@@ -20,7 +20,7 @@ import {
 } from "./command-builders.js";
 import type { AwaitTarget } from "./pending.js";
 import { uuidFrom } from "./prng.js";
-import type { Activity, ActivityOptions, ActivityProxy, WorkflowContext, WorkflowInfo } from "./types.js";
+import type { Activity, ActivityOptions, ActivityProxy, ConditionOptions, WorkflowContext, WorkflowInfo } from "./types.js";
 
 /** What the context needs from the execution (implemented by WorkflowExecution). */
 export interface WorkflowRuntime {
@@ -36,6 +36,12 @@ export interface WorkflowRuntime {
   /** A received event's payload at once, else a wait command. */
   waitForEvent(eventId: string, build: (seq: number) => Command): Promise<unknown>;
   sideEffect(fn: () => unknown): Promise<unknown>;
+  // Cancellation scopes and conditions (cancellation.ts, condition.ts).
+  /** The scope of the calling code: awaits started now belong to it. */
+  currentScope(): ScopeNode;
+  /** Rejects the awaits a cancellation of `node` reaches and issues their cancel commands now. */
+  cancelScope(node: ScopeNode, message: string): void;
+  condition(predicate: () => boolean, options?: ConditionOptions): Promise<boolean>;
   /** Issues a terminal command; the returned promise never settles. */
   end(command: Command): Promise<never>;
   readonly logger: Logger;
@@ -80,6 +86,9 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
       } catch (err) {
         return Promise.reject(err);
       }
+      // In a cancelled scope even an event already received is not handed out, like every other await.
+      const scope = rt.currentScope();
+      if (scope.rejectsNewAwaits()) return Promise.reject(scope.cancelledFailure());
       return rt.waitForEvent(eventId, (seq) => buildWaitForEvent(seq, eventId, options.timeout)) as Promise<T>;
     },
     child(workflow, input, options) {
@@ -98,7 +107,14 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
       };
       return rt.schedule(target, (seq) => buildStartChild(seq, workflowName, input, options)) as never;
     },
-    nonCancellable: runNonCancellable,
+    // Cancellation scopes and conditions (decision 0017).
+    nonCancellable: (fn) => runInScope(new ScopeNode(rt.currentScope(), true), fn, "ctx.nonCancellable"),
+    newCancellationScope: () => scopeHandle(new ScopeNode(rt.currentScope(), false), rt.cancelScope),
+    cancellable(fn) {
+      const scope = scopeHandle(new ScopeNode(rt.currentScope(), false), rt.cancelScope);
+      return typeof fn === "function" ? scope.run(fn) : Promise.reject(new TypeError("ctx.cancellable expects a function"));
+    },
+    condition: (predicate, options) => rt.condition(predicate, options),
     continueAsNew(input, options) {
       try {
         return rt.end(buildContinueAsNew(input, options));

@@ -19,7 +19,9 @@
  *    received when the code first asks for it, and needs no wait command;
  * 3. `cancel_requested` is delivered last, after the code reacted to the rest
  *    of its block and blocked again: the cancellation then reaches every await
- *    the code is blocked on, including ones started in reaction to this block.
+ *    the code is blocked on, including ones started in reaction to this block;
+ * 4. waiting `ctx.condition` predicates are evaluated after each drain, in the
+ *    order the conditions were started, until a pass settles none (condition.ts).
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
@@ -28,9 +30,11 @@ import { CancelledFailure, DeterminismViolationError, NonDeterminismError } from
 import { errorToFailure } from "../common/failure.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import { decodePayload, encodePayload, PayloadError } from "../common/payload.js";
-import { inCancellableScope } from "./cancellation.js";
+import { currentScope, ScopeNode } from "./cancellation.js";
 import { classifyEvent } from "./commands.js";
+import { ConditionWaits } from "./condition.js";
 import { createWorkflowContext, type WorkflowRuntime } from "./context.js";
+import { buildStartTimer } from "./command-builders.js";
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
@@ -83,6 +87,20 @@ export class WorkflowExecution implements WorkflowScope {
   private ended = false;
   private taskError: Error | undefined;
   private cancelRequested = false;
+  /** Run cancellation cancels this scope; every other cancellation scope descends from it. */
+  private readonly rootScope = new ScopeNode(undefined, false);
+  private readonly conditions = new ConditionWaits({
+    currentScope: () => currentScope(this.rootScope),
+    ended: () => this.ended,
+    startTimer: (ms) => {
+      let seq = 0;
+      const fired = this.schedule({ kind: "timer" }, (s) => buildStartTimer((seq = s), { duration: ms }, this.clock));
+      return { seq, fired };
+    },
+    cancelTimer: (seq) => {
+      if (this.pending.remove(seq) && !this.ended) this.commands.push(create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } }));
+    },
+  });
 
   constructor(options: ExecutionOptions) {
     this.info = { ...options.info };
@@ -193,6 +211,8 @@ export class WorkflowExecution implements WorkflowScope {
 
   private async settle(): Promise<void> {
     await drain();
+    // Rule 4 of the module comment: the same evaluation points live and on replay.
+    while (!this.taskError && !this.ended && this.runner(this, () => this.conditions.check())) await drain();
     if (this.taskError) throw this.taskError;
   }
 
@@ -259,6 +279,9 @@ export class WorkflowExecution implements WorkflowScope {
         return this.schedule({ kind: "eventWait", eventId }, build);
       },
       sideEffect: (fn) => this.sideEffect(fn),
+      currentScope: () => currentScope(this.rootScope),
+      cancelScope: (node, message) => this.cancelScope(node, message),
+      condition: (predicate, options) => this.conditions.start(predicate, options),
       end: (command) => {
         if (!this.ended) {
           this.commands.push(command);
@@ -274,6 +297,9 @@ export class WorkflowExecution implements WorkflowScope {
   private schedule(target: AwaitTarget, build: (seq: number) => Command): Promise<unknown> {
     // After a terminal command nothing more is sent; such calls simply never resolve.
     if (this.ended) return never();
+    const scope = currentScope(this.rootScope);
+    // Like a bad argument: rejected before a seq is used, the same on every replay.
+    if (scope.rejectsNewAwaits()) return Promise.reject(scope.cancelledFailure());
     let command: Command;
     try {
       command = build(this.nextSeq);
@@ -283,7 +309,7 @@ export class WorkflowExecution implements WorkflowScope {
     }
     const seq = this.nextSeq++;
     this.commands.push(command);
-    const awaited = this.pending.add(seq, target, inCancellableScope());
+    const awaited = this.pending.add(seq, target, scope);
     // A call the code never awaits may be rejected by a cancellation: that must not crash the worker
     // with an unhandled rejection. The code that does await it still sees the rejection.
     awaited.catch(() => {});
@@ -344,19 +370,25 @@ export class WorkflowExecution implements WorkflowScope {
     return Promise.resolve(decodePayload(payload));
   }
 
-  /**
-   * Per docs/worker-protocol.md: every pending cancellable await rejects with a
-   * CancelledFailure, and the work behind it gets a cancel command (in seq
-   * order) so the server can stop it; its eventual outcome is ignored
-   * (pending.ts). Awaits started inside `ctx.nonCancellable` keep waiting.
-   */
   private requestCancel(reason: string): void {
     this.cancelRequested = true;
-    for (const p of this.pending.takeCancellable()) {
+    this.cancelScope(this.rootScope, `run cancelled${reason ? `: ${reason}` : ""}`);
+  }
+
+  /**
+   * Run cancellation cancels the root scope. Per docs/worker-protocol.md: every pending await the
+   * cancellation reaches (cancellation.ts) rejects with a CancelledFailure and its work gets a cancel
+   * command (in seq order) in the current task; its eventual outcome is ignored (pending.ts). Then
+   * the waiting conditions it reaches reject, in the order they were started.
+   */
+  private cancelScope(node: ScopeNode, message: string): void {
+    node.cancelledWith ??= message;
+    for (const p of this.pending.takeReachedBy(node)) {
       const cancel = this.ended ? undefined : cancelCommandFor(p);
       if (cancel) this.commands.push(cancel);
-      p.reject(new CancelledFailure(`run cancelled${reason ? `: ${reason}` : ""}`));
+      p.reject(new CancelledFailure(message));
     }
+    this.conditions.rejectReachedBy(node, message);
   }
 }
 

@@ -1,13 +1,14 @@
 /**
  * The awaits a workflow has outstanding, by `seq`: activities, timers, event
  * waits and children. An input event settles the await its `seq` names; a
- * cancellation request rejects the cancellable ones. An outcome that arrives
+ * cancellation (of the run or of a scope) rejects the ones it reaches. An outcome that arrives
  * for an await no longer here (rejected by cancellation, or an event wait the
  * event already satisfied) is ignored, as docs/worker-protocol.md specifies.
  */
 import { create } from "@bufbuild/protobuf";
 import { CommandSchema, type Command, type HistoryEvent } from "@dex/proto";
 import { NonDeterminismError } from "../common/errors.js";
+import type { ScopeNode } from "./cancellation.js";
 import { eventKindName } from "./commands.js";
 import { replayHint } from "./replay-check.js";
 
@@ -22,8 +23,8 @@ export type AwaitKind = AwaitTarget["kind"];
 export interface PendingAwait {
   readonly seq: number;
   readonly target: AwaitTarget;
-  /** False when started inside `ctx.nonCancellable`. */
-  readonly cancellable: boolean;
+  /** The cancellation scope current where the await was started. */
+  readonly scope: ScopeNode;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -31,8 +32,15 @@ export interface PendingAwait {
 export class PendingAwaits {
   private readonly bySeq = new Map<number, PendingAwait>();
 
-  add(seq: number, target: AwaitTarget, cancellable: boolean): Promise<unknown> {
-    return new Promise((resolve, reject) => this.bySeq.set(seq, { seq, target, cancellable, resolve, reject }));
+  add(seq: number, target: AwaitTarget, scope: ScopeNode): Promise<unknown> {
+    return new Promise((resolve, reject) => this.bySeq.set(seq, { seq, target, scope, resolve, reject }));
+  }
+
+  /** Removes the await of `seq` without settling it (a condition's timer it no longer needs). */
+  remove(seq: number): PendingAwait | undefined {
+    const found = this.bySeq.get(seq);
+    this.bySeq.delete(seq);
+    return found;
   }
 
   /**
@@ -73,11 +81,11 @@ export class PendingAwaits {
     return waits;
   }
 
-  /** Removes and returns every cancellable await, in the order they were started. */
-  takeCancellable(): PendingAwait[] {
+  /** Removes and returns every await a cancellation of `cancelled` reaches, in the order they were started. */
+  takeReachedBy(cancelled: ScopeNode): PendingAwait[] {
     const taken: PendingAwait[] = [];
     for (const [seq, p] of this.bySeq) {
-      if (!p.cancellable) continue;
+      if (!p.scope.reachedBy(cancelled)) continue;
       this.bySeq.delete(seq);
       taken.push(p);
     }

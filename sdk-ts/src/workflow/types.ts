@@ -94,6 +94,33 @@ export interface ContinueAsNewOptions {
   taskQueue?: string;
 }
 
+/** Options of `ctx.condition`. */
+export interface ConditionOptions {
+  /**
+   * Stop waiting after this long (a durable timer) and resolve `false`. Default: wait forever.
+   * At most 10 years; 0 gives up at the next workflow task unless the predicate holds by then.
+   */
+  timeout?: Duration;
+}
+
+/**
+ * A part of a workflow that workflow code can cancel, e.g. the loser of a race. Every await
+ * (activity, timer, event wait, child, condition) belongs to the scope it was started in.
+ */
+export interface CancellationScope {
+  /** Runs `fn` in this scope: awaits it starts (also after its own awaits) belong to the scope. */
+  run<T>(fn: (scope: CancellationScope) => Promise<T>): Promise<T>;
+  /**
+   * Cancels the scope and its child scopes (not the `nonCancellable` parts inside them): their
+   * pending awaits reject with CancelledFailure at once, and the cancel commands for their
+   * activities, timers and children go out with the current workflow task. Awaits started in the
+   * scope afterwards reject at once. Calling it again does nothing more.
+   */
+  cancel(reason?: string): void;
+  /** True once this scope or one above it, the run included, was cancelled (with no `nonCancellable` between). */
+  readonly cancelled: boolean;
+}
+
 /** What workflow code may use. Everything here is deterministic on replay. */
 export interface WorkflowContext {
   readonly info: WorkflowInfo;
@@ -130,8 +157,26 @@ export interface WorkflowContext {
   /**
    * Runs `fn` so that cancellation of the run does not interrupt it: activities, timers and children
    * started inside keep running and resolve normally. Use it for cleanup after a CancelledFailure.
+   * It also shields `fn` from the cancellation of any scope it runs in (see `cancellable`).
    */
   nonCancellable<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in a new cancellation scope, a child of the current one, and resolves with its result.
+   * `fn` receives the scope; `scope.cancel()` (from inside or from code holding the scope) rejects
+   * the scope's pending awaits with CancelledFailure and cancels their work mid-run. Cancelling the
+   * run, or an enclosing scope, cancels it too.
+   */
+  cancellable<T>(fn: (scope: CancellationScope) => Promise<T>): Promise<T>;
+  /** A new cancellation scope, a child of the current one; start work in it with `scope.run(fn)`. */
+  newCancellationScope(): CancellationScope;
+  /**
+   * Waits until `predicate` over workflow state holds: resolves `true` at once if it already does,
+   * else when it holds after the code ran in a later task (it is checked each time the code settles).
+   * With `timeout`, resolves `false` when the timeout passes first (a durable timer, cancelled when the
+   * predicate wins). The predicate must be synchronous and free of side effects; if it throws, the
+   * condition rejects with that error. Cancellable like any await (CancelledFailure).
+   */
+  condition(predicate: () => boolean, options?: ConditionOptions): Promise<boolean>;
   /** True once cancellation of the run was requested. */
   readonly cancellationRequested: boolean;
   /** Ends this run and starts a new run of the same instance id with `input`. Never resolves. */
