@@ -55,7 +55,9 @@ describe("TestEnvironment with time skipping", () => {
   const reportReleased = new Promise<void>((resolve) => (releaseReport = resolve));
 
   beforeAll(async () => {
+    const createStart = performance.now();
     env = await TestEnvironment.create({ timeSkipping: true });
+    console.log(`[time skipping] TestEnvironment.create() took ${(performance.now() - createStart).toFixed(0)} ms (Postgres initdb, migrations, server)`);
     await env.createWorker({
       workflows: { renewSubscription, awaitApproval, reportWithDeadline, dailyReminder },
       // Mocked activities: plain functions registered under the names the workflows call.
