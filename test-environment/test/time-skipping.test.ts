@@ -3,7 +3,7 @@
  * shows): real Postgres, real server, the SDK's own workers; activities mocked by plain functions.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EventWaitTimeoutError, type WorkflowContext } from "@dex/sdk";
+import { EventWaitTimeoutError, type ActivityContext, type WorkflowContext } from "@dex/sdk";
 import { TestEnvironment } from "@dex/test-environment";
 import { waitFor } from "@dex/testing";
 
@@ -40,6 +40,14 @@ async function reportWithDeadline(ctx: WorkflowContext) {
   return { report, elapsedMs: ctx.now().getTime() - startedAt.getTime() };
 }
 
+type FlakyActivities = { flaky: () => Promise<number> };
+
+async function retryAfterAnHour(ctx: WorkflowContext) {
+  const startedAt = ctx.now();
+  const attempt = await ctx.activities<FlakyActivities>({ retry: { initialInterval: "1h", maximumAttempts: 2 } }).flaky();
+  return { attempt, elapsedMs: ctx.now().getTime() - startedAt.getTime() };
+}
+
 async function dailyReminder(ctx: WorkflowContext) {
   const startedAt = ctx.now();
   await ctx.sleep("1d");
@@ -59,12 +67,16 @@ describe("TestEnvironment with time skipping", () => {
     env = await TestEnvironment.create({ timeSkipping: true });
     console.log(`[time skipping] TestEnvironment.create() took ${(performance.now() - createStart).toFixed(0)} ms (Postgres initdb, migrations, server)`);
     await env.createWorker({
-      workflows: { renewSubscription, awaitApproval, reportWithDeadline, dailyReminder },
+      workflows: { renewSubscription, awaitApproval, reportWithDeadline, retryAfterAnHour, dailyReminder },
       // Mocked activities: plain functions registered under the names the workflows call.
       activities: {
         charge: async (customer: string) => {
           charged.push(customer);
           return `receipt-${customer}`;
+        },
+        flaky: async (_input: unknown, ctx: ActivityContext) => {
+          if (ctx.info.attempt === 1) throw new Error("first attempt fails");
+          return ctx.info.attempt;
         },
         buildReport: async () => {
           reportStarted();
@@ -129,6 +141,14 @@ describe("TestEnvironment with time skipping", () => {
     expect(report).toBe("report");
     expect(elapsedMs).toBeGreaterThanOrEqual(2 * HOUR);
     expect(elapsedMs).toBeLessThan(3 * HOUR);
+  });
+
+  it("skips an activity's retry back-off like a timer", async () => {
+    const handle = await env.client.start(retryAfterAnHour, { instanceId: "retry" });
+    const { attempt, elapsedMs } = await handle.result();
+    expect(attempt).toBe(2);
+    expect(elapsedMs).toBeGreaterThanOrEqual(HOUR);
+    expect(elapsedMs).toBeLessThan(2 * HOUR);
   });
 
   it("env.sleep moves the clock by hand, firing the timers on the way in order", async () => {
