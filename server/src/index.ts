@@ -13,3 +13,5 @@ export { startEmbeddedPostgres, freePort } from "./dev/embedded-postgres.js";
 export { API_KEY_ROLES, ApiKeyUsageError, BOOTSTRAP_ADMIN_KEY_NAME, bootstrapAdminKey, createApiKey, listApiKeys, revokeApiKey } from "./engine/api-keys.js";
 export type { ApiKeyRecord, ApiKeyRole, BootstrapOutcome, NewApiKey } from "./engine/api-keys.js";
 export { DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.js";
+export { installTestClock } from "./store/test-clock.js";
+export type { IdleSkip, TestClock } from "./engine/test-clock.js";

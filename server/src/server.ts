@@ -20,6 +20,7 @@ import { resolveLimits, type Limits } from "./engine/limits.js";
 import { DEFAULT_STICKY_FALLBACK_MS, DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
 import { announceQueues } from "./engine/notifier.js";
 import { ensureQueues } from "./engine/task-queues.js";
+import { createTestClock, type TestClock } from "./engine/test-clock.js";
 import { TimerLoop } from "./engine/timer-loop.js";
 import { Wakeups } from "./engine/wakeups.js";
 import { createJsonLogger, type Logger } from "./logger.js";
@@ -34,6 +35,7 @@ import { assertMigrated } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
 import { pingDatabase } from "./store/ping.js";
 import { readOverdueTimerSeconds, readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
+import { testClockInstalled } from "./store/test-clock.js";
 import { createTransport, type ServerTlsOptions } from "./transport.js";
 
 export const DEFAULT_PORT = 7460;
@@ -137,6 +139,12 @@ export interface ServerOptions {
   databaseProbeIntervalMs?: number;
   /** A database check with no answer after this long has failed. Default 3 000 ms. */
   databaseProbeTimeoutMs?: number;
+  /**
+   * Test only (@dex/test-environment): the server's clock can be moved forward through
+   * DexServer.testClock. The database must have been prepared with installTestClock before it
+   * was migrated; the start fails otherwise. Default false.
+   */
+  testClock?: boolean;
 }
 
 export interface DexServer {
@@ -150,6 +158,8 @@ export interface DexServer {
   readonly metricsAddress: string | undefined;
   /** Graceful: parked polls answer empty at once, in-flight calls finish, then the pool closes. */
   close(): Promise<void>;
+  /** The movable clock of a server started with `testClock: true`; undefined otherwise. */
+  readonly testClock?: TestClock;
 }
 
 /** Connections of the poll path's pool unless ServerOptions.dispatchPoolSize says otherwise. */
@@ -217,6 +227,9 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   let databaseHealth: DatabaseHealth | undefined;
   try {
     await checkDatabase(sql, options.databaseUrl);
+    if (options.testClock && !(await testClockInstalled(sql))) {
+      throw new Error(`testClock: the database at ${redactUrl(options.databaseUrl)} has no test clock; prepare it with installTestClock before migrating it`);
+    }
     const liveKeys = keyCacheMs === undefined ? undefined : await countLiveApiKeys(sql);
     // Cross-server wakes go after the commit, through engine/notifier.ts (store/notify.ts):
     // due times when they come due, timers' queues after each pass. Both run once the engine
@@ -352,7 +365,8 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         await Promise.all(pools.map((pool) => pool.end({ timeout: 5 })));
         logger.info("dex server stopped");
       })());
-    return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close };
+    const testClock = options.testClock ? createTestClock({ sql, timerLoop, wakeups: engine.wakeups }) : undefined;
+    return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close, testClock };
   } catch (err) {
     databaseHealth?.stop();
     await Promise.all([background?.stop(), timers?.stop(), polls?.stop(), endpoint?.close()]);

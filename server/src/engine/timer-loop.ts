@@ -105,6 +105,16 @@ export class TimerLoop {
     if (sleeping && local < sleeping.until) this.sleepUntil(sleeping, local);
   }
 
+  /**
+   * Runs a pass now, or right after the pass in flight: the test clock moved (engine/test-clock.ts),
+   * so timers may be due that no hint announced, and the sleep was measured on the old clock.
+   */
+  nudge(): void {
+    if (this.stopped) return;
+    this.hintedAt = Number.NEGATIVE_INFINITY;
+    this.wake();
+  }
+
   /** Stops after the pass in flight (if any); resolves once no statement of the loop is running. */
   async stop(): Promise<void> {
     this.stopped = true;
