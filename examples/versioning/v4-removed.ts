@@ -1,8 +1,8 @@
 /**
- * Version 4, step 3: the call is gone, once no run started before version 3
- * is open (so no rollback to version 2 is needed any more). Histories that
- * hold the marker still replay: the replay check skips patch markers the code
- * no longer produces.
+ * Version 4, step 3: the call is gone. Histories that hold the marker still
+ * replay (the replay check skips patch markers the code no longer produces),
+ * so no run has to end first; what is given up is a rollback to version 2,
+ * which would take the old path on the runs this version starts (no marker).
  */
 import type { WorkflowContext } from "@dex/sdk";
 import type { activities } from "./activities.js";
