@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RunStatus } from "@dex/proto";
+import { patchIds } from "./hostile-input-values.js";
 import { byRunId, completeRun, kinds, pollWorkflowTaskOf, rejectsWith, scheduleActivity, startHarness, startWith, uniqueId, type Harness } from "./helpers.js";
 
 const marker = (patchId: string, deprecated = false) => ({ command: { case: "recordPatchMarker" as const, value: { patchId, deprecated } } });
@@ -57,4 +58,18 @@ describe("record_patch_marker", () => {
     const after = await h.client.getRunHistory({ run: byRunId(runId) });
     expect(kinds(after.events).slice(-2)).toEqual(["patchMarkerRecorded", "runCompleted"]);
   });
+
+  // The random hostile-input test draws a marker only now and then: every value of its pool, here, each time.
+  it.each(patchIds.map(([label, value, bad]) => [label, value as string, bad] as const))(
+    "answers the hostile patch id %s: refused when bad, recorded otherwise",
+    async (_label, patchId, bad) => {
+      const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("hostile") });
+      const task = await pollWorkflowTaskOf(h, runId);
+      const completion = h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [marker(patchId)] });
+      if (bad) await rejectsWith(completion, "INVALID_ARGUMENT", /record_patch_marker\.patch_id/);
+      else await completion;
+      const history = await h.client.getRunHistory({ run: byRunId(runId) });
+      expect(kinds(history.events)).toEqual(bad ? ["runStarted"] : ["runStarted", "workflowTaskCompleted", "patchMarkerRecorded"]);
+    },
+  );
 });

@@ -123,8 +123,8 @@ describe("changing a deployed workflow: patch, deprecate, remove", { timeout: E2
     const shown = await runDex(["workflow", "history", "v2-0", "--address", h.server.address]);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/patch marker\s+fraud-check\s*$/m);
-    const deprecated = await runDex(["workflow", "history", "old-0", "--address", h.server.address]);
-    expect(deprecated.stdout).not.toContain("patch marker");
+    const oldPath = await runDex(["workflow", "history", "old-0", "--address", h.server.address]);
+    expect(oldPath.stdout).not.toContain("patch marker");
   });
 
   it("version 3 (deprecatePatch) carries on the runs version 2 left asleep, and records a deprecated marker on new runs", async () => {
