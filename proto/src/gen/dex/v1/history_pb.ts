@@ -28,6 +28,8 @@ export const file_dex_v1_history: GenFile = /*@__PURE__*/
  *      it (an activity scheduled, the run completed, ...).
  * Replay feeds each block's inputs to the workflow code and checks that the
  * commands it produces match the block's command events one for one.
+ * Patch markers (patch_marker_recorded) are matched by patch id instead: see
+ * docs/worker-protocol.md, "Patch markers".
  *
  * @generated from message dex.v1.HistoryEvent
  */
