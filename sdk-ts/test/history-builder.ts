@@ -83,6 +83,8 @@ export function commandEvent(command: Command): Attributes {
       return { case: "childRunCancelRequested", value: { seq: c.value.seq } as never };
     case "recordSideEffect":
       return { case: "sideEffectRecorded", value: { seq: c.value.seq, value: c.value.value } as never };
+    case "recordPatchMarker":
+      return { case: "patchMarkerRecorded", value: { patchId: c.value.patchId, deprecated: c.value.deprecated } as never };
     case "setCustomStatus":
       return { case: "customStatusSet", value: { customStatus: c.value.customStatus } as never };
     case "upsertLabels":
@@ -168,6 +170,8 @@ export function summarize(commands: Command[]): string[] {
         return `cancel child#${c.value.seq}`;
       case "recordSideEffect":
         return `side effect#${c.value.seq}`;
+      case "recordPatchMarker":
+        return `patch ${c.value.patchId}${c.value.deprecated ? " (deprecated)" : ""}`;
       case "setCustomStatus":
         return `status "${c.value.customStatus}"`;
       case "upsertLabels":

@@ -11,6 +11,7 @@ import {
   enums,
   ids,
   labelMaps,
+  patchIds,
   payloads,
   queueNames,
   requiredIds,
@@ -45,7 +46,7 @@ function command(rng: Rng, payloadLimit: number): { label: string; value: unknow
       .join(", ")}}`;
     return { label, value: { command: { case: kind, value } }, bad, terminal };
   };
-  switch (rng.int(15)) {
+  switch (rng.int(16)) {
     case 0: {
       const policy = rng.pick([
         pick("no retry policy", undefined),
@@ -120,6 +121,8 @@ function command(rng: Rng, payloadLimit: number): { label: string; value: unknow
         false,
         true,
       );
+    case 14:
+      return make("recordPatchMarker", { patchId: draw(rng, patchIds), deprecated: rng.pick([pick("patched", false), pick("deprecated", true)]) });
     default:
       return { label: "no command set", value: { command: { case: undefined } }, bad: true, terminal: false };
   }

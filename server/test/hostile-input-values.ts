@@ -77,6 +77,21 @@ export const ids: Pool<string> = [
 /** Required id fields: the pool plus the empty string, which is missing. */
 export const requiredIds: Pool<string> = [...ids, ["empty (missing)", "", true]];
 
+/** Patch ids (record_patch_marker): 1 to 128 letters, digits, '-', '_', '.', ':'. */
+export const patchIds: Pool<string> = [
+  ["plain", "fraud-check", false],
+  ["every allowed kind", "v2.gift_note:1-A", false],
+  ["max length", "p".repeat(128), false],
+  ["empty (missing)", "", true],
+  ["129 characters", "p".repeat(129), true],
+  ["space", "fraud check", true],
+  ["sql", SQL, true],
+  ["emoji", "patch-😀", true],
+  ["look-alike (Cyrillic a)", "p\u0430tch", true],
+  ["NUL", "a\u0000b", true],
+  ["newline", "line\nbreak", true],
+];
+
 /** Free text (reasons, custom status): only NUL and the length are refused. */
 export const texts: Pool<string> = [
   ["empty", "", false],

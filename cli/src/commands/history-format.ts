@@ -25,6 +25,8 @@ export function describeHistoryEvent(event: HistoryEvent): { kind: string; detai
       return { kind: "timer fired", details: `#${a.value.seq}` };
     case "externalEventReceived":
       return { kind: "event received", details: `${a.value.eventId} ${formatValue(decodePayload(a.value.payload))}` };
+    case "patchMarkerRecorded":
+      return { kind: "patch marker", details: `${a.value.patchId}${a.value.deprecated ? " (deprecated)" : ""}` };
     case "runCompleted":
       return { kind: "run completed", details: `result=${formatValue(decodePayload(a.value.result))}` };
     case "runFailed":

@@ -2,7 +2,7 @@
  * Identity of commands and command events, for the replay check. The server
  * applies defaults before it records a command, so replay compares only what
  * the workflow chose: the kind, the `seq`, and a name (activity, workflow,
- * event id). Options are deliberately not compared.
+ * event id, patch id). Options are deliberately not compared.
  */
 import type { Command, HistoryEvent } from "@dex/proto";
 
@@ -19,6 +19,7 @@ const eventOfCommand: Record<CommandCase, EventCase> = {
   startChildRun: "childRunScheduled",
   requestCancelChildRun: "childRunCancelRequested",
   recordSideEffect: "sideEffectRecorded",
+  recordPatchMarker: "patchMarkerRecorded",
   setCustomStatus: "customStatusSet",
   upsertLabels: "labelsUpserted",
   completeRun: "runCompleted",
@@ -76,6 +77,8 @@ export function commandIdentity(command: Command): Identity {
     case "cancelTimer":
     case "recordSideEffect":
       return { kind: eventOfCommand[c.case], seq: c.value.seq };
+    case "recordPatchMarker":
+      return { kind: "patchMarkerRecorded", name: c.value.patchId };
     case undefined:
       throw new Error("command without a kind");
     default:
@@ -98,6 +101,8 @@ export function eventIdentity(event: HistoryEvent): Identity {
     case "timerCancelled":
     case "sideEffectRecorded":
       return { kind: a.case, seq: a.value.seq };
+    case "patchMarkerRecorded":
+      return { kind: a.case, name: a.value.patchId };
     case undefined:
       throw new Error(`history event ${event.sequence} has no attributes`);
     default:

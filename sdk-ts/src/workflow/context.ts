@@ -18,6 +18,7 @@ import {
   validateEventId,
   workflowNameOf,
 } from "./command-builders.js";
+import { validatePatchId } from "./patches.js";
 import type { AwaitTarget } from "./pending.js";
 import { uuidFrom } from "./prng.js";
 import type { Activity, ActivityOptions, ActivityProxy, ConditionOptions, WorkflowContext, WorkflowInfo } from "./types.js";
@@ -42,6 +43,8 @@ export interface WorkflowRuntime {
   /** Rejects the awaits a cancellation of `node` reaches and issues their cancel commands now. */
   cancelScope(node: ScopeNode, message: string): void;
   condition(predicate: () => boolean, options?: ConditionOptions): Promise<boolean>;
+  /** Decides a patch (patches.ts) and issues its marker when one is due; true: take the new path. */
+  patch(patchId: string, deprecated: boolean): boolean;
   /** Issues a terminal command; the returned promise never settles. */
   end(command: Command): Promise<never>;
   readonly logger: Logger;
@@ -125,6 +128,10 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
     sideEffect: <T>(fn: () => T) => rt.sideEffect(fn) as Promise<T>,
     setStatus: (text) => rt.issue(buildSetStatus(text)),
     upsertLabels: (labels) => rt.issue(buildUpsertLabels(labels)),
+    patched: (patchId) => rt.patch(validatePatchId(patchId, "ctx.patched"), false),
+    deprecatePatch: (patchId) => {
+      rt.patch(validatePatchId(patchId, "ctx.deprecatePatch"), true);
+    },
   };
 }
 

@@ -38,7 +38,8 @@ import { buildStartTimer } from "./command-builders.js";
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
-import { closeBlock, matchCommand, type Block } from "./replay-check.js";
+import { buildPatchMarker, PatchState } from "./patches.js";
+import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
 import type { Workflow, WorkflowContext, WorkflowInfo } from "./types.js";
 
@@ -74,6 +75,7 @@ export class WorkflowExecution implements WorkflowScope {
   private readonly runner: ScopeRunner;
   private readonly rng: () => number;
   private readonly pending = new PendingAwaits();
+  private readonly patches = new PatchState();
   private readonly inputState: InputState;
   private clock = 0;
   private replaying = false;
@@ -155,8 +157,9 @@ export class WorkflowExecution implements WorkflowScope {
           this.replaying = true;
           // Side effects are not run again: the code reads their values from the block's command events.
           this.recordedSideEffects = sideEffectsOfBlock(events, i + 1);
+          this.patches.enterBlock(events, i + 1);
           await this.runBlock(inputs);
-          block = { marker: event, produced: this.takeCommands(), matched: 0 };
+          block = openBlock(event, this.takeCommands());
           inputs = [];
           break;
         case "command":
@@ -174,6 +177,7 @@ export class WorkflowExecution implements WorkflowScope {
     }
     if (block) closeBlock(block, undefined, this.historyLength);
     this.recordedSideEffects = new Map();
+    this.patches.endReplay();
     this.trailing = inputs;
   }
 
@@ -282,6 +286,11 @@ export class WorkflowExecution implements WorkflowScope {
       currentScope: () => currentScope(this.rootScope),
       cancelScope: (node, message) => this.cancelScope(node, message),
       condition: (predicate, options) => this.conditions.start(predicate, options),
+      patch: (patchId, deprecated) => {
+        const decision = deprecated ? this.patches.deprecate(patchId) : this.patches.patched(patchId, this.replaying);
+        if (decision.record && !this.ended) this.commands.push(buildPatchMarker(patchId, deprecated));
+        return decision.use;
+      },
       end: (command) => {
         if (!this.ended) {
           this.commands.push(command);

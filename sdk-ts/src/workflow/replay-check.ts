@@ -4,6 +4,14 @@
  * errors name the first diverging history event (its sequence, and its kind
  * through the recorded command) and both commands, so a user can tell which
  * change broke which runs.
+ *
+ * Patch markers are the exception (docs/worker-protocol.md, "Patch markers"):
+ * they only document which side of a patch the code took, so they are not
+ * matched by position. A recorded marker pairs with a marker of the same patch
+ * id the code produced in the same block, wherever it stands among the other
+ * commands; a recorded marker the code does not produce (the call was removed)
+ * is skipped; a produced `deprecated` marker needs no recorded one; a produced
+ * non-deprecated marker must be recorded in its block.
  */
 import type { Command, HistoryEvent } from "@dex/proto";
 import { NonDeterminismError } from "../common/errors.js";
@@ -17,8 +25,23 @@ export const replayHint =
 /** One replayed workflow task: its marker, the commands the code produced, and how many matched so far. */
 export interface Block {
   marker: HistoryEvent;
+  /** The produced commands matched by position: all but patch markers. */
   produced: Command[];
   matched: number;
+  /** The produced patch markers, by patch id: matched by id, not position. */
+  patches?: Map<string, { deprecated: boolean; matched: boolean }>;
+}
+
+/** Starts checking the block closed by `marker`, whose code produced `produced`. */
+export function openBlock(marker: HistoryEvent, produced: Command[]): Block {
+  const patches = new Map<string, { deprecated: boolean; matched: boolean }>();
+  const positional: Command[] = [];
+  for (const command of produced) {
+    const c = command.command;
+    if (c.case === "recordPatchMarker") patches.set(c.value.patchId, { deprecated: c.value.deprecated, matched: false });
+    else positional.push(command);
+  }
+  return { marker, produced: positional, matched: 0, patches };
 }
 
 /** Checks recorded command event `event` against the next command the code produced in `block`. */
@@ -30,6 +53,12 @@ export function matchCommand(block: Block | undefined, event: HistoryEvent): voi
       `history event ${event.sequence} ${recorded} is a command event outside any workflow task block`,
       at,
     );
+  }
+  if (event.attributes.case === "patchMarkerRecorded") {
+    // Produced in this block: matched. Not produced: the call was removed or moved to a later block; skipped.
+    const produced = block.patches?.get(event.attributes.value.patchId);
+    if (produced) produced.matched = true;
+    return;
   }
   const next = block.produced[block.matched];
   if (!next) {
@@ -57,6 +86,7 @@ export function matchCommand(block: Block | undefined, event: HistoryEvent): voi
  * command the code produced must have been recorded.
  */
 export function closeBlock(block: Block, next: HistoryEvent | undefined, historyLength: number): void {
+  closePatches(block, next, historyLength);
   if (block.matched >= block.produced.length) return;
   const produced = formatIdentity(commandIdentity(block.produced[block.matched]!));
   const where = next
@@ -70,4 +100,23 @@ export function closeBlock(block: Block, next: HistoryEvent | undefined, history
       ? { eventSequence: Number(next.sequence), eventKind: eventKindName(next), produced }
       : { eventSequence: historyLength + 1, eventKind: "end of history", produced },
   );
+}
+
+/**
+ * A non-deprecated patch marker the code produced must be recorded in its
+ * block. The TypeScript SDK's `patched` never produces one on replay unless the
+ * block records it; the check keeps the rule whole for any other producer.
+ */
+function closePatches(block: Block, next: HistoryEvent | undefined, historyLength: number): void {
+  for (const [patchId, patch] of block.patches ?? []) {
+    if (patch.matched || patch.deprecated) continue;
+    const produced = formatIdentity({ kind: "patchMarkerRecorded", name: patchId });
+    throw new NonDeterminismError(
+      `non-determinism in the workflow task closed by event ${block.marker.sequence}: the workflow code produced ` +
+        `${produced}, which the history does not record in that workflow task. ${replayHint}`,
+      next
+        ? { eventSequence: Number(next.sequence), eventKind: eventKindName(next), produced }
+        : { eventSequence: historyLength + 1, eventKind: "end of history", produced },
+    );
+  }
 }

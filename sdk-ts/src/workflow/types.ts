@@ -187,6 +187,23 @@ export interface WorkflowContext {
   setStatus(text: string): void;
   /** Adds or replaces labels on the run. */
   upsertLabels(labels: Record<string, string>): void;
+  /**
+   * Makes a change to deployed workflow code safe for runs already in flight: `if (ctx.patched("id"))
+   * { new code } else { old code }`. True on a first execution (a marker is recorded in history) and on
+   * replay of a history that records the marker; false on replay of a history written before the patch
+   * existed, so those runs keep the old path. The first answer holds for the rest of the run. `patchId`:
+   * 1 to 128 letters, digits, '-', '_', '.' or ':' (a TypeError or RangeError otherwise). Once no run on
+   * the old path is open, replace the call with `deprecatePatch`; see the SDK README, "Changing a deployed
+   * workflow".
+   */
+  patched(patchId: string): boolean;
+  /**
+   * Step two of retiring a patch: the code keeps only the new path and calls this where `patched` was.
+   * It records the marker too (so code that still uses `patched(patchId)` can replay runs it starts),
+   * and replays histories with or without the marker. Deploy it only once every run that took the old
+   * path has ended; then, once no run started before it is open, remove the call.
+   */
+  deprecatePatch(patchId: string): void;
 }
 
 export interface ActivityInfo {

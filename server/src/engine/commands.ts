@@ -10,6 +10,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { FailureKind, FailureSchema, ParentClosePolicy, type Command, type Payload } from "@dex/proto";
 import { uuidv7 } from "uuidv7";
 import { planActivity, type PlannedActivity } from "./command-activity.js";
+import { planPatchMarker } from "./command-patch.js";
 import { encodeEvent, encodeFailure, encodePayload, type EncodedEvent, type EventInit } from "./events.js";
 import { MAX_CUSTOM_STATUS_LENGTH, MAX_LABELS, type Limits } from "./limits.js";
 import { DedupKind, dedupKey, MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
@@ -218,6 +219,9 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
       case "recordSideEffect":
         payloadField(`${field}.record_side_effect.value`, value.value, run.limits);
         claimSeq(`${field}.record_side_effect`, value.seq, { case: "sideEffectRecorded", value: { seq: value.seq, value: value.value } });
+        break;
+      case "recordPatchMarker":
+        plan.events.push(encodeEvent(planPatchMarker(`${field}.record_patch_marker`, value)));
         break;
       case "setCustomStatus":
         optionalText(`${field}.set_custom_status.custom_status`, value.customStatus, MAX_CUSTOM_STATUS_LENGTH);

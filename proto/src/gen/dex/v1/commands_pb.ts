@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/commands.proto.
  */
 export const file_dex_v1_commands: GenFile = /*@__PURE__*/
-  fileDesc("ChVkZXgvdjEvY29tbWFuZHMucHJvdG8SBmRleC52MSK2BgoHQ29tbWFuZBI8ChFzY2hlZHVsZV9hY3Rpdml0eRgBIAEoCzIfLmRleC52MS5TY2hlZHVsZUFjdGl2aXR5Q29tbWFuZEgAEkcKF3JlcXVlc3RfY2FuY2VsX2FjdGl2aXR5GAIgASgLMiQuZGV4LnYxLlJlcXVlc3RDYW5jZWxBY3Rpdml0eUNvbW1hbmRIABIwCgtzdGFydF90aW1lchgDIAEoCzIZLmRleC52MS5TdGFydFRpbWVyQ29tbWFuZEgAEjIKDGNhbmNlbF90aW1lchgEIAEoCzIaLmRleC52MS5DYW5jZWxUaW1lckNvbW1hbmRIABI1Cg53YWl0X2Zvcl9ldmVudBgFIAEoCzIbLmRleC52MS5XYWl0Rm9yRXZlbnRDb21tYW5kSAASNwoPc3RhcnRfY2hpbGRfcnVuGAYgASgLMhwuZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kSAASPQoScmVjb3JkX3NpZGVfZWZmZWN0GAcgASgLMh8uZGV4LnYxLlJlY29yZFNpZGVFZmZlY3RDb21tYW5kSAASOwoRc2V0X2N1c3RvbV9zdGF0dXMYCCABKAsyHi5kZXgudjEuU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZEgAEjQKDXVwc2VydF9sYWJlbHMYCSABKAsyGy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZEgAEkgKGHJlcXVlc3RfY2FuY2VsX2NoaWxkX3J1bhgKIAEoCzIkLmRleC52MS5SZXF1ZXN0Q2FuY2VsQ2hpbGRSdW5Db21tYW5kSAASMgoMY29tcGxldGVfcnVuGBQgASgLMhouZGV4LnYxLkNvbXBsZXRlUnVuQ29tbWFuZEgAEioKCGZhaWxfcnVuGBUgASgLMhYuZGV4LnYxLkZhaWxSdW5Db21tYW5kSAASLgoKY2FuY2VsX3J1bhgWIAEoCzIYLmRleC52MS5DYW5jZWxSdW5Db21tYW5kSAASNwoPY29udGludWVfYXNfbmV3GBcgASgLMhwuZGV4LnYxLkNvbnRpbnVlQXNOZXdDb21tYW5kSABCCQoHY29tbWFuZCLvAgoXU2NoZWR1bGVBY3Rpdml0eUNvbW1hbmQSCwoDc2VxGAEgASgNEhUKDWFjdGl2aXR5X25hbWUYAiABKAkSEgoKdGFza19xdWV1ZRgDIAEoCRIeCgVpbnB1dBgEIAEoCzIPLmRleC52MS5QYXlsb2FkEikKDHJldHJ5X3BvbGljeRgFIAEoCzITLmRleC52MS5SZXRyeVBvbGljeRI5ChZzdGFydF90b19jbG9zZV90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjwKGXNjaGVkdWxlX3RvX2Nsb3NlX3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoIcHJpb3JpdHkYCSABKAVIAIgBAUILCglfcHJpb3JpdHkiKwocUmVxdWVzdENhbmNlbEFjdGl2aXR5Q29tbWFuZBILCgNzZXEYASABKA0ifAoRU3RhcnRUaW1lckNvbW1hbmQSCwoDc2VxGAEgASgNEisKCGR1cmF0aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCWZpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoSQ2FuY2VsVGltZXJDb21tYW5kEgsKA3NlcRgBIAEoDSJgChNXYWl0Rm9yRXZlbnRDb21tYW5kEgsKA3NlcRgBIAEoDRIQCghldmVudF9pZBgCIAEoCRIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIsgCChRTdGFydENoaWxkUnVuQ29tbWFuZBILCgNzZXEYASABKA0SFQoNd29ya2Zsb3dfbmFtZRgCIAEoCRITCgtpbnN0YW5jZV9pZBgDIAEoCRISCgp0YXNrX3F1ZXVlGAQgASgJEh4KBWlucHV0GAUgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAYgAygLMiguZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kLkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAcgASgFSACIAQESNgoTcGFyZW50X2Nsb3NlX3BvbGljeRgIIAEoDjIZLmRleC52MS5QYXJlbnRDbG9zZVBvbGljeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9wcmlvcml0eSIrChxSZXF1ZXN0Q2FuY2VsQ2hpbGRSdW5Db21tYW5kEgsKA3NlcRgBIAEoDSJGChdSZWNvcmRTaWRlRWZmZWN0Q29tbWFuZBILCgNzZXEYASABKA0SHgoFdmFsdWUYAiABKAsyDy5kZXgudjEuUGF5bG9hZCIvChZTZXRDdXN0b21TdGF0dXNDb21tYW5kEhUKDWN1c3RvbV9zdGF0dXMYASABKAkifQoTVXBzZXJ0TGFiZWxzQ29tbWFuZBI3CgZsYWJlbHMYASADKAsyJy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjUKEkNvbXBsZXRlUnVuQ29tbWFuZBIfCgZyZXN1bHQYASABKAsyDy5kZXgudjEuUGF5bG9hZCIyCg5GYWlsUnVuQ29tbWFuZBIgCgdmYWlsdXJlGAEgASgLMg8uZGV4LnYxLkZhaWx1cmUiNAoQQ2FuY2VsUnVuQ29tbWFuZBIgCgdkZXRhaWxzGAEgASgLMg8uZGV4LnYxLlBheWxvYWQiYQoUQ29udGludWVBc05ld0NvbW1hbmQSHgoFaW5wdXQYASABKAsyDy5kZXgudjEuUGF5bG9hZBIVCg13b3JrZmxvd19uYW1lGAIgASgJEhIKCnRhc2tfcXVldWUYAyABKAliBnByb3RvMw", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkZXgvdjEvY29tbWFuZHMucHJvdG8SBmRleC52MSL3BgoHQ29tbWFuZBI8ChFzY2hlZHVsZV9hY3Rpdml0eRgBIAEoCzIfLmRleC52MS5TY2hlZHVsZUFjdGl2aXR5Q29tbWFuZEgAEkcKF3JlcXVlc3RfY2FuY2VsX2FjdGl2aXR5GAIgASgLMiQuZGV4LnYxLlJlcXVlc3RDYW5jZWxBY3Rpdml0eUNvbW1hbmRIABIwCgtzdGFydF90aW1lchgDIAEoCzIZLmRleC52MS5TdGFydFRpbWVyQ29tbWFuZEgAEjIKDGNhbmNlbF90aW1lchgEIAEoCzIaLmRleC52MS5DYW5jZWxUaW1lckNvbW1hbmRIABI1Cg53YWl0X2Zvcl9ldmVudBgFIAEoCzIbLmRleC52MS5XYWl0Rm9yRXZlbnRDb21tYW5kSAASNwoPc3RhcnRfY2hpbGRfcnVuGAYgASgLMhwuZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kSAASPQoScmVjb3JkX3NpZGVfZWZmZWN0GAcgASgLMh8uZGV4LnYxLlJlY29yZFNpZGVFZmZlY3RDb21tYW5kSAASOwoRc2V0X2N1c3RvbV9zdGF0dXMYCCABKAsyHi5kZXgudjEuU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZEgAEjQKDXVwc2VydF9sYWJlbHMYCSABKAsyGy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZEgAEkgKGHJlcXVlc3RfY2FuY2VsX2NoaWxkX3J1bhgKIAEoCzIkLmRleC52MS5SZXF1ZXN0Q2FuY2VsQ2hpbGRSdW5Db21tYW5kSAASPwoTcmVjb3JkX3BhdGNoX21hcmtlchgLIAEoCzIgLmRleC52MS5SZWNvcmRQYXRjaE1hcmtlckNvbW1hbmRIABIyCgxjb21wbGV0ZV9ydW4YFCABKAsyGi5kZXgudjEuQ29tcGxldGVSdW5Db21tYW5kSAASKgoIZmFpbF9ydW4YFSABKAsyFi5kZXgudjEuRmFpbFJ1bkNvbW1hbmRIABIuCgpjYW5jZWxfcnVuGBYgASgLMhguZGV4LnYxLkNhbmNlbFJ1bkNvbW1hbmRIABI3Cg9jb250aW51ZV9hc19uZXcYFyABKAsyHC5kZXgudjEuQ29udGludWVBc05ld0NvbW1hbmRIAEIJCgdjb21tYW5kIu8CChdTY2hlZHVsZUFjdGl2aXR5Q29tbWFuZBILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSKQoMcmV0cnlfcG9saWN5GAUgASgLMhMuZGV4LnYxLlJldHJ5UG9saWN5EjkKFnN0YXJ0X3RvX2Nsb3NlX3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SPAoZc2NoZWR1bGVfdG9fY2xvc2VfdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCghwcmlvcml0eRgJIAEoBUgAiAEBQgsKCV9wcmlvcml0eSIrChxSZXF1ZXN0Q2FuY2VsQWN0aXZpdHlDb21tYW5kEgsKA3NlcRgBIAEoDSJ8ChFTdGFydFRpbWVyQ29tbWFuZBILCgNzZXEYASABKA0SKwoIZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJZmlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIhChJDYW5jZWxUaW1lckNvbW1hbmQSCwoDc2VxGAEgASgNImAKE1dhaXRGb3JFdmVudENvbW1hbmQSCwoDc2VxGAEgASgNEhAKCGV2ZW50X2lkGAIgASgJEioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iyAIKFFN0YXJ0Q2hpbGRSdW5Db21tYW5kEgsKA3NlcRgBIAEoDRIVCg13b3JrZmxvd19uYW1lGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhIKCnRhc2tfcXVldWUYBCABKAkSHgoFaW5wdXQYBSABKAsyDy5kZXgudjEuUGF5bG9hZBI4CgZsYWJlbHMYBiADKAsyKC5kZXgudjEuU3RhcnRDaGlsZFJ1bkNvbW1hbmQuTGFiZWxzRW50cnkSFQoIcHJpb3JpdHkYByABKAVIAIgBARI2ChNwYXJlbnRfY2xvc2VfcG9saWN5GAggASgOMhkuZGV4LnYxLlBhcmVudENsb3NlUG9saWN5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX3ByaW9yaXR5IisKHFJlcXVlc3RDYW5jZWxDaGlsZFJ1bkNvbW1hbmQSCwoDc2VxGAEgASgNIkYKF1JlY29yZFNpZGVFZmZlY3RDb21tYW5kEgsKA3NlcRgBIAEoDRIeCgV2YWx1ZRgCIAEoCzIPLmRleC52MS5QYXlsb2FkIkAKGFJlY29yZFBhdGNoTWFya2VyQ29tbWFuZBIQCghwYXRjaF9pZBgBIAEoCRISCgpkZXByZWNhdGVkGAIgASgIIi8KFlNldEN1c3RvbVN0YXR1c0NvbW1hbmQSFQoNY3VzdG9tX3N0YXR1cxgBIAEoCSJ9ChNVcHNlcnRMYWJlbHNDb21tYW5kEjcKBmxhYmVscxgBIAMoCzInLmRleC52MS5VcHNlcnRMYWJlbHNDb21tYW5kLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNQoSQ29tcGxldGVSdW5Db21tYW5kEh8KBnJlc3VsdBgBIAEoCzIPLmRleC52MS5QYXlsb2FkIjIKDkZhaWxSdW5Db21tYW5kEiAKB2ZhaWx1cmUYASABKAsyDy5kZXgudjEuRmFpbHVyZSI0ChBDYW5jZWxSdW5Db21tYW5kEiAKB2RldGFpbHMYASABKAsyDy5kZXgudjEuUGF5bG9hZCJhChRDb250aW51ZUFzTmV3Q29tbWFuZBIeCgVpbnB1dBgBIAEoCzIPLmRleC52MS5QYXlsb2FkEhUKDXdvcmtmbG93X25hbWUYAiABKAkSEgoKdGFza19xdWV1ZRgDIAEoCWIGcHJvdG8z", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Command is one decision of a workflow task. Each command becomes one
@@ -114,6 +114,14 @@ export type Command = Message<"dex.v1.Command"> & {
      */
     value: RequestCancelChildRunCommand;
     case: "requestCancelChildRun";
+  } | {
+    /**
+     * Record that this run took the new path of a patch (ctx.patched).
+     *
+     * @generated from field: dex.v1.RecordPatchMarkerCommand record_patch_marker = 11;
+     */
+    value: RecordPatchMarkerCommand;
+    case: "recordPatchMarker";
   } | {
     /**
      * End the run with a result. Must be the last command.
@@ -474,6 +482,43 @@ export const RecordSideEffectCommandSchema: GenMessage<RecordSideEffectCommand> 
   messageDesc(file_dex_v1_commands, 8);
 
 /**
+ * RecordPatchMarkerCommand records that the run's code took the new path of
+ * a patch: a change to workflow code made conditional so that runs recorded
+ * before the change replay on the old path (Temporal's `patched` and
+ * `deprecatePatch`). It carries no seq and nothing answers it; the replay
+ * check treats the resulting `patch_marker_recorded` event specially (see
+ * docs/worker-protocol.md, "Patch markers"). An SDK sends at most one marker
+ * per patch id per run; the server does not enforce that.
+ *
+ * @generated from message dex.v1.RecordPatchMarkerCommand
+ */
+export type RecordPatchMarkerCommand = Message<"dex.v1.RecordPatchMarkerCommand"> & {
+  /**
+   * Names the patch. Required: 1 to 128 characters, each a letter (A-Z,
+   * a-z), a digit, '-', '_', '.' or ':'. Compared exactly (case-sensitive).
+   *
+   * @generated from field: string patch_id = 1;
+   */
+  patchId: string;
+
+  /**
+   * True when recorded by `deprecatePatch`: the code no longer has the old
+   * path, so replay accepts a history with or without this marker. Shown in
+   * history; the replay check does not compare it.
+   *
+   * @generated from field: bool deprecated = 2;
+   */
+  deprecated: boolean;
+};
+
+/**
+ * Describes the message dex.v1.RecordPatchMarkerCommand.
+ * Use `create(RecordPatchMarkerCommandSchema)` to create a new message.
+ */
+export const RecordPatchMarkerCommandSchema: GenMessage<RecordPatchMarkerCommand> = /*@__PURE__*/
+  messageDesc(file_dex_v1_commands, 9);
+
+/**
  * SetCustomStatusCommand sets the run's custom status.
  *
  * @generated from message dex.v1.SetCustomStatusCommand
@@ -492,7 +537,7 @@ export type SetCustomStatusCommand = Message<"dex.v1.SetCustomStatusCommand"> & 
  * Use `create(SetCustomStatusCommandSchema)` to create a new message.
  */
 export const SetCustomStatusCommandSchema: GenMessage<SetCustomStatusCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 9);
+  messageDesc(file_dex_v1_commands, 10);
 
 /**
  * UpsertLabelsCommand adds or replaces labels on the run.
@@ -513,7 +558,7 @@ export type UpsertLabelsCommand = Message<"dex.v1.UpsertLabelsCommand"> & {
  * Use `create(UpsertLabelsCommandSchema)` to create a new message.
  */
 export const UpsertLabelsCommandSchema: GenMessage<UpsertLabelsCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 10);
+  messageDesc(file_dex_v1_commands, 11);
 
 /**
  * CompleteRunCommand ends the run with a result.
@@ -534,7 +579,7 @@ export type CompleteRunCommand = Message<"dex.v1.CompleteRunCommand"> & {
  * Use `create(CompleteRunCommandSchema)` to create a new message.
  */
 export const CompleteRunCommandSchema: GenMessage<CompleteRunCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 11);
+  messageDesc(file_dex_v1_commands, 12);
 
 /**
  * FailRunCommand ends the run with a failure.
@@ -555,7 +600,7 @@ export type FailRunCommand = Message<"dex.v1.FailRunCommand"> & {
  * Use `create(FailRunCommandSchema)` to create a new message.
  */
 export const FailRunCommandSchema: GenMessage<FailRunCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 12);
+  messageDesc(file_dex_v1_commands, 13);
 
 /**
  * CancelRunCommand ends the run as cancelled.
@@ -576,7 +621,7 @@ export type CancelRunCommand = Message<"dex.v1.CancelRunCommand"> & {
  * Use `create(CancelRunCommandSchema)` to create a new message.
  */
 export const CancelRunCommandSchema: GenMessage<CancelRunCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 13);
+  messageDesc(file_dex_v1_commands, 14);
 
 /**
  * ContinueAsNewCommand ends the run and starts a new one of the same instance.
@@ -611,5 +656,5 @@ export type ContinueAsNewCommand = Message<"dex.v1.ContinueAsNewCommand"> & {
  * Use `create(ContinueAsNewCommandSchema)` to create a new message.
  */
 export const ContinueAsNewCommandSchema: GenMessage<ContinueAsNewCommand> = /*@__PURE__*/
-  messageDesc(file_dex_v1_commands, 14);
+  messageDesc(file_dex_v1_commands, 15);
 
