@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { RunStatus } from "@dex/proto";
-import type { ReplaySummary, RunReplayResult, RunStatusName } from "@dex/sdk";
+import type { ReplayCheck, ReplaySummary, RunReplayResult, RunStatusName } from "@dex/sdk";
 import { type ClientFlags, withClient, withClientFlags } from "../connection.js";
 import { UsageError } from "../errors.js";
 import { collectLabel, parseIntFlag } from "../options.js";
@@ -57,7 +57,7 @@ export function registerReplayCommand(workflow: Command): void {
       .option("--id <instance-id>", "only runs of this instance id")
       .option("--history <path>", "replay this history file, or the .json files of this directory, instead of asking a server (repeatable)", collectPath)
       .option("--export <name>", "the module's export that holds the workflows")
-      .option("--concurrency <n>", "runs checked at once (default 16)")
+      .option("--concurrency <n>", "runs checked at once (default 32)")
       .addHelpText("after", REPLAY_HELP),
   ).action(async (modulePath: string, flags: ReplayFlags) => {
     const concurrency = flags.concurrency === undefined ? undefined : parseIntFlag("--concurrency", flags.concurrency, 1, 256);
@@ -69,7 +69,7 @@ export function registerReplayCommand(workflow: Command): void {
     const { sdk, from, note } = await loadSdkFor(loaded.path);
     if (note) process.stderr.write(`dex: note: ${note}\n`);
     const options = { workflows: loaded.workflows, ...(concurrency ? { concurrency } : {}) };
-    const report = async (check: AsyncIterable<RunReplayResult> & { summary(): Promise<ReplaySummary> }, source: string) => {
+    const report = async (check: ReplayCheck, source: "server" | "files") => {
       const summary = await check.summary();
       if (flags.json) printJson({ module: loaded.path, sdk: from, source, ...summary });
       else printReport(summary, source);

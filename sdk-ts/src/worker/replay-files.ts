@@ -8,14 +8,14 @@ import { join } from "node:path";
 import { createReplayCheck, mapConcurrently, type ReplayCheck } from "./replay-report.js";
 import { parseHistory } from "./replay-history.js";
 import { replayRun, type RunReplayResult, type WorkflowRegistry } from "./replay-run.js";
-import { checkedRegistry } from "./replay-runs.js";
+import { bounded, checkedRegistry } from "./replay-runs.js";
 
 export interface ReplayHistoryFilesOptions {
   /** The new workflow code, by registered name, as given to createWorkflowWorker. Required. */
   workflows: WorkflowRegistry;
   /** History files, and directories whose `*.json` files are histories (not searched recursively). Required. */
   paths: readonly string[];
-  /** Files checked at once. Default 4. */
+  /** Files checked at once. Default 4; 1 to 256. */
   concurrency?: number;
 }
 
@@ -27,8 +27,9 @@ export interface ReplayHistoryFilesOptions {
 export function replayHistoryFiles(options: ReplayHistoryFilesOptions): ReplayCheck {
   const workflows = checkedRegistry(options.workflows, "replayHistoryFiles");
   if (!Array.isArray(options.paths) || options.paths.length === 0) throw new TypeError("replayHistoryFiles: paths must name at least one file or directory");
+  const concurrency = bounded("replayHistoryFiles", "concurrency", options.concurrency ?? 4, 1, 256);
   async function* results(): AsyncGenerator<RunReplayResult> {
-    yield* mapConcurrently(historyFiles(options.paths), options.concurrency ?? 4, (file) => replayFile(file, workflows));
+    yield* mapConcurrently(historyFiles(options.paths), concurrency, (file) => replayFile(file, workflows));
   }
   return createReplayCheck(results());
 }

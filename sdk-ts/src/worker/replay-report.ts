@@ -87,31 +87,45 @@ function summarise(byName: Map<string, WorkflowReplaySummary>): ReplaySummary {
 /**
  * Applies `fn` to the items with at most `concurrency` calls in flight, yielding
  * results as they finish. Items are pulled only when a slot is free, so a paged
- * source is read no faster than it is checked.
+ * source is read no faster than it is checked. A call that rejects ends the
+ * iteration with its error (calls still in flight finish unobserved).
  */
 export async function* mapConcurrently<T, R>(items: AsyncIterable<T>, concurrency: number, fn: (item: T) => Promise<R>): AsyncGenerator<R> {
   const source = items[Symbol.asyncIterator]();
-  const running = new Map<number, Promise<{ id: number; value: R }>>();
-  let nextId = 0;
+  // Settled calls in the order they settled; a queue rather than Promise.race over the running calls,
+  // which would add a reaction to every pending call on every result.
+  const settled: Array<{ ok: true; value: R } | { ok: false; error: unknown }> = [];
+  let wake: (() => void) | undefined;
+  let running = 0;
   let exhausted = false;
+  const settle = (outcome: (typeof settled)[number]) => {
+    running--;
+    settled.push(outcome);
+    wake?.();
+  };
   try {
     for (;;) {
-      while (!exhausted && running.size < concurrency) {
+      while (!exhausted && running < concurrency) {
         const next = await source.next();
         if (next.done) {
           exhausted = true;
           break;
         }
-        const id = nextId++;
-        const call = fn(next.value).then((value) => ({ id, value }));
-        // When one call fails the check stops; the others' later failures have nobody to tell.
-        call.catch(() => {});
-        running.set(id, call);
+        running++;
+        fn(next.value).then(
+          (value) => settle({ ok: true, value }),
+          (error: unknown) => settle({ ok: false, error }),
+        );
       }
-      if (running.size === 0) return;
-      const { id, value } = await Promise.race(running.values());
-      running.delete(id);
-      yield value;
+      const outcome = settled.shift();
+      if (outcome === undefined) {
+        if (running === 0) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        continue;
+      }
+      if (!outcome.ok) throw outcome.error;
+      yield outcome.value;
     }
   } finally {
     if (!exhausted) await source.return?.();

@@ -44,7 +44,7 @@ export interface ReplayRunsOptions extends ConnectionOptions {
   filter?: ReplayRunsFilter;
   /**
    * Runs checked at once. Replay itself is CPU work on this thread; the slots overlap its history reads
-   * with other runs' replay. Default 16 (see the decision record for the measurement); 1 to 256.
+   * with other runs' replay. Default 32 (see the decision record for the measurement); 1 to 256.
    */
   concurrency?: number;
   /** History events per GetRunHistory page. Default 1000; 1 to 10000 (the server's limit). */
@@ -53,7 +53,7 @@ export interface ReplayRunsOptions extends ConnectionOptions {
   listPageSize?: number;
 }
 
-export const REPLAY_DEFAULTS = { concurrency: 16, historyPageSize: 1_000, listPageSize: 1_000 } as const;
+export const REPLAY_DEFAULTS = { concurrency: 32, historyPageSize: 1_000, listPageSize: 1_000 } as const;
 const OPEN_STATUSES: RunStatusName[] = ["CREATED", "RUNNING"];
 
 /**
@@ -62,9 +62,9 @@ const OPEN_STATUSES: RunStatusName[] = ["CREATED", "RUNNING"];
  */
 export function replayRuns(options: ReplayRunsOptions): ReplayCheck {
   const workflows = checkedRegistry(options.workflows, "replayRuns");
-  const concurrency = bounded(options.concurrency ?? REPLAY_DEFAULTS.concurrency, 1, 256, "concurrency");
-  const historyPageSize = bounded(options.historyPageSize ?? REPLAY_DEFAULTS.historyPageSize, 1, 10_000, "historyPageSize");
-  const listPageSize = bounded(options.listPageSize ?? REPLAY_DEFAULTS.listPageSize, 1, 1_000, "listPageSize");
+  const concurrency = bounded("replayRuns", "concurrency", options.concurrency ?? REPLAY_DEFAULTS.concurrency, 1, 256);
+  const historyPageSize = bounded("replayRuns", "historyPageSize", options.historyPageSize ?? REPLAY_DEFAULTS.historyPageSize, 1, 10_000);
+  const listPageSize = bounded("replayRuns", "listPageSize", options.listPageSize ?? REPLAY_DEFAULTS.listPageSize, 1, 1_000);
   const filter = options.filter ?? {};
 
   async function* results(): AsyncGenerator<RunReplayResult> {
@@ -129,7 +129,7 @@ export function checkedRegistry(workflows: WorkflowRegistry | undefined, caller:
   return workflows;
 }
 
-function bounded(value: number, min: number, max: number, name: string): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`replayRuns: ${name} must be an integer from ${min} to ${max}, got ${value}`);
+export function bounded(caller: string, name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${caller}: ${name} must be an integer from ${min} to ${max}, got ${value}`);
   return value;
 }
