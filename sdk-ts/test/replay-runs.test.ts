@@ -18,6 +18,7 @@ import {
   type Client,
   type RunReplayResult,
   type Worker,
+  type Workflow,
   type WorkflowContext,
 } from "../src/index.js";
 import { parseHistory } from "../src/worker/replay-history.js";
@@ -132,7 +133,7 @@ describe("replay fed in pages", () => {
     for (let i = 0; i < events.length; i += size) yield events.slice(i, i + size);
   }
 
-  async function check(file: string, workflows: typeof exampleWorkflows, size: number) {
+  async function check(file: string, workflows: Record<string, Workflow>, size: number) {
     const { runId, events } = parseHistory(await readFile(new URL(file, dir), "utf8"));
     const started = events[0]!.attributes.value as { workflowName: string; instanceId: string };
     const run = { runId: runId ?? "", instanceId: started.instanceId, workflowName: started.workflowName, taskQueue: "default", source: file };
