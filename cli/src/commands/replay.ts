@@ -20,7 +20,7 @@ const REPLAY_HELP = `
 Loads <module> (compiled JavaScript exporting your workflows as given to createWorkflowWorker: an
 export named \`workflows\`, the default export, or named functions; --export picks another), then
 replays against it the history of every open run on the server (CREATED or RUNNING; narrow with
---workflow, --queue, --label, --status), or the history files given with --history (the output of
+--workflow, --queue, --label, --status, --id), or the history files given with --history (the output of
 \`dex workflow history <run> --json\`; no server needed, for CI). Replay runs in this process with
 the @dex/sdk your module imports.
 
