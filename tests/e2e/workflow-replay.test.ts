@@ -3,7 +3,7 @@
  * versions of a workflow (set up by real worker processes running version 1,
  * then version 2), checked by the compiled `dex` as a process against new code.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,6 +17,7 @@ const fixtures = `${repoRoot}tests/e2e/workflow-replay-fixtures/`;
 const v2 = `${fixtures}v2.mjs`;
 
 interface Report {
+  sdk: string;
   source: string;
   checked: number;
   replays: number;
@@ -155,6 +156,16 @@ describe("dex workflow replay", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     const good = await runDex(["workflow", "replay", v2, "--history", join(dir, "v2.json")]);
     expect(good.code).toBe(0);
     expect(good.stdout).toContain("all 1 run(s) replay with this code");
+  });
+
+  it("replays with the @dex/sdk the module imports, else with its own", async () => {
+    const { report } = await replayJson(v2, "--history", join(dir, "v2.json"));
+    expect(report.sdk).toBe(await realpath(`${repoRoot}sdk-ts`));
+    // A module outside any package that imports nothing: no @dex/sdk resolves from its directory.
+    const standalone = join(dir, "standalone.mjs");
+    await writeFile(standalone, await readFile(`${fixtures}compatible.mjs`, "utf8"));
+    const own = await replayJson(standalone, "--history", dir);
+    expect(own).toMatchObject({ code: 0, report: { sdk: "the dex CLI's own", checked: 2, replays: 2 } });
   });
 
   it("says in one line when the module or a history file cannot be read", async () => {

@@ -7,11 +7,10 @@
  * classes workflow code throws and catches (`instanceof CancelledFailure`,
  * NonDeterminismError...) exist once per copy, and a replay mixing two copies
  * can report a divergence the worker would never see. So `@dex/sdk` is
- * resolved from the module's own directory, the way Node resolves the
- * module's `import "@dex/sdk"` (docs/decisions/0016-pre-deploy-replay.md).
+ * resolved from the module's own directory, the way Node's ESM loader resolves
+ * the module's `import "@dex/sdk"` (docs/decisions/0016-pre-deploy-replay.md).
  */
-import { readFile, stat } from "node:fs/promises";
-import { createRequire } from "node:module";
+import { readFile, realpath, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Workflow } from "@dex/sdk";
@@ -81,7 +80,7 @@ export interface LoadedSdk {
 /** The @dex/sdk the module at `modulePath` imports; the CLI's own when the module resolves none. */
 export async function loadSdkFor(modulePath: string): Promise<LoadedSdk> {
   let note: string | undefined;
-  const packageJson = resolveFrom(modulePath, "@dex/sdk/package.json");
+  const packageJson = await resolveFrom(modulePath, "@dex/sdk");
   if (packageJson) {
     const entry = importEntry((JSON.parse(await readFile(packageJson, "utf8")) as { exports?: unknown }).exports);
     if (entry) {
@@ -94,11 +93,16 @@ export async function loadSdkFor(modulePath: string): Promise<LoadedSdk> {
   return note ? { sdk, from: "the dex CLI's own", note } : { sdk, from: "the dex CLI's own" };
 }
 
-function resolveFrom(modulePath: string, specifier: string): string | undefined {
-  try {
-    return createRequire(modulePath).resolve(specifier);
-  } catch {
-    return undefined;
+/**
+ * The package's package.json as Node's ESM loader finds a bare specifier: in `node_modules` of the
+ * module's directory and each parent, symlinks resolved. Not createRequire: CommonJS resolution also
+ * searches NODE_PATH and the global folders, which the ESM loader (and so the module) never sees.
+ */
+async function resolveFrom(modulePath: string, packageName: string): Promise<string | undefined> {
+  for (let dir = dirname(modulePath); ; dir = dirname(dir)) {
+    const candidate = join(dir, "node_modules", packageName, "package.json");
+    if (await stat(candidate).then((info) => info.isFile(), () => false)) return realpath(candidate);
+    if (dirname(dir) === dir) return undefined;
   }
 }
 
