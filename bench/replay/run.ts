@@ -31,14 +31,12 @@ const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "10000" },
     concurrency: { type: "string", default: "16" },
-    "page-size": { type: "string", default: "1000" },
     "start-in-flight": { type: "string", default: "100" },
     "cpu-prof": { type: "string" },
   },
 });
 const RUNS = Number(values.runs);
 const CONCURRENCIES = values.concurrency!.split(",").map(Number);
-const PAGE_SIZE = Number(values["page-size"]);
 const START_IN_FLIGHT = Number(values["start-in-flight"]);
 const quiet = { debug() {}, info() {}, warn() {}, error: console.error };
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -75,7 +73,7 @@ try {
     log(`load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
     const rows: string[] = [];
     for (const concurrency of CONCURRENCIES) rows.push(await measure(server.address, concurrency));
-    process.stdout.write(`\n| runs | concurrency | history page | seconds | runs/s | peak RSS (MiB) |\n|---|---|---|---|---|---|\n${rows.join("\n")}\n`);
+    process.stdout.write(`\n| runs | concurrency | seconds | runs/s | peak RSS (MiB) |\n|---|---|---|---|---|\n${rows.join("\n")}\n`);
   } finally {
     await server.close();
   }
@@ -137,7 +135,6 @@ async function measure(address: string, concurrency: number): Promise<string> {
     String(concurrency),
     "--json",
   ];
-  if (PAGE_SIZE !== 1000) throw new Error("--page-size: the CLI uses the SDK's default (1000); change REPLAY_DEFAULTS to measure another");
   const started = performance.now();
   const { code, stdout, stderr } = await run(process.execPath, args);
   const seconds = (performance.now() - started) / 1000;
@@ -146,7 +143,7 @@ async function measure(address: string, concurrency: number): Promise<string> {
     throw new Error(`dex workflow replay exited ${code}, checked ${report.checked}, replays ${report.replays} of ${RUNS}:\n${stderr}`);
   }
   const rssKiB = Number(/maxrss_kib=(\d+)/.exec(stderr)?.[1] ?? 0);
-  const line = `| ${RUNS} | ${concurrency} | ${PAGE_SIZE} | ${seconds.toFixed(1)} | ${Math.round(RUNS / seconds)} | ${(rssKiB / 1024).toFixed(0)} |`;
+  const line = `| ${RUNS} | ${concurrency} | ${seconds.toFixed(1)} | ${Math.round(RUNS / seconds)} | ${(rssKiB / 1024).toFixed(0)} |`;
   log(line);
   return line;
 }
