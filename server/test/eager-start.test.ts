@@ -224,8 +224,8 @@ describe("eager workflow start with API keys", () => {
         /role client, which may not take tasks.*eager.*needs role admin.*without eager/,
       );
       expect(refused.message).toContain("StartWorkflow");
-      const [{ count }] = await k.sql<{ count: number }[]>`select count(*)::int as count from dex.runs where instance_id = ${instanceId}`;
-      expect(count, "nothing was started").toBe(0);
+      const [row] = await k.sql<{ count: number }[]>`select count(*)::int as count from dex.runs where instance_id = ${instanceId}`;
+      expect(row!.count, "nothing was started").toBe(0);
       // Without eager the same key starts the run; an admin key gets the eager task.
       expect((await client.client.startWorkflow({ workflowName: "wf", instanceId, taskQueue: queue })).started).toBe(true);
       const eager = await admin.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("perm"), taskQueue: queue, eager: { workerId: "ew" } });
