@@ -1,35 +1,66 @@
-/** Scenario 2 on dex: runs one after another (start, then await the result), one activity each. */
+/**
+ * Scenario 2 on dex: runs one after another (start, then await the result), one activity each.
+ *
+ * BENCH_DEX_EAGER_START (eager workflow start, docs/decisions/0013-eager-workflow-start.md): unset,
+ * the client runs in the bench process (as always); "1", the loop runs in the workflow worker's
+ * process with `eager: true`, so each start hands the run's first workflow task to that worker in
+ * its answer; "0", the same in-process client without eager (the A/B's other side).
+ */
 import { latencyFigures } from "../comparable-figures.js";
 import type { ScenarioContext, ScenarioResult } from "../scenario.js";
 import { percentile } from "../stats.js";
 import { startDex } from "../systems/dex.js";
 import { ACTIVITY_QUEUES, WORKFLOW_QUEUE } from "../systems/dex-workload.js";
 
+const WARM_UP = 10;
+
 export async function dexLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
   const runs = ctx.sizes.latencyRuns;
+  const eagerStart = process.env.BENCH_DEX_EAGER_START;
   const dex = await startDex(ctx.pg, ctx.group, "latency", { cpuProfDir: ctx.cpuProfDir });
   try {
-    await Promise.all([
+    const [wf] = await Promise.all([
       dex.startWorkers("wf", [{ kind: "workflow", queue: WORKFLOW_QUEUE, concurrency: 10 }]),
       dex.startWorkers("act", [{ kind: "activity", queue: ACTIVITY_QUEUES[0], concurrency: 10 }]),
     ]);
-    const once = async (id: string, i: number) => (await dex.client.start("oneStep", { instanceId: id, input: i, taskQueue: WORKFLOW_QUEUE })).result();
-    for (let i = 0; i < 10; i++) await once(`warm-${i}`, i); // warm-up, not measured
-    const latencies: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const t0 = performance.now();
-      await once(`lat-${i}`, i);
-      latencies.push(performance.now() - t0);
+    let latencies: number[] = [];
+    if (eagerStart === "1" || eagerStart === "0") {
+      const eager = eagerStart === "1";
+      const reply = await wf.request<{ latencies?: number[]; error?: string }>(
+        { type: "latency", queue: WORKFLOW_QUEUE, runs, warmUp: WARM_UP, eager },
+        60_000 + runs * 5_000,
+      );
+      if (!reply.latencies) throw new Error(`the latency loop in the worker process failed: ${reply.error}`);
+      latencies = reply.latencies;
+    } else {
+      const once = async (id: string, i: number) => (await dex.client.start("oneStep", { instanceId: id, input: i, taskQueue: WORKFLOW_QUEUE })).result();
+      for (let i = 0; i < WARM_UP; i++) await once(`warm-${i}`, i); // warm-up, not measured
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        await once(`lat-${i}`, i);
+        latencies.push(performance.now() - t0);
+      }
     }
-    ctx.log(`dex latency: ${runs} runs, p50 ${percentile(latencies, 50).toFixed(1)} ms`);
+    const eagerTasks = await eagerWorkflowTasks(dex.metricsUrl);
+    const where = eagerStart === undefined ? "" : `, client in the workflow worker's process, eager start ${eagerStart === "1" ? "on" : "off"}`;
+    ctx.log(`dex latency: ${runs} runs${where}, p50 ${percentile(latencies, 50).toFixed(1)} ms, eager workflow tasks ${eagerTasks}`);
     return {
       figures: [
         ...latencyFigures(latencies),
       ],
       usage: {},
-      notes: [`${runs} sequential runs of one activity`],
+      notes: [`${runs} sequential runs of one activity${where}; ${eagerTasks} first workflow tasks handed out in the start's answer`],
     };
   } finally {
     await dex.close();
   }
+}
+
+/** dex_tasks_dispatched_eagerly_total{type="workflow"}, summed over queues. */
+async function eagerWorkflowTasks(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith('dex_tasks_dispatched_eagerly_total{type="workflow"'))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
 }
