@@ -2,9 +2,10 @@
  * Scenario 2 on dex: runs one after another (start, then await the result), one activity each.
  *
  * BENCH_DEX_EAGER_START (eager workflow start, docs/decisions/0013-eager-workflow-start.md): unset,
- * the client runs in the bench process (as always); "1", the loop runs in the workflow worker's
- * process with `eager: true`, so each start hands the run's first workflow task to that worker in
- * its answer; "0", the same in-process client without eager (the A/B's other side).
+ * the client runs in the bench process (as always). Otherwise the loop runs in the workflow worker's
+ * process (its client can hand the first workflow task to that worker): "1" with `eager: true`,
+ * "0" without, "ab" alternating run by run (both sides under the same load; the figures are eager
+ * on's, the notes give both).
  */
 import { latencyFigures } from "../comparable-figures.js";
 import type { ScenarioContext, ScenarioResult } from "../scenario.js";
@@ -24,14 +25,19 @@ export async function dexLatency(ctx: ScenarioContext): Promise<ScenarioResult> 
       dex.startWorkers("act", [{ kind: "activity", queue: ACTIVITY_QUEUES[0], concurrency: 10 }]),
     ]);
     let latencies: number[] = [];
-    if (eagerStart === "1" || eagerStart === "0") {
-      const eager = eagerStart === "1";
-      const reply = await wf.request<{ latencies?: number[]; error?: string }>(
+    let note = "";
+    if (eagerStart === "1" || eagerStart === "0" || eagerStart === "ab") {
+      const eager = eagerStart === "ab" ? "ab" : eagerStart === "1" ? "on" : "off";
+      const reply = await wf.request<{ on?: number[]; off?: number[]; error?: string }>(
         { type: "latency", queue: WORKFLOW_QUEUE, runs, warmUp: WARM_UP, eager },
         60_000 + runs * 5_000,
       );
-      if (!reply.latencies) throw new Error(`the latency loop in the worker process failed: ${reply.error}`);
-      latencies = reply.latencies;
+      if (!reply.on || !reply.off) throw new Error(`the latency loop in the worker process failed: ${reply.error}`);
+      latencies = eager === "off" ? reply.off : reply.on;
+      if (eager === "ab") {
+        const p = (xs: number[], q: number) => percentile(xs, q).toFixed(1);
+        note = `; alternating: eager on p50 ${p(reply.on, 50)} / p99 ${p(reply.on, 99)} ms, off p50 ${p(reply.off, 50)} / p99 ${p(reply.off, 99)} ms (${reply.on.length} + ${reply.off.length} runs)`;
+      }
     } else {
       const once = async (id: string, i: number) => (await dex.client.start("oneStep", { instanceId: id, input: i, taskQueue: WORKFLOW_QUEUE })).result();
       for (let i = 0; i < WARM_UP; i++) await once(`warm-${i}`, i); // warm-up, not measured
@@ -42,14 +48,14 @@ export async function dexLatency(ctx: ScenarioContext): Promise<ScenarioResult> 
       }
     }
     const eagerTasks = await eagerWorkflowTasks(dex.metricsUrl);
-    const where = eagerStart === undefined ? "" : `, client in the workflow worker's process, eager start ${eagerStart === "1" ? "on" : "off"}`;
-    ctx.log(`dex latency: ${runs} runs${where}, p50 ${percentile(latencies, 50).toFixed(1)} ms, eager workflow tasks ${eagerTasks}`);
+    const where = eagerStart === undefined ? "" : `, client in the workflow worker's process, eager start ${{ "1": "on", "0": "off" }[eagerStart] ?? eagerStart}`;
+    ctx.log(`dex latency: ${runs} runs${where}, p50 ${percentile(latencies, 50).toFixed(1)} ms, eager workflow tasks ${eagerTasks}${note}`);
     return {
       figures: [
         ...latencyFigures(latencies),
       ],
       usage: {},
-      notes: [`${runs} sequential runs of one activity${where}; ${eagerTasks} first workflow tasks handed out in the start's answer`],
+      notes: [`${runs} sequential runs of one activity${where}; ${eagerTasks} first workflow tasks handed out in the start's answer${note}`],
     };
   } finally {
     await dex.close();

@@ -73,28 +73,33 @@ const started: Worker[] = config.workers.map((w) =>
     : createActivityWorker({ address, taskQueue: w.queue, activities, maxConcurrentActivities: w.concurrency, logger }),
 );
 
-/** The latency loop, run here so that a start can hand its first task to this process's workflow worker. */
+/**
+ * The latency loop, run here so that a start can hand its first task to this process's workflow
+ * worker. `eager`: "ab" alternates eager on and off run by run, so both sides meet the same load.
+ */
 interface LatencyRequest {
   type: "latency";
   queue: string;
   runs: number;
   warmUp: number;
-  eager: boolean;
+  eager: "on" | "off" | "ab";
 }
 
-async function latencyLoop(m: LatencyRequest): Promise<number[]> {
+async function latencyLoop(m: LatencyRequest): Promise<{ on: number[]; off: number[] }> {
   const client = createClient({ address });
   try {
-    const once = async (id: string, i: number) =>
-      (await client.start("oneStep", { instanceId: id, input: i, taskQueue: m.queue, eager: m.eager })).result();
-    for (let i = 0; i < m.warmUp; i++) await once(`warm-${i}`, i);
-    const latencies: number[] = [];
+    const once = async (id: string, i: number, eager: boolean) =>
+      (await client.start("oneStep", { instanceId: id, input: i, taskQueue: m.queue, eager })).result();
+    const eagerFor = (i: number) => (m.eager === "ab" ? i % 2 === 0 : m.eager === "on");
+    for (let i = 0; i < m.warmUp; i++) await once(`warm-${i}`, i, eagerFor(i));
+    const out = { on: [] as number[], off: [] as number[] };
     for (let i = 0; i < m.runs; i++) {
+      const eager = eagerFor(i);
       const t0 = performance.now();
-      await once(`lat-${i}`, i);
-      latencies.push(performance.now() - t0);
+      await once(`lat-${i}`, i, eager);
+      (eager ? out.on : out.off).push(performance.now() - t0);
     }
-    return latencies;
+    return out;
   } finally {
     client.close();
   }
@@ -104,7 +109,7 @@ process.on("message", (m: { type?: string }) => {
   if (m?.type === "stats") process.send?.({ type: "stats", bytesFromServer, bytesToServer });
   if (m?.type === "latency") {
     latencyLoop(m as LatencyRequest).then(
-      (latencies) => process.send?.({ type: "latency", latencies }),
+      (latencies) => process.send?.({ type: "latency", ...latencies }),
       (err: unknown) => process.send?.({ type: "latency", error: String(err) }),
     );
   }
