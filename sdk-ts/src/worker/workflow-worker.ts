@@ -9,6 +9,7 @@ import { RunCache } from "./run-cache.js";
 import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { processWorkflowTask } from "./workflow-task.js";
 import { registerEagerConsumer } from "./eager-activities.js";
+import { eagerStartHoldBack, offerEagerStarts } from "./eager-workflow-tasks.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -30,6 +31,14 @@ export interface WorkflowWorkerOptions extends ConnectionOptions {
    * Temporal); false: every activity goes through a poll.
    */
   eagerActivities?: boolean;
+  /**
+   * Eager workflow start: `client.start(wf, { eager: true })` in this process, on the same server
+   * address and this queue, may hand the new run's first workflow task straight to this worker
+   * (in the start's answer) when it has a free slot, which saves the poll's round trip. While such
+   * a client exists, polls leave half the free slots for it. Default true; false: this worker
+   * takes no task outside its polls.
+   */
+  eagerStart?: boolean;
   /** Default: console, info and above. */
   logger?: Logger;
 }
@@ -48,6 +57,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);
   const eager = options.eagerActivities ?? true;
+  const eagerStart = options.eagerStart ?? true;
   const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager };
 
   const worker = createPollingWorker({
@@ -64,9 +74,11 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
       return response.tasks;
     },
     handle: (task) => processWorkflowTask(task, deps),
+    ...(eagerStart ? { holdBack: (free: number) => eagerStartHoldBack(connection.address, free) } : {}),
     pause: connection.pause,
     close: () => connection.close(),
   });
+  if (eagerStart) offerEagerStarts(worker, { address: connection.address, taskQueue: options.taskQueue, workerId });
   if (eager) {
     // While it runs, activity workers of this process on the same server leave slots for eager tasks.
     const start = worker.start.bind(worker);

@@ -26,6 +26,12 @@ export type QueueScope = "poll" | "workflow-token" | "activity-token" | "activit
 export interface MethodRule {
   readonly roles: readonly ApiKeyRole[];
   readonly queue?: QueueScope;
+  /**
+   * The roles a call must ALSO have when it asks for a task to be handed out in its answer (its
+   * `eager` field is set): an eager workflow start gives a workflow task to a worker, which only
+   * a key that may poll would get. Only `admin` has both roles today.
+   */
+  readonly eager?: readonly ApiKeyRole[];
 }
 
 const CLIENT: readonly ApiKeyRole[] = ["client", "admin"];
@@ -34,7 +40,7 @@ const ADMIN: readonly ApiKeyRole[] = ["admin"];
 
 /** Full gRPC method name ("/package.Service/Method") -> who may call it. */
 export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
-  "/dex.v1.ClientService/StartWorkflow": { roles: CLIENT },
+  "/dex.v1.ClientService/StartWorkflow": { roles: CLIENT, eager: WORKER },
   "/dex.v1.ClientService/SendEvent": { roles: CLIENT },
   "/dex.v1.ClientService/SendEventWithStart": { roles: CLIENT },
   "/dex.v1.ClientService/DescribeRun": { roles: CLIENT },

@@ -8,6 +8,8 @@ import type { Failure, Payload, RunSelector, RunStatus } from "./common_pb.js";
 import { file_dex_v1_common } from "./common_pb.js";
 import type { HistoryEvent } from "./history_pb.js";
 import { file_dex_v1_history } from "./history_pb.js";
+import type { WorkflowTask } from "./worker_service_pb.js";
+import { file_dex_v1_worker_service } from "./worker_service_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/client_service.proto.
  */
 export const file_dex_v1_client_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSK7AwoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX3ByaW9yaXR5IjgKFVN0YXJ0V29ya2Zsb3dSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCCJoChBTZW5kRXZlbnRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQiNgoRU2VuZEV2ZW50UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhEKCWR1cGxpY2F0ZRgCIAEoCCJ8ChlTZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0EisKBXN0YXJ0GAEgASgLMhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0EhAKCGV2ZW50X2lkGAIgASgJEiAKB3BheWxvYWQYAyABKAsyDy5kZXgudjEuUGF5bG9hZCJQChpTZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIRCglkdXBsaWNhdGUYAyABKAgi2AMKB1J1bkluZm8SDgoGcnVuX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhUKDXdvcmtmbG93X25hbWUYAyABKAkSEgoKdGFza19xdWV1ZRgEIAEoCRIhCgZzdGF0dXMYBSABKA4yES5kZXgudjEuUnVuU3RhdHVzEhAKCHByaW9yaXR5GAYgASgFEisKBmxhYmVscxgHIAMoCzIbLmRleC52MS5SdW5JbmZvLkxhYmVsc0VudHJ5EhUKDWN1c3RvbV9zdGF0dXMYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5oaXN0b3J5X2xlbmd0aBgMIAEoAxIVCg1wYXJlbnRfcnVuX2lkGA0gASgJEhcKD2NvbmN1cnJlbmN5X2tleRgOIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjYKEkRlc2NyaWJlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3Ii4QEKD1BlbmRpbmdBY3Rpdml0eRILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEg8KB2F0dGVtcHQYBCABKAUSDwoHcnVubmluZxgFIAEoCBI1ChFuZXh0X2F0dGVtcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoMbGFzdF9mYWlsdXJlGAcgASgLMg8uZGV4LnYxLkZhaWx1cmUSFgoOd2FpdGluZ19yZWFzb24YCCABKAkilQEKE1BlbmRpbmdXb3JrZmxvd1Rhc2sSDwoHYXR0ZW1wdBgBIAEoBRIPCgdydW5uaW5nGAIgASgIEiUKDGxhc3RfZmFpbHVyZRgDIAEoCzIPLmRleC52MS5GYWlsdXJlEjUKEW5leHRfYXR0ZW1wdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCgxQZW5kaW5nVGltZXISCwoDc2VxGAEgASgNEi0KCWZpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYwoQUGVuZGluZ0V2ZW50V2FpdBILCgNzZXEYASABKA0SEAoIZXZlbnRfaWQYAiABKAkSMAoMdGltZW91dF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJaCg9QZW5kaW5nQ2hpbGRSdW4SCwoDc2VxGAEgASgNEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJItcDChNEZXNjcmliZVJ1blJlc3BvbnNlEh0KBGluZm8YASABKAsyDy5kZXgudjEuUnVuSW5mbxIeCgVpbnB1dBgCIAEoCzIPLmRleC52MS5QYXlsb2FkEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRI6ChVwZW5kaW5nX3dvcmtmbG93X3Rhc2sYBSABKAsyGy5kZXgudjEuUGVuZGluZ1dvcmtmbG93VGFzaxIzChJwZW5kaW5nX2FjdGl2aXRpZXMYBiADKAsyFy5kZXgudjEuUGVuZGluZ0FjdGl2aXR5EiwKDnBlbmRpbmdfdGltZXJzGAcgAygLMhQuZGV4LnYxLlBlbmRpbmdUaW1lchI1ChNwZW5kaW5nX2V2ZW50X3dhaXRzGAggAygLMhguZGV4LnYxLlBlbmRpbmdFdmVudFdhaXQSMwoScGVuZGluZ19jaGlsZF9ydW5zGAkgAygLMhcuZGV4LnYxLlBlbmRpbmdDaGlsZFJ1bhIWCg53YWl0aW5nX3JlYXNvbhgKIAEoCRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAsgASgJInwKFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUSFwoPd2FpdF9uZXdfZXZlbnRzGAQgASgIIogBChVHZXRSdW5IaXN0b3J5UmVzcG9uc2USJAoGZXZlbnRzGAEgAygLMhQuZGV4LnYxLkhpc3RvcnlFdmVudBIOCgZydW5faWQYAiABKAkSFgoOaGlzdG9yeV9sZW5ndGgYAyABKAMSIQoGc3RhdHVzGAQgASgOMhEuZGV4LnYxLlJ1blN0YXR1cyJFChNHZXRSdW5SZXN1bHRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIMCgR3YWl0GAIgASgIIqkBChRHZXRSdW5SZXN1bHRSZXNwb25zZRIOCgZydW5faWQYASABKAkSIQoGc3RhdHVzGAIgASgOMhEuZGV4LnYxLlJ1blN0YXR1cxIfCgZyZXN1bHQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBIgCgdmYWlsdXJlGAQgASgLMg8uZGV4LnYxLkZhaWx1cmUSGwoTY29udGludWVkX2FzX3J1bl9pZBgFIAEoCSLUAgoPTGlzdFJ1bnNSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSIwoIc3RhdHVzZXMYAiADKA4yES5kZXgudjEuUnVuU3RhdHVzEhMKC2luc3RhbmNlX2lkGAMgASgJEjMKBmxhYmVscxgEIAMoCzIjLmRleC52MS5MaXN0UnVuc1JlcXVlc3QuTGFiZWxzRW50cnkSMQoNY3JlYXRlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoQTGlzdFJ1bnNSZXNwb25zZRIdCgRydW5zGAEgAygLMg8uZGV4LnYxLlJ1bkluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKEENhbmNlbFJ1blJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEg4KBnJlYXNvbhgCIAEoCSI+ChFDYW5jZWxSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSGQoRYWxyZWFkeV9yZXF1ZXN0ZWQYAiABKAgiRwoTVGVybWluYXRlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIiYKFFRlcm1pbmF0ZVJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSqbAQoYSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EisKJ0lOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9VTlNQRUNJRklFRBAAEiQKIElOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9GQUlMEAESLAooSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VTRV9FWElTVElORxACKrgBChVJbnN0YW5jZUlkUmV1c2VQb2xpY3kSKAokSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1VOU1BFQ0lGSUVEEAASIgoeSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XEAESLAooSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XX0lGX0ZBSUxFRBACEiMKH0lOU1RBTkNFX0lEX1JFVVNFX1BPTElDWV9SRUpFQ1QQAzKpBQoNQ2xpZW50U2VydmljZRJMCg1TdGFydFdvcmtmbG93EhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0Gh0uZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXNwb25zZRJACglTZW5kRXZlbnQSGC5kZXgudjEuU2VuZEV2ZW50UmVxdWVzdBoZLmRleC52MS5TZW5kRXZlbnRSZXNwb25zZRJbChJTZW5kRXZlbnRXaXRoU3RhcnQSIS5kZXgudjEuU2VuZEV2ZW50V2l0aFN0YXJ0UmVxdWVzdBoiLmRleC52MS5TZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRJGCgtEZXNjcmliZVJ1bhIaLmRleC52MS5EZXNjcmliZVJ1blJlcXVlc3QaGy5kZXgudjEuRGVzY3JpYmVSdW5SZXNwb25zZRJMCg1HZXRSdW5IaXN0b3J5EhwuZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh0uZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZRJJCgxHZXRSdW5SZXN1bHQSGy5kZXgudjEuR2V0UnVuUmVzdWx0UmVxdWVzdBocLmRleC52MS5HZXRSdW5SZXN1bHRSZXNwb25zZRI9CghMaXN0UnVucxIXLmRleC52MS5MaXN0UnVuc1JlcXVlc3QaGC5kZXgudjEuTGlzdFJ1bnNSZXNwb25zZRJACglDYW5jZWxSdW4SGC5kZXgudjEuQ2FuY2VsUnVuUmVxdWVzdBoZLmRleC52MS5DYW5jZWxSdW5SZXNwb25zZRJJCgxUZXJtaW5hdGVSdW4SGy5kZXgudjEuVGVybWluYXRlUnVuUmVxdWVzdBocLmRleC52MS5UZXJtaW5hdGVSdW5SZXNwb25zZWIGcHJvdG8z", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSLmAwoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFEikKBWVhZ2VyGAwgASgLMhouZGV4LnYxLkVhZ2VyV29ya2Zsb3dTdGFydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9wcmlvcml0eSInChJFYWdlcldvcmtmbG93U3RhcnQSEQoJd29ya2VyX2lkGAEgASgJImIKFVN0YXJ0V29ya2Zsb3dSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIoCgplYWdlcl90YXNrGAMgASgLMhQuZGV4LnYxLldvcmtmbG93VGFzayJoChBTZW5kRXZlbnRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQiNgoRU2VuZEV2ZW50UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhEKCWR1cGxpY2F0ZRgCIAEoCCJ8ChlTZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0EisKBXN0YXJ0GAEgASgLMhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0EhAKCGV2ZW50X2lkGAIgASgJEiAKB3BheWxvYWQYAyABKAsyDy5kZXgudjEuUGF5bG9hZCJQChpTZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIRCglkdXBsaWNhdGUYAyABKAgi2AMKB1J1bkluZm8SDgoGcnVuX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhUKDXdvcmtmbG93X25hbWUYAyABKAkSEgoKdGFza19xdWV1ZRgEIAEoCRIhCgZzdGF0dXMYBSABKA4yES5kZXgudjEuUnVuU3RhdHVzEhAKCHByaW9yaXR5GAYgASgFEisKBmxhYmVscxgHIAMoCzIbLmRleC52MS5SdW5JbmZvLkxhYmVsc0VudHJ5EhUKDWN1c3RvbV9zdGF0dXMYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5oaXN0b3J5X2xlbmd0aBgMIAEoAxIVCg1wYXJlbnRfcnVuX2lkGA0gASgJEhcKD2NvbmN1cnJlbmN5X2tleRgOIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjYKEkRlc2NyaWJlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3Ii4QEKD1BlbmRpbmdBY3Rpdml0eRILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEg8KB2F0dGVtcHQYBCABKAUSDwoHcnVubmluZxgFIAEoCBI1ChFuZXh0X2F0dGVtcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoMbGFzdF9mYWlsdXJlGAcgASgLMg8uZGV4LnYxLkZhaWx1cmUSFgoOd2FpdGluZ19yZWFzb24YCCABKAkilQEKE1BlbmRpbmdXb3JrZmxvd1Rhc2sSDwoHYXR0ZW1wdBgBIAEoBRIPCgdydW5uaW5nGAIgASgIEiUKDGxhc3RfZmFpbHVyZRgDIAEoCzIPLmRleC52MS5GYWlsdXJlEjUKEW5leHRfYXR0ZW1wdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCgxQZW5kaW5nVGltZXISCwoDc2VxGAEgASgNEi0KCWZpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYwoQUGVuZGluZ0V2ZW50V2FpdBILCgNzZXEYASABKA0SEAoIZXZlbnRfaWQYAiABKAkSMAoMdGltZW91dF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJaCg9QZW5kaW5nQ2hpbGRSdW4SCwoDc2VxGAEgASgNEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJItcDChNEZXNjcmliZVJ1blJlc3BvbnNlEh0KBGluZm8YASABKAsyDy5kZXgudjEuUnVuSW5mbxIeCgVpbnB1dBgCIAEoCzIPLmRleC52MS5QYXlsb2FkEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRI6ChVwZW5kaW5nX3dvcmtmbG93X3Rhc2sYBSABKAsyGy5kZXgudjEuUGVuZGluZ1dvcmtmbG93VGFzaxIzChJwZW5kaW5nX2FjdGl2aXRpZXMYBiADKAsyFy5kZXgudjEuUGVuZGluZ0FjdGl2aXR5EiwKDnBlbmRpbmdfdGltZXJzGAcgAygLMhQuZGV4LnYxLlBlbmRpbmdUaW1lchI1ChNwZW5kaW5nX2V2ZW50X3dhaXRzGAggAygLMhguZGV4LnYxLlBlbmRpbmdFdmVudFdhaXQSMwoScGVuZGluZ19jaGlsZF9ydW5zGAkgAygLMhcuZGV4LnYxLlBlbmRpbmdDaGlsZFJ1bhIWCg53YWl0aW5nX3JlYXNvbhgKIAEoCRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAsgASgJInwKFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUSFwoPd2FpdF9uZXdfZXZlbnRzGAQgASgIIogBChVHZXRSdW5IaXN0b3J5UmVzcG9uc2USJAoGZXZlbnRzGAEgAygLMhQuZGV4LnYxLkhpc3RvcnlFdmVudBIOCgZydW5faWQYAiABKAkSFgoOaGlzdG9yeV9sZW5ndGgYAyABKAMSIQoGc3RhdHVzGAQgASgOMhEuZGV4LnYxLlJ1blN0YXR1cyJFChNHZXRSdW5SZXN1bHRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIMCgR3YWl0GAIgASgIIqkBChRHZXRSdW5SZXN1bHRSZXNwb25zZRIOCgZydW5faWQYASABKAkSIQoGc3RhdHVzGAIgASgOMhEuZGV4LnYxLlJ1blN0YXR1cxIfCgZyZXN1bHQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBIgCgdmYWlsdXJlGAQgASgLMg8uZGV4LnYxLkZhaWx1cmUSGwoTY29udGludWVkX2FzX3J1bl9pZBgFIAEoCSLUAgoPTGlzdFJ1bnNSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSIwoIc3RhdHVzZXMYAiADKA4yES5kZXgudjEuUnVuU3RhdHVzEhMKC2luc3RhbmNlX2lkGAMgASgJEjMKBmxhYmVscxgEIAMoCzIjLmRleC52MS5MaXN0UnVuc1JlcXVlc3QuTGFiZWxzRW50cnkSMQoNY3JlYXRlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoQTGlzdFJ1bnNSZXNwb25zZRIdCgRydW5zGAEgAygLMg8uZGV4LnYxLlJ1bkluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKEENhbmNlbFJ1blJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEg4KBnJlYXNvbhgCIAEoCSI+ChFDYW5jZWxSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSGQoRYWxyZWFkeV9yZXF1ZXN0ZWQYAiABKAgiRwoTVGVybWluYXRlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIiYKFFRlcm1pbmF0ZVJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSqbAQoYSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EisKJ0lOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9VTlNQRUNJRklFRBAAEiQKIElOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9GQUlMEAESLAooSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VTRV9FWElTVElORxACKrgBChVJbnN0YW5jZUlkUmV1c2VQb2xpY3kSKAokSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1VOU1BFQ0lGSUVEEAASIgoeSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XEAESLAooSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XX0lGX0ZBSUxFRBACEiMKH0lOU1RBTkNFX0lEX1JFVVNFX1BPTElDWV9SRUpFQ1QQAzKpBQoNQ2xpZW50U2VydmljZRJMCg1TdGFydFdvcmtmbG93EhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0Gh0uZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXNwb25zZRJACglTZW5kRXZlbnQSGC5kZXgudjEuU2VuZEV2ZW50UmVxdWVzdBoZLmRleC52MS5TZW5kRXZlbnRSZXNwb25zZRJbChJTZW5kRXZlbnRXaXRoU3RhcnQSIS5kZXgudjEuU2VuZEV2ZW50V2l0aFN0YXJ0UmVxdWVzdBoiLmRleC52MS5TZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRJGCgtEZXNjcmliZVJ1bhIaLmRleC52MS5EZXNjcmliZVJ1blJlcXVlc3QaGy5kZXgudjEuRGVzY3JpYmVSdW5SZXNwb25zZRJMCg1HZXRSdW5IaXN0b3J5EhwuZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh0uZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZRJJCgxHZXRSdW5SZXN1bHQSGy5kZXgudjEuR2V0UnVuUmVzdWx0UmVxdWVzdBocLmRleC52MS5HZXRSdW5SZXN1bHRSZXNwb25zZRI9CghMaXN0UnVucxIXLmRleC52MS5MaXN0UnVuc1JlcXVlc3QaGC5kZXgudjEuTGlzdFJ1bnNSZXNwb25zZRJACglDYW5jZWxSdW4SGC5kZXgudjEuQ2FuY2VsUnVuUmVxdWVzdBoZLmRleC52MS5DYW5jZWxSdW5SZXNwb25zZRJJCgxUZXJtaW5hdGVSdW4SGy5kZXgudjEuVGVybWluYXRlUnVuUmVxdWVzdBocLmRleC52MS5UZXJtaW5hdGVSdW5SZXNwb25zZWIGcHJvdG8z", [file_dex_v1_common, file_dex_v1_history, file_dex_v1_worker_service, file_google_protobuf_timestamp]);
 
 /**
  * StartWorkflowRequest describes the run to start.
@@ -105,6 +107,26 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
    * @generated from field: int32 concurrency_limit = 11;
    */
   concurrencyLimit: number;
+
+  /**
+   * Eager workflow start: hand the new run's first workflow task straight to
+   * a workflow worker in the caller's process, in the answer
+   * (StartWorkflowResponse.eager_task), which saves that worker's poll.
+   * Unset (the default, and what older clients send): the task is queued for
+   * any poll. The task is handed out only when this call started a NEW run
+   * (not a run returned by INSTANCE_ID_CONFLICT_POLICY_USE_EXISTING or by a
+   * repeated request_id), when the run's task queue is not paused nor at its
+   * capacity, and when the run has its task at once (a run waiting for its
+   * concurrency key's slot has none yet). Otherwise the answer leaves
+   * eager_task empty and the task waits for a poll: the start never fails
+   * because the task could not be handed out. The API key must also be one a
+   * worker may use (role `admin`, when the server requires keys: a `client`
+   * key may start runs but not take tasks): otherwise PERMISSION_DENIED and
+   * nothing is started. Ignored inside SendEventWithStartRequest.
+   *
+   * @generated from field: dex.v1.EagerWorkflowStart eager = 12;
+   */
+  eager?: EagerWorkflowStart | undefined;
 };
 
 /**
@@ -113,6 +135,30 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
  */
 export const StartWorkflowRequestSchema: GenMessage<StartWorkflowRequest> = /*@__PURE__*/
   messageDesc(file_dex_v1_client_service, 0);
+
+/**
+ * EagerWorkflowStart names the workflow worker that takes a new run's first
+ * workflow task (StartWorkflowRequest.eager).
+ *
+ * @generated from message dex.v1.EagerWorkflowStart
+ */
+export type EagerWorkflowStart = Message<"dex.v1.EagerWorkflowStart"> & {
+  /**
+   * Identity of a workflow worker polling the run's task queue, exactly as it
+   * sends in PollWorkflowTasksRequest.worker_id, that has reserved a free slot
+   * for the task until the answer arrives. Required; up to 255 characters.
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message dex.v1.EagerWorkflowStart.
+ * Use `create(EagerWorkflowStartSchema)` to create a new message.
+ */
+export const EagerWorkflowStartSchema: GenMessage<EagerWorkflowStart> = /*@__PURE__*/
+  messageDesc(file_dex_v1_client_service, 1);
 
 /**
  * StartWorkflowResponse names the run.
@@ -134,6 +180,20 @@ export type StartWorkflowResponse = Message<"dex.v1.StartWorkflowResponse"> & {
    * @generated from field: bool started = 2;
    */
   started: boolean;
+
+  /**
+   * Eager workflow start (StartWorkflowRequest.eager): the run's first
+   * workflow task, leased to the named worker exactly as
+   * PollWorkflowTasks would hand it out (attempt 1, full history, its lease
+   * counted from the start's answer: lease_deadline, database clock). Run it
+   * as a polled task and complete or fail it with its token. Its token fences
+   * it as any workflow task's: if its lease ends the task goes to another
+   * worker and this token is answered NOT_FOUND. Unset when eager was not
+   * asked for or the task could not be handed out (it then waits for a poll).
+   *
+   * @generated from field: dex.v1.WorkflowTask eager_task = 3;
+   */
+  eagerTask?: WorkflowTask | undefined;
 };
 
 /**
@@ -141,7 +201,7 @@ export type StartWorkflowResponse = Message<"dex.v1.StartWorkflowResponse"> & {
  * Use `create(StartWorkflowResponseSchema)` to create a new message.
  */
 export const StartWorkflowResponseSchema: GenMessage<StartWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 1);
+  messageDesc(file_dex_v1_client_service, 2);
 
 /**
  * SendEventRequest delivers an external event.
@@ -176,7 +236,7 @@ export type SendEventRequest = Message<"dex.v1.SendEventRequest"> & {
  * Use `create(SendEventRequestSchema)` to create a new message.
  */
 export const SendEventRequestSchema: GenMessage<SendEventRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 2);
+  messageDesc(file_dex_v1_client_service, 3);
 
 /**
  * SendEventResponse reports the delivery.
@@ -204,7 +264,7 @@ export type SendEventResponse = Message<"dex.v1.SendEventResponse"> & {
  * Use `create(SendEventResponseSchema)` to create a new message.
  */
 export const SendEventResponseSchema: GenMessage<SendEventResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 3);
+  messageDesc(file_dex_v1_client_service, 4);
 
 /**
  * SendEventWithStartRequest starts a run if needed, then delivers an event.
@@ -239,7 +299,7 @@ export type SendEventWithStartRequest = Message<"dex.v1.SendEventWithStartReques
  * Use `create(SendEventWithStartRequestSchema)` to create a new message.
  */
 export const SendEventWithStartRequestSchema: GenMessage<SendEventWithStartRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 4);
+  messageDesc(file_dex_v1_client_service, 5);
 
 /**
  * SendEventWithStartResponse reports the start and delivery.
@@ -274,7 +334,7 @@ export type SendEventWithStartResponse = Message<"dex.v1.SendEventWithStartRespo
  * Use `create(SendEventWithStartResponseSchema)` to create a new message.
  */
 export const SendEventWithStartResponseSchema: GenMessage<SendEventWithStartResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 5);
+  messageDesc(file_dex_v1_client_service, 6);
 
 /**
  * RunInfo is the summary of a run shown in lists.
@@ -386,7 +446,7 @@ export type RunInfo = Message<"dex.v1.RunInfo"> & {
  * Use `create(RunInfoSchema)` to create a new message.
  */
 export const RunInfoSchema: GenMessage<RunInfo> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 6);
+  messageDesc(file_dex_v1_client_service, 7);
 
 /**
  * DescribeRunRequest names the run to describe.
@@ -407,7 +467,7 @@ export type DescribeRunRequest = Message<"dex.v1.DescribeRunRequest"> & {
  * Use `create(DescribeRunRequestSchema)` to create a new message.
  */
 export const DescribeRunRequestSchema: GenMessage<DescribeRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 7);
+  messageDesc(file_dex_v1_client_service, 8);
 
 /**
  * PendingActivity is an activity that has been scheduled but has no outcome.
@@ -477,7 +537,7 @@ export type PendingActivity = Message<"dex.v1.PendingActivity"> & {
  * Use `create(PendingActivitySchema)` to create a new message.
  */
 export const PendingActivitySchema: GenMessage<PendingActivity> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 8);
+  messageDesc(file_dex_v1_client_service, 9);
 
 /**
  * PendingWorkflowTask is the run's workflow task, when it has one.
@@ -519,7 +579,7 @@ export type PendingWorkflowTask = Message<"dex.v1.PendingWorkflowTask"> & {
  * Use `create(PendingWorkflowTaskSchema)` to create a new message.
  */
 export const PendingWorkflowTaskSchema: GenMessage<PendingWorkflowTask> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 9);
+  messageDesc(file_dex_v1_client_service, 10);
 
 /**
  * PendingTimer is a timer that has not fired.
@@ -547,7 +607,7 @@ export type PendingTimer = Message<"dex.v1.PendingTimer"> & {
  * Use `create(PendingTimerSchema)` to create a new message.
  */
 export const PendingTimerSchema: GenMessage<PendingTimer> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 10);
+  messageDesc(file_dex_v1_client_service, 11);
 
 /**
  * PendingEventWait is an external event the workflow is waiting for.
@@ -582,7 +642,7 @@ export type PendingEventWait = Message<"dex.v1.PendingEventWait"> & {
  * Use `create(PendingEventWaitSchema)` to create a new message.
  */
 export const PendingEventWaitSchema: GenMessage<PendingEventWait> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 11);
+  messageDesc(file_dex_v1_client_service, 12);
 
 /**
  * PendingChildRun is a child run that has not ended.
@@ -624,7 +684,7 @@ export type PendingChildRun = Message<"dex.v1.PendingChildRun"> & {
  * Use `create(PendingChildRunSchema)` to create a new message.
  */
 export const PendingChildRunSchema: GenMessage<PendingChildRun> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 12);
+  messageDesc(file_dex_v1_client_service, 13);
 
 /**
  * DescribeRunResponse describes a run.
@@ -715,7 +775,7 @@ export type DescribeRunResponse = Message<"dex.v1.DescribeRunResponse"> & {
  * Use `create(DescribeRunResponseSchema)` to create a new message.
  */
 export const DescribeRunResponseSchema: GenMessage<DescribeRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 13);
+  messageDesc(file_dex_v1_client_service, 14);
 
 /**
  * GetRunHistoryRequest asks for a page of history.
@@ -758,7 +818,7 @@ export type GetRunHistoryRequest = Message<"dex.v1.GetRunHistoryRequest"> & {
  * Use `create(GetRunHistoryRequestSchema)` to create a new message.
  */
 export const GetRunHistoryRequestSchema: GenMessage<GetRunHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 14);
+  messageDesc(file_dex_v1_client_service, 15);
 
 /**
  * GetRunHistoryResponse holds a page of history.
@@ -801,7 +861,7 @@ export type GetRunHistoryResponse = Message<"dex.v1.GetRunHistoryResponse"> & {
  * Use `create(GetRunHistoryResponseSchema)` to create a new message.
  */
 export const GetRunHistoryResponseSchema: GenMessage<GetRunHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 15);
+  messageDesc(file_dex_v1_client_service, 16);
 
 /**
  * GetRunResultRequest asks for a run's outcome.
@@ -831,7 +891,7 @@ export type GetRunResultRequest = Message<"dex.v1.GetRunResultRequest"> & {
  * Use `create(GetRunResultRequestSchema)` to create a new message.
  */
 export const GetRunResultRequestSchema: GenMessage<GetRunResultRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 16);
+  messageDesc(file_dex_v1_client_service, 17);
 
 /**
  * GetRunResultResponse holds a run's outcome.
@@ -880,7 +940,7 @@ export type GetRunResultResponse = Message<"dex.v1.GetRunResultResponse"> & {
  * Use `create(GetRunResultResponseSchema)` to create a new message.
  */
 export const GetRunResultResponseSchema: GenMessage<GetRunResultResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 17);
+  messageDesc(file_dex_v1_client_service, 18);
 
 /**
  * ListRunsRequest filters runs. Filters combine with AND.
@@ -950,7 +1010,7 @@ export type ListRunsRequest = Message<"dex.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 18);
+  messageDesc(file_dex_v1_client_service, 19);
 
 /**
  * ListRunsResponse holds a page of runs, newest first.
@@ -978,7 +1038,7 @@ export type ListRunsResponse = Message<"dex.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 19);
+  messageDesc(file_dex_v1_client_service, 20);
 
 /**
  * CancelRunRequest asks for a run to be cancelled.
@@ -1006,7 +1066,7 @@ export type CancelRunRequest = Message<"dex.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 20);
+  messageDesc(file_dex_v1_client_service, 21);
 
 /**
  * CancelRunResponse acknowledges the request.
@@ -1034,7 +1094,7 @@ export type CancelRunResponse = Message<"dex.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 21);
+  messageDesc(file_dex_v1_client_service, 22);
 
 /**
  * TerminateRunRequest asks for a run to be ended at once.
@@ -1062,7 +1122,7 @@ export type TerminateRunRequest = Message<"dex.v1.TerminateRunRequest"> & {
  * Use `create(TerminateRunRequestSchema)` to create a new message.
  */
 export const TerminateRunRequestSchema: GenMessage<TerminateRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 22);
+  messageDesc(file_dex_v1_client_service, 23);
 
 /**
  * TerminateRunResponse acknowledges the termination.
@@ -1083,7 +1143,7 @@ export type TerminateRunResponse = Message<"dex.v1.TerminateRunResponse"> & {
  * Use `create(TerminateRunResponseSchema)` to create a new message.
  */
 export const TerminateRunResponseSchema: GenMessage<TerminateRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 23);
+  messageDesc(file_dex_v1_client_service, 24);
 
 /**
  * InstanceIdConflictPolicy says what StartWorkflow does when the instance id
@@ -1186,7 +1246,9 @@ export const ClientService: GenService<{
    * Starts a workflow run. Errors: INVALID_ARGUMENT for a malformed request;
    * NOT_FOUND when the workflow task queue does not exist; ALREADY_EXISTS when
    * the instance id has an open run (the message names it), unless the request
-   * id matches the start that created that run, which returns it again.
+   * id matches the start that created that run, which returns it again;
+   * PERMISSION_DENIED for an eager start (StartWorkflowRequest.eager) with a
+   * key that may not take tasks.
    *
    * @generated from rpc dex.v1.ClientService.StartWorkflow
    */
