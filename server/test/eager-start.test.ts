@@ -3,7 +3,7 @@
  * real Postgres: a start that names a worker gets the new run's first workflow task in its answer,
  * leased to that worker exactly as a poll leases it, and its token fences exactly as a polled one.
  * A start that did not start a new run, on a paused queue, or for a run waiting for its concurrency
- * slot gets none, and the task waits for a poll; a key that may not take tasks is refused.
+ * slot gets none, and the task waits for a poll; a client key gets the task, a worker key completes it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InstanceIdConflictPolicy, TaskQueueType } from "@dex/proto";
@@ -212,27 +212,24 @@ describe("eager workflow start with API keys", () => {
     await k?.close();
   });
 
-  it("needs a key that may also take tasks: a client key is refused with PERMISSION_DENIED and starts nothing", async () => {
+  it("hands a client key the task, which only a worker key can complete", async () => {
     const admin = clientsWith(k, (await newKey(k.sql, "admin")).text);
     const client = clientsWith(k, (await newKey(k.sql, "client")).text);
+    const worker = clientsWith(k, (await newKey(k.sql, "worker")).text);
     try {
       const queue = await newQueue(admin, "esk");
-      const instanceId = uniqueId("perm");
-      const refused = await rejectsWith(
-        client.client.startWorkflow({ workflowName: "wf", instanceId, taskQueue: queue, eager: { workerId: "ew" } }),
-        "PERMISSION_DENIED",
-        /role client, which may not take tasks.*eager.*needs role admin.*without eager/,
-      );
-      expect(refused.message).toContain("StartWorkflow");
-      const [row] = await k.sql<{ count: number }[]>`select count(*)::int as count from dex.runs where instance_id = ${instanceId}`;
-      expect(row!.count, "nothing was started").toBe(0);
-      // Without eager the same key starts the run; an admin key gets the eager task.
-      expect((await client.client.startWorkflow({ workflowName: "wf", instanceId, taskQueue: queue })).started).toBe(true);
-      const eager = await admin.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("perm"), taskQueue: queue, eager: { workerId: "ew" } });
-      expect(eager.eagerTask?.runId).toBe(eager.runId);
+      const started = await client.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("perm"), taskQueue: queue, eager: { workerId: "ew" } });
+      const task = started.eagerTask!;
+      expect(task.runId).toBe(started.runId);
+      // The token is no use to the client key: WorkerService calls need a worker key.
+      await rejectsWith(client.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeRun("by the client")] }), "PERMISSION_DENIED");
+      await worker.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeRun("by the worker")] });
+      const [row] = await k.sql<{ status: string }[]>`select status from dex.runs where id = ${started.runId}::uuid`;
+      expect(row!.status).toBe("COMPLETED");
     } finally {
       admin.close();
       client.close();
+      worker.close();
     }
   });
 });

@@ -38,7 +38,6 @@ export function withApiKeys<S extends GenService<GenServiceMethods>>(
     out[method.localName] = async (request: unknown, context: CallContext) => {
       const principal = await authenticate(context, deps.authenticator, name, deps.logger);
       authorize(principal, rule, name, context, deps.logger);
-      if (rule.eager) authorizeEager(principal, rule, request, name, context, deps.logger);
       if (principal.queues && rule.queue === "activity-token-items") itemQueueLimits.set(context, { principal, queues: principal.queues, method: name });
       else if (principal.queues && rule.queue) await checkQueue(principal, principal.queues, rule.queue, request, name, context, deps);
       if (principal.queues) withoutForeignEagerOffers(request, principal.queues);
@@ -76,23 +75,6 @@ function authorize(principal: Principal, rule: MethodRule, method: string, conte
   throw new DexError(
     "PERMISSION_DENIED",
     `the API key "${principal.name}" has role ${principal.role}; ${method} needs role ${rule.roles.join(" or ")}`,
-  );
-}
-
-/**
- * A call asking for a task in its answer (StartWorkflowRequest.eager) also needs a role that may
- * take tasks (MethodRule.eager). Refused whole, before anything is written: quietly starting the
- * run without the eager task would hide a key that can never get one.
- */
-function authorizeEager(principal: Principal, rule: MethodRule, request: unknown, method: string, context: CallContext, logger: Logger): void {
-  if ((request as { eager?: unknown }).eager === undefined || rule.eager!.includes(principal.role)) return;
-  const both = rule.roles.filter((role) => rule.eager!.includes(role)).join(" or ");
-  logger.info("call refused: role may not take an eager task", { method, key: principal.name, role: principal.role, peer: context.peer });
-  throw new DexError(
-    "PERMISSION_DENIED",
-    `the API key "${principal.name}" has role ${principal.role}, which may not take tasks; an eager start (${method} with eager set) ` +
-      `hands the run's first workflow task to a worker, so it needs role ${both}: send the start without eager ` +
-      `(SDK: drop the eager option) or use a key of role ${both}`,
   );
 }
 

@@ -26,12 +26,6 @@ export type QueueScope = "poll" | "workflow-token" | "activity-token" | "activit
 export interface MethodRule {
   readonly roles: readonly ApiKeyRole[];
   readonly queue?: QueueScope;
-  /**
-   * The roles a call must ALSO have when it asks for a task to be handed out in its answer (its
-   * `eager` field is set): an eager workflow start gives a workflow task to a worker, which only
-   * a key that may poll would get. Only `admin` has both roles today.
-   */
-  readonly eager?: readonly ApiKeyRole[];
 }
 
 const CLIENT: readonly ApiKeyRole[] = ["client", "admin"];
@@ -40,7 +34,12 @@ const ADMIN: readonly ApiKeyRole[] = ["admin"];
 
 /** Full gRPC method name ("/package.Service/Method") -> who may call it. */
 export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
-  "/dex.v1.ClientService/StartWorkflow": { roles: CLIENT, eager: WORKER },
+  // An eager start (StartWorkflowRequest.eager) hands a client key the new run's first workflow task.
+  // It reveals nothing the caller did not send (the task holds the run_started event), and the token
+  // is useless to a client key: completing or failing the task needs a worker key (the worker's own
+  // connection, in the caller's process). So a client key may ask for it: one key per role, and a
+  // process with a client key and a worker key, is the set-up eager start is for.
+  "/dex.v1.ClientService/StartWorkflow": { roles: CLIENT },
   "/dex.v1.ClientService/SendEvent": { roles: CLIENT },
   "/dex.v1.ClientService/SendEventWithStart": { roles: CLIENT },
   "/dex.v1.ClientService/DescribeRun": { roles: CLIENT },

@@ -1246,9 +1246,7 @@ export const ClientService: GenService<{
    * Starts a workflow run. Errors: INVALID_ARGUMENT for a malformed request;
    * NOT_FOUND when the workflow task queue does not exist; ALREADY_EXISTS when
    * the instance id has an open run (the message names it), unless the request
-   * id matches the start that created that run, which returns it again;
-   * PERMISSION_DENIED for an eager start (StartWorkflowRequest.eager) with a
-   * key that may not take tasks.
+   * id matches the start that created that run, which returns it again.
    *
    * @generated from rpc dex.v1.ClientService.StartWorkflow
    */
