@@ -946,7 +946,9 @@ export type BackfillScheduleResponse = Message<"dex.v1.BackfillScheduleResponse"
   buffered: number;
 
   /**
-   * Firings skipped (reason OVERLAP or TASK_QUEUE_MISSING).
+   * Firings that started nothing: skipped (reason OVERLAP or
+   * TASK_QUEUE_MISSING), or a nominal time this schedule already started a
+   * run for (a backfill never starts one twice).
    *
    * @generated from field: int32 skipped = 3;
    */
