@@ -55,7 +55,7 @@ describe("schedules on several servers", () => {
 
     // Every server is down while ten nominal seconds pass by the database clock.
     const watcher = postgres(db.url, { max: 1, onnotice: () => {} });
-    const [{ next }] = await watcher<{ next: Date }[]>`select next_nominal_at as next from dex.schedules where id = ${id}`;
+    const { next } = (await watcher<{ next: Date }[]>`select next_nominal_at as next from dex.schedules where id = ${id}`)[0]!;
     await waitFor(async () => {
       const [row] = await watcher<{ passed: boolean }[]>`select now() > ${next}::timestamptz + interval '10 seconds' as passed`;
       return row!.passed;

@@ -48,7 +48,7 @@ describe("schedule validation", () => {
     await rejectsWith(schedules.createSchedule({ scheduleId: "s".repeat(201), schedule: everyMs(1_000) }), "INVALID_ARGUMENT", /schedule_id is too long/);
     await rejectsWith(schedules.createSchedule({ scheduleId: "x", schedule: everyMs(1_000), remainingActions: -1 }), "INVALID_ARGUMENT", /remaining_actions must be an integer from 0/);
     await rejectsWith(
-      schedules.createSchedule({ scheduleId: "x", schedule: { ...everyMs(1_000), policies: { overlapPolicy: 99 } } }),
+      schedules.createSchedule({ scheduleId: "x", schedule: { ...everyMs(1_000), policies: { overlapPolicy: 99 as ScheduleOverlapPolicy } } }),
       "INVALID_ARGUMENT",
       /overlap_policy has an unknown value 99/,
     );

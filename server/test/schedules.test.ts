@@ -64,7 +64,7 @@ describe("schedules", () => {
     const paused = await schedules.describeSchedule({ scheduleId: id });
     expect(paused.info).toMatchObject({ paused: true, note: "maintenance", nextActionTimes: [] });
     // Two nominal times pass by the database clock while paused.
-    const [{ now }] = await h.sql<{ now: Date }[]>`select now()`;
+    const { now } = (await h.sql<{ now: Date }[]>`select now()`)[0]!;
     await waitFor(async () => {
       const [row] = await h.sql<{ passed: boolean }[]>`select now() > ${now}::timestamptz + interval '2.5 seconds' as passed`;
       return row!.passed;
@@ -85,11 +85,11 @@ describe("schedules", () => {
     const { info } = await schedules.describeSchedule({ scheduleId: limited });
     expect(info!.remainingActions).toBe(0);
     expect(info!.nextActionTimes).toEqual([]);
-    const [{ due }] = await h.sql<{ due: Date | null }[]>`select due_at as due from dex.schedules where id = ${limited}`;
+    const { due } = (await h.sql<{ due: Date | null }[]>`select due_at as due from dex.schedules where id = ${limited}`)[0]!;
     expect(due).toBeNull();
 
     // A window of three nominal seconds starting two seconds from now.
-    const [{ nowMs }] = await h.sql<{ nowMs: number }[]>`select (extract(epoch from now()) * 1000)::float8 as "nowMs"`;
+    const { nowMs } = (await h.sql<{ nowMs: number }[]>`select (extract(epoch from now()) * 1000)::float8 as "nowMs"`)[0]!;
     const start = Math.ceil(nowMs / 1000) * 1000 + 2_000;
     const windowed = uniqueId("window");
     const schedule = everyMs(1_000);
@@ -117,11 +117,11 @@ describe("schedules", () => {
     const schedule = everyMs(60_000);
     await schedules.createSchedule({ scheduleId: id, schedule: { ...schedule, spec: { ...schedule.spec, jitter: { seconds: 30n } } } });
     const { info } = await schedules.describeSchedule({ scheduleId: id });
-    const [{ next }] = await h.sql<{ next: Date }[]>`select next_nominal_at as next from dex.schedules where id = ${id}`;
+    const { next } = (await h.sql<{ next: Date }[]>`select next_nominal_at as next from dex.schedules where id = ${id}`)[0]!;
     const nominal = next.getTime();
     const due = Number(info!.nextActionTimes[0]!.seconds) * 1000 + info!.nextActionTimes[0]!.nanos / 1e6;
     expect(due).toBe(nominal + jitterOf(id, nominal, 30_000));
-    const [{ dueAt }] = await h.sql<{ dueAt: Date }[]>`select due_at as "dueAt" from dex.schedules where id = ${id}`;
+    const { dueAt } = (await h.sql<{ dueAt: Date }[]>`select due_at as "dueAt" from dex.schedules where id = ${id}`)[0]!;
     expect(dueAt.getTime()).toBe(due);
   });
 

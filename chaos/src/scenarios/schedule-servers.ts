@@ -27,7 +27,7 @@ export const scheduleServers: Scenario = {
     await Promise.all(workers.map((w) => w.start()));
 
     // The window starts a few seconds out, on the database's clock, whole seconds.
-    const [{ nowMs }] = (await ctx.sql<{ nowMs: number }[]>`select (extract(epoch from now()) * 1000)::float8 as "nowMs"`) as [{ nowMs: number }];
+    const { nowMs } = (await ctx.sql<{ nowMs: number }[]>`select (extract(epoch from now()) * 1000)::float8 as "nowMs"`)[0]!;
     const firstS = Math.ceil(nowMs / 1000) + 3;
     const lastS = firstS + p.seconds - 1;
     await client.schedule.create({
