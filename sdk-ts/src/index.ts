@@ -25,6 +25,17 @@ export type { ConnectionOptions } from "./client/environment.js";
 export type { ClientRetryOptions } from "./client/retry.js";
 export type { WorkflowHandle } from "./client/handle.js";
 export type {
+  CreateScheduleOptions,
+  OverlapPolicy,
+  ScheduleAction,
+  ScheduleClient,
+  ScheduleDefinition,
+  ScheduleDescription,
+  ScheduleHandle,
+  ScheduleSkip,
+  ScheduleSpecOptions,
+} from "./client/schedule-client.js";
+export type {
   PendingActivityInfo,
   PendingChildRunInfo,
   PendingEventWaitInfo,

@@ -18,6 +18,7 @@ import { connect } from "./connection.js";
 import { statusFromName, toRunSummary, type RunSummary } from "./convert.js";
 import { resolveConnection, type ConnectionOptions } from "./environment.js";
 import { createHandle, type Caller, type WorkflowHandle } from "./handle.js";
+import { createScheduleClient, type ScheduleClient } from "./schedule-client.js";
 import { clientRetryable, clientRetryableUnsent, retryPolicy, withRetry, type ClientRetryOptions } from "./retry.js";
 import { registerEagerStarter, reserveEagerStart } from "../worker/eager-workflow-tasks.js";
 
@@ -128,6 +129,8 @@ export interface Client {
    * to repeat (reads, or writes the server deduplicates), which `raw` alone does not retry.
    */
   retrying<T>(fn: () => Promise<T>): Promise<T>;
+  /** Schedules: `schedule.create({...})`, `schedule.getHandle(id)` (describe, pause, trigger, ...), `schedule.list()`. */
+  readonly schedule: ScheduleClient;
   /** Low-level, typed access to the three services (errors are DexError); not retried (see `retrying`). */
   readonly raw: {
     client: ServiceClient<typeof ClientService>;
@@ -151,6 +154,7 @@ export function createClient(options: ClientOptions = {}): Client {
   return {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },
     retrying: (fn) => caller.call(() => fn()),
+    schedule: createScheduleClient(caller),
 
     async start(workflow, start) {
       const request = startRequest(workflow, start);

@@ -9,6 +9,8 @@
  *   calls to replay a run it does not hold in its cache.
  * - client: what an application does with runs (start, events, read, cancel),
  *   and ListTaskQueues, a read that `dex queue list` and dashboards need.
+ * - client and admin: every ScheduleService call (a schedule only starts runs,
+ *   which a client may do; as in Temporal, applications manage their schedules).
  * - admin: everything, including TerminateRun (ends a run without letting its
  *   code react) and every change to task queues.
  *
@@ -64,4 +66,14 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.TaskQueueService/ResumeTaskQueue": { roles: ADMIN },
   "/dex.v1.TaskQueueService/ListTaskQueues": { roles: CLIENT },
   "/dex.v1.TaskQueueService/DeleteTaskQueue": { roles: ADMIN },
+
+  "/dex.v1.ScheduleService/CreateSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/UpdateSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/DescribeSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/ListSchedules": { roles: CLIENT },
+  "/dex.v1.ScheduleService/PauseSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/ResumeSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/TriggerSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/BackfillSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/DeleteSchedule": { roles: CLIENT },
 };
