@@ -9,6 +9,9 @@ import { RunCache } from "./run-cache.js";
 import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { processWorkflowTask } from "./workflow-task.js";
 import { registerEagerConsumer } from "./eager-activities.js";
+import { parseDuration, type Duration } from "../common/duration.js";
+import { createActivationGate } from "./deadlock-watchdog.js";
+import { TaskFailureLog } from "./task-failure-log.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -30,6 +33,15 @@ export interface WorkflowWorkerOptions extends ConnectionOptions {
    * Temporal); false: every activity goes through a poll.
    */
   eagerActivities?: boolean;
+  /**
+   * How long workflow code may run without yielding (a busy loop) before the watchdog thread reports
+   * its task failed and stops this process (a blocked event loop cannot be interrupted; a supervisor
+   * restarts the process and its other tasks go to other workers when their leases end). 0 turns the
+   * watchdog off. Default "5s". See docs/decisions/0014-workflow-task-failures.md.
+   */
+  deadlockDetectionTimeout?: Duration;
+  /** A run whose task keeps failing is logged the first time, then every this many attempts. Default 10. */
+  logTaskFailureEvery?: number;
   /** Default: console, info and above. */
   logger?: Logger;
 }
@@ -43,12 +55,15 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   }
   const maxConcurrent = positive(options.maxConcurrentTasks ?? 10, "maxConcurrentTasks");
   installDeterminismGuard();
-  const connection = connect(resolveConnection(options));
+  const resolved = resolveConnection(options);
+  const connection = connect(resolved);
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);
   const eager = options.eagerActivities ?? true;
-  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager };
+  const gate = createActivationGate({ timeoutMs: parseDuration(options.deadlockDetectionTimeout ?? "5s"), connection: resolved });
+  const failureLog = new TaskFailureLog(positive(options.logTaskFailureEvery ?? 10, "logTaskFailureEvery"));
+  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog };
 
   const worker = createPollingWorker({
     kind: "workflow",
@@ -65,7 +80,10 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
     },
     handle: (task) => processWorkflowTask(task, deps),
     pause: connection.pause,
-    close: () => connection.close(),
+    close: () => {
+      void gate.close();
+      connection.close();
+    },
   });
   if (eager) {
     // While it runs, activity workers of this process on the same server leave slots for eager tasks.
