@@ -6,8 +6,8 @@
  *
  * Activations (replay + the new events, no I/O inside) run one at a time, so
  * the activation in progress is the one whose code is stuck, and the watchdog
- * can name its run. Before each, the main thread hands the watchdog the
- * FailWorkflowTask request it would send; the watchdog sends it only if the
+ * can name its run. Before each, the main thread writes for the watchdog the
+ * FailWorkflowTask request it would send (shared memory, no message); the watchdog sends it only if the
  * main thread stops answering its pings.
  */
 import { createRequire } from "node:module";
@@ -15,7 +15,8 @@ import { Worker as Thread } from "node:worker_threads";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { FailureKind, FailWorkflowTaskRequestSchema, WorkflowTaskFailedCause, type WorkflowTask } from "@dex/proto";
 import type { ResolvedConnection } from "../client/environment.js";
-import { deadlockWatchdogThread, type WatchdogMessage, type WatchdogThreadData } from "./deadlock-watchdog-thread.js";
+import type { Logger } from "../common/logger.js";
+import { deadlockWatchdogSource, WATCHDOG_HEADER, type WatchdogThreadData } from "./deadlock-watchdog-thread.js";
 
 export interface ActivationGate {
   /** Runs one activation of `task`'s run: after the previous one ended, watched if the watchdog is on. */
@@ -32,21 +33,21 @@ export function deadlockMessage(task: Pick<WorkflowTask, "runId" | "workflowName
   );
 }
 
-export function createActivationGate(options: { timeoutMs: number; connection: ResolvedConnection }): ActivationGate {
+export function createActivationGate(options: { timeoutMs: number; connection: ResolvedConnection; logger: Logger }): ActivationGate {
   let tail: Promise<unknown> = Promise.resolve();
   // Started with the first activation: a worker that is created and never started costs no thread.
-  let thread: Thread | undefined;
+  let watchdog: Watchdog | undefined;
   let closed = false;
   return {
     run<T>(task: WorkflowTask, activation: () => Promise<T>): Promise<T> {
       const watched = async (): Promise<T> => {
         if (options.timeoutMs <= 0 || closed) return activation();
-        thread ??= startThread(options.timeoutMs, options.connection);
-        thread.postMessage({ kind: "start", runId: task.runId, workflowName: task.workflowName, attempt: task.attempt, failRequest: failRequest(task, options.timeoutMs) } satisfies WatchdogMessage);
+        watchdog ??= startWatchdog(options.timeoutMs, options.connection, options.logger);
+        watchdog.begin(task, failRequest(task, options.timeoutMs));
         try {
           return await activation();
         } finally {
-          thread.postMessage({ kind: "end" } satisfies WatchdogMessage);
+          watchdog.end();
         }
       };
       const result = tail.then(watched, watched);
@@ -55,24 +56,57 @@ export function createActivationGate(options: { timeoutMs: number; connection: R
     },
     async close() {
       closed = true;
-      await thread?.terminate();
+      await watchdog?.thread.terminate();
     },
   };
 }
 
-function startThread(timeoutMs: number, connection: ResolvedConnection): Thread {
+interface Watchdog {
+  readonly thread: Thread;
+  begin(task: WorkflowTask, request: Uint8Array): void;
+  end(): void;
+}
+
+/** Request and label together: a token, ids of at most 255 characters and the message fit many times. */
+const SHARED_BYTES = 16 * 1024;
+
+function startWatchdog(timeoutMs: number, connection: ResolvedConnection, logger: Logger): Watchdog {
+  const shared = new SharedArrayBuffer(WATCHDOG_HEADER * 4 + SHARED_BYTES);
+  const state = new Int32Array(shared, 0, WATCHDOG_HEADER);
+  const bytes = new Uint8Array(shared, WATCHDOG_HEADER * 4);
+  const encoder = new TextEncoder();
   const workerData: WatchdogThreadData = {
     timeoutMs,
+    shared,
     grpcPath: createRequire(import.meta.url).resolve("@grpc/grpc-js"),
     target: connection.target.target,
     tls: connection.tls as WatchdogThreadData["tls"],
     apiKey: connection.apiKey,
   };
-  const thread = new Thread(`(${deadlockWatchdogThread.toString()})()`, { eval: true, workerData });
-  thread.on("message", () => thread.postMessage({ kind: "pong" } satisfies WatchdogMessage));
+  const thread = new Thread(deadlockWatchdogSource, { eval: true, workerData });
+  // A ping: answered only when this thread's event loop is free, which is the whole point.
+  thread.on("message", () => thread.postMessage(0));
+  // Without a handler, an error of the thread would be thrown in the worker's process.
+  thread.on("error", (err) => logger.error(`the deadlock watchdog thread failed; workflow code that never yields will not be detected: ${err.message}`));
   // The watchdog never keeps the process alive on its own.
   thread.unref();
-  return thread;
+  let counter = 0;
+  return {
+    thread,
+    begin(task, request) {
+      const fits = request.length <= SHARED_BYTES / 2;
+      if (fits) bytes.set(request);
+      const label = `run ${task.runId} (workflow "${task.workflowName}", task attempt ${task.attempt})`;
+      const written = encoder.encodeInto(label, bytes.subarray(fits ? request.length : 0)).written;
+      Atomics.store(state, 1, fits ? request.length : 0);
+      Atomics.store(state, 2, written);
+      // Odd: an activation runs. Stored last, so the thread never sees it before its request.
+      Atomics.store(state, 0, ++counter);
+    },
+    end() {
+      Atomics.store(state, 0, ++counter);
+    },
+  };
 }
 
 function failRequest(task: WorkflowTask, timeoutMs: number): Uint8Array {

@@ -61,7 +61,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);
   const eager = options.eagerActivities ?? true;
-  const gate = createActivationGate({ timeoutMs: parseDuration(options.deadlockDetectionTimeout ?? "5s"), connection: resolved });
+  const gate = createActivationGate({ timeoutMs: parseDuration(options.deadlockDetectionTimeout ?? "5s"), connection: resolved, logger });
   const failureLog = new TaskFailureLog(positive(options.logTaskFailureEvery ?? 10, "logTaskFailureEvery"));
   const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog };
 
