@@ -85,7 +85,7 @@ describe("an error thrown by workflow code", () => {
     expect((await run2.task(await run2.replayed(byName)))[0]?.command.case).toBe("failRun");
 
     // Other errors still fail the task.
-    const other = setWorkflowOptions(async () => null!.x, { failWorkflowOn: ["OrderError"] });
+    const other = setWorkflowOptions(async (_ctx, input: { x?: { y: number } }) => input.x!.y, { failWorkflowOn: ["OrderError"] });
     const run3 = new FakeRun();
     await expect(run3.task(await run3.replayed(other))).rejects.toBeInstanceOf(TypeError);
     expect(() => setWorkflowOptions(other, { failWorkflowOn: [""] })).toThrow(/failWorkflowOn/);

@@ -96,7 +96,7 @@ describe("workflow task failures", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     expect(failed.pendingWorkflowTask!.lastFailure).toMatchObject({ type: "TypeError", message: expect.stringContaining("name") });
     expect(failed.pendingWorkflowTask!.lastFailure!.stack).toMatch(/^TypeError[\s\S]*greet[\s\S]*task-failure\.test\.ts/);
 
-    const cli = await runDex(["workflow", "describe", handle.runId, "--address", h.server.address]);
+    const cli = await runDex(["workflow", "describe", handle.runId!, "--address", h.server.address]);
     expect(cli.code).toBe(0);
     expect(cli.stdout).toMatch(/status:\s+RUNNING/);
     expect(cli.stdout).toMatch(/last failure: .*\(TypeError\)/);
@@ -115,7 +115,7 @@ describe("workflow task failures", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     // Attempts 1..7 have failed once attempt 8 is pending: logged at 1 (with the stack), 3 and 6.
     await lastFailureOf(handle, 8);
     await w.shutdown();
-    const about = errors.filter((m) => m.includes(handle.runId) && m.includes("workflow task failed"));
+    const about = errors.filter((m) => m.includes(handle.runId!) && m.includes("workflow task failed"));
     expect(about.map((m) => /attempt (\d+)/.exec(m)![1])).toEqual(["1", "3", "6"]);
     expect(about[0]).toMatch(/TypeError[\s\S]*greet[\s\S]*task-failure\.test\.ts/);
     expect(about[1]).toContain("still failing");
