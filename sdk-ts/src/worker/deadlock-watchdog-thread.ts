@@ -47,17 +47,24 @@ parentPort.on("message", () => {
   lastPong = Date.now();
 });
 
+const tickMs = Math.max(10, Math.floor(data.timeoutMs / 4));
+let lastTick = Date.now();
+
 setInterval(() => {
+  const now = Date.now();
+  // This thread did not run for a while (the process was suspended, the machine starved it): the main
+  // thread could not answer pings it never got, so its silence starts now.
+  if (now - lastTick > 2 * tickMs) lastPong = now;
+  lastTick = now;
   const counter = Atomics.load(state, 0);
   if (stopping || counter % 2 === 0) return;
-  const now = Date.now();
   if (counter !== seen) {
     seen = counter;
     seenAt = lastPong = now;
   }
   if (now - lastPong > data.timeoutMs && now - seenAt > data.timeoutMs) stop();
   else parentPort.postMessage(0);
-}, Math.max(10, Math.floor(data.timeoutMs / 4)));
+}, tickMs);
 
 function stop() {
   stopping = true;
