@@ -50,12 +50,15 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
   const historyLength = Number(task.historyLength);
   let execution: WorkflowExecution | undefined;
   let history: HistoryEvent[] | undefined;
+  // Only a failure of the code itself may end a cancel-requested run; a failed history read may not.
+  let codeRan = false;
   let activation;
   try {
     const workflow = lookupWorkflow(task, deps);
     const cached = deps.cache.take(task.runId, historyLength);
     if (!cached) history = await loadHistory(task, deps.connection);
     activation = await deps.gate.run(task, async () => {
+      codeRan = true;
       if (cached) {
         execution = cached;
       } else {
@@ -77,7 +80,7 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
       return execution.activate(task.newEvents, task.taskTime);
     });
   } catch (err) {
-    if (cancellationRequested(task, history, execution)) {
+    if (codeRan && cancellationRequested(task, history, execution)) {
       deps.cache.take(task.runId, -1);
       await cancelFailingRun(task, err, deps.connection, log, leaseDeadlineOf(task));
       return;
