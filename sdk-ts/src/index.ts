@@ -83,6 +83,8 @@ export {
 } from "./common/errors.js";
 export type { ApplicationFailureOptions, NonDeterminismDetails, RunStatusName, TimeoutType } from "./common/errors.js";
 export type { FailureInfo } from "./common/failure.js";
+export { setWorkflowOptions } from "./workflow/failure-rule.js";
+export type { ErrorMatcher, WorkflowDefinitionOptions } from "./workflow/failure-rule.js";
 
 // Values
 export { decodePayload, encodePayload, PayloadError } from "./common/payload.js";

@@ -10,6 +10,9 @@ import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { processWorkflowTask } from "./workflow-task.js";
 import { registerEagerConsumer } from "./eager-activities.js";
 import { eagerStartHoldBack, offerEagerStarts } from "./eager-workflow-tasks.js";
+import { parseDuration, type Duration } from "../common/duration.js";
+import { createActivationGate } from "./deadlock-watchdog.js";
+import { TaskFailureLog } from "./task-failure-log.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -39,6 +42,15 @@ export interface WorkflowWorkerOptions extends ConnectionOptions {
    * takes no task outside its polls.
    */
   eagerStart?: boolean;
+  /**
+   * How long workflow code may run without yielding (a busy loop) before the watchdog thread reports
+   * its task failed and stops this process (a blocked event loop cannot be interrupted; a supervisor
+   * restarts the process and its other tasks go to other workers when their leases end). 0 turns the
+   * watchdog off. Default "5s". See docs/decisions/0014-workflow-task-failures.md.
+   */
+  deadlockDetectionTimeout?: Duration;
+  /** A run whose task keeps failing is logged the first time, then every this many attempts. Default 10. */
+  logTaskFailureEvery?: number;
   /** Default: console, info and above. */
   logger?: Logger;
 }
@@ -52,13 +64,16 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   }
   const maxConcurrent = positive(options.maxConcurrentTasks ?? 10, "maxConcurrentTasks");
   installDeterminismGuard();
-  const connection = connect(resolveConnection(options));
+  const resolved = resolveConnection(options);
+  const connection = connect(resolved);
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);
   const eager = options.eagerActivities ?? true;
   const eagerStart = options.eagerStart ?? true;
-  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager };
+  const gate = createActivationGate({ timeoutMs: parseDuration(options.deadlockDetectionTimeout ?? "5s"), connection: resolved, logger });
+  const failureLog = new TaskFailureLog(positive(options.logTaskFailureEvery ?? 10, "logTaskFailureEvery"));
+  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog };
 
   const worker = createPollingWorker({
     kind: "workflow",
@@ -76,7 +91,10 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
     handle: (task) => processWorkflowTask(task, deps),
     ...(eagerStart ? { holdBack: (free: number) => eagerStartHoldBack(connection.address, free) } : {}),
     pause: connection.pause,
-    close: () => connection.close(),
+    close: () => {
+      void gate.close();
+      connection.close();
+    },
   });
   if (eagerStart) offerEagerStarts(worker, { address: connection.address, taskQueue: options.taskQueue, workerId });
   if (eager) {
