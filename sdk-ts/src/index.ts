@@ -71,6 +71,7 @@ export {
   WorkflowFailedError,
 } from "./common/errors.js";
 export type { ApplicationFailureOptions, NonDeterminismDetails, RunStatusName, TimeoutType } from "./common/errors.js";
+export type { ErrorReasonName } from "./common/errors.js";
 export type { FailureInfo } from "./common/failure.js";
 
 // Values
