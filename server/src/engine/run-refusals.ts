@@ -5,7 +5,7 @@
  * caller act without parsing it (take the open run's id, stop retrying an
  * event to a completed run).
  */
-import { ErrorReason, RunStatus as ProtoRunStatus, type ErrorDetailsInit } from "@dex/proto";
+import { ErrorReason, RunStatus as ProtoRunStatus, type ErrorDetailsInit, type Failure } from "@dex/proto";
 import type { RunStatus } from "./model.js";
 
 /** A domain status as the proto enum: model.ts spells statuses as the enum names them. */
@@ -26,4 +26,13 @@ export function runReuseRejected(instanceId: string, latestRunId: string, latest
 /** FAILED_PRECONDITION: the run has ended, with this status. */
 export function runEnded(run: { id: string; instanceId: string; status: string }): ErrorDetailsInit {
   return { reason: ErrorReason.RUN_ENDED, instanceId: run.instanceId, runId: run.id, runStatus: protoStatus(run.status) };
+}
+
+/**
+ * An update's validator refused it (nothing was written). For UpdateRun, answered
+ * FAILED_PRECONDITION: whether an update is acceptable depends on the run's state.
+ * The failure is cut to message and type if the trailer would pass 4 KiB.
+ */
+export function updateRejected(run: { id: string; instanceId: string }, updateId: string, failure: Failure): ErrorDetailsInit {
+  return { reason: ErrorReason.UPDATE_REJECTED, instanceId: run.instanceId, runId: run.id, updateId, failure };
 }
