@@ -69,6 +69,8 @@ export class DexError extends Error {
   readonly runStatus: RunStatusName | undefined;
   /** A failure that explains the refusal: an update validator's (UPDATE_REJECTED). */
   readonly failure: Failure | undefined;
+  /** The update the refusal is about (UPDATE_REJECTED). */
+  readonly updateId: string | undefined;
 
   constructor(code: CodeName, message: string, options?: DexErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -80,6 +82,7 @@ export class DexError extends Error {
     this.instanceId = details?.instanceId || undefined;
     this.runStatus = details && details.runStatus !== RunStatus.UNSPECIFIED ? (RunStatus[details.runStatus] as RunStatusName | undefined) : undefined;
     this.failure = details?.failure;
+    this.updateId = details?.updateId || undefined;
   }
 
   /**

@@ -163,7 +163,8 @@ export enum ErrorReason {
   RUN_ENDED = 3,
 
   /**
-   * An update's validator refused it; nothing was written to history.
+   * FAILED_PRECONDITION from UpdateRun: the update's validator refused it;
+   * nothing was written to history.
    * `run_id` is the run, `update_id` the update, `failure` what the
    * validator threw.
    *
