@@ -11,7 +11,10 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   Code,
+  createServiceClient,
   decodeStatusDetails,
+  DexError,
+  grpcService,
   encodeStatusDetails,
   ErrorDetailsSchema,
   ErrorReason,
@@ -25,6 +28,7 @@ import {
   ClientService,
 } from "@dex/proto";
 import { toBinary } from "@bufbuild/protobuf";
+import { updateRejected } from "../src/engine/run-refusals.js";
 import { byInstance, byRunId, completeRun, rejectsWith, startWith, uniqueId, startHarness, type Harness } from "./helpers.js";
 
 /** A StartWorkflow made with a bare grpc-js client, as a client without the dex glue makes it: the error as it arrives. */
@@ -136,5 +140,48 @@ describe("the status trailer's size", () => {
     expect(decodeStatusDetails(Code.ALREADY_EXISTS, bytes)?.reason).toBe(ErrorReason.RUN_ALREADY_OPEN);
     expect(decodeStatusDetails(Code.INTERNAL, bytes)).toBeUndefined();
     expect(decodeStatusDetails(Code.ALREADY_EXISTS, new Uint8Array([0xff, 0xff]))).toBeUndefined();
+  });
+});
+
+describe("a failure in the details, over gRPC", () => {
+  let server: grpc.Server;
+  let channel: grpc.Client;
+  let stack = "";
+  beforeAll(async () => {
+    // A server whose every method refuses as UpdateRun's validator would: the details as the updates
+    // branch attaches them, through grpcService and createServiceClient.
+    const refuse = async () => {
+      const failure = create(FailureSchema, { message: "cart is closed", type: "CartClosed", stack, cause: { message: "checked out" } });
+      throw new DexError("FAILED_PRECONDITION", "update add-item was rejected by its validator: cart is closed", {
+        details: updateRejected({ id: "0190a1b2-0000-7000-8000-000000000001", instanceId: "cart-9" }, "upd-1", failure),
+      });
+    };
+    const { definition, implementation } = grpcService(ClientService, new Proxy({}, { get: () => refuse }) as never);
+    server = new grpc.Server();
+    server.addService(definition, implementation);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+    channel = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+  afterAll(async () => {
+    channel?.close();
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  });
+
+  it("arrives whole when it fits, and cut to message and type when its stack would pass the trailer's limit", async () => {
+    const client = createServiceClient(ClientService, channel);
+    stack = "at validator (cart.ts:1:1)";
+    const small = await rejectsWith(client.describeRun({}), "FAILED_PRECONDITION", /rejected by its validator/);
+    expect(small.reason).toBe("UPDATE_REJECTED");
+    expect(small.updateId).toBe("upd-1");
+    expect(small.runId).toBe("0190a1b2-0000-7000-8000-000000000001");
+    expect(small.failure).toMatchObject({ message: "cart is closed", type: "CartClosed", stack, cause: { message: "checked out" } });
+
+    stack = "x".repeat(20_000);
+    const big = await rejectsWith(client.describeRun({}), "FAILED_PRECONDITION", /rejected by its validator/);
+    expect(big.reason).toBe("UPDATE_REJECTED");
+    expect(big.failure).toMatchObject({ message: "cart is closed", type: "CartClosed", stack: "" });
+    expect(big.failure?.cause).toBeUndefined();
   });
 });
