@@ -94,12 +94,12 @@ describe("typed error details", () => {
     const instanceId = uniqueId("done");
     const runId = await startWith(h, [completeRun({ ok: true })], { instanceId });
     const refusals = [
-      h.client.sendEvent({ run: byRunId(runId), eventId: "late" }),
-      h.client.cancelRun({ run: byRunId(runId) }),
-      h.client.terminateRun({ run: byInstance(instanceId) }),
+      () => h.client.sendEvent({ run: byRunId(runId), eventId: "late" }),
+      () => h.client.cancelRun({ run: byRunId(runId) }),
+      () => h.client.terminateRun({ run: byInstance(instanceId) }),
     ];
     for (const refusal of refusals) {
-      const err = await rejectsWith(refusal, "FAILED_PRECONDITION", /has already ended \(COMPLETED\)/);
+      const err = await rejectsWith(refusal(), "FAILED_PRECONDITION", /has already ended \(COMPLETED\)/);
       expect(err.reason).toBe("RUN_ENDED");
       expect(err.runId).toBe(runId);
       expect(err.instanceId).toBe(instanceId);

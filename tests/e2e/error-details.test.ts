@@ -81,8 +81,9 @@ describe("typed error details", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   it("the SDK's DexError says how an ended run ended when it refuses an event or a cancel", async () => {
     const handle = await h.client.start(quick, { instanceId: "done-1", input: { n: 21 } });
     expect(await handle.result()).toEqual({ doubled: 42 });
-    for (const call of [handle.sendEvent("late", { x: 1 }), handle.cancel("too late")]) {
-      const err = await refusal(call);
+    // One at a time: a refusal made before it is awaited would be an unhandled rejection.
+    for (const call of [() => handle.sendEvent("late", { x: 1 }), () => handle.cancel("too late")]) {
+      const err = await refusal(call());
       expect(err.code).toBe("FAILED_PRECONDITION");
       expect(err.reason).toBe("RUN_ENDED");
       expect(err.runId).toBe(handle.runId);
