@@ -29,8 +29,9 @@ import { connectionKills } from "./scenarios/connection-kills.js";
 import { threeServers } from "./scenarios/three-servers.js";
 import { commitFaults } from "./scenarios/commit-faults.js";
 import { networkPartition } from "./scenarios/network-partition.js";
+import { retention } from "./scenarios/retention.js";
 
-const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, commitFaults, networkPartition];
+const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, commitFaults, networkPartition, retention];
 
 const { values } = parseArgs({
   options: {

@@ -61,6 +61,8 @@ export interface Profile {
     recoverWithinMs: number;
     cutoffs: number;
   };
+  /** Retention under load (scenarios/retention.ts); drainTimeoutMs: how long the last runs may take to be swept. */
+  retention: { workflows: number; spreadMs: number; drainTimeoutMs: number };
   /** How long the runs of one scenario may take to end after its faults stopped. */
   settleTimeoutMs: number;
 }
@@ -78,6 +80,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     threeServers: { workflows: 100, capacity: 4, activityConcurrency: 4, activityDelayMs: 400, faults: 8, gapMs: [1_000, 2_500], serverKillChance: 0.35, downMs: [200, 1_500], restartDelayMs: [0, 800], probesPerWindow: 3, spreadMs: 20_000 },
     commitFaults: { workflows: 60, spreadMs: 20_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 60, spreadMs: 25_000, partitions: 1, gapMs: [3_000, 6_000], blackholeMs: [6_000, 9_000], halfOpenMs: [2_000, 4_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 2 },
+    retention: { workflows: 60, spreadMs: 12_000, drainTimeoutMs: 30_000 },
     settleTimeoutMs: 90_000,
   },
   long: {
@@ -92,6 +95,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     threeServers: { workflows: 1_500, capacity: 6, activityConcurrency: 5, activityDelayMs: 400, faults: 60, gapMs: [1_000, 4_000], serverKillChance: 0.4, downMs: [100, 3_000], restartDelayMs: [0, 1_500], probesPerWindow: 3, spreadMs: 180_000 },
     commitFaults: { workflows: 1_000, spreadMs: 180_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 800, spreadMs: 180_000, partitions: 6, gapMs: [5_000, 20_000], blackholeMs: [4_000, 20_000], halfOpenMs: [1_000, 10_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 6 },
+    retention: { workflows: 1_000, spreadMs: 180_000, drainTimeoutMs: 60_000 },
     settleTimeoutMs: 300_000,
   },
 };
