@@ -17,4 +17,8 @@ alter table dex.task_queues add column retention_seconds integer
 -- each batch reads only rows it deletes. Partial: open runs are not in it, and
 -- a run enters it once, when it ends (ended_at never changes afterwards), so
 -- the updates of open runs (history_length on every workflow task) stay HOT.
-create index runs_ended_by_queue on dex.runs (task_queue, ended_at) where ended_at is not null;
+-- Built inside the migration's transaction, blocking writes to runs while it
+-- builds (seconds per million ended runs). On a large table, create it first
+-- by hand with CREATE INDEX CONCURRENTLY and this exact definition: `if not
+-- exists` then skips it.
+create index if not exists runs_ended_by_queue on dex.runs (task_queue, ended_at) where ended_at is not null;
