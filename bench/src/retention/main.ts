@@ -6,6 +6,7 @@
  *   pnpm bench:retention                       # both: sweep of 1,000,000 runs, then a 10-minute soak
  *   pnpm bench:retention --only sweep --ended 100000
  *   pnpm bench:retention --only soak --minutes 12 --rate 20
+ *   pnpm bench:retention --only idle       # the sweep's statements on an idle server (60 s)
  *
  * Figures go to bench/results/retention.json (or --out).
  */
@@ -15,6 +16,7 @@ import { parseArgs } from "node:util";
 import { startBenchPostgres, type BenchPostgres } from "../postgres.js";
 import { ProcessGroup, repoRoot } from "../processes.js";
 import { prepareDexTemplate } from "../systems/dex.js";
+import { idleBench } from "./idle.js";
 import { soakBench } from "./soak.js";
 import { sweepBench } from "./sweep.js";
 
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     backlog: { type: "string", default: "10000" },
     rate: { type: "string", default: "20" },
     minutes: { type: "string", default: "10" },
+    "idle-seconds": { type: "string", default: "60" },
     out: { type: "string", default: join(repoRoot, "bench/results/retention.json") },
   },
 });
@@ -39,8 +42,8 @@ function positive(name: string, text: string | undefined): number {
   return n;
 }
 
-if (values.only !== undefined && values.only !== "sweep" && values.only !== "soak") {
-  process.stderr.write(`--only must be "sweep" or "soak", got "${values.only}"\n`);
+if (values.only !== undefined && !["sweep", "soak", "idle"].includes(values.only)) {
+  process.stderr.write(`--only must be "sweep", "soak" or "idle", got "${values.only}"\n`);
   process.exit(2);
 }
 const sizes = {
@@ -49,6 +52,7 @@ const sizes = {
   backlog: positive("backlog", values.backlog),
   rate: positive("rate", values.rate),
   minutes: positive("minutes", values.minutes),
+  idleSeconds: positive("idle-seconds", values["idle-seconds"]),
 };
 
 const began = Date.now();
@@ -62,9 +66,11 @@ try {
   pg = await startBenchPostgres(false, log);
   await prepareDexTemplate(pg);
   log(`logs in ${logDir}`);
-  if (values.only !== "soak") results.sweep = { ...(await sweepBench(pg, group, sizes, log)), seconds: (Date.now() - began) / 1000 };
+  const run = (what: string) => values.only === undefined || values.only === what;
+  if (run("idle")) results.idle = await idleBench(pg, group, { seconds: sizes.idleSeconds }, log);
+  if (run("sweep")) results.sweep = { ...(await sweepBench(pg, group, sizes, log)), seconds: (Date.now() - began) / 1000 };
   const soakBegan = Date.now();
-  if (values.only !== "sweep") results.soak = { ...(await soakBench(pg, group, sizes, log)), seconds: (Date.now() - soakBegan) / 1000 };
+  if (run("soak")) results.soak = { ...(await soakBench(pg, group, sizes, log)), seconds: (Date.now() - soakBegan) / 1000 };
   await mkdir(dirname(values.out!), { recursive: true });
   await writeFile(values.out!, `${JSON.stringify(results, null, 2)}\n`);
   log(`figures in ${values.out}; ${((Date.now() - began) / 60_000).toFixed(1)} min in all`);
