@@ -30,6 +30,11 @@ export interface Expectations {
    * behind: the lease reaper retries expired activity attempts within about a second.
    */
   leaseSlackMs?: number;
+  /**
+   * Retention was on (scenarios/retention.ts): a started run may be missing from dex.runs if
+   * chaos.deleted_runs recorded its deletion, and every deletion there is held to the retention.
+   */
+  retentionSeconds?: number;
 }
 
 const OPEN = ["CREATED", "RUNNING"];
@@ -75,10 +80,16 @@ export async function checkInvariants(db: postgres.Sql, expect: Expectations): P
     const runs = await sql<RunRow[]>`select id, instance_id, status, history_length from dex.runs`;
     const byId = new Map(runs.map((r) => [r.id, r]));
     const histories = await readHistories(sql);
+    const deleted = expect.retentionSeconds === undefined ? [] : await readDeletedRuns(sql);
+    const deletedIds = new Set(deleted.map((d) => d.run_id));
     const executions = await readExecutions(sql);
+    // A deleted run's executions have no history left to be held against.
+    for (const key of executions.keys()) if (deletedIds.has(key.split(":")[0]!)) executions.delete(key);
     return [
-      terminalStatus(runs, expect),
+      terminalStatus(runs, expect, deletedIds),
       historyContiguous(runs, histories),
+      ...(expect.retentionSeconds === undefined ? [] : [retentionDeletedOnlyExpired(deleted, expect.retentionSeconds)]),
+      await nothingOrphaned(sql),
       ...activities(byId, histories, executions),
       await oneOpenRunPerInstance(sql),
       await noLeftBehindLeases(sql, expect.leaseSlackMs ?? 3_000),
@@ -89,13 +100,14 @@ export async function checkInvariants(db: postgres.Sql, expect: Expectations): P
 
 type Tx = postgres.TransactionSql;
 
-function terminalStatus(runs: RunRow[], expect: Expectations): Check {
+function terminalStatus(runs: RunRow[], expect: Expectations, deleted: Set<string>): Check {
   const tally = new Tally();
   const byId = new Map(runs.map((r) => [r.id, r]));
   const counts = new Map<string, number>();
   for (const [id, status] of expect.runs) {
     const run = byId.get(id);
-    if (!run) tally.add(`run ${id}: started (the start answered) but not in dex.runs`);
+    if (!run && deleted.has(id)) counts.set("deleted by retention", (counts.get("deleted by retention") ?? 0) + 1);
+    else if (!run) tally.add(`run ${id}: started (the start answered) but not in dex.runs`);
     else if (run.status !== status) tally.add(`run ${id} (${run.instance_id}): expected ${status}, is ${run.status}`);
     else counts.set(status, (counts.get(status) ?? 0) + 1);
   }
@@ -161,6 +173,55 @@ async function oneOpenRunPerInstance(sql: Tx): Promise<Check> {
   for (const row of rows) tally.add(`instance ${row.instance_id}: ${row.n} open runs`);
   const [row] = await sql<{ instances: number }[]>`select count(distinct instance_id)::int as instances from dex.runs`;
   return tally.check("no instance id has two non-terminal runs", `${row!.instances} instance ids`);
+}
+
+interface DeletedRun {
+  run_id: string;
+  status: string;
+  ended_at: Date | null;
+  kept_ms: number | null;
+  open_children: number;
+}
+
+/** chaos.deleted_runs: each dex.runs row deleted, as it was, recorded by a trigger in the deleting transaction. */
+async function readDeletedRuns(sql: Tx): Promise<DeletedRun[]> {
+  return sql<DeletedRun[]>`
+    select run_id, status, ended_at, (extract(epoch from deleted_at - ended_at) * 1000)::float8 as kept_ms, open_children
+    from chaos.deleted_runs`;
+}
+
+/**
+ * Retention deleted only ended runs, each at least the retention after it
+ * ended (both times from the database's clock, each its transaction's now()),
+ * and never the parent of an open run.
+ */
+function retentionDeletedOnlyExpired(deleted: DeletedRun[], retentionSeconds: number): Check {
+  const tally = new Tally();
+  let shortest: number | undefined;
+  for (const d of deleted) {
+    if (OPEN.includes(d.status) || d.ended_at === null) tally.add(`run ${d.run_id}: deleted while ${d.status}`);
+    else if (d.kept_ms! < retentionSeconds * 1000) tally.add(`run ${d.run_id}: deleted ${d.kept_ms!.toFixed(0)} ms after it ended, before its ${retentionSeconds} s retention`);
+    if (d.open_children > 0) tally.add(`run ${d.run_id}: deleted with ${d.open_children} open child run(s)`);
+    if (d.kept_ms !== null) shortest = Math.min(shortest ?? d.kept_ms, d.kept_ms);
+  }
+  const kept = shortest === undefined ? "" : `, shortest time kept after the end ${(shortest / 1000).toFixed(2)} s`;
+  return tally.check(`retention deleted only ended runs past their ${retentionSeconds} s retention`, `${deleted.length} runs deleted${kept}`);
+}
+
+/** Rows of a run that does not exist: half a deletion, or a write that raced one. */
+async function nothingOrphaned(sql: Tx): Promise<Check> {
+  const tally = new Tally();
+  const orphans = await sql<{ what: string; run_id: string; n: number }[]>`
+    select what, run_id, count(*)::int as n from (
+      select 'inbox row' as what, run_id from dex.inbox
+      union all select 'timer', run_id from dex.timers
+      union all select 'workflow task', run_id from dex.workflow_tasks
+      union all select 'activity task', run_id from dex.activity_tasks
+      union all select 'history event', run_id from dex.history_events
+    ) owned where not exists (select 1 from dex.runs r where r.id = owned.run_id)
+    group by what, run_id`;
+  for (const o of orphans) tally.add(`${o.n} ${o.what}(s) of run ${o.run_id}, which has no row in dex.runs`);
+  return tally.check("no history, inbox, timer or task row without its run", `${orphans.length} orphaned groups`);
 }
 
 /**

@@ -30,8 +30,9 @@ import { threeServers } from "./scenarios/three-servers.js";
 import { scheduleServers } from "./scenarios/schedule-servers.js";
 import { commitFaults } from "./scenarios/commit-faults.js";
 import { networkPartition } from "./scenarios/network-partition.js";
+import { retention } from "./scenarios/retention.js";
 
-const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, scheduleServers, commitFaults, networkPartition];
+const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, scheduleServers, commitFaults, networkPartition, retention];
 
 const { values } = parseArgs({
   options: {

@@ -63,6 +63,8 @@ export interface Profile {
     recoverWithinMs: number;
     cutoffs: number;
   };
+  /** Retention under load (scenarios/retention.ts); drainTimeoutMs: how long the last runs may take to be swept. */
+  retention: { workflows: number; spreadMs: number; drainTimeoutMs: number };
   /** How long the runs of one scenario may take to end after its faults stopped. */
   settleTimeoutMs: number;
 }
@@ -81,6 +83,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     scheduleServers: { seconds: 60, kills: 3, gapMs: [8_000, 14_000], downMs: [300, 2_000] },
     commitFaults: { workflows: 60, spreadMs: 20_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 60, spreadMs: 25_000, partitions: 1, gapMs: [3_000, 6_000], blackholeMs: [6_000, 9_000], halfOpenMs: [2_000, 4_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 2 },
+    retention: { workflows: 60, spreadMs: 12_000, drainTimeoutMs: 30_000 },
     settleTimeoutMs: 90_000,
   },
   long: {
@@ -96,6 +99,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     scheduleServers: { seconds: 600, kills: 40, gapMs: [5_000, 15_000], downMs: [200, 3_000] },
     commitFaults: { workflows: 1_000, spreadMs: 180_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 800, spreadMs: 180_000, partitions: 6, gapMs: [5_000, 20_000], blackholeMs: [4_000, 20_000], halfOpenMs: [1_000, 10_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 6 },
+    retention: { workflows: 1_000, spreadMs: 180_000, drainTimeoutMs: 60_000 },
     settleTimeoutMs: 300_000,
   },
 };

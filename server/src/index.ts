@@ -15,3 +15,4 @@ export type { ApiKeyRecord, ApiKeyRole, BootstrapOutcome, NewApiKey } from "./en
 export { DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.js";
 export { installTestClock } from "./store/test-clock.js";
 export type { IdleSkip, TestClock } from "./engine/test-clock.js";
+export { MAX_RETENTION_SECONDS } from "./engine/retention.js";

@@ -21,6 +21,7 @@ import { resolveLimits, type Limits } from "./engine/limits.js";
 import { DEFAULT_STICKY_FALLBACK_MS, DEFAULT_WORKFLOW_TASK_RETRY, QueueType } from "./engine/model.js";
 import { announceQueues } from "./engine/notifier.js";
 import { ensureQueues } from "./engine/task-queues.js";
+import { checkDefaultRetention, RetentionSweeper } from "./engine/retention.js";
 import { createTestClock, type TestClock } from "./engine/test-clock.js";
 import { onScheduleChange } from "./engine/schedules.js";
 import { ScheduleLoop } from "./engine/schedules-loop.js";
@@ -38,6 +39,7 @@ import { assertMigrated } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
 import { pingDatabase } from "./store/ping.js";
 import { readOverdueTimerSeconds, readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
+import { oldestOverdueSeconds } from "./store/retention.js";
 import { testClockInstalled } from "./store/test-clock.js";
 import { createTransport, type ServerTlsOptions } from "./transport.js";
 
@@ -148,6 +150,21 @@ export interface ServerOptions {
    * was migrated; the start fails otherwise. Default false.
    */
   testClock?: boolean;
+  /**
+   * How long ended runs are kept, in seconds, on workflow queues that set no retention of their
+   * own (TaskQueue.retention); older ones are deleted with their history by the retention sweep.
+   * 0 keeps them forever. Default 0: nothing is deleted unless an operator says so. Every server
+   * of a cluster should be given the same value: whichever server sweeps applies its own.
+   * At most 3650 days (engine/retention.ts; docs/decisions/0021-retention.md).
+   */
+  defaultRetentionSeconds?: number;
+  /**
+   * How often the retention sweep looks for expired runs when it has no backlog, in ms. Default
+   * 60 000. Tests and the chaos suite lower it.
+   */
+  retentionSweepIntervalMs?: number;
+  /** Runs deleted per sweep transaction. Default 500 (decision 0021). */
+  retentionBatchSize?: number;
 }
 
 export interface DexServer {
@@ -178,6 +195,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   const transport = createTransport(options);
   const keyCacheMs = options.requireApiKeys ? apiKeyCacheMs(options.apiKeyCacheMs) : undefined;
   const stickyMs = stickyFallbackMs(options.stickyFallbackMs);
+  const defaultRetentionSeconds = checkDefaultRetention(options.defaultRetentionSeconds ?? 0);
   const probeTimeoutMs = positiveMs("databaseProbeTimeoutMs", options.databaseProbeTimeoutMs, DEFAULT_DATABASE_PROBE_TIMEOUT_MS);
   const probeIntervalMs = positiveMs("databaseProbeIntervalMs", options.databaseProbeIntervalMs, DEFAULT_DATABASE_PROBE_INTERVAL_MS);
   const database = {
@@ -220,13 +238,16 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     statementTimeoutMs: probeTimeoutMs,
     stallMarginMs: 1_000,
   });
-  const pools = [sql, probeSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
+  // The retention sweep's own connection: a batch (~0.1 s) never holds one of the call path's.
+  const retentionSql = openDatabase({ ...database, maxConnections: 1, applicationName: "dex-server-retention" });
+  const pools = [sql, probeSql, retentionSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
   let listener: WakeupListener | undefined;
   // Started along the way; a failed start stops them before the pools close.
   let timers: TimerLoop | undefined;
   let schedules: ScheduleLoop | undefined;
   let background: BackgroundLoops | undefined;
   let polls: PollTracker | undefined;
+  let sweeper: RetentionSweeper | undefined;
   let endpoint: MetricsEndpoint | undefined;
   let databaseHealth: DatabaseHealth | undefined;
   try {
@@ -253,6 +274,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     const metrics = metricsSql
       ? new DexMetrics({
           readCluster: async () => ({ queues: await readQueueGauges(metricsSql), overdueTimerSeconds: await readOverdueTimerSeconds(metricsSql) }),
+          readRetentionOverdue: () => oldestOverdueSeconds(metricsSql, defaultRetentionSeconds),
           logger,
         })
       : undefined;
@@ -296,6 +318,15 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     );
     const loops = (background = startBackgroundLoops(engine, { fallbackTickMs: options.fallbackTickMs }));
     pollTracker.start();
+    const retentionSweep = (sweeper = new RetentionSweeper({
+      sql: retentionSql,
+      logger,
+      defaultRetentionSeconds,
+      intervalMs: options.retentionSweepIntervalMs,
+      batchSize: options.retentionBatchSize,
+      onDeleted: (queue, runs) => engine.observer.runsDeleted?.(queue, "sweep", runs),
+    }));
+    retentionSweep.start();
     // First pass at once: timers that came due while no server ran fire now.
     timerLoop.start();
     scheduleLoop.start();
@@ -318,7 +349,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     for (const { definition, implementation } of [
       grpcService(ClientService, guarded(checked(ClientService, clientHandlers(engine)), onUnavailable, onInternal), hooks),
       grpcService(WorkerService, guarded(checked(WorkerService, workerHandlers(engine)), onUnavailable, onInternal), hooks),
-      grpcService(TaskQueueService, guarded(checked(TaskQueueService, taskQueueHandlers(engine)), onUnavailable, onInternal), hooks),
+      grpcService(TaskQueueService, guarded(checked(TaskQueueService, taskQueueHandlers(engine, { defaultRetentionSeconds })), onUnavailable, onInternal), hooks),
       grpcService(ScheduleService, guarded(checked(ScheduleService, scheduleHandlers(engine)), onUnavailable, onInternal), hooks),
     ]) {
       server.addService(definition, implementation);
@@ -362,7 +393,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         engine.wakeups.close();
         shutdown.abort();
         // Background statements (and a scrape's read) end before the pools close.
-        await Promise.all([loops.stop(), timerLoop.stop(), scheduleLoop.stop(), pollTracker.stop(), metricsEndpoint?.close()]);
+        await Promise.all([loops.stop(), timerLoop.stop(), scheduleLoop.stop(), pollTracker.stop(), retentionSweep.stop(), metricsEndpoint?.close()]);
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             logger.warn("in-flight calls did not finish in time; cutting them off");
@@ -382,7 +413,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close, testClock };
   } catch (err) {
     databaseHealth?.stop();
-    await Promise.all([background?.stop(), timers?.stop(), schedules?.stop(), polls?.stop(), endpoint?.close()]);
+    await Promise.all([background?.stop(), timers?.stop(), schedules?.stop(), polls?.stop(), sweeper?.stop(), endpoint?.close()]);
     await listener?.stop().catch(() => {});
     await Promise.all(pools.map((pool) => pool.end({ timeout: 1 }))).catch(() => {});
     throw err;

@@ -235,6 +235,13 @@ export function specs(commands: Field): Spec[] {
       base: () => ({ run: { target: { case: "runId", value: "0190a1b2-0000-7000-8000-00000000beef" } } }),
       fields: { run: selector, reason: poolField(texts) },
     },
+    {
+      service: "client",
+      method: "deleteRun",
+      // The victim is open: FAILED_PRECONDITION, nothing deleted.
+      base: (fx) => ({ runId: fx.victimRunId }),
+      fields: { runId: poolField(requiredIds) },
+    },
     { service: "worker", method: "pollWorkflowTasks", base: () => ({ taskQueue: "default", workerId: "fuzz" }), fields: pollFields },
     { service: "worker", method: "pollActivityTasks", base: () => ({ taskQueue: "default", workerId: "fuzz" }), fields: pollFields },
     {

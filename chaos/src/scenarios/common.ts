@@ -51,10 +51,11 @@ export async function startCluster(
 }
 
 /** Starts `n` chaosOrder runs spread over `spreadMs`, retrying through outages (same request id). */
-export function startOrders(ctx: ScenarioContext, client: Client, prefix: string, n: number, spreadMs: number, leaseMs = 4_000): Promise<StartStats> {
-  const requests = Array.from({ length: n }, (_, i) =>
-    startRequest("chaosOrder", `${prefix}-${i}`, { timerMs: ctx.rng.int(50, 1_500), delayMs: 300, leaseMs } satisfies OrderInput),
-  );
+export function startOrders(ctx: ScenarioContext, client: Client, prefix: string, n: number, spreadMs: number, leaseMs = 4_000, taskQueue = "default"): Promise<StartStats> {
+  const requests = Array.from({ length: n }, (_, i) => ({
+    ...startRequest("chaosOrder", `${prefix}-${i}`, { timerMs: ctx.rng.int(50, 1_500), delayMs: 300, leaseMs } satisfies OrderInput),
+    taskQueue,
+  }));
   return startRuns(client, requests, { concurrency: 16, spreadMs, deadline: Date.now() + spreadMs + 120_000 });
 }
 

@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { DexServer } from "@dex/server";
 import { DEFAULT_PORT } from "../connection.js";
+import { defaultRetention, retentionSweepIntervalMs, withDefaultRetentionFlag } from "../retention-flags.js";
 import { UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
 import { runUntilSignal } from "../signals.js";
@@ -24,9 +25,9 @@ export function registerDevCommand(program: Command): void {
     .option("--max-message-bytes <n>", MAX_MESSAGE_BYTES_HELP)
     .option("--require-auth", "require API keys as `dex server` does (create them with `dex auth create --database-url <the database printed>`); default: open");
   // Plaintext unless asked: local development and the tests need no certificates.
-  withServerTlsFlags(command).action(
+  withServerTlsFlags(withDefaultRetentionFlag(command)).action(
     async (
-      flags: ServerTlsFlags & { port?: string; host: string; dataDir?: string; metricsPort?: string; maxMessageBytes?: string; requireAuth?: boolean },
+      flags: ServerTlsFlags & { defaultRetention?: string; port?: string; host: string; dataDir?: string; metricsPort?: string; maxMessageBytes?: string; requireAuth?: boolean },
     ) => {
       const port = flags.port === undefined ? DEFAULT_PORT : parseIntFlag("--port", flags.port, 0, 65535);
       // On by default in dev, on a free port: a fixed default would collide with a second `dex dev`.
@@ -38,6 +39,7 @@ export function registerDevCommand(program: Command): void {
       // Before Postgres starts: a bad certificate file is a usage error with nothing to stop.
       const tls = serverTls(flags);
       const maxBytes = maxMessageBytes(flags.maxMessageBytes);
+      const defaultRetentionSeconds = defaultRetention(flags.defaultRetention);
       const persistent = flags.dataDir !== undefined;
       const dataDir = persistent
         ? resolve(flags.dataDir!)
@@ -69,6 +71,8 @@ export function registerDevCommand(program: Command): void {
           tls,
           maxMessageBytes: maxBytes,
           requireApiKeys: flags.requireAuth === true,
+          defaultRetentionSeconds,
+          retentionSweepIntervalMs: retentionSweepIntervalMs(),
           ensureQueues: [
             { type: "workflow", name: "default" },
             { type: "activity", name: "default" },

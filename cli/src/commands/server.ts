@@ -13,6 +13,7 @@ import {
 } from "@dex/server";
 import { UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
+import { defaultRetention, retentionSweepIntervalMs, withDefaultRetentionFlag } from "../retention-flags.js";
 import { runUntilSignal } from "../signals.js";
 import { serverTls, transportNote, withServerTlsFlags, type ServerTlsFlags } from "../tls.js";
 
@@ -89,10 +90,11 @@ export function registerServerCommand(program: Command): void {
       "--max-payload-bytes <n>",
       `largest payload (input, result, event payload, heartbeat details, failure) accepted, in bytes; larger ones get INVALID_ARGUMENT (default: $DEX_MAX_PAYLOAD_BYTES or ${DEFAULT_LIMITS.maxPayloadBytes}, 2 MiB)`,
     );
-  withServerTlsFlags(command).action(
+  withServerTlsFlags(withDefaultRetentionFlag(command)).action(
     async (
       flags: DatabaseFlags &
         ServerTlsFlags & {
+          defaultRetention?: string;
           host?: string;
           port?: string;
           metricsPort?: string;
@@ -123,6 +125,8 @@ export function registerServerCommand(program: Command): void {
         limits,
         requireApiKeys,
         stickyFallbackMs,
+        defaultRetentionSeconds: defaultRetention(flags.defaultRetention),
+        retentionSweepIntervalMs: retentionSweepIntervalMs(),
         ...databaseTimeouts(flags as DatabaseTimeoutFlags),
       });
       if (server.metricsAddress) process.stdout.write(`dex metrics at http://${server.metricsAddress}/metrics\n`);

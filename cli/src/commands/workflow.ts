@@ -15,6 +15,7 @@ import { collectLabel, parseIntFlag, parseJsonFlag } from "../options.js";
 import { formatValue, printFields, printJson, printTable } from "../output.js";
 import { decodePayload, encodeJsonPayload, failureLine, failureView, isoTime, parseStatus, statusName } from "../payloads.js";
 import { describeHistoryEvent } from "./history-format.js";
+import { registerDeleteCommand } from "./delete.js";
 import { registerDescribeCommand } from "./describe.js";
 import { registerRunControlCommands } from "./run-control.js";
 import { registerReplayCommand } from "./replay.js";
@@ -80,6 +81,7 @@ function resultExitCode(status: string): number {
 export function registerWorkflowCommands(program: Command): void {
   const workflow = program.command("workflow").description("start, signal, cancel, inspect and list workflow runs");
   registerRunControlCommands(workflow);
+  registerDeleteCommand(workflow);
 
   withClientFlags(
     workflow

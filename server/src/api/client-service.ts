@@ -12,6 +12,7 @@ import { decodeFailure, decodePayload } from "../engine/events.js";
 import { DEFAULT_PRIORITY, DEFAULT_QUEUE } from "../engine/model.js";
 import { cancelRun, sendEvent, sendEventWithStart, terminateRun } from "../engine/lifecycle.js";
 import { MAX_REASON_LENGTH, type Limits } from "../engine/limits.js";
+import { deleteRun } from "../engine/retention.js";
 import {
   activityRunning,
   describeRun,
@@ -84,6 +85,11 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         selector: runSelector("run", req.run),
         reason: optionalText("reason", req.reason, MAX_REASON_LENGTH),
       });
+    },
+
+    async deleteRun(req) {
+      const deleted = await deleteRun(engine, req.runId);
+      return { runId: deleted.runId, historyEventsDeleted: BigInt(deleted.historyEventsDeleted) };
     },
 
     async terminateRun(req) {

@@ -12,7 +12,8 @@
  * - client and admin: every ScheduleService call (a schedule only starts runs,
  *   which a client may do; as in Temporal, applications manage their schedules).
  * - admin: everything, including TerminateRun (ends a run without letting its
- *   code react) and every change to task queues.
+ *   code react), DeleteRun (destroys an ended run's history) and every change
+ *   to task queues.
  *
  * `queue` says where a call names its task queue, for worker keys limited to
  * some queues (`dex auth create --queue`): the polled queue, the queue inside
@@ -50,6 +51,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.ClientService/ListRuns": { roles: CLIENT },
   "/dex.v1.ClientService/CancelRun": { roles: CLIENT },
   "/dex.v1.ClientService/TerminateRun": { roles: ADMIN },
+  // Irreversible: the run's history is gone for everyone (decision 0021).
+  "/dex.v1.ClientService/DeleteRun": { roles: ADMIN },
 
   "/dex.v1.WorkerService/PollWorkflowTasks": { roles: WORKER, queue: "poll" },
   "/dex.v1.WorkerService/CompleteWorkflowTask": { roles: WORKER, queue: "workflow-token" },

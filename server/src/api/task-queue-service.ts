@@ -1,6 +1,6 @@
 /** TaskQueueService: queue administration. Capacity and pause are enforced by every claim (store/workflow-tasks.ts). */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, type Duration, type FieldMask } from "@bufbuild/protobuf/wkt";
 import { TaskQueueService, TaskQueueStatus, type ServiceHandlers, type TaskQueueSchema } from "@dex/proto";
 import type { Engine } from "../engine/context.js";
 import {
@@ -9,10 +9,12 @@ import {
   listQueues,
   pauseQueue,
   resumeQueue,
-  updateQueueCapacity,
+  updateQueue,
   type QueueKey,
   type TaskQueueView,
 } from "../engine/task-queues.js";
+import { retentionSeconds } from "../engine/retention.js";
+import { QueueType } from "../engine/model.js";
 import { invalid, queueName } from "../engine/validation.js";
 import { queueTypeFromProto, queueTypeToProto, ts } from "./convert.js";
 
@@ -34,11 +36,40 @@ function capacity(value: number): number {
   return value;
 }
 
-export function taskQueueHandlers(engine: Engine): ServiceHandlers<typeof TaskQueueService> {
+/** A queue's retention from a request: only workflow queues hold runs. */
+function queueRetention(key: QueueKey, value: Duration | undefined): number | undefined {
+  const seconds = retentionSeconds("retention", value);
+  if (seconds !== undefined && key.type !== QueueType.WORKFLOW) {
+    throw invalid(`retention applies to workflow task queues only (runs live there); "${key.name}" is an activity task queue`);
+  }
+  return seconds;
+}
+
+const UPDATE_PATHS = ["capacity", "retention"];
+
+/** What UpdateTaskQueue changes: the mask's paths, or (no mask) capacity plus retention if set. */
+function queueUpdate(key: QueueKey, req: { capacity: number; retention?: Duration; updateMask?: FieldMask }) {
+  const paths = req.updateMask?.paths ?? [];
+  for (const path of paths) {
+    if (!UPDATE_PATHS.includes(path)) throw invalid(`update_mask has an unknown path "${path}": use "capacity" and/or "retention"`);
+  }
+  const masked = paths.length > 0;
+  const retention = queueRetention(key, req.retention);
+  return {
+    capacity: !masked || paths.includes("capacity") ? capacity(req.capacity) : undefined,
+    // Named in the mask but unset: back to the server default (NULL).
+    retentionSeconds: masked && paths.includes("retention") ? (retention ?? null) : retention,
+  };
+}
+
+/** `defaultRetentionSeconds`: this server's default, shown as the effective retention of queues that set none. */
+export function taskQueueHandlers(engine: Engine, options: { defaultRetentionSeconds?: number } = {}): ServiceHandlers<typeof TaskQueueService> {
+  const toProto = (queue: TaskQueueView) => queueToProto(queue, options.defaultRetentionSeconds ?? 0);
   return {
     async createTaskQueue(req) {
       const key = queueKey(req);
-      return { queue: toProto(await createQueue(engine, { ...key, capacity: capacity(req.capacity) })) };
+      const retention = queueRetention(key, req.retention);
+      return { queue: toProto(await createQueue(engine, { ...key, capacity: capacity(req.capacity), retentionSeconds: retention })) };
     },
 
     async listTaskQueues(req) {
@@ -49,7 +80,7 @@ export function taskQueueHandlers(engine: Engine): ServiceHandlers<typeof TaskQu
 
     async updateTaskQueue(req) {
       const key = queueKey(req);
-      return { queue: toProto(await updateQueueCapacity(engine, key, capacity(req.capacity))) };
+      return { queue: toProto(await updateQueue(engine, key, queueUpdate(key, req))) };
     },
 
     async pauseTaskQueue(req) {
@@ -67,7 +98,8 @@ export function taskQueueHandlers(engine: Engine): ServiceHandlers<typeof TaskQu
   };
 }
 
-function toProto(queue: TaskQueueView): MessageInitShape<typeof TaskQueueSchema> {
+function queueToProto(queue: TaskQueueView, defaultRetentionSeconds: number): MessageInitShape<typeof TaskQueueSchema> {
+  const workflow = queue.type === QueueType.WORKFLOW;
   return {
     name: queue.name,
     type: queueTypeToProto(queue.type),
@@ -77,5 +109,7 @@ function toProto(queue: TaskQueueView): MessageInitShape<typeof TaskQueueSchema>
     inFlight: BigInt(queue.inFlight),
     oldestPendingAge: durationFromMs(queue.oldestPendingAgeMs),
     createTime: ts(queue.createdAt),
+    retention: workflow && queue.retentionSeconds !== null ? durationFromMs(queue.retentionSeconds * 1000) : undefined,
+    effectiveRetention: workflow ? durationFromMs((queue.retentionSeconds ?? defaultRetentionSeconds) * 1000) : undefined,
   };
 }

@@ -133,13 +133,13 @@ export async function requireQueue(engine: Engine, type: QueueType, name: string
 
 export async function createQueue(
   engine: Engine,
-  input: { type: QueueType; name: string; capacity: number },
+  input: { type: QueueType; name: string; capacity: number; retentionSeconds?: number | null },
 ): Promise<TaskQueueView> {
   const created = await createTaskQueue(engine.sql, input);
   if (!created) throw new DexError("ALREADY_EXISTS", `${input.type} task queue "${input.name}" already exists`);
   engine.knownQueues.add(cacheKey(input.type, input.name));
   rememberCapacity(engine, input.type, input.name, created);
-  engine.logger.info("task queue created", { type: input.type, name: input.name, capacity: input.capacity });
+  engine.logger.info("task queue created", { type: input.type, name: input.name, capacity: input.capacity, retentionSeconds: input.retentionSeconds ?? null });
   return withLoad(created, undefined);
 }
 
@@ -192,12 +192,21 @@ async function changeQueue(engine: Engine, key: QueueKey, change: QueueChange, w
     status: after.status,
     previousCapacity: before.capacity,
     previousStatus: before.status,
+    ...(before.retentionSeconds !== after.retentionSeconds
+      ? { retentionSeconds: after.retentionSeconds, previousRetentionSeconds: before.retentionSeconds }
+      : {}),
   });
   return withLoad(after, await queueLoad(engine.sql, key.type, key.name));
 }
 
-export function updateQueueCapacity(engine: Engine, key: QueueKey, capacity: number): Promise<TaskQueueView> {
-  return changeQueue(engine, key, { capacity }, "capacity changed");
+/** UpdateTaskQueue: capacity and/or retention (null: back to the server default); unset fields stay. */
+export function updateQueue(
+  engine: Engine,
+  key: QueueKey,
+  change: { capacity?: number; retentionSeconds?: number | null },
+): Promise<TaskQueueView> {
+  const what = change.retentionSeconds === undefined ? "capacity changed" : change.capacity === undefined ? "retention changed" : "updated";
+  return changeQueue(engine, key, change, what);
 }
 
 export function pauseQueue(engine: Engine, key: QueueKey): Promise<TaskQueueView> {

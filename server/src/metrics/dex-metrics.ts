@@ -9,7 +9,7 @@
  * - Node's runtime metrics (process_*, nodejs_*: CPU, memory, event-loop lag,
  *   GC), prom-client's defaults.
  */
-import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "../logger.js";
 import type { QueueType } from "../engine/model.js";
 import type { EngineObserver, TaskOutcome } from "./observer.js";
@@ -34,10 +34,22 @@ export class DexMetrics implements EngineObserver {
   // The names and labels of go-grpc-prometheus, which gRPC dashboards already read.
   private readonly rpcs = this.counter("grpc_server_handled_total", "Calls this server answered, by service, method and status code (OK or the error's code name).", ["grpc_service", "grpc_method", "grpc_code"]);
   private readonly rpcSeconds = this.histogram("grpc_server_handling_seconds", "Time this server took to answer a call (long polls included: up to their wait), by service and method.", ["grpc_service", "grpc_method"], DURATION_BUCKETS);
+  private readonly runsDeletedTotal = this.counter("dex_retention_runs_deleted_total", "Ended runs this server deleted with their history, by workflow task queue and by whom (by=sweep: the retention sweep; by=request: DeleteRun).", ["queue", "by"]);
   private readonly batches = this.histogram("dex_group_commit_batch_size", "Requests written together by one group commit on this server (requests that arrive while a batch is written share the next one), by operation.", ["operation"], BATCH_SIZE_BUCKETS);
 
-  constructor(options: { readCluster: () => Promise<ClusterGauges>; logger: Logger }) {
+  constructor(options: { readCluster: () => Promise<ClusterGauges>; logger: Logger; readRetentionOverdue?: () => Promise<number> }) {
     registerClusterGauges(this.registry, options.readCluster, options.logger);
+    const readOverdue = options.readRetentionOverdue;
+    if (readOverdue) {
+      new Gauge({
+        name: "dex_retention_overdue_seconds",
+        help: "How long past its queue's retention the oldest deletable ended run is, cluster-wide (0: the sweep is caught up; NaN: the read failed). Growing: no server sweeps, or the sweep falls behind.",
+        registers: [this.registry],
+        async collect() {
+          this.set(await readOverdue().catch(() => Number.NaN));
+        },
+      });
+    }
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -82,6 +94,10 @@ export class DexMetrics implements EngineObserver {
   answered(call: { service: string; method: string; code: string; ms: number }): void {
     this.rpcs.inc({ grpc_service: call.service, grpc_method: call.method, grpc_code: call.code });
     this.rpcSeconds.observe({ grpc_service: call.service, grpc_method: call.method }, seconds(call.ms));
+  }
+
+  runsDeleted(queue: string, by: "sweep" | "request", count: number): void {
+    this.runsDeletedTotal.inc({ queue, by }, count);
   }
 
   committedBatch(operation: string, size: number): void {

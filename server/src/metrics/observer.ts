@@ -31,6 +31,8 @@ export interface EngineObserver {
   committedBatch(operation: string, size: number): void;
   /** A worker reported a workflow task of this queue failed, with its cause's name (committed). */
   workflowTaskFailed(queue: string, cause: string): void;
+  /** Ended runs of this workflow queue were deleted (committed), by the retention sweep or a DeleteRun request. */
+  runsDeleted?(queue: string, by: "sweep" | "request", count: number): void;
 }
 
 export const noopObserver: EngineObserver = {
@@ -56,5 +58,6 @@ export function combineObservers(...parts: Array<Partial<EngineObserver> | undef
     runEnded: (queue, status) => list.forEach((p) => p.runEnded?.(queue, status)),
     committedBatch: (operation, size) => list.forEach((p) => p.committedBatch?.(operation, size)),
     workflowTaskFailed: (queue, cause) => list.forEach((p) => p.workflowTaskFailed?.(queue, cause)),
+    runsDeleted: (queue, by, count) => list.forEach((p) => p.runsDeleted?.(queue, by, count)),
   };
 }

@@ -18,6 +18,8 @@ export interface TaskQueueRecord {
   partitionName: string;
   createdAt: Date;
   updatedAt: Date;
+  /** Seconds the queue's runs are kept after they end; null: the server default; 0: forever (workflow queues only). */
+  retentionSeconds: number | null;
 }
 
 type QueueType = TaskQueueRecord["type"];
@@ -31,6 +33,7 @@ interface RawQueue {
   partition_name: string;
   created_at: Date;
   updated_at: Date;
+  retention_seconds: number | null;
 }
 
 function fromRaw(r: RawQueue): TaskQueueRecord {
@@ -43,6 +46,7 @@ function fromRaw(r: RawQueue): TaskQueueRecord {
     partitionName: r.partition_name,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    retentionSeconds: r.retention_seconds,
   };
 }
 
@@ -60,7 +64,7 @@ const QUEUE_DDL_LOCK_KEY = 0x6465_7871;
  */
 export async function createTaskQueue(
   sql: Sql,
-  input: { type: "workflow" | "activity"; name: string; capacity: number },
+  input: { type: "workflow" | "activity"; name: string; capacity: number; retentionSeconds?: number | null },
 ): Promise<TaskQueueRecord | undefined> {
   return sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${QUEUE_DDL_LOCK_KEY})`;
@@ -74,9 +78,9 @@ export async function createTaskQueue(
       `create table dex.${partition} partition of dex.${input.type}_tasks for values in (${literal}) with (fillfactor = 80)`,
     );
     const [row] = await tx<{ created_at: Date; updated_at: Date }[]>`
-      insert into dex.task_queues (id, type, name, capacity, partition_name)
+      insert into dex.task_queues (id, type, name, capacity, partition_name, retention_seconds)
       overriding system value
-      values (${id}, ${input.type}, ${input.name}, ${input.capacity}, ${partition})
+      values (${id}, ${input.type}, ${input.name}, ${input.capacity}, ${partition}, ${input.retentionSeconds ?? null})
       returning created_at, updated_at`;
     return {
       id: Number(id),
@@ -87,6 +91,7 @@ export async function createTaskQueue(
       partitionName: partition,
       createdAt: row!.created_at,
       updatedAt: row!.updated_at,
+      retentionSeconds: input.retentionSeconds ?? null,
     };
   });
 }
@@ -97,7 +102,10 @@ const PARTITION_NAME = /^(workflow|activity)_tasks_q\d+$/;
 /** How long delete waits for the task table locks before answering "busy" (it blocks claims while it waits). */
 const DELETE_LOCK_TIMEOUT = "3s";
 
-export type QueueChange = { capacity: number } | { status: "active" | "paused" };
+/** retentionSeconds null: back to the server default. */
+export type QueueChange =
+  | { capacity?: number; retentionSeconds?: number | null }
+  | { status: "active" | "paused" };
 
 /**
  * Changes a queue's capacity or status: lock the row, update it, and return
@@ -114,16 +122,17 @@ export async function updateTaskQueue(
 ): Promise<{ before: TaskQueueRecord; after: TaskQueueRecord } | undefined> {
   return sql.begin(async (tx) => {
     const [old] = await tx<RawQueue[]>`
-      select id, type, name, capacity, status, partition_name, created_at, updated_at
+      select id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds
       from dex.task_queues where type = ${key.type} and name = ${key.name}
       for no key update`;
     if (!old) return undefined;
-    const capacity = "capacity" in change ? change.capacity : old.capacity;
+    const capacity = "capacity" in change && change.capacity !== undefined ? change.capacity : old.capacity;
     const status = "status" in change ? change.status : old.status;
+    const retention = "retentionSeconds" in change && change.retentionSeconds !== undefined ? change.retentionSeconds : old.retention_seconds;
     const [row] = await tx<RawQueue[]>`
-      update dex.task_queues set capacity = ${capacity}, status = ${status}, updated_at = now()
+      update dex.task_queues set capacity = ${capacity}, status = ${status}, retention_seconds = ${retention}, updated_at = now()
       where type = ${key.type} and name = ${key.name}
-      returning id, type, name, capacity, status, partition_name, created_at, updated_at`;
+      returning id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds`;
     return { before: fromRaw(old), after: fromRaw(row!) };
   });
 }
@@ -225,7 +234,7 @@ export async function readTaskQueue(
 
 export async function listTaskQueues(sql: Queryable, type?: QueueType): Promise<TaskQueueRecord[]> {
   const rows = await sql<RawQueue[]>`
-    select id, type, name, capacity, status, partition_name, created_at, updated_at
+    select id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds
     from dex.task_queues where ${type ? sql`type = ${type}` : sql`true`}
     order by type, name`;
   return rows.map(fromRaw);

@@ -6,15 +6,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { TaskQueueType } from "./common_pb.js";
 import { file_dex_v1_common } from "./common_pb.js";
-import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file dex/v1/task_queue_service.proto.
  */
 export const file_dex_v1_task_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kZXgvdjEvdGFza19xdWV1ZV9zZXJ2aWNlLnByb3RvEgZkZXgudjEigwIKCVRhc2tRdWV1ZRIMCgRuYW1lGAEgASgJEiMKBHR5cGUYAiABKA4yFS5kZXgudjEuVGFza1F1ZXVlVHlwZRIQCghjYXBhY2l0eRgDIAEoBRInCgZzdGF0dXMYBCABKA4yFy5kZXgudjEuVGFza1F1ZXVlU3RhdHVzEg0KBWRlcHRoGAUgASgDEhEKCWluX2ZsaWdodBgGIAEoAxI1ChJvbGRlc3RfcGVuZGluZ19hZ2UYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl0KFkNyZWF0ZVRhc2tRdWV1ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIjCgR0eXBlGAIgASgOMhUuZGV4LnYxLlRhc2tRdWV1ZVR5cGUSEAoIY2FwYWNpdHkYAyABKAUiOwoXQ3JlYXRlVGFza1F1ZXVlUmVzcG9uc2USIAoFcXVldWUYASABKAsyES5kZXgudjEuVGFza1F1ZXVlIl0KFlVwZGF0ZVRhc2tRdWV1ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIjCgR0eXBlGAIgASgOMhUuZGV4LnYxLlRhc2tRdWV1ZVR5cGUSEAoIY2FwYWNpdHkYAyABKAUiOwoXVXBkYXRlVGFza1F1ZXVlUmVzcG9uc2USIAoFcXVldWUYASABKAsyES5kZXgudjEuVGFza1F1ZXVlIkoKFVBhdXNlVGFza1F1ZXVlUmVxdWVzdBIMCgRuYW1lGAEgASgJEiMKBHR5cGUYAiABKA4yFS5kZXgudjEuVGFza1F1ZXVlVHlwZSI6ChZQYXVzZVRhc2tRdWV1ZVJlc3BvbnNlEiAKBXF1ZXVlGAEgASgLMhEuZGV4LnYxLlRhc2tRdWV1ZSJLChZSZXN1bWVUYXNrUXVldWVSZXF1ZXN0EgwKBG5hbWUYASABKAkSIwoEdHlwZRgCIAEoDjIVLmRleC52MS5UYXNrUXVldWVUeXBlIjsKF1Jlc3VtZVRhc2tRdWV1ZVJlc3BvbnNlEiAKBXF1ZXVlGAEgASgLMhEuZGV4LnYxLlRhc2tRdWV1ZSI8ChVMaXN0VGFza1F1ZXVlc1JlcXVlc3QSIwoEdHlwZRgBIAEoDjIVLmRleC52MS5UYXNrUXVldWVUeXBlIjsKFkxpc3RUYXNrUXVldWVzUmVzcG9uc2USIQoGcXVldWVzGAEgAygLMhEuZGV4LnYxLlRhc2tRdWV1ZSJLChZEZWxldGVUYXNrUXVldWVSZXF1ZXN0EgwKBG5hbWUYASABKAkSIwoEdHlwZRgCIAEoDjIVLmRleC52MS5UYXNrUXVldWVUeXBlIhkKF0RlbGV0ZVRhc2tRdWV1ZVJlc3BvbnNlKnAKD1Rhc2tRdWV1ZVN0YXR1cxIhCh1UQVNLX1FVRVVFX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGFRBU0tfUVVFVUVfU1RBVFVTX0FDVElWRRABEhwKGFRBU0tfUVVFVUVfU1RBVFVTX1BBVVNFRBACMoQEChBUYXNrUXVldWVTZXJ2aWNlElIKD0NyZWF0ZVRhc2tRdWV1ZRIeLmRleC52MS5DcmVhdGVUYXNrUXVldWVSZXF1ZXN0Gh8uZGV4LnYxLkNyZWF0ZVRhc2tRdWV1ZVJlc3BvbnNlElIKD1VwZGF0ZVRhc2tRdWV1ZRIeLmRleC52MS5VcGRhdGVUYXNrUXVldWVSZXF1ZXN0Gh8uZGV4LnYxLlVwZGF0ZVRhc2tRdWV1ZVJlc3BvbnNlEk8KDlBhdXNlVGFza1F1ZXVlEh0uZGV4LnYxLlBhdXNlVGFza1F1ZXVlUmVxdWVzdBoeLmRleC52MS5QYXVzZVRhc2tRdWV1ZVJlc3BvbnNlElIKD1Jlc3VtZVRhc2tRdWV1ZRIeLmRleC52MS5SZXN1bWVUYXNrUXVldWVSZXF1ZXN0Gh8uZGV4LnYxLlJlc3VtZVRhc2tRdWV1ZVJlc3BvbnNlEk8KDkxpc3RUYXNrUXVldWVzEh0uZGV4LnYxLkxpc3RUYXNrUXVldWVzUmVxdWVzdBoeLmRleC52MS5MaXN0VGFza1F1ZXVlc1Jlc3BvbnNlElIKD0RlbGV0ZVRhc2tRdWV1ZRIeLmRleC52MS5EZWxldGVUYXNrUXVldWVSZXF1ZXN0Gh8uZGV4LnYxLkRlbGV0ZVRhc2tRdWV1ZVJlc3BvbnNlYgZwcm90bzM", [file_dex_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch9kZXgvdjEvdGFza19xdWV1ZV9zZXJ2aWNlLnByb3RvEgZkZXgudjEi6QIKCVRhc2tRdWV1ZRIMCgRuYW1lGAEgASgJEiMKBHR5cGUYAiABKA4yFS5kZXgudjEuVGFza1F1ZXVlVHlwZRIQCghjYXBhY2l0eRgDIAEoBRInCgZzdGF0dXMYBCABKA4yFy5kZXgudjEuVGFza1F1ZXVlU3RhdHVzEg0KBWRlcHRoGAUgASgDEhEKCWluX2ZsaWdodBgGIAEoAxI1ChJvbGRlc3RfcGVuZGluZ19hZ2UYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCXJldGVudGlvbhgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChNlZmZlY3RpdmVfcmV0ZW50aW9uGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIosBChZDcmVhdGVUYXNrUXVldWVSZXF1ZXN0EgwKBG5hbWUYASABKAkSIwoEdHlwZRgCIAEoDjIVLmRleC52MS5UYXNrUXVldWVUeXBlEhAKCGNhcGFjaXR5GAMgASgFEiwKCXJldGVudGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI7ChdDcmVhdGVUYXNrUXVldWVSZXNwb25zZRIgCgVxdWV1ZRgBIAEoCzIRLmRleC52MS5UYXNrUXVldWUivAEKFlVwZGF0ZVRhc2tRdWV1ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIjCgR0eXBlGAIgASgOMhUuZGV4LnYxLlRhc2tRdWV1ZVR5cGUSEAoIY2FwYWNpdHkYAyABKAUSLAoJcmV0ZW50aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC3VwZGF0ZV9tYXNrGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI7ChdVcGRhdGVUYXNrUXVldWVSZXNwb25zZRIgCgVxdWV1ZRgBIAEoCzIRLmRleC52MS5UYXNrUXVldWUiSgoVUGF1c2VUYXNrUXVldWVSZXF1ZXN0EgwKBG5hbWUYASABKAkSIwoEdHlwZRgCIAEoDjIVLmRleC52MS5UYXNrUXVldWVUeXBlIjoKFlBhdXNlVGFza1F1ZXVlUmVzcG9uc2USIAoFcXVldWUYASABKAsyES5kZXgudjEuVGFza1F1ZXVlIksKFlJlc3VtZVRhc2tRdWV1ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIjCgR0eXBlGAIgASgOMhUuZGV4LnYxLlRhc2tRdWV1ZVR5cGUiOwoXUmVzdW1lVGFza1F1ZXVlUmVzcG9uc2USIAoFcXVldWUYASABKAsyES5kZXgudjEuVGFza1F1ZXVlIjwKFUxpc3RUYXNrUXVldWVzUmVxdWVzdBIjCgR0eXBlGAEgASgOMhUuZGV4LnYxLlRhc2tRdWV1ZVR5cGUiOwoWTGlzdFRhc2tRdWV1ZXNSZXNwb25zZRIhCgZxdWV1ZXMYASADKAsyES5kZXgudjEuVGFza1F1ZXVlIksKFkRlbGV0ZVRhc2tRdWV1ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIjCgR0eXBlGAIgASgOMhUuZGV4LnYxLlRhc2tRdWV1ZVR5cGUiGQoXRGVsZXRlVGFza1F1ZXVlUmVzcG9uc2UqcAoPVGFza1F1ZXVlU3RhdHVzEiEKHVRBU0tfUVVFVUVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYVEFTS19RVUVVRV9TVEFUVVNfQUNUSVZFEAESHAoYVEFTS19RVUVVRV9TVEFUVVNfUEFVU0VEEAIyhAQKEFRhc2tRdWV1ZVNlcnZpY2USUgoPQ3JlYXRlVGFza1F1ZXVlEh4uZGV4LnYxLkNyZWF0ZVRhc2tRdWV1ZVJlcXVlc3QaHy5kZXgudjEuQ3JlYXRlVGFza1F1ZXVlUmVzcG9uc2USUgoPVXBkYXRlVGFza1F1ZXVlEh4uZGV4LnYxLlVwZGF0ZVRhc2tRdWV1ZVJlcXVlc3QaHy5kZXgudjEuVXBkYXRlVGFza1F1ZXVlUmVzcG9uc2USTwoOUGF1c2VUYXNrUXVldWUSHS5kZXgudjEuUGF1c2VUYXNrUXVldWVSZXF1ZXN0Gh4uZGV4LnYxLlBhdXNlVGFza1F1ZXVlUmVzcG9uc2USUgoPUmVzdW1lVGFza1F1ZXVlEh4uZGV4LnYxLlJlc3VtZVRhc2tRdWV1ZVJlcXVlc3QaHy5kZXgudjEuUmVzdW1lVGFza1F1ZXVlUmVzcG9uc2USTwoOTGlzdFRhc2tRdWV1ZXMSHS5kZXgudjEuTGlzdFRhc2tRdWV1ZXNSZXF1ZXN0Gh4uZGV4LnYxLkxpc3RUYXNrUXVldWVzUmVzcG9uc2USUgoPRGVsZXRlVGFza1F1ZXVlEh4uZGV4LnYxLkRlbGV0ZVRhc2tRdWV1ZVJlcXVlc3QaHy5kZXgudjEuRGVsZXRlVGFza1F1ZXVlUmVzcG9uc2ViBnByb3RvMw", [file_dex_v1_common, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * TaskQueue describes a queue and its load.
@@ -77,6 +77,26 @@ export type TaskQueue = Message<"dex.v1.TaskQueue"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 8;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * Workflow queues: how long the queue's runs are kept after they end, as
+   * set on the queue; unset when the queue follows the server's default
+   * retention (`dex server --default-retention`). Zero: kept forever. Always
+   * unset for activity queues (runs live on workflow queues).
+   *
+   * @generated from field: google.protobuf.Duration retention = 9;
+   */
+  retention?: Duration | undefined;
+
+  /**
+   * Workflow queues: the retention in force, as the answering server sees it:
+   * `retention` if set, else that server's default. Zero: kept forever. Ended
+   * runs older than this are deleted by the retention sweep, with their
+   * history (docs/worker-protocol.md, "Retention"). Unset for activity queues.
+   *
+   * @generated from field: google.protobuf.Duration effective_retention = 10;
+   */
+  effectiveRetention?: Duration | undefined;
 };
 
 /**
@@ -112,6 +132,17 @@ export type CreateTaskQueueRequest = Message<"dex.v1.CreateTaskQueueRequest"> & 
    * @generated from field: int32 capacity = 3;
    */
   capacity: number;
+
+  /**
+   * Workflow queues only: how long runs are kept after they end before the
+   * retention sweep deletes them with their history. Unset: the server's
+   * default retention, whatever it is at sweep time. Zero: kept forever.
+   * Otherwise whole seconds, from 1 second to 3650 days. INVALID_ARGUMENT on
+   * an activity queue, for a negative or fractional value, or beyond 3650 days.
+   *
+   * @generated from field: google.protobuf.Duration retention = 4;
+   */
+  retention?: Duration | undefined;
 };
 
 /**
@@ -143,7 +174,7 @@ export const CreateTaskQueueResponseSchema: GenMessage<CreateTaskQueueResponse> 
   messageDesc(file_dex_v1_task_queue_service, 2);
 
 /**
- * UpdateTaskQueueRequest changes a queue's capacity.
+ * UpdateTaskQueueRequest changes a queue's capacity and/or retention.
  *
  * @generated from message dex.v1.UpdateTaskQueueRequest
  */
@@ -163,11 +194,30 @@ export type UpdateTaskQueueRequest = Message<"dex.v1.UpdateTaskQueueRequest"> & 
   type: TaskQueueType;
 
   /**
-   * New capacity; 0 means unlimited.
+   * New capacity; 0 means unlimited. Applied unless `update_mask` is set and
+   * leaves out "capacity".
    *
    * @generated from field: int32 capacity = 3;
    */
   capacity: number;
+
+  /**
+   * New retention of a workflow queue's ended runs, as in CreateTaskQueueRequest.
+   * Applied when set, or when `update_mask` names "retention" (then unset means:
+   * back to the server's default).
+   *
+   * @generated from field: google.protobuf.Duration retention = 4;
+   */
+  retention?: Duration | undefined;
+
+  /**
+   * The fields to change: "capacity", "retention". Unset or empty: capacity,
+   * plus retention if set (what an update did before retention existed).
+   * INVALID_ARGUMENT for any other path.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 5;
+   */
+  updateMask?: FieldMask | undefined;
 };
 
 /**
@@ -436,7 +486,8 @@ export const TaskQueueService: GenService<{
     output: typeof CreateTaskQueueResponseSchema;
   },
   /**
-   * Changes a queue's capacity; it applies from the next poll.
+   * Changes a queue's capacity (it applies from the next poll) and/or, for a
+   * workflow queue, its retention (it applies from the next sweep).
    *
    * @generated from rpc dex.v1.TaskQueueService.UpdateTaskQueue
    */
