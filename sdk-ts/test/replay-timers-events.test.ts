@@ -208,7 +208,7 @@ describe("external events", () => {
   it("rejects a bad event id at the call", async () => {
     const run = new FakeRun();
     const ex = await run.replayed(async (ctx) => ctx.waitForEvent("").catch((e: unknown) => (e as Error).message));
-    expect(resultOf(await run.task(ex))).toMatch(/event id must be a string of 1 to 255 characters/);
+    expect(resultOf(await run.task(ex))).toMatch(/event name must be a string of 1 to 255 characters/);
   });
 
   // The outcome picks the next activity, so a replay that resolved the race differently would diverge.
