@@ -103,6 +103,25 @@ describe("named events", () => {
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 
+  it("a handler runs as its event is delivered: code resumed by the same task already sees its state", async () => {
+    const wf: Workflow = async (ctx) => {
+      let stop = false;
+      ctx.onEvent("stop", () => {
+        stop = true;
+      });
+      // The activity's completion comes first in the task, the event second: the handler still ran
+      // before the code resumes, so the check below sees it.
+      await ctx.executeActivity("work");
+      return stop ? "stopped" : ctx.continueAsNew("again");
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["schedule work#1"]);
+    run.send(inputs.activityCompleted(1), inputs.namedEvent("stop", "s1"));
+    expect(resultOf(await run.task(ex))).toBe("stopped");
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
+  });
+
   it("a handler that throws fails the run", async () => {
     const wf: Workflow = async (ctx) => {
       ctx.onEvent("bad", () => {

@@ -12,8 +12,12 @@
  * buffered when the code continues as new are carried to the next run
  * (`carried_events`), in the order received.
  *
- * Delivery never runs workflow code (inputs.ts): a handler call is queued as
- * a microtask, like the continuation of a settled await.
+ * A handler is called as its event is delivered, in history order, before
+ * any continuation of the same workflow task runs (the one exception to
+ * "delivery only settles promises" in inputs.ts, as in Temporal, where signal
+ * handlers run before the rest of an activation): whatever state it sets is
+ * already there when the code resumes, so code that decides on it (say, to
+ * continue as new) cannot miss an event that came with the same task.
  */
 import { create } from "@bufbuild/protobuf";
 import { CarriedEventSchema, type CarriedEvent, type Payload } from "@dex/proto";
@@ -96,8 +100,11 @@ export class ReceivedEvents {
 
   private call(handler: EventHandler, event: { id: string; name: string; payload: unknown }): void {
     const info: ReceivedEventInfo = { name: event.name, id: event.id };
-    Promise.resolve()
-      .then(() => handler(event.payload, info))
-      .catch((err: unknown) => this.sinks.handlerFailed(err));
+    try {
+      const result = handler(event.payload, info);
+      if (result instanceof Promise) result.catch((err: unknown) => this.sinks.handlerFailed(err));
+    } catch (err) {
+      this.sinks.handlerFailed(err);
+    }
   }
 }

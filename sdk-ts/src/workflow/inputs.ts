@@ -1,7 +1,7 @@
 /**
  * Delivery of input events (everything but run_started, which starts the
- * code) to the awaits they settle. Delivery itself never runs workflow code:
- * it resolves or rejects promises, and the code's continuations run after
+ * code) to the awaits they settle. Delivery itself runs no workflow code but
+ * event handlers (`ctx.onEvent`, events.ts): it resolves or rejects promises, and the code's continuations run after
  * the whole block was delivered, in the order the promises settled. Live
  * and on replay a block's inputs arrive in the same order, so races (an
  * event against a time-out, a timer against an event) replay identically.
