@@ -161,7 +161,7 @@ describe("named events", () => {
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 
-  it("ignores the time-out of a timed wait an event already satisfied", async () => {
+  it("drops the time-out of a timed wait an event satisfied, and ignores one that fires anyway", async () => {
     const wf: Workflow = async (ctx) => {
       const got = await ctx.waitForEvent("x", { timeout: "1m" });
       await ctx.sleep("1h");
@@ -171,12 +171,32 @@ describe("named events", () => {
     const ex = await run.replayed(wf);
     expect(summarize(await run.task(ex))).toEqual(["wait x#1"]);
     run.send(inputs.namedEvent("x", "e1", "ok"));
-    expect(summarize(await run.task(ex))).toEqual(["timer#2"]);
-    // The server keeps an event wait's time-out (one name, many events): it fires, and changes nothing.
+    // The server keeps an event wait's time-out (one name, many events): the SDK drops it.
+    expect(summarize(await run.task(ex))).toEqual(["cancel timer#1", "timer#2"]);
+    // Had it fired first (a race), it changes nothing.
     run.send(inputs.eventWaitTimedOut(1));
     expect(await run.task(ex)).toEqual([]);
     run.send(inputs.timerFired(2));
     expect(resultOf(await run.task(ex))).toBe("ok");
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
+  });
+
+  it("replays a history from before the drop existed (no cancel_timer recorded for a satisfied timed wait)", async () => {
+    const wf: Workflow = async (ctx) => {
+      const got = await ctx.waitForEvent("approval", { timeout: "1h" });
+      await ctx.executeActivity("next");
+      return got;
+    };
+    const run = new FakeRun();
+    run.history.push(
+      event(2, { case: "workflowTaskCompleted", value: { attempt: 1 } as never }),
+      event(3, { case: "eventWaitStarted", value: { seq: 1, eventId: "approval" } as never }),
+      event(4, inputs.externalEvent("approval", "yes")),
+      event(5, { case: "workflowTaskCompleted", value: { attempt: 1 } as never }),
+      event(6, { case: "activityScheduled", value: { seq: 2, activityName: "next" } as never }),
+    );
+    const ex = await run.replayed(wf);
+    run.send(inputs.activityCompleted(2));
+    expect(resultOf(await run.task(ex))).toBe("yes");
   });
 });

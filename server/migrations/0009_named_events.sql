@@ -43,6 +43,6 @@ on conflict do nothing;
 
 -- dex.timers.event_id of an 'event_wait' row now holds the awaited event name.
 -- Delivering an event no longer deletes the time-out (one name, many events:
--- the server cannot tell which wait an event satisfied); the SDK ignores a
--- time-out for a wait that an event already satisfied.
+-- the server cannot tell which wait an event satisfied); the SDK drops it with
+-- cancel_timer once an event satisfied the wait.
 comment on column dex.timers.event_id is 'kind event_wait: the awaited event name';

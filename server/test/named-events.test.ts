@@ -164,4 +164,19 @@ describe("named events", () => {
       ["note", 0, 1],
     ]);
   });
+
+  it("cancel_timer drops the time-out of an event wait (what the SDK sends once an event satisfied it), not other seqs", async () => {
+    const timed = { command: { case: "waitForEvent" as const, value: { seq: 1, eventName: "x", timeout: { seconds: 3600n } } } };
+    const runId = await startWith(h, [timed, { command: { case: "scheduleActivity" as const, value: { seq: 2, activityName: "a" } } }]);
+    const timers = async () => (await h.sql<{ seq: number }[]>`select seq from dex.timers where run_id = ${runId}`).map((r) => r.seq);
+    expect(await timers()).toEqual([1]);
+    await h.client.sendEvent({ run: byRunId(runId), eventName: "x", eventId: "x1" });
+    const task = await pollWorkflowTaskOf(h, runId);
+    const cancel = (seq: number) => ({ command: { case: "cancelTimer" as const, value: { seq } } });
+    await rejectsWith(h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [cancel(2)] }), "INVALID_ARGUMENT", /names no timer_started/);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [cancel(1)] });
+    expect(await timers()).toEqual([]);
+    const history = await h.client.getRunHistory({ run: byRunId(runId) });
+    expect(history.events.at(-1)?.attributes).toMatchObject({ case: "timerCancelled", value: { seq: 1 } });
+  });
 });

@@ -35,8 +35,8 @@ export interface WorkflowRuntime {
   schedule(target: AwaitTarget, build: (seq: number) => Command): Promise<unknown>;
   /** Issues a command nothing answers (status, labels). */
   issue(command: Command): void;
-  /** The oldest unconsumed event of the name at once, else a wait command. */
-  waitForEvent(eventName: string, build: (seq: number) => Command): Promise<unknown>;
+  /** The oldest unconsumed event of the name at once, else a wait command (`timed`: it has a time-out). */
+  waitForEvent(eventName: string, timed: boolean, build: (seq: number) => Command): Promise<unknown>;
   // Named events (events.ts).
   /** Registers the name's handler; returns its removal. */
   onEvent(eventName: string, handler: EventHandler): () => void;
@@ -66,7 +66,8 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
     // In a cancelled scope even an event already received is not handed out, like every other await.
     const scope = rt.currentScope();
     if (scope.rejectsNewAwaits()) return Promise.reject(scope.cancelledFailure());
-    return rt.waitForEvent(eventName, (seq) => buildWaitForEvent(seq, eventName, options.timeout)) as Promise<T>;
+    const timed = options.timeout !== undefined;
+    return rt.waitForEvent(eventName, timed, (seq) => buildWaitForEvent(seq, eventName, options.timeout)) as Promise<T>;
   };
   const executeActivity = <O>(name: string, input?: unknown, options: ActivityOptions = {}): Promise<O> =>
     rt.schedule({ kind: "activity", name }, (seq) => buildScheduleActivity(seq, name, input, options)) as Promise<O>;

@@ -12,6 +12,11 @@
  * buffered when the code continues as new are carried to the next run
  * (`carried_events`), in the order received.
  *
+ * An event that settles a wait with a time-out also issues `cancel_timer` for
+ * the wait's seq: the server cannot tell which wait an event satisfied, so it
+ * keeps the time-out until the SDK drops it. Histories written before this
+ * lack that command; the replay check lets it be missing (replay-check.ts).
+ *
  * A handler is called as its event is delivered, in history order, before
  * any continuation of the same workflow task runs (the one exception to
  * "delivery only settles promises" in inputs.ts, as in Temporal, where signal
@@ -20,7 +25,8 @@
  * continue as new) cannot miss an event that came with the same task.
  */
 import { create } from "@bufbuild/protobuf";
-import { CarriedEventSchema, type CarriedEvent, type Payload } from "@dex/proto";
+import { CarriedEventSchema, CommandSchema, type CarriedEvent, type Command, type Payload } from "@dex/proto";
+import { mayBeUnrecorded } from "./replay-check.js";
 
 /** What a handler gets besides the payload. */
 export interface ReceivedEventInfo {
@@ -47,6 +53,13 @@ export interface EventSinks {
   resolveOldestWait(name: string, payload: unknown): boolean;
   /** A handler threw or rejected: the run fails like workflow code that throws. */
   handlerFailed(error: unknown): void;
+}
+
+/** `cancel_timer` for a timed wait an event satisfied; replay accepts it missing from older histories. */
+export function buildDropEventWaitTimeout(seq: number): Command {
+  const command = create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } });
+  mayBeUnrecorded.add(command);
+  return command;
 }
 
 export class ReceivedEvents {

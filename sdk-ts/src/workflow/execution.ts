@@ -35,7 +35,7 @@ import { classifyEvent } from "./commands.js";
 import { ConditionWaits } from "./condition.js";
 import { createWorkflowContext, type WorkflowRuntime } from "./context.js";
 import { buildStartTimer } from "./command-builders.js";
-import { ReceivedEvents } from "./events.js";
+import { buildDropEventWaitTimeout, ReceivedEvents } from "./events.js";
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
@@ -74,8 +74,11 @@ export class WorkflowExecution implements WorkflowScope {
   readonly events: ReceivedEvents = new ReceivedEvents({
     resolveOldestWait: (name, payload) => {
       const wait = this.pending.takeOldestEventWait(name);
-      wait?.resolve(payload);
-      return wait !== undefined;
+      if (!wait) return false;
+      // The server keeps a wait's time-out (it cannot tell which wait an event satisfied): drop it.
+      if (wait.target.kind === "eventWait" && wait.target.timed && !this.ended) this.commands.push(buildDropEventWaitTimeout(wait.seq));
+      wait.resolve(payload);
+      return true;
     },
     handlerFailed: (err) => this.onWorkflowError(err),
   });
@@ -285,12 +288,12 @@ export class WorkflowExecution implements WorkflowScope {
         // After a terminal command nothing more is sent.
         if (!this.ended) this.commands.push(command);
       },
-      waitForEvent: (eventName, build) => {
+      waitForEvent: (eventName, timed, build) => {
         if (this.ended) return never();
         // Received events are inputs, so replay finds the same buffer at the same point of the code.
         const buffered = this.events.take(eventName);
         if (buffered) return Promise.resolve(buffered.payload);
-        return this.schedule({ kind: "eventWait", eventName }, build);
+        return this.schedule({ kind: "eventWait", eventName, timed }, build);
       },
       onEvent: (eventName, handler) => this.events.setHandler(eventName, handler),
       unconsumedEvents: () => this.events.unconsumed(),

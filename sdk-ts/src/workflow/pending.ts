@@ -15,7 +15,7 @@ import { replayHint } from "./replay-check.js";
 export type AwaitTarget =
   | { readonly kind: "activity"; readonly name: string }
   | { readonly kind: "timer" }
-  | { readonly kind: "eventWait"; readonly eventName: string }
+  | { readonly kind: "eventWait"; readonly eventName: string; readonly timed: boolean }
   | { readonly kind: "child"; readonly workflowName: string; readonly instanceId: string; readonly abandon: boolean; runId: string };
 
 export type AwaitKind = AwaitTarget["kind"];

@@ -58,6 +58,8 @@ export interface SeqReference {
   seq: number;
   /** The history event kind that created the seq ("timer_started", ...). */
   kind: string;
+  /** Another kind that may have created it (cancel_timer names a timer or an event wait). */
+  orKind?: string;
 }
 
 export interface CommandPlan {
@@ -137,11 +139,11 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
     plan.newSeqs.push(seq);
     plan.events.push(event);
   };
-  const refer = (field: string, seq: number, kind: string, what: string) => {
+  const refer = (field: string, seq: number, kind: string, what: string, orKind?: string) => {
     checkSeq(field, seq);
     const local = created.get(seq);
-    if (local === undefined) plan.references.push({ field, seq, kind });
-    else if (local !== kind) throw invalid(`${field}.seq ${seq} is not ${what} (it is ${local} in this task)`);
+    if (local === undefined) plan.references.push({ field, seq, kind, ...(orKind ? { orKind } : {}) });
+    else if (local !== kind && local !== orKind) throw invalid(`${field}.seq ${seq} is not ${what} (it is ${local} in this task)`);
   };
   commands.forEach((command, index) => {
     const field = `commands[${index}]`;
@@ -174,7 +176,8 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         break;
       }
       case "cancelTimer":
-        refer(`${field}.cancel_timer`, value.seq, "timer_started", "a timer");
+        // Also an event wait's time-out: the SDK drops it once an event satisfied the wait (decision 0022).
+        refer(`${field}.cancel_timer`, value.seq, "timer_started", "a timer or an event wait", "event_wait_started");
         plan.cancelTimers.push(value.seq);
         plan.events.push(encodeEvent({ case: "timerCancelled", value: { seq: value.seq } }));
         break;

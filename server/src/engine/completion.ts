@@ -368,7 +368,7 @@ async function checkSeqs(tx: TransactionSql, runId: string, plan: CommandPlan): 
   }
   for (const ref of plan.references) {
     const kind = used.get(ref.seq);
-    if (kind !== ref.kind) {
+    if (kind !== ref.kind && (ref.orKind === undefined || kind !== ref.orKind)) {
       throw invalid(`${ref.field}.seq ${ref.seq} names no ${ref.kind} of this run${kind ? ` (it is a ${kind})` : ""}`);
     }
   }

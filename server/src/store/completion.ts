@@ -234,7 +234,7 @@ export async function finishWorkflowTask(
       delete from dex.inbox where ${ended} and run_id = ${input.runId} and id <> all(${handedOut}::bigint[])
     ), dropped_timers as (
       -- An event wait's time-out stays when an event arrives: one name, many events, and only the
-      -- workflow code knows which wait an event satisfied (decision 0022); the SDK ignores a late one.
+      -- workflow code knows which wait an event satisfied; the SDK drops it with cancel_timer (decision 0022).
       delete from dex.timers t where ${ended} and t.run_id = ${input.runId}
     ), next_task as (
       insert into dex.workflow_tasks (queue_name, run_id, priority)

@@ -305,13 +305,16 @@ export const StartTimerCommandSchema: GenMessage<StartTimerCommand> = /*@__PURE_
   messageDesc(file_dex_v1_commands, 3);
 
 /**
- * CancelTimerCommand cancels a timer.
+ * CancelTimerCommand cancels a timer, or the time-out of an event wait: an
+ * SDK sends it for a wait_for_event with a timeout once an event satisfied
+ * the wait (the server cannot tell which wait an event satisfied, so it
+ * keeps the time-out until then; a time-out that fires anyway is ignored).
  *
  * @generated from message dex.v1.CancelTimerCommand
  */
 export type CancelTimerCommand = Message<"dex.v1.CancelTimerCommand"> & {
   /**
-   * Sequence id of the timer.
+   * Sequence id of the timer or of the wait_for_event.
    *
    * @generated from field: uint32 seq = 1;
    */
