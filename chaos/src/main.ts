@@ -27,10 +27,11 @@ import { workerKills } from "./scenarios/worker-kills.js";
 import { postgresRestart } from "./scenarios/postgres-restart.js";
 import { connectionKills } from "./scenarios/connection-kills.js";
 import { threeServers } from "./scenarios/three-servers.js";
+import { scheduleServers } from "./scenarios/schedule-servers.js";
 import { commitFaults } from "./scenarios/commit-faults.js";
 import { networkPartition } from "./scenarios/network-partition.js";
 
-const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, commitFaults, networkPartition];
+const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, scheduleServers, commitFaults, networkPartition];
 
 const { values } = parseArgs({
   options: {

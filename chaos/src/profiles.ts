@@ -42,6 +42,8 @@ export interface Profile {
     probesPerWindow: number;
     spreadMs: number;
   };
+  /** A schedule firing every second for `seconds`; `kills` server SIGKILLs gapMs apart, each down for downMs. */
+  scheduleServers: { seconds: number; kills: number; gapMs: [number, number]; downMs: [number, number] };
   /** Shares of the server's statements failed, and of its COMMITs errored after committing (pg-proxy.ts). */
   commitFaults: { workflows: number; spreadMs: number; statementFailRate: number; commitErrorRate: number };
   /**
@@ -76,6 +78,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     postgresRestart: { workflows: 100, workflowWorkers: 1, activityWorkers: 1, rawPollers: 4, restarts: 3, gapMs: [3_000, 6_000], downMs: [0, 2_000], spreadMs: 20_000 },
     connectionKills: { workflows: 100, maxRounds: 60, gapMs: [150, 600], maxPerRound: 3, listenChance: 0.25, relistenTimeoutMs: 10_000, spreadMs: 18_000 },
     threeServers: { workflows: 100, capacity: 4, activityConcurrency: 4, activityDelayMs: 400, faults: 8, gapMs: [1_000, 2_500], serverKillChance: 0.35, downMs: [200, 1_500], restartDelayMs: [0, 800], probesPerWindow: 3, spreadMs: 20_000 },
+    scheduleServers: { seconds: 60, kills: 3, gapMs: [8_000, 14_000], downMs: [300, 2_000] },
     commitFaults: { workflows: 60, spreadMs: 20_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 60, spreadMs: 25_000, partitions: 1, gapMs: [3_000, 6_000], blackholeMs: [6_000, 9_000], halfOpenMs: [2_000, 4_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 2 },
     settleTimeoutMs: 90_000,
@@ -90,6 +93,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     postgresRestart: { workflows: 1_000, workflowWorkers: 2, activityWorkers: 2, rawPollers: 8, restarts: 12, gapMs: [5_000, 15_000], downMs: [0, 5_000], spreadMs: 180_000 },
     connectionKills: { workflows: 1_500, maxRounds: 800, gapMs: [100, 800], maxPerRound: 4, listenChance: 0.2, relistenTimeoutMs: 10_000, spreadMs: 180_000 },
     threeServers: { workflows: 1_500, capacity: 6, activityConcurrency: 5, activityDelayMs: 400, faults: 60, gapMs: [1_000, 4_000], serverKillChance: 0.4, downMs: [100, 3_000], restartDelayMs: [0, 1_500], probesPerWindow: 3, spreadMs: 180_000 },
+    scheduleServers: { seconds: 600, kills: 40, gapMs: [5_000, 15_000], downMs: [200, 3_000] },
     commitFaults: { workflows: 1_000, spreadMs: 180_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 800, spreadMs: 180_000, partitions: 6, gapMs: [5_000, 20_000], blackholeMs: [4_000, 20_000], halfOpenMs: [1_000, 10_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 6 },
     settleTimeoutMs: 300_000,

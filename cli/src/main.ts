@@ -52,6 +52,11 @@ const COMMANDS: TopLevelCommand[] = [
     register: async (program) => (await import("./commands/queue.js")).registerQueueCommands(program),
   },
   {
+    name: "schedule",
+    description: "create, inspect, pause, trigger and backfill schedules",
+    register: async (program) => (await import("./commands/schedule.js")).registerScheduleCommands(program),
+  },
+  {
     name: "health",
     description: "ask a dex server whether it is serving (grpc.health.v1 Check); exit 0 only when SERVING",
     register: async (program) => (await import("./commands/health.js")).registerHealthCommand(program),

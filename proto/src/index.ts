@@ -4,6 +4,7 @@ export * from "./gen/dex/v1/commands_pb.js";
 export * from "./gen/dex/v1/client_service_pb.js";
 export * from "./gen/dex/v1/worker_service_pb.js";
 export * from "./gen/dex/v1/task_queue_service_pb.js";
+export * from "./gen/dex/v1/schedule_service_pb.js";
 export { Code, DexError, codeName, isServiceError } from "./errors.js";
 export type { CodeName, ServiceErrorLike } from "./errors.js";
 export { createServiceClient, grpcService } from "./grpc.js";

@@ -25,6 +25,17 @@ export type { ConnectionOptions } from "./client/environment.js";
 export type { ClientRetryOptions } from "./client/retry.js";
 export type { SendEventResult, WorkflowHandle } from "./client/handle.js";
 export type {
+  CreateScheduleOptions,
+  OverlapPolicy,
+  ScheduleAction,
+  ScheduleClient,
+  ScheduleDefinition,
+  ScheduleDescription,
+  ScheduleHandle,
+  ScheduleSkip,
+  ScheduleSpecOptions,
+} from "./client/schedule-client.js";
+export type {
   PendingActivityInfo,
   PendingChildRunInfo,
   PendingEventWaitInfo,
@@ -74,6 +85,8 @@ export {
 } from "./common/errors.js";
 export type { ApplicationFailureOptions, NonDeterminismDetails, RunStatusName, TimeoutType } from "./common/errors.js";
 export type { FailureInfo } from "./common/failure.js";
+export { setWorkflowOptions } from "./workflow/failure-rule.js";
+export type { ErrorMatcher, WorkflowDefinitionOptions } from "./workflow/failure-rule.js";
 
 // Values
 export { decodePayload, encodePayload, PayloadError } from "./common/payload.js";
@@ -90,3 +103,9 @@ export type { ActivityWorkerOptions } from "./worker/activity-worker.js";
 export type { Worker } from "./worker/worker.js";
 export { replayHistory } from "./worker/replay-history.js";
 export type { RecordedHistory } from "./worker/replay-history.js";
+export { replayRuns, REPLAY_DEFAULTS } from "./worker/replay-runs.js";
+export type { ReplayRunsFilter, ReplayRunsOptions } from "./worker/replay-runs.js";
+export { replayHistoryFiles } from "./worker/replay-files.js";
+export type { ReplayHistoryFilesOptions } from "./worker/replay-files.js";
+export type { RunReplayFailure, RunReplayResult, RunReplayStatus } from "./worker/replay-run.js";
+export type { ReplayCheck, ReplaySummary, WorkflowReplaySummary } from "./worker/replay-report.js";

@@ -150,15 +150,15 @@ describe("replay core: activity failures", () => {
     expect((error.cause as ApplicationFailure).nonRetryable).toBe(true);
   });
 
-  it("a workflow that throws fails the run with the error's name as type", async () => {
+  it("an ApplicationFailure thrown on purpose fails the run with its type", async () => {
     const wf: Workflow = async () => {
-      throw new TypeError("bad input");
+      throw ApplicationFailure.create("bad input", "BadInput");
     };
     const run = new FakeRun();
     const ex = await run.replayed(wf);
     const [cmd] = await run.task(ex);
     if (cmd?.command.case !== "failRun") throw new Error("expected fail_run");
-    expect(cmd.command.value.failure?.type).toBe("TypeError");
+    expect(cmd.command.value.failure?.type).toBe("BadInput");
     expect(cmd.command.value.failure?.message).toBe("bad input");
     expect(cmd.command.value.failure?.stack).toContain("bad input");
   });

@@ -5,11 +5,12 @@
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import * as grpc from "@grpc/grpc-js";
-import { ClientService, grpcService, TaskQueueService, WorkerService } from "@dex/proto";
+import { ClientService, grpcService, ScheduleService, TaskQueueService, WorkerService } from "@dex/proto";
 import { withApiKeys } from "./api/auth.js";
 import { clientHandlers } from "./api/client-service.js";
 import { guarded } from "./api/common.js";
 import { addHealthAndReflection } from "./api/health.js";
+import { scheduleHandlers } from "./api/schedule-service.js";
 import { taskQueueHandlers } from "./api/task-queue-service.js";
 import { workerHandlers } from "./api/worker-service.js";
 import { startBackgroundLoops, type BackgroundLoops } from "./background.js";
@@ -21,6 +22,8 @@ import { DEFAULT_STICKY_FALLBACK_MS, DEFAULT_WORKFLOW_TASK_RETRY, QueueType } fr
 import { announceQueues } from "./engine/notifier.js";
 import { ensureQueues } from "./engine/task-queues.js";
 import { createTestClock, type TestClock } from "./engine/test-clock.js";
+import { onScheduleChange } from "./engine/schedules.js";
+import { ScheduleLoop } from "./engine/schedules-loop.js";
 import { TimerLoop } from "./engine/timer-loop.js";
 import { Wakeups } from "./engine/wakeups.js";
 import { createJsonLogger, type Logger } from "./logger.js";
@@ -221,6 +224,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   let listener: WakeupListener | undefined;
   // Started along the way; a failed start stops them before the pools close.
   let timers: TimerLoop | undefined;
+  let schedules: ScheduleLoop | undefined;
   let background: BackgroundLoops | undefined;
   let polls: PollTracker | undefined;
   let endpoint: MetricsEndpoint | undefined;
@@ -273,20 +277,28 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         options.ensureQueues.map((q) => ({ type: q.type === "workflow" ? QueueType.WORKFLOW : QueueType.ACTIVITY, name: q.name })),
       );
     }
+    // Schedules fire from their own loop (engine/schedules-loop.ts), woken by changes here and elsewhere.
+    const scheduleLoop = (schedules = new ScheduleLoop(engine, logger));
+    onScheduleChange(engine, () => scheduleLoop.wake());
     listener = await listenForWakeups(
       sql,
       (wakeup) => {
         if (wakeup.origin === engine.origin) return;
+        if (wakeup.kind === "schedules") return scheduleLoop.wake();
         if (wakeup.kind === "queue") engine.wakeups.wakeQueue(wakeup.type, wakeup.queue);
         else engine.wakeups.wakeRun(wakeup.runId);
       },
       // (Re)connected: anything sent while the connection was down is lost; everyone re-checks.
-      () => engine.wakeups.wakeEverything(),
+      () => {
+        engine.wakeups.wakeEverything();
+        scheduleLoop.wake();
+      },
     );
     const loops = (background = startBackgroundLoops(engine, { fallbackTickMs: options.fallbackTickMs }));
     pollTracker.start();
     // First pass at once: timers that came due while no server ran fire now.
     timerLoop.start();
+    scheduleLoop.start();
     const shutdown = new AbortController();
     // Every call in flight listens on this signal; there may be thousands.
     setMaxListeners(0, shutdown.signal);
@@ -307,10 +319,11 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       grpcService(ClientService, guarded(checked(ClientService, clientHandlers(engine)), onUnavailable, onInternal), hooks),
       grpcService(WorkerService, guarded(checked(WorkerService, workerHandlers(engine)), onUnavailable, onInternal), hooks),
       grpcService(TaskQueueService, guarded(checked(TaskQueueService, taskQueueHandlers(engine)), onUnavailable, onInternal), hooks),
+      grpcService(ScheduleService, guarded(checked(ScheduleService, scheduleHandlers(engine)), onUnavailable, onInternal), hooks),
     ]) {
       server.addService(definition, implementation);
     }
-    const health = addHealthAndReflection(server, [ClientService.typeName, WorkerService.typeName, TaskQueueService.typeName]);
+    const health = addHealthAndReflection(server, [ClientService.typeName, WorkerService.typeName, TaskQueueService.typeName, ScheduleService.typeName]);
     const probe = (databaseHealth = new DatabaseHealth({
       ping: () => pingDatabase(probeSql),
       intervalMs: probeIntervalMs,
@@ -349,7 +362,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         engine.wakeups.close();
         shutdown.abort();
         // Background statements (and a scrape's read) end before the pools close.
-        await Promise.all([loops.stop(), timerLoop.stop(), pollTracker.stop(), metricsEndpoint?.close()]);
+        await Promise.all([loops.stop(), timerLoop.stop(), scheduleLoop.stop(), pollTracker.stop(), metricsEndpoint?.close()]);
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             logger.warn("in-flight calls did not finish in time; cutting them off");
@@ -369,7 +382,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close, testClock };
   } catch (err) {
     databaseHealth?.stop();
-    await Promise.all([background?.stop(), timers?.stop(), polls?.stop(), endpoint?.close()]);
+    await Promise.all([background?.stop(), timers?.stop(), schedules?.stop(), polls?.stop(), endpoint?.close()]);
     await listener?.stop().catch(() => {});
     await Promise.all(pools.map((pool) => pool.end({ timeout: 1 }))).catch(() => {});
     throw err;

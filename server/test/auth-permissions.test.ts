@@ -1,12 +1,12 @@
 /**
  * The permission table (api/permissions.ts) covers every RPC of the three
- * dex.v1 services, read from the .proto sources as well as from the generated
+ * dex.v1 services (ScheduleService included), read from the .proto sources as well as from the generated
  * descriptors, so a new RPC cannot be served without a rule; and the server
  * refuses to wrap a method that has none.
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { ClientService, protoRoot, TaskQueueService, WorkerService } from "@dex/proto";
+import { ClientService, protoRoot, ScheduleService, TaskQueueService, WorkerService } from "@dex/proto";
 import { withApiKeys } from "../src/api/auth.js";
 import { METHOD_RULES } from "../src/api/permissions.js";
 
@@ -25,8 +25,8 @@ function rpcsInProto(file: string): string[] {
 }
 
 describe("the permission table", () => {
-  const fromProto = ["client_service.proto", "worker_service.proto", "task_queue_service.proto"].flatMap(rpcsInProto);
-  const fromDescriptors = [ClientService, WorkerService, TaskQueueService].flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`));
+  const fromProto = ["client_service.proto", "worker_service.proto", "task_queue_service.proto", "schedule_service.proto"].flatMap(rpcsInProto);
+  const fromDescriptors = [ClientService, WorkerService, TaskQueueService, ScheduleService].flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`));
 
   it("has a rule for exactly the RPCs the .proto files and the generated descriptors declare", () => {
     expect(fromProto.length).toBeGreaterThanOrEqual(22);
@@ -47,6 +47,7 @@ describe("the permission table", () => {
     expect(allowed("client")).toEqual([
       ...ClientService.methods.filter((m) => m.name !== "TerminateRun").map((m) => `/dex.v1.ClientService/${m.name}`),
       "/dex.v1.TaskQueueService/ListTaskQueues",
+      ...ScheduleService.methods.map((m) => `/dex.v1.ScheduleService/${m.name}`),
     ].sort());
   });
 

@@ -18,6 +18,10 @@
  * call but for what the reaper did to an attempt whose lease had ended; at the end the run's next
  * workflow task carries each outcome once, and its completion puts each in history once.
  *
+ * The run's first workflow task is generated too (eager-start-fencing.ts): handed out by an EAGER
+ * START (leased in the start's answer) or a poll, then repeated starts, lease expiries with another
+ * worker's claim, stale and forged tokens race on it before the current token completes it.
+ *
  * Reproduce: DEX_FC_SEED=<seed> DEX_FC_PATH=<path> pnpm vitest run server/test/token-fencing-eager.property.test.ts;
  * DEX_FC_RUNS sets the number of scenarios, DEX_FC_COVERAGE=1 prints the paths taken.
  */
@@ -40,6 +44,7 @@ import {
   type FailureChoice,
 } from "./token-fencing.model.js";
 import { byRunId, completeRun, fromJson, json, scheduleActivity, startHarness, uniqueId, type Harness } from "./helpers.js";
+import { firstTaskPlan, playFirstTask, type FirstTaskPlan } from "./eager-start-fencing.js";
 
 const HEARTBEAT_MS = 400;
 const START_TO_CLOSE_MS = 120_000;
@@ -70,6 +75,8 @@ interface Scenario {
   slots: number;
   maximumAttempts: number;
   actions: Array<{ activity: number; action: ActivityAction }>;
+  /** How the run's first workflow task is handed out (eager start or poll), and what races on it. */
+  firstTask: FirstTaskPlan;
 }
 
 const scenario: fc.Arbitrary<Scenario> = fc
@@ -80,6 +87,7 @@ const scenario: fc.Arbitrary<Scenario> = fc
       slots: fc.integer({ min: 1, max: activities }),
       maximumAttempts: fc.constant(maximumAttempts),
       actions: fc.array(fc.record({ activity: fc.nat(activities - 1), action: activityAction }), { minLength: 1, maxLength: 10 }),
+      firstTask: firstTaskPlan,
     }),
   );
 
@@ -154,6 +162,8 @@ class EagerScenarioRun {
   private readonly models: ActivityModel[];
   private readonly tokens: Uint8Array[][];
   private runId = "";
+  /** The worker that completed the first workflow task: the run is sticky to it (decision 0009). */
+  private workflowWorker = "wf";
   private baseline: unknown;
   private step = 0;
 
@@ -199,17 +209,13 @@ class EagerScenarioRun {
 
   private async start(): Promise<void> {
     const { h, s } = this;
-    const { runId } = await h.client.startWorkflow({ workflowName: "fencing", instanceId: uniqueId("eager-fence"), taskQueue: this.workflowQueue });
+    const first = await playFirstTask(h, s.firstTask, this.workflowQueue, cover);
+    const runId = first.runId;
     this.runId = runId;
-    let task;
-    const deadline = Date.now() + DEFAULT_WAIT_MS;
-    while (!task && Date.now() < deadline) {
-      ({ tasks: [task] } = await h.worker.pollWorkflowTasks({ taskQueue: this.workflowQueue, workerId: "wf", maxTasks: 1, maxWait: ms(2_000) }));
-    }
-    expect(task?.runId).toBe(runId);
+    this.workflowWorker = first.workerId;
     const before = await this.snap(false);
     const done = await h.worker.completeWorkflowTask({
-      taskToken: task!.taskToken,
+      taskToken: first.token,
       commands: this.models.map((_, i) =>
         scheduleActivity(this.seqOf(i), "act", {
           taskQueue: this.activityQueue,
@@ -559,7 +565,7 @@ class EagerScenarioRun {
     let task;
     const deadline = Date.now() + DEFAULT_WAIT_MS;
     while (!task && Date.now() < deadline) {
-      ({ tasks: [task] } = await h.worker.pollWorkflowTasks({ taskQueue: this.workflowQueue, workerId: "wf", maxTasks: 1, maxWait: ms(2_000) }));
+      ({ tasks: [task] } = await h.worker.pollWorkflowTasks({ taskQueue: this.workflowQueue, workerId: this.workflowWorker, maxTasks: 1, maxWait: ms(2_000) }));
     }
     expect(task?.runId, "the outcomes give the run a workflow task").toBe(this.runId);
     const seqs = task!.newEvents.map((e) => (e.attributes.value as { seq: number }).seq);

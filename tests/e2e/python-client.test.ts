@@ -2,7 +2,9 @@
  * Done-when 3 of the core issue: a gRPC client written only from the .proto
  * files, in Python (grpcio, stubs from Debian's protoc 3.21 and
  * grpc_python_plugin), starts a workflow that a TypeScript worker runs, and
- * reads its result. Skipped, saying why, where those tools are missing.
+ * reads its result; and creates a schedule (ScheduleService) whose first
+ * firing starts a run the TypeScript worker completes (issue 15). Skipped,
+ * saying why, where those tools are missing.
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -106,5 +108,15 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
       result: { items: ["apple", "pear", "plum"], runs: 1, checkout: "paid" },
     });
     expect(out.generated_id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("creates a schedule whose first firing starts a run the TypeScript worker completes", async () => {
+    const run = await runPython([`${repoRoot}tests/python/create_schedule.py`, stubs, h.server.address, "py-schedule", "greeting", JSON.stringify({ name: "Grace" })]);
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as { schedule_id: string; run_id: string | null; instance_id: string | null; bad_cron_code: string };
+    expect(out).toMatchObject({ schedule_id: "py-schedule", bad_cron_code: "INVALID_ARGUMENT" });
+    expect(out.instance_id).toMatch(/^py-schedule-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/);
+    expect(await h.client.getHandle({ runId: out.run_id! }).result()).toEqual({ greeting: "hello, Grace", from: "typescript" });
   });
 });

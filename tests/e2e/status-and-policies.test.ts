@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DexError, type WorkflowContext } from "@dex/sdk";
+import { DexError, setWorkflowOptions, type WorkflowContext } from "@dex/sdk";
 import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { startHarness, type Harness } from "../support/harness.js";
 
@@ -20,6 +20,10 @@ async function annotated(ctx: WorkflowContext, input: { fail?: boolean }) {
   }
   return token;
 }
+
+// An OrderError is a decision of this workflow, not a bug: it fails the run (other errors would only
+// fail the workflow task and keep the run open until fixed code is deployed).
+setWorkflowOptions(annotated, { failWorkflowOn: ["OrderError"] });
 
 describe("status, labels, side effects, failures and instance-id policies", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;

@@ -13,9 +13,15 @@
  * worker, activity workers on every bench activity queue (the workflow worker's
  * concurrency each), and none in the activity-only processes (they start idle);
  * BENCH_DEX_EAGER=0 turns eager dispatch off in the workflow workers.
+ *
+ * Eager workflow start needs the client in the workflow worker's process: a
+ * {type: "latency"} IPC message makes this process run the latency scenario's
+ * loop itself (start, then await the result, one run at a time) with a client
+ * on the workers' address, `eager` on or off, and answer the latencies
+ * (scenarios/dex-latency.ts, BENCH_DEX_EAGER_START).
  */
 import { createConnection, createServer, type Socket } from "node:net";
-import { createActivityWorker, createConsoleLogger, createWorkflowWorker, type Worker } from "@dex/sdk";
+import { createActivityWorker, createClient, createConsoleLogger, createWorkflowWorker, type Worker } from "@dex/sdk";
 import { ACTIVITY_QUEUES, activities, workflows } from "./dex-workload.js";
 
 export interface WorkerProcessConfig {
@@ -67,8 +73,46 @@ const started: Worker[] = config.workers.map((w) =>
     : createActivityWorker({ address, taskQueue: w.queue, activities, maxConcurrentActivities: w.concurrency, logger }),
 );
 
+/**
+ * The latency loop, run here so that a start can hand its first task to this process's workflow
+ * worker. `eager`: "ab" alternates eager on and off run by run, so both sides meet the same load.
+ */
+interface LatencyRequest {
+  type: "latency";
+  queue: string;
+  runs: number;
+  warmUp: number;
+  eager: "on" | "off" | "ab";
+}
+
+async function latencyLoop(m: LatencyRequest): Promise<{ on: number[]; off: number[] }> {
+  const client = createClient({ address });
+  try {
+    const once = async (id: string, i: number, eager: boolean) =>
+      (await client.start("oneStep", { instanceId: id, input: i, taskQueue: m.queue, eager })).result();
+    const eagerFor = (i: number) => (m.eager === "ab" ? i % 2 === 0 : m.eager === "on");
+    for (let i = 0; i < m.warmUp; i++) await once(`warm-${i}`, i, eagerFor(i));
+    const out = { on: [] as number[], off: [] as number[] };
+    for (let i = 0; i < m.runs; i++) {
+      const eager = eagerFor(i);
+      const t0 = performance.now();
+      await once(`lat-${i}`, i, eager);
+      (eager ? out.on : out.off).push(performance.now() - t0);
+    }
+    return out;
+  } finally {
+    client.close();
+  }
+}
+
 process.on("message", (m: { type?: string }) => {
   if (m?.type === "stats") process.send?.({ type: "stats", bytesFromServer, bytesToServer });
+  if (m?.type === "latency") {
+    latencyLoop(m as LatencyRequest).then(
+      (latencies) => process.send?.({ type: "latency", ...latencies }),
+      (err: unknown) => process.send?.({ type: "latency", error: String(err) }),
+    );
+  }
 });
 process.stdin.on("end", () => process.exit(3));
 process.stdin.resume();

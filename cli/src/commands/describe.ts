@@ -94,6 +94,8 @@ function printDescription(view: DescribeView): void {
         (task.lastFailure ? `, last failure: ${failureLine(task.lastFailure)}` : "") +
         "\n",
     );
+    // A failing task is usually a bug in workflow code: where it threw is what the user needs next.
+    if (task.lastFailure?.stack) process.stdout.write(`\nworkflow task failure stack:\n${task.lastFailure.stack}\n`);
   }
   section(
     "pending activities",

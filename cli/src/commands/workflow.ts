@@ -17,6 +17,7 @@ import { decodePayload, encodeJsonPayload, failureLine, failureView, isoTime, pa
 import { describeHistoryEvent } from "./history-format.js";
 import { registerDescribeCommand } from "./describe.js";
 import { registerRunControlCommands } from "./run-control.js";
+import { registerReplayCommand } from "./replay.js";
 import { selector } from "./selector.js";
 
 /** `result --wait` is what scripts wait on: it rides through a server restart (the SDK's default), not just a blip. */
@@ -175,6 +176,7 @@ export function registerWorkflowCommands(program: Command): void {
   });
 
   registerDescribeCommand(workflow);
+  registerReplayCommand(workflow);
 
   withClientFlags(
     workflow

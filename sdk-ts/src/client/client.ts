@@ -18,7 +18,9 @@ import { connect } from "./connection.js";
 import { statusFromName, toRunSummary, type RunSummary } from "./convert.js";
 import { resolveConnection, type ConnectionOptions } from "./environment.js";
 import { createHandle, type Caller, type WorkflowHandle } from "./handle.js";
+import { createScheduleClient, type ScheduleClient } from "./schedule-client.js";
 import { clientRetryable, clientRetryableUnsent, retryPolicy, withRetry, type ClientRetryOptions } from "./retry.js";
+import { registerEagerStarter, reserveEagerStart } from "../worker/eager-workflow-tasks.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface ClientOptions extends ConnectionOptions {
@@ -62,6 +64,16 @@ export interface StartOptions<I = unknown> {
   concurrencyKey?: string;
   /** Limit for `concurrencyKey`. Default 1. */
   concurrencyLimit?: number;
+  /**
+   * Eager workflow start (`start` only): when a workflow worker of this process polls the run's queue
+   * on the same server address and has a free slot, the new run's first workflow task comes back in
+   * the start's answer and runs on that worker at once, saving its poll. Otherwise (no such worker,
+   * no free slot, the run not new, its queue paused or full) the start is an ordinary one. Needs
+   * an API key that may also take tasks (role admin when the server requires keys; a client key is
+   * refused with PERMISSION_DENIED). Workflow workers leave room for eager starts once a client of
+   * their process asked for one, so the first such start may still go through a poll. Default false.
+   */
+  eager?: boolean;
 }
 
 export type ConflictPolicy = "fail" | "use-existing";
@@ -124,6 +136,8 @@ export interface Client {
    * to repeat (reads, or writes the server deduplicates), which `raw` alone does not retry.
    */
   retrying<T>(fn: () => Promise<T>): Promise<T>;
+  /** Schedules: `schedule.create({...})`, `schedule.getHandle(id)` (describe, pause, trigger, ...), `schedule.list()`. */
+  readonly schedule: ScheduleClient;
   /** Low-level, typed access to the three services (errors are DexError); not retried (see `retrying`). */
   readonly raw: {
     client: ServiceClient<typeof ClientService>;
@@ -137,6 +151,8 @@ export interface Client {
 export function createClient(options: ClientOptions = {}): Client {
   const policy = retryPolicy(options.retry);
   const connection = connect(resolveConnection(options));
+  /** Set once this client asked for an eager start: workflow workers of this process leave room (eager-workflow-tasks.ts). */
+  let unregisterStarter: (() => void) | undefined;
   const caller: Caller = {
     connection,
     call: (fn, signal, unsentOnly) =>
@@ -145,12 +161,22 @@ export function createClient(options: ClientOptions = {}): Client {
   return {
     raw: { client: connection.client, worker: connection.worker, queues: connection.queues },
     retrying: (fn) => caller.call(() => fn()),
+    schedule: createScheduleClient(caller),
 
     async start(workflow, start) {
       const request = startRequest(workflow, start);
+      if (start.eager) unregisterStarter ??= registerEagerStarter(connection.address);
+      const eager = start.eager ? reserveEagerStart(connection.address, request.taskQueue || "default") : undefined;
+      if (eager) request.eager = { workerId: eager.workerId };
       // The request id, the same on every try, makes a retry of a start that did land return that
-      // run (started = false) instead of starting another, even after the run has ended.
-      const response = await caller.call(() => connection.client.startWorkflow(request));
+      // run (started = false) instead of starting another, even after the run has ended. (An eager
+      // task in a lost answer runs elsewhere once its lease ends, as any task whose worker vanished.)
+      let response;
+      try {
+        response = await caller.call(() => connection.client.startWorkflow(request));
+      } finally {
+        eager?.settle(response?.eagerTask);
+      }
       return createHandle(caller, { runId: response.runId, instanceId: start.instanceId });
     },
 
@@ -200,7 +226,10 @@ export function createClient(options: ClientOptions = {}): Client {
       return result;
     },
 
-    close: () => connection.close(),
+    close: () => {
+      unregisterStarter?.();
+      connection.close();
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 /** One gRPC channel to the dex server(s) and the typed service clients over it. */
 import * as grpc from "@grpc/grpc-js";
-import { ClientService, TaskQueueService, WorkerService, createServiceClient, type ServiceClient } from "@dex/proto";
+import { ClientService, ScheduleService, TaskQueueService, WorkerService, createServiceClient, type ServiceClient } from "@dex/proto";
 import { sleep } from "../common/backoff.js";
 import type { ResolvedConnection } from "./environment.js";
 
@@ -39,6 +39,7 @@ export interface Connection {
   readonly client: ServiceClient<typeof ClientService>;
   readonly worker: ServiceClient<typeof WorkerService>;
   readonly queues: ServiceClient<typeof TaskQueueService>;
+  readonly schedules: ServiceClient<typeof ScheduleService>;
   /**
    * Waits `ms` before a retry, or less: when the channel is not connected, the wait ends as soon as
    * it connects, so a caller resumes the moment a server is back rather than at the end of its
@@ -88,6 +89,7 @@ export function connect(resolved: ResolvedConnection): Connection {
     client: createServiceClient(ClientService, channel),
     worker: createServiceClient(WorkerService, channel),
     queues: createServiceClient(TaskQueueService, channel),
+    schedules: createServiceClient(ScheduleService, channel),
     pause: (ms, signal) => pause(channel, ms, signal),
     close: () => channel.close(),
   };

@@ -9,12 +9,20 @@
  *   workflow and the real clock everywhere else (activities, the worker, the
  *   rest of the application);
  * - `Math.random()` reads the store's generator inside a workflow;
- * - `setTimeout` / `setInterval` inside a workflow throw (and fail the task
- *   even if the code catches the error): a timer cannot be replayed.
+ * - `setTimeout` / `setInterval` / `setImmediate` inside a workflow throw (and
+ *   fail the task even if the code catches the error): a timer cannot be
+ *   replayed;
+ * - `crypto.randomUUID`, `crypto.getRandomValues` (the global Web Crypto and
+ *   `node:crypto`) and `performance.now` inside a workflow throw the same way:
+ *   they would differ on replay (ctx.uuid, ctx.random and ctx.now do not).
+ * The replay core's own `setImmediate` (its drain) runs outside the store, as
+ * do activities and the worker's code, so they are never caught.
  * What it cannot catch: a workflow awaiting real I/O; replay's command check
  * catches the divergence that follows.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import nodeCrypto from "node:crypto";
+import { syncBuiltinESMExports } from "node:module";
 import { DeterminismViolationError } from "../common/errors.js";
 import type { ScopeRunner, WorkflowScope } from "../workflow/scope.js";
 
@@ -34,7 +42,7 @@ export function inWorkflowScope(): boolean {
   return storage.getStore() !== undefined;
 }
 
-/** Replaces Date, Math.random and timers once per process; idempotent. */
+/** Replaces Date, Math.random, timers, random UUIDs and bytes and performance.now once per process; idempotent. */
 export function installDeterminismGuard(): void {
   if (installed) return;
   installed = true;
@@ -69,28 +77,44 @@ export function installDeterminismGuard(): void {
     return scope ? scope.random() : realRandom();
   };
 
-  forbidInWorkflow("setTimeout", "use ctx.sleep (a durable timer) or an activity");
-  forbidInWorkflow("setInterval", "use ctx.sleep in a loop");
+  forbidInWorkflow(globalThis, "setTimeout", "setTimeout", "timers are not replayable: use ctx.sleep (a durable timer) or an activity");
+  forbidInWorkflow(globalThis, "setInterval", "setInterval", "timers are not replayable: use ctx.sleep in a loop");
+  forbidInWorkflow(globalThis, "setImmediate", "setImmediate", "workflow code has no macrotasks to wait for: await a promise, or use ctx.sleep");
+  forbidInWorkflow(performance, "now", "performance.now", "it reads the real clock: use ctx.now() (the workflow clock)");
+  const advice = { randomUUID: "use ctx.uuid()", getRandomValues: "use ctx.random(), or ctx.sideEffect for real randomness" } as const;
+  for (const name of ["randomUUID", "getRandomValues"] as const) {
+    const why = `it is not replayable: ${advice[name]}`;
+    forbidInWorkflow(globalThis.crypto, name, `crypto.${name}`, why);
+    forbidInWorkflow(nodeCrypto, name, `crypto.${name}`, why);
+  }
+  // `import { randomUUID } from "node:crypto"` reads a binding that only follows the module object after this call.
+  syncBuiltinESMExports();
 }
 
-function forbidInWorkflow(name: "setTimeout" | "setInterval", advice: string): void {
-  const real = globalThis[name] as (...args: unknown[]) => unknown;
+/** Replaces `target[key]` with a function that fails the task when called from workflow code. */
+function forbidInWorkflow(target: object, key: string, label: string, why: string): void {
+  const holder = target as Record<string, unknown>;
+  // node:crypto's getRandomValues is a fixed getter that calls the global Web Crypto's, guarded here too.
+  if (Object.getOwnPropertyDescriptor(target, key)?.configurable === false) return;
+  const real = holder[key] as ((...args: unknown[]) => unknown) | undefined;
+  if (typeof real !== "function") return;
   const guarded = function (this: unknown, ...args: unknown[]): unknown {
     const scope = storage.getStore();
     if (scope) {
       const error = new DeterminismViolationError(
-        `${name} was called in workflow code; timers are not replayable: ${advice}. ` +
-          "Workflow code must be deterministic; move I/O and real waiting into activities.",
+        `${label} was called in workflow code; ${why}. ` + "Workflow code must be deterministic; move I/O and real waiting into activities.",
       );
       scope.violation(error);
       throw error;
     }
-    return real.apply(this, args);
+    // Web Crypto and performance methods need their own object as `this`.
+    return real.apply(this === holder || this === undefined || this === globalThis ? target : this, args);
   };
   // Keep util.promisify(setTimeout) (a symbol-keyed property) working outside workflows.
-  for (const key of Reflect.ownKeys(real)) {
-    if (key === "length" || key === "name" || key === "prototype") continue;
-    Object.defineProperty(guarded, key, Object.getOwnPropertyDescriptor(real, key)!);
+  for (const k of Reflect.ownKeys(real)) {
+    if (k === "length" || k === "name" || k === "prototype") continue;
+    Object.defineProperty(guarded, k, Object.getOwnPropertyDescriptor(real, k)!);
   }
-  globalThis[name] = guarded as never;
+  // Some are getters (node:crypto's getRandomValues): redefine rather than assign.
+  Object.defineProperty(target, key, { value: guarded, writable: true, configurable: true, enumerable: true });
 }

@@ -54,7 +54,8 @@ function pick(registry: Readonly<Record<string, Workflow>>, name: string): Workf
   throw new TypeError(`replayHistory: the history is of workflow "${name}", which the given workflows do not include (given: ${known})`);
 }
 
-function parseHistory(history: RecordedHistory): { runId?: string; events: HistoryEvent[] } {
+/** The events of a recorded history (and its run id, when it names one). */
+export function parseHistory(history: RecordedHistory): { runId?: string; events: HistoryEvent[] } {
   const parsed: unknown = typeof history === "string" ? JSON.parse(history) : history;
   let runId: string | undefined;
   let events: unknown;

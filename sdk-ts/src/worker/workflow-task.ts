@@ -3,12 +3,13 @@
  * history, run the activation, report the commands; on any failure report
  * the task failed with a classified cause and drop the cached run. A
  * completion the server refuses with ABORTED (new inputs arrived) only drops
- * the cached run.
+ * the cached run. A run whose cancellation was requested and whose workflow
+ * code fails ends CANCELLED instead (cancel-while-failing.ts).
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { HistoryEvent, WorkflowTask } from "@dex/proto";
 import { DexError, WorkflowTaskFailedCause } from "@dex/proto";
-import { DeterminismViolationError, NonDeterminismError } from "../common/errors.js";
+import { NonDeterminismError } from "../common/errors.js";
 import { errorToFailure } from "../common/failure.js";
 import { withFields, type Logger } from "../common/logger.js";
 import { PayloadError } from "../common/payload.js";
@@ -18,6 +19,9 @@ import { WorkflowExecution } from "../workflow/execution.js";
 import type { Workflow } from "../workflow/types.js";
 import { guardedRunner } from "./determinism-guard.js";
 import type { RunCache } from "./run-cache.js";
+import { cancellationRequested, cancelFailingRun } from "./cancel-while-failing.js";
+import type { ActivationGate } from "./deadlock-watchdog.js";
+import type { TaskFailureLog } from "./task-failure-log.js";
 import { reserveEagerSlots } from "./eager-activities.js";
 
 export interface WorkflowTaskDeps {
@@ -28,6 +32,10 @@ export interface WorkflowTaskDeps {
   logger: Logger;
   /** Offer free slots of this process's activity workers with the completion (eager-activities.ts). */
   eagerActivities?: boolean;
+  /** Runs activations one at a time under the deadlock watchdog (deadlock-watchdog.ts). */
+  gate: ActivationGate;
+  /** Decides which failed attempts are logged (task-failure-log.ts). */
+  failureLog: TaskFailureLog;
 }
 
 /** The worker has no workflow registered under the task's name. */
@@ -40,31 +48,43 @@ const HISTORY_PAGE_SIZE = 1_000;
 export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTaskDeps): Promise<void> {
   const log = withFields(deps.logger, { runId: task.runId, workflowName: task.workflowName, attempt: task.attempt });
   const historyLength = Number(task.historyLength);
-  let execution: WorkflowExecution;
+  let execution: WorkflowExecution | undefined;
+  let history: HistoryEvent[] | undefined;
+  // Only a failure of the code itself may end a cancel-requested run; a failed history read may not.
+  let codeRan = false;
   let activation;
   try {
     const workflow = lookupWorkflow(task, deps);
     const cached = deps.cache.take(task.runId, historyLength);
-    if (cached) {
-      execution = cached;
-    } else {
-      execution = new WorkflowExecution({
-        info: {
-          runId: task.runId,
-          instanceId: task.instanceId,
-          workflowName: task.workflowName,
-          taskQueue: task.taskQueue,
-          attempt: task.attempt,
-        },
-        workflow,
-        runner: guardedRunner,
-        logger: deps.logger,
-      });
-      await execution.replay(await loadHistory(task, deps.connection));
-    }
-    execution.setAttempt(task.attempt);
-    activation = await execution.activate(task.newEvents, task.taskTime);
+    if (!cached) history = await loadHistory(task, deps.connection);
+    activation = await deps.gate.run(task, async () => {
+      codeRan = true;
+      if (cached) {
+        execution = cached;
+      } else {
+        execution = new WorkflowExecution({
+          info: {
+            runId: task.runId,
+            instanceId: task.instanceId,
+            workflowName: task.workflowName,
+            taskQueue: task.taskQueue,
+            attempt: task.attempt,
+          },
+          workflow,
+          runner: guardedRunner,
+          logger: deps.logger,
+        });
+        await execution.replay(history!);
+      }
+      execution.setAttempt(task.attempt);
+      return execution.activate(task.newEvents, task.taskTime);
+    });
   } catch (err) {
+    if (codeRan && cancellationRequested(task, history, execution)) {
+      deps.cache.take(task.runId, -1);
+      await cancelFailingRun(task, err, deps.connection, log, leaseDeadlineOf(task));
+      return;
+    }
     await failTask(task, err, deps, log);
     return;
   }
@@ -83,9 +103,11 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
       eager?.settle(response?.activityTasks ?? []);
     }
     const recorded = Number(response.historyLength);
-    if (!execution.finished && recorded === activation.expectedHistoryLength) {
-      execution.historyLength = recorded;
-      deps.cache.put(task.runId, execution);
+    deps.failureLog.onSuccess(task.runId);
+    const live = execution!;
+    if (!live.finished && recorded === activation.expectedHistoryLength) {
+      live.historyLength = recorded;
+      deps.cache.put(task.runId, live);
     }
   } catch (err) {
     const error = DexError.from(err);
@@ -164,10 +186,15 @@ async function failTask(task: WorkflowTask, err: unknown, deps: WorkflowTaskDeps
   deps.cache.take(task.runId, -1);
   const cause = failureCause(err);
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof NonDeterminismError || err instanceof DeterminismViolationError) {
-    log.error(`workflow task failed, the run stays open until fixed code is deployed: ${message}`);
+  const when = deps.failureLog.onFailure(task.runId, task.attempt);
+  const what = `workflow task failed (${WorkflowTaskFailedCause[cause]}, attempt ${task.attempt}); the run stays open and the task is retried until fixed code is deployed`;
+  if (when === "first") {
+    const stack = err instanceof Error && err.stack ? err.stack : message;
+    log.error(`${what}: ${stack}`);
+  } else if (when === "repeat") {
+    log.error(`${what} (still failing, logged every ${deps.failureLog.every} attempts): ${message}`);
   } else {
-    log.error(`workflow task failed (${WorkflowTaskFailedCause[cause]}): ${message}`);
+    log.debug(`${what}: ${message}`);
   }
   try {
     await withRetry(() =>

@@ -9,6 +9,10 @@ import { RunCache } from "./run-cache.js";
 import { createPollingWorker, defaultIdentity, type Worker } from "./worker.js";
 import { processWorkflowTask } from "./workflow-task.js";
 import { registerEagerConsumer } from "./eager-activities.js";
+import { eagerStartHoldBack, offerEagerStarts } from "./eager-workflow-tasks.js";
+import { parseDuration, type Duration } from "../common/duration.js";
+import { createActivationGate } from "./deadlock-watchdog.js";
+import { TaskFailureLog } from "./task-failure-log.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -30,6 +34,23 @@ export interface WorkflowWorkerOptions extends ConnectionOptions {
    * Temporal); false: every activity goes through a poll.
    */
   eagerActivities?: boolean;
+  /**
+   * Eager workflow start: `client.start(wf, { eager: true })` in this process, on the same server
+   * address and this queue, may hand the new run's first workflow task straight to this worker
+   * (in the start's answer) when it has a free slot, which saves the poll's round trip. While such
+   * a client exists, polls leave half the free slots for it. Default true; false: this worker
+   * takes no task outside its polls.
+   */
+  eagerStart?: boolean;
+  /**
+   * How long workflow code may run without yielding (a busy loop) before the watchdog thread reports
+   * its task failed and stops this process (a blocked event loop cannot be interrupted; a supervisor
+   * restarts the process and its other tasks go to other workers when their leases end). 0 turns the
+   * watchdog off. Default "5s". See docs/decisions/0014-workflow-task-failures.md.
+   */
+  deadlockDetectionTimeout?: Duration;
+  /** A run whose task keeps failing is logged the first time, then every this many attempts. Default 10. */
+  logTaskFailureEvery?: number;
   /** Default: console, info and above. */
   logger?: Logger;
 }
@@ -43,12 +64,16 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   }
   const maxConcurrent = positive(options.maxConcurrentTasks ?? 10, "maxConcurrentTasks");
   installDeterminismGuard();
-  const connection = connect(resolveConnection(options));
+  const resolved = resolveConnection(options);
+  const connection = connect(resolved);
   const workerId = options.identity ?? defaultIdentity();
   const logger = options.logger ?? createConsoleLogger({ prefix: "[dex]" });
   const cache = new RunCache(options.maxCachedRuns ?? 1_000);
   const eager = options.eagerActivities ?? true;
-  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager };
+  const eagerStart = options.eagerStart ?? true;
+  const gate = createActivationGate({ timeoutMs: parseDuration(options.deadlockDetectionTimeout ?? "5s"), connection: resolved, logger });
+  const failureLog = new TaskFailureLog(positive(options.logTaskFailureEvery ?? 10, "logTaskFailureEvery"));
+  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog };
 
   const worker = createPollingWorker({
     kind: "workflow",
@@ -64,9 +89,14 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
       return response.tasks;
     },
     handle: (task) => processWorkflowTask(task, deps),
+    ...(eagerStart ? { holdBack: (free: number) => eagerStartHoldBack(connection.address, free) } : {}),
     pause: connection.pause,
-    close: () => connection.close(),
+    close: () => {
+      void gate.close();
+      connection.close();
+    },
   });
+  if (eagerStart) offerEagerStarts(worker, { address: connection.address, taskQueue: options.taskQueue, workerId });
   if (eager) {
     // While it runs, activity workers of this process on the same server leave slots for eager tasks.
     const start = worker.start.bind(worker);

@@ -26,16 +26,17 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { CommandSchema, type Command, type HistoryEvent, type Payload } from "@dex/proto";
-import { CancelledFailure, DeterminismViolationError, NonDeterminismError } from "../common/errors.js";
+import { CancelledFailure } from "../common/errors.js";
 import { errorToFailure } from "../common/failure.js";
 import { silentLogger, type Logger } from "../common/logger.js";
-import { decodePayload, encodePayload, PayloadError } from "../common/payload.js";
+import { decodePayload, encodePayload } from "../common/payload.js";
 import { currentScope, ScopeNode } from "./cancellation.js";
 import { classifyEvent } from "./commands.js";
 import { ConditionWaits } from "./condition.js";
 import { createWorkflowContext, type WorkflowRuntime } from "./context.js";
 import { buildStartTimer } from "./command-builders.js";
 import { buildDropEventWaitTimeout, ReceivedEvents } from "./events.js";
+import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rule.js";
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
@@ -253,14 +254,21 @@ export class WorkflowExecution implements WorkflowScope {
     );
   }
 
+  /**
+   * The rule of failure-rule.ts: a bug fails the task (the run stays open and
+   * a fixed deploy carries it on), a deliberate failure ends the run.
+   */
   private onWorkflowError(err: unknown): void {
-    // Broken determinism or undecodable data fail the task, not the run: fixed code can still finish it.
-    if (err instanceof NonDeterminismError || err instanceof DeterminismViolationError || err instanceof PayloadError) {
-      this.violation(err);
+    if (isDeterminismFailure(err)) {
+      this.violation(asError(err));
       return;
     }
     if (err instanceof CancelledFailure && this.cancelRequested) {
       this.finish(() => create(CommandSchema, { command: { case: "cancelRun", value: {} } }));
+      return;
+    }
+    if (!failsRun(err, workflowOptionsOf(this.workflow))) {
+      this.violation(asError(err));
       return;
     }
     this.finish(() => create(CommandSchema, { command: { case: "failRun", value: { failure: errorToFailure(err) } } }));

@@ -38,6 +38,7 @@ import { runSelector, DEFAULT_POLL_WAIT_MS, waitDeadline } from "./common.js";
 import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto, statusToProto, ts } from "./convert.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
 import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
+import { workflowTask } from "./worker-service.js";
 
 /** A send's id and name, validated: either may be empty (see externalEventIdentity), not both. */
 function eventIdAndName(req: { eventId: string; eventName: string }): { eventId: string; eventName: string } {
@@ -54,10 +55,16 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
   return {
     async startWorkflow(req) {
       const request = startRequest(req, "", engine.limits);
-      const started = await startWorkflow(engine, request);
+      // Eager workflow start (engine/eager-start.ts); api/auth.ts checked the key may take tasks.
+      const eagerWorkerId = req.eager ? requireString("eager.worker_id", req.eager.workerId) : null;
+      const started = await startWorkflow(engine, { ...request, eagerWorkerId });
       // Counted here, after the commit (children and continue-as-new count in their completion's effects).
       if (started.started) engine.observer.runStarted(request.taskQueue);
-      return started;
+      return {
+        runId: started.runId,
+        started: started.started,
+        eagerTask: started.eagerTask ? workflowTask(started.eagerTask) : undefined,
+      };
     },
 
     async sendEvent(req) {

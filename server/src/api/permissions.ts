@@ -9,6 +9,8 @@
  *   calls to replay a run it does not hold in its cache.
  * - client: what an application does with runs (start, events, read, cancel),
  *   and ListTaskQueues, a read that `dex queue list` and dashboards need.
+ * - client and admin: every ScheduleService call (a schedule only starts runs,
+ *   which a client may do; as in Temporal, applications manage their schedules).
  * - admin: everything, including TerminateRun (ends a run without letting its
  *   code react) and every change to task queues.
  *
@@ -34,6 +36,11 @@ const ADMIN: readonly ApiKeyRole[] = ["admin"];
 
 /** Full gRPC method name ("/package.Service/Method") -> who may call it. */
 export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
+  // An eager start (StartWorkflowRequest.eager) hands a client key the new run's first workflow task.
+  // It reveals nothing the caller did not send (the task holds the run_started event), and the token
+  // is useless to a client key: completing or failing the task needs a worker key (the worker's own
+  // connection, in the caller's process). So a client key may ask for it: one key per role, and a
+  // process with a client key and a worker key, is the set-up eager start is for.
   "/dex.v1.ClientService/StartWorkflow": { roles: CLIENT },
   "/dex.v1.ClientService/SendEvent": { roles: CLIENT },
   "/dex.v1.ClientService/SendEventWithStart": { roles: CLIENT },
@@ -59,4 +66,14 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.TaskQueueService/ResumeTaskQueue": { roles: ADMIN },
   "/dex.v1.TaskQueueService/ListTaskQueues": { roles: CLIENT },
   "/dex.v1.TaskQueueService/DeleteTaskQueue": { roles: ADMIN },
+
+  "/dex.v1.ScheduleService/CreateSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/UpdateSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/DescribeSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/ListSchedules": { roles: CLIENT },
+  "/dex.v1.ScheduleService/PauseSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/ResumeSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/TriggerSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/BackfillSchedule": { roles: CLIENT },
+  "/dex.v1.ScheduleService/DeleteSchedule": { roles: CLIENT },
 };

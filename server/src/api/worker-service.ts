@@ -7,6 +7,7 @@ import {
   type ActivityTaskSchema,
   type CompleteWorkflowTaskRequest_EagerActivitySlots,
   type ServiceHandlers,
+  type WorkflowTaskSchema,
 } from "@dex/proto";
 import type { EagerOffer } from "../engine/eager-activities.js";
 import {
@@ -29,7 +30,7 @@ import {
   requireString,
 } from "../engine/validation.js";
 import { completeWorkflowTaskGrouped } from "../engine/workflow-task-completions.js";
-import { failWorkflowTask, pollWorkflowTasks } from "../engine/workflow-tasks.js";
+import { failWorkflowTask, pollWorkflowTasks, type PolledWorkflowTask } from "../engine/workflow-tasks.js";
 import { checkCompletion, checkFailure } from "./activity-outcomes.js";
 import { reportActivityTasksHandler } from "./activity-reports.js";
 import { pollDeadline } from "./common.js";
@@ -46,21 +47,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
       const waitUntil = pollDeadline("max_wait", req.maxWait, context, engine.maxPollWaitMs);
       await requireQueue(engine, QueueType.WORKFLOW, queue, "task_queue");
       const tasks = await pollWorkflowTasks(engine, { queue, maxTasks, workerId, waitUntil }, context.signal);
-      return {
-        tasks: tasks.map((task) => ({
-          taskToken: encodeWorkflowTaskToken(task.ref),
-          runId: task.ref.runId,
-          instanceId: task.instanceId,
-          workflowName: task.workflowName,
-          taskQueue: task.ref.queue,
-          attempt: task.attempt,
-          taskTime: timestampFromDate(task.taskTime),
-          leaseDeadline: timestampFromDate(task.leaseDeadline),
-          historyLength: BigInt(task.historyLength),
-          history: task.history,
-          newEvents: task.newEvents,
-        })),
-      };
+      return { tasks: tasks.map(workflowTask) };
     },
 
     async completeWorkflowTask(req) {
@@ -126,6 +113,23 @@ function eagerOffers(entries: CompleteWorkflowTaskRequest_EagerActivitySlots[]):
     offers.push({ queue, slots, workerId: requireString(`${field}.worker_id`, entry.workerId) });
   });
   return offers;
+}
+
+/** The WorkflowTask message of a claimed task: the poll's answer and an eager start's (client-service.ts). */
+export function workflowTask(task: PolledWorkflowTask): MessageInitShape<typeof WorkflowTaskSchema> {
+  return {
+    taskToken: encodeWorkflowTaskToken(task.ref),
+    runId: task.ref.runId,
+    instanceId: task.instanceId,
+    workflowName: task.workflowName,
+    taskQueue: task.ref.queue,
+    attempt: task.attempt,
+    taskTime: timestampFromDate(task.taskTime),
+    leaseDeadline: timestampFromDate(task.leaseDeadline),
+    historyLength: BigInt(task.historyLength),
+    history: task.history,
+    newEvents: task.newEvents,
+  };
 }
 
 /** The ActivityTask message of a claimed task: the poll's answer and a completion's eager tasks. */

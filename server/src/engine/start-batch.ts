@@ -21,6 +21,13 @@ import { QueueType } from "./model.js";
 import { notifyAfterCommit } from "./notifier.js";
 import { insertRuns, type InsertRunOutcome, type NewRun } from "../store/runs.js";
 
+/**
+ * A run to start. `wakeDeferred`: its first task is to be leased to a worker named in the start
+ * right after the commit (eager workflow start, engine/eager-start.ts), so no poll is woken for
+ * it here; eager-start.ts wakes them if the lease got nothing.
+ */
+export type StartingRun = NewRun & { readonly wakeDeferred?: boolean };
+
 /** What the batch answered for one start, or that it is left to the one-by-one path. */
 export type StartBatchOutcome = Exclude<InsertRunOutcome, { outcome: "open_run_exists" }> | { outcome: "alone" };
 
@@ -37,7 +44,7 @@ const MAX_IN_FLIGHT = 2;
 
 const committerOf = perEngine(
   (engine: Engine) =>
-    new GroupCommit<NewRun, StartBatchOutcome>((items) => writeBatch(engine, items), {
+    new GroupCommit<StartingRun, StartBatchOutcome>((items) => writeBatch(engine, items), {
       maxBatch: MAX_BATCH,
       maxInFlight: MAX_IN_FLIGHT,
       operation: "start_workflow",
@@ -45,7 +52,7 @@ const committerOf = perEngine(
 );
 
 /** Submits a plain start (no concurrency key, no parent) to this engine's group commit. */
-export function submitStart(engine: Engine, run: NewRun): Promise<StartBatchOutcome> {
+export function submitStart(engine: Engine, run: StartingRun): Promise<StartBatchOutcome> {
   return committerOf(engine).submit(run);
 }
 
@@ -55,14 +62,14 @@ export function submitStart(engine: Engine, run: NewRun): Promise<StartBatchOutc
  * NOTIFY after the commit, as inTransaction (engine/effects.ts) does for a
  * transaction. A run waiting for its concurrency key's slot has no task to announce.
  */
-export function announceStarts(engine: Engine, started: readonly NewRun[]): void {
+export function announceStarts(engine: Engine, started: readonly StartingRun[]): void {
   const effects = new Effects();
-  for (const run of started) if (!run.concurrencyWaiting) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
+  for (const run of started) if (!run.concurrencyWaiting && !run.wakeDeferred) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
   effects.apply(engine);
   notifyAfterCommit(engine, effects.payloads(engine.origin));
 }
 
-async function writeBatch(engine: Engine, items: NewRun[]): Promise<Settled<StartBatchOutcome>[]> {
+async function writeBatch(engine: Engine, items: StartingRun[]): Promise<Settled<StartBatchOutcome>[]> {
   const outcomes: Settled<StartBatchOutcome>[] = items.map(() => ({ ok: true, value: { outcome: "alone" } }));
   // The first start of each instance id goes in the batch; later ones go alone, after it committed.
   const seen = new Set<string>();
@@ -83,7 +90,7 @@ async function writeBatch(engine: Engine, items: NewRun[]): Promise<Settled<Star
     engine.logger.debug("start batch failed; starting one by one", { err: error, size: items.length });
     return outcomes;
   }
-  const started: NewRun[] = [];
+  const started: StartingRun[] = [];
   answers.forEach((answer, j) => {
     const run = runs[j]!;
     if (answer.outcome === "open_run_exists") return; // stays "alone"

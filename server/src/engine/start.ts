@@ -17,7 +17,9 @@ import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodePayload } from "./events.js";
-import { announceStarts, submitStart } from "./start-batch.js";
+import { leaseEagerStart } from "./eager-start.js";
+import { announceStarts, submitStart, type StartingRun } from "./start-batch.js";
+import type { PolledWorkflowTask } from "./workflow-tasks.js";
 
 export const ConflictPolicy = { FAIL: "fail", USE_EXISTING: "use_existing" } as const;
 export type ConflictPolicy = (typeof ConflictPolicy)[keyof typeof ConflictPolicy];
@@ -36,11 +38,15 @@ export interface StartRequest {
   reusePolicy: ReusePolicy;
   concurrencyKey: string | null;
   concurrencyLimit: number | null;
+  /** Eager workflow start (eager-start.ts): the worker to lease a NEW run's first task to; none when unset. */
+  eagerWorkerId?: string | null;
 }
 
 export interface StartResult {
   runId: string;
   started: boolean;
+  /** The new run's first task, leased to request.eagerWorkerId; unset when none was asked for or it could not be. */
+  eagerTask?: PolledWorkflowTask;
 }
 
 /** How often a start retries when the open run it conflicted with ended in between. */
@@ -98,19 +104,35 @@ export function newRun(
 }
 
 export async function startWorkflow(engine: Engine, request: StartRequest): Promise<StartResult> {
+  const eagerWorkerId = request.eagerWorkerId ?? null;
+  // A keyed run's task (if it got a slot) is announced by its own transaction: nothing to defer.
+  const { result, run } = await startRun(engine, request, eagerWorkerId !== null && request.concurrencyKey === null);
+  // Only a run this call started: a returned existing run's task may be anyone's already.
+  if (eagerWorkerId === null || !result.started || !run) return result;
+  const eagerTask = await leaseEagerStart(engine, run, eagerWorkerId);
+  return eagerTask ? { ...result, eagerTask } : result;
+}
+
+/** The start itself; `run` is the run it inserted, if it did. `wakeDeferred`: see StartingRun. */
+async function startRun(engine: Engine, request: StartRequest, wakeDeferred: boolean): Promise<{ result: StartResult; run?: StartingRun }> {
   if (request.concurrencyKey === null) {
     // The batch woke the queues and logged the starts; its other answers are insertRun's.
-    const batched = await submitStart(engine, newRun(request));
-    if (batched.outcome === "started") return { runId: batched.runId, started: true };
-    if (batched.outcome !== "alone") return answer(request, batched);
+    const run: StartingRun = { ...newRun(request), wakeDeferred };
+    const batched = await submitStart(engine, run);
+    if (batched.outcome === "started") return { result: { runId: batched.runId, started: true }, run };
+    if (batched.outcome !== "alone") return { result: answer(request, batched) };
   }
-  return startWorkflowAlone(engine, request);
+  return startWorkflowAlone(engine, request, wakeDeferred);
 }
 
 /** One start on its own: insertRun (or a keyed run's transaction), with open-run conflicts resolved. */
-async function startWorkflowAlone(engine: Engine, request: StartRequest): Promise<StartResult> {
+async function startWorkflowAlone(
+  engine: Engine,
+  request: StartRequest,
+  wakeDeferred: boolean,
+): Promise<{ result: StartResult; run?: StartingRun }> {
   for (let attempt = 1; ; attempt++) {
-    const run = newRun(request);
+    const run: StartingRun = { ...newRun(request), wakeDeferred };
     const runId = run.id;
     const outcome = run.concurrencyKey === null ? await insertRun(engine.sql, run) : await insertKeyedRun(engine, run);
     switch (outcome.outcome) {
@@ -118,11 +140,11 @@ async function startWorkflowAlone(engine: Engine, request: StartRequest): Promis
         // A keyed run's wake-up, if it got a slot, was announced by its transaction.
         if (run.concurrencyKey === null) announceStarts(engine, [run]);
         engine.logger.debug("run started", { runId, instanceId: request.instanceId, workflow: request.workflowName });
-        return { runId: outcome.runId, started: true };
+        return { result: { runId: outcome.runId, started: true }, run };
       case "queue_missing":
       case "same_request":
       case "reuse_rejected":
-        return answer(request, outcome);
+        return { result: answer(request, outcome) };
       case "open_run_exists": {
         // Re-read in a fresh statement: the failed one saw a snapshot without the winner.
         const open = await findOpenRun(engine.sql, request.instanceId);
@@ -130,8 +152,8 @@ async function startWorkflowAlone(engine: Engine, request: StartRequest): Promis
           if (attempt < MAX_START_ATTEMPTS) continue; // it ended in between: try again
           throw new DexError("ABORTED", `instance id "${request.instanceId}" is changing state rapidly; retry the start`);
         }
-        if (request.requestId !== "" && open.requestId === request.requestId) return { runId: open.id, started: false };
-        if (request.conflictPolicy === ConflictPolicy.USE_EXISTING) return { runId: open.id, started: false };
+        if (request.requestId !== "" && open.requestId === request.requestId) return { result: { runId: open.id, started: false } };
+        if (request.conflictPolicy === ConflictPolicy.USE_EXISTING) return { result: { runId: open.id, started: false } };
         throw new DexError(
           "ALREADY_EXISTS",
           `instance id "${request.instanceId}" already has an open run ${open.id}; wait for it to end, ` +

@@ -106,9 +106,10 @@ async function passStickyWake(engine: Engine, request: { queue: string; workerId
   }
 }
 
-async function claimWithHistory(
+/** The claim and the tasks' histories; `runId`: only that run's task (eager workflow start, engine/eager-start.ts). */
+export async function claimWithHistory(
   engine: Engine,
-  request: { queue: string; maxTasks: number; workerId: string },
+  request: { queue: string; maxTasks: number; workerId: string; runId?: string },
 ): Promise<PolledWorkflowTask[]> {
   const sql = engine.dispatchSql ?? engine.sql;
   const claimed = await claimWorkflowTasks(sql, {
@@ -117,6 +118,7 @@ async function claimWithHistory(
     workerId: request.workerId,
     leaseMs: WORKFLOW_TASK_LEASE_MS,
     stickyFallbackMs: engine.stickyFallbackMs,
+    runId: request.runId,
   });
   if (claimed.length === 0) return [];
   for (const task of claimed) {

@@ -28,7 +28,8 @@ export const WAKEUP_CHANNEL = "dex_wakeup";
 
 export type Wakeup =
   | { kind: "queue"; type: string; queue: string; origin: string }
-  | { kind: "run"; runId: string; origin: string };
+  | { kind: "run"; runId: string; origin: string }
+  | { kind: "schedules"; origin: string };
 
 export function queueWakeupPayload(type: string, queue: string, origin: string): string {
   return `${type}:${queue}:${origin}`;
@@ -38,10 +39,19 @@ export function runWakeupPayload(runId: string, origin: string): string {
   return `run:${runId}:${origin}`;
 }
 
+/**
+ * `schedules:due:<origin>`: a schedule was created or changed (its due time may be earlier now);
+ * every server's schedule loop looks again (engine/schedules-loop.ts).
+ */
+export function schedulesWakeupPayload(origin: string): string {
+  return `schedules:due:${origin}`;
+}
+
 export function parseWakeup(payload: string): Wakeup | undefined {
   const [head, middle, origin, ...rest] = payload.split(":");
   if (!head || !middle || !origin || rest.length > 0) return undefined;
   if (head === "run") return { kind: "run", runId: middle, origin };
+  if (head === "schedules") return { kind: "schedules", origin };
   if (head === "workflow" || head === "activity") return { kind: "queue", type: head, queue: middle, origin };
   return undefined;
 }

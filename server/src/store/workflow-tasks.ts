@@ -96,9 +96,17 @@ export interface ClaimedWorkflowTask {
  * visible to this statement's snapshot, but locking re-checks them against
  * their current version (visible_at is in the future now) and skips them.
  */
+/**
+ * `runId`: EAGER WORKFLOW START (engine/eager-start.ts) leases one run's task
+ * with this same statement, for the worker named in the start, so an eager
+ * task gets exactly a polled task's lease, fence, capacity and pause rules and
+ * CREATED -> RUNNING. The pick then reads that one row by primary key (the
+ * rest of the filter still applies: visible, SKIP LOCKED, claim_limit); a
+ * poll that took the task first leaves nothing to lease.
+ */
 export async function claimWorkflowTasks(
   sql: Queryable,
-  input: { queue: string; limit: number; workerId: string; leaseMs: number; stickyFallbackMs: number },
+  input: { queue: string; limit: number; workerId: string; leaseMs: number; stickyFallbackMs: number; runId?: string },
 ): Promise<ClaimedWorkflowTask[]> {
   const rows = await sql<
     {
@@ -126,6 +134,7 @@ export async function claimWorkflowTasks(
                or visible_at <= now() - ${input.stickyFallbackMs} * interval '1 millisecond'
                or coalesce((select r.sticky_worker_id from dex.runs r where r.id = t.run_id),
                            ${input.workerId}) = ${input.workerId})
+          ${input.runId === undefined ? sql`` : sql`and run_id = ${input.runId}`}
         order by priority desc, visible_at
         limit ${input.limit}
         for no key update skip locked

@@ -8,6 +8,8 @@ import type { Failure, Payload, RunSelector, RunStatus } from "./common_pb.js";
 import { file_dex_v1_common } from "./common_pb.js";
 import type { HistoryEvent } from "./history_pb.js";
 import { file_dex_v1_history } from "./history_pb.js";
+import type { WorkflowTask } from "./worker_service_pb.js";
+import { file_dex_v1_worker_service } from "./worker_service_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/client_service.proto.
  */
 export const file_dex_v1_client_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSK7AwoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX3ByaW9yaXR5IjgKFVN0YXJ0V29ya2Zsb3dSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCCJ8ChBTZW5kRXZlbnRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQSEgoKZXZlbnRfbmFtZRgEIAEoCSJIChFTZW5kRXZlbnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSEQoJZHVwbGljYXRlGAIgASgIEhAKCGV2ZW50X2lkGAMgASgJIpABChlTZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0EisKBXN0YXJ0GAEgASgLMhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0EhAKCGV2ZW50X2lkGAIgASgJEiAKB3BheWxvYWQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBISCgpldmVudF9uYW1lGAQgASgJImIKGlNlbmRFdmVudFdpdGhTdGFydFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIPCgdzdGFydGVkGAIgASgIEhEKCWR1cGxpY2F0ZRgDIAEoCBIQCghldmVudF9pZBgEIAEoCSLYAwoHUnVuSW5mbxIOCgZydW5faWQYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSFQoNd29ya2Zsb3dfbmFtZRgDIAEoCRISCgp0YXNrX3F1ZXVlGAQgASgJEiEKBnN0YXR1cxgFIAEoDjIRLmRleC52MS5SdW5TdGF0dXMSEAoIcHJpb3JpdHkYBiABKAUSKwoGbGFiZWxzGAcgAygLMhsuZGV4LnYxLlJ1bkluZm8uTGFiZWxzRW50cnkSFQoNY3VzdG9tX3N0YXR1cxgIIAEoCRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmhpc3RvcnlfbGVuZ3RoGAwgASgDEhUKDXBhcmVudF9ydW5faWQYDSABKAkSFwoPY29uY3VycmVuY3lfa2V5GA4gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNgoSRGVzY3JpYmVSdW5SZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvciLhAQoPUGVuZGluZ0FjdGl2aXR5EgsKA3NlcRgBIAEoDRIVCg1hY3Rpdml0eV9uYW1lGAIgASgJEhIKCnRhc2tfcXVldWUYAyABKAkSDwoHYXR0ZW1wdBgEIAEoBRIPCgdydW5uaW5nGAUgASgIEjUKEW5leHRfYXR0ZW1wdF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgxsYXN0X2ZhaWx1cmUYByABKAsyDy5kZXgudjEuRmFpbHVyZRIWCg53YWl0aW5nX3JlYXNvbhgIIAEoCSKVAQoTUGVuZGluZ1dvcmtmbG93VGFzaxIPCgdhdHRlbXB0GAEgASgFEg8KB3J1bm5pbmcYAiABKAgSJQoMbGFzdF9mYWlsdXJlGAMgASgLMg8uZGV4LnYxLkZhaWx1cmUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkoKDFBlbmRpbmdUaW1lchILCgNzZXEYASABKA0SLQoJZmlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ3ChBQZW5kaW5nRXZlbnRXYWl0EgsKA3NlcRgBIAEoDRIQCghldmVudF9pZBgCIAEoCRIwCgx0aW1lb3V0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmV2ZW50X25hbWUYBCABKAkiTgoSUmVjZWl2ZWRFdmVudENvdW50EhIKCmV2ZW50X25hbWUYASABKAkSEgoKaW5faGlzdG9yeRgCIAEoDRIQCghpbl9pbmJveBgDIAEoDSJaCg9QZW5kaW5nQ2hpbGRSdW4SCwoDc2VxGAEgASgNEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJIowEChNEZXNjcmliZVJ1blJlc3BvbnNlEh0KBGluZm8YASABKAsyDy5kZXgudjEuUnVuSW5mbxIeCgVpbnB1dBgCIAEoCzIPLmRleC52MS5QYXlsb2FkEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRI6ChVwZW5kaW5nX3dvcmtmbG93X3Rhc2sYBSABKAsyGy5kZXgudjEuUGVuZGluZ1dvcmtmbG93VGFzaxIzChJwZW5kaW5nX2FjdGl2aXRpZXMYBiADKAsyFy5kZXgudjEuUGVuZGluZ0FjdGl2aXR5EiwKDnBlbmRpbmdfdGltZXJzGAcgAygLMhQuZGV4LnYxLlBlbmRpbmdUaW1lchI1ChNwZW5kaW5nX2V2ZW50X3dhaXRzGAggAygLMhguZGV4LnYxLlBlbmRpbmdFdmVudFdhaXQSMwoScGVuZGluZ19jaGlsZF9ydW5zGAkgAygLMhcuZGV4LnYxLlBlbmRpbmdDaGlsZFJ1bhIWCg53YWl0aW5nX3JlYXNvbhgKIAEoCRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAsgASgJEjMKD3JlY2VpdmVkX2V2ZW50cxgMIAMoCzIaLmRleC52MS5SZWNlaXZlZEV2ZW50Q291bnQifAoUR2V0UnVuSGlzdG9yeVJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDEhEKCXBhZ2Vfc2l6ZRgDIAEoBRIXCg93YWl0X25ld19ldmVudHMYBCABKAgiiAEKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5kZXgudjEuSGlzdG9yeUV2ZW50Eg4KBnJ1bl9pZBgCIAEoCRIWCg5oaXN0b3J5X2xlbmd0aBgDIAEoAxIhCgZzdGF0dXMYBCABKA4yES5kZXgudjEuUnVuU3RhdHVzIkUKE0dldFJ1blJlc3VsdFJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEgwKBHdhaXQYAiABKAgiqQEKFEdldFJ1blJlc3VsdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIhCgZzdGF0dXMYAiABKA4yES5kZXgudjEuUnVuU3RhdHVzEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAUgASgJItQCCg9MaXN0UnVuc1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRIjCghzdGF0dXNlcxgCIAMoDjIRLmRleC52MS5SdW5TdGF0dXMSEwoLaW5zdGFuY2VfaWQYAyABKAkSMwoGbGFiZWxzGAQgAygLMiMuZGV4LnYxLkxpc3RSdW5zUmVxdWVzdC5MYWJlbHNFbnRyeRIxCg1jcmVhdGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKChBMaXN0UnVuc1Jlc3BvbnNlEh0KBHJ1bnMYASADKAsyDy5kZXgudjEuUnVuSW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRAoQQ2FuY2VsUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIj4KEUNhbmNlbFJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIZChFhbHJlYWR5X3JlcXVlc3RlZBgCIAEoCCJHChNUZXJtaW5hdGVSdW5SZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIOCgZyZWFzb24YAiABKAkiJgoUVGVybWluYXRlUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJKpsBChhJbnN0YW5jZUlkQ29uZmxpY3RQb2xpY3kSKwonSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VOU1BFQ0lGSUVEEAASJAogSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX0ZBSUwQARIsCihJTlNUQU5DRV9JRF9DT05GTElDVF9QT0xJQ1lfVVNFX0VYSVNUSU5HEAIquAEKFUluc3RhbmNlSWRSZXVzZVBvbGljeRIoCiRJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIiCh5JTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1cQARIsCihJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1dfSUZfRkFJTEVEEAISIwofSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1JFSkVDVBADMqkFCg1DbGllbnRTZXJ2aWNlEkwKDVN0YXJ0V29ya2Zsb3cSHC5kZXgudjEuU3RhcnRXb3JrZmxvd1JlcXVlc3QaHS5kZXgudjEuU3RhcnRXb3JrZmxvd1Jlc3BvbnNlEkAKCVNlbmRFdmVudBIYLmRleC52MS5TZW5kRXZlbnRSZXF1ZXN0GhkuZGV4LnYxLlNlbmRFdmVudFJlc3BvbnNlElsKElNlbmRFdmVudFdpdGhTdGFydBIhLmRleC52MS5TZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0GiIuZGV4LnYxLlNlbmRFdmVudFdpdGhTdGFydFJlc3BvbnNlEkYKC0Rlc2NyaWJlUnVuEhouZGV4LnYxLkRlc2NyaWJlUnVuUmVxdWVzdBobLmRleC52MS5EZXNjcmliZVJ1blJlc3BvbnNlEkwKDUdldFJ1bkhpc3RvcnkSHC5kZXgudjEuR2V0UnVuSGlzdG9yeVJlcXVlc3QaHS5kZXgudjEuR2V0UnVuSGlzdG9yeVJlc3BvbnNlEkkKDEdldFJ1blJlc3VsdBIbLmRleC52MS5HZXRSdW5SZXN1bHRSZXF1ZXN0GhwuZGV4LnYxLkdldFJ1blJlc3VsdFJlc3BvbnNlEj0KCExpc3RSdW5zEhcuZGV4LnYxLkxpc3RSdW5zUmVxdWVzdBoYLmRleC52MS5MaXN0UnVuc1Jlc3BvbnNlEkAKCUNhbmNlbFJ1bhIYLmRleC52MS5DYW5jZWxSdW5SZXF1ZXN0GhkuZGV4LnYxLkNhbmNlbFJ1blJlc3BvbnNlEkkKDFRlcm1pbmF0ZVJ1bhIbLmRleC52MS5UZXJtaW5hdGVSdW5SZXF1ZXN0GhwuZGV4LnYxLlRlcm1pbmF0ZVJ1blJlc3BvbnNlYgZwcm90bzM", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSLmAwoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFEikKBWVhZ2VyGAwgASgLMhouZGV4LnYxLkVhZ2VyV29ya2Zsb3dTdGFydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9wcmlvcml0eSInChJFYWdlcldvcmtmbG93U3RhcnQSEQoJd29ya2VyX2lkGAEgASgJImIKFVN0YXJ0V29ya2Zsb3dSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIoCgplYWdlcl90YXNrGAMgASgLMhQuZGV4LnYxLldvcmtmbG93VGFzayJ8ChBTZW5kRXZlbnRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQSEgoKZXZlbnRfbmFtZRgEIAEoCSJIChFTZW5kRXZlbnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSEQoJZHVwbGljYXRlGAIgASgIEhAKCGV2ZW50X2lkGAMgASgJIpABChlTZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0EisKBXN0YXJ0GAEgASgLMhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0EhAKCGV2ZW50X2lkGAIgASgJEiAKB3BheWxvYWQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBISCgpldmVudF9uYW1lGAQgASgJImIKGlNlbmRFdmVudFdpdGhTdGFydFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIPCgdzdGFydGVkGAIgASgIEhEKCWR1cGxpY2F0ZRgDIAEoCBIQCghldmVudF9pZBgEIAEoCSLYAwoHUnVuSW5mbxIOCgZydW5faWQYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSFQoNd29ya2Zsb3dfbmFtZRgDIAEoCRISCgp0YXNrX3F1ZXVlGAQgASgJEiEKBnN0YXR1cxgFIAEoDjIRLmRleC52MS5SdW5TdGF0dXMSEAoIcHJpb3JpdHkYBiABKAUSKwoGbGFiZWxzGAcgAygLMhsuZGV4LnYxLlJ1bkluZm8uTGFiZWxzRW50cnkSFQoNY3VzdG9tX3N0YXR1cxgIIAEoCRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmhpc3RvcnlfbGVuZ3RoGAwgASgDEhUKDXBhcmVudF9ydW5faWQYDSABKAkSFwoPY29uY3VycmVuY3lfa2V5GA4gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNgoSRGVzY3JpYmVSdW5SZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvciLhAQoPUGVuZGluZ0FjdGl2aXR5EgsKA3NlcRgBIAEoDRIVCg1hY3Rpdml0eV9uYW1lGAIgASgJEhIKCnRhc2tfcXVldWUYAyABKAkSDwoHYXR0ZW1wdBgEIAEoBRIPCgdydW5uaW5nGAUgASgIEjUKEW5leHRfYXR0ZW1wdF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgxsYXN0X2ZhaWx1cmUYByABKAsyDy5kZXgudjEuRmFpbHVyZRIWCg53YWl0aW5nX3JlYXNvbhgIIAEoCSKVAQoTUGVuZGluZ1dvcmtmbG93VGFzaxIPCgdhdHRlbXB0GAEgASgFEg8KB3J1bm5pbmcYAiABKAgSJQoMbGFzdF9mYWlsdXJlGAMgASgLMg8uZGV4LnYxLkZhaWx1cmUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkoKDFBlbmRpbmdUaW1lchILCgNzZXEYASABKA0SLQoJZmlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ3ChBQZW5kaW5nRXZlbnRXYWl0EgsKA3NlcRgBIAEoDRIQCghldmVudF9pZBgCIAEoCRIwCgx0aW1lb3V0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmV2ZW50X25hbWUYBCABKAkiTgoSUmVjZWl2ZWRFdmVudENvdW50EhIKCmV2ZW50X25hbWUYASABKAkSEgoKaW5faGlzdG9yeRgCIAEoDRIQCghpbl9pbmJveBgDIAEoDSJaCg9QZW5kaW5nQ2hpbGRSdW4SCwoDc2VxGAEgASgNEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJIowEChNEZXNjcmliZVJ1blJlc3BvbnNlEh0KBGluZm8YASABKAsyDy5kZXgudjEuUnVuSW5mbxIeCgVpbnB1dBgCIAEoCzIPLmRleC52MS5QYXlsb2FkEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRI6ChVwZW5kaW5nX3dvcmtmbG93X3Rhc2sYBSABKAsyGy5kZXgudjEuUGVuZGluZ1dvcmtmbG93VGFzaxIzChJwZW5kaW5nX2FjdGl2aXRpZXMYBiADKAsyFy5kZXgudjEuUGVuZGluZ0FjdGl2aXR5EiwKDnBlbmRpbmdfdGltZXJzGAcgAygLMhQuZGV4LnYxLlBlbmRpbmdUaW1lchI1ChNwZW5kaW5nX2V2ZW50X3dhaXRzGAggAygLMhguZGV4LnYxLlBlbmRpbmdFdmVudFdhaXQSMwoScGVuZGluZ19jaGlsZF9ydW5zGAkgAygLMhcuZGV4LnYxLlBlbmRpbmdDaGlsZFJ1bhIWCg53YWl0aW5nX3JlYXNvbhgKIAEoCRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAsgASgJEjMKD3JlY2VpdmVkX2V2ZW50cxgMIAMoCzIaLmRleC52MS5SZWNlaXZlZEV2ZW50Q291bnQifAoUR2V0UnVuSGlzdG9yeVJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDEhEKCXBhZ2Vfc2l6ZRgDIAEoBRIXCg93YWl0X25ld19ldmVudHMYBCABKAgiiAEKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5kZXgudjEuSGlzdG9yeUV2ZW50Eg4KBnJ1bl9pZBgCIAEoCRIWCg5oaXN0b3J5X2xlbmd0aBgDIAEoAxIhCgZzdGF0dXMYBCABKA4yES5kZXgudjEuUnVuU3RhdHVzIkUKE0dldFJ1blJlc3VsdFJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEgwKBHdhaXQYAiABKAgiqQEKFEdldFJ1blJlc3VsdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIhCgZzdGF0dXMYAiABKA4yES5kZXgudjEuUnVuU3RhdHVzEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAUgASgJItQCCg9MaXN0UnVuc1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRIjCghzdGF0dXNlcxgCIAMoDjIRLmRleC52MS5SdW5TdGF0dXMSEwoLaW5zdGFuY2VfaWQYAyABKAkSMwoGbGFiZWxzGAQgAygLMiMuZGV4LnYxLkxpc3RSdW5zUmVxdWVzdC5MYWJlbHNFbnRyeRIxCg1jcmVhdGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKChBMaXN0UnVuc1Jlc3BvbnNlEh0KBHJ1bnMYASADKAsyDy5kZXgudjEuUnVuSW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRAoQQ2FuY2VsUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIj4KEUNhbmNlbFJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIZChFhbHJlYWR5X3JlcXVlc3RlZBgCIAEoCCJHChNUZXJtaW5hdGVSdW5SZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIOCgZyZWFzb24YAiABKAkiJgoUVGVybWluYXRlUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJKpsBChhJbnN0YW5jZUlkQ29uZmxpY3RQb2xpY3kSKwonSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VOU1BFQ0lGSUVEEAASJAogSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX0ZBSUwQARIsCihJTlNUQU5DRV9JRF9DT05GTElDVF9QT0xJQ1lfVVNFX0VYSVNUSU5HEAIquAEKFUluc3RhbmNlSWRSZXVzZVBvbGljeRIoCiRJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIiCh5JTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1cQARIsCihJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1dfSUZfRkFJTEVEEAISIwofSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1JFSkVDVBADMqkFCg1DbGllbnRTZXJ2aWNlEkwKDVN0YXJ0V29ya2Zsb3cSHC5kZXgudjEuU3RhcnRXb3JrZmxvd1JlcXVlc3QaHS5kZXgudjEuU3RhcnRXb3JrZmxvd1Jlc3BvbnNlEkAKCVNlbmRFdmVudBIYLmRleC52MS5TZW5kRXZlbnRSZXF1ZXN0GhkuZGV4LnYxLlNlbmRFdmVudFJlc3BvbnNlElsKElNlbmRFdmVudFdpdGhTdGFydBIhLmRleC52MS5TZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0GiIuZGV4LnYxLlNlbmRFdmVudFdpdGhTdGFydFJlc3BvbnNlEkYKC0Rlc2NyaWJlUnVuEhouZGV4LnYxLkRlc2NyaWJlUnVuUmVxdWVzdBobLmRleC52MS5EZXNjcmliZVJ1blJlc3BvbnNlEkwKDUdldFJ1bkhpc3RvcnkSHC5kZXgudjEuR2V0UnVuSGlzdG9yeVJlcXVlc3QaHS5kZXgudjEuR2V0UnVuSGlzdG9yeVJlc3BvbnNlEkkKDEdldFJ1blJlc3VsdBIbLmRleC52MS5HZXRSdW5SZXN1bHRSZXF1ZXN0GhwuZGV4LnYxLkdldFJ1blJlc3VsdFJlc3BvbnNlEj0KCExpc3RSdW5zEhcuZGV4LnYxLkxpc3RSdW5zUmVxdWVzdBoYLmRleC52MS5MaXN0UnVuc1Jlc3BvbnNlEkAKCUNhbmNlbFJ1bhIYLmRleC52MS5DYW5jZWxSdW5SZXF1ZXN0GhkuZGV4LnYxLkNhbmNlbFJ1blJlc3BvbnNlEkkKDFRlcm1pbmF0ZVJ1bhIbLmRleC52MS5UZXJtaW5hdGVSdW5SZXF1ZXN0GhwuZGV4LnYxLlRlcm1pbmF0ZVJ1blJlc3BvbnNlYgZwcm90bzM", [file_dex_v1_common, file_dex_v1_history, file_dex_v1_worker_service, file_google_protobuf_timestamp]);
 
 /**
  * StartWorkflowRequest describes the run to start.
@@ -105,6 +107,26 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
    * @generated from field: int32 concurrency_limit = 11;
    */
   concurrencyLimit: number;
+
+  /**
+   * Eager workflow start: hand the new run's first workflow task straight to
+   * a workflow worker in the caller's process, in the answer
+   * (StartWorkflowResponse.eager_task), which saves that worker's poll.
+   * Unset (the default, and what older clients send): the task is queued for
+   * any poll. The task is handed out only when this call started a NEW run
+   * (not a run returned by INSTANCE_ID_CONFLICT_POLICY_USE_EXISTING or by a
+   * repeated request_id), when the run's task queue is not paused nor at its
+   * capacity, and when the run has its task at once (a run waiting for its
+   * concurrency key's slot has none yet). Otherwise the answer leaves
+   * eager_task empty and the task waits for a poll: the start never fails
+   * because the task could not be handed out. The API key must also be one a
+   * worker may use (role `admin`, when the server requires keys: a `client`
+   * key may start runs but not take tasks): otherwise PERMISSION_DENIED and
+   * nothing is started. Ignored inside SendEventWithStartRequest.
+   *
+   * @generated from field: dex.v1.EagerWorkflowStart eager = 12;
+   */
+  eager?: EagerWorkflowStart | undefined;
 };
 
 /**
@@ -113,6 +135,30 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
  */
 export const StartWorkflowRequestSchema: GenMessage<StartWorkflowRequest> = /*@__PURE__*/
   messageDesc(file_dex_v1_client_service, 0);
+
+/**
+ * EagerWorkflowStart names the workflow worker that takes a new run's first
+ * workflow task (StartWorkflowRequest.eager).
+ *
+ * @generated from message dex.v1.EagerWorkflowStart
+ */
+export type EagerWorkflowStart = Message<"dex.v1.EagerWorkflowStart"> & {
+  /**
+   * Identity of a workflow worker polling the run's task queue, exactly as it
+   * sends in PollWorkflowTasksRequest.worker_id, that has reserved a free slot
+   * for the task until the answer arrives. Required; up to 255 characters.
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message dex.v1.EagerWorkflowStart.
+ * Use `create(EagerWorkflowStartSchema)` to create a new message.
+ */
+export const EagerWorkflowStartSchema: GenMessage<EagerWorkflowStart> = /*@__PURE__*/
+  messageDesc(file_dex_v1_client_service, 1);
 
 /**
  * StartWorkflowResponse names the run.
@@ -134,6 +180,20 @@ export type StartWorkflowResponse = Message<"dex.v1.StartWorkflowResponse"> & {
    * @generated from field: bool started = 2;
    */
   started: boolean;
+
+  /**
+   * Eager workflow start (StartWorkflowRequest.eager): the run's first
+   * workflow task, leased to the named worker exactly as
+   * PollWorkflowTasks would hand it out (attempt 1, full history, its lease
+   * counted from the start's answer: lease_deadline, database clock). Run it
+   * as a polled task and complete or fail it with its token. Its token fences
+   * it as any workflow task's: if its lease ends the task goes to another
+   * worker and this token is answered NOT_FOUND. Unset when eager was not
+   * asked for or the task could not be handed out (it then waits for a poll).
+   *
+   * @generated from field: dex.v1.WorkflowTask eager_task = 3;
+   */
+  eagerTask?: WorkflowTask | undefined;
 };
 
 /**
@@ -141,7 +201,7 @@ export type StartWorkflowResponse = Message<"dex.v1.StartWorkflowResponse"> & {
  * Use `create(StartWorkflowResponseSchema)` to create a new message.
  */
 export const StartWorkflowResponseSchema: GenMessage<StartWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 1);
+  messageDesc(file_dex_v1_client_service, 2);
 
 /**
  * SendEventRequest delivers an external event.
@@ -190,7 +250,7 @@ export type SendEventRequest = Message<"dex.v1.SendEventRequest"> & {
  * Use `create(SendEventRequestSchema)` to create a new message.
  */
 export const SendEventRequestSchema: GenMessage<SendEventRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 2);
+  messageDesc(file_dex_v1_client_service, 3);
 
 /**
  * SendEventResponse reports the delivery.
@@ -226,7 +286,7 @@ export type SendEventResponse = Message<"dex.v1.SendEventResponse"> & {
  * Use `create(SendEventResponseSchema)` to create a new message.
  */
 export const SendEventResponseSchema: GenMessage<SendEventResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 3);
+  messageDesc(file_dex_v1_client_service, 4);
 
 /**
  * SendEventWithStartRequest starts a run if needed, then delivers an event.
@@ -269,7 +329,7 @@ export type SendEventWithStartRequest = Message<"dex.v1.SendEventWithStartReques
  * Use `create(SendEventWithStartRequestSchema)` to create a new message.
  */
 export const SendEventWithStartRequestSchema: GenMessage<SendEventWithStartRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 4);
+  messageDesc(file_dex_v1_client_service, 5);
 
 /**
  * SendEventWithStartResponse reports the start and delivery.
@@ -311,7 +371,7 @@ export type SendEventWithStartResponse = Message<"dex.v1.SendEventWithStartRespo
  * Use `create(SendEventWithStartResponseSchema)` to create a new message.
  */
 export const SendEventWithStartResponseSchema: GenMessage<SendEventWithStartResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 5);
+  messageDesc(file_dex_v1_client_service, 6);
 
 /**
  * RunInfo is the summary of a run shown in lists.
@@ -423,7 +483,7 @@ export type RunInfo = Message<"dex.v1.RunInfo"> & {
  * Use `create(RunInfoSchema)` to create a new message.
  */
 export const RunInfoSchema: GenMessage<RunInfo> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 6);
+  messageDesc(file_dex_v1_client_service, 7);
 
 /**
  * DescribeRunRequest names the run to describe.
@@ -444,7 +504,7 @@ export type DescribeRunRequest = Message<"dex.v1.DescribeRunRequest"> & {
  * Use `create(DescribeRunRequestSchema)` to create a new message.
  */
 export const DescribeRunRequestSchema: GenMessage<DescribeRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 7);
+  messageDesc(file_dex_v1_client_service, 8);
 
 /**
  * PendingActivity is an activity that has been scheduled but has no outcome.
@@ -514,7 +574,7 @@ export type PendingActivity = Message<"dex.v1.PendingActivity"> & {
  * Use `create(PendingActivitySchema)` to create a new message.
  */
 export const PendingActivitySchema: GenMessage<PendingActivity> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 8);
+  messageDesc(file_dex_v1_client_service, 9);
 
 /**
  * PendingWorkflowTask is the run's workflow task, when it has one.
@@ -556,7 +616,7 @@ export type PendingWorkflowTask = Message<"dex.v1.PendingWorkflowTask"> & {
  * Use `create(PendingWorkflowTaskSchema)` to create a new message.
  */
 export const PendingWorkflowTaskSchema: GenMessage<PendingWorkflowTask> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 9);
+  messageDesc(file_dex_v1_client_service, 10);
 
 /**
  * PendingTimer is a timer that has not fired.
@@ -584,7 +644,7 @@ export type PendingTimer = Message<"dex.v1.PendingTimer"> & {
  * Use `create(PendingTimerSchema)` to create a new message.
  */
 export const PendingTimerSchema: GenMessage<PendingTimer> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 10);
+  messageDesc(file_dex_v1_client_service, 11);
 
 /**
  * PendingEventWait is an external event the workflow is waiting for.
@@ -627,7 +687,7 @@ export type PendingEventWait = Message<"dex.v1.PendingEventWait"> & {
  * Use `create(PendingEventWaitSchema)` to create a new message.
  */
 export const PendingEventWaitSchema: GenMessage<PendingEventWait> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 11);
+  messageDesc(file_dex_v1_client_service, 12);
 
 /**
  * ReceivedEventCount counts a run's external events of one name.
@@ -664,7 +724,7 @@ export type ReceivedEventCount = Message<"dex.v1.ReceivedEventCount"> & {
  * Use `create(ReceivedEventCountSchema)` to create a new message.
  */
 export const ReceivedEventCountSchema: GenMessage<ReceivedEventCount> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 12);
+  messageDesc(file_dex_v1_client_service, 13);
 
 /**
  * PendingChildRun is a child run that has not ended.
@@ -706,7 +766,7 @@ export type PendingChildRun = Message<"dex.v1.PendingChildRun"> & {
  * Use `create(PendingChildRunSchema)` to create a new message.
  */
 export const PendingChildRunSchema: GenMessage<PendingChildRun> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 13);
+  messageDesc(file_dex_v1_client_service, 14);
 
 /**
  * DescribeRunResponse describes a run.
@@ -806,7 +866,7 @@ export type DescribeRunResponse = Message<"dex.v1.DescribeRunResponse"> & {
  * Use `create(DescribeRunResponseSchema)` to create a new message.
  */
 export const DescribeRunResponseSchema: GenMessage<DescribeRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 14);
+  messageDesc(file_dex_v1_client_service, 15);
 
 /**
  * GetRunHistoryRequest asks for a page of history.
@@ -849,7 +909,7 @@ export type GetRunHistoryRequest = Message<"dex.v1.GetRunHistoryRequest"> & {
  * Use `create(GetRunHistoryRequestSchema)` to create a new message.
  */
 export const GetRunHistoryRequestSchema: GenMessage<GetRunHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 15);
+  messageDesc(file_dex_v1_client_service, 16);
 
 /**
  * GetRunHistoryResponse holds a page of history.
@@ -892,7 +952,7 @@ export type GetRunHistoryResponse = Message<"dex.v1.GetRunHistoryResponse"> & {
  * Use `create(GetRunHistoryResponseSchema)` to create a new message.
  */
 export const GetRunHistoryResponseSchema: GenMessage<GetRunHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 16);
+  messageDesc(file_dex_v1_client_service, 17);
 
 /**
  * GetRunResultRequest asks for a run's outcome.
@@ -922,7 +982,7 @@ export type GetRunResultRequest = Message<"dex.v1.GetRunResultRequest"> & {
  * Use `create(GetRunResultRequestSchema)` to create a new message.
  */
 export const GetRunResultRequestSchema: GenMessage<GetRunResultRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 17);
+  messageDesc(file_dex_v1_client_service, 18);
 
 /**
  * GetRunResultResponse holds a run's outcome.
@@ -971,7 +1031,7 @@ export type GetRunResultResponse = Message<"dex.v1.GetRunResultResponse"> & {
  * Use `create(GetRunResultResponseSchema)` to create a new message.
  */
 export const GetRunResultResponseSchema: GenMessage<GetRunResultResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 18);
+  messageDesc(file_dex_v1_client_service, 19);
 
 /**
  * ListRunsRequest filters runs. Filters combine with AND.
@@ -1041,7 +1101,7 @@ export type ListRunsRequest = Message<"dex.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 19);
+  messageDesc(file_dex_v1_client_service, 20);
 
 /**
  * ListRunsResponse holds a page of runs, newest first.
@@ -1069,7 +1129,7 @@ export type ListRunsResponse = Message<"dex.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 20);
+  messageDesc(file_dex_v1_client_service, 21);
 
 /**
  * CancelRunRequest asks for a run to be cancelled.
@@ -1097,7 +1157,7 @@ export type CancelRunRequest = Message<"dex.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 21);
+  messageDesc(file_dex_v1_client_service, 22);
 
 /**
  * CancelRunResponse acknowledges the request.
@@ -1125,7 +1185,7 @@ export type CancelRunResponse = Message<"dex.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 22);
+  messageDesc(file_dex_v1_client_service, 23);
 
 /**
  * TerminateRunRequest asks for a run to be ended at once.
@@ -1153,7 +1213,7 @@ export type TerminateRunRequest = Message<"dex.v1.TerminateRunRequest"> & {
  * Use `create(TerminateRunRequestSchema)` to create a new message.
  */
 export const TerminateRunRequestSchema: GenMessage<TerminateRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 23);
+  messageDesc(file_dex_v1_client_service, 24);
 
 /**
  * TerminateRunResponse acknowledges the termination.
@@ -1174,7 +1234,7 @@ export type TerminateRunResponse = Message<"dex.v1.TerminateRunResponse"> & {
  * Use `create(TerminateRunResponseSchema)` to create a new message.
  */
 export const TerminateRunResponseSchema: GenMessage<TerminateRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 24);
+  messageDesc(file_dex_v1_client_service, 25);
 
 /**
  * InstanceIdConflictPolicy says what StartWorkflow does when the instance id
