@@ -5,6 +5,7 @@
  * Every scenario ends by replaying its recorded history from scratch.
  */
 import { describe, expect, it } from "vitest";
+import { ApplicationFailure } from "../src/common/errors.js";
 import { decodePayload } from "../src/common/payload.js";
 import type { Workflow } from "../src/workflow/types.js";
 import { FakeRun, event, failureOf, inputs, resultOf, summarize } from "./history-builder.js";
@@ -122,18 +123,25 @@ describe("named events", () => {
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 
-  it("a handler that throws fails the run", async () => {
+  it("an error thrown by a handler is one escaping workflow code: a bug fails the task, an ApplicationFailure the run", async () => {
     const wf: Workflow = async (ctx) => {
-      ctx.onEvent("bad", () => {
-        throw new Error("handler broke");
+      ctx.onEvent<string>("bad", (kind) => {
+        if (kind === "bug") throw new TypeError("handler broke");
+        throw ApplicationFailure.nonRetryable("refused on purpose");
       });
       return ctx.waitForEvent("never");
     };
+    const bug = new FakeRun();
+    const buggy = await bug.replayed(wf);
+    await bug.task(buggy);
+    bug.send(inputs.namedEvent("bad", "b1", "bug"));
+    await expect(bug.task(buggy)).rejects.toThrow("handler broke");
+
     const run = new FakeRun();
     const ex = await run.replayed(wf);
     await run.task(ex);
-    run.send(inputs.namedEvent("bad", "b1"));
-    expect(failureOf(await run.task(ex)).message).toBe("handler broke");
+    run.send(inputs.namedEvent("bad", "b1", "deliberate"));
+    expect(failureOf(await run.task(ex)).message).toBe("refused on purpose");
   });
 
   it("continue-as-new carries the unconsumed events, in the order received, with id, name and payload", async () => {

@@ -51,7 +51,7 @@ interface Buffered {
 export interface EventSinks {
   /** Resolves the oldest pending wait for `name`, if there is one. */
   resolveOldestWait(name: string, payload: unknown): boolean;
-  /** A handler threw or rejected: the run fails like workflow code that throws. */
+  /** A handler threw or rejected: handled as an error escaping workflow code (the failure rule). */
   handlerFailed(error: unknown): void;
 }
 

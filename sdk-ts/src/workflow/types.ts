@@ -163,8 +163,9 @@ export interface WorkflowContext {
   /**
    * Calls `handler` for each event named `eventName` no wait takes (like Temporal's signal
    * handlers): first for those buffered before the call, in order, then as they arrive. One
-   * handler per name (a second call replaces it); returns a function that removes it. A handler
-   * that throws or rejects fails the run as workflow code that throws would.
+   * handler per name (a second call replaces it); returns a function that removes it. An error a
+   * handler throws (or rejects with) is treated as one escaping workflow code (a bug fails the
+   * workflow task, an ApplicationFailure fails the run).
    */
   onEvent<T = unknown>(eventName: string, handler: (payload: T, event: { readonly name: string; readonly id: string }) => void | Promise<void>): () => void;
   /**
