@@ -66,9 +66,27 @@ describe("named events: a shopping cart", { timeout: E2E_TEST_TIMEOUT_MS }, () =
     expect(await handle.result()).toEqual({ items: ITEMS, runs: 1, checkout: { card: "4242" } });
     const history = await runDex(["workflow", "history", "cart-one-run", "--address", h.server.address]);
     expect(history.stdout).toMatch(/event received +add-item \(id add-7\) "item-7"/);
+    const describe = await runDex(["workflow", "describe", "cart-one-run", "--address", h.server.address]);
+    expect(describe.stdout).toMatch(/received events:\n.*EVENT.*\n.*add-item +100 +0\n.*checkout +1 +0/);
     const misuse = await cli("--payload", "1");
     expect(misuse).toMatchObject({ code: 1, stdout: "" });
     expect(misuse.stderr.trim()).toBe("dex: give --name <name> (what the workflow waits for), optionally with --id <event-id>");
+  });
+
+  it("starts a cart with its first item (signal-with-start by name), and the older id-only forms still work", async () => {
+    const { handle, started, eventId } = await h.client.sendEventWithStart(cart, {
+      instanceId: "cart-sws",
+      input: { items: [], itemsPerRun: 1000, runsBefore: 0 },
+      eventName: "add-item",
+      payload: "first",
+    });
+    expect(started).toBe(true);
+    expect(eventId).toMatch(/^[0-9a-f-]{36}$/);
+    // An id alone is the name too (the form before names): this is an event named "add-item".
+    expect((await handle.sendEvent("add-item", "second")).eventId).toBe("add-item");
+    const cli = await runDex(["workflow", "signal", "cart-sws", "--address", h.server.address, "--event", "checkout", "--payload", "true"]);
+    expect(cli).toMatchObject({ code: 0, stdout: `sent event checkout (id checkout) to run ${handle.runId}\n` });
+    expect(await handle.result()).toEqual({ items: ["first", "second"], runs: 1, checkout: true });
   });
 
   it("the same across a continue-as-new chain: unconsumed items carried over, a resend to a later run a duplicate", async () => {
