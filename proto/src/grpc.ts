@@ -10,6 +10,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
+import { encodeStatusDetails, STATUS_DETAILS_TRAILER } from "./error-details.js";
 import { Code, DexError } from "./errors.js";
 
 type Methods<S> = S extends GenService<infer M> ? M : never;
@@ -151,7 +152,7 @@ export function grpcService<S extends GenService<GenServiceMethods>>(
             answered = true;
             const dexError = err instanceof DexError ? err : DexError.from(err, "INTERNAL");
             if (!(err instanceof DexError)) hooks.onInternalError?.(err, method.name);
-            callback({ code: Code[dexError.code], details: dexError.message } as grpc.ServiceError);
+            callback(statusOf(dexError));
             hooks.onAnswered?.({ service: service.typeName, method: method.name, code: dexError.code, ms: performance.now() - started });
           },
         )
@@ -165,9 +166,22 @@ export function grpcService<S extends GenService<GenServiceMethods>>(
   return { definition: definition as grpc.ServiceDefinition, implementation };
 }
 
+/** A DexError as the status grpc-js sends: code, message, and its typed details in the standard trailer. */
+function statusOf(error: DexError): grpc.ServiceError {
+  const code = Code[error.code];
+  const status = { code, details: error.message } as grpc.ServiceError;
+  const bytes = error.details && encodeStatusDetails(code, error.message, error.details);
+  if (bytes) {
+    status.metadata = new grpc.Metadata();
+    status.metadata.set(STATUS_DETAILS_TRAILER, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+  return status;
+}
+
 /**
  * Creates a typed client for a generated service over a grpc-js channel.
- * Every RPC error is rethrown as a DexError carrying the status code name.
+ * Every RPC error is rethrown as a DexError carrying the status code name and
+ * the typed details of its grpc-status-details-bin trailer (DexError.from).
  */
 export function createServiceClient<S extends GenService<GenServiceMethods>>(
   service: S,

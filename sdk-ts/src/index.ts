@@ -84,6 +84,7 @@ export {
   WorkflowFailedError,
 } from "./common/errors.js";
 export type { ApplicationFailureOptions, NonDeterminismDetails, RunStatusName, TimeoutType } from "./common/errors.js";
+export type { ErrorReasonName } from "./common/errors.js";
 export type { FailureInfo } from "./common/failure.js";
 export { setWorkflowOptions } from "./workflow/failure-rule.js";
 export type { ErrorMatcher, WorkflowDefinitionOptions } from "./workflow/failure-rule.js";

@@ -378,7 +378,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         await Promise.all(pools.map((pool) => pool.end({ timeout: 5 })));
         logger.info("dex server stopped");
       })());
-    const testClock = options.testClock ? createTestClock({ sql, timerLoop, wakeups: engine.wakeups }) : undefined;
+    const testClock = options.testClock ? createTestClock({ sql, timerLoop, scheduleLoop, wakeups: engine.wakeups }) : undefined;
     return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close, testClock };
   } catch (err) {
     databaseHealth?.stop();

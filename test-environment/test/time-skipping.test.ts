@@ -48,6 +48,10 @@ async function retryAfterAnHour(ctx: WorkflowContext) {
   return { attempt, elapsedMs: ctx.now().getTime() - startedAt.getTime() };
 }
 
+async function stamp(ctx: WorkflowContext) {
+  return ctx.now().toISOString();
+}
+
 async function dailyReminder(ctx: WorkflowContext) {
   const startedAt = ctx.now();
   await ctx.sleep("1d");
@@ -67,7 +71,7 @@ describe("TestEnvironment with time skipping", () => {
     env = await TestEnvironment.create({ timeSkipping: true });
     console.log(`[time skipping] TestEnvironment.create() took ${(performance.now() - createStart).toFixed(0)} ms (Postgres initdb, migrations, server)`);
     await env.createWorker({
-      workflows: { renewSubscription, awaitApproval, reportWithDeadline, retryAfterAnHour, dailyReminder },
+      workflows: { renewSubscription, awaitApproval, reportWithDeadline, retryAfterAnHour, dailyReminder, stamp },
       // Mocked activities: plain functions registered under the names the workflows call.
       activities: {
         charge: async (customer: string) => {
@@ -160,5 +164,28 @@ describe("TestEnvironment with time skipping", () => {
     const { remindedAfterMs } = await handle.result();
     expect(remindedAfterMs).toBeGreaterThanOrEqual(DAY);
     expect(remindedAfterMs).toBeLessThan(2 * DAY);
+  });
+
+  it("fires a schedule on the skipped clock: env.sleep past three daily firings starts three runs, each at its time", async () => {
+    const schedule = await env.client.schedule.create({
+      scheduleId: "daily-stamp",
+      spec: { intervals: [{ everyMs: DAY }] },
+      action: { workflow: stamp },
+    });
+    const before = await env.now();
+    await env.sleep("3d");
+    const description = await waitFor(async () => {
+      const d = await schedule.describe();
+      return d.recentActions.length >= 3 ? d : undefined;
+    });
+    const actions = description.recentActions.slice(0, 3);
+    for (const action of actions) {
+      // Each run started at its nominal time on the test clock: the days were not jumped over.
+      const started = new Date((await env.client.getHandle({ runId: action.runId }).result()) as string);
+      expect(started.getTime() - action.nominalTime.getTime()).toBeGreaterThanOrEqual(0);
+      expect(started.getTime() - action.nominalTime.getTime()).toBeLessThan(HOUR);
+      expect(action.nominalTime.getTime()).toBeGreaterThan(before.getTime());
+    }
+    await schedule.delete();
   });
 });

@@ -3,7 +3,15 @@
  * from a protobuf Failure (see failure.ts), so a workflow can catch exactly
  * what an activity threw, with its type, details and cause chain.
  */
+/**
+ * DexError is what every client call rejects with: `code` (the gRPC status by
+ * name) and, where the code alone does not say enough, typed details read
+ * from the server's grpc-status-details-bin trailer: `reason`
+ * ("RUN_ALREADY_OPEN", "RUN_REUSE_REJECTED", "RUN_ENDED", "UPDATE_REJECTED"),
+ * `runId`, `instanceId`, `runStatus` and `failure` (docs/errors.md).
+ */
 export { DexError } from "@dex/proto";
+export type { ErrorReasonName } from "@dex/proto";
 
 export interface ApplicationFailureOptions {
   message: string;

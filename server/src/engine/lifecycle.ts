@@ -41,6 +41,7 @@ import { inTransaction, type Effects } from "./effects.js";
 import { encodeEvent, encodeFailure, externalEventBytes, externalEventIdentity, type ExternalEventIdentity } from "./events.js";
 import { DedupKind, dedupKey, isTerminal, QueueType, RunStatus } from "./model.js";
 import { afterRunEnded, cancelRuns } from "./relatives.js";
+import { runEnded, runReuseRejected } from "./run-refusals.js";
 import type { RunSelector } from "./runs.js";
 import { newRun, ReusePolicy, type StartRequest } from "./start.js";
 
@@ -103,7 +104,7 @@ function notFound(selector: RunSelector): DexError {
 }
 
 function ended(run: LockedRun, what: string): DexError {
-  return new DexError("FAILED_PRECONDITION", `run ${run.id} has already ended (${run.status}); ${what}`);
+  return new DexError("FAILED_PRECONDITION", `run ${run.id} has already ended (${run.status}); ${what}`, { details: runEnded(run) });
 }
 
 /**
@@ -235,6 +236,7 @@ export async function sendEventWithStart(
               (request.reusePolicy === ReusePolicy.REJECT
                 ? "REJECT forbids another run"
                 : "ALLOW_IF_FAILED allows another run only after a failed, cancelled or terminated one"),
+            { details: runReuseRejected(request.instanceId, outcome.latestRunId, outcome.latestStatus) },
           );
       }
     }

@@ -3,7 +3,9 @@
  * (docs/worker-protocol.md, "Limits"). Two limits are server options
  * (ServerOptions.limits, `dex server --max-payload-bytes`); the others are
  * part of the contract (the proto comments say "1 to 255 characters") or of
- * the schema, so they are constants that clients can rely on.
+ * the schema, so they are constants that clients can rely on. Lengths in
+ * characters count Unicode code points (validation.ts codePoints), as the
+ * proto comments do, so a limit means the same in every client's language.
  */
 
 export interface Limits {

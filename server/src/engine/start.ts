@@ -17,6 +17,7 @@ import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodePayload } from "./events.js";
+import { runAlreadyOpen, runReuseRejected } from "./run-refusals.js";
 import { leaseEagerStart } from "./eager-start.js";
 import { announceStarts, submitStart, type StartingRun } from "./start-batch.js";
 import type { PolledWorkflowTask } from "./workflow-tasks.js";
@@ -158,6 +159,7 @@ async function startWorkflowAlone(
           "ALREADY_EXISTS",
           `instance id "${request.instanceId}" already has an open run ${open.id}; wait for it to end, ` +
             `or start with conflict_policy USE_EXISTING to get that run`,
+          { details: runAlreadyOpen(request.instanceId, open.id) },
         );
       }
     }
@@ -182,6 +184,7 @@ function answer(
         "ALREADY_EXISTS",
         `instance id "${request.instanceId}" already had run ${outcome.latestRunId} (${outcome.latestStatus}) and ` +
           `reuse_policy ${request.reusePolicy === ReusePolicy.REJECT ? "REJECT forbids another run" : "ALLOW_IF_FAILED allows another run only after a failed, cancelled or terminated one"}`,
+        { details: runReuseRejected(request.instanceId, outcome.latestRunId, outcome.latestStatus) },
       );
   }
 }

@@ -6,6 +6,7 @@
  */
 import type { Sql } from "../store/db.js";
 import { advanceTestClock, readTestClock, skipTestClockIfIdle, type IdleSkip } from "../store/test-clock.js";
+import type { ScheduleLoop } from "./schedules-loop.js";
 import type { TimerLoop } from "./timer-loop.js";
 import type { Wakeups } from "./wakeups.js";
 
@@ -17,18 +18,20 @@ export interface TestClock {
   /** Moves the clock forward by `ms` (a whole number, 0 or more) whatever is running; resolves with the new time. */
   advance(ms: number): Promise<Date>;
   /**
-   * When nothing can run now (no workflow or activity task visible or leased, no due timer left
-   * unfired), moves the clock to the earliest time something waits for (a timer, an event wait's
-   * timeout, a retry's back-off), at most to `until`; otherwise changes nothing.
+   * When nothing can run now (no workflow or activity task visible or leased, no due timer or
+   * schedule firing left unhandled), moves the clock to the earliest time something waits for (a
+   * timer, an event wait's timeout, a retry's back-off, a schedule's next firing), at most to
+   * `until`; otherwise changes nothing.
    */
   skipIfIdle(until?: Date): Promise<IdleSkip>;
 }
 
-export function createTestClock(deps: { sql: Sql; timerLoop: TimerLoop; wakeups: Wakeups }): TestClock {
+export function createTestClock(deps: { sql: Sql; timerLoop: TimerLoop; scheduleLoop: ScheduleLoop; wakeups: Wakeups }): TestClock {
   // Due times the wake-ups armed on the old clock (retries' back-offs, as local times) are now
-  // late, and the timer loop sleeps toward a fire time measured before the move: wake both.
+  // late, and the timer and schedule loops sleep toward due times measured before the move: wake all.
   const moved = () => {
     deps.timerLoop.nudge();
+    deps.scheduleLoop.wake();
     deps.wakeups.wakeEverything();
   };
   // One move at a time: two skips at once would each judge "idle" on a snapshot taken before the

@@ -42,14 +42,44 @@ export function optionalString(field: string, value: string, max = MAX_ID_LENGTH
   const control = CONTROL.exec(value);
   if (control) {
     const code = control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
-    throw invalid(`${field} must not contain control characters: it has U+${code} at position ${control.index}`);
+    throw invalid(`${field} must not contain control characters: it has U+${code} at position ${codePoints(value.slice(0, control.index))}`);
   }
   return value;
 }
 
 /** Free text (a reason, a custom status): at most `max` characters and no NUL, which Postgres text cannot hold. */
 export function optionalText(field: string, value: string, max: number): string {
-  if (value.length > max) throw invalid(`${field} is too long: ${value.length} characters, at most ${max}`);
+  // Counted only when the UTF-16 length is over: a string never has more code points than units.
+  if (value.length > max) {
+    const characters = codePoints(value);
+    if (characters > max) throw invalid(`${field} is too long: ${characters} characters, at most ${max}`);
+  }
+  return noNul(field, value);
+}
+
+/**
+ * Characters as the proto comments count them ("1 to 255 characters"):
+ * Unicode code points, the same in every language, not JavaScript's UTF-16
+ * units, in which an emoji counts two and a limit would depend on the
+ * server's language. An unpaired surrogate counts one.
+ */
+export function codePoints(value: string): number {
+  let surrogatePairs = 0;
+  for (let i = 0; i < value.length - 1; i++) {
+    const unit = value.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = value.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        surrogatePairs++;
+        i++;
+      }
+    }
+  }
+  return value.length - surrogatePairs;
+}
+
+/** No NUL: Postgres text cannot hold it, and logs and terminals cut the text at it. */
+function noNul(field: string, value: string): string {
   if (value.includes("\u0000")) throw invalid(`${field} must not contain NUL characters`);
   return value;
 }
@@ -156,7 +186,8 @@ const TIMEOUT_TYPES = Object.values(TimeoutType).filter((v): v is number => type
 
 /**
  * A failure as a caller sends it: a cause chain at most MAX_FAILURE_DEPTH
- * deep, known kinds, each level's details within the payload limit, and the
+ * deep, no NUL in any message or type (they become the text of errors,
+ * logs and CLI lines, like every other string), known kinds, each level's details within the payload limit, and the
  * whole chain serialized within it too (message and stack count).
  */
 export function failureField(field: string, failure: Failure | undefined, limits: Limits): Failure | undefined {
@@ -165,6 +196,8 @@ export function failureField(field: string, failure: Failure | undefined, limits
   for (let depth = 0; level; depth++, level = level.cause) {
     const at = `${field}${".cause".repeat(depth)}`;
     if (depth >= MAX_FAILURE_DEPTH) throw invalid(`${field} has a cause chain more than ${MAX_FAILURE_DEPTH} failures deep; cut it shorter`);
+    noNul(`${at}.message`, level.message);
+    noNul(`${at}.type`, level.type);
     enumField(`${at}.kind`, level.kind, KINDS);
     enumField(`${at}.timeout_type`, level.timeoutType, TIMEOUT_TYPES);
     payloadField(`${at}.details`, level.details, limits);

@@ -93,8 +93,9 @@ export interface IdleSkip {
  * ONE statement (one snapshot, so "idle" and "the next time" agree): when nothing can run now,
  * moves the clock to the earliest time something waits for, capped at `until`, so that thing
  * (a timer, an event wait's timeout, a retry's back-off) comes due at once and nothing later is
- * jumped over. A due timer the timer loop has not fired yet counts as busy: without that check a
- * second skip, before the loop's pass, would jump past the first timer's consequences.
+ * jumped over. A due timer the timer loop has not fired yet counts as busy (and so does a due
+ * schedule firing): without that check a second skip, before the loop's pass, would jump past the
+ * first timer's consequences. A schedule's due_at is NULL while it is paused or done.
  * Unleased tasks that are not visible yet are back-offs (workflow task and activity retries):
  * waits like timers. Leased tasks are running: the clock is left alone, so an activity's
  * timeouts and heartbeats see real time pass while it runs.
@@ -106,8 +107,10 @@ export async function skipTestClockIfIdle(sql: Queryable, until: Date | null): P
     with state as (
       select exists(select 1 from dex.workflow_tasks where visible_at <= now() or leased_until is not null)
           or exists(select 1 from dex.activity_tasks where visible_at <= now() or leased_until is not null)
-          or exists(select 1 from dex.timers where fire_at <= now()) as busy,
+          or exists(select 1 from dex.timers where fire_at <= now())
+          or exists(select 1 from dex.schedules where due_at <= now()) as busy,
              least((select min(fire_at) from dex.timers),
+                   (select min(due_at) from dex.schedules),
                    (select min(visible_at) from dex.workflow_tasks where leased_until is null),
                    (select min(visible_at) from dex.activity_tasks where leased_until is null)) as next_at
     ), target as (

@@ -27,14 +27,14 @@ export const file_dex_v1_client_service: GenFile = /*@__PURE__*/
  */
 export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
   /**
-   * Registered name of the workflow. Required; 1 to 255 characters.
+   * Registered name of the workflow. Required; 1 to 255 characters, no control characters.
    *
    * @generated from field: string workflow_name = 1;
    */
   workflowName: string;
 
   /**
-   * Instance id chosen by the caller. Required; 1 to 255 characters. At most
+   * Instance id chosen by the caller. Required; 1 to 255 characters, no control characters. At most
    * one open run per instance id exists at any time.
    *
    * @generated from field: string instance_id = 2;
@@ -42,7 +42,8 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
   instanceId: string;
 
   /**
-   * Workflow task queue. Empty means "default". The queue must exist.
+   * Workflow task queue. Empty means "default". The queue must exist. Else
+   * a queue name: 1 to 64 letters, digits, '-', '_' or '.'.
    *
    * @generated from field: string task_queue = 3;
    */
@@ -57,7 +58,7 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
 
   /**
    * Labels to filter runs by; at most 64, keys up to 64 and values up to 255
-   * characters.
+   * characters. Keys hold no control characters, values no NUL.
    *
    * @generated from field: map<string, string> labels = 5;
    */
@@ -73,7 +74,7 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
   /**
    * Idempotency key for retries of this call: a start whose request id equals
    * the one that created the open run returns that run instead of failing.
-   * Up to 255 characters.
+   * Up to 255 characters, no control characters.
    *
    * @generated from field: string request_id = 7;
    */
@@ -95,7 +96,8 @@ export type StartWorkflowRequest = Message<"dex.v1.StartWorkflowRequest"> & {
 
   /**
    * Runs sharing a concurrency key execute at most `concurrency_limit` at
-   * once; the others wait in CREATED. Empty means no key.
+   * once; the others wait in CREATED. Empty means no key. Up to 255
+   * characters, no control characters.
    *
    * @generated from field: string concurrency_key = 10;
    */
@@ -1145,7 +1147,7 @@ export type CancelRunRequest = Message<"dex.v1.CancelRunRequest"> & {
   run?: RunSelector | undefined;
 
   /**
-   * Why; shown in history and describe.
+   * Why; shown in history and describe. At most 1 000 characters, no NUL.
    *
    * @generated from field: string reason = 2;
    */
@@ -1201,7 +1203,7 @@ export type TerminateRunRequest = Message<"dex.v1.TerminateRunRequest"> & {
   run?: RunSelector | undefined;
 
   /**
-   * Why; recorded in history.
+   * Why; recorded in history. At most 1 000 characters, no NUL.
    *
    * @generated from field: string reason = 2;
    */
@@ -1329,6 +1331,10 @@ export const InstanceIdReusePolicySchema: GenEnum<InstanceIdReusePolicy> = /*@__
  * Here: `client` and `admin` keys may call every method except TerminateRun,
  * which is `admin` only; `worker` keys may call GetRunHistory (for a run on
  * one of their queues, if limited) and nothing else.
+ *
+ * Error details: ALREADY_EXISTS from a start and FAILED_PRECONDITION for an
+ * ended run also carry a dex.v1.ErrorDetails (errors.proto) in the standard
+ * grpc-status-details-bin trailer: the open run's id, the ended run's status.
  *
  * @generated from service dex.v1.ClientService
  */

@@ -24,7 +24,8 @@ export const file_dex_v1_commands: GenFile = /*@__PURE__*/
  * something the workflow later hears back about carry a `seq`: a number the
  * workflow assigns from 1 upwards, in the order it issues such commands, shared
  * by all kinds (activity, timer, event wait, child, side effect). Replay
- * matches commands to recorded events by position, kind and seq.
+ * matches commands to recorded events by position, kind and seq. A `seq` is
+ * from 1 to 2^31-1 (2147483647). At most 10 000 commands per completion.
  *
  * @generated from message dex.v1.Command
  */
@@ -171,14 +172,14 @@ export const CommandSchema: GenMessage<Command> = /*@__PURE__*/
  */
 export type ScheduleActivityCommand = Message<"dex.v1.ScheduleActivityCommand"> & {
   /**
-   * Sequence id, unique within the run; must be greater than 0.
+   * Sequence id, unique within the run; from 1 to 2^31-1.
    *
    * @generated from field: uint32 seq = 1;
    */
   seq: number;
 
   /**
-   * Registered name of the activity. Required.
+   * Registered name of the activity. Required; 1 to 255 characters, no control characters.
    *
    * @generated from field: string activity_name = 2;
    */
@@ -186,7 +187,7 @@ export type ScheduleActivityCommand = Message<"dex.v1.ScheduleActivityCommand"> 
 
   /**
    * Activity task queue to schedule on. Empty means the activity queue with
-   * the same name as the run's workflow task queue.
+   * the same name as the run's workflow task queue. Else a queue name: 1 to 64 letters, digits, '-', '_' or '.'.
    *
    * @generated from field: string task_queue = 3;
    */
@@ -388,21 +389,21 @@ export type StartChildRunCommand = Message<"dex.v1.StartChildRunCommand"> & {
   seq: number;
 
   /**
-   * Registered name of the child's workflow. Required.
+   * Registered name of the child's workflow. Required; 1 to 255 characters, no control characters.
    *
    * @generated from field: string workflow_name = 2;
    */
   workflowName: string;
 
   /**
-   * Instance id of the child. Required.
+   * Instance id of the child. Required; 1 to 255 characters, no control characters.
    *
    * @generated from field: string instance_id = 3;
    */
   instanceId: string;
 
   /**
-   * Workflow task queue of the child; empty means the parent's.
+   * Workflow task queue of the child; empty means the parent's. Else a queue name: 1 to 64 letters, digits, '-', '_' or '.'.
    *
    * @generated from field: string task_queue = 4;
    */
@@ -416,7 +417,8 @@ export type StartChildRunCommand = Message<"dex.v1.StartChildRunCommand"> & {
   input?: Payload | undefined;
 
   /**
-   * Labels of the child; unset means the parent's.
+   * Labels of the child; unset means the parent's. Limits as
+   * StartWorkflowRequest.labels.
    *
    * @generated from field: map<string, string> labels = 6;
    */
@@ -539,7 +541,8 @@ export const RecordPatchMarkerCommandSchema: GenMessage<RecordPatchMarkerCommand
  */
 export type SetCustomStatusCommand = Message<"dex.v1.SetCustomStatusCommand"> & {
   /**
-   * The custom status; empty clears it.
+   * The custom status; empty clears it. At most 255 characters, no NUL
+   * (newlines are fine).
    *
    * @generated from field: string custom_status = 1;
    */
@@ -560,7 +563,8 @@ export const SetCustomStatusCommandSchema: GenMessage<SetCustomStatusCommand> = 
  */
 export type UpsertLabelsCommand = Message<"dex.v1.UpsertLabelsCommand"> & {
   /**
-   * Labels to set.
+   * Labels to set. The run may then hold at most 64; keys 1 to 64
+   * characters, no control characters; values up to 255 characters, no NUL.
    *
    * @generated from field: map<string, string> labels = 1;
    */
@@ -651,14 +655,15 @@ export type ContinueAsNewCommand = Message<"dex.v1.ContinueAsNewCommand"> & {
   input?: Payload | undefined;
 
   /**
-   * Workflow of the new run; empty means the same workflow.
+   * Workflow of the new run; empty means the same workflow. Else 1 to 255 characters, no control characters.
    *
    * @generated from field: string workflow_name = 2;
    */
   workflowName: string;
 
   /**
-   * Workflow task queue of the new run; empty means the same queue.
+   * Workflow task queue of the new run; empty means the same queue. Else
+   * a queue name: 1 to 64 letters, digits, '-', '_' or '.'.
    *
    * @generated from field: string task_queue = 3;
    */

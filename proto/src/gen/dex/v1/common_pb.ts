@@ -2,6 +2,17 @@
 // @generated from file dex/v1/common.proto (package dex.v1, syntax proto3)
 /* eslint-disable */
 
+// Limits, for every dex.v1 file (docs/worker-protocol.md, "Limits", has the
+// table). A request that breaks one is refused whole with INVALID_ARGUMENT
+// naming the field, and nothing is written. "Characters" are Unicode code
+// points (an emoji is one), whatever the client's language counts. Ids and
+// names (instance, workflow, activity and event ids, request, worker and
+// concurrency keys, label keys) hold no control characters (U+0000-U+001F,
+// U+007F-U+009F); free text (reasons, custom status, label values, failure
+// messages and types) holds no NUL. Timestamps lie in years 1 to 9999;
+// durations are at most about ten years. A whole request message is at
+// most the server's max message size (default 16 MiB): RESOURCE_EXHAUSTED.
+
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration } from "@bufbuild/protobuf/wkt";
@@ -17,6 +28,10 @@ export const file_dex_v1_common: GenFile = /*@__PURE__*/
 /**
  * Payload is a value that dex stores and forwards without looking inside:
  * workflow and activity inputs and results, event payloads, failure details.
+ * Limit: data, encoding and metadata together at most the server's max
+ * payload size (default 2 MiB, `dex server --max-payload-bytes`); a larger
+ * one is refused with INVALID_ARGUMENT giving its size and the limit. Keep
+ * large data elsewhere and pass a reference.
  *
  * @generated from message dex.v1.Payload
  */
@@ -55,13 +70,16 @@ export const PayloadSchema: GenMessage<Payload> = /*@__PURE__*/
 
 /**
  * Failure describes an error with its cause chain. It is what a workflow sees
- * when an activity fails, and what a failed run reports.
+ * when an activity fails, and what a failed run reports. Limits on a failure
+ * a worker sends: at most 32 levels of `cause`; each level's `details` a
+ * Payload within the payload limit, and the whole chain, serialized, within
+ * it too; `kind` and `timeout_type` values this server knows.
  *
  * @generated from message dex.v1.Failure
  */
 export type Failure = Message<"dex.v1.Failure"> & {
   /**
-   * Human-readable message.
+   * Human-readable message. No NUL.
    *
    * @generated from field: string message = 1;
    */
@@ -70,7 +88,7 @@ export type Failure = Message<"dex.v1.Failure"> & {
   /**
    * Application error type, for example the error's class name
    * ("InsufficientFunds"). Retry policies match it against
-   * `non_retryable_error_types`.
+   * `non_retryable_error_types`. No NUL.
    *
    * @generated from field: string type = 2;
    */
@@ -166,7 +184,7 @@ export type RetryPolicy = Message<"dex.v1.RetryPolicy"> & {
   maximumAttempts: number;
 
   /**
-   * Failure types (`Failure.type`) that are never retried.
+   * Failure types (`Failure.type`) that are never retried. Each 1 to 255 characters, no control characters.
    *
    * @generated from field: repeated string non_retryable_error_types = 5;
    */
@@ -202,7 +220,7 @@ export type RunSelector = Message<"dex.v1.RunSelector"> & {
   } | {
     /**
      * An instance id: means the instance's open run if it has one, otherwise
-     * its most recently created run.
+     * its most recently created run. 1 to 255 characters, no control characters.
      *
      * @generated from field: string instance_id = 2;
      */

@@ -27,7 +27,7 @@ export const file_dex_v1_worker_service: GenFile = /*@__PURE__*/
  */
 export type PollWorkflowTasksRequest = Message<"dex.v1.PollWorkflowTasksRequest"> & {
   /**
-   * Workflow task queue. Required.
+   * Workflow task queue. Required; a queue name: 1 to 64 letters, digits, '-', '_' or '.'.
    *
    * @generated from field: string task_queue = 1;
    */
@@ -207,6 +207,7 @@ export type CompleteWorkflowTaskRequest = Message<"dex.v1.CompleteWorkflowTaskRe
   /**
    * The commands, in the order the workflow issued them. At most one
    * terminal command (complete, fail, cancel, continue-as-new), and only last.
+   * At most 10 000 commands; each `seq` from 1 to 2^31-1.
    *
    * @generated from field: repeated dex.v1.Command commands = 2;
    */
@@ -325,7 +326,7 @@ export type FailWorkflowTaskRequest = Message<"dex.v1.FailWorkflowTaskRequest"> 
   taskToken: Uint8Array;
 
   /**
-   * What went wrong. Required.
+   * What went wrong. Required; within the limits on Failure (common.proto).
    *
    * @generated from field: dex.v1.Failure failure = 2;
    */
@@ -374,7 +375,7 @@ export const FailWorkflowTaskResponseSchema: GenMessage<FailWorkflowTaskResponse
  */
 export type PollActivityTasksRequest = Message<"dex.v1.PollActivityTasksRequest"> & {
   /**
-   * Activity task queue. Required.
+   * Activity task queue. Required; a queue name: 1 to 64 letters, digits, '-', '_' or '.'.
    *
    * @generated from field: string task_queue = 1;
    */
@@ -599,7 +600,8 @@ export type FailActivityTaskRequest = Message<"dex.v1.FailActivityTaskRequest"> 
   taskToken: Uint8Array;
 
   /**
-   * What went wrong. Required. `non_retryable` ends retries.
+   * What went wrong. Required; within the limits on Failure (common.proto).
+   * `non_retryable` ends retries.
    *
    * @generated from field: dex.v1.Failure failure = 2;
    */
