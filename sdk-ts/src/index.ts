@@ -23,7 +23,7 @@ export { DEFAULT_ADDRESS } from "./client/connection.js";
 export type { Pem, TlsOptions } from "./client/connection.js";
 export type { ConnectionOptions } from "./client/environment.js";
 export type { ClientRetryOptions } from "./client/retry.js";
-export type { WorkflowHandle } from "./client/handle.js";
+export type { SendEventResult, WorkflowHandle } from "./client/handle.js";
 export type {
   CreateScheduleOptions,
   OverlapPolicy,
@@ -41,6 +41,7 @@ export type {
   PendingEventWaitInfo,
   PendingTimerInfo,
   PendingWorkflowTaskInfo,
+  ReceivedEventCountInfo,
   RunDescription,
   RunSummary,
 } from "./client/convert.js";
@@ -66,6 +67,7 @@ export type {
   WorkflowInput,
   WorkflowOutput,
 } from "./workflow/types.js";
+export type { EventHandler, ReceivedEventInfo } from "./workflow/events.js";
 
 // Errors and failures
 export {

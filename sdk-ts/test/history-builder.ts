@@ -47,6 +47,11 @@ export const inputs = {
     case: "externalEventReceived",
     value: { eventId, payload: encodePayload(payload) } as never,
   }),
+  /** An event with a name and an id, as the server records it since names exist. */
+  namedEvent: (eventName: string, eventId: string, payload?: unknown): Attributes => ({
+    case: "externalEventReceived",
+    value: { eventId, eventName, payload: encodePayload(payload) } as never,
+  }),
   eventWaitTimedOut: (seq: number): Attributes => ({ case: "eventWaitTimedOut", value: { seq } as never }),
   childRunStarted: (seq: number, runId = `child-run-${seq}`): Attributes => ({ case: "childRunStarted", value: { seq, runId } as never }),
   childRunStartFailed: (seq: number, failure: Failure): Attributes => ({ case: "childRunStartFailed", value: { seq, failure } as never }),
@@ -73,7 +78,7 @@ export function commandEvent(command: Command): Attributes {
     case "cancelTimer":
       return { case: "timerCancelled", value: { seq: c.value.seq } as never };
     case "waitForEvent":
-      return { case: "eventWaitStarted", value: { seq: c.value.seq, eventId: c.value.eventId } as never };
+      return { case: "eventWaitStarted", value: { seq: c.value.seq, eventId: c.value.eventId, eventName: c.value.eventName } as never };
     case "startChildRun":
       return {
         case: "childRunScheduled",

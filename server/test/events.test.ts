@@ -69,8 +69,9 @@ describe("external events", () => {
     expect(received.case === "externalEventReceived" && fromJson(received.value.payload)).toEqual({ ok: true });
     await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [] });
 
-    // In history now: the wait's time-out timer is gone, and the id is still a duplicate.
-    expect(await countRows("timers", runId)).toBe(0);
+    // In history now, and the id is still a duplicate. The wait's time-out stays (one name, many
+    // events: only the workflow code knows which wait an event satisfied; decision 0022).
+    expect(await countRows("timers", runId)).toBe(1);
     const before = await h.client.getRunHistory({ run: byRunId(runId) });
     expect(kinds(before.events)).toEqual([
       "runStarted",

@@ -29,17 +29,21 @@ const NO_AUTO_SWEEP = { retentionSweepIntervalMs: 2 ** 31 - 1 };
 
 /** Rows a run owns, per table. */
 async function ownedRows(h: Harness, runId: string) {
-  const [row] = await h.sql<{ runs: number; history: number; inbox: number; timers: number; workflow_tasks: number; activity_tasks: number }[]>`
+  const [row] = await h.sql<
+    { runs: number; history: number; inbox: number; timers: number; workflow_tasks: number; activity_tasks: number; event_ids: number; chains: number }[]
+  >`
     select (select count(*)::int from dex.runs where id = ${runId}) as runs,
            (select count(*)::int from dex.history_events where run_id = ${runId}) as history,
            (select count(*)::int from dex.inbox where run_id = ${runId}) as inbox,
            (select count(*)::int from dex.timers where run_id = ${runId}) as timers,
            (select count(*)::int from dex.workflow_tasks where run_id = ${runId}) as workflow_tasks,
-           (select count(*)::int from dex.activity_tasks where run_id = ${runId}) as activity_tasks`;
+           (select count(*)::int from dex.activity_tasks where run_id = ${runId}) as activity_tasks,
+           (select count(*)::int from dex.event_ids where run_id = ${runId}) as event_ids,
+           (select count(*)::int from dex.run_chains where run_id = ${runId}) as chains`;
   return row!;
 }
 
-const NOTHING = { runs: 0, history: 0, inbox: 0, timers: 0, workflow_tasks: 0, activity_tasks: 0 };
+const NOTHING = { runs: 0, history: 0, inbox: 0, timers: 0, workflow_tasks: 0, activity_tasks: 0, event_ids: 0, chains: 0 };
 
 async function endedRun(h: Harness, taskQueue = "default"): Promise<string> {
   const runId = await startWith(h, [scheduleActivity(1, "slow")], { taskQueue });
@@ -61,6 +65,9 @@ async function addLeftovers(h: Harness, runId: string, queue: string): Promise<v
     insert into dex.timers (run_id, seq, kind, fire_at, workflow_queue, priority, event)
     values (${runId}, 99, 'timer', now() + interval '1 day', ${queue}, 50, '')`;
   await h.sql`insert into dex.workflow_tasks (queue_name, run_id, priority, visible_at) values (${queue}, ${runId}, 50, now() + interval '1 day')`;
+  // The dedup record of an event the run accepted, and its continue-as-new chain (decision 0022).
+  await h.sql`insert into dex.event_ids (chain_id, event_id, run_id) values (${runId}, 'order-paid', ${runId})`;
+  await h.sql`insert into dex.run_chains (run_id, chain_id) values (${runId}, ${runId})`;
 }
 
 function sweeper(h: Harness, defaultRetentionSeconds: number, batchSize?: number): RetentionSweeper {

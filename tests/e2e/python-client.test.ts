@@ -16,6 +16,8 @@ import { protoRoot } from "@dex/proto";
 import type { WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
 import { repoRoot } from "../support/server-process.js";
+import { activities as cartActivities } from "../../examples/shopping-cart/activities.js";
+import { cart } from "../../examples/shopping-cart/workflows.js";
 
 const PYTHON = "/usr/bin/python3";
 const PLUGIN = "/usr/bin/grpc_python_plugin";
@@ -61,8 +63,8 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   let stubs: string;
   beforeAll(async () => {
     h = await startHarness();
-    h.workflowWorker({ greeting });
-    h.activityWorker(activities);
+    h.workflowWorker({ greeting, cart });
+    h.activityWorker({ ...activities, ...cartActivities });
     stubs = await mkdtemp(`${tmpdir()}/dex-python-stubs-`);
     const protos = (await readdir(`${protoRoot}/dex/v1`)).filter((f) => f.endsWith(".proto")).map((f) => `dex/v1/${f}`);
     execFileSync("protoc", [`-I${protoRoot}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`, `--plugin=protoc-gen-grpc_python=${PLUGIN}`, ...protos]);
@@ -87,6 +89,25 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
       result: { greeting: "hello, Ada", from: "typescript" },
       bad_input_code: "INVALID_ARGUMENT",
     });
+  });
+
+  it("sends named events (with an id, a repeated id, no id, the older id-only form) and reads the counts in describe", async () => {
+    const run = await runPython([`${repoRoot}tests/python/send_named_events.py`, stubs, h.server.address, "py-cart"]);
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as { generated_id: string } & Record<string, unknown>;
+    expect(out).toMatchObject({
+      started: true,
+      first_id: "py-1",
+      again_duplicate: true,
+      generated_duplicate: false,
+      legacy_id: "add-item",
+      missing_code: "INVALID_ARGUMENT",
+      counts: { "add-item": 3 },
+      status: "RUN_STATUS_COMPLETED",
+      result: { items: ["apple", "pear", "plum"], runs: 1, checkout: "paid" },
+    });
+    expect(out.generated_id).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it("creates a schedule whose first firing starts a run the TypeScript worker completes", async () => {

@@ -45,7 +45,12 @@ function describeView(response: DescribeRunResponse) {
       waitingReason: a.waitingReason || undefined,
     })),
     pendingTimers: response.pendingTimers.map((t) => ({ seq: t.seq, fireTime: isoTime(t.fireTime) })),
-    pendingEventWaits: response.pendingEventWaits.map((w) => ({ seq: w.seq, eventId: w.eventId, timeoutTime: isoTime(w.timeoutTime) })),
+    pendingEventWaits: response.pendingEventWaits.map((w) => ({
+      seq: w.seq,
+      eventName: w.eventName || w.eventId,
+      timeoutTime: isoTime(w.timeoutTime),
+    })),
+    receivedEvents: response.receivedEvents.map((r) => ({ eventName: r.eventName, inHistory: r.inHistory, inInbox: r.inInbox })),
     pendingChildRuns: response.pendingChildRuns.map((c) => ({
       seq: c.seq,
       instanceId: c.instanceId,
@@ -113,7 +118,12 @@ function printDescription(view: DescribeView): void {
   section(
     "awaited events",
     ["SEQ", "EVENT", "TIMES OUT AT"],
-    view.pendingEventWaits.map((w) => [String(w.seq), w.eventId, w.timeoutTime ?? "never"]),
+    view.pendingEventWaits.map((w) => [String(w.seq), w.eventName, w.timeoutTime ?? "never"]),
+  );
+  section(
+    "received events",
+    ["EVENT", "SEEN BY THE WORKFLOW", "NOT YET HANDED OUT"],
+    view.receivedEvents.map((r) => [r.eventName, String(r.inHistory), String(r.inInbox)]),
   );
   section(
     "child runs",

@@ -24,7 +24,16 @@ export function describeHistoryEvent(event: HistoryEvent): { kind: string; detai
     case "timerFired":
       return { kind: "timer fired", details: `#${a.value.seq}` };
     case "externalEventReceived":
-      return { kind: "event received", details: `${a.value.eventId} ${formatValue(decodePayload(a.value.payload))}` };
+      return {
+        kind: "event received",
+        details: `${a.value.eventName || a.value.eventId} (id ${a.value.eventId}) ${formatValue(decodePayload(a.value.payload))}`,
+      };
+    case "eventWaitStarted": {
+      const timeout = isoTime(a.value.timeoutTime);
+      return { kind: "event wait started", details: `#${a.value.seq} ${a.value.eventName || a.value.eventId}${timeout ? ` times out ${timeout}` : ""}` };
+    }
+    case "runContinuedAsNew":
+      return { kind: "run continued as new", details: `next run ${a.value.newRunId}` };
     case "patchMarkerRecorded":
       return { kind: "patch marker", details: `${a.value.patchId}${a.value.deprecated ? " (deprecated)" : ""}` };
     case "runCompleted":

@@ -81,8 +81,13 @@ export type ReusePolicy = "allow" | "allow-if-failed" | "reject";
 
 /** `client.sendEventWithStart` options: the start, plus the event to deliver. */
 export interface SendEventWithStartOptions<I = unknown> extends StartOptions<I> {
-  /** The event id; unique within the run. Required. */
-  eventId: string;
+  /**
+   * The event id: its dedup key, unique per instance across continue-as-new. Required unless
+   * `eventName` is given; then the default is a random UUID (this call's retries deliver once).
+   */
+  eventId?: string;
+  /** The event name the workflow waits for. Default: `eventId` (the form before names existed). */
+  eventName?: string;
   /** The event's payload (JSON-encoded). */
   payload?: unknown;
 }
@@ -94,6 +99,8 @@ export interface SendEventWithStartResult<O = unknown> {
   started: boolean;
   /** True when the run had already received this event id (nothing was delivered). */
   duplicate: boolean;
+  /** The event's id (the dedup key). */
+  eventId: string;
 }
 
 export interface ListRunsFilter {
@@ -174,12 +181,15 @@ export function createClient(options: ClientOptions = {}): Client {
     },
 
     async sendEventWithStart(workflow, options) {
-      if (typeof options.eventId !== "string" || options.eventId.length === 0) {
-        throw new TypeError("sendEventWithStart: eventId is required (a non-empty string)");
+      const named = typeof options.eventName === "string" && options.eventName.length > 0;
+      if (!named && (typeof options.eventId !== "string" || options.eventId.length === 0)) {
+        throw new TypeError("sendEventWithStart: eventName or eventId is required (a non-empty string)");
       }
+      const eventId = options.eventId || randomUUID();
       const request = {
         start: startRequest(workflow, options),
-        eventId: options.eventId,
+        eventId,
+        eventName: options.eventName ?? "",
         payload: options.payload === undefined ? undefined : encodePayload(options.payload),
       };
       // Safe to retry: the start carries a request id and the event id is delivered at most once.
@@ -189,6 +199,7 @@ export function createClient(options: ClientOptions = {}): Client {
         handle: createHandle(caller, { runId: response.runId, instanceId: options.instanceId }),
         started: response.started,
         duplicate: response.duplicate,
+        eventId,
       };
     },
 

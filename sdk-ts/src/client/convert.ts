@@ -49,6 +49,9 @@ export interface PendingTimerInfo {
 /** An external event the workflow waits for (`ctx.waitForEvent`). */
 export interface PendingEventWaitInfo {
   seq: number;
+  /** The awaited event name. */
+  eventName: string;
+  /** The same as `eventName` (the field's name from before events had names). */
   eventId: string;
   /** When the wait times out; absent means never. */
   timeoutTime?: Date;
@@ -63,6 +66,14 @@ export interface PendingChildRunInfo {
   runId?: string;
 }
 
+export interface ReceivedEventCountInfo {
+  eventName: string;
+  /** Events of the name in the run's history: the workflow has seen them. */
+  inHistory: number;
+  /** Events of the name accepted and not yet handed to the workflow. */
+  inInbox: number;
+}
+
 export interface RunDescription extends RunSummary {
   input: unknown;
   result?: unknown;
@@ -71,6 +82,8 @@ export interface RunDescription extends RunSummary {
   pendingActivities: PendingActivityInfo[];
   pendingTimers: PendingTimerInfo[];
   pendingEventWaits: PendingEventWaitInfo[];
+  /** External events received, counted by name (history: seen by the workflow; inbox: not yet). */
+  receivedEvents: ReceivedEventCountInfo[];
   pendingChildRuns: PendingChildRunInfo[];
   waitingReason?: string;
   continuedAsRunId?: string;
@@ -151,10 +164,11 @@ export function toRunDescription(response: DescribeRunResponse): RunDescription 
       return timer;
     }),
     pendingEventWaits: response.pendingEventWaits.map((w) => {
-      const wait: PendingEventWaitInfo = { seq: w.seq, eventId: w.eventId };
+      const wait: PendingEventWaitInfo = { seq: w.seq, eventName: w.eventName || w.eventId, eventId: w.eventName || w.eventId };
       put(wait, "timeoutTime", date(w.timeoutTime));
       return wait;
     }),
+    receivedEvents: response.receivedEvents.map((r) => ({ eventName: r.eventName, inHistory: r.inHistory, inInbox: r.inInbox })),
     pendingChildRuns: response.pendingChildRuns.map((c) => {
       const child: PendingChildRunInfo = { seq: c.seq, instanceId: c.instanceId, workflowName: c.workflowName };
       put(child, "runId", c.runId);

@@ -1,4 +1,5 @@
 /** A handle on one workflow run (or an instance's current run). */
+import { randomUUID } from "node:crypto";
 import type { HistoryEvent, RunSelector } from "@dex/proto";
 import { DexError } from "@dex/proto";
 import { WorkflowFailedError } from "../common/errors.js";
@@ -30,11 +31,28 @@ export interface WorkflowHandle<O = unknown> {
    * the event id makes a retry deliver nothing twice, so after a retry `duplicate` can be true for
    * this call's own delivery; a retry that finds the run ended resolves if the run received the event.
    */
-  sendEvent(eventId: string, payload?: unknown): Promise<{ runId: string; duplicate: boolean }>;
+  sendEvent(eventId: string, payload?: unknown, options?: { name?: string }): Promise<SendEventResult>;
+  /**
+   * Sends an event named `name` (what the workflow waits for: `ctx.waitForEvent(name)`,
+   * `ctx.events(name)`, `ctx.onEvent(name, fn)`); a run receives many events of one name, each once,
+   * in the order the server accepted them. `options.id` is the dedup key, unique per instance across
+   * continue-as-new: the same id again delivers nothing (`duplicate`). Default: a random UUID, so this
+   * call's own retries deliver once while every call sends a new event.
+   */
+  signal(name: string, payload?: unknown, options?: { id?: string }): Promise<SendEventResult>;
   /** Requests cancellation; the workflow decides how to end. A retry that finds the run ended after the request resolves. */
   cancel(reason?: string): Promise<void>;
   /** Ends the run at once; no workflow code runs afterwards. A retry that finds the run TERMINATED resolves. */
   terminate(reason?: string): Promise<void>;
+}
+
+/** What a sent event became. */
+export interface SendEventResult {
+  runId: string;
+  /** True when the instance's continue-as-new chain had already received this event id: nothing changed. */
+  duplicate: boolean;
+  /** The event's id (the dedup key). */
+  eventId: string;
 }
 
 /** Longer than the server's ~20 s long-poll, so the server answers first. */
@@ -73,6 +91,25 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
   }
 
   /** The run's id when its history holds an event that matches. */
+  /** SendEvent with an id (the dedup key that makes retries safe) and a name ("" means the id). */
+  async function send(eventId: string, eventName: string, payload: unknown): Promise<SendEventResult> {
+    const request = { run: run(), eventId, eventName, payload: payload === undefined ? undefined : encodePayload(payload) };
+    return call(async ({ retried }) => {
+      try {
+        const response = await connection.client.sendEvent(request);
+        return { runId: response.runId, duplicate: response.duplicate, eventId };
+      } catch (err) {
+        // An earlier try may have delivered the event, and the run then ended on it before this
+        // try: the refusal ("ended, cannot receive events") is then this call's own success.
+        if (retried && isCode(err, "FAILED_PRECONDITION")) {
+          const runId = await historyHas(request.run, (e) => e.attributes.case === "externalEventReceived" && e.attributes.value.eventId === eventId);
+          if (runId !== undefined) return { runId, duplicate: true, eventId };
+        }
+        throw err;
+      }
+    }, undefined, writeUnsentOnly);
+  }
+
   async function historyHas(selector: { target: RunSelector["target"] }, match: (event: HistoryEvent) => boolean): Promise<string | undefined> {
     const { runId, stopped } = await readHistory(selector, (events) => events.some(match));
     return stopped ? runId : undefined;
@@ -126,22 +163,13 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
       return events;
     },
 
-    async sendEvent(eventId, payload) {
-      const request = { run: run(), eventId, payload: payload === undefined ? undefined : encodePayload(payload) };
-      return call(async ({ retried }) => {
-        try {
-          const response = await connection.client.sendEvent(request);
-          return { runId: response.runId, duplicate: response.duplicate };
-        } catch (err) {
-          // An earlier try may have delivered the event, and the run then ended on it before this
-          // try: the refusal ("ended, cannot receive events") is then this call's own success.
-          if (retried && isCode(err, "FAILED_PRECONDITION")) {
-            const runId = await historyHas(request.run, (e) => e.attributes.case === "externalEventReceived" && e.attributes.value.eventId === eventId);
-            if (runId !== undefined) return { runId, duplicate: true };
-          }
-          throw err;
-        }
-      }, undefined, writeUnsentOnly);
+    sendEvent(eventId, payload, options = {}) {
+      return send(eventId, options.name ?? "", payload);
+    },
+
+    signal(name, payload, options = {}) {
+      if (typeof name !== "string" || name.length === 0) throw new TypeError("signal: the event name is required (a non-empty string)");
+      return send(options.id ?? randomUUID(), name, payload);
     },
 
     async cancel(reason) {

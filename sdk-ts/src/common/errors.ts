@@ -103,14 +103,17 @@ export class TimeoutFailure extends Error {
   }
 }
 
-/** `ctx.waitForEvent(eventId, { timeout })` ran out of time before the event arrived. */
+/** `ctx.waitForEvent(eventName, { timeout })` ran out of time before an event of that name arrived. */
 export class EventWaitTimeoutError extends TimeoutFailure {
   override readonly name: string = "EventWaitTimeoutError";
+  /** The awaited event name (named `eventId` from before events had names; `eventName` is the same). */
   readonly eventId: string;
+  readonly eventName: string;
 
-  constructor(eventId: string, message?: string) {
-    super(message ?? `timed out waiting for event "${eventId}"`, "EVENT_WAIT");
-    this.eventId = eventId;
+  constructor(eventName: string, message?: string) {
+    super(message ?? `timed out waiting for event "${eventName}"`, "EVENT_WAIT");
+    this.eventId = eventName;
+    this.eventName = eventName;
   }
 }
 

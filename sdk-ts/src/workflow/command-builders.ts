@@ -69,23 +69,24 @@ export function buildStartTimer(seq: number, when: { duration: Duration } | { ti
   return create(CommandSchema, { command: { case: "startTimer", value: { seq, duration: toProtoDuration(when.duration) } } });
 }
 
-export function validateEventId(eventId: unknown): asserts eventId is string {
-  if (typeof eventId !== "string" || eventId.length === 0 || eventId.length > 255) {
-    throw new TypeError("ctx.waitForEvent: the event id must be a string of 1 to 255 characters");
+export function validateEventName(name: unknown, what = "ctx.waitForEvent"): asserts name is string {
+  if (typeof name !== "string" || name.length === 0 || name.length > 255) {
+    throw new TypeError(`${what}: the event name must be a string of 1 to 255 characters`);
   }
 }
 
 /**
- * `timeout` undefined: wait forever. 0 (or "0s"): time out at once unless the
- * event was already received (then no command is issued at all); the zero
+ * `timeout` undefined: wait forever. 0 (or "0s"): time out at once unless an
+ * unconsumed event of the name was already received (then no command is issued at all); the zero
  * duration is sent as a set field, which the server reads as "time out now".
  */
-export function buildWaitForEvent(seq: number, eventId: string, timeout: Duration | undefined): Command {
+export function buildWaitForEvent(seq: number, eventName: string, timeout: Duration | undefined): Command {
   if (timeout !== undefined && parseDuration(timeout) > MAX_TIMER_MS) {
     throw new RangeError(`ctx.waitForEvent: timeout ${String(timeout)} is longer than 10 years, the longest the server accepts`);
   }
   return create(CommandSchema, {
-    command: { case: "waitForEvent", value: { seq, eventId, timeout: toProtoDuration(timeout) } },
+    // event_id repeats the name for servers and readers from before names existed.
+    command: { case: "waitForEvent", value: { seq, eventId: eventName, eventName, timeout: toProtoDuration(timeout) } },
   });
 }
 

@@ -70,7 +70,7 @@ export function commandIdentity(command: Command): Identity {
     case "startChildRun":
       return { kind: "childRunScheduled", seq: c.value.seq, name: c.value.workflowName };
     case "waitForEvent":
-      return { kind: "eventWaitStarted", seq: c.value.seq, name: c.value.eventId };
+      return { kind: "eventWaitStarted", seq: c.value.seq, name: c.value.eventName || c.value.eventId };
     case "requestCancelActivity":
     case "requestCancelChildRun":
     case "startTimer":
@@ -94,7 +94,8 @@ export function eventIdentity(event: HistoryEvent): Identity {
     case "childRunScheduled":
       return { kind: a.case, seq: a.value.seq, name: a.value.workflowName };
     case "eventWaitStarted":
-      return { kind: a.case, seq: a.value.seq, name: a.value.eventId };
+      // Histories from before names existed name the event in event_id.
+      return { kind: a.case, seq: a.value.seq, name: a.value.eventName || a.value.eventId };
     case "activityCancelRequested":
     case "childRunCancelRequested":
     case "timerStarted":

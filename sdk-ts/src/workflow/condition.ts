@@ -2,14 +2,16 @@
  * `ctx.condition(predicate, { timeout })`: waits until a predicate over the
  * workflow's own state holds (decision 0017).
  *
- * State only changes while workflow code runs, and code only runs in the
- * drains of execution.ts, after a block's inputs were delivered. So a waiting
+ * State only changes while workflow code runs: in the drains of execution.ts,
+ * after a block's inputs were delivered, and in event handlers (`ctx.onEvent`),
+ * which run as their event is delivered, before that drain. So a waiting
  * predicate is evaluated at exactly these points, the same live and on replay:
  * once when `condition` is called (true: it resolves at once, nothing issued),
  * then after every drain, in the order the conditions were started, again and
  * again until a pass settles none (a resolved condition lets code run that may
  * make another predicate true). Evaluating it once per delivered input would
- * change nothing: delivery runs no workflow code.
+ * change nothing: what a handler changed is seen by the evaluation after the
+ * drain, before any other workflow code could observe the predicate.
  *
  * With a timeout the condition issues a durable timer (`start_timer`). The
  * firing only marks the condition timed out; the next evaluation pass still

@@ -3,7 +3,7 @@
  * execution through the narrow runtime below, so every value it returns is a
  * function of the history being replayed.
  */
-import type { Command } from "@dex/proto";
+import type { CarriedEvent, Command } from "@dex/proto";
 import type { Duration } from "../common/duration.js";
 import type { Logger, LogLevel } from "../common/logger.js";
 import { runInScope, ScopeNode, scopeHandle } from "./cancellation.js";
@@ -15,10 +15,11 @@ import {
   buildStartTimer,
   buildUpsertLabels,
   buildWaitForEvent,
-  validateEventId,
+  validateEventName,
   workflowNameOf,
 } from "./command-builders.js";
 import { validatePatchId } from "./patches.js";
+import type { EventHandler } from "./events.js";
 import type { AwaitTarget } from "./pending.js";
 import { uuidFrom } from "./prng.js";
 import type { Activity, ActivityOptions, ActivityProxy, ConditionOptions, WorkflowContext, WorkflowInfo } from "./types.js";
@@ -34,8 +35,13 @@ export interface WorkflowRuntime {
   schedule(target: AwaitTarget, build: (seq: number) => Command): Promise<unknown>;
   /** Issues a command nothing answers (status, labels). */
   issue(command: Command): void;
-  /** A received event's payload at once, else a wait command. */
-  waitForEvent(eventId: string, build: (seq: number) => Command): Promise<unknown>;
+  /** The oldest unconsumed event of the name at once, else a wait command (`timed`: it has a time-out). */
+  waitForEvent(eventName: string, timed: boolean, build: (seq: number) => Command): Promise<unknown>;
+  // Named events (events.ts).
+  /** Registers the name's handler; returns its removal. */
+  onEvent(eventName: string, handler: EventHandler): () => void;
+  /** The events received and not consumed, for continue_as_new. */
+  unconsumedEvents(): CarriedEvent[];
   sideEffect(fn: () => unknown): Promise<unknown>;
   // Cancellation scopes and conditions (cancellation.ts, condition.ts).
   /** The scope of the calling code: awaits started now belong to it. */
@@ -51,6 +57,18 @@ export interface WorkflowRuntime {
 }
 
 export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
+  const waitForEvent = <T>(eventName: string, options: { timeout?: Duration } = {}): Promise<T> => {
+    try {
+      validateEventName(eventName);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // In a cancelled scope even an event already received is not handed out, like every other await.
+    const scope = rt.currentScope();
+    if (scope.rejectsNewAwaits()) return Promise.reject(scope.cancelledFailure());
+    const timed = options.timeout !== undefined;
+    return rt.waitForEvent(eventName, timed, (seq) => buildWaitForEvent(seq, eventName, options.timeout)) as Promise<T>;
+  };
   const executeActivity = <O>(name: string, input?: unknown, options: ActivityOptions = {}): Promise<O> =>
     rt.schedule({ kind: "activity", name }, (seq) => buildScheduleActivity(seq, name, input, options)) as Promise<O>;
   const sleep = (when: { duration: Duration } | { time: Date }): Promise<void> =>
@@ -83,16 +101,22 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
 
     sleep: (duration) => sleep({ duration }),
     sleepUntil: (time) => sleep({ time }),
-    waitForEvent<T>(eventId: string, options: { timeout?: Duration } = {}): Promise<T> {
-      try {
-        validateEventId(eventId);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      // In a cancelled scope even an event already received is not handed out, like every other await.
-      const scope = rt.currentScope();
-      if (scope.rejectsNewAwaits()) return Promise.reject(scope.cancelledFailure());
-      return rt.waitForEvent(eventId, (seq) => buildWaitForEvent(seq, eventId, options.timeout)) as Promise<T>;
+    waitForEvent,
+    // Named events (events.ts, decision 0022).
+    events<T>(eventName: string): AsyncIterable<T> {
+      validateEventName(eventName, "ctx.events");
+      // Each step is a waitForEvent: same order, buffering and replay as a hand-written loop.
+      return {
+        [Symbol.asyncIterator]: () => ({
+          next: () => waitForEvent<T>(eventName).then((value) => ({ value, done: false as const })),
+          return: () => Promise.resolve({ value: undefined, done: true as const }),
+        }),
+      };
+    },
+    onEvent<T>(eventName: string, handler: EventHandler<T>): () => void {
+      validateEventName(eventName, "ctx.onEvent");
+      if (typeof handler !== "function") throw new TypeError("ctx.onEvent expects a handler function");
+      return rt.onEvent(eventName, handler as EventHandler);
     },
     child(workflow, input, options) {
       let workflowName: string;
@@ -120,7 +144,10 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
     condition: (predicate, options) => rt.condition(predicate, options),
     continueAsNew(input, options) {
       try {
-        return rt.end(buildContinueAsNew(input, options));
+        const command = buildContinueAsNew(input, options);
+        // Unconsumed events go to the next run, ahead of those that arrive meanwhile (decision 0022).
+        if (command.command.case === "continueAsNew") command.command.value.carriedEvents = rt.unconsumedEvents();
+        return rt.end(command);
       } catch (err) {
         return Promise.reject(err);
       }

@@ -35,6 +35,7 @@ import { classifyEvent } from "./commands.js";
 import { ConditionWaits } from "./condition.js";
 import { createWorkflowContext, type WorkflowRuntime } from "./context.js";
 import { buildStartTimer } from "./command-builders.js";
+import { buildDropEventWaitTimeout, ReceivedEvents } from "./events.js";
 import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rule.js";
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
@@ -69,8 +70,19 @@ export class WorkflowExecution implements WorkflowScope {
   /** Events of the run's history this execution has consumed. */
   historyLength = 0;
   readonly ctx: WorkflowContext;
-  /** External events received so far, by event id: kept for waits that start later. */
-  readonly receivedEvents = new Map<string, unknown>();
+  // Named external events (events.ts, decision 0022).
+  /** Received external events not yet consumed, and the handlers by name. */
+  readonly events: ReceivedEvents = new ReceivedEvents({
+    resolveOldestWait: (name, payload) => {
+      const wait = this.pending.takeOldestEventWait(name);
+      if (!wait) return false;
+      // The server keeps a wait's time-out (it cannot tell which wait an event satisfied): drop it.
+      if (wait.target.kind === "eventWait" && wait.target.timed && !this.ended) this.commands.push(buildDropEventWaitTimeout(wait.seq));
+      wait.resolve(payload);
+      return true;
+    },
+    handlerFailed: (err) => this.onWorkflowError(err),
+  });
   private info: WorkflowInfo;
   private readonly workflow: Workflow;
   private readonly runner: ScopeRunner;
@@ -112,7 +124,7 @@ export class WorkflowExecution implements WorkflowScope {
     this.rng = seededRandom(options.info.runId);
     this.inputState = {
       pending: this.pending,
-      receivedEvents: this.receivedEvents,
+      events: this.events,
       issuedUpTo: () => this.nextSeq - 1,
       requestCancel: (reason) => this.requestCancel(reason),
     };
@@ -284,12 +296,15 @@ export class WorkflowExecution implements WorkflowScope {
         // After a terminal command nothing more is sent.
         if (!this.ended) this.commands.push(command);
       },
-      waitForEvent: (eventId, build) => {
+      waitForEvent: (eventName, timed, build) => {
         if (this.ended) return never();
-        // Received events are inputs, so replay sees the same set at the same point of the code.
-        if (this.receivedEvents.has(eventId)) return Promise.resolve(this.receivedEvents.get(eventId));
-        return this.schedule({ kind: "eventWait", eventId }, build);
+        // Received events are inputs, so replay finds the same buffer at the same point of the code.
+        const buffered = this.events.take(eventName);
+        if (buffered) return Promise.resolve(buffered.payload);
+        return this.schedule({ kind: "eventWait", eventName, timed }, build);
       },
+      onEvent: (eventName, handler) => this.events.setHandler(eventName, handler),
+      unconsumedEvents: () => this.events.unconsumed(),
       sideEffect: (fn) => this.sideEffect(fn),
       currentScope: () => currentScope(this.rootScope),
       cancelScope: (node, message) => this.cancelScope(node, message),

@@ -1,7 +1,7 @@
 /**
  * Delivery of input events (everything but run_started, which starts the
- * code) to the awaits they settle. Delivery itself never runs workflow code:
- * it resolves or rejects promises, and the code's continuations run after
+ * code) to the awaits they settle. Delivery itself runs no workflow code but
+ * event handlers (`ctx.onEvent`, events.ts): it resolves or rejects promises, and the code's continuations run after
  * the whole block was delivered, in the order the promises settled. Live
  * and on replay a block's inputs arrive in the same order, so races (an
  * event against a time-out, a timer against an event) replay identically.
@@ -19,12 +19,13 @@ import {
 import { failureToError } from "../common/failure.js";
 import { decodePayload, PayloadError } from "../common/payload.js";
 import { eventKindName } from "./commands.js";
+import type { ReceivedEvents } from "./events.js";
 import type { PendingAwaits } from "./pending.js";
 
 export interface InputState {
   readonly pending: PendingAwaits;
-  /** External events received so far, by event id (ids are unique per run). */
-  readonly receivedEvents: Map<string, unknown>;
+  /** External events by name: pending waits first, then the handler, else buffered (events.ts). */
+  readonly events: ReceivedEvents;
   /** The highest seq the code has issued. */
   issuedUpTo(): number;
   requestCancel(reason: string): void;
@@ -48,16 +49,14 @@ export function deliverInput(state: InputState, event: HistoryEvent): void {
       state.pending.take(a.value.seq, "timer", event, upTo)?.resolve(undefined);
       return;
     case "externalEventReceived": {
-      // The server delivers an event id once; should it ever repeat, the first payload stands.
-      if (state.receivedEvents.has(a.value.eventId)) return;
-      const payload = decodeInput(a.value.payload, event);
-      state.receivedEvents.set(a.value.eventId, payload);
-      for (const wait of state.pending.takeEventWaits(a.value.eventId)) wait.resolve(payload);
+      const { eventId, eventName, payload } = a.value;
+      // Histories from before names existed leave the name empty: the id was the name.
+      state.events.deliver({ id: eventId, name: eventName || eventId, raw: payload, payload: decodeInput(payload, event) });
       return;
     }
     case "eventWaitTimedOut": {
       const p = state.pending.take(a.value.seq, "eventWait", event, upTo);
-      if (p?.target.kind === "eventWait") p.reject(new EventWaitTimeoutError(p.target.eventId));
+      if (p?.target.kind === "eventWait") p.reject(new EventWaitTimeoutError(p.target.eventName));
       return;
     }
     case "childRunStarted": {

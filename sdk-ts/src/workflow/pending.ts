@@ -2,8 +2,8 @@
  * The awaits a workflow has outstanding, by `seq`: activities, timers, event
  * waits and children. An input event settles the await its `seq` names; a
  * cancellation (of the run or of a scope) rejects the ones it reaches. An outcome that arrives
- * for an await no longer here (rejected by cancellation, or an event wait the
- * event already satisfied) is ignored, as docs/worker-protocol.md specifies.
+ * for an await no longer here (rejected by cancellation, or the time-out of an
+ * event wait an event already satisfied) is ignored, as docs/worker-protocol.md specifies.
  */
 import { create } from "@bufbuild/protobuf";
 import { CommandSchema, type Command, type HistoryEvent } from "@dex/proto";
@@ -15,7 +15,7 @@ import { replayHint } from "./replay-check.js";
 export type AwaitTarget =
   | { readonly kind: "activity"; readonly name: string }
   | { readonly kind: "timer" }
-  | { readonly kind: "eventWait"; readonly eventId: string }
+  | { readonly kind: "eventWait"; readonly eventName: string; readonly timed: boolean }
   | { readonly kind: "child"; readonly workflowName: string; readonly instanceId: string; readonly abandon: boolean; runId: string };
 
 export type AwaitKind = AwaitTarget["kind"];
@@ -69,16 +69,16 @@ export class PendingAwaits {
     return undefined;
   }
 
-  /** Pending waits for an external event id, removed, in the order they were started. */
-  takeEventWaits(eventId: string): PendingAwait[] {
-    const waits: PendingAwait[] = [];
+  /** The oldest pending wait for an event of `name`, removed: each event settles one wait (events.ts). */
+  takeOldestEventWait(name: string): PendingAwait | undefined {
+    // Map order is insertion order, and seqs are added in the order the waits were started.
     for (const [seq, p] of this.bySeq) {
-      if (p.target.kind === "eventWait" && p.target.eventId === eventId) {
+      if (p.target.kind === "eventWait" && p.target.eventName === name) {
         this.bySeq.delete(seq);
-        waits.push(p);
+        return p;
       }
     }
-    return waits;
+    return undefined;
   }
 
   /** Removes and returns every await a cancellation of `cancelled` reaches, in the order they were started. */

@@ -12,6 +12,11 @@
  * commands; a recorded marker the code does not produce (the call was removed)
  * is skipped; a produced `deprecated` marker needs no recorded one; a produced
  * non-deprecated marker must be recorded in its block.
+ *
+ * A second, narrow exception: the `cancel_timer` the SDK issues for a timed
+ * event wait that an event satisfied (events.ts) is matched when recorded, and
+ * skipped when the history does not record it (histories written before
+ * decision 0022, when the server dropped the time-out itself).
  */
 import type { Command, HistoryEvent } from "@dex/proto";
 import { NonDeterminismError } from "../common/errors.js";
@@ -21,6 +26,9 @@ export const replayHint =
   "Workflow code must issue the same commands in the same order on every replay: deploy the code that " +
   "recorded this history (or make the change conditional), and the run continues. Real I/O (fetch, files) " +
   "inside workflow code also causes this: move it into an activity.";
+
+/** Produced commands that histories written by older SDK versions may lack (see the header). */
+export const mayBeUnrecorded = new WeakSet<Command>();
 
 /** One replayed workflow task: its marker, the commands the code produced, and how many matched so far. */
 export interface Block {
@@ -60,6 +68,8 @@ export function matchCommand(block: Block | undefined, event: HistoryEvent): voi
     if (produced) produced.matched = true;
     return;
   }
+  // An unrecorded drop of an event wait's time-out (header): skip it if it does not match.
+  while (isSkippable(block.produced[block.matched], event)) block.matched++;
   const next = block.produced[block.matched];
   if (!next) {
     throw new NonDeterminismError(
@@ -87,6 +97,7 @@ export function matchCommand(block: Block | undefined, event: HistoryEvent): voi
  */
 export function closeBlock(block: Block, next: HistoryEvent | undefined, historyLength: number): void {
   closePatches(block, next, historyLength);
+  while (isSkippable(block.produced[block.matched], undefined)) block.matched++;
   if (block.matched >= block.produced.length) return;
   const produced = formatIdentity(commandIdentity(block.produced[block.matched]!));
   const where = next
@@ -100,6 +111,12 @@ export function closeBlock(block: Block, next: HistoryEvent | undefined, history
       ? { eventSequence: Number(next.sequence), eventKind: eventKindName(next), produced }
       : { eventSequence: historyLength + 1, eventKind: "end of history", produced },
   );
+}
+
+/** A produced command that may be missing from history and is not the one `event` records. */
+function isSkippable(produced: Command | undefined, event: HistoryEvent | undefined): boolean {
+  if (!produced || !mayBeUnrecorded.has(produced)) return false;
+  return !event || !sameIdentity(commandIdentity(produced), eventIdentity(event));
 }
 
 /**

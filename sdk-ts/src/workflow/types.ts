@@ -144,10 +144,30 @@ export interface WorkflowContext {
   /** A durable timer that fires at `time`. */
   sleepUntil(time: Date): Promise<void>;
   /**
-   * Resolves with the payload of external event `eventId`. An event the run received before the call
-   * is returned at once. With `timeout`, rejects with EventWaitTimeoutError when it passes first.
+   * Takes the next external event named `eventName` that the code has not consumed and resolves with
+   * its payload: one the run received earlier (buffered, oldest first) at once, else the next to
+   * arrive. Each event is consumed once, by the oldest pending wait, else the name's `onEvent`
+   * handler, else it is buffered. With `timeout`, rejects with EventWaitTimeoutError when it passes
+   * first. A sender that gives only an event id (the form before names existed) sends the name too:
+   * the id. Unlike before, a second wait for a name takes a second event, not the first one again.
    */
-  waitForEvent<T = unknown>(eventId: string, options?: EventWaitOptions): Promise<T>;
+  waitForEvent<T = unknown>(eventName: string, options?: EventWaitOptions): Promise<T>;
+  // Named events (decision 0022).
+  /**
+   * The events named `eventName` as a stream, in the order the server accepted them:
+   * `for await (const item of ctx.events<Item>("add-item")) { ... }`. Each step takes the next
+   * unconsumed event as `waitForEvent` does, so events that arrive while the loop body runs are
+   * buffered, not lost. The stream never ends by itself: `break` (or return) when done.
+   */
+  events<T = unknown>(eventName: string): AsyncIterable<T>;
+  /**
+   * Calls `handler` for each event named `eventName` no wait takes (like Temporal's signal
+   * handlers): first for those buffered before the call, in order, then as they arrive. One
+   * handler per name (a second call replaces it); returns a function that removes it. An error a
+   * handler throws (or rejects with) is treated as one escaping workflow code (a bug fails the
+   * workflow task, an ApplicationFailure fails the run).
+   */
+  onEvent<T = unknown>(eventName: string, handler: (payload: T, event: { readonly name: string; readonly id: string }) => void | Promise<void>): () => void;
   /**
    * Starts a child workflow run and resolves with its result. Rejects with ChildWorkflowFailure when
    * the child fails, is cancelled or terminated, and with ChildWorkflowStartFailure when its instance
@@ -179,7 +199,10 @@ export interface WorkflowContext {
   condition(predicate: () => boolean, options?: ConditionOptions): Promise<boolean>;
   /** True once cancellation of the run was requested. */
   readonly cancellationRequested: boolean;
-  /** Ends this run and starts a new run of the same instance id with `input`. Never resolves. */
+  /**
+   * Ends this run and starts a new run of the same instance id with `input`. Never resolves. The
+   * external events received and not consumed go to the new run first, in the order received.
+   */
   continueAsNew<I>(input: I, options?: ContinueAsNewOptions): Promise<never>;
   /** Runs `fn` once and records its (JSON) value; replay returns the recorded value without calling `fn`. */
   sideEffect<T>(fn: () => T): Promise<T>;

@@ -41,6 +41,14 @@ import { decodePageToken, encodePageToken, filterFingerprint } from "./page-toke
 import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
 import { workflowTask } from "./worker-service.js";
 
+/** A send's id and name, validated: either may be empty (see externalEventIdentity), not both. */
+function eventIdAndName(req: { eventId: string; eventName: string }): { eventId: string; eventName: string } {
+  if (req.eventId === "" && req.eventName === "") {
+    throw invalid("event_name or event_id is required: event_name is what the workflow waits for, event_id its dedup key");
+  }
+  return { eventId: optionalString("event_id", req.eventId), eventName: optionalString("event_name", req.eventName) };
+}
+
 /** history_events.sequence is an integer column. */
 const MAX_SEQUENCE = 2n ** 31n - 1n;
 
@@ -63,7 +71,7 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
     async sendEvent(req) {
       return sendEvent(engine, {
         selector: runSelector("run", req.run),
-        eventId: requireString("event_id", req.eventId),
+        ...eventIdAndName(req),
         payload: payloadField("payload", req.payload, engine.limits),
       });
     },
@@ -73,7 +81,7 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       const request = startRequest(req.start, "start.", engine.limits);
       const sent = await sendEventWithStart(engine, {
         ...request,
-        eventId: requireString("event_id", req.eventId),
+        ...eventIdAndName(req),
         payload: payloadField("payload", req.payload, engine.limits),
       });
       if (sent.started) engine.observer.runStarted(request.taskQueue);
@@ -110,7 +118,13 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         pendingWorkflowTask: workflowTask ? pendingWorkflowTask(workflowTask) : undefined,
         pendingActivities: activities.map((a) => pendingActivity(a, description.queues)),
         pendingTimers: description.timers.map((t) => ({ seq: t.seq, fireTime: ts(t.fireAt) })),
-        pendingEventWaits: description.eventWaits.map((w) => ({ seq: w.seq, eventId: w.eventId, timeoutTime: ts(w.timeoutAt) })),
+        pendingEventWaits: description.eventWaits.map((w) => ({
+          seq: w.seq,
+          eventId: w.eventName,
+          eventName: w.eventName,
+          timeoutTime: ts(w.timeoutAt),
+        })),
+        receivedEvents: description.receivedEvents,
         pendingChildRuns: description.children.map((c) => ({
           seq: c.seq,
           instanceId: c.instanceId,

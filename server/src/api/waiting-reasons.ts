@@ -92,7 +92,7 @@ function progressReason(d: RunDescription): string {
     const count = `${activities.length} activit${activities.length === 1 ? "y" : "ies"}`;
     waits.push(blockers.length > 0 ? `${count} (${blockers.join("; ")})` : count);
   }
-  if (d.eventWaits.length > 0) waits.push(`event${d.eventWaits.length === 1 ? "" : "s"} ${d.eventWaits.map((w) => `"${w.eventId}"`).join(", ")}`);
+  if (d.eventWaits.length > 0) waits.push(`event${d.eventWaits.length === 1 ? "" : "s"} ${d.eventWaits.map((w) => `"${w.eventName}"`).join(", ")}`);
   if (d.timers.length > 0) {
     const next = d.timers.reduce((a, b) => (b.fireAt < a.fireAt ? b : a));
     waits.push(`${d.timers.length} timer${d.timers.length === 1 ? "" : "s"} (next fires at ${next.fireAt.toISOString()})`);

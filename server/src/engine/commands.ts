@@ -11,7 +11,8 @@ import { FailureKind, FailureSchema, ParentClosePolicy, type Command, type Paylo
 import { uuidv7 } from "uuidv7";
 import { planActivity, type PlannedActivity } from "./command-activity.js";
 import { planPatchMarker } from "./command-patch.js";
-import { encodeEvent, encodeFailure, encodePayload, type EncodedEvent, type EventInit } from "./events.js";
+import { encodeEvent, encodeFailure, encodePayload, type CarriedInboxEvent, type EncodedEvent, type EventInit } from "./events.js";
+import { planCarriedEvents } from "./carried-events.js";
 import { MAX_CUSTOM_STATUS_LENGTH, MAX_LABELS, type Limits } from "./limits.js";
 import { DedupKind, dedupKey, MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
 import {
@@ -57,6 +58,8 @@ export interface SeqReference {
   seq: number;
   /** The history event kind that created the seq ("timer_started", ...). */
   kind: string;
+  /** Another kind that may have created it (cancel_timer names a timer or an event wait). */
+  orKind?: string;
 }
 
 export interface CommandPlan {
@@ -75,7 +78,7 @@ export interface CommandPlan {
   /** Set when a terminal command ends the run. */
   end?: { status: RunStatus; result: Uint8Array | null; failure: Uint8Array | null; continuedAsRunId?: string };
   /** Set by continue_as_new: the run to start in the same transaction. */
-  continueAsNew?: { runId: string; input: Payload | undefined; workflowName: string; taskQueue: string };
+  continueAsNew?: { runId: string; input: Payload | undefined; workflowName: string; taskQueue: string; carried: CarriedInboxEvent[] };
   /** undefined: unchanged; null: cleared. */
   customStatus?: string | null;
   labels?: Record<string, string>;
@@ -136,11 +139,11 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
     plan.newSeqs.push(seq);
     plan.events.push(event);
   };
-  const refer = (field: string, seq: number, kind: string, what: string) => {
+  const refer = (field: string, seq: number, kind: string, what: string, orKind?: string) => {
     checkSeq(field, seq);
     const local = created.get(seq);
-    if (local === undefined) plan.references.push({ field, seq, kind });
-    else if (local !== kind) throw invalid(`${field}.seq ${seq} is not ${what} (it is ${local} in this task)`);
+    if (local === undefined) plan.references.push({ field, seq, kind, ...(orKind ? { orKind } : {}) });
+    else if (local !== kind && local !== orKind) throw invalid(`${field}.seq ${seq} is not ${what} (it is ${local} in this task)`);
   };
   commands.forEach((command, index) => {
     const field = `commands[${index}]`;
@@ -173,27 +176,31 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         break;
       }
       case "cancelTimer":
-        refer(`${field}.cancel_timer`, value.seq, "timer_started", "a timer");
+        // Also an event wait's time-out: the SDK drops it once an event satisfied the wait (decision 0022).
+        refer(`${field}.cancel_timer`, value.seq, "timer_started", "a timer or an event wait", "event_wait_started");
         plan.cancelTimers.push(value.seq);
         plan.events.push(encodeEvent({ case: "timerCancelled", value: { seq: value.seq } }));
         break;
       case "waitForEvent": {
         const f = `${field}.wait_for_event`;
-        const eventId = requireString(`${f}.event_id`, value.eventId);
+        // A command from before names existed names the event in event_id (docs/worker-protocol.md).
+        const eventName = value.eventName !== ""
+          ? requireString(`${f}.event_name`, value.eventName)
+          : requireString(`${f}.event_name (or, from older SDKs, ${f}.event_id)`, value.eventId);
         // Unset: wait forever. Zero: time out at once (a timer due at task time), like a
         // zero-timeout condition in Temporal (an SDK issues no wait for an event it already received).
         const ms = durationField(`${f}.timeout`, value.timeout, { allowZero: true });
         const timeoutAt = ms === undefined ? undefined : new Date(run.taskTime.getTime() + ms);
         claimSeq(f, value.seq, {
           case: "eventWaitStarted",
-          value: { seq: value.seq, eventId, timeoutTime: timeoutAt ? timestampFromDate(timeoutAt) : undefined },
+          value: { seq: value.seq, eventId: eventName, eventName, timeoutTime: timeoutAt ? timestampFromDate(timeoutAt) : undefined },
         });
         if (timeoutAt) {
           plan.timers.push({
             seq: value.seq,
             kind: "event_wait",
             fireAt: timeoutAt,
-            eventId,
+            eventId: eventName,
             event: timerEvent({ case: "eventWaitTimedOut", value: { seq: value.seq } }),
           });
         }
@@ -266,8 +273,9 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         const workflowName = optionalString(`${f}.workflow_name`, value.workflowName) || run.workflowName;
         const taskQueue = queueName(`${f}.task_queue`, value.taskQueue, run.taskQueue);
         payloadField(`${f}.input`, value.input, run.limits);
+        const carried = planCarriedEvents(`${f}.carried_events`, value.carriedEvents, run.limits);
         const runId = uuidv7();
-        plan.continueAsNew = { runId, input: value.input, workflowName, taskQueue };
+        plan.continueAsNew = { runId, input: value.input, workflowName, taskQueue, carried };
         plan.end = { status: RunStatus.CONTINUED_AS_NEW, result: null, failure: null, continuedAsRunId: runId };
         plan.events.push(encodeEvent({ case: "runContinuedAsNew", value: { newRunId: runId, input: value.input } }));
         break;

@@ -277,7 +277,7 @@ export async function writeCompletion(
     insertTimers(tx, run, plan.timers),
     deleteTimers(tx, run.id, plan.cancelTimers),
     cancelActivities(tx, run.id, plan.cancelActivities),
-    next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds }) : undefined,
+    next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds, carried: next.carried }) : undefined,
     finishInBatch ? finish(block) : undefined,
   ]);
   const moved = (finishedInBatch ?? appended)!.moved;
@@ -368,7 +368,7 @@ async function checkSeqs(tx: TransactionSql, runId: string, plan: CommandPlan): 
   }
   for (const ref of plan.references) {
     const kind = used.get(ref.seq);
-    if (kind !== ref.kind) {
+    if (kind !== ref.kind && (ref.orKind === undefined || kind !== ref.orKind)) {
       throw invalid(`${ref.field}.seq ${ref.seq} names no ${ref.kind} of this run${kind ? ` (it is a ${kind})` : ""}`);
     }
   }

@@ -7,6 +7,7 @@
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { uuidv7 } from "uuidv7";
 import { DedupKind, dedupKey } from "./model.js";
 import {
   FailureSchema,
@@ -62,6 +63,38 @@ export function decodeEvent(row: { sequence: number; event: Uint8Array; createdA
   event.sequence = BigInt(row.sequence);
   if (!event.time) event.time = timestampFromDate(row.createdAt);
   return event;
+}
+
+/**
+ * An external event's identity. `eventId` is the dedup key, unique per
+ * continue-as-new chain; `eventName` is what the workflow waits for. A sender
+ * that gives only an id gave the name too (the meaning ids had before names
+ * existed); one that gives only a name gets a generated id and no dedup.
+ */
+export interface ExternalEventIdentity {
+  eventId: string;
+  eventName: string;
+  /** False for a generated id: nothing can repeat it, so no claim is recorded. */
+  dedup: boolean;
+}
+
+/** Resolves validated (possibly empty) id and name; at least one must be set. */
+export function externalEventIdentity(eventId: string, eventName: string): ExternalEventIdentity {
+  if (eventId === "") return { eventId: uuidv7(), eventName, dedup: false };
+  return { eventId, eventName: eventName === "" ? eventId : eventName, dedup: true };
+}
+
+/** The inbox bytes of `external_event_received`. */
+export function externalEventBytes(identity: ExternalEventIdentity, payload: Payload | undefined): Uint8Array {
+  const { eventId, eventName } = identity;
+  return encodeEvent({ case: "externalEventReceived", value: { eventId, eventName, payload } }).event;
+}
+
+/** An event the old run's code had not consumed, bound for the next run's inbox at continue-as-new. */
+export interface CarriedInboxEvent {
+  eventId: string;
+  /** Its `external_event_received` bytes. */
+  event: Uint8Array;
 }
 
 /** Every activity outcome's key: a second outcome for the same call is dropped by the dedup indexes. */

@@ -38,7 +38,7 @@ import { findOpenRun, insertRun } from "../store/runs.js";
 import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
 import { inTransaction, type Effects } from "./effects.js";
-import { encodeEvent, encodeFailure } from "./events.js";
+import { encodeEvent, encodeFailure, externalEventBytes, externalEventIdentity, type ExternalEventIdentity } from "./events.js";
 import { DedupKind, dedupKey, isTerminal, QueueType, RunStatus } from "./model.js";
 import { afterRunEnded, cancelRuns } from "./relatives.js";
 import { runEnded, runReuseRejected } from "./run-refusals.js";
@@ -162,27 +162,24 @@ async function deliver(
   effects: Effects,
   run: LockedRun,
   event: Uint8Array,
-  eventId: string,
+  identity: ExternalEventIdentity,
 ): Promise<boolean> {
-  const outcome = await insertExternalEvent(tx, run, { event, dedupKey: eventDedupKey(eventId) });
+  const outcome = await insertExternalEvent(tx, run, { event, eventId: identity.eventId, dedup: identity.dedup });
   if (outcome.taskCreated) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
   return outcome.duplicate;
 }
 
-function externalEvent(eventId: string, payload: Payload | undefined): Uint8Array {
-  return encodeEvent({ case: "externalEventReceived", value: { eventId, payload } }).event;
-}
-
 export async function sendEvent(
   engine: Engine,
-  request: { selector: RunSelector; eventId: string; payload: Payload | undefined },
-): Promise<{ runId: string; duplicate: boolean }> {
-  const event = externalEvent(request.eventId, request.payload);
+  request: { selector: RunSelector; eventId: string; eventName: string; payload: Payload | undefined },
+): Promise<{ runId: string; duplicate: boolean; eventId: string }> {
+  const identity = externalEventIdentity(request.eventId, request.eventName);
+  const event = externalEventBytes(identity, request.payload);
   return withRetries(engine, "SendEvent", async (tx, effects) => {
     const run = await lockSelected(tx, request.selector);
     if (isTerminal(run.status as RunStatus)) throw ended(run, "it cannot receive events");
-    const duplicate = await deliver(tx, effects, run, event, request.eventId);
-    return { runId: run.id, duplicate };
+    const duplicate = await deliver(tx, effects, run, event, identity);
+    return { runId: run.id, duplicate, eventId: identity.eventId };
   });
 }
 
@@ -199,9 +196,11 @@ export async function sendEvent(
  */
 export async function sendEventWithStart(
   engine: Engine,
-  request: StartRequest & { eventId: string; payload: Payload | undefined },
-): Promise<{ runId: string; started: boolean; duplicate: boolean }> {
-  const event = externalEvent(request.eventId, request.payload);
+  request: StartRequest & { eventId: string; eventName: string; payload: Payload | undefined },
+): Promise<{ runId: string; started: boolean; duplicate: boolean; eventId: string }> {
+  const identity = externalEventIdentity(request.eventId, request.eventName);
+  const event = externalEventBytes(identity, request.payload);
+  const eventId = identity.eventId;
   return withRetries(engine, `SendEventWithStart for instance id "${request.instanceId}"`, async (tx, effects) => {
     const open = await findOpenRun(tx, request.instanceId);
     let runId: string;
@@ -248,14 +247,14 @@ export async function sendEventWithStart(
       if (open) throw new Retry(); // it ended between the read and the lock
       // The same request id started this run, which has ended since: if this
       // call's event reached it, the call is a retry that already succeeded.
-      if (await hasEvent(tx, run.id, eventDedupKey(request.eventId))) return { runId: run.id, started: false, duplicate: true };
+      if (identity.dedup && (await hasEvent(tx, run.id, eventDedupKey(eventId)))) return { runId: run.id, started: false, duplicate: true, eventId };
       throw ended(run, `it was started by this request id (${request.requestId}) and cannot receive events any more`);
     }
-    const duplicate = await deliver(tx, effects, run, event, request.eventId);
+    const duplicate = await deliver(tx, effects, run, event, identity);
     // Last: the new run may take a free slot of its key (place (a) of concurrency-keys.ts).
     if (started && run.concurrencyKey !== null) await handOverSlots(tx, effects, run.concurrencyKey);
-    if (started) engine.logger.debug("run started by an event", { runId, instanceId: request.instanceId, eventId: request.eventId });
-    return { runId: run.id, started, duplicate };
+    if (started) engine.logger.debug("run started by an event", { runId, instanceId: request.instanceId, eventId, eventName: identity.eventName });
+    return { runId: run.id, started, duplicate, eventId };
   });
 }
 

@@ -12,7 +12,7 @@ import type { LockedRun } from "../store/completion-locks.js";
 import type { TransactionSql } from "../store/db.js";
 import {
   inheritCancelRequest,
-  moveUnseenEventsAndCancelRequest,
+  handOverInbox,
   requestCancellation,
   type CancelTarget,
 } from "../store/lifecycle.js";
@@ -21,7 +21,7 @@ import { ensureWorkflowTask } from "../store/workflow-tasks.js";
 import type { PlannedChild } from "./commands.js";
 import type { Engine } from "./context.js";
 import type { Effects } from "./effects.js";
-import { decodeFailure, decodePayload, encodeEvent, type EventInit } from "./events.js";
+import { decodeFailure, decodePayload, encodeEvent, type CarriedInboxEvent, type EventInit } from "./events.js";
 import { continueAsNewQueueMissing, taskQueueNotFound } from "./missing-queues.js";
 import { DedupKind, dedupKey, isTerminal, QueueType, RunStatus } from "./model.js";
 import { newRun, ReusePolicy } from "./start.js";
@@ -156,16 +156,19 @@ export async function startContinuedRun(
 }
 
 /**
- * Moves the external events and the cancellation request the old run was not
- * handed (they arrived while its last task ran) to the new run; call before
- * the old run's inbox is dropped. A request the old run saw is in its history
- * and stays there: the workflow chose to continue.
+ * The new run's inbox at continue-as-new: first the events the old run's code
+ * received and did not consume (carried by the command), then the external
+ * events and the cancellation request the old run was not handed (they
+ * arrived while its last task ran); the new run joins the old run's chain, so
+ * event ids stay deduplicated across it. Call before the old run's inbox is
+ * dropped. A request the old run saw is in its history and stays there: the
+ * workflow chose to continue.
  */
 export async function handOverUnseenInputs(
   tx: TransactionSql,
-  input: { oldRunId: string; newRunId: string; handedOut: readonly number[] },
+  input: { oldRunId: string; newRunId: string; handedOut: readonly number[]; carried: readonly CarriedInboxEvent[] },
 ): Promise<void> {
-  await moveUnseenEventsAndCancelRequest(tx, { fromRunId: input.oldRunId, toRunId: input.newRunId, handedOut: input.handedOut });
+  await handOverInbox(tx, { fromRunId: input.oldRunId, toRunId: input.newRunId, handedOut: input.handedOut, carried: input.carried });
 }
 
 /**

@@ -1,11 +1,7 @@
 /** Reading runs: describe, history (optionally waiting), result (optionally waiting), list. */
-import { fromBinary } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { DexError, HistoryEventSchema, type HistoryEvent } from "@dex/proto";
+import { DexError, type HistoryEvent } from "@dex/proto";
 import { readHistory } from "../store/history.js";
 import {
-  eventKeysInHistory,
-  eventWaitStarts,
   openChildRuns,
   pendingActivities,
   pendingWorkflowTask,
@@ -18,8 +14,9 @@ import { getRun, getRunProgress, listRuns, type RunFilter, type RunRecord } from
 import { runTimers } from "../store/timers.js";
 import type { Engine } from "./context.js";
 import { decodeEvent } from "./events.js";
+import { describeRunEvents, type PendingEventWaitInfo, type ReceivedEventCountInfo } from "./event-waits.js";
 import { longPoll } from "./long-poll.js";
-import { DedupKind, dedupKey, isTerminal, QueueType, type RunStatus } from "./model.js";
+import { isTerminal, QueueType, type RunStatus } from "./model.js";
 
 export type RunSelector = { runId: string } | { instanceId: string };
 
@@ -44,11 +41,7 @@ export interface PendingTimerInfo {
   fireAt: Date;
 }
 
-export interface PendingEventWaitInfo {
-  seq: number;
-  eventId: string;
-  timeoutAt: Date | undefined;
-}
+export type { PendingEventWaitInfo, ReceivedEventCountInfo } from "./event-waits.js";
 
 /** A CREATED run that has no workflow task because its concurrency key's slots are taken. */
 export interface KeyWait {
@@ -63,6 +56,8 @@ export interface RunDescription {
   activities: PendingActivityRecord[];
   timers: PendingTimerInfo[];
   eventWaits: PendingEventWaitInfo[];
+  /** External events received, counted by name (event-waits.ts). */
+  receivedEvents: ReceivedEventCountInfo[];
   children: OpenChildRecord[];
   /** The queues of the run's tasks that wait for a worker (status, capacity, in-flight, last poll). */
   queues: QueueView[];
@@ -120,11 +115,11 @@ const DESCRIBE_ATTEMPTS = 5;
 
 async function pendingWork(engine: Engine, run: RunRecord): Promise<Omit<RunDescription, "run">> {
   const open = !isTerminal(run.status as RunStatus);
-  const [workflowTask, activities, timers, eventWaits, children] = await Promise.all([
+  const [workflowTask, activities, timers, events, children] = await Promise.all([
     pendingWorkflowTask(engine.sql, run.id),
     pendingActivities(engine.sql, run.id),
     open ? runTimers(engine.sql, run.id) : [],
-    open ? pendingEventWaits(engine, run.id) : [],
+    describeRunEvents(engine.sql, run.id, open),
     openChildRuns(engine.sql, run.id),
   ]);
   const [queues, keyWait] = await Promise.all([
@@ -136,7 +131,8 @@ async function pendingWork(engine: Engine, run: RunRecord): Promise<Omit<RunDesc
     activities,
     // Event-wait time-outs are shown with their wait, not as timers.
     timers: timers.filter((t) => t.kind === "timer").map((t) => ({ seq: t.seq, fireAt: t.fireAt })),
-    eventWaits,
+    eventWaits: events.waits,
+    receivedEvents: events.received,
     children,
     queues,
     keyWait,
@@ -171,18 +167,6 @@ async function keyWaitOf(engine: Engine, run: RunRecord, task: PendingWorkflowTa
   if (run.status !== "CREATED" || task || run.concurrencyKey === null) return undefined;
   const holders = await concurrencyKeyHolders(engine.sql, { key: run.concurrencyKey, excludeRunId: run.id, limit: KEY_HOLDERS_SHOWN });
   return { key: run.concurrencyKey, limit: run.concurrencyLimit ?? 1, holders };
-}
-
-async function pendingEventWaits(engine: Engine, runId: string): Promise<PendingEventWaitInfo[]> {
-  const waits: PendingEventWaitInfo[] = [];
-  for (const bytes of await eventWaitStarts(engine.sql, runId)) {
-    const { attributes } = fromBinary(HistoryEventSchema, bytes);
-    if (attributes.case !== "eventWaitStarted") continue;
-    const { seq, eventId, timeoutTime } = attributes.value;
-    waits.push({ seq, eventId, timeoutAt: timeoutTime ? timestampDate(timeoutTime) : undefined });
-  }
-  const received = await eventKeysInHistory(engine.sql, runId, [...new Set(waits.map((w) => dedupKey(DedupKind.EVENT, w.eventId)))]);
-  return waits.filter((w) => !received.has(dedupKey(DedupKind.EVENT, w.eventId)));
 }
 
 export interface HistoryPage {

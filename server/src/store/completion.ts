@@ -5,8 +5,6 @@
  * completion-locks.ts.
  */
 import { base64Array, bytes, type Queryable } from "./db.js";
-import { dedupPrefixSql } from "./vocabulary.js";
-import { DedupKind } from "../engine/model.js";
 import { appendBlockCtes, newEventBytes, type BlockToAppend } from "./history.js";
 import { attemptDeadlineSql, leaseEndSql } from "./activity-lease.js";
 import type { ActivityTaskRow } from "./activity-tasks.js";
@@ -184,9 +182,7 @@ export interface RunEnd {
  * Closes a completion: updates the run (history length and size, the sticky
  * worker, custom status and labels, and its end if a terminal command ended
  * it). An ended run loses its remaining activity tasks, inbox rows and timers.
- * An open run loses the event-wait timers whose event this block delivered
- * (its `external_event_received` is in history now, or moves there in this
- * statement), and gets its next workflow task if inbox rows that wake it
+ * An open run gets its next workflow task if inbox rows that wake it
  * arrived while the task was in flight (`child_run_started` does not wake: it
  * rides along with the next task). The caller NOTIFYs after the commit.
  *
@@ -194,8 +190,7 @@ export interface RunEnd {
  * completion, store/history.ts appendBlockCtes): one statement and one update
  * of the run row instead of two. Its CTEs share one snapshot, which cannot see
  * what the append CTEs do: so the handed-out inbox rows (still visible here)
- * are left out of the inbox checks by id, and an event-wait's event is looked
- * for among the moved rows as well as in history. Without `append` the block
+ * are left out of the inbox checks by id. Without `append` the block
  * was appended by an earlier statement (those rows are gone already; the
  * exclusions change nothing). Returns whether a next workflow task was
  * created, and how many inbox rows the append moved.
@@ -238,10 +233,9 @@ export async function finishWorkflowTask(
     ), dropped_inbox as (
       delete from dex.inbox where ${ended} and run_id = ${input.runId} and id <> all(${handedOut}::bigint[])
     ), dropped_timers as (
-      delete from dex.timers t where t.run_id = ${input.runId} and (${ended} or (
-        t.kind = 'event_wait' and (
-          exists (select 1 from dex.history_events h where h.run_id = t.run_id and h.dedup_key = ${dedupPrefixSql(tx, DedupKind.EVENT)} || t.event_id)
-          ${append ? tx`or exists (select 1 from moved m where m.dedup_key = ${dedupPrefixSql(tx, DedupKind.EVENT)} || t.event_id)` : tx``})))
+      -- An event wait's time-out stays when an event arrives: one name, many events, and only the
+      -- workflow code knows which wait an event satisfied; the SDK drops it with cancel_timer (decision 0022).
+      delete from dex.timers t where ${ended} and t.run_id = ${input.runId}
     ), next_task as (
       insert into dex.workflow_tasks (queue_name, run_id, priority)
       select ${input.queue}, ${input.runId}, ${input.priority}

@@ -31,8 +31,8 @@
  * no workflow task and must not get one here: it gets it with its slot.
  */
 import type postgres from "postgres";
-import { bytes, type Queryable } from "./db.js";
-import { openStatuses } from "./vocabulary.js";
+import { base64Array, bytes, type Queryable } from "./db.js";
+import { dedupPrefixSql, openStatuses } from "./vocabulary.js";
 import { DedupKind, dedupKey, dedupSeq } from "../engine/model.js";
 import { pgCode } from "./errors.js";
 
@@ -160,33 +160,57 @@ export async function cancelActivities(tx: Queryable, runId: string, seqs: numbe
 }
 
 /**
- * continue-as-new: the inputs a caller was promised delivery of, and that
- * arrived after the last task was handed out, move to the new run unseen by
- * the old one: external events and the cancellation request (CancelRun, a
- * parent's request_cancel_child_run or parent-close policy). A row handed out
- * with the task (`handedOut`) is the old run's: the completion moved it into
- * the old history earlier in the same transaction, and the exclusion keeps
- * that true whatever the statement order. Everything else in the old inbox
- * (results of the old run's own commands) is dropped when the old run ends.
- * The new run's row need not exist yet (the inbox has no foreign key); the
- * caller holds the old run's lock, and every writer of these kinds takes it,
- * so no row of these kinds can arrive in between.
+ * continue-as-new, in ONE statement: the new run joins the old run's chain
+ * (dex.run_chains, so the chain's event ids stay claimed), and its inbox gets,
+ * in this order, the events the old run's code received but did not consume
+ * (`carried`, from the continue_as_new command), then the inputs a caller was
+ * promised delivery of that arrived after the last task was handed out,
+ * unseen by the old run: external events and the cancellation request
+ * (CancelRun, a parent's request_cancel_child_run or parent-close policy).
+ * Those are re-inserted (delete + insert, keeping their time) rather than
+ * re-pointed, so their inbox ids, which order delivery, follow the carried
+ * events'. A row handed out with the task (`handedOut`) is the old run's: the
+ * completion moved it into the old history earlier in the same transaction,
+ * and the exclusion keeps that true whatever the statement order. Everything
+ * else in the old inbox (results of the old run's own commands) is dropped
+ * when the old run ends. The new run's row need not exist yet (neither table
+ * has a foreign key); the caller holds the old run's lock, and every writer of
+ * these kinds takes it, so no row of these kinds can arrive in between.
  */
-export async function moveUnseenEventsAndCancelRequest(
+export async function handOverInbox(
   tx: Queryable,
-  input: { fromRunId: string; toRunId: string; handedOut: readonly number[] },
-): Promise<number> {
-  const rows = await tx`
-    update dex.inbox set run_id = ${input.toRunId}
-    where run_id = ${input.fromRunId} and kind in ('external_event_received', 'cancel_requested')
-      and id <> all(${input.handedOut as number[]}::bigint[])
-    returning id`;
-  return rows.length;
+  input: {
+    fromRunId: string;
+    toRunId: string;
+    handedOut: readonly number[];
+    carried: ReadonlyArray<{ event: Uint8Array; eventId: string }>;
+  },
+): Promise<void> {
+  const { carried } = input;
+  await tx`
+    with chained as (
+      insert into dex.run_chains (run_id, chain_id)
+      values (${input.toRunId}, coalesce((select chain_id from dex.run_chains where run_id = ${input.fromRunId}), ${input.fromRunId}::uuid))
+    ), moved as (
+      delete from dex.inbox
+      where run_id = ${input.fromRunId} and kind in ('external_event_received', 'cancel_requested')
+        and id <> all(${input.handedOut as number[]}::bigint[])
+      returning id, kind, event, dedup_key, created_at
+    ), handed as (
+      select 0 as part, u.ord as ord, 'external_event_received' as kind, decode(u.event, 'base64') as event,
+             ${dedupPrefixSql(tx, DedupKind.EVENT)} || u.event_id as dedup_key, now() as created_at
+      from unnest(${base64Array(carried.map((c) => c.event))}::text[], ${carried.map((c) => c.eventId)}::text[])
+        with ordinality as u(event, event_id, ord)
+      union all
+      select 1, m.id, m.kind, m.event, m.dedup_key, m.created_at from moved m
+    )
+    insert into dex.inbox (run_id, kind, event, dedup_key, created_at)
+    select ${input.toRunId}, kind, event, dedup_key, created_at from handed order by part, ord`;
 }
 
 /**
  * continue-as-new, once the new run exists: a cancellation request that moved
- * into its inbox (moveUnseenEventsAndCancelRequest) marks it as requested, with
+ * into its inbox (handOverInbox) marks it as requested, with
  * the old run's time and reason, so DescribeRun shows it and a second request
  * answers already_requested. The caller holds the old run's lock and inserted
  * the new run in this transaction (nobody else can see or lock it yet).
@@ -251,10 +275,15 @@ function insertTaskUnlessQueued(tx: Queryable, run: { id: string; taskQueue: str
 
 /**
  * SendEvent in ONE statement, the caller holding the run lock (so the run is
- * open and nobody appends to its history meanwhile): puts
- * `external_event_received` in the inbox with dedup key `event:<id>` unless
- * that key is already in the inbox (unique index) or in history (an event the
- * workflow already saw), and gives the run a workflow task if it has none.
+ * open and nobody appends to its history meanwhile): claims the event id for
+ * the run's continue-as-new chain (dex.event_ids; skipped for a generated id,
+ * which needs no dedup), puts `external_event_received` in the inbox with
+ * dedup key `event:<id>` if the claim succeeded and that key is not already
+ * in the inbox (unique index) or in history (runs that received it before
+ * the chain table existed), and gives the run a workflow task if it has none.
+ * The claim cannot race: every delivery to a chain holds its open run's lock,
+ * and continue-as-new holds the old run's lock while it starts the next run
+ * (migration 0009).
  * A task in flight picks the row up when it completes (finishWorkflowTask).
  * A run waiting for its concurrency key gets no task: the event waits in its
  * inbox and is handed out with its first task, when it gets a slot.
@@ -262,13 +291,21 @@ function insertTaskUnlessQueued(tx: Queryable, run: { id: string; taskQueue: str
 export async function insertExternalEvent(
   tx: Queryable,
   run: { id: string; taskQueue: string; priority: number; concurrencyWaiting: boolean },
-  input: { event: Uint8Array; dedupKey: string },
+  input: { event: Uint8Array; eventId: string; dedup: boolean },
 ): Promise<{ duplicate: boolean; taskCreated: boolean }> {
+  const key = dedupKey(DedupKind.EVENT, input.eventId);
   const [row] = await tx<{ inserted: boolean; task_created: boolean }[]>`
-    with inboxed as (
+    with claimed as (
+      insert into dex.event_ids (chain_id, event_id, run_id)
+      select coalesce((select chain_id from dex.run_chains where run_id = ${run.id}), ${run.id}::uuid), ${input.eventId}, ${run.id}
+      where ${input.dedup}
+      on conflict do nothing
+      returning 1
+    ), inboxed as (
       insert into dex.inbox (run_id, kind, event, dedup_key)
-      select ${run.id}, 'external_event_received', ${bytes(input.event)}, ${input.dedupKey}
-      where not exists (select 1 from dex.history_events where run_id = ${run.id} and dedup_key = ${input.dedupKey})
+      select ${run.id}, 'external_event_received', ${bytes(input.event)}, ${key}
+      where (not ${input.dedup} or exists (select 1 from claimed))
+        and not exists (select 1 from dex.history_events where run_id = ${run.id} and dedup_key = ${key})
       on conflict (run_id, dedup_key) where dedup_key is not null do nothing
       returning id
     ), task as (${insertTaskUnlessQueued(tx, run, tx`not ${run.concurrencyWaiting} and exists (select 1 from inboxed)`)})

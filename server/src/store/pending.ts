@@ -5,8 +5,7 @@
  * now() beside it, so "running" is judged on the database's clock.
  */
 import type { Queryable } from "./db.js";
-import { dedupPrefixSql, openStatuses } from "./vocabulary.js";
-import { DedupKind, dedupPrefix } from "../engine/model.js";
+import { openStatuses } from "./vocabulary.js";
 
 export interface PendingWorkflowTaskRecord {
   queueName: string;
@@ -41,33 +40,6 @@ export async function pendingActivities(sql: Queryable, runId: string): Promise<
     select queue_name as "queueName", seq, activity_name as "activityName", attempt, visible_at as "visibleAt",
            leased_until as "leasedUntil", last_failure as "lastFailure", now() as now
     from dex.activity_tasks where run_id = ${runId}::uuid order by seq`;
-}
-
-/**
- * The run's `event_wait_started` events whose time-out has not reached history
- * (the timer's event carries dedup key 'timer:<seq>'; the wait's own key is
- * 'seq:<seq>'), in history order. The event id lives inside the event bytes,
- * so the caller decodes them and drops the waits whose event reached history
- * (eventKeysInHistory). Reads the run's history rows by kind: a cold path
- * (describe), bounded by the run's history.
- */
-export async function eventWaitStarts(sql: Queryable, runId: string): Promise<Uint8Array[]> {
-  // The wait's seq, taken from its 'seq:<n>' key, names its time-out's 'timer:<n>' key.
-  const timerKeyOfWait = sql`${dedupPrefixSql(sql, DedupKind.TIMER)} || substr(h.dedup_key, ${dedupPrefix(DedupKind.SEQ).length + 1}::int)`;
-  const rows = await sql<{ event: Buffer }[]>`
-    select h.event from dex.history_events h
-    where h.run_id = ${runId} and h.kind = 'event_wait_started'
-      and not exists (select 1 from dex.history_events t where t.run_id = h.run_id and t.dedup_key = ${timerKeyOfWait})
-    order by h.sequence`;
-  return rows.map((r) => r.event);
-}
-
-/** Which of these dedup keys ('event:<id>') the run's history holds (index history_events_dedup). */
-export async function eventKeysInHistory(sql: Queryable, runId: string, keys: string[]): Promise<Set<string>> {
-  if (keys.length === 0) return new Set();
-  const rows = await sql<{ dedup_key: string }[]>`
-    select dedup_key from dex.history_events where run_id = ${runId} and dedup_key = any(${keys}::text[])`;
-  return new Set(rows.map((r) => r.dedup_key));
 }
 
 export interface OpenChildRecord {

@@ -51,7 +51,8 @@ export function noRowsDeleted(): DeletedRows {
  * snapshot and commit together. Each lookup uses the table's run index
  * (history_events and timers: primary key; inbox: inbox_by_run;
  * activity_tasks: activity_tasks_by_run; workflow_tasks: its primary key, so
- * the queue name comes with the id).
+ * the queue name comes with the id; event_ids: event_ids_by_run; run_chains:
+ * its primary key).
  */
 async function deleteLockedRuns(tx: TransactionSql, runs: RunToDelete[]): Promise<DeletedRows> {
   if (runs.length === 0) return noRowsDeleted();
@@ -72,6 +73,11 @@ async function deleteLockedRuns(tx: TransactionSql, runs: RunToDelete[]): Promis
       delete from dex.workflow_tasks w using doomed d where w.queue_name = d.queue and w.run_id = d.id returning 1
     ), activity_tasks as (
       delete from dex.activity_tasks where run_id in (select id from doomed) returning 1
+    ), event_ids as (
+      -- An event id is remembered for dedup as long as the run that accepted it is kept (decision 0022).
+      delete from dex.event_ids where run_id in (select id from doomed)
+    ), chains as (
+      delete from dex.run_chains where run_id in (select id from doomed)
     ), runs as (
       delete from dex.runs where id in (select id from doomed) returning 1
     )

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/client_service.proto.
  */
 export const file_dex_v1_client_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSLmAwoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFEikKBWVhZ2VyGAwgASgLMhouZGV4LnYxLkVhZ2VyV29ya2Zsb3dTdGFydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9wcmlvcml0eSInChJFYWdlcldvcmtmbG93U3RhcnQSEQoJd29ya2VyX2lkGAEgASgJImIKFVN0YXJ0V29ya2Zsb3dSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIoCgplYWdlcl90YXNrGAMgASgLMhQuZGV4LnYxLldvcmtmbG93VGFzayJoChBTZW5kRXZlbnRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQiNgoRU2VuZEV2ZW50UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhEKCWR1cGxpY2F0ZRgCIAEoCCJ8ChlTZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0EisKBXN0YXJ0GAEgASgLMhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0EhAKCGV2ZW50X2lkGAIgASgJEiAKB3BheWxvYWQYAyABKAsyDy5kZXgudjEuUGF5bG9hZCJQChpTZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIRCglkdXBsaWNhdGUYAyABKAgi2AMKB1J1bkluZm8SDgoGcnVuX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhUKDXdvcmtmbG93X25hbWUYAyABKAkSEgoKdGFza19xdWV1ZRgEIAEoCRIhCgZzdGF0dXMYBSABKA4yES5kZXgudjEuUnVuU3RhdHVzEhAKCHByaW9yaXR5GAYgASgFEisKBmxhYmVscxgHIAMoCzIbLmRleC52MS5SdW5JbmZvLkxhYmVsc0VudHJ5EhUKDWN1c3RvbV9zdGF0dXMYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5oaXN0b3J5X2xlbmd0aBgMIAEoAxIVCg1wYXJlbnRfcnVuX2lkGA0gASgJEhcKD2NvbmN1cnJlbmN5X2tleRgOIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjYKEkRlc2NyaWJlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3Ii4QEKD1BlbmRpbmdBY3Rpdml0eRILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEg8KB2F0dGVtcHQYBCABKAUSDwoHcnVubmluZxgFIAEoCBI1ChFuZXh0X2F0dGVtcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoMbGFzdF9mYWlsdXJlGAcgASgLMg8uZGV4LnYxLkZhaWx1cmUSFgoOd2FpdGluZ19yZWFzb24YCCABKAkilQEKE1BlbmRpbmdXb3JrZmxvd1Rhc2sSDwoHYXR0ZW1wdBgBIAEoBRIPCgdydW5uaW5nGAIgASgIEiUKDGxhc3RfZmFpbHVyZRgDIAEoCzIPLmRleC52MS5GYWlsdXJlEjUKEW5leHRfYXR0ZW1wdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCgxQZW5kaW5nVGltZXISCwoDc2VxGAEgASgNEi0KCWZpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYwoQUGVuZGluZ0V2ZW50V2FpdBILCgNzZXEYASABKA0SEAoIZXZlbnRfaWQYAiABKAkSMAoMdGltZW91dF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJaCg9QZW5kaW5nQ2hpbGRSdW4SCwoDc2VxGAEgASgNEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJItcDChNEZXNjcmliZVJ1blJlc3BvbnNlEh0KBGluZm8YASABKAsyDy5kZXgudjEuUnVuSW5mbxIeCgVpbnB1dBgCIAEoCzIPLmRleC52MS5QYXlsb2FkEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRI6ChVwZW5kaW5nX3dvcmtmbG93X3Rhc2sYBSABKAsyGy5kZXgudjEuUGVuZGluZ1dvcmtmbG93VGFzaxIzChJwZW5kaW5nX2FjdGl2aXRpZXMYBiADKAsyFy5kZXgudjEuUGVuZGluZ0FjdGl2aXR5EiwKDnBlbmRpbmdfdGltZXJzGAcgAygLMhQuZGV4LnYxLlBlbmRpbmdUaW1lchI1ChNwZW5kaW5nX2V2ZW50X3dhaXRzGAggAygLMhguZGV4LnYxLlBlbmRpbmdFdmVudFdhaXQSMwoScGVuZGluZ19jaGlsZF9ydW5zGAkgAygLMhcuZGV4LnYxLlBlbmRpbmdDaGlsZFJ1bhIWCg53YWl0aW5nX3JlYXNvbhgKIAEoCRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAsgASgJInwKFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUSFwoPd2FpdF9uZXdfZXZlbnRzGAQgASgIIogBChVHZXRSdW5IaXN0b3J5UmVzcG9uc2USJAoGZXZlbnRzGAEgAygLMhQuZGV4LnYxLkhpc3RvcnlFdmVudBIOCgZydW5faWQYAiABKAkSFgoOaGlzdG9yeV9sZW5ndGgYAyABKAMSIQoGc3RhdHVzGAQgASgOMhEuZGV4LnYxLlJ1blN0YXR1cyJFChNHZXRSdW5SZXN1bHRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIMCgR3YWl0GAIgASgIIqkBChRHZXRSdW5SZXN1bHRSZXNwb25zZRIOCgZydW5faWQYASABKAkSIQoGc3RhdHVzGAIgASgOMhEuZGV4LnYxLlJ1blN0YXR1cxIfCgZyZXN1bHQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBIgCgdmYWlsdXJlGAQgASgLMg8uZGV4LnYxLkZhaWx1cmUSGwoTY29udGludWVkX2FzX3J1bl9pZBgFIAEoCSLUAgoPTGlzdFJ1bnNSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSIwoIc3RhdHVzZXMYAiADKA4yES5kZXgudjEuUnVuU3RhdHVzEhMKC2luc3RhbmNlX2lkGAMgASgJEjMKBmxhYmVscxgEIAMoCzIjLmRleC52MS5MaXN0UnVuc1JlcXVlc3QuTGFiZWxzRW50cnkSMQoNY3JlYXRlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoQTGlzdFJ1bnNSZXNwb25zZRIdCgRydW5zGAEgAygLMg8uZGV4LnYxLlJ1bkluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKEENhbmNlbFJ1blJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEg4KBnJlYXNvbhgCIAEoCSI+ChFDYW5jZWxSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSGQoRYWxyZWFkeV9yZXF1ZXN0ZWQYAiABKAgiRwoTVGVybWluYXRlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIiYKFFRlcm1pbmF0ZVJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSIiChBEZWxldGVSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJDChFEZWxldGVSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSHgoWaGlzdG9yeV9ldmVudHNfZGVsZXRlZBgCIAEoAyqbAQoYSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EisKJ0lOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9VTlNQRUNJRklFRBAAEiQKIElOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9GQUlMEAESLAooSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VTRV9FWElTVElORxACKrgBChVJbnN0YW5jZUlkUmV1c2VQb2xpY3kSKAokSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1VOU1BFQ0lGSUVEEAASIgoeSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XEAESLAooSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XX0lGX0ZBSUxFRBACEiMKH0lOU1RBTkNFX0lEX1JFVVNFX1BPTElDWV9SRUpFQ1QQAzLrBQoNQ2xpZW50U2VydmljZRJMCg1TdGFydFdvcmtmbG93EhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0Gh0uZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXNwb25zZRJACglTZW5kRXZlbnQSGC5kZXgudjEuU2VuZEV2ZW50UmVxdWVzdBoZLmRleC52MS5TZW5kRXZlbnRSZXNwb25zZRJbChJTZW5kRXZlbnRXaXRoU3RhcnQSIS5kZXgudjEuU2VuZEV2ZW50V2l0aFN0YXJ0UmVxdWVzdBoiLmRleC52MS5TZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRJGCgtEZXNjcmliZVJ1bhIaLmRleC52MS5EZXNjcmliZVJ1blJlcXVlc3QaGy5kZXgudjEuRGVzY3JpYmVSdW5SZXNwb25zZRJMCg1HZXRSdW5IaXN0b3J5EhwuZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh0uZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZRJJCgxHZXRSdW5SZXN1bHQSGy5kZXgudjEuR2V0UnVuUmVzdWx0UmVxdWVzdBocLmRleC52MS5HZXRSdW5SZXN1bHRSZXNwb25zZRI9CghMaXN0UnVucxIXLmRleC52MS5MaXN0UnVuc1JlcXVlc3QaGC5kZXgudjEuTGlzdFJ1bnNSZXNwb25zZRJACglDYW5jZWxSdW4SGC5kZXgudjEuQ2FuY2VsUnVuUmVxdWVzdBoZLmRleC52MS5DYW5jZWxSdW5SZXNwb25zZRJJCgxUZXJtaW5hdGVSdW4SGy5kZXgudjEuVGVybWluYXRlUnVuUmVxdWVzdBocLmRleC52MS5UZXJtaW5hdGVSdW5SZXNwb25zZRJACglEZWxldGVSdW4SGC5kZXgudjEuRGVsZXRlUnVuUmVxdWVzdBoZLmRleC52MS5EZWxldGVSdW5SZXNwb25zZWIGcHJvdG8z", [file_dex_v1_common, file_dex_v1_history, file_dex_v1_worker_service, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSLmAwoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFEikKBWVhZ2VyGAwgASgLMhouZGV4LnYxLkVhZ2VyV29ya2Zsb3dTdGFydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgsKCV9wcmlvcml0eSInChJFYWdlcldvcmtmbG93U3RhcnQSEQoJd29ya2VyX2lkGAEgASgJImIKFVN0YXJ0V29ya2Zsb3dSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIoCgplYWdlcl90YXNrGAMgASgLMhQuZGV4LnYxLldvcmtmbG93VGFzayJ8ChBTZW5kRXZlbnRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQSEgoKZXZlbnRfbmFtZRgEIAEoCSJIChFTZW5kRXZlbnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSEQoJZHVwbGljYXRlGAIgASgIEhAKCGV2ZW50X2lkGAMgASgJIpABChlTZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0EisKBXN0YXJ0GAEgASgLMhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0EhAKCGV2ZW50X2lkGAIgASgJEiAKB3BheWxvYWQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBISCgpldmVudF9uYW1lGAQgASgJImIKGlNlbmRFdmVudFdpdGhTdGFydFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIPCgdzdGFydGVkGAIgASgIEhEKCWR1cGxpY2F0ZRgDIAEoCBIQCghldmVudF9pZBgEIAEoCSLYAwoHUnVuSW5mbxIOCgZydW5faWQYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSFQoNd29ya2Zsb3dfbmFtZRgDIAEoCRISCgp0YXNrX3F1ZXVlGAQgASgJEiEKBnN0YXR1cxgFIAEoDjIRLmRleC52MS5SdW5TdGF0dXMSEAoIcHJpb3JpdHkYBiABKAUSKwoGbGFiZWxzGAcgAygLMhsuZGV4LnYxLlJ1bkluZm8uTGFiZWxzRW50cnkSFQoNY3VzdG9tX3N0YXR1cxgIIAEoCRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmhpc3RvcnlfbGVuZ3RoGAwgASgDEhUKDXBhcmVudF9ydW5faWQYDSABKAkSFwoPY29uY3VycmVuY3lfa2V5GA4gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNgoSRGVzY3JpYmVSdW5SZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvciLhAQoPUGVuZGluZ0FjdGl2aXR5EgsKA3NlcRgBIAEoDRIVCg1hY3Rpdml0eV9uYW1lGAIgASgJEhIKCnRhc2tfcXVldWUYAyABKAkSDwoHYXR0ZW1wdBgEIAEoBRIPCgdydW5uaW5nGAUgASgIEjUKEW5leHRfYXR0ZW1wdF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgxsYXN0X2ZhaWx1cmUYByABKAsyDy5kZXgudjEuRmFpbHVyZRIWCg53YWl0aW5nX3JlYXNvbhgIIAEoCSKVAQoTUGVuZGluZ1dvcmtmbG93VGFzaxIPCgdhdHRlbXB0GAEgASgFEg8KB3J1bm5pbmcYAiABKAgSJQoMbGFzdF9mYWlsdXJlGAMgASgLMg8uZGV4LnYxLkZhaWx1cmUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkoKDFBlbmRpbmdUaW1lchILCgNzZXEYASABKA0SLQoJZmlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ3ChBQZW5kaW5nRXZlbnRXYWl0EgsKA3NlcRgBIAEoDRIQCghldmVudF9pZBgCIAEoCRIwCgx0aW1lb3V0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmV2ZW50X25hbWUYBCABKAkiTgoSUmVjZWl2ZWRFdmVudENvdW50EhIKCmV2ZW50X25hbWUYASABKAkSEgoKaW5faGlzdG9yeRgCIAEoDRIQCghpbl9pbmJveBgDIAEoDSJaCg9QZW5kaW5nQ2hpbGRSdW4SCwoDc2VxGAEgASgNEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJIowEChNEZXNjcmliZVJ1blJlc3BvbnNlEh0KBGluZm8YASABKAsyDy5kZXgudjEuUnVuSW5mbxIeCgVpbnB1dBgCIAEoCzIPLmRleC52MS5QYXlsb2FkEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRI6ChVwZW5kaW5nX3dvcmtmbG93X3Rhc2sYBSABKAsyGy5kZXgudjEuUGVuZGluZ1dvcmtmbG93VGFzaxIzChJwZW5kaW5nX2FjdGl2aXRpZXMYBiADKAsyFy5kZXgudjEuUGVuZGluZ0FjdGl2aXR5EiwKDnBlbmRpbmdfdGltZXJzGAcgAygLMhQuZGV4LnYxLlBlbmRpbmdUaW1lchI1ChNwZW5kaW5nX2V2ZW50X3dhaXRzGAggAygLMhguZGV4LnYxLlBlbmRpbmdFdmVudFdhaXQSMwoScGVuZGluZ19jaGlsZF9ydW5zGAkgAygLMhcuZGV4LnYxLlBlbmRpbmdDaGlsZFJ1bhIWCg53YWl0aW5nX3JlYXNvbhgKIAEoCRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAsgASgJEjMKD3JlY2VpdmVkX2V2ZW50cxgMIAMoCzIaLmRleC52MS5SZWNlaXZlZEV2ZW50Q291bnQifAoUR2V0UnVuSGlzdG9yeVJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDEhEKCXBhZ2Vfc2l6ZRgDIAEoBRIXCg93YWl0X25ld19ldmVudHMYBCABKAgiiAEKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5kZXgudjEuSGlzdG9yeUV2ZW50Eg4KBnJ1bl9pZBgCIAEoCRIWCg5oaXN0b3J5X2xlbmd0aBgDIAEoAxIhCgZzdGF0dXMYBCABKA4yES5kZXgudjEuUnVuU3RhdHVzIkUKE0dldFJ1blJlc3VsdFJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEgwKBHdhaXQYAiABKAgiqQEKFEdldFJ1blJlc3VsdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIhCgZzdGF0dXMYAiABKA4yES5kZXgudjEuUnVuU3RhdHVzEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAUgASgJItQCCg9MaXN0UnVuc1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRIjCghzdGF0dXNlcxgCIAMoDjIRLmRleC52MS5SdW5TdGF0dXMSEwoLaW5zdGFuY2VfaWQYAyABKAkSMwoGbGFiZWxzGAQgAygLMiMuZGV4LnYxLkxpc3RSdW5zUmVxdWVzdC5MYWJlbHNFbnRyeRIxCg1jcmVhdGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKChBMaXN0UnVuc1Jlc3BvbnNlEh0KBHJ1bnMYASADKAsyDy5kZXgudjEuUnVuSW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRAoQQ2FuY2VsUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIj4KEUNhbmNlbFJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIZChFhbHJlYWR5X3JlcXVlc3RlZBgCIAEoCCJHChNUZXJtaW5hdGVSdW5SZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIOCgZyZWFzb24YAiABKAkiJgoUVGVybWluYXRlUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJIiIKEERlbGV0ZVJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIkMKEURlbGV0ZVJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIeChZoaXN0b3J5X2V2ZW50c19kZWxldGVkGAIgASgDKpsBChhJbnN0YW5jZUlkQ29uZmxpY3RQb2xpY3kSKwonSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VOU1BFQ0lGSUVEEAASJAogSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX0ZBSUwQARIsCihJTlNUQU5DRV9JRF9DT05GTElDVF9QT0xJQ1lfVVNFX0VYSVNUSU5HEAIquAEKFUluc3RhbmNlSWRSZXVzZVBvbGljeRIoCiRJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIiCh5JTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1cQARIsCihJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1dfSUZfRkFJTEVEEAISIwofSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1JFSkVDVBADMusFCg1DbGllbnRTZXJ2aWNlEkwKDVN0YXJ0V29ya2Zsb3cSHC5kZXgudjEuU3RhcnRXb3JrZmxvd1JlcXVlc3QaHS5kZXgudjEuU3RhcnRXb3JrZmxvd1Jlc3BvbnNlEkAKCVNlbmRFdmVudBIYLmRleC52MS5TZW5kRXZlbnRSZXF1ZXN0GhkuZGV4LnYxLlNlbmRFdmVudFJlc3BvbnNlElsKElNlbmRFdmVudFdpdGhTdGFydBIhLmRleC52MS5TZW5kRXZlbnRXaXRoU3RhcnRSZXF1ZXN0GiIuZGV4LnYxLlNlbmRFdmVudFdpdGhTdGFydFJlc3BvbnNlEkYKC0Rlc2NyaWJlUnVuEhouZGV4LnYxLkRlc2NyaWJlUnVuUmVxdWVzdBobLmRleC52MS5EZXNjcmliZVJ1blJlc3BvbnNlEkwKDUdldFJ1bkhpc3RvcnkSHC5kZXgudjEuR2V0UnVuSGlzdG9yeVJlcXVlc3QaHS5kZXgudjEuR2V0UnVuSGlzdG9yeVJlc3BvbnNlEkkKDEdldFJ1blJlc3VsdBIbLmRleC52MS5HZXRSdW5SZXN1bHRSZXF1ZXN0GhwuZGV4LnYxLkdldFJ1blJlc3VsdFJlc3BvbnNlEj0KCExpc3RSdW5zEhcuZGV4LnYxLkxpc3RSdW5zUmVxdWVzdBoYLmRleC52MS5MaXN0UnVuc1Jlc3BvbnNlEkAKCUNhbmNlbFJ1bhIYLmRleC52MS5DYW5jZWxSdW5SZXF1ZXN0GhkuZGV4LnYxLkNhbmNlbFJ1blJlc3BvbnNlEkkKDFRlcm1pbmF0ZVJ1bhIbLmRleC52MS5UZXJtaW5hdGVSdW5SZXF1ZXN0GhwuZGV4LnYxLlRlcm1pbmF0ZVJ1blJlc3BvbnNlEkAKCURlbGV0ZVJ1bhIYLmRleC52MS5EZWxldGVSdW5SZXF1ZXN0GhkuZGV4LnYxLkRlbGV0ZVJ1blJlc3BvbnNlYgZwcm90bzM", [file_dex_v1_common, file_dex_v1_history, file_dex_v1_worker_service, file_google_protobuf_timestamp]);
 
 /**
  * StartWorkflowRequest describes the run to start.
@@ -219,7 +219,11 @@ export type SendEventRequest = Message<"dex.v1.SendEventRequest"> & {
   run?: RunSelector | undefined;
 
   /**
-   * The event id; unique within the run. Required; 1 to 255 characters.
+   * The event id: its dedup key, unique per instance across a
+   * continue-as-new chain. 0 to 255 characters, no control characters.
+   * Empty (allowed only with `event_name`) means the server generates an id
+   * and the event is never deduplicated. Sent without `event_name`, the id
+   * is also the name (the meaning this field had before names existed).
    *
    * @generated from field: string event_id = 2;
    */
@@ -231,6 +235,16 @@ export type SendEventRequest = Message<"dex.v1.SendEventRequest"> & {
    * @generated from field: dex.v1.Payload payload = 3;
    */
   payload?: Payload | undefined;
+
+  /**
+   * The event's name: what the workflow waits for. Many events of one name
+   * reach a run, each once, in the order the server accepted them. 0 to 255
+   * characters, no control characters; empty means the name is `event_id`.
+   * At least one of `event_id` and `event_name` is required.
+   *
+   * @generated from field: string event_name = 4;
+   */
+  eventName: string;
 };
 
 /**
@@ -254,11 +268,19 @@ export type SendEventResponse = Message<"dex.v1.SendEventResponse"> & {
   runId: string;
 
   /**
-   * True when the run had already received this event id; nothing changed.
+   * True when the instance's continue-as-new chain had already received this
+   * event id; nothing changed.
    *
    * @generated from field: bool duplicate = 2;
    */
   duplicate: boolean;
+
+  /**
+   * The event's id: the one sent, or the one the server generated.
+   *
+   * @generated from field: string event_id = 3;
+   */
+  eventId: string;
 };
 
 /**
@@ -282,7 +304,8 @@ export type SendEventWithStartRequest = Message<"dex.v1.SendEventWithStartReques
   start?: StartWorkflowRequest | undefined;
 
   /**
-   * The event id; unique within the run. Required.
+   * The event id, as in SendEventRequest.event_id (empty with
+   * `event_name`: generated, no dedup).
    *
    * @generated from field: string event_id = 2;
    */
@@ -294,6 +317,13 @@ export type SendEventWithStartRequest = Message<"dex.v1.SendEventWithStartReques
    * @generated from field: dex.v1.Payload payload = 3;
    */
   payload?: Payload | undefined;
+
+  /**
+   * The event's name, as in SendEventRequest.event_name (empty: the id).
+   *
+   * @generated from field: string event_name = 4;
+   */
+  eventName: string;
 };
 
 /**
@@ -329,6 +359,13 @@ export type SendEventWithStartResponse = Message<"dex.v1.SendEventWithStartRespo
    * @generated from field: bool duplicate = 3;
    */
   duplicate: boolean;
+
+  /**
+   * The event's id: the one sent, or the one the server generated.
+   *
+   * @generated from field: string event_id = 4;
+   */
+  eventId: string;
 };
 
 /**
@@ -625,7 +662,8 @@ export type PendingEventWait = Message<"dex.v1.PendingEventWait"> & {
   seq: number;
 
   /**
-   * The awaited event id.
+   * The awaited event name (the same as `event_name`; kept for readers
+   * written before names existed).
    *
    * @generated from field: string event_id = 2;
    */
@@ -637,6 +675,13 @@ export type PendingEventWait = Message<"dex.v1.PendingEventWait"> & {
    * @generated from field: google.protobuf.Timestamp timeout_time = 3;
    */
   timeoutTime?: Timestamp | undefined;
+
+  /**
+   * The awaited event name: the wait takes the next event of this name.
+   *
+   * @generated from field: string event_name = 4;
+   */
+  eventName: string;
 };
 
 /**
@@ -645,6 +690,43 @@ export type PendingEventWait = Message<"dex.v1.PendingEventWait"> & {
  */
 export const PendingEventWaitSchema: GenMessage<PendingEventWait> = /*@__PURE__*/
   messageDesc(file_dex_v1_client_service, 12);
+
+/**
+ * ReceivedEventCount counts a run's external events of one name.
+ *
+ * @generated from message dex.v1.ReceivedEventCount
+ */
+export type ReceivedEventCount = Message<"dex.v1.ReceivedEventCount"> & {
+  /**
+   * The event name.
+   *
+   * @generated from field: string event_name = 1;
+   */
+  eventName: string;
+
+  /**
+   * Events of this name in the run's history (the workflow has seen them,
+   * whether or not its code has consumed them yet).
+   *
+   * @generated from field: uint32 in_history = 2;
+   */
+  inHistory: number;
+
+  /**
+   * Events of this name accepted but not yet handed to the workflow (in the
+   * run's inbox; they come with its next workflow task).
+   *
+   * @generated from field: uint32 in_inbox = 3;
+   */
+  inInbox: number;
+};
+
+/**
+ * Describes the message dex.v1.ReceivedEventCount.
+ * Use `create(ReceivedEventCountSchema)` to create a new message.
+ */
+export const ReceivedEventCountSchema: GenMessage<ReceivedEventCount> = /*@__PURE__*/
+  messageDesc(file_dex_v1_client_service, 13);
 
 /**
  * PendingChildRun is a child run that has not ended.
@@ -686,7 +768,7 @@ export type PendingChildRun = Message<"dex.v1.PendingChildRun"> & {
  * Use `create(PendingChildRunSchema)` to create a new message.
  */
 export const PendingChildRunSchema: GenMessage<PendingChildRun> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 13);
+  messageDesc(file_dex_v1_client_service, 14);
 
 /**
  * DescribeRunResponse describes a run.
@@ -770,6 +852,15 @@ export type DescribeRunResponse = Message<"dex.v1.DescribeRunResponse"> & {
    * @generated from field: string continued_as_run_id = 11;
    */
   continuedAsRunId: string;
+
+  /**
+   * External events the run received, counted by name, names in order of
+   * their first event. The server cannot know which of them the workflow
+   * code consumed; `pending_event_waits` shows what it waits for.
+   *
+   * @generated from field: repeated dex.v1.ReceivedEventCount received_events = 12;
+   */
+  receivedEvents: ReceivedEventCount[];
 };
 
 /**
@@ -777,7 +868,7 @@ export type DescribeRunResponse = Message<"dex.v1.DescribeRunResponse"> & {
  * Use `create(DescribeRunResponseSchema)` to create a new message.
  */
 export const DescribeRunResponseSchema: GenMessage<DescribeRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 14);
+  messageDesc(file_dex_v1_client_service, 15);
 
 /**
  * GetRunHistoryRequest asks for a page of history.
@@ -820,7 +911,7 @@ export type GetRunHistoryRequest = Message<"dex.v1.GetRunHistoryRequest"> & {
  * Use `create(GetRunHistoryRequestSchema)` to create a new message.
  */
 export const GetRunHistoryRequestSchema: GenMessage<GetRunHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 15);
+  messageDesc(file_dex_v1_client_service, 16);
 
 /**
  * GetRunHistoryResponse holds a page of history.
@@ -863,7 +954,7 @@ export type GetRunHistoryResponse = Message<"dex.v1.GetRunHistoryResponse"> & {
  * Use `create(GetRunHistoryResponseSchema)` to create a new message.
  */
 export const GetRunHistoryResponseSchema: GenMessage<GetRunHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 16);
+  messageDesc(file_dex_v1_client_service, 17);
 
 /**
  * GetRunResultRequest asks for a run's outcome.
@@ -893,7 +984,7 @@ export type GetRunResultRequest = Message<"dex.v1.GetRunResultRequest"> & {
  * Use `create(GetRunResultRequestSchema)` to create a new message.
  */
 export const GetRunResultRequestSchema: GenMessage<GetRunResultRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 17);
+  messageDesc(file_dex_v1_client_service, 18);
 
 /**
  * GetRunResultResponse holds a run's outcome.
@@ -942,7 +1033,7 @@ export type GetRunResultResponse = Message<"dex.v1.GetRunResultResponse"> & {
  * Use `create(GetRunResultResponseSchema)` to create a new message.
  */
 export const GetRunResultResponseSchema: GenMessage<GetRunResultResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 18);
+  messageDesc(file_dex_v1_client_service, 19);
 
 /**
  * ListRunsRequest filters runs. Filters combine with AND.
@@ -1012,7 +1103,7 @@ export type ListRunsRequest = Message<"dex.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 19);
+  messageDesc(file_dex_v1_client_service, 20);
 
 /**
  * ListRunsResponse holds a page of runs, newest first.
@@ -1040,7 +1131,7 @@ export type ListRunsResponse = Message<"dex.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 20);
+  messageDesc(file_dex_v1_client_service, 21);
 
 /**
  * CancelRunRequest asks for a run to be cancelled.
@@ -1068,7 +1159,7 @@ export type CancelRunRequest = Message<"dex.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 21);
+  messageDesc(file_dex_v1_client_service, 22);
 
 /**
  * CancelRunResponse acknowledges the request.
@@ -1096,7 +1187,7 @@ export type CancelRunResponse = Message<"dex.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 22);
+  messageDesc(file_dex_v1_client_service, 23);
 
 /**
  * TerminateRunRequest asks for a run to be ended at once.
@@ -1124,7 +1215,7 @@ export type TerminateRunRequest = Message<"dex.v1.TerminateRunRequest"> & {
  * Use `create(TerminateRunRequestSchema)` to create a new message.
  */
 export const TerminateRunRequestSchema: GenMessage<TerminateRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 23);
+  messageDesc(file_dex_v1_client_service, 24);
 
 /**
  * TerminateRunResponse acknowledges the termination.
@@ -1145,7 +1236,7 @@ export type TerminateRunResponse = Message<"dex.v1.TerminateRunResponse"> & {
  * Use `create(TerminateRunResponseSchema)` to create a new message.
  */
 export const TerminateRunResponseSchema: GenMessage<TerminateRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 24);
+  messageDesc(file_dex_v1_client_service, 25);
 
 /**
  * DeleteRunRequest names the ended run to delete.
@@ -1167,7 +1258,7 @@ export type DeleteRunRequest = Message<"dex.v1.DeleteRunRequest"> & {
  * Use `create(DeleteRunRequestSchema)` to create a new message.
  */
 export const DeleteRunRequestSchema: GenMessage<DeleteRunRequest> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 25);
+  messageDesc(file_dex_v1_client_service, 26);
 
 /**
  * DeleteRunResponse says what was deleted.
@@ -1195,7 +1286,7 @@ export type DeleteRunResponse = Message<"dex.v1.DeleteRunResponse"> & {
  * Use `create(DeleteRunResponseSchema)` to create a new message.
  */
 export const DeleteRunResponseSchema: GenMessage<DeleteRunResponse> = /*@__PURE__*/
-  messageDesc(file_dex_v1_client_service, 26);
+  messageDesc(file_dex_v1_client_service, 27);
 
 /**
  * InstanceIdConflictPolicy says what StartWorkflow does when the instance id

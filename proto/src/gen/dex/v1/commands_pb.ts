@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/commands.proto.
  */
 export const file_dex_v1_commands: GenFile = /*@__PURE__*/
-  fileDesc("ChVkZXgvdjEvY29tbWFuZHMucHJvdG8SBmRleC52MSL3BgoHQ29tbWFuZBI8ChFzY2hlZHVsZV9hY3Rpdml0eRgBIAEoCzIfLmRleC52MS5TY2hlZHVsZUFjdGl2aXR5Q29tbWFuZEgAEkcKF3JlcXVlc3RfY2FuY2VsX2FjdGl2aXR5GAIgASgLMiQuZGV4LnYxLlJlcXVlc3RDYW5jZWxBY3Rpdml0eUNvbW1hbmRIABIwCgtzdGFydF90aW1lchgDIAEoCzIZLmRleC52MS5TdGFydFRpbWVyQ29tbWFuZEgAEjIKDGNhbmNlbF90aW1lchgEIAEoCzIaLmRleC52MS5DYW5jZWxUaW1lckNvbW1hbmRIABI1Cg53YWl0X2Zvcl9ldmVudBgFIAEoCzIbLmRleC52MS5XYWl0Rm9yRXZlbnRDb21tYW5kSAASNwoPc3RhcnRfY2hpbGRfcnVuGAYgASgLMhwuZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kSAASPQoScmVjb3JkX3NpZGVfZWZmZWN0GAcgASgLMh8uZGV4LnYxLlJlY29yZFNpZGVFZmZlY3RDb21tYW5kSAASOwoRc2V0X2N1c3RvbV9zdGF0dXMYCCABKAsyHi5kZXgudjEuU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZEgAEjQKDXVwc2VydF9sYWJlbHMYCSABKAsyGy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZEgAEkgKGHJlcXVlc3RfY2FuY2VsX2NoaWxkX3J1bhgKIAEoCzIkLmRleC52MS5SZXF1ZXN0Q2FuY2VsQ2hpbGRSdW5Db21tYW5kSAASPwoTcmVjb3JkX3BhdGNoX21hcmtlchgLIAEoCzIgLmRleC52MS5SZWNvcmRQYXRjaE1hcmtlckNvbW1hbmRIABIyCgxjb21wbGV0ZV9ydW4YFCABKAsyGi5kZXgudjEuQ29tcGxldGVSdW5Db21tYW5kSAASKgoIZmFpbF9ydW4YFSABKAsyFi5kZXgudjEuRmFpbFJ1bkNvbW1hbmRIABIuCgpjYW5jZWxfcnVuGBYgASgLMhguZGV4LnYxLkNhbmNlbFJ1bkNvbW1hbmRIABI3Cg9jb250aW51ZV9hc19uZXcYFyABKAsyHC5kZXgudjEuQ29udGludWVBc05ld0NvbW1hbmRIAEIJCgdjb21tYW5kIu8CChdTY2hlZHVsZUFjdGl2aXR5Q29tbWFuZBILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSKQoMcmV0cnlfcG9saWN5GAUgASgLMhMuZGV4LnYxLlJldHJ5UG9saWN5EjkKFnN0YXJ0X3RvX2Nsb3NlX3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SPAoZc2NoZWR1bGVfdG9fY2xvc2VfdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCghwcmlvcml0eRgJIAEoBUgAiAEBQgsKCV9wcmlvcml0eSIrChxSZXF1ZXN0Q2FuY2VsQWN0aXZpdHlDb21tYW5kEgsKA3NlcRgBIAEoDSJ8ChFTdGFydFRpbWVyQ29tbWFuZBILCgNzZXEYASABKA0SKwoIZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJZmlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIhChJDYW5jZWxUaW1lckNvbW1hbmQSCwoDc2VxGAEgASgNImAKE1dhaXRGb3JFdmVudENvbW1hbmQSCwoDc2VxGAEgASgNEhAKCGV2ZW50X2lkGAIgASgJEioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iyAIKFFN0YXJ0Q2hpbGRSdW5Db21tYW5kEgsKA3NlcRgBIAEoDRIVCg13b3JrZmxvd19uYW1lGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhIKCnRhc2tfcXVldWUYBCABKAkSHgoFaW5wdXQYBSABKAsyDy5kZXgudjEuUGF5bG9hZBI4CgZsYWJlbHMYBiADKAsyKC5kZXgudjEuU3RhcnRDaGlsZFJ1bkNvbW1hbmQuTGFiZWxzRW50cnkSFQoIcHJpb3JpdHkYByABKAVIAIgBARI2ChNwYXJlbnRfY2xvc2VfcG9saWN5GAggASgOMhkuZGV4LnYxLlBhcmVudENsb3NlUG9saWN5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX3ByaW9yaXR5IisKHFJlcXVlc3RDYW5jZWxDaGlsZFJ1bkNvbW1hbmQSCwoDc2VxGAEgASgNIkYKF1JlY29yZFNpZGVFZmZlY3RDb21tYW5kEgsKA3NlcRgBIAEoDRIeCgV2YWx1ZRgCIAEoCzIPLmRleC52MS5QYXlsb2FkIkAKGFJlY29yZFBhdGNoTWFya2VyQ29tbWFuZBIQCghwYXRjaF9pZBgBIAEoCRISCgpkZXByZWNhdGVkGAIgASgIIi8KFlNldEN1c3RvbVN0YXR1c0NvbW1hbmQSFQoNY3VzdG9tX3N0YXR1cxgBIAEoCSJ9ChNVcHNlcnRMYWJlbHNDb21tYW5kEjcKBmxhYmVscxgBIAMoCzInLmRleC52MS5VcHNlcnRMYWJlbHNDb21tYW5kLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNQoSQ29tcGxldGVSdW5Db21tYW5kEh8KBnJlc3VsdBgBIAEoCzIPLmRleC52MS5QYXlsb2FkIjIKDkZhaWxSdW5Db21tYW5kEiAKB2ZhaWx1cmUYASABKAsyDy5kZXgudjEuRmFpbHVyZSI0ChBDYW5jZWxSdW5Db21tYW5kEiAKB2RldGFpbHMYASABKAsyDy5kZXgudjEuUGF5bG9hZCJhChRDb250aW51ZUFzTmV3Q29tbWFuZBIeCgVpbnB1dBgBIAEoCzIPLmRleC52MS5QYXlsb2FkEhUKDXdvcmtmbG93X25hbWUYAiABKAkSEgoKdGFza19xdWV1ZRgDIAEoCWIGcHJvdG8z", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVkZXgvdjEvY29tbWFuZHMucHJvdG8SBmRleC52MSL3BgoHQ29tbWFuZBI8ChFzY2hlZHVsZV9hY3Rpdml0eRgBIAEoCzIfLmRleC52MS5TY2hlZHVsZUFjdGl2aXR5Q29tbWFuZEgAEkcKF3JlcXVlc3RfY2FuY2VsX2FjdGl2aXR5GAIgASgLMiQuZGV4LnYxLlJlcXVlc3RDYW5jZWxBY3Rpdml0eUNvbW1hbmRIABIwCgtzdGFydF90aW1lchgDIAEoCzIZLmRleC52MS5TdGFydFRpbWVyQ29tbWFuZEgAEjIKDGNhbmNlbF90aW1lchgEIAEoCzIaLmRleC52MS5DYW5jZWxUaW1lckNvbW1hbmRIABI1Cg53YWl0X2Zvcl9ldmVudBgFIAEoCzIbLmRleC52MS5XYWl0Rm9yRXZlbnRDb21tYW5kSAASNwoPc3RhcnRfY2hpbGRfcnVuGAYgASgLMhwuZGV4LnYxLlN0YXJ0Q2hpbGRSdW5Db21tYW5kSAASPQoScmVjb3JkX3NpZGVfZWZmZWN0GAcgASgLMh8uZGV4LnYxLlJlY29yZFNpZGVFZmZlY3RDb21tYW5kSAASOwoRc2V0X2N1c3RvbV9zdGF0dXMYCCABKAsyHi5kZXgudjEuU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZEgAEjQKDXVwc2VydF9sYWJlbHMYCSABKAsyGy5kZXgudjEuVXBzZXJ0TGFiZWxzQ29tbWFuZEgAEkgKGHJlcXVlc3RfY2FuY2VsX2NoaWxkX3J1bhgKIAEoCzIkLmRleC52MS5SZXF1ZXN0Q2FuY2VsQ2hpbGRSdW5Db21tYW5kSAASPwoTcmVjb3JkX3BhdGNoX21hcmtlchgLIAEoCzIgLmRleC52MS5SZWNvcmRQYXRjaE1hcmtlckNvbW1hbmRIABIyCgxjb21wbGV0ZV9ydW4YFCABKAsyGi5kZXgudjEuQ29tcGxldGVSdW5Db21tYW5kSAASKgoIZmFpbF9ydW4YFSABKAsyFi5kZXgudjEuRmFpbFJ1bkNvbW1hbmRIABIuCgpjYW5jZWxfcnVuGBYgASgLMhguZGV4LnYxLkNhbmNlbFJ1bkNvbW1hbmRIABI3Cg9jb250aW51ZV9hc19uZXcYFyABKAsyHC5kZXgudjEuQ29udGludWVBc05ld0NvbW1hbmRIAEIJCgdjb21tYW5kIu8CChdTY2hlZHVsZUFjdGl2aXR5Q29tbWFuZBILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSKQoMcmV0cnlfcG9saWN5GAUgASgLMhMuZGV4LnYxLlJldHJ5UG9saWN5EjkKFnN0YXJ0X3RvX2Nsb3NlX3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SPAoZc2NoZWR1bGVfdG9fY2xvc2VfdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCghwcmlvcml0eRgJIAEoBUgAiAEBQgsKCV9wcmlvcml0eSIrChxSZXF1ZXN0Q2FuY2VsQWN0aXZpdHlDb21tYW5kEgsKA3NlcRgBIAEoDSJ8ChFTdGFydFRpbWVyQ29tbWFuZBILCgNzZXEYASABKA0SKwoIZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJZmlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIhChJDYW5jZWxUaW1lckNvbW1hbmQSCwoDc2VxGAEgASgNInQKE1dhaXRGb3JFdmVudENvbW1hbmQSCwoDc2VxGAEgASgNEhAKCGV2ZW50X2lkGAIgASgJEioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKZXZlbnRfbmFtZRgEIAEoCSLIAgoUU3RhcnRDaGlsZFJ1bkNvbW1hbmQSCwoDc2VxGAEgASgNEhUKDXdvcmtmbG93X25hbWUYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSEgoKdGFza19xdWV1ZRgEIAEoCRIeCgVpbnB1dBgFIAEoCzIPLmRleC52MS5QYXlsb2FkEjgKBmxhYmVscxgGIAMoCzIoLmRleC52MS5TdGFydENoaWxkUnVuQ29tbWFuZC5MYWJlbHNFbnRyeRIVCghwcmlvcml0eRgHIAEoBUgAiAEBEjYKE3BhcmVudF9jbG9zZV9wb2xpY3kYCCABKA4yGS5kZXgudjEuUGFyZW50Q2xvc2VQb2xpY3kaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfcHJpb3JpdHkiKwocUmVxdWVzdENhbmNlbENoaWxkUnVuQ29tbWFuZBILCgNzZXEYASABKA0iRgoXUmVjb3JkU2lkZUVmZmVjdENvbW1hbmQSCwoDc2VxGAEgASgNEh4KBXZhbHVlGAIgASgLMg8uZGV4LnYxLlBheWxvYWQiQAoYUmVjb3JkUGF0Y2hNYXJrZXJDb21tYW5kEhAKCHBhdGNoX2lkGAEgASgJEhIKCmRlcHJlY2F0ZWQYAiABKAgiLwoWU2V0Q3VzdG9tU3RhdHVzQ29tbWFuZBIVCg1jdXN0b21fc3RhdHVzGAEgASgJIn0KE1Vwc2VydExhYmVsc0NvbW1hbmQSNwoGbGFiZWxzGAEgAygLMicuZGV4LnYxLlVwc2VydExhYmVsc0NvbW1hbmQuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI1ChJDb21wbGV0ZVJ1bkNvbW1hbmQSHwoGcmVzdWx0GAEgASgLMg8uZGV4LnYxLlBheWxvYWQiMgoORmFpbFJ1bkNvbW1hbmQSIAoHZmFpbHVyZRgBIAEoCzIPLmRleC52MS5GYWlsdXJlIjQKEENhbmNlbFJ1bkNvbW1hbmQSIAoHZGV0YWlscxgBIAEoCzIPLmRleC52MS5QYXlsb2FkIo8BChRDb250aW51ZUFzTmV3Q29tbWFuZBIeCgVpbnB1dBgBIAEoCzIPLmRleC52MS5QYXlsb2FkEhUKDXdvcmtmbG93X25hbWUYAiABKAkSEgoKdGFza19xdWV1ZRgDIAEoCRIsCg5jYXJyaWVkX2V2ZW50cxgEIAMoCzIULmRleC52MS5DYXJyaWVkRXZlbnQiVgoMQ2FycmllZEV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEhIKCmV2ZW50X25hbWUYAiABKAkSIAoHcGF5bG9hZBgDIAEoCzIPLmRleC52MS5QYXlsb2FkYgZwcm90bzM", [file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Command is one decision of a workflow task. Each command becomes one
@@ -306,13 +306,16 @@ export const StartTimerCommandSchema: GenMessage<StartTimerCommand> = /*@__PURE_
   messageDesc(file_dex_v1_commands, 3);
 
 /**
- * CancelTimerCommand cancels a timer.
+ * CancelTimerCommand cancels a timer, or the time-out of an event wait: an
+ * SDK sends it for a wait_for_event with a timeout once an event satisfied
+ * the wait (the server cannot tell which wait an event satisfied, so it
+ * keeps the time-out until then; a time-out that fires anyway is ignored).
  *
  * @generated from message dex.v1.CancelTimerCommand
  */
 export type CancelTimerCommand = Message<"dex.v1.CancelTimerCommand"> & {
   /**
-   * Sequence id of the timer.
+   * Sequence id of the timer or of the wait_for_event.
    *
    * @generated from field: uint32 seq = 1;
    */
@@ -340,7 +343,9 @@ export type WaitForEventCommand = Message<"dex.v1.WaitForEventCommand"> & {
   seq: number;
 
   /**
-   * The awaited event id.
+   * The awaited event name, for servers and histories from before names
+   * existed; used only when `event_name` is empty. An SDK sets both to the
+   * name.
    *
    * @generated from field: string event_id = 2;
    */
@@ -352,6 +357,15 @@ export type WaitForEventCommand = Message<"dex.v1.WaitForEventCommand"> & {
    * @generated from field: google.protobuf.Duration timeout = 3;
    */
   timeout?: Duration | undefined;
+
+  /**
+   * The awaited event name: the wait takes the next event of this name the
+   * code has not consumed. 1 to 255 characters, no control characters
+   * (here or, when this is empty, in `event_id`).
+   *
+   * @generated from field: string event_name = 4;
+   */
+  eventName: string;
 };
 
 /**
@@ -654,6 +668,18 @@ export type ContinueAsNewCommand = Message<"dex.v1.ContinueAsNewCommand"> & {
    * @generated from field: string task_queue = 3;
    */
   taskQueue: string;
+
+  /**
+   * External events the old run received and its code did not consume, in
+   * the order they were received: they go to the new run's inbox ahead of the
+   * events that arrived while this task ran, keeping id, name and payload
+   * (and so the chain's dedup). Each id and name 1 to 255 characters, no
+   * control characters, ids distinct; each payload within the payload limit;
+   * at most 10 000 events.
+   *
+   * @generated from field: repeated dex.v1.CarriedEvent carried_events = 4;
+   */
+  carriedEvents: CarriedEvent[];
 };
 
 /**
@@ -662,4 +688,39 @@ export type ContinueAsNewCommand = Message<"dex.v1.ContinueAsNewCommand"> & {
  */
 export const ContinueAsNewCommandSchema: GenMessage<ContinueAsNewCommand> = /*@__PURE__*/
   messageDesc(file_dex_v1_commands, 15);
+
+/**
+ * CarriedEvent is an external event handed to the next run of a chain.
+ *
+ * @generated from message dex.v1.CarriedEvent
+ */
+export type CarriedEvent = Message<"dex.v1.CarriedEvent"> & {
+  /**
+   * The event id, as received.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * The event name, as received (never empty).
+   *
+   * @generated from field: string event_name = 2;
+   */
+  eventName: string;
+
+  /**
+   * The event's payload, if one was sent.
+   *
+   * @generated from field: dex.v1.Payload payload = 3;
+   */
+  payload?: Payload | undefined;
+};
+
+/**
+ * Describes the message dex.v1.CarriedEvent.
+ * Use `create(CarriedEventSchema)` to create a new message.
+ */
+export const CarriedEventSchema: GenMessage<CarriedEvent> = /*@__PURE__*/
+  messageDesc(file_dex_v1_commands, 16);
 

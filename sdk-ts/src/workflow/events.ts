@@ -1,0 +1,123 @@
+/**
+ * External events by name (decision 0022). An event has a name (what the code
+ * listens for) and an id (the server's dedup key). Each event is consumed
+ * once, by the first of:
+ * 1. the oldest pending `ctx.waitForEvent(name)` (also what `ctx.events(name)`
+ *    pulls with);
+ * 2. the handler `ctx.onEvent(name, fn)` registered for the name;
+ * 3. otherwise it is buffered, in the order received, for the next wait or
+ *    the handler registered later (which gets the buffered ones first).
+ * Events reach the code in history order (the order the server accepted
+ * them), so consumption is the same on every replay. The events still
+ * buffered when the code continues as new are carried to the next run
+ * (`carried_events`), in the order received.
+ *
+ * An event that settles a wait with a time-out also issues `cancel_timer` for
+ * the wait's seq: the server cannot tell which wait an event satisfied, so it
+ * keeps the time-out until the SDK drops it. Histories written before this
+ * lack that command; the replay check lets it be missing (replay-check.ts).
+ *
+ * A handler is called as its event is delivered, in history order, before
+ * any continuation of the same workflow task runs (the one exception to
+ * "delivery only settles promises" in inputs.ts, as in Temporal, where signal
+ * handlers run before the rest of an activation): whatever state it sets is
+ * already there when the code resumes, so code that decides on it (say, to
+ * continue as new) cannot miss an event that came with the same task.
+ */
+import { create } from "@bufbuild/protobuf";
+import { CarriedEventSchema, CommandSchema, type CarriedEvent, type Command, type Payload } from "@dex/proto";
+import { mayBeUnrecorded } from "./replay-check.js";
+
+/** What a handler gets besides the payload. */
+export interface ReceivedEventInfo {
+  /** The event name. */
+  readonly name: string;
+  /** The event id: the sender's dedup key, or one the server generated. */
+  readonly id: string;
+}
+
+export type EventHandler<T = unknown> = (payload: T, event: ReceivedEventInfo) => void | Promise<void>;
+
+interface Buffered {
+  readonly id: string;
+  readonly name: string;
+  /** As received, so a carried event keeps its exact bytes. */
+  readonly raw: Payload | undefined;
+  readonly payload: unknown;
+  /** Receive order across names, for the carry-over. */
+  readonly order: number;
+}
+
+export interface EventSinks {
+  /** Resolves the oldest pending wait for `name`, if there is one. */
+  resolveOldestWait(name: string, payload: unknown): boolean;
+  /** A handler threw or rejected: handled as an error escaping workflow code (the failure rule). */
+  handlerFailed(error: unknown): void;
+}
+
+/** `cancel_timer` for a timed wait an event satisfied; replay accepts it missing from older histories. */
+export function buildDropEventWaitTimeout(seq: number): Command {
+  const command = create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } });
+  mayBeUnrecorded.add(command);
+  return command;
+}
+
+export class ReceivedEvents {
+  private readonly seen = new Set<string>();
+  private readonly buffered = new Map<string, Buffered[]>();
+  private readonly handlers = new Map<string, EventHandler>();
+  private received = 0;
+
+  constructor(private readonly sinks: EventSinks) {}
+
+  /** An `external_event_received` input. */
+  deliver(event: { id: string; name: string; raw: Payload | undefined; payload: unknown }): void {
+    // The server delivers an id once per chain; should it ever repeat, the first delivery stands.
+    if (this.seen.has(event.id)) return;
+    this.seen.add(event.id);
+    if (this.sinks.resolveOldestWait(event.name, event.payload)) return;
+    const handler = this.handlers.get(event.name);
+    if (handler) {
+      this.call(handler, event);
+      return;
+    }
+    const queue = this.buffered.get(event.name) ?? [];
+    queue.push({ ...event, order: this.received++ });
+    this.buffered.set(event.name, queue);
+  }
+
+  /** The oldest unconsumed event of `name`, removed. */
+  take(name: string): { payload: unknown } | undefined {
+    const queue = this.buffered.get(name);
+    const next = queue?.shift();
+    if (queue?.length === 0) this.buffered.delete(name);
+    return next;
+  }
+
+  /** Registers (or replaces) the name's handler; it gets the buffered events first. Returns the removal. */
+  setHandler(name: string, handler: EventHandler): () => void {
+    this.handlers.set(name, handler);
+    for (let next = this.take(name); next; next = this.take(name)) this.call(handler, next as Buffered);
+    return () => {
+      if (this.handlers.get(name) === handler) this.handlers.delete(name);
+    };
+  }
+
+  /** The unconsumed events, in the order received, for continue_as_new. */
+  unconsumed(): CarriedEvent[] {
+    return [...this.buffered.values()]
+      .flat()
+      .sort((a, b) => a.order - b.order)
+      .map((e) => create(CarriedEventSchema, { eventId: e.id, eventName: e.name, payload: e.raw }));
+  }
+
+  private call(handler: EventHandler, event: { id: string; name: string; payload: unknown }): void {
+    const info: ReceivedEventInfo = { name: event.name, id: event.id };
+    try {
+      const result = handler(event.payload, info);
+      if (result instanceof Promise) result.catch((err: unknown) => this.sinks.handlerFailed(err));
+    } catch (err) {
+      this.sinks.handlerFailed(err);
+    }
+  }
+}
