@@ -182,17 +182,23 @@ describe("run timeouts on two servers", () => {
     const b = await serveDatabase(db);
     try {
       await a.queues.createTaskQueue({ name: "nobody-polls", type: TaskQueueType.WORKFLOW });
-      const runIds: string[] = [];
-      for (let i = 0; i < 30; i++) {
-        const server = i % 2 === 0 ? a : b;
-        const { runId } = await server.client.startWorkflow({
-          workflowName: "wf",
-          instanceId: uniqueId("two"),
-          taskQueue: "nobody-polls",
-          runTimeout: SECOND,
-        });
-        runIds.push(runId);
-      }
+      // Started together, so the group commit writes them in multi-run statements (the unnest shape).
+      const runIds = await Promise.all(
+        Array.from({ length: 30 }, async (_, i) => {
+          const server = i % 2 === 0 ? a : b;
+          const { runId } = await server.client.startWorkflow({
+            workflowName: "wf",
+            instanceId: uniqueId("two"),
+            taskQueue: "nobody-polls",
+            runTimeout: SECOND,
+            workflowTaskTimeout: { seconds: 5n },
+          });
+          return runId;
+        }),
+      );
+      const [written] = await a.sql<{ n: number }[]>`
+        select count(*)::int as n from dex.runs where id = any(${runIds}::uuid[]) and run_timeout_ms = 1000 and workflow_task_timeout_ms = 5000`;
+      expect(written!.n).toBe(30);
       await waitFor(
         async () => {
           const [row] = await a.sql<{ open: number }[]>`
