@@ -20,7 +20,7 @@ export interface Check {
   violations: string[];
 }
 
-export type RunStatus = "COMPLETED" | "FAILED" | "CANCELLED" | "TERMINATED" | "CONTINUED_AS_NEW";
+export type RunStatus = "COMPLETED" | "FAILED" | "CANCELLED" | "TERMINATED" | "CONTINUED_AS_NEW" | "TIMED_OUT";
 
 export interface Expectations {
   /** Every run the scenario started, and the status it must have ended in. */
@@ -94,6 +94,7 @@ export async function checkInvariants(db: postgres.Sql, expect: Expectations): P
       await oneOpenRunPerInstance(sql),
       await noLeftBehindLeases(sql, expect.leaseSlackMs ?? 3_000),
       timersNeverEarly(byId, histories),
+      await runTimeoutsFiredOnce(sql),
     ];
   });
 }
@@ -247,6 +248,30 @@ async function noLeftBehindLeases(sql: Tx, slackMs: number): Promise<Check> {
   const [counts] = await sql<{ wf: number; act: number }[]>`
     select (select count(*)::int from dex.workflow_tasks) as wf, (select count(*)::int from dex.activity_tasks) as act`;
   return tally.check("no task left leased past its lease (nor left for an ended run)", `${counts!.wf} workflow and ${counts!.act} activity task rows remain`);
+}
+
+/**
+ * A run timeout fires once and only on a run it ended: every TIMED_OUT run has
+ * exactly one run_timed_out event, its last; no run of another status has one;
+ * and no run_timeout timer is left due long after its deadline on an open run.
+ */
+async function runTimeoutsFiredOnce(sql: Tx): Promise<Check> {
+  const tally = new Tally();
+  const rows = await sql<{ id: string; status: string; history_length: number; events: number; last_seq: number | null }[]>`
+    select r.id, r.status, r.history_length, count(h.sequence)::int as events, max(h.sequence)::int as last_seq
+    from dex.runs r left join dex.history_events h on h.run_id = r.id and h.kind = 'run_timed_out'
+    where r.status = 'TIMED_OUT' or exists (select 1 from dex.history_events e where e.run_id = r.id and e.kind = 'run_timed_out')
+    group by r.id, r.status, r.history_length`;
+  for (const r of rows) {
+    if (r.status !== "TIMED_OUT") tally.add(`run ${r.id} (${r.status}) has a run_timed_out event`);
+    else if (r.events !== 1) tally.add(`run ${r.id} (TIMED_OUT) has ${r.events} run_timed_out events`);
+    else if (r.last_seq !== r.history_length) tally.add(`run ${r.id} (TIMED_OUT): run_timed_out is event ${r.last_seq} of ${r.history_length}`);
+  }
+  const overdue = await sql<{ run_id: string; late_ms: number }[]>`
+    select t.run_id, (extract(epoch from now() - t.fire_at) * 1000)::int as late_ms
+    from dex.timers t where t.kind = 'run_timeout' and t.fire_at < now() - interval '30 seconds'`;
+  for (const o of overdue) tally.add(`run ${o.run_id}: its run timeout is ${o.late_ms} ms overdue and has not fired`);
+  return tally.check("each run timeout ends its run once, TIMED_OUT, as its last event", `${rows.length} timed-out runs`);
 }
 
 function timersNeverEarly(runs: Map<string, RunRow>, histories: Map<string, RunHistory>): Check {

@@ -26,6 +26,7 @@ import { createTestClock, type TestClock } from "./engine/test-clock.js";
 import { onScheduleChange } from "./engine/schedules.js";
 import { ScheduleLoop } from "./engine/schedules-loop.js";
 import { TimerLoop } from "./engine/timer-loop.js";
+import { fireRunTimeouts } from "./engine/run-timeouts.js";
 import { Wakeups } from "./engine/wakeups.js";
 import { createJsonLogger, type Logger } from "./logger.js";
 import { DexMetrics } from "./metrics/dex-metrics.js";
@@ -262,7 +263,13 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     const wakeups = new Wakeups({ announceDue: (type, queue) => announceQueues(engine, type, [queue]) });
     const origin = randomBytes(6).toString("hex");
     const timerLoop = (timers = new TimerLoop(
-      { sql, wakeups, logger, announce: (queues) => announceQueues(engine, QueueType.WORKFLOW, queues) },
+      {
+        sql,
+        wakeups,
+        logger,
+        announce: (queues) => announceQueues(engine, QueueType.WORKFLOW, queues),
+        fireRunTimeouts: (runIds) => fireRunTimeouts(engine, runIds),
+      },
       options.timerMaxSleepMs === undefined ? {} : { maxSleepMs: positiveMs("timerMaxSleepMs", options.timerMaxSleepMs, 1_000) },
     ));
     // Always on: describe's "no worker has polled" needs it whether or not metrics are exposed.

@@ -16,6 +16,10 @@
  *   their ends must never overlap more than the capacity (capacity.ts).
  * - Timers are fired by whichever server's timer loop gets there first: the
  *   checker's "no timer fired early or twice" covers them.
+ * - A few runs of a workflow no worker knows carry a 2 s run timeout: their
+ *   tasks fail on every attempt until the timeout, fired by whichever server
+ *   gets there first, ends them TIMED_OUT (checked: expected status, and the
+ *   checker's "each run timeout ends its run once").
  */
 import { TaskQueueType } from "@dex/proto";
 import { check, type Scenario } from "../environment.js";
@@ -26,6 +30,8 @@ import { leasedNow, pause, settle } from "./common.js";
 import { percentile, PROBE_QUEUE, WakeProbes } from "./wake-probes.js";
 
 const LEASE_MS = 4_000;
+/** Runs started with a run timeout that no worker can run. */
+const TIMING_OUT_RUNS = 8;
 
 export const threeServers: Scenario = {
   name: "three-servers",
@@ -55,6 +61,11 @@ export const threeServers: Scenario = {
     const requests = Array.from({ length: n }, (_, i) =>
       startRequest("chaosOrder", `ts-${i}`, { timerMs: ctx.rng.int(50, 1_500), delayMs: p.activityDelayMs, leaseMs: LEASE_MS, recordEnd: true } satisfies OrderInput),
     );
+    const timingOut: string[] = [];
+    for (let i = 0; i < TIMING_OUT_RUNS; i++) {
+      const handle = await client.start("chaosNoWorkerKnowsThis", { instanceId: `ts-timeout-${i}`, runTimeout: "2s" });
+      timingOut.push(handle.runId!);
+    }
     const starting = startRuns(client, requests, { concurrency: 16, spreadMs: p.spreadMs, deadline: Date.now() + p.spreadMs + 120_000 });
     let allStarted = false;
     void starting.then(() => (allStarted = true));
@@ -108,6 +119,7 @@ export const threeServers: Scenario = {
     const capacity = await capacityCheck(ctx, { activityName: "chaosStep", capacity: p.capacity, leaseMs: LEASE_MS, killedAt });
     const runs = new Map(settled.runs);
     for (const runId of probes.runIds.values()) runs.set(runId, "COMPLETED");
+    for (const runId of timingOut) runs.set(runId, "TIMED_OUT");
     return {
       did: [
         `${stats.runs.size} workflows started through server-1, ${probes.runIds.size} probe runs`,

@@ -1,5 +1,6 @@
 /** `dex workflow describe`: a run's status, input, outcome, and everything it is waiting for. */
 import type { Command } from "commander";
+import { durationMs, type Duration } from "@bufbuild/protobuf/wkt";
 import type { DescribeRunResponse } from "@dex/proto";
 import { type ClientFlags, withClient, withClientFlags } from "../connection.js";
 import { formatValue, printFields, printTable } from "../output.js";
@@ -21,11 +22,24 @@ export function registerDescribeCommand(workflow: Command): void {
 
 type DescribeView = ReturnType<typeof describeView>;
 
+/** "1h", "90s", "1500ms": the largest unit that shows the duration exactly. */
+function formatDuration(duration: Duration | undefined): string | undefined {
+  if (!duration) return undefined;
+  const ms = durationMs(duration);
+  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1_000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 function describeView(response: DescribeRunResponse) {
   const task = response.pendingWorkflowTask;
   return {
     ...runInfoView(response.info),
     concurrencyKey: response.info?.concurrencyKey || undefined,
+    runTimeout: formatDuration(response.info?.runTimeout),
+    runDeadline: isoTime(response.info?.runDeadline),
+    workflowTaskTimeout: formatDuration(response.info?.workflowTaskTimeout),
     input: decodePayload(response.input),
     result: decodePayload(response.result),
     failure: failureView(response.failure),
@@ -74,6 +88,8 @@ function printDescription(view: DescribeView): void {
     ["custom status", view.customStatus],
     ["priority", String(view.priority)],
     ["concurrency key", view.concurrencyKey],
+    ["run timeout", view.runTimeout === undefined ? undefined : `${view.runTimeout} (ends TIMED_OUT at ${view.runDeadline ?? "?"})`],
+    ["workflow task timeout", view.workflowTaskTimeout],
     ["labels", Object.keys(view.labels).length ? formatValue(view.labels) : undefined],
     ["parent run", view.parentRunId],
     ["created", view.createTime],

@@ -1,3 +1,4 @@
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { HistoryEvent } from "@dex/proto";
 import { decodePayload, failureLine, failureView, isoTime } from "../payloads.js";
 import { formatValue } from "../output.js";
@@ -42,6 +43,8 @@ export function describeHistoryEvent(event: HistoryEvent): { kind: string; detai
       return { kind: "run failed", details: failureLine(failureView(a.value.failure)) ?? "" };
     case "runTerminated":
       return { kind: "run terminated", details: a.value.reason };
+    case "runTimedOut":
+      return { kind: "run timed out", details: a.value.runTimeout ? `run timeout ${durationMs(a.value.runTimeout)}ms` : "" };
     case undefined:
       return { kind: "unknown", details: "" };
     default:

@@ -29,7 +29,7 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-function durationFlag(flag: string, text: string | undefined): number | undefined {
+export function durationFlag(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   try {
     return parseDuration(text);

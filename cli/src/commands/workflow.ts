@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { toJson } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type GetRunResultResponse,
   HistoryEventSchema,
@@ -20,6 +20,7 @@ import { registerDescribeCommand } from "./describe.js";
 import { registerRunControlCommands } from "./run-control.js";
 import { registerReplayCommand } from "./replay.js";
 import { selector } from "./selector.js";
+import { durationFlag } from "./schedule.js";
 
 /** `result --wait` is what scripts wait on: it rides through a server restart (the SDK's default), not just a blip. */
 const WAIT_RETRY_FOR = "30s";
@@ -47,6 +48,7 @@ const TERMINAL = new Set<RunStatus>([
   RunStatus.CANCELLED,
   RunStatus.TERMINATED,
   RunStatus.CONTINUED_AS_NEW,
+  RunStatus.TIMED_OUT,
 ]);
 
 /**
@@ -62,6 +64,8 @@ export const RESULT_EXIT = {
   CONTINUED_AS_NEW: 6,
   /** Not ended yet (without --wait): CREATED or RUNNING. */
   OPEN: 7,
+  /** The run timeout passed (docs/decisions/0027-run-timeouts.md). */
+  TIMED_OUT: 8,
 } as const;
 
 const RESULT_EXIT_HELP = `
@@ -72,7 +76,8 @@ Exit codes:
   4  CANCELLED
   5  TERMINATED
   6  CONTINUED_AS_NEW ("continued as" names the run that carries on)
-  7  not ended yet (without --wait)`;
+  7  not ended yet (without --wait)
+  8  TIMED_OUT (its run timeout passed; the failure is printed)`;
 
 function resultExitCode(status: string): number {
   return RESULT_EXIT[status as keyof typeof RESULT_EXIT] ?? RESULT_EXIT.OPEN;
@@ -96,7 +101,9 @@ export function registerWorkflowCommands(program: Command): void {
       .option("--if-open <policy>", "when the instance id has an open run: fail (default) or use-existing")
       .option("--reuse <policy>", "when earlier runs of the instance id ended: allow (default), allow-if-failed, reject")
       .option("--concurrency-key <key>", "at most --concurrency-limit runs with this key execute at once; the others wait")
-      .option("--concurrency-limit <n>", "runs with --concurrency-key that may execute at once (default 1)"),
+      .option("--concurrency-limit <n>", "runs with --concurrency-key that may execute at once (default 1)")
+      .option("--run-timeout <duration>", "end the run TIMED_OUT if it is still open after this long, e.g. 30s, 1h, 7d (default: no limit)")
+      .option("--workflow-task-timeout <duration>", "lease of each workflow task, 1s to 10m: a worker that holds one longer loses it (default 10s)"),
   ).action(
     async (
       workflowName: string,
@@ -111,8 +118,12 @@ export function registerWorkflowCommands(program: Command): void {
         reuse?: string;
         concurrencyKey?: string;
         concurrencyLimit?: string;
+        runTimeout?: string;
+        workflowTaskTimeout?: string;
       },
     ) => {
+      const runTimeoutMs = durationFlag("--run-timeout", flags.runTimeout);
+      const workflowTaskTimeoutMs = durationFlag("--workflow-task-timeout", flags.workflowTaskTimeout);
       const input = parseJsonFlag("--input", flags.input);
       const conflictPolicy = policy("--if-open", CONFLICT_POLICIES, flags.ifOpen);
       const reusePolicy = policy("--reuse", REUSE_POLICIES, flags.reuse);
@@ -135,6 +146,8 @@ export function registerWorkflowCommands(program: Command): void {
           ...(reusePolicy === undefined ? {} : { reusePolicy }),
           concurrencyKey: flags.concurrencyKey ?? "",
           ...(concurrencyLimit === undefined ? {} : { concurrencyLimit }),
+          ...(runTimeoutMs === undefined ? {} : { runTimeout: durationFromMs(runTimeoutMs) }),
+          ...(workflowTaskTimeoutMs === undefined ? {} : { workflowTaskTimeout: durationFromMs(workflowTaskTimeoutMs) }),
         });
         if (flags.json) printJson({ runId: response.runId, instanceId: flags.id, started: response.started });
         else if (response.started) process.stdout.write(`started run ${response.runId} (instance ${flags.id})\n`);

@@ -13,6 +13,7 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RunStatusName } from "../common/errors.js";
 import { encodePayload } from "../common/payload.js";
+import { toProtoDuration, type Duration } from "../common/duration.js";
 import type { Workflow, WorkflowInput, WorkflowOutput } from "../workflow/types.js";
 import { connect } from "./connection.js";
 import { statusFromName, toRunSummary, type RunSummary } from "./convert.js";
@@ -74,6 +75,18 @@ export interface StartOptions<I = unknown> {
    * their process asked for one, so the first such start may still go through a poll. Default false.
    */
   eager?: boolean;
+  /**
+   * How long the run may stay open (milliseconds or "30s", "1h", "7d"). When it passes, the run ends
+   * TIMED_OUT whatever it is doing (no worker for its workflow, a workflow task failing on every
+   * attempt, a long sleep) and `result()` rejects with a WorkflowFailedError of status "TIMED_OUT".
+   * Per run: a run continued as new gets it afresh. Default: no limit.
+   */
+  runTimeout?: Duration;
+  /**
+   * The lease of each of the run's workflow tasks, 1 s to 10 min: a worker that has not completed a
+   * task by then loses it to another worker. Kept by continue-as-new. Default 10 s.
+   */
+  workflowTaskTimeout?: Duration;
 }
 
 export type ConflictPolicy = "fail" | "use-existing";
@@ -269,5 +282,7 @@ function startRequest(workflow: Workflow | string, start: StartOptions): Message
     reusePolicy: policy("reusePolicy", reusePolicies, start.reusePolicy),
     concurrencyKey: start.concurrencyKey ?? "",
     concurrencyLimit: start.concurrencyLimit ?? 0,
+    runTimeout: toProtoDuration(start.runTimeout),
+    workflowTaskTimeout: toProtoDuration(start.workflowTaskTimeout),
   };
 }

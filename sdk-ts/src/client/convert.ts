@@ -1,5 +1,5 @@
 /** Proto messages -> the plain objects the client returns (decoded payloads, Dates, status names). */
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { RunStatus, type DescribeRunResponse, type RunInfo } from "@dex/proto";
 import type { RunStatusName } from "../common/errors.js";
 import { failureToInfo, type FailureInfo } from "../common/failure.js";
@@ -20,6 +20,12 @@ export interface RunSummary {
   historyLength: number;
   parentRunId?: string;
   concurrencyKey?: string;
+  /** The run timeout it was started with, in ms; absent when it has none. */
+  runTimeoutMs?: number;
+  /** When the run timeout passes; absent when it has none. */
+  runDeadline?: Date;
+  /** The lease of its workflow tasks, in ms; absent when it has the default (10 s). */
+  workflowTaskTimeoutMs?: number;
 }
 
 export interface PendingActivityInfo {
@@ -109,6 +115,7 @@ export const terminalStatuses: ReadonlySet<RunStatusName> = new Set([
   "CANCELLED",
   "TERMINATED",
   "CONTINUED_AS_NEW",
+  "TIMED_OUT",
 ]);
 
 function date(ts: Timestamp | undefined): Date | undefined {
@@ -137,6 +144,9 @@ export function toRunSummary(info: RunInfo): RunSummary {
   put(summary, "endTime", date(info.endTime));
   put(summary, "parentRunId", info.parentRunId);
   put(summary, "concurrencyKey", info.concurrencyKey);
+  put(summary, "runTimeoutMs", info.runTimeout ? durationMs(info.runTimeout) : undefined);
+  put(summary, "runDeadline", date(info.runDeadline));
+  put(summary, "workflowTaskTimeoutMs", info.workflowTaskTimeout ? durationMs(info.workflowTaskTimeout) : undefined);
   return summary;
 }
 

@@ -139,6 +139,7 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
           case "FAILED":
           case "CANCELLED":
           case "TERMINATED":
+          case "TIMED_OUT":
             throw new WorkflowFailedError(
               response.runId,
               status,

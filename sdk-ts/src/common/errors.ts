@@ -184,9 +184,10 @@ export type RunStatusName =
   | "FAILED"
   | "CANCELLED"
   | "TERMINATED"
-  | "CONTINUED_AS_NEW";
+  | "CONTINUED_AS_NEW"
+  | "TIMED_OUT";
 
-/** Thrown by `handle.result()` when the run ended FAILED, CANCELLED or TERMINATED. */
+/** Thrown by `handle.result()` when the run ended FAILED, CANCELLED, TERMINATED or TIMED_OUT. */
 export class WorkflowFailedError extends Error {
   override readonly name = "WorkflowFailedError";
   readonly runId: string;

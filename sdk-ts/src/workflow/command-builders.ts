@@ -116,6 +116,8 @@ export function buildStartChild(seq: number, workflowName: string, input: unknow
         labels: validLabels(options.labels ?? {}, "ctx.child"),
         priority: options.priority,
         parentClosePolicy: policy === "abandon" ? ParentClosePolicy.ABANDON : ParentClosePolicy.CANCEL,
+        runTimeout: toProtoDuration(options.runTimeout),
+        workflowTaskTimeout: toProtoDuration(options.workflowTaskTimeout),
       },
     },
   });

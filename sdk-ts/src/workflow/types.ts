@@ -84,6 +84,14 @@ export interface ChildOptions {
    * child is asked to cancel. "abandon": the child keeps running; a cancelled parent stops waiting for it.
    */
   parentClosePolicy?: "cancel" | "abandon";
+  /**
+   * How long the child's run may stay open; when it passes, the child ends TIMED_OUT and `ctx.child`
+   * rejects with a ChildWorkflowFailure of status "TIMED_OUT". Not inherited from the parent.
+   * Default: no limit.
+   */
+  runTimeout?: Duration;
+  /** The lease of each of the child's workflow tasks, 1 s to 10 min. Default 10 s (not the parent's). */
+  workflowTaskTimeout?: Duration;
 }
 
 /** Options of `ctx.continueAsNew`. */

@@ -23,6 +23,7 @@ import {
   type QueueView,
 } from "../engine/runs.js";
 import { startWorkflow, type StartRequest } from "../engine/start.js";
+import { runTimeoutField, workflowTaskTimeoutField } from "../engine/run-timeout-fields.js";
 import {
   intInRange,
   invalid,
@@ -226,6 +227,8 @@ function startRequest(req: StartWorkflowRequest, prefix: string, limits: Limits)
     concurrencyKey: concurrencyKey === "" ? null : concurrencyKey,
     concurrencyLimit:
       concurrencyKey === "" ? null : intInRange(`${prefix}concurrency_limit`, req.concurrencyLimit, 0, 1_000_000) || 1,
+    runTimeoutMs: runTimeoutField(`${prefix}run_timeout`, req.runTimeout) ?? null,
+    workflowTaskTimeoutMs: workflowTaskTimeoutField(`${prefix}workflow_task_timeout`, req.workflowTaskTimeout) ?? null,
   };
 }
 

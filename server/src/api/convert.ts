@@ -1,5 +1,5 @@
 /** proto <-> domain mapping shared by the handlers. */
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
@@ -21,6 +21,7 @@ const STATUS_TO_PROTO: Record<RunStatus, ProtoRunStatus> = {
   CANCELLED: ProtoRunStatus.CANCELLED,
   TERMINATED: ProtoRunStatus.TERMINATED,
   CONTINUED_AS_NEW: ProtoRunStatus.CONTINUED_AS_NEW,
+  TIMED_OUT: ProtoRunStatus.TIMED_OUT,
 };
 
 const STATUS_FROM_PROTO = new Map<number, RunStatus>(
@@ -95,5 +96,8 @@ export function runInfo(run: RunRecord): MessageInitShape<typeof RunInfoSchema> 
     historyLength: BigInt(run.historyLength),
     parentRunId: run.parentRunId ?? "",
     concurrencyKey: run.concurrencyKey ?? "",
+    runTimeout: run.runTimeoutMs === null ? undefined : durationFromMs(run.runTimeoutMs),
+    workflowTaskTimeout: run.workflowTaskTimeoutMs === null ? undefined : durationFromMs(run.workflowTaskTimeoutMs),
+    runDeadline: ts(run.runDeadline),
   };
 }

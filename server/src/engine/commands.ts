@@ -15,6 +15,7 @@ import { encodeEvent, encodeFailure, encodePayload, type CarriedInboxEvent, type
 import { planCarriedEvents } from "./carried-events.js";
 import { MAX_CUSTOM_STATUS_LENGTH, MAX_LABELS, type Limits } from "./limits.js";
 import { DedupKind, dedupKey, MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
+import { runTimeoutField, workflowTaskTimeoutField } from "./run-timeout-fields.js";
 import {
   durationField,
   enumField,
@@ -50,6 +51,8 @@ export interface PlannedChild {
   labels: Record<string, string>;
   priority: number;
   parentClosePolicy: "cancel" | "abandon";
+  runTimeoutMs?: number | undefined;
+  workflowTaskTimeoutMs?: number | undefined;
 }
 
 /** A command that names an earlier one by seq: that seq must belong to a command event of `kind`. */
@@ -322,5 +325,7 @@ function planChild(
     labels: Object.keys(labels).length > 0 ? labels : { ...run.labels },
     priority: command.priority === undefined ? run.priority : intInRange(`${field}.priority`, command.priority, 0, 100),
     parentClosePolicy: policy === ParentClosePolicy.ABANDON ? "abandon" : "cancel",
+    runTimeoutMs: runTimeoutField(`${field}.run_timeout`, command.runTimeout),
+    workflowTaskTimeoutMs: workflowTaskTimeoutField(`${field}.workflow_task_timeout`, command.workflowTaskTimeout),
   };
 }

@@ -53,7 +53,7 @@ const MAX_ATTEMPTS = 10;
  * Thrown inside a transaction to roll it back and run it again; `keyFirst`:
  * the next attempt takes that concurrency key's lock before any row lock.
  */
-class Retry extends Error {
+export class Retry extends Error {
   constructor(readonly keyFirst?: string) {
     super("retry");
   }
@@ -74,7 +74,7 @@ function eventDedupKey(eventId: string): string {
  * throws Retry (an open run appeared, a run ended meanwhile) or lock_not_available. Between
  * attempts a short, growing pause lets the concurrent writer finish.
  */
-async function withRetries<T>(
+export async function withRetries<T>(
   engine: Engine,
   what: string,
   fn: (tx: TransactionSql, effects: Effects, state: Attempt) => Promise<T>,
@@ -115,7 +115,7 @@ function ended(run: LockedRun, what: string): DexError {
  * without the key's lock: holding it while waiting for a slot holder's row
  * could deadlock with that run's completion, which takes the key last.
  */
-async function keyLockFirst(tx: TransactionSql, runId: string, state: Attempt): Promise<void> {
+export async function keyLockFirst(tx: TransactionSql, runId: string, state: Attempt): Promise<void> {
   if (state.keyFirst === undefined) return;
   await lockConcurrencyKey(tx, state.keyFirst);
   if ((await waitingFor(tx, runId)) !== state.keyFirst) throw new Retry();
@@ -127,7 +127,7 @@ async function keyLockFirst(tx: TransactionSql, runId: string, state: Attempt): 
  * hand-over may be waiting for this row while holding the key's lock), and
  * retry with the key's lock first.
  */
-function requireKeyLock(run: LockedRun, state: Attempt): void {
+export function requireKeyLock(run: LockedRun, state: Attempt): void {
   if (run.concurrencyWaiting && run.concurrencyKey !== state.keyFirst) throw new Retry(run.concurrencyKey!);
 }
 

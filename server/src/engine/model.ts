@@ -14,6 +14,8 @@ export const RunStatus = {
   CANCELLED: "CANCELLED",
   TERMINATED: "TERMINATED",
   CONTINUED_AS_NEW: "CONTINUED_AS_NEW",
+  /** Its run timeout passed (engine/run-timeouts.ts). */
+  TIMED_OUT: "TIMED_OUT",
 } as const;
 export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
 
@@ -21,7 +23,12 @@ export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
 export const OPEN_STATUSES: readonly RunStatus[] = [RunStatus.CREATED, RunStatus.RUNNING];
 
 /** Ended without success: the latest runs the reuse policy 'allow_if_failed' lets a new run follow. */
-export const UNSUCCESSFUL_STATUSES: readonly RunStatus[] = [RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED];
+export const UNSUCCESSFUL_STATUSES: readonly RunStatus[] = [
+  RunStatus.FAILED,
+  RunStatus.CANCELLED,
+  RunStatus.TERMINATED,
+  RunStatus.TIMED_OUT,
+];
 
 export function isTerminal(status: RunStatus): boolean {
   return !OPEN_STATUSES.includes(status);

@@ -66,6 +66,8 @@ export async function startChildren(
         reusePolicy: ReusePolicy.ALLOW,
         concurrencyKey: null,
         concurrencyLimit: null,
+        runTimeoutMs: child.runTimeoutMs ?? null,
+        workflowTaskTimeoutMs: child.workflowTaskTimeoutMs ?? null,
       },
       { parent: { runId: parent.id, seq: child.seq, closePolicy: child.parentClosePolicy } },
     ),

@@ -39,6 +39,10 @@ export interface StartRequest {
   reusePolicy: ReusePolicy;
   concurrencyKey: string | null;
   concurrencyLimit: number | null;
+  /** The run timeout (engine/run-timeouts.ts); unset or null: none. */
+  runTimeoutMs?: number | null;
+  /** The lease of the run's workflow tasks; unset or null: WORKFLOW_TASK_LEASE_MS. */
+  workflowTaskTimeoutMs?: number | null;
   /** Eager workflow start (eager-start.ts): the worker to lease a NEW run's first task to; none when unset. */
   eagerWorkerId?: string | null;
 }
@@ -101,6 +105,8 @@ export function newRun(
     reusePolicy: request.reusePolicy,
     parent: extra.parent ?? null,
     continuedFromRunId: extra.continuedFromRunId ?? null,
+    runTimeoutMs: request.runTimeoutMs ?? null,
+    workflowTaskTimeoutMs: request.workflowTaskTimeoutMs ?? null,
   };
 }
 

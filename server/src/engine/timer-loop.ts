@@ -48,6 +48,8 @@ export interface TimerLoopDeps {
    * pass's statement returned; server.ts hands them to engine/notifier.ts).
    */
   announce: (queues: string[]) => void;
+  /** Ends the runs whose run timeout is due (engine/run-timeouts.ts fireRunTimeouts); the pass reports them. */
+  fireRunTimeouts?: (runIds: string[]) => Promise<number>;
 }
 
 export interface TimerLoopStats {
@@ -155,6 +157,7 @@ export class TimerLoop {
     for (const { queue, tasks } of pass.queues) this.deps.wakeups.wakeQueue(QueueType.WORKFLOW, queue, tasks);
     if (pass.queues.length > 0) this.deps.announce(pass.queues.map((q) => q.queue));
     if (pass.fired > 0) this.deps.logger.debug("timers fired", { fired: pass.fired, skippedRuns: pass.skippedRuns });
+    if (pass.runTimeouts.length > 0 && this.deps.fireRunTimeouts) await this.deps.fireRunTimeouts(pass.runTimeouts);
     return pass;
   }
 

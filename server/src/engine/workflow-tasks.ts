@@ -144,8 +144,8 @@ export async function claimWithHistory(
     workflowName: task.workflowName,
     attempt: task.attempt,
     taskTime: task.taskTime,
-    // The claim set the lease to task_time + leaseMs in the same statement (database clock).
-    leaseDeadline: new Date(task.taskTime.getTime() + WORKFLOW_TASK_LEASE_MS),
+    // The claim set the lease to task_time + the run's lease in the same statement (database clock).
+    leaseDeadline: new Date(task.taskTime.getTime() + task.leaseMs),
     historyLength: task.historyLength,
     history: (histories.get(task.runId) ?? []).map(decodeEvent),
     newEvents: task.inboxIds.map((id, i) => {

@@ -121,8 +121,15 @@ export async function requestCancellation(
 export async function terminateRunRows(
   tx: Queryable,
   run: { id: string; taskQueue: string; historyLength: number },
-  input: { event: Uint8Array; failure: Uint8Array },
+  input: {
+    event: Uint8Array;
+    failure: Uint8Array;
+    /** A run timeout (engine/run-timeouts.ts) ends the run TIMED_OUT with `run_timed_out`; default TERMINATED, `run_terminated`. */
+    ending?: { status: "TIMED_OUT"; eventKind: "run_timed_out" };
+  },
 ): Promise<void> {
+  const status = input.ending?.status ?? "TERMINATED";
+  const eventKind = input.ending?.eventKind ?? "run_terminated";
   await tx`
     with dropped_task as (
       delete from dex.workflow_tasks where queue_name = ${run.taskQueue} and run_id = ${run.id}
@@ -134,9 +141,9 @@ export async function terminateRunRows(
       delete from dex.timers where run_id = ${run.id}
     ), appended as (
       insert into dex.history_events (run_id, sequence, kind, event)
-      values (${run.id}, ${run.historyLength + 1}, 'run_terminated', ${bytes(input.event)})
+      values (${run.id}, ${run.historyLength + 1}, ${eventKind}, ${bytes(input.event)})
     )
-    update dex.runs set status = 'TERMINATED', concurrency_waiting = false, failure = ${bytes(input.failure)}, ended_at = now(),
+    update dex.runs set status = ${status}, concurrency_waiting = false, failure = ${bytes(input.failure)}, ended_at = now(),
                         history_length = ${run.historyLength + 1},
                         history_size = history_size + ${input.event.byteLength}, sticky_worker_id = null
     where id = ${run.id}`;

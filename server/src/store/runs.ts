@@ -37,6 +37,11 @@ export interface RunRecord {
   createdAt: Date;
   startedAt: Date | null;
   endedAt: Date | null;
+  /** The start's run timeout and when it passes; null when none (migration 0013). */
+  runTimeoutMs: number | null;
+  runDeadline: Date | null;
+  /** The lease of the run's workflow tasks; null for the server's default. */
+  workflowTaskTimeoutMs: number | null;
 }
 
 /**
@@ -52,7 +57,8 @@ const RUN_COLUMNS = `id, instance_id as "instanceId", workflow_name as "workflow
   continued_from_run_id as "continuedFromRunId", continued_as_run_id as "continuedAsRunId", input, result, failure,
   history_length as "historyLength", history_size::float8 as "historySize", sticky_worker_id as "stickyWorkerId",
   cancel_requested_at as "cancelRequestedAt", cancel_reason as "cancelReason", created_at as "createdAt",
-  started_at as "startedAt", ended_at as "endedAt"`;
+  started_at as "startedAt", ended_at as "endedAt", run_timeout_ms::float8 as "runTimeoutMs", run_deadline as "runDeadline",
+  workflow_task_timeout_ms as "workflowTaskTimeoutMs"`;
 
 function runColumns(sql: Queryable): postgres.PendingQuery<postgres.Row[]> {
   return sql.unsafe(RUN_COLUMNS);
@@ -85,6 +91,10 @@ export interface NewRun {
   parent?: { runId: string; seq: number; closePolicy: string } | null | undefined;
   /** continue-as-new: the run this one continues. */
   continuedFromRunId?: string | null | undefined;
+  /** The run timeout: the start statement writes the run's 'run_timeout' timer with it. Unset: none. */
+  runTimeoutMs?: number | null | undefined;
+  /** The lease of the run's workflow tasks. Unset: the server's default. */
+  workflowTaskTimeoutMs?: number | null | undefined;
 }
 
 export type InsertRunOutcome =
@@ -151,7 +161,10 @@ export async function insertRuns(sql: Queryable, runs: readonly NewRun[]): Promi
                or latest.id is null
                or latest.status in ${openStatuses(sql)}
                or (s.reuse_policy = 'allow_if_failed' and latest.status in ${unsuccessfulStatuses(sql)})
-             ) as ok
+             ) as ok,
+             -- continue-as-new keeps the run timeout (afresh) and the workflow task timeout of the run it continues.
+             coalesce(s.run_timeout_ms, prev.run_timeout_ms) as effective_run_timeout_ms,
+             coalesce(s.workflow_task_timeout_ms, prev.workflow_task_timeout_ms) as effective_workflow_task_timeout_ms
       from starts s
       cross join lateral (
         select exists (select 1 from dex.task_queues where type = 'workflow' and name = s.task_queue) as queue_exists
@@ -164,19 +177,29 @@ export async function insertRuns(sql: Queryable, runs: readonly NewRun[]): Promi
       left join lateral (
         select r.id, r.status from dex.runs r where r.instance_id = s.instance_id order by r.id desc limit 1
       ) latest on true
+      left join lateral (
+        select r.run_timeout_ms, r.workflow_task_timeout_ms from dex.runs r where r.id = s.continued_from_run_id
+      ) prev on true
     ), inserted as (
       insert into dex.runs (id, instance_id, workflow_name, task_queue, status, priority, labels,
                             concurrency_key, concurrency_limit, concurrency_waiting, request_id, input,
                             history_length, history_size, parent_run_id, parent_seq, parent_close_policy,
-                            continued_from_run_id)
+                            continued_from_run_id, run_timeout_ms, run_deadline, workflow_task_timeout_ms)
       select id, instance_id, workflow_name, task_queue, 'CREATED', priority, labels,
              concurrency_key, concurrency_limit, concurrency_waiting, nullif(request_id, ''), input,
              1, octet_length(started_event), parent_run_id, parent_seq, parent_close_policy,
-             continued_from_run_id
+             continued_from_run_id, effective_run_timeout_ms, now() + effective_run_timeout_ms * interval '1 millisecond',
+             effective_workflow_task_timeout_ms
       from checked where ok
       order by instance_id, ord
       on conflict (instance_id) where status in ${openStatuses(sql)} do nothing
-      returning id, created_at
+      returning id, created_at, run_deadline
+    ), run_timeout as (
+      -- The run timeout is a timer (seq 0, kind 'run_timeout', no event: firing it ends the run, engine/run-timeouts.ts).
+      insert into dex.timers (run_id, seq, kind, fire_at, workflow_queue, priority, event)
+      select n.id, 0, 'run_timeout', n.run_deadline, c.task_queue, c.priority, ''::bytea
+      from inserted n join checked c on c.id = n.id
+      where n.run_deadline is not null
     ), started as (
       insert into dex.history_events (run_id, sequence, kind, event, created_at)
       select n.id, 1, 'run_started', c.started_event, n.created_at from inserted n join checked c on c.id = n.id
@@ -227,7 +250,7 @@ type ColumnValue = string | number | boolean | Uint8Array | null;
  * The start statement's input relation, column by column: both shapes are
  * generated from this list, so they cannot disagree on a column.
  */
-const INPUT_COLUMNS: ReadonlyArray<{ name: string; type: "uuid" | "text" | "int" | "bool" | "bytea" | "jsonb"; of(run: NewRun): ColumnValue }> = [
+const INPUT_COLUMNS: ReadonlyArray<{ name: string; type: "uuid" | "text" | "int" | "int8" | "bool" | "bytea" | "jsonb"; of(run: NewRun): ColumnValue }> = [
   { name: "id", type: "uuid", of: (r) => r.id },
   { name: "instance_id", type: "text", of: (r) => r.instanceId },
   { name: "workflow_name", type: "text", of: (r) => r.workflowName },
@@ -245,6 +268,8 @@ const INPUT_COLUMNS: ReadonlyArray<{ name: string; type: "uuid" | "text" | "int"
   { name: "parent_seq", type: "int", of: (r) => r.parent?.seq ?? null },
   { name: "parent_close_policy", type: "text", of: (r) => r.parent?.closePolicy ?? null },
   { name: "continued_from_run_id", type: "uuid", of: (r) => r.continuedFromRunId ?? null },
+  { name: "run_timeout_ms", type: "int8", of: (r) => r.runTimeoutMs ?? null },
+  { name: "workflow_task_timeout_ms", type: "int", of: (r) => r.workflowTaskTimeoutMs ?? null },
 ];
 
 type Fragment = postgres.PendingQuery<postgres.Row[]>;

@@ -15,7 +15,7 @@ import { DedupKind } from "../engine/model.js";
 /** A timer not yet fired, as describe shows it. */
 export interface TimerRecord {
   seq: number;
-  kind: "timer" | "event_wait";
+  kind: "timer" | "event_wait" | "run_timeout";
   fireAt: Date;
 }
 
@@ -62,6 +62,11 @@ export interface FirePass {
   nextInMs: number | null;
   /** The database clock at the pass (its transaction start), to translate hints into local time. */
   dbNow: Date;
+  /**
+   * Runs whose run timeout is due (kind 'run_timeout', at most `limit`): the statement leaves
+   * these timers alone; engine/run-timeouts.ts ends each run in a transaction that deletes its timer.
+   */
+  runTimeouts: string[];
 }
 
 /**
@@ -87,6 +92,10 @@ export interface FirePass {
  * The queues that got tasks come back with the pass: the loop wakes this
  * server's polls and announces them to the other servers after the statement
  * (no NOTIFY in it: store/notify.ts).
+ * Run timeouts (kind 'run_timeout') are not fired here: ending a run takes the
+ * engine (its parent, children, concurrency key), so the pass only reports the
+ * due ones (`runTimeouts`, one more probe of timers_due) and the loop hands them
+ * to engine/run-timeouts.ts, whose transaction deletes the timer it acts on.
  * Timers of runs that already ended (defensive: ending deletes them), and of
  * runs that no longer exist, are deleted without firing, so they cannot clog
  * the head of the index. `skipped` counts only runs that exist and were
@@ -108,10 +117,11 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number }): P
       queues: Array<[string, number]>;
       next_in_ms: number | null;
       now_ms: number;
+      run_timeouts: string[];
     }[]
   >`
     with due as (
-      select run_id, seq from dex.timers where fire_at <= now() order by fire_at limit ${input.limit}
+      select run_id, seq from dex.timers where fire_at <= now() and kind <> 'run_timeout' order by fire_at limit ${input.limit}
     ), locked as (
       select r.id, r.task_queue, r.priority, r.status in ${openStatuses(sql)} as open
       from dex.runs r where r.id = any(array(select run_id from due))
@@ -143,7 +153,9 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number }): P
            (select coalesce(json_agg(json_build_array(q, n)), '[]'::json)
             from (select queue_name as q, count(*)::int as n from tasks group by queue_name) x) as queues,
            (select (extract(epoch from min(fire_at) - now()) * 1000)::float8 from dex.timers where fire_at > now()) as next_in_ms,
-           (extract(epoch from now()) * 1000)::float8 as now_ms`;
+           (extract(epoch from now()) * 1000)::float8 as now_ms,
+           array(select run_id from dex.timers where fire_at <= now() and kind = 'run_timeout'
+                 order by fire_at limit ${input.limit})::text[] as run_timeouts`;
   return {
     due: row?.due ?? 0,
     fired: row?.fired ?? 0,
@@ -151,7 +163,21 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number }): P
     queues: (row?.queues ?? []).map(([queue, tasks]) => ({ queue, tasks })),
     nextInMs: row?.next_in_ms ?? null,
     dbNow: new Date(row?.now_ms ?? Date.now()),
+    runTimeouts: row?.run_timeouts ?? [],
   };
+}
+
+/**
+ * Fires one run's run timeout, once: deletes its 'run_timeout' timer and answers the run's
+ * run timeout (0 for a timer whose run is gone), or undefined when the timer was not there.
+ * The caller holds the run's lock (every writer of a run's timers does), so of two servers
+ * handed the same due run, the second finds the row gone.
+ */
+export async function takeRunTimeout(tx: Queryable, runId: string): Promise<{ runTimeoutMs: number } | undefined> {
+  const [row] = await tx<{ ms: number | null }[]>`
+    delete from dex.timers t where t.run_id = ${runId} and t.seq = 0 and t.kind = 'run_timeout'
+    returning (select r.run_timeout_ms::float8 from dex.runs r where r.id = t.run_id) as ms`;
+  return row ? { runTimeoutMs: row.ms ?? 0 } : undefined;
 }
 
 /** Describe: the run's timers not yet fired (cold path). */

@@ -27,6 +27,8 @@ export interface ClaimedWorkflowTask {
   historyLength: number;
   historySize: number;
   stickyWorkerId: string | null;
+  /** The lease the claim gave: the run's workflow task timeout, else the caller's leaseMs. */
+  leaseMs: number;
 }
 
 /*
@@ -124,6 +126,7 @@ export async function claimWorkflowTasks(
       history_length: number;
       history_size: string;
       sticky_worker_id: string | null;
+      lease_ms: number;
     }[]
   >`
     with picked as (
@@ -141,9 +144,10 @@ export async function claimWorkflowTasks(
       ) c
       limit dex.claim_limit('workflow', ${input.queue}, ${input.limit}::int)
     ), leased as (
+      -- The lease is the run's workflow task timeout when its start set one (migration 0013).
       update dex.workflow_tasks t
-      set visible_at = now() + ${input.leaseMs} * interval '1 millisecond',
-          leased_until = now() + ${input.leaseMs} * interval '1 millisecond',
+      set visible_at = now() + coalesce(r.workflow_task_timeout_ms, ${input.leaseMs}) * interval '1 millisecond',
+          leased_until = now() + coalesce(r.workflow_task_timeout_ms, ${input.leaseMs}) * interval '1 millisecond',
           lease_id = gen_random_uuid(),
           lock_version = t.lock_version + 1,
           attempt = t.attempt + 1,
@@ -151,9 +155,10 @@ export async function claimWorkflowTasks(
           task_time = now(),
           inbox_ids = coalesce((select array_agg(i.id order by i.id) from dex.inbox i
                                 where i.run_id = t.run_id and i.visible_at <= now()), '{}')
-      from picked p
-      where t.queue_name = p.queue_name and t.run_id = p.run_id
-      returning t.run_id, t.lease_id, t.lock_version, t.attempt, t.task_time, t.inbox_ids, p.available_at
+      from picked p, dex.runs r
+      where t.queue_name = p.queue_name and t.run_id = p.run_id and r.id = p.run_id
+      returning t.run_id, t.lease_id, t.lock_version, t.attempt, t.task_time, t.inbox_ids, p.available_at,
+                coalesce(r.workflow_task_timeout_ms, ${input.leaseMs}) as lease_ms
     ), started as (
       update dex.runs r set status = 'RUNNING', started_at = now()
       from leased l where r.id = l.run_id and r.status = 'CREATED'
@@ -181,6 +186,7 @@ export async function claimWorkflowTasks(
     historyLength: r.history_length,
     historySize: Number(r.history_size),
     stickyWorkerId: r.sticky_worker_id,
+    leaseMs: Number(r.lease_ms),
   }));
 }
 
