@@ -217,7 +217,7 @@ export async function assertMigrated(sql: Sql, migrations?: Migration[]): Promis
       "too_new",
       `the database is at schema version ${databaseVersion} (applied ${status.unknown.join(", ")}, unknown here), ` +
         `but this dex knows versions up to ${knownVersion} and serves only ${knownVersion} or ${knownVersion + 1}: ` +
-        `it was migrated by a dex more than one release newer; run a dex that knows version ${databaseVersion} ` +
+        `it was migrated by a newer dex, more than one version ahead; run a dex that knows version ${databaseVersion} ` +
         `(or at least ${databaseVersion - SCHEMA_VERSIONS_AHEAD_SERVED}) instead (docs/upgrades.md)`,
     );
   }
