@@ -216,7 +216,7 @@ export async function assertMigrated(sql: Sql, migrations?: Migration[]): Promis
     throw new SchemaMismatchError(
       "too_new",
       `the database is at schema version ${databaseVersion} (applied ${status.unknown.join(", ")}, unknown here), ` +
-        `but this dex knows versions up to ${knownVersion} and serves only ${knownVersion} or ${knownVersion + 1}: ` +
+        `but this dex knows versions up to ${knownVersion} and serves only ${knownVersion} or ${knownVersion + SCHEMA_VERSIONS_AHEAD_SERVED}: ` +
         `it was migrated by a newer dex, more than one version ahead; run a dex that knows version ${databaseVersion} ` +
         `(or at least ${databaseVersion - SCHEMA_VERSIONS_AHEAD_SERVED}) instead (docs/upgrades.md)`,
     );
