@@ -36,7 +36,7 @@ import { POLL_FLUSH_INTERVAL_MS, PollTracker } from "./metrics/poll-tracker.js";
 import { countLiveApiKeys } from "./store/api-keys.js";
 import type { StalledConnection } from "./store/connection-watchdog.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
-import { assertMigrated } from "./store/migrator.js";
+import { assertMigrated, loadMigrations } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
 import { pingDatabase } from "./store/ping.js";
 import { readOverdueTimerSeconds, readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
@@ -166,6 +166,12 @@ export interface ServerOptions {
   retentionSweepIntervalMs?: number;
   /** Runs deleted per sweep transaction. Default 500 (decision 0021). */
   retentionBatchSize?: number;
+  /**
+   * Tests and upgrade drills only: the directory of migrations this server believes it knows,
+   * instead of the ones shipped with it; a copy without the newest file stands in for the
+   * previous release's server (decision 0028). Default: the package's migrations/.
+   */
+  migrationsDir?: string;
 }
 
 export interface DexServer {
@@ -252,7 +258,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   let endpoint: MetricsEndpoint | undefined;
   let databaseHealth: DatabaseHealth | undefined;
   try {
-    await checkDatabase(sql, options.databaseUrl);
+    await checkDatabase(sql, options.databaseUrl, options.migrationsDir, logger);
     if (options.testClock && !(await testClockInstalled(sql))) {
       throw new Error(`testClock: the database at ${redactUrl(options.databaseUrl)} has no test clock; prepare it with installTestClock before migrating it`);
     }
@@ -427,7 +433,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   }
 }
 
-async function checkDatabase(sql: Sql, url: string): Promise<void> {
+async function checkDatabase(sql: Sql, url: string, migrationsDir: string | undefined, logger: Logger): Promise<void> {
   try {
     await pingDatabase(sql);
   } catch (err) {
@@ -437,7 +443,11 @@ async function checkDatabase(sql: Sql, url: string): Promise<void> {
       { cause: err },
     );
   }
-  await assertMigrated(sql);
+  const schema = await assertMigrated(sql, await loadMigrations(migrationsDir));
+  if (schema.databaseVersion > schema.knownVersion) {
+    // Expected mid-upgrade; worth a line so that a fleet left half-upgraded is noticed.
+    logger.info("database schema is one version newer than this dex (rolling upgrade; docs/upgrades.md)", { ...schema });
+  }
 }
 
 function positiveMs(name: string, ms: number | undefined, fallback: number): number {

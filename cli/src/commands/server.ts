@@ -6,12 +6,16 @@ import {
   DEFAULT_LIMITS,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_PORT,
+  loadMigrations,
   migrate,
+  migrationStatus,
   openDatabase,
+  repairChecksums,
   startServer,
   type BootstrapOutcome,
 } from "@dex/server";
 import { UsageError } from "../errors.js";
+import { formatMigrationStatus, formatRepaired } from "./migrate-status.js";
 import { parseIntFlag } from "../options.js";
 import { defaultRetention, retentionSweepIntervalMs, withDefaultRetentionFlag } from "../retention-flags.js";
 import { runUntilSignal } from "../signals.js";
@@ -163,15 +167,27 @@ export function registerMigrateCommand(program: Command): void {
       "--bootstrap-admin-key-file <path>",
       `then store the API key in this file (text from \`dex auth create\` or generated) as the admin key "${BOOTSTRAP_ADMIN_KEY_NAME}", unless that key exists (default: $DEX_BOOTSTRAP_ADMIN_KEY_FILE)`,
     )
-    .action(async (flags: DatabaseFlags & { bootstrapAdminKeyFile?: string }) => {
+    .option("--status", "print each migration (applied, pending, unknown to this dex, checksum mismatch) with its checksum, and change nothing")
+    .option(
+      "--repair-checksums",
+      "record this dex's checksums for applied migrations whose files were edited harmlessly (a comment, whitespace), then migrate; see docs/upgrades.md",
+    )
+    .action(async (flags: DatabaseFlags & { bootstrapAdminKeyFile?: string; status?: boolean; repairChecksums?: boolean }) => {
       const url = databaseUrl(flags);
+      if (flags.status && flags.repairChecksums) throw new UsageError("--status changes nothing; pass it without --repair-checksums");
       // Read before touching the database: a missing or unreadable secret fails the step at once.
       const bootstrap = await readBootstrapKeyFile(flags.bootstrapAdminKeyFile ?? (process.env.DEX_BOOTSTRAP_ADMIN_KEY_FILE || undefined));
       const sql = openDatabase({ url, maxConnections: 1, applicationName: "dex migrate" });
       try {
+        const known = await loadMigrations();
+        if (flags.status) {
+          process.stdout.write(formatMigrationStatus(await migrationStatus(sql, known), known));
+          return;
+        }
+        if (flags.repairChecksums) process.stdout.write(formatRepaired(await repairChecksums(sql, known)));
         let applied: number[];
         try {
-          applied = await migrate(sql);
+          applied = await migrate(sql, known);
         } catch (err) {
           throw new Error(`migration failed: ${(err as Error).message}`, { cause: err });
         }

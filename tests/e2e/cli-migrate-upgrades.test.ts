@@ -1,0 +1,91 @@
+/**
+ * `dex migrate --status`, the checksum check and its escape hatch, and the schema versions `dex
+ * server` starts on (docs/upgrades.md), as an operator runs them: the compiled `dex` as a process.
+ * Rows of dex.schema_migrations are edited directly to stand for an edited file or a newer dex.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
+import { freePort } from "@dex/server";
+import { loadMigrations } from "@dex/server/store/migrator";
+import { createTestDatabase, E2E_TEST_TIMEOUT_MS, type TestDatabase } from "@dex/testing";
+import { runDex, startServerProcess } from "../support/server-process.js";
+import { stopProcess } from "../support/spawned.js";
+
+const FAKE_CHECKSUM = "0".repeat(64);
+
+describe("dex migrate and dex server across schema versions", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
+  let db: TestDatabase;
+  let sql: postgres.Sql;
+  let n: number;
+  let first: { version: number; name: string; checksum: string };
+  const env = () => ({ DEX_DATABASE_URL: db.url });
+  const serverArgs = async () => ["server", "--insecure-no-auth", "--host", "127.0.0.1", "--port", String(await freePort())];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    sql = postgres(db.url, { max: 2, onnotice: () => {} });
+    const shipped = await loadMigrations();
+    n = shipped.at(-1)!.version;
+    first = shipped[0]!;
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await db?.drop();
+  });
+
+  it("--status lists every applied migration with its checksum and the versions this dex serves", async () => {
+    const status = await runDex(["migrate", "--status"], env());
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`0001_${first.name}  applied  ${first.checksum.slice(0, 12)}`);
+    expect(status.stdout).toMatch(new RegExp(`database at version ${n}; this dex knows up to ${n} and serves ${n} or ${n + 1}\\n$`));
+  });
+
+  it("an edited migration refuses dex migrate and dex server, each with one line naming both checksums, until repaired", async () => {
+    await sql`update dex.schema_migrations set checksum = ${FAKE_CHECKSUM} where version = ${first.version}`;
+    const expected = `0001_${first.name} (recorded ${FAKE_CHECKSUM}, this build's file ${first.checksum})`;
+
+    const migrate = await runDex(["migrate"], env());
+    expect(migrate.code).toBe(1);
+    expect(migrate.stderr).toContain(expected);
+    expect(migrate.stderr).toContain("dex migrate --repair-checksums");
+    expect(migrate.stderr.trim().split("\n")).toHaveLength(1);
+
+    const server = await runDex(await serverArgs(), env());
+    expect(server.code).toBe(1);
+    expect(server.stderr).toContain(expected);
+    expect(server.stderr.trim().split("\n")).toHaveLength(1);
+
+    const status = await runDex(["migrate", "--status"], env());
+    expect(status.stdout).toContain(`0001_${first.name}  CHECKSUM MISMATCH  recorded ${FAKE_CHECKSUM.slice(0, 12)}, file ${first.checksum.slice(0, 12)}`);
+    expect(status.stdout).toMatch(/checksum mismatch, see above/);
+
+    const repair = await runDex(["migrate", "--repair-checksums"], env());
+    expect(repair).toMatchObject({ code: 0, stderr: "" });
+    expect(repair.stdout).toBe(`repaired checksum of 0001_${first.name}: ${FAKE_CHECKSUM} -> ${first.checksum}\ndatabase is up to date\n`);
+    const [row] = await sql<{ checksum: string }[]>`select checksum from dex.schema_migrations where version = ${first.version}`;
+    expect(row!.checksum).toBe(first.checksum);
+  });
+
+  it("dex server starts on a database one version ahead (N+1) and refuses one two ahead, naming both versions", async () => {
+    await sql`insert into dex.schema_migrations (version, name, checksum) values (${n + 1}, 'from_a_newer_dex', ${FAKE_CHECKSUM})`;
+    const server = await startServerProcess({ databaseUrl: db.url, port: await freePort() });
+    expect(await stopProcess(server)).toBe(0);
+
+    await sql`insert into dex.schema_migrations (version, name, checksum) values (${n + 2}, 'from_a_newer_dex_still', ${FAKE_CHECKSUM})`;
+    const refused = await runDex(await serverArgs(), env());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`the database is at schema version ${n + 2}`);
+    expect(refused.stderr).toContain(`this dex knows versions up to ${n} and serves only ${n} or ${n + 1}`);
+    expect(refused.stderr).not.toMatch(/\n\s+at /);
+    const status = await runDex(["migrate", "--status"], env());
+    expect(status.stdout).toContain(`${String(n + 2).padStart(4, "0")}_from_a_newer_dex_still  applied, unknown to this dex`);
+    expect(status.stdout).toMatch(/: too new for this dex\n$/);
+  });
+
+  it("dex server refuses a database behind its version with run dex migrate", async () => {
+    await sql`delete from dex.schema_migrations where version >= ${n}`;
+    const refused = await runDex(await serverArgs(), env());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/the database is behind \(1 pending migration\(s\), latest \d+_\w+\): run `dex migrate/);
+  });
+});
