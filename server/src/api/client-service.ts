@@ -39,6 +39,7 @@ import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
 import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
 import { workflowTask } from "./worker-service.js";
+import { handleResetRun, resetDescribeFields } from "./reset.js";
 
 /** history_events.sequence is an integer column. */
 const MAX_SEQUENCE = 2n ** 31n - 1n;
@@ -93,6 +94,10 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       });
     },
 
+    async resetRun(req) {
+      return handleResetRun(engine, req);
+    },
+
     async describeRun(req) {
       const description = await describeRun(engine, runSelector("run", req.run));
       const { run, workflowTask, activities } = description;
@@ -113,6 +118,7 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         })),
         waitingReason: waitingReason(description),
         continuedAsRunId: run.continuedAsRunId ?? "",
+        ...(await resetDescribeFields(engine, run.id)),
       };
     },
 

@@ -50,6 +50,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.ClientService/ListRuns": { roles: CLIENT },
   "/dex.v1.ClientService/CancelRun": { roles: CLIENT },
   "/dex.v1.ClientService/TerminateRun": { roles: ADMIN },
+  // ResetRun terminates an open run without letting its code react, as TerminateRun does.
+  "/dex.v1.ClientService/ResetRun": { roles: ADMIN },
 
   "/dex.v1.WorkerService/PollWorkflowTasks": { roles: WORKER, queue: "poll" },
   "/dex.v1.WorkerService/CompleteWorkflowTask": { roles: WORKER, queue: "workflow-token" },

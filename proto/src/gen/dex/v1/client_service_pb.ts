@@ -1411,8 +1411,8 @@ export const ResetPointKindSchema: GenEnum<ResetPointKind> = /*@__PURE__*/
  * answers UNAUTHENTICATED; a key whose role may not make the call, or a worker
  * key limited to other task queues, answers PERMISSION_DENIED. The messages say
  * which role is needed. grpc.health.v1 and server reflection need no key.
- * Here: `client` and `admin` keys may call every method except TerminateRun,
- * which is `admin` only; `worker` keys may call GetRunHistory (for a run on
+ * Here: `client` and `admin` keys may call every method except TerminateRun
+ * and ResetRun, which are `admin` only; `worker` keys may call GetRunHistory (for a run on
  * one of their queues, if limited) and nothing else.
  *
  * Error details: ALREADY_EXISTS from a start and FAILED_PRECONDITION for an
