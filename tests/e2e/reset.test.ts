@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { ApplicationFailure, DexError, type WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
+import { runDex } from "../support/server-process.js";
 
 const calls = new Map<string, number>();
 let bugFixed = false;
@@ -149,5 +150,34 @@ describe("ResetRun", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     await reset.sendEvent("x", "1");
     await reset.sendEvent("y", "2");
     expect(await reset.result()).toEqual(["did e-a", "1", "2"]);
+  });
+
+  it("dex workflow reset: resets by instance id, shows the chain, and refuses a bad --to in one line", async () => {
+    const dex = (...args: string[]) => runDex(["workflow", ...args, "--address", h.server.address]);
+    const old = await h.client.start(twoEvents, { instanceId: "cli-1", input: { id: "c" } });
+    await waitFor(async () => (await old.describe()).pendingEventWaits.length === 1, { message: "the wait for x" });
+
+    const bad = await dex("reset", "cli-1", "--to", "event:x");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bad.stderr).toContain("--to must be first-workflow-task, last-workflow-task or event:N");
+    const notAPoint = await dex("reset", "cli-1", "--to", "event:3");
+    expect(notAPoint.code).not.toBe(0);
+    expect(notAPoint.stderr).toContain("nearest valid points are event:1");
+
+    const reset = await dex("reset", "cli-1", "--to", "last-workflow-task", "--reason", "from the CLI", "--request-id", "cli-r1", "--json");
+    expect(reset.code).toBe(0);
+    const view = JSON.parse(reset.stdout) as { runId: string; created: boolean };
+    expect(view.created).toBe(true);
+    const again = JSON.parse((await dex("reset", old.runId!, "--to", "last-workflow-task", "--request-id", "cli-r1", "--json")).stdout) as { runId: string; created: boolean };
+    expect(again).toMatchObject({ runId: view.runId, created: false });
+
+    const described = await dex("describe", view.runId);
+    expect(described.stdout).toMatch(new RegExp(`reset from:\\s+${old.runId}`));
+    expect(described.stdout).toMatch(/reset reason:\s+from the CLI/);
+    expect((await dex("describe", old.runId!)).stdout).toMatch(new RegExp(`reset to:\\s+${view.runId}`));
+    expect((await dex("history", old.runId!)).stdout).toContain(`reset to run ${view.runId}`);
+    expect((await dex("history", view.runId)).stdout).toContain(`reset from run ${old.runId}`);
+    await h.client.getHandle({ runId: view.runId }).terminate("done");
   });
 });
