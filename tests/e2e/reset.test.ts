@@ -138,7 +138,7 @@ describe("ResetRun", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
 
     const bad = await dexCode(old.reset({ to: { event: scheduled } }));
     expect(bad.code).toBe("INVALID_ARGUMENT");
-    expect(bad.message).toContain(`nearest valid points are event:1 or event:${markers[1]}`);
+    expect(bad.message).toContain(`nearest valid points are event:${markers[0]} or event:${markers[1]}`);
     expect((await dexCode(old.reset({ to: { event: 999 } }))).code).toBe("INVALID_ARGUMENT");
     expect((await dexCode(old.reset({ to: { event: 0 } }))).code).toBe("INVALID_ARGUMENT");
     expect((await old.describe()).status).toBe("RUNNING"); // refusals change nothing
@@ -163,7 +163,7 @@ describe("ResetRun", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     expect(bad.stderr).toContain("--to must be first-workflow-task, last-workflow-task or event:N");
     const notAPoint = await dex("reset", "cli-1", "--to", "event:3");
     expect(notAPoint.code).not.toBe(0);
-    expect(notAPoint.stderr).toContain("nearest valid points are event:1");
+    expect(notAPoint.stderr).toContain("nearest valid points are event:2 or event:5");
 
     const reset = await dex("reset", "cli-1", "--to", "last-workflow-task", "--reason", "from the CLI", "--request-id", "cli-r1", "--json");
     expect(reset.code).toBe(0);

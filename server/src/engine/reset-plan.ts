@@ -54,7 +54,7 @@ export function resetPoints(history: readonly HistoryEvent[]): Array<{ sequence:
     if (event.attributes.case !== "workflowTaskCompleted") continue;
     let keep = Number(event.sequence) - 1;
     while (keep > 1 && INPUT_CASES.has(history[keep - 1]!.attributes.case)) keep--;
-    if (keep > 1 && childInFlight(history.slice(0, keep)) === undefined) points.push({ sequence: Number(event.sequence), keepThrough: keep });
+    if (childInFlight(history.slice(0, keep)) === undefined) points.push({ sequence: Number(event.sequence), keepThrough: keep });
   }
   return points;
 }
