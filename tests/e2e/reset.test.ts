@@ -180,4 +180,34 @@ describe("ResetRun", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     expect((await dex("history", view.runId)).stdout).toContain(`reset from run ${old.runId}`);
     await h.client.getHandle({ runId: view.runId }).terminate("done");
   });
+
+  it("concurrent resets with one request id create one run; an open keyed run hands its slot to the new run", async () => {
+    const first = await h.client.start(twoEvents, { instanceId: "keyed-1", input: { id: "k1" }, concurrencyKey: "reset-key" });
+    const second = await h.client.start(twoEvents, { instanceId: "keyed-2", input: { id: "k2" }, concurrencyKey: "reset-key" });
+    await waitFor(async () => (await first.describe()).pendingEventWaits.length === 1, { message: "the first keyed run to wait for x" });
+    expect((await second.describe()).status).toBe("CREATED"); // waiting for the key's one slot
+
+    const waiting = await dexCode(second.reset({ to: "first-workflow-task" }));
+    expect(waiting.code).toBe("FAILED_PRECONDITION");
+    expect(waiting.message).toContain("waiting for a slot");
+
+    const [a, b] = await Promise.all([
+      first.reset({ to: "last-workflow-task", requestId: "keyed-reset" }),
+      first.reset({ to: "last-workflow-task", requestId: "keyed-reset" }),
+    ]);
+    expect(a.runId).toBe(b.runId);
+    const runs = (await h.client.list({ instanceId: "keyed-1" })).runs;
+    expect(runs.map((r) => r.status).sort()).toEqual(["RUNNING", "TERMINATED"]);
+    expect(runs.filter((r) => r.status === "RUNNING" || r.status === "CREATED")).toHaveLength(1);
+    // The new run took the old one's slot: it runs, and the other run of the key still waits.
+    await waitFor(async () => (await a.describe()).pendingEventWaits.length === 1, { message: "the new keyed run to wait for x" });
+    expect((await second.describe()).status).toBe("CREATED");
+    await a.terminate("done");
+    await waitFor(async () => (await second.describe()).status === "RUNNING", { message: "the slot to pass to the waiting run" });
+    await second.terminate("done");
+    const ended = await dexCode(first.reset({ to: "first-workflow-task" }));
+    expect(ended.code).toBe("FAILED_PRECONDITION");
+    expect(ended.message).toContain("concurrency key");
+  });
 });
+
