@@ -1,7 +1,6 @@
 /** ClientService.ResetRun and the reset chain in DescribeRun: validation and proto mapping around engine/reset.ts. */
-import { ResetPointKind, type ResetRunRequest, type ResetRunResponse } from "@dex/proto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ResetRunResponseSchema } from "@dex/proto";
+import { ResetPointKind, type ResetRunRequest, type ResetRunResponseSchema } from "@dex/proto";
 import type { Engine } from "../engine/context.js";
 import { MAX_REASON_LENGTH } from "../engine/limits.js";
 import { resetLinks, resetRun } from "../engine/reset.js";
@@ -21,13 +20,12 @@ export async function handleResetRun(engine: Engine, req: ResetRunRequest): Prom
     reason: optionalText("reason", req.reason, MAX_REASON_LENGTH),
     requestId: optionalString("request_id", req.requestId),
   });
-  const answer: Omit<ResetRunResponse, "$typeName"> = {
+  return {
     runId: reset.runId,
     created: reset.created,
     keptEvents: BigInt(reset.keptEvents),
     redeliveredEvents: reset.redeliveredEvents,
   };
-  return answer;
 }
 
 function resetPoint(req: ResetRunRequest): ResetPoint {
