@@ -23,7 +23,7 @@ export { DEFAULT_ADDRESS } from "./client/connection.js";
 export type { Pem, TlsOptions } from "./client/connection.js";
 export type { ConnectionOptions } from "./client/environment.js";
 export type { ClientRetryOptions } from "./client/retry.js";
-export type { SendEventResult, WorkflowHandle } from "./client/handle.js";
+export type { ResetOptions, ResetTarget, SendEventResult, WorkflowHandle } from "./client/handle.js";
 export type {
   CreateScheduleOptions,
   OverlapPolicy,

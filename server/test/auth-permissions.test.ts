@@ -45,7 +45,7 @@ describe("the permission table", () => {
       "/dex.v1.ClientService/GetRunHistory",
     ].sort());
     expect(allowed("client")).toEqual([
-      ...ClientService.methods.filter((m) => m.name !== "TerminateRun" && m.name !== "DeleteRun").map((m) => `/dex.v1.ClientService/${m.name}`),
+      ...ClientService.methods.filter((m) => !["TerminateRun", "DeleteRun", "ResetRun"].includes(m.name)).map((m) => `/dex.v1.ClientService/${m.name}`),
       "/dex.v1.TaskQueueService/ListTaskQueues",
       ...ScheduleService.methods.map((m) => `/dex.v1.ScheduleService/${m.name}`),
     ].sort());

@@ -3,7 +3,7 @@
  * valid-looking base request and a generator of hostile values per field
  * (server/test/hostile-input.test.ts mutates one to three fields per case).
  */
-import { InstanceIdConflictPolicy, InstanceIdReusePolicy, RunStatus, TaskQueueType, WorkflowTaskFailedCause } from "@dex/proto";
+import { InstanceIdConflictPolicy, InstanceIdReusePolicy, ResetPointKind, RunStatus, TaskQueueType, WorkflowTaskFailedCause } from "@dex/proto";
 import {
   draw,
   durations,
@@ -241,6 +241,20 @@ export function specs(commands: Field): Spec[] {
       // The victim is open: FAILED_PRECONDITION, nothing deleted.
       base: (fx) => ({ runId: fx.victimRunId }),
       fields: { runId: poolField(requiredIds) },
+    },
+    {
+      service: "client",
+      method: "resetRun",
+      base: () => ({ run: { target: { case: "runId", value: "0190a1b2-0000-7000-8000-00000000beef" } }, to: ResetPointKind.FIRST_WORKFLOW_TASK }),
+      fields: {
+        run: selector,
+        to: poolField(enums([ResetPointKind.FIRST_WORKFLOW_TASK, ResetPointKind.LAST_WORKFLOW_TASK, ResetPointKind.EVENT])),
+        // Valid or not depending on `to` (0 unless EVENT): only the values no `to` accepts are marked bad.
+        eventSequence: (rng) =>
+          rng.pick([pick("0", 0n), pick("1", 1n), pick("2", 2n), pick("-1", -1n, true), pick("2^31", 2n ** 31n, true), pick("int64 max", 2n ** 63n - 1n, true)]),
+        reason: poolField(texts),
+        requestId: poolField(ids),
+      },
     },
     { service: "worker", method: "pollWorkflowTasks", base: () => ({ taskQueue: "default", workerId: "fuzz" }), fields: pollFields },
     { service: "worker", method: "pollActivityTasks", base: () => ({ taskQueue: "default", workerId: "fuzz" }), fields: pollFields },

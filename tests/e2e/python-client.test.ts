@@ -3,7 +3,8 @@
  * files, in Python (grpcio, stubs from Debian's protoc 3.21 and
  * grpc_python_plugin), starts a workflow that a TypeScript worker runs, and
  * reads its result; and creates a schedule (ScheduleService) whose first
- * firing starts a run the TypeScript worker completes (issue 15). Skipped,
+ * firing starts a run the TypeScript worker completes, and resets a run
+ * (ResetRun) whose new run the worker completes too (issue 15). Skipped,
  * saying why, where those tools are missing.
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
@@ -119,4 +120,21 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
     expect(out.instance_id).toMatch(/^py-schedule-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/);
     expect(await h.client.getHandle({ runId: out.run_id! }).result()).toEqual({ greeting: "hello, Grace", from: "typescript" });
   });
+
+  it("resets a completed run to its last workflow task (ResetRun) and reads the new run's result", async () => {
+    const run = await runPython([`${repoRoot}tests/python/reset_run.py`, stubs, h.server.address, "greeting", "py-reset", JSON.stringify({ name: "Edsger" })]);
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(out).toMatchObject({
+      same_on_retry: true,
+      status: "RUN_STATUS_COMPLETED",
+      result: { greeting: "hello, Edsger", from: "typescript" },
+      reset_from_run_id: out.old_run_id,
+      reset_to_run_id: out.new_run_id,
+      bad_point_code: "INVALID_ARGUMENT",
+    });
+    expect(out.bad_point_message).toContain("nearest valid points");
+  });
 });
+

@@ -45,6 +45,9 @@ function describeView(response: DescribeRunResponse) {
     failure: failureView(response.failure),
     waitingReason: response.waitingReason || undefined,
     continuedAsRunId: response.continuedAsRunId || undefined,
+    resetFromRunId: response.resetFromRunId || undefined,
+    resetToRunId: response.resetToRunId || undefined,
+    resetReason: response.resetReason || undefined,
     pendingWorkflowTask: task
       ? { attempt: task.attempt, running: task.running, lastFailure: failureView(task.lastFailure), nextAttemptTime: isoTime(task.nextAttemptTime) }
       : undefined,
@@ -100,6 +103,9 @@ function printDescription(view: DescribeView): void {
     ["result", view.result === undefined ? undefined : formatValue(view.result)],
     ["failure", failureLine(view.failure)],
     ["continued as", view.continuedAsRunId],
+    ["reset from", view.resetFromRunId],
+    ["reset reason", view.resetReason],
+    ["reset to", view.resetToRunId],
     ["waiting", view.waitingReason],
   ]);
   if (view.failure?.stack) process.stdout.write(`\nstack:\n${view.failure.stack}\n`);

@@ -8,7 +8,10 @@ export function describeHistoryEvent(event: HistoryEvent): { kind: string; detai
   const a = event.attributes;
   switch (a.case) {
     case "runStarted":
-      return { kind: "run started", details: `${a.value.workflowName} input=${formatValue(decodePayload(a.value.input))}` };
+      return {
+        kind: "run started",
+        details: `${a.value.workflowName} input=${formatValue(decodePayload(a.value.input))}${a.value.resetFromRunId ? ` (reset from run ${a.value.resetFromRunId})` : ""}`,
+      };
     case "workflowTaskCompleted":
       return { kind: "workflow task completed", details: `worker=${a.value.workerId} attempt=${a.value.attempt}` };
     case "activityScheduled":
@@ -42,7 +45,7 @@ export function describeHistoryEvent(event: HistoryEvent): { kind: string; detai
     case "runFailed":
       return { kind: "run failed", details: failureLine(failureView(a.value.failure)) ?? "" };
     case "runTerminated":
-      return { kind: "run terminated", details: a.value.reason };
+      return { kind: "run terminated", details: a.value.resetToRunId ? `${a.value.reason} (reset to run ${a.value.resetToRunId})` : a.value.reason };
     case "runTimedOut":
       return { kind: "run timed out", details: a.value.runTimeout ? `run timeout ${durationMs(a.value.runTimeout)}ms` : "" };
     case undefined:

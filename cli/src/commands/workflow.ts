@@ -18,6 +18,7 @@ import { describeHistoryEvent } from "./history-format.js";
 import { registerDeleteCommand } from "./delete.js";
 import { registerDescribeCommand } from "./describe.js";
 import { registerRunControlCommands } from "./run-control.js";
+import { registerResetCommand } from "./reset.js";
 import { registerReplayCommand } from "./replay.js";
 import { selector } from "./selector.js";
 import { durationFlag } from "./schedule.js";
@@ -87,6 +88,7 @@ export function registerWorkflowCommands(program: Command): void {
   const workflow = program.command("workflow").description("start, signal, cancel, inspect and list workflow runs");
   registerRunControlCommands(workflow);
   registerDeleteCommand(workflow);
+  registerResetCommand(workflow);
 
   withClientFlags(
     workflow

@@ -93,6 +93,10 @@ export interface RunDescription extends RunSummary {
   pendingChildRuns: PendingChildRunInfo[];
   waitingReason?: string;
   continuedAsRunId?: string;
+  /** The run this one was reset from (ResetRun). */
+  resetFromRunId?: string;
+  /** The newest run this one was reset to (ResetRun). */
+  resetToRunId?: string;
 }
 
 export function statusName(status: RunStatus): RunStatusName {
@@ -196,6 +200,8 @@ export function toRunDescription(response: DescribeRunResponse): RunDescription 
   }
   put(description, "waitingReason", response.waitingReason);
   put(description, "continuedAsRunId", response.continuedAsRunId);
+  put(description, "resetFromRunId", response.resetFromRunId);
+  put(description, "resetToRunId", response.resetToRunId);
   return description;
 }
 

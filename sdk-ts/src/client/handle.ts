@@ -1,7 +1,7 @@
 /** A handle on one workflow run (or an instance's current run). */
 import { randomUUID } from "node:crypto";
 import type { HistoryEvent, RunSelector } from "@dex/proto";
-import { DexError } from "@dex/proto";
+import { DexError, ResetPointKind } from "@dex/proto";
 import { WorkflowFailedError } from "../common/errors.js";
 import { failureToError } from "../common/failure.js";
 import { decodePayload, encodePayload } from "../common/payload.js";
@@ -44,6 +44,23 @@ export interface WorkflowHandle<O = unknown> {
   cancel(reason?: string): Promise<void>;
   /** Ends the run at once; no workflow code runs afterwards. A retry that finds the run TERMINATED resolves. */
   terminate(reason?: string): Promise<void>;
+  /**
+   * Resets the run (ClientService.ResetRun): a new run of the instance replays this run's history up to
+   * `to` and goes on from there; this run, if open, ends TERMINATED. Returns a handle to the new run.
+   * `requestId` (default: a random one, so the SDK's own retries are idempotent) makes retries return the same run.
+   */
+  reset(options: ResetOptions): Promise<WorkflowHandle<O>>;
+}
+
+/** Where reset() rewinds to: before the first or last workflow task, or before the task whose marker is event `n` (1: the start). */
+export type ResetTarget = "first-workflow-task" | "last-workflow-task" | { event: number };
+
+export interface ResetOptions {
+  to: ResetTarget;
+  /** Recorded in the old run's run_terminated event and the new run's describe. Default: none. */
+  reason?: string;
+  /** Idempotency key. Default: a random UUID per call. */
+  requestId?: string;
 }
 
 /** What a sent event became. */
@@ -194,6 +211,20 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
           if (!(retried && isCode(err, "FAILED_PRECONDITION") && statusName((await call(() => connection.client.describeRun({ run: request.run }))).info?.status ?? 0) === "TERMINATED")) throw err;
         }
       }, undefined, writeUnsentOnly);
+    },
+
+    async reset(options) {
+      const to = options.to;
+      const request = {
+        run: run(),
+        to: to === "first-workflow-task" ? ResetPointKind.FIRST_WORKFLOW_TASK : to === "last-workflow-task" ? ResetPointKind.LAST_WORKFLOW_TASK : ResetPointKind.EVENT,
+        eventSequence: typeof to === "object" ? BigInt(to.event) : 0n,
+        reason: options.reason ?? "",
+        requestId: options.requestId ?? randomUUID(),
+      };
+      // Safe to retry after a lost answer: the request id returns the run the first try created.
+      const answer = await call(() => connection.client.resetRun(request));
+      return createHandle<O>(caller, { runId: answer.runId });
     },
   };
 }

@@ -41,6 +41,7 @@ import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
 import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
 import { workflowTask } from "./worker-service.js";
+import { handleResetRun, resetDescribeFields } from "./reset.js";
 
 /** A send's id and name, validated: either may be empty (see externalEventIdentity), not both. */
 function eventIdAndName(req: { eventId: string; eventName: string }): { eventId: string; eventName: string } {
@@ -108,6 +109,10 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       });
     },
 
+    async resetRun(req) {
+      return handleResetRun(engine, req);
+    },
+
     async describeRun(req) {
       const description = await describeRun(engine, runSelector("run", req.run));
       const { run, workflowTask, activities } = description;
@@ -134,6 +139,7 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         })),
         waitingReason: waitingReason(description),
         continuedAsRunId: run.continuedAsRunId ?? "",
+        ...(await resetDescribeFields(engine, run.id)),
       };
     },
 

@@ -53,6 +53,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.ClientService/TerminateRun": { roles: ADMIN },
   // Irreversible: the run's history is gone for everyone (decision 0021).
   "/dex.v1.ClientService/DeleteRun": { roles: ADMIN },
+  // ResetRun terminates an open run without letting its code react, as TerminateRun does.
+  "/dex.v1.ClientService/ResetRun": { roles: ADMIN },
 
   "/dex.v1.WorkerService/PollWorkflowTasks": { roles: WORKER, queue: "poll" },
   "/dex.v1.WorkerService/CompleteWorkflowTask": { roles: WORKER, queue: "workflow-token" },

@@ -324,15 +324,7 @@ export async function terminateRun(
   engine: Engine,
   request: { selector: RunSelector; reason: string },
 ): Promise<{ runId: string }> {
-  const failure = encodeFailure(
-    create(FailureSchema, {
-      message: request.reason === "" ? "run terminated" : `run terminated: ${request.reason}`,
-      type: "Terminated",
-      nonRetryable: true,
-      kind: FailureKind.TERMINATED,
-    }),
-  )!;
-  const event = encodeEvent({ case: "runTerminated", value: { reason: request.reason } }).event;
+  const { event, failure } = terminationRecords(request.reason, "");
   return withRetries(engine, "TerminateRun", async (tx, effects, state) => {
     const runId = await resolveRunId(tx, request.selector);
     if (!runId) throw notFound(request.selector);
@@ -344,12 +336,43 @@ export async function terminateRun(
     const run = await lockSelected(tx, request.selector, state);
     if (run.id !== runId) throw new Retry(); // the instance resolved to another run: lock its parent instead
     if (isTerminal(run.status as RunStatus)) throw ended(run, "there is nothing to terminate");
-    await lockWorkflowTaskNoWait(tx, run);
-    await terminateRunRows(tx, run, { event, failure });
-    await afterRunEnded(engine, tx, effects, run, parent, { status: RunStatus.TERMINATED, result: null, failure });
+    await terminateLocked(engine, tx, effects, run, parent, { event, failure });
     if (run.concurrencyKey !== null) await handOverSlots(tx, effects, run.concurrencyKey);
     effects.wakeRun(run.id);
     engine.logger.info("run terminated", { runId: run.id, reason: request.reason });
     return { runId: run.id };
   });
+}
+
+/** The run_terminated event and the failure a terminated run ends with; `resetToRunId` for ResetRun. */
+export function terminationRecords(reason: string, resetToRunId: string): { event: Uint8Array; failure: Uint8Array } {
+  const failure = encodeFailure(
+    create(FailureSchema, {
+      message: reason === "" ? "run terminated" : `run terminated: ${reason}`,
+      type: "Terminated",
+      nonRetryable: true,
+      kind: FailureKind.TERMINATED,
+    }),
+  )!;
+  const event = encodeEvent({ case: "runTerminated", value: { reason, resetToRunId } }).event;
+  return { event, failure };
+}
+
+/**
+ * TerminateRun's writes, shared with ResetRun (engine/reset.ts): the caller
+ * holds the parent's lock (if any), then the open run's; the run's workflow
+ * task is locked NOWAIT (lock_not_available makes withRetries try again).
+ * The caller hands out the run's concurrency-key slot, or takes it over.
+ */
+export async function terminateLocked(
+  engine: Engine,
+  tx: TransactionSql,
+  effects: Effects,
+  run: LockedRun,
+  parent: LockedRun | undefined,
+  records: { event: Uint8Array; failure: Uint8Array },
+): Promise<void> {
+  await lockWorkflowTaskNoWait(tx, run);
+  await terminateRunRows(tx, run, records);
+  await afterRunEnded(engine, tx, effects, run, parent, { status: RunStatus.TERMINATED, result: null, failure: records.failure });
 }

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/client_service.proto.
  */
 export const file_dex_v1_client_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSLQBAoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFEikKBWVhZ2VyGAwgASgLMhouZGV4LnYxLkVhZ2VyV29ya2Zsb3dTdGFydBIuCgtydW5fdGltZW91dBgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI4ChV3b3JrZmxvd190YXNrX3RpbWVvdXQYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfcHJpb3JpdHkiJwoSRWFnZXJXb3JrZmxvd1N0YXJ0EhEKCXdvcmtlcl9pZBgBIAEoCSJiChVTdGFydFdvcmtmbG93UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEg8KB3N0YXJ0ZWQYAiABKAgSKAoKZWFnZXJfdGFzaxgDIAEoCzIULmRleC52MS5Xb3JrZmxvd1Rhc2sifAoQU2VuZEV2ZW50UmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISEAoIZXZlbnRfaWQYAiABKAkSIAoHcGF5bG9hZBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEhIKCmV2ZW50X25hbWUYBCABKAkiSAoRU2VuZEV2ZW50UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhEKCWR1cGxpY2F0ZRgCIAEoCBIQCghldmVudF9pZBgDIAEoCSKQAQoZU2VuZEV2ZW50V2l0aFN0YXJ0UmVxdWVzdBIrCgVzdGFydBgBIAEoCzIcLmRleC52MS5TdGFydFdvcmtmbG93UmVxdWVzdBIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQSEgoKZXZlbnRfbmFtZRgEIAEoCSJiChpTZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIRCglkdXBsaWNhdGUYAyABKAgSEAoIZXZlbnRfaWQYBCABKAki9AQKB1J1bkluZm8SDgoGcnVuX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhUKDXdvcmtmbG93X25hbWUYAyABKAkSEgoKdGFza19xdWV1ZRgEIAEoCRIhCgZzdGF0dXMYBSABKA4yES5kZXgudjEuUnVuU3RhdHVzEhAKCHByaW9yaXR5GAYgASgFEisKBmxhYmVscxgHIAMoCzIbLmRleC52MS5SdW5JbmZvLkxhYmVsc0VudHJ5EhUKDWN1c3RvbV9zdGF0dXMYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5oaXN0b3J5X2xlbmd0aBgMIAEoAxIVCg1wYXJlbnRfcnVuX2lkGA0gASgJEhcKD2NvbmN1cnJlbmN5X2tleRgOIAEoCRIuCgtydW5fdGltZW91dBgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI4ChV3b3JrZmxvd190YXNrX3RpbWVvdXQYECABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoMcnVuX2RlYWRsaW5lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjYKEkRlc2NyaWJlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3Ii4QEKD1BlbmRpbmdBY3Rpdml0eRILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEg8KB2F0dGVtcHQYBCABKAUSDwoHcnVubmluZxgFIAEoCBI1ChFuZXh0X2F0dGVtcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoMbGFzdF9mYWlsdXJlGAcgASgLMg8uZGV4LnYxLkZhaWx1cmUSFgoOd2FpdGluZ19yZWFzb24YCCABKAkilQEKE1BlbmRpbmdXb3JrZmxvd1Rhc2sSDwoHYXR0ZW1wdBgBIAEoBRIPCgdydW5uaW5nGAIgASgIEiUKDGxhc3RfZmFpbHVyZRgDIAEoCzIPLmRleC52MS5GYWlsdXJlEjUKEW5leHRfYXR0ZW1wdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCgxQZW5kaW5nVGltZXISCwoDc2VxGAEgASgNEi0KCWZpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidwoQUGVuZGluZ0V2ZW50V2FpdBILCgNzZXEYASABKA0SEAoIZXZlbnRfaWQYAiABKAkSMAoMdGltZW91dF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpldmVudF9uYW1lGAQgASgJIk4KElJlY2VpdmVkRXZlbnRDb3VudBISCgpldmVudF9uYW1lGAEgASgJEhIKCmluX2hpc3RvcnkYAiABKA0SEAoIaW5faW5ib3gYAyABKA0iWgoPUGVuZGluZ0NoaWxkUnVuEgsKA3NlcRgBIAEoDRITCgtpbnN0YW5jZV9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNd29ya2Zsb3dfbmFtZRgEIAEoCSKMBAoTRGVzY3JpYmVSdW5SZXNwb25zZRIdCgRpbmZvGAEgASgLMg8uZGV4LnYxLlJ1bkluZm8SHgoFaW5wdXQYAiABKAsyDy5kZXgudjEuUGF5bG9hZBIfCgZyZXN1bHQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBIgCgdmYWlsdXJlGAQgASgLMg8uZGV4LnYxLkZhaWx1cmUSOgoVcGVuZGluZ193b3JrZmxvd190YXNrGAUgASgLMhsuZGV4LnYxLlBlbmRpbmdXb3JrZmxvd1Rhc2sSMwoScGVuZGluZ19hY3Rpdml0aWVzGAYgAygLMhcuZGV4LnYxLlBlbmRpbmdBY3Rpdml0eRIsCg5wZW5kaW5nX3RpbWVycxgHIAMoCzIULmRleC52MS5QZW5kaW5nVGltZXISNQoTcGVuZGluZ19ldmVudF93YWl0cxgIIAMoCzIYLmRleC52MS5QZW5kaW5nRXZlbnRXYWl0EjMKEnBlbmRpbmdfY2hpbGRfcnVucxgJIAMoCzIXLmRleC52MS5QZW5kaW5nQ2hpbGRSdW4SFgoOd2FpdGluZ19yZWFzb24YCiABKAkSGwoTY29udGludWVkX2FzX3J1bl9pZBgLIAEoCRIzCg9yZWNlaXZlZF9ldmVudHMYDCADKAsyGi5kZXgudjEuUmVjZWl2ZWRFdmVudENvdW50InwKFEdldFJ1bkhpc3RvcnlSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIRCglwYWdlX3NpemUYAyABKAUSFwoPd2FpdF9uZXdfZXZlbnRzGAQgASgIIogBChVHZXRSdW5IaXN0b3J5UmVzcG9uc2USJAoGZXZlbnRzGAEgAygLMhQuZGV4LnYxLkhpc3RvcnlFdmVudBIOCgZydW5faWQYAiABKAkSFgoOaGlzdG9yeV9sZW5ndGgYAyABKAMSIQoGc3RhdHVzGAQgASgOMhEuZGV4LnYxLlJ1blN0YXR1cyJFChNHZXRSdW5SZXN1bHRSZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIMCgR3YWl0GAIgASgIIqkBChRHZXRSdW5SZXN1bHRSZXNwb25zZRIOCgZydW5faWQYASABKAkSIQoGc3RhdHVzGAIgASgOMhEuZGV4LnYxLlJ1blN0YXR1cxIfCgZyZXN1bHQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBIgCgdmYWlsdXJlGAQgASgLMg8uZGV4LnYxLkZhaWx1cmUSGwoTY29udGludWVkX2FzX3J1bl9pZBgFIAEoCSLUAgoPTGlzdFJ1bnNSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSIwoIc3RhdHVzZXMYAiADKA4yES5kZXgudjEuUnVuU3RhdHVzEhMKC2luc3RhbmNlX2lkGAMgASgJEjMKBmxhYmVscxgEIAMoCzIjLmRleC52MS5MaXN0UnVuc1JlcXVlc3QuTGFiZWxzRW50cnkSMQoNY3JlYXRlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoQTGlzdFJ1bnNSZXNwb25zZRIdCgRydW5zGAEgAygLMg8uZGV4LnYxLlJ1bkluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKEENhbmNlbFJ1blJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEg4KBnJlYXNvbhgCIAEoCSI+ChFDYW5jZWxSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSGQoRYWxyZWFkeV9yZXF1ZXN0ZWQYAiABKAgiRwoTVGVybWluYXRlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIiYKFFRlcm1pbmF0ZVJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSIiChBEZWxldGVSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJDChFEZWxldGVSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSHgoWaGlzdG9yeV9ldmVudHNfZGVsZXRlZBgCIAEoAyqbAQoYSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EisKJ0lOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9VTlNQRUNJRklFRBAAEiQKIElOU1RBTkNFX0lEX0NPTkZMSUNUX1BPTElDWV9GQUlMEAESLAooSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VTRV9FWElTVElORxACKrgBChVJbnN0YW5jZUlkUmV1c2VQb2xpY3kSKAokSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1VOU1BFQ0lGSUVEEAASIgoeSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XEAESLAooSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX0FMTE9XX0lGX0ZBSUxFRBACEiMKH0lOU1RBTkNFX0lEX1JFVVNFX1BPTElDWV9SRUpFQ1QQAzLrBQoNQ2xpZW50U2VydmljZRJMCg1TdGFydFdvcmtmbG93EhwuZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0Gh0uZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXNwb25zZRJACglTZW5kRXZlbnQSGC5kZXgudjEuU2VuZEV2ZW50UmVxdWVzdBoZLmRleC52MS5TZW5kRXZlbnRSZXNwb25zZRJbChJTZW5kRXZlbnRXaXRoU3RhcnQSIS5kZXgudjEuU2VuZEV2ZW50V2l0aFN0YXJ0UmVxdWVzdBoiLmRleC52MS5TZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRJGCgtEZXNjcmliZVJ1bhIaLmRleC52MS5EZXNjcmliZVJ1blJlcXVlc3QaGy5kZXgudjEuRGVzY3JpYmVSdW5SZXNwb25zZRJMCg1HZXRSdW5IaXN0b3J5EhwuZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXF1ZXN0Gh0uZGV4LnYxLkdldFJ1bkhpc3RvcnlSZXNwb25zZRJJCgxHZXRSdW5SZXN1bHQSGy5kZXgudjEuR2V0UnVuUmVzdWx0UmVxdWVzdBocLmRleC52MS5HZXRSdW5SZXN1bHRSZXNwb25zZRI9CghMaXN0UnVucxIXLmRleC52MS5MaXN0UnVuc1JlcXVlc3QaGC5kZXgudjEuTGlzdFJ1bnNSZXNwb25zZRJACglDYW5jZWxSdW4SGC5kZXgudjEuQ2FuY2VsUnVuUmVxdWVzdBoZLmRleC52MS5DYW5jZWxSdW5SZXNwb25zZRJJCgxUZXJtaW5hdGVSdW4SGy5kZXgudjEuVGVybWluYXRlUnVuUmVxdWVzdBocLmRleC52MS5UZXJtaW5hdGVSdW5SZXNwb25zZRJACglEZWxldGVSdW4SGC5kZXgudjEuRGVsZXRlUnVuUmVxdWVzdBoZLmRleC52MS5EZWxldGVSdW5SZXNwb25zZWIGcHJvdG8z", [file_dex_v1_common, file_dex_v1_history, file_dex_v1_worker_service, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXgvdjEvY2xpZW50X3NlcnZpY2UucHJvdG8SBmRleC52MSLQBAoUU3RhcnRXb3JrZmxvd1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEh4KBWlucHV0GAQgASgLMg8uZGV4LnYxLlBheWxvYWQSOAoGbGFiZWxzGAUgAygLMiguZGV4LnYxLlN0YXJ0V29ya2Zsb3dSZXF1ZXN0LkxhYmVsc0VudHJ5EhUKCHByaW9yaXR5GAYgASgFSACIAQESEgoKcmVxdWVzdF9pZBgHIAEoCRI5Cg9jb25mbGljdF9wb2xpY3kYCCABKA4yIC5kZXgudjEuSW5zdGFuY2VJZENvbmZsaWN0UG9saWN5EjMKDHJldXNlX3BvbGljeRgJIAEoDjIdLmRleC52MS5JbnN0YW5jZUlkUmV1c2VQb2xpY3kSFwoPY29uY3VycmVuY3lfa2V5GAogASgJEhkKEWNvbmN1cnJlbmN5X2xpbWl0GAsgASgFEikKBWVhZ2VyGAwgASgLMhouZGV4LnYxLkVhZ2VyV29ya2Zsb3dTdGFydBIuCgtydW5fdGltZW91dBgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI4ChV3b3JrZmxvd190YXNrX3RpbWVvdXQYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfcHJpb3JpdHkiJwoSRWFnZXJXb3JrZmxvd1N0YXJ0EhEKCXdvcmtlcl9pZBgBIAEoCSJiChVTdGFydFdvcmtmbG93UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEg8KB3N0YXJ0ZWQYAiABKAgSKAoKZWFnZXJfdGFzaxgDIAEoCzIULmRleC52MS5Xb3JrZmxvd1Rhc2sifAoQU2VuZEV2ZW50UmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISEAoIZXZlbnRfaWQYAiABKAkSIAoHcGF5bG9hZBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEhIKCmV2ZW50X25hbWUYBCABKAkiSAoRU2VuZEV2ZW50UmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhEKCWR1cGxpY2F0ZRgCIAEoCBIQCghldmVudF9pZBgDIAEoCSKQAQoZU2VuZEV2ZW50V2l0aFN0YXJ0UmVxdWVzdBIrCgVzdGFydBgBIAEoCzIcLmRleC52MS5TdGFydFdvcmtmbG93UmVxdWVzdBIQCghldmVudF9pZBgCIAEoCRIgCgdwYXlsb2FkGAMgASgLMg8uZGV4LnYxLlBheWxvYWQSEgoKZXZlbnRfbmFtZRgEIAEoCSJiChpTZW5kRXZlbnRXaXRoU3RhcnRSZXNwb25zZRIOCgZydW5faWQYASABKAkSDwoHc3RhcnRlZBgCIAEoCBIRCglkdXBsaWNhdGUYAyABKAgSEAoIZXZlbnRfaWQYBCABKAki9AQKB1J1bkluZm8SDgoGcnVuX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhUKDXdvcmtmbG93X25hbWUYAyABKAkSEgoKdGFza19xdWV1ZRgEIAEoCRIhCgZzdGF0dXMYBSABKA4yES5kZXgudjEuUnVuU3RhdHVzEhAKCHByaW9yaXR5GAYgASgFEisKBmxhYmVscxgHIAMoCzIbLmRleC52MS5SdW5JbmZvLkxhYmVsc0VudHJ5EhUKDWN1c3RvbV9zdGF0dXMYCCABKAkSLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5oaXN0b3J5X2xlbmd0aBgMIAEoAxIVCg1wYXJlbnRfcnVuX2lkGA0gASgJEhcKD2NvbmN1cnJlbmN5X2tleRgOIAEoCRIuCgtydW5fdGltZW91dBgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI4ChV3b3JrZmxvd190YXNrX3RpbWVvdXQYECABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoMcnVuX2RlYWRsaW5lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjYKEkRlc2NyaWJlUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3Ii4QEKD1BlbmRpbmdBY3Rpdml0eRILCgNzZXEYASABKA0SFQoNYWN0aXZpdHlfbmFtZRgCIAEoCRISCgp0YXNrX3F1ZXVlGAMgASgJEg8KB2F0dGVtcHQYBCABKAUSDwoHcnVubmluZxgFIAEoCBI1ChFuZXh0X2F0dGVtcHRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoMbGFzdF9mYWlsdXJlGAcgASgLMg8uZGV4LnYxLkZhaWx1cmUSFgoOd2FpdGluZ19yZWFzb24YCCABKAkilQEKE1BlbmRpbmdXb3JrZmxvd1Rhc2sSDwoHYXR0ZW1wdBgBIAEoBRIPCgdydW5uaW5nGAIgASgIEiUKDGxhc3RfZmFpbHVyZRgDIAEoCzIPLmRleC52MS5GYWlsdXJlEjUKEW5leHRfYXR0ZW1wdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJKCgxQZW5kaW5nVGltZXISCwoDc2VxGAEgASgNEi0KCWZpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidwoQUGVuZGluZ0V2ZW50V2FpdBILCgNzZXEYASABKA0SEAoIZXZlbnRfaWQYAiABKAkSMAoMdGltZW91dF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpldmVudF9uYW1lGAQgASgJIk4KElJlY2VpdmVkRXZlbnRDb3VudBISCgpldmVudF9uYW1lGAEgASgJEhIKCmluX2hpc3RvcnkYAiABKA0SEAoIaW5faW5ib3gYAyABKA0iWgoPUGVuZGluZ0NoaWxkUnVuEgsKA3NlcRgBIAEoDRITCgtpbnN0YW5jZV9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNd29ya2Zsb3dfbmFtZRgEIAEoCSLWBAoTRGVzY3JpYmVSdW5SZXNwb25zZRIdCgRpbmZvGAEgASgLMg8uZGV4LnYxLlJ1bkluZm8SHgoFaW5wdXQYAiABKAsyDy5kZXgudjEuUGF5bG9hZBIfCgZyZXN1bHQYAyABKAsyDy5kZXgudjEuUGF5bG9hZBIgCgdmYWlsdXJlGAQgASgLMg8uZGV4LnYxLkZhaWx1cmUSOgoVcGVuZGluZ193b3JrZmxvd190YXNrGAUgASgLMhsuZGV4LnYxLlBlbmRpbmdXb3JrZmxvd1Rhc2sSMwoScGVuZGluZ19hY3Rpdml0aWVzGAYgAygLMhcuZGV4LnYxLlBlbmRpbmdBY3Rpdml0eRIsCg5wZW5kaW5nX3RpbWVycxgHIAMoCzIULmRleC52MS5QZW5kaW5nVGltZXISNQoTcGVuZGluZ19ldmVudF93YWl0cxgIIAMoCzIYLmRleC52MS5QZW5kaW5nRXZlbnRXYWl0EjMKEnBlbmRpbmdfY2hpbGRfcnVucxgJIAMoCzIXLmRleC52MS5QZW5kaW5nQ2hpbGRSdW4SFgoOd2FpdGluZ19yZWFzb24YCiABKAkSGwoTY29udGludWVkX2FzX3J1bl9pZBgLIAEoCRIzCg9yZWNlaXZlZF9ldmVudHMYDCADKAsyGi5kZXgudjEuUmVjZWl2ZWRFdmVudENvdW50EhkKEXJlc2V0X2Zyb21fcnVuX2lkGB4gASgJEhcKD3Jlc2V0X3RvX3J1bl9pZBgfIAEoCRIUCgxyZXNldF9yZWFzb24YICABKAkifAoUR2V0UnVuSGlzdG9yeVJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDEhEKCXBhZ2Vfc2l6ZRgDIAEoBRIXCg93YWl0X25ld19ldmVudHMYBCABKAgiiAEKFUdldFJ1bkhpc3RvcnlSZXNwb25zZRIkCgZldmVudHMYASADKAsyFC5kZXgudjEuSGlzdG9yeUV2ZW50Eg4KBnJ1bl9pZBgCIAEoCRIWCg5oaXN0b3J5X2xlbmd0aBgDIAEoAxIhCgZzdGF0dXMYBCABKA4yES5kZXgudjEuUnVuU3RhdHVzIkUKE0dldFJ1blJlc3VsdFJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEgwKBHdhaXQYAiABKAgiqQEKFEdldFJ1blJlc3VsdFJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIhCgZzdGF0dXMYAiABKA4yES5kZXgudjEuUnVuU3RhdHVzEh8KBnJlc3VsdBgDIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYBCABKAsyDy5kZXgudjEuRmFpbHVyZRIbChNjb250aW51ZWRfYXNfcnVuX2lkGAUgASgJItQCCg9MaXN0UnVuc1JlcXVlc3QSFQoNd29ya2Zsb3dfbmFtZRgBIAEoCRIjCghzdGF0dXNlcxgCIAMoDjIRLmRleC52MS5SdW5TdGF0dXMSEwoLaW5zdGFuY2VfaWQYAyABKAkSMwoGbGFiZWxzGAQgAygLMiMuZGV4LnYxLkxpc3RSdW5zUmVxdWVzdC5MYWJlbHNFbnRyeRIxCg1jcmVhdGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKChBMaXN0UnVuc1Jlc3BvbnNlEh0KBHJ1bnMYASADKAsyDy5kZXgudjEuUnVuSW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRAoQQ2FuY2VsUnVuUmVxdWVzdBIgCgNydW4YASABKAsyEy5kZXgudjEuUnVuU2VsZWN0b3ISDgoGcmVhc29uGAIgASgJIj4KEUNhbmNlbFJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIZChFhbHJlYWR5X3JlcXVlc3RlZBgCIAEoCCJHChNUZXJtaW5hdGVSdW5SZXF1ZXN0EiAKA3J1bhgBIAEoCzITLmRleC52MS5SdW5TZWxlY3RvchIOCgZyZWFzb24YAiABKAkiJgoUVGVybWluYXRlUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJIiIKEERlbGV0ZVJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIkMKEURlbGV0ZVJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIeChZoaXN0b3J5X2V2ZW50c19kZWxldGVkGAIgASgDIpMBCg9SZXNldFJ1blJlcXVlc3QSIAoDcnVuGAEgASgLMhMuZGV4LnYxLlJ1blNlbGVjdG9yEiIKAnRvGAIgASgOMhYuZGV4LnYxLlJlc2V0UG9pbnRLaW5kEhYKDmV2ZW50X3NlcXVlbmNlGAMgASgDEg4KBnJlYXNvbhgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJImQKEFJlc2V0UnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgSEwoLa2VwdF9ldmVudHMYAyABKAMSGgoScmVkZWxpdmVyZWRfZXZlbnRzGAQgASgFKpsBChhJbnN0YW5jZUlkQ29uZmxpY3RQb2xpY3kSKwonSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX1VOU1BFQ0lGSUVEEAASJAogSU5TVEFOQ0VfSURfQ09ORkxJQ1RfUE9MSUNZX0ZBSUwQARIsCihJTlNUQU5DRV9JRF9DT05GTElDVF9QT0xJQ1lfVVNFX0VYSVNUSU5HEAIquAEKFUluc3RhbmNlSWRSZXVzZVBvbGljeRIoCiRJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIiCh5JTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1cQARIsCihJTlNUQU5DRV9JRF9SRVVTRV9QT0xJQ1lfQUxMT1dfSUZfRkFJTEVEEAISIwofSU5TVEFOQ0VfSURfUkVVU0VfUE9MSUNZX1JFSkVDVBADKqEBCg5SZXNldFBvaW50S2luZBIgChxSRVNFVF9QT0lOVF9LSU5EX1VOU1BFQ0lGSUVEEAASKAokUkVTRVRfUE9JTlRfS0lORF9GSVJTVF9XT1JLRkxPV19UQVNLEAESJwojUkVTRVRfUE9JTlRfS0lORF9MQVNUX1dPUktGTE9XX1RBU0sQAhIaChZSRVNFVF9QT0lOVF9LSU5EX0VWRU5UEAMyqgYKDUNsaWVudFNlcnZpY2USTAoNU3RhcnRXb3JrZmxvdxIcLmRleC52MS5TdGFydFdvcmtmbG93UmVxdWVzdBodLmRleC52MS5TdGFydFdvcmtmbG93UmVzcG9uc2USQAoJU2VuZEV2ZW50EhguZGV4LnYxLlNlbmRFdmVudFJlcXVlc3QaGS5kZXgudjEuU2VuZEV2ZW50UmVzcG9uc2USWwoSU2VuZEV2ZW50V2l0aFN0YXJ0EiEuZGV4LnYxLlNlbmRFdmVudFdpdGhTdGFydFJlcXVlc3QaIi5kZXgudjEuU2VuZEV2ZW50V2l0aFN0YXJ0UmVzcG9uc2USRgoLRGVzY3JpYmVSdW4SGi5kZXgudjEuRGVzY3JpYmVSdW5SZXF1ZXN0GhsuZGV4LnYxLkRlc2NyaWJlUnVuUmVzcG9uc2USTAoNR2V0UnVuSGlzdG9yeRIcLmRleC52MS5HZXRSdW5IaXN0b3J5UmVxdWVzdBodLmRleC52MS5HZXRSdW5IaXN0b3J5UmVzcG9uc2USSQoMR2V0UnVuUmVzdWx0EhsuZGV4LnYxLkdldFJ1blJlc3VsdFJlcXVlc3QaHC5kZXgudjEuR2V0UnVuUmVzdWx0UmVzcG9uc2USPQoITGlzdFJ1bnMSFy5kZXgudjEuTGlzdFJ1bnNSZXF1ZXN0GhguZGV4LnYxLkxpc3RSdW5zUmVzcG9uc2USQAoJQ2FuY2VsUnVuEhguZGV4LnYxLkNhbmNlbFJ1blJlcXVlc3QaGS5kZXgudjEuQ2FuY2VsUnVuUmVzcG9uc2USSQoMVGVybWluYXRlUnVuEhsuZGV4LnYxLlRlcm1pbmF0ZVJ1blJlcXVlc3QaHC5kZXgudjEuVGVybWluYXRlUnVuUmVzcG9uc2USQAoJRGVsZXRlUnVuEhguZGV4LnYxLkRlbGV0ZVJ1blJlcXVlc3QaGS5kZXgudjEuRGVsZXRlUnVuUmVzcG9uc2USPQoIUmVzZXRSdW4SFy5kZXgudjEuUmVzZXRSdW5SZXF1ZXN0GhguZGV4LnYxLlJlc2V0UnVuUmVzcG9uc2ViBnByb3RvMw", [file_dex_v1_common, file_dex_v1_history, file_dex_v1_worker_service, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * StartWorkflowRequest describes the run to start.
@@ -910,6 +910,29 @@ export type DescribeRunResponse = Message<"dex.v1.DescribeRunResponse"> & {
    * @generated from field: repeated dex.v1.ReceivedEventCount received_events = 12;
    */
   receivedEvents: ReceivedEventCount[];
+
+  /**
+   * The run this one was reset from (ResetRun); empty otherwise. Field
+   * numbers from 30 on are ResetRun's.
+   *
+   * @generated from field: string reset_from_run_id = 30;
+   */
+  resetFromRunId: string;
+
+  /**
+   * The newest run this run was reset to (ResetRun); empty if never reset.
+   * An ended run can be reset more than once: this is the latest.
+   *
+   * @generated from field: string reset_to_run_id = 31;
+   */
+  resetToRunId: string;
+
+  /**
+   * The reason given to the ResetRun that created this run; empty otherwise.
+   *
+   * @generated from field: string reset_reason = 32;
+   */
+  resetReason: string;
 };
 
 /**
@@ -1338,6 +1361,113 @@ export const DeleteRunResponseSchema: GenMessage<DeleteRunResponse> = /*@__PURE_
   messageDesc(file_dex_v1_client_service, 27);
 
 /**
+ * ResetRunRequest asks for a run to be rewound to a workflow-task boundary.
+ *
+ * The new run's history is the old run's events before the inputs of the
+ * chosen workflow task (always at least run_started, which gets
+ * reset_from_run_id). What the old run had in flight as of that point
+ * (activities, timers, event-wait timeouts scheduled in the kept history and
+ * not resolved there) is scheduled again for the new run; what the kept
+ * history's workflow code does next is re-issued by replay. External events
+ * the old run received after the point (in history or still in its inbox) are
+ * re-delivered to the new run's inbox in the order they arrived, with their
+ * ids and dedup keys. Activity results, timer firings, child results and
+ * cancellation requests after the point are not re-applied.
+ *
+ * @generated from message dex.v1.ResetRunRequest
+ */
+export type ResetRunRequest = Message<"dex.v1.ResetRunRequest"> & {
+  /**
+   * The run to reset, open or ended. Required.
+   *
+   * @generated from field: dex.v1.RunSelector run = 1;
+   */
+  run?: RunSelector | undefined;
+
+  /**
+   * Where to rewind to. Required.
+   *
+   * @generated from field: dex.v1.ResetPointKind to = 2;
+   */
+  to: ResetPointKind;
+
+  /**
+   * With RESET_POINT_KIND_EVENT: the sequence of a workflow_task_completed
+   * marker, or 1 for the start. Must be 0 otherwise.
+   *
+   * @generated from field: int64 event_sequence = 3;
+   */
+  eventSequence: bigint;
+
+  /**
+   * Why; recorded in the old run's run_terminated event and shown by
+   * DescribeRun. At most 1 000 characters, no NUL.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * Idempotency key: a retry with the same request id for the same run
+   * returns the run the first call created and changes nothing. Empty means
+   * none. At most 255 characters.
+   *
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message dex.v1.ResetRunRequest.
+ * Use `create(ResetRunRequestSchema)` to create a new message.
+ */
+export const ResetRunRequestSchema: GenMessage<ResetRunRequest> = /*@__PURE__*/
+  messageDesc(file_dex_v1_client_service, 28);
+
+/**
+ * ResetRunResponse names the new run.
+ *
+ * @generated from message dex.v1.ResetRunResponse
+ */
+export type ResetRunResponse = Message<"dex.v1.ResetRunResponse"> & {
+  /**
+   * The new run's id.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * False when `request_id` matched an earlier reset of the run: `run_id` is
+   * the run that reset created.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+
+  /**
+   * Events copied into the new run's history (run_started included).
+   *
+   * @generated from field: int64 kept_events = 3;
+   */
+  keptEvents: bigint;
+
+  /**
+   * External events re-delivered to the new run's inbox.
+   *
+   * @generated from field: int32 redelivered_events = 4;
+   */
+  redeliveredEvents: number;
+};
+
+/**
+ * Describes the message dex.v1.ResetRunResponse.
+ * Use `create(ResetRunResponseSchema)` to create a new message.
+ */
+export const ResetRunResponseSchema: GenMessage<ResetRunResponse> = /*@__PURE__*/
+  messageDesc(file_dex_v1_client_service, 29);
+
+/**
  * InstanceIdConflictPolicy says what StartWorkflow does when the instance id
  * already has an open run.
  *
@@ -1415,6 +1545,50 @@ export const InstanceIdReusePolicySchema: GenEnum<InstanceIdReusePolicy> = /*@__
   enumDesc(file_dex_v1_client_service, 1);
 
 /**
+ * ResetPointKind says where ResetRun rewinds to.
+ *
+ * @generated from enum dex.v1.ResetPointKind
+ */
+export enum ResetPointKind {
+  /**
+   * Not set; rejected.
+   *
+   * @generated from enum value: RESET_POINT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Before the first workflow task: only run_started is kept.
+   *
+   * @generated from enum value: RESET_POINT_KIND_FIRST_WORKFLOW_TASK = 1;
+   */
+  FIRST_WORKFLOW_TASK = 1,
+
+  /**
+   * Before the last completed workflow task (its inputs and its commands,
+   * e.g. the run_failed of a FAILED run, are not kept). A run that never
+   * completed a workflow task resets to its start.
+   *
+   * @generated from enum value: RESET_POINT_KIND_LAST_WORKFLOW_TASK = 2;
+   */
+  LAST_WORKFLOW_TASK = 2,
+
+  /**
+   * Before the workflow task whose workflow_task_completed marker is
+   * `event_sequence`, or the start when it is 1 (run_started).
+   *
+   * @generated from enum value: RESET_POINT_KIND_EVENT = 3;
+   */
+  EVENT = 3,
+}
+
+/**
+ * Describes the enum dex.v1.ResetPointKind.
+ */
+export const ResetPointKindSchema: GenEnum<ResetPointKind> = /*@__PURE__*/
+  enumDesc(file_dex_v1_client_service, 2);
+
+/**
  * ClientService starts workflow runs, sends them external events, and reads,
  * cancels and terminates them. It is all an application needs to use dex from
  * any language.
@@ -1427,8 +1601,8 @@ export const InstanceIdReusePolicySchema: GenEnum<InstanceIdReusePolicy> = /*@__
  * answers UNAUTHENTICATED; a key whose role may not make the call, or a worker
  * key limited to other task queues, answers PERMISSION_DENIED. The messages say
  * which role is needed. grpc.health.v1 and server reflection need no key.
- * Here: `client` and `admin` keys may call every method except TerminateRun
- * and DeleteRun, which are `admin` only; `worker` keys may call GetRunHistory (for a run on
+ * Here: `client` and `admin` keys may call every method except TerminateRun,
+ * DeleteRun and ResetRun, which are `admin` only; `worker` keys may call GetRunHistory (for a run on
  * one of their queues, if limited) and nothing else.
  *
  * Error details: ALREADY_EXISTS from a start and FAILED_PRECONDITION for an
@@ -1550,6 +1724,22 @@ export const ClientService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRunRequestSchema;
     output: typeof DeleteRunResponseSchema;
+  },
+  /**
+   * Resets a run: starts a new run of the same instance whose history is the
+   * old run's up to a workflow-task boundary; the old run, if open, ends
+   * TERMINATED. See ResetRunRequest and docs/decisions/0026-reset.md.
+   * Errors: INVALID_ARGUMENT for a point that is not a boundary (the message
+   * names the nearest valid ones); NOT_FOUND for an unknown run;
+   * FAILED_PRECONDITION when another run of the instance is open, or for a
+   * child run or a run with a concurrency key that cannot be reset.
+   *
+   * @generated from rpc dex.v1.ClientService.ResetRun
+   */
+  resetRun: {
+    methodKind: "unary";
+    input: typeof ResetRunRequestSchema;
+    output: typeof ResetRunResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dex_v1_client_service, 0);
