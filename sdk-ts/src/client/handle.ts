@@ -7,6 +7,7 @@ import { decodePayload, encodePayload } from "../common/payload.js";
 import type { Connection } from "./connection.js";
 import { statusName, toRunDescription, type RunDescription } from "./convert.js";
 import type { RetryCall } from "./retry.js";
+import { runUpdate, type UpdateOptions } from "./update.js";
 
 /** The client's connection and its one retry path (ClientOptions.retry), shared by its handles. */
 export interface Caller {
@@ -35,6 +36,12 @@ export interface WorkflowHandle<O = unknown> {
   cancel(reason?: string): Promise<void>;
   /** Ends the run at once; no workflow code runs afterwards. A retry that finds the run TERMINATED resolves. */
   terminate(reason?: string): Promise<void>;
+  /**
+   * Asks the workflow's update handler `name` to act and waits for its answer (decision 0024).
+   * Rejected (no such handler, or its validator threw): WorkflowUpdateRejectedError, nothing recorded.
+   * Handler failed: WorkflowUpdateFailedError. The same `updateId` twice runs the handler once.
+   */
+  update<R = unknown>(name: string, args?: unknown, options?: UpdateOptions): Promise<R>;
 }
 
 /** Longer than the server's ~20 s long-poll, so the server answers first. */
@@ -155,6 +162,8 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
         }
       }, undefined, writeUnsentOnly);
     },
+
+    update: (name, args, options = {}) => runUpdate(caller, selector(), name, args, options, writeUnsentOnly),
 
     async terminate(reason) {
       const request = { run: run(), reason: reason ?? "" };
