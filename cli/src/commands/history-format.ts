@@ -25,6 +25,13 @@ export function describeHistoryEvent(event: HistoryEvent): { kind: string; detai
       return { kind: "timer fired", details: `#${a.value.seq}` };
     case "externalEventReceived":
       return { kind: "event received", details: `${a.value.eventId} ${formatValue(decodePayload(a.value.payload))}` };
+    case "updateAccepted":
+      return { kind: "update accepted", details: `${a.value.updateId} ${a.value.name} ${formatValue(decodePayload(a.value.args))}` };
+    case "updateCompleted":
+      return {
+        kind: "update completed",
+        details: `${a.value.updateId} ${a.value.failure ? `failed: ${a.value.failure.message}` : formatValue(decodePayload(a.value.result))}`,
+      };
     case "patchMarkerRecorded":
       return { kind: "patch marker", details: `${a.value.patchId}${a.value.deprecated ? " (deprecated)" : ""}` };
     case "runCompleted":

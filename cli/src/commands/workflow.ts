@@ -17,6 +17,7 @@ import { decodePayload, encodeJsonPayload, failureLine, failureView, isoTime, pa
 import { describeHistoryEvent } from "./history-format.js";
 import { registerDescribeCommand } from "./describe.js";
 import { registerRunControlCommands } from "./run-control.js";
+import { registerUpdateCommand } from "./update.js";
 import { registerReplayCommand } from "./replay.js";
 import { selector } from "./selector.js";
 
@@ -80,6 +81,7 @@ function resultExitCode(status: string): number {
 export function registerWorkflowCommands(program: Command): void {
   const workflow = program.command("workflow").description("start, signal, cancel, inspect and list workflow runs");
   registerRunControlCommands(workflow);
+  registerUpdateCommand(workflow);
 
   withClientFlags(
     workflow
