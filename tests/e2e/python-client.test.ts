@@ -16,6 +16,7 @@ import { protoRoot } from "@dex/proto";
 import type { WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
 import { repoRoot } from "../support/server-process.js";
+import { cartWorkflows } from "./fixtures/update-cart.mjs";
 
 const PYTHON = "/usr/bin/python3";
 const PLUGIN = "/usr/bin/grpc_python_plugin";
@@ -49,6 +50,10 @@ const activities = {
   async greet(name: string) {
     return `hello, ${name}`;
   },
+  // The cart workflow's (updates; decision 0024).
+  async price(sku: string) {
+    return sku.length;
+  },
 };
 
 async function greeting(ctx: WorkflowContext, input: { name: string }) {
@@ -61,7 +66,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   let stubs: string;
   beforeAll(async () => {
     h = await startHarness();
-    h.workflowWorker({ greeting });
+    h.workflowWorker({ greeting, ...cartWorkflows() });
     h.activityWorker(activities);
     stubs = await mkdtemp(`${tmpdir()}/dex-python-stubs-`);
     const protos = (await readdir(`${protoRoot}/dex/v1`)).filter((f) => f.endsWith(".proto")).map((f) => `dex/v1/${f}`);
@@ -97,5 +102,21 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
     expect(out).toMatchObject({ schedule_id: "py-schedule", bad_cron_code: "INVALID_ARGUMENT" });
     expect(out.instance_id).toMatch(/^py-schedule-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/);
     expect(await h.client.getHandle({ runId: out.run_id! }).result()).toEqual({ greeting: "hello, Grace", from: "typescript" });
+  });
+
+  it("sends updates: a rejection it can read, an answer, the same answer for the same update id", async () => {
+    const run = await runPython([`${repoRoot}tests/python/update_run.py`, stubs, h.server.address, "py-cart"]);
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(out).toMatchObject({
+      rejected: ["rejection", { message: "item.sku is required", type: "Error" }],
+      accepted: ["result", { count: 1, price: 5 }],
+      again: ["result", { count: 1, price: 5 }],
+      unknown: ["rejection", { type: "UpdateHandlerNotFound" }],
+      checkout: ["result", 1],
+      missing_id_code: "INVALID_ARGUMENT",
+    });
+    expect(await h.client.getHandle({ runId: out.run_id as string }).result()).toEqual([{ sku: "mango", price: 5 }]);
   });
 });
