@@ -36,28 +36,24 @@ export async function insertUpdateRequest(
   return { inserted: row?.inserted ?? false, taskCreated: row?.task_created ?? false };
 }
 
-/** What is known of one update of a run: its outcome event, its rejection, whether it is waiting or accepted. */
+/** What is known of one update's outcome: its `update_completed` event, or its rejection. */
 export interface UpdateState {
   /** The `update_completed` HistoryEvent's bytes, once the handler settled. */
   completed: Uint8Array | null;
   /** The rejection's Failure bytes, if the worker rejected it. */
   rejection: Uint8Array | null;
-  /** In the inbox (not yet handed to a worker, or in a task in flight) or accepted in history. */
-  pending: boolean;
 }
 
-/** One statement, three index probes. */
+/** One statement, two index probes (history_events_dedup, the rejections' primary key). */
 export async function readUpdateState(
   sql: Queryable,
   runId: string,
-  keys: { requested: string; completed: string; updateId: string },
+  keys: { completed: string; updateId: string },
 ): Promise<UpdateState> {
-  const [row] = await sql<{ completed: Buffer | null; rejection: Buffer | null; pending: boolean }[]>`
+  const [row] = await sql<{ completed: Buffer | null; rejection: Buffer | null }[]>`
     select (select event from dex.history_events where run_id = ${runId} and dedup_key = ${keys.completed}) as completed,
-           (select failure from dex.update_rejections where run_id = ${runId} and update_id = ${keys.updateId}) as rejection,
-           exists (select 1 from dex.history_events where run_id = ${runId} and dedup_key = ${keys.requested})
-             or exists (select 1 from dex.inbox where run_id = ${runId} and dedup_key = ${keys.requested}) as pending`;
-  return { completed: row?.completed ?? null, rejection: row?.rejection ?? null, pending: row?.pending ?? false };
+           (select failure from dex.update_rejections where run_id = ${runId} and update_id = ${keys.updateId}) as rejection`;
+  return { completed: row?.completed ?? null, rejection: row?.rejection ?? null };
 }
 
 /**
