@@ -24,6 +24,7 @@ export type { Pem, TlsOptions } from "./client/connection.js";
 export type { ConnectionOptions } from "./client/environment.js";
 export type { ClientRetryOptions } from "./client/retry.js";
 export type { ResetOptions, ResetTarget, SendEventResult, WorkflowHandle } from "./client/handle.js";
+export { WorkflowUpdateFailedError, WorkflowUpdateRejectedError, type UpdateOptions } from "./client/update.js";
 export type {
   CreateScheduleOptions,
   OverlapPolicy,
@@ -58,6 +59,8 @@ export type {
   CancellationScope,
   ChildOptions,
   ConditionOptions,
+  UpdateHandler,
+  UpdateHandlerOptions,
   ContinueAsNewOptions,
   EventWaitOptions,
   RetryOptions,

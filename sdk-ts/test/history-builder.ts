@@ -52,6 +52,10 @@ export const inputs = {
     case: "externalEventReceived",
     value: { eventId, eventName, payload: encodePayload(payload) } as never,
   }),
+  update: (updateId: string, name: string, args?: unknown): Attributes => ({
+    case: "updateAccepted",
+    value: { updateId, name, args: encodePayload(args) } as never,
+  }),
   eventWaitTimedOut: (seq: number): Attributes => ({ case: "eventWaitTimedOut", value: { seq } as never }),
   childRunStarted: (seq: number, runId = `child-run-${seq}`): Attributes => ({ case: "childRunStarted", value: { seq, runId } as never }),
   childRunStartFailed: (seq: number, failure: Failure): Attributes => ({ case: "childRunStartFailed", value: { seq, failure } as never }),
@@ -98,6 +102,8 @@ export function commandEvent(command: Command): Attributes {
       return { case: "runContinuedAsNew", value: { newRunId: "next-run", input: c.value.input } as never };
     case "completeRun":
       return { case: "runCompleted", value: { result: c.value.result } as never };
+    case "completeUpdate":
+      return { case: "updateCompleted", value: { updateId: c.value.updateId, result: c.value.result, failure: c.value.failure } as never };
     case "failRun":
       return { case: "runFailed", value: { failure: c.value.failure } as never };
     case "cancelRun":
@@ -129,8 +135,12 @@ export class FakeRun {
     const base = this.history.length;
     const newEvents = this.inbox.map((a, i) => event(base + i + 1, a, this.clock));
     this.inbox = [];
-    const { commands, expectedHistoryLength } = await execution.activate(newEvents, timestampFromMs(this.clock));
-    this.record(newEvents, commands);
+    const { commands, expectedHistoryLength, rejectedUpdates } = await execution.activate(newEvents, timestampFromMs(this.clock));
+    // As the server does: rejected updates never reach history, the rest are numbered without a gap.
+    const rejected = new Set(rejectedUpdates.map((r) => r.updateId));
+    const kept = newEvents.filter((e) => !(e.attributes.case === "updateAccepted" && rejected.has(e.attributes.value.updateId)));
+    kept.forEach((e, i) => (e.sequence = BigInt(base + i + 1)));
+    this.record(kept, commands);
     execution.historyLength = this.history.length;
     if (expectedHistoryLength !== this.history.length) throw new Error("expectedHistoryLength is wrong");
     return commands;

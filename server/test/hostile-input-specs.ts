@@ -186,6 +186,18 @@ export function specs(commands: Field): Spec[] {
         payload: (rng, fx) => draw(rng, payloads(fx.payloadLimit)),
       },
     },
+    {
+      // A zero wait: the victim run has no worker, so a valid update would otherwise wait 20 s.
+      service: "client",
+      method: "updateRun",
+      base: (fx) => ({ run: { target: { case: "runId", value: fx.victimRunId } }, name: "u", updateId: "u", wait: { seconds: 0n, nanos: 0 } }),
+      fields: {
+        run: selector,
+        name: poolField(requiredIds),
+        updateId: poolField(requiredIds),
+        args: (rng, fx) => draw(rng, payloads(fx.payloadLimit)),
+      },
+    },
     { service: "client", method: "describeRun", base: (fx) => ({ run: { target: { case: "runId", value: fx.victimRunId } } }), fields: { run: selector } },
     {
       service: "client",

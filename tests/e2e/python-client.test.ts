@@ -19,6 +19,7 @@ import { startHarness, type Harness } from "../support/harness.js";
 import { repoRoot } from "../support/server-process.js";
 import { activities as cartActivities } from "../../examples/shopping-cart/activities.js";
 import { cart } from "../../examples/shopping-cart/workflows.js";
+import { cartWorkflows } from "./fixtures/update-cart.mjs";
 
 const PYTHON = "/usr/bin/python3";
 const PLUGIN = "/usr/bin/grpc_python_plugin";
@@ -52,6 +53,10 @@ const activities = {
   async greet(name: string) {
     return `hello, ${name}`;
   },
+  // The cart workflow's (updates; decision 0024).
+  async price(sku: string) {
+    return sku.length;
+  },
 };
 
 async function greeting(ctx: WorkflowContext, input: { name: string }) {
@@ -64,7 +69,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   let stubs: string;
   beforeAll(async () => {
     h = await startHarness();
-    h.workflowWorker({ greeting, cart });
+    h.workflowWorker({ greeting, cart, updateCart: cartWorkflows().cart! });
     h.activityWorker({ ...activities, ...cartActivities });
     stubs = await mkdtemp(`${tmpdir()}/dex-python-stubs-`);
     const protos = (await readdir(`${protoRoot}/dex/v1`)).filter((f) => f.endsWith(".proto")).map((f) => `dex/v1/${f}`);
@@ -135,6 +140,22 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
       bad_point_code: "INVALID_ARGUMENT",
     });
     expect(out.bad_point_message).toContain("nearest valid points");
+  });
+
+  it("sends updates: a rejection it can read, an answer, the same answer for the same update id", async () => {
+    const run = await runPython([`${repoRoot}tests/python/update_run.py`, stubs, h.server.address, "py-cart"]);
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const out = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(out).toMatchObject({
+      rejected: ["rejection", { message: "item.sku is required", type: "Error" }],
+      accepted: ["result", { count: 1, price: 5 }],
+      again: ["result", { count: 1, price: 5 }],
+      unknown: ["rejection", { type: "UpdateHandlerNotFound" }],
+      checkout: ["result", 1],
+      missing_id_code: "INVALID_ARGUMENT",
+    });
+    expect(await h.client.getHandle({ runId: out.run_id as string }).result()).toEqual([{ sku: "mango", price: 5 }]);
   });
 });
 

@@ -38,6 +38,13 @@ export function describeHistoryEvent(event: HistoryEvent): { kind: string; detai
     }
     case "runContinuedAsNew":
       return { kind: "run continued as new", details: `next run ${a.value.newRunId}` };
+    case "updateAccepted":
+      return { kind: "update accepted", details: `${a.value.updateId} ${a.value.name} ${formatValue(decodePayload(a.value.args))}` };
+    case "updateCompleted":
+      return {
+        kind: "update completed",
+        details: `${a.value.updateId} ${a.value.failure ? `failed: ${a.value.failure.message}` : formatValue(decodePayload(a.value.result))}`,
+      };
     case "patchMarkerRecorded":
       return { kind: "patch marker", details: `${a.value.patchId}${a.value.deprecated ? " (deprecated)" : ""}` };
     case "runCompleted":

@@ -19,6 +19,7 @@ import { registerDeleteCommand } from "./delete.js";
 import { registerDescribeCommand } from "./describe.js";
 import { registerRunControlCommands } from "./run-control.js";
 import { registerResetCommand } from "./reset.js";
+import { registerUpdateCommand } from "./update.js";
 import { registerReplayCommand } from "./replay.js";
 import { selector } from "./selector.js";
 import { durationFlag } from "./schedule.js";
@@ -89,6 +90,7 @@ export function registerWorkflowCommands(program: Command): void {
   registerRunControlCommands(workflow);
   registerDeleteCommand(workflow);
   registerResetCommand(workflow);
+  registerUpdateCommand(workflow);
 
   withClientFlags(
     workflow

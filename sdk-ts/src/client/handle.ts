@@ -8,6 +8,7 @@ import { decodePayload, encodePayload } from "../common/payload.js";
 import type { Connection } from "./connection.js";
 import { statusName, toRunDescription, type RunDescription } from "./convert.js";
 import type { RetryCall } from "./retry.js";
+import { runUpdate, type UpdateOptions } from "./update.js";
 
 /** The client's connection and its one retry path (ClientOptions.retry), shared by its handles. */
 export interface Caller {
@@ -50,6 +51,12 @@ export interface WorkflowHandle<O = unknown> {
    * `requestId` (default: a random one, so the SDK's own retries are idempotent) makes retries return the same run.
    */
   reset(options: ResetOptions): Promise<WorkflowHandle<O>>;
+  /**
+   * Asks the workflow's update handler `name` to act and waits for its answer (decision 0024).
+   * Rejected (no such handler, or its validator threw): WorkflowUpdateRejectedError, nothing recorded.
+   * Handler failed: WorkflowUpdateFailedError. The same `updateId` twice runs the handler once.
+   */
+  update<R = unknown>(name: string, args?: unknown, options?: UpdateOptions): Promise<R>;
 }
 
 /** Where reset() rewinds to: before the first or last workflow task, or before the task whose marker is event `n` (1: the start). */
@@ -201,6 +208,8 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
         }
       }, undefined, writeUnsentOnly);
     },
+
+    update: (name, args, options = {}) => runUpdate(caller, selector(), name, args, options, writeUnsentOnly),
 
     async terminate(reason) {
       const request = { run: run(), reason: reason ?? "" };

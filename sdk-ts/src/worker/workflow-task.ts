@@ -94,7 +94,13 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
     // after it the token is stale and the task runs again elsewhere anyway. A completion that did
     // land answers NOT_FOUND on the retry.
     const eager = deps.eagerActivities ? reserveEagerSlots(deps.connection.address, activation.commands, task.taskQueue, log) : undefined;
-    const request = { taskToken: task.taskToken, commands: activation.commands, eagerActivitySlots: eager?.slots ?? [] };
+    const request = {
+      taskToken: task.taskToken,
+      commands: activation.commands,
+      eagerActivitySlots: eager?.slots ?? [],
+      // Updates the workflow's validation rejected: their inbox rows are deleted, not recorded (decision 0024).
+      rejectedUpdates: activation.rejectedUpdates,
+    };
     let response;
     try {
       response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task), pause: deps.connection.pause });

@@ -26,6 +26,7 @@ const eventOfCommand: Record<CommandCase, EventCase> = {
   failRun: "runFailed",
   cancelRun: "runCancelled",
   continueAsNew: "runContinuedAsNew",
+  completeUpdate: "updateCompleted",
 };
 
 const commandEventCases = new Set<EventCase>(Object.values(eventOfCommand));
@@ -42,6 +43,7 @@ const inputEventCases = new Set<EventCase>([
   "childRunStartFailed",
   "childRunEnded",
   "cancelRequested",
+  "updateAccepted",
 ]);
 
 export type EventClass = "input" | "marker" | "command" | "server";
@@ -79,6 +81,8 @@ export function commandIdentity(command: Command): Identity {
       return { kind: eventOfCommand[c.case], seq: c.value.seq };
     case "recordPatchMarker":
       return { kind: "patchMarkerRecorded", name: c.value.patchId };
+    case "completeUpdate":
+      return { kind: "updateCompleted", name: c.value.updateId };
     case undefined:
       throw new Error("command without a kind");
     default:
@@ -104,6 +108,8 @@ export function eventIdentity(event: HistoryEvent): Identity {
       return { kind: a.case, seq: a.value.seq };
     case "patchMarkerRecorded":
       return { kind: a.case, name: a.value.patchId };
+    case "updateCompleted":
+      return { kind: a.case, name: a.value.updateId };
     case undefined:
       throw new Error(`history event ${event.sequence} has no attributes`);
     default:

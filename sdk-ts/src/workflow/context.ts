@@ -23,6 +23,8 @@ import type { EventHandler } from "./events.js";
 import type { AwaitTarget } from "./pending.js";
 import { uuidFrom } from "./prng.js";
 import type { Activity, ActivityOptions, ActivityProxy, ConditionOptions, WorkflowContext, WorkflowInfo } from "./types.js";
+import type { UpdateHandler, UpdateHandlerOptions } from "./types.js";
+import type { UpdateHandlers } from "./updates.js";
 
 /** What the context needs from the execution (implemented by WorkflowExecution). */
 export interface WorkflowRuntime {
@@ -53,6 +55,8 @@ export interface WorkflowRuntime {
   patch(patchId: string, deprecated: boolean): boolean;
   /** Issues a terminal command; the returned promise never settles. */
   end(command: Command): Promise<never>;
+  /** The execution's update handlers (updates.ts). */
+  readonly updates: UpdateHandlers;
   readonly logger: Logger;
 }
 
@@ -159,6 +163,9 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
     deprecatePatch: (patchId) => {
       rt.patch(validatePatchId(patchId, "ctx.deprecatePatch"), true);
     },
+    // Updates (updates.ts).
+    setUpdateHandler: (name, fn, options) => rt.updates.set(name, fn as UpdateHandler | undefined, options as UpdateHandlerOptions),
+    allHandlersFinished: () => rt.condition(() => rt.updates.inFlight === 0).then(() => undefined),
   };
 }
 

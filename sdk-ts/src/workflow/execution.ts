@@ -44,6 +44,7 @@ import { buildPatchMarker, PatchState } from "./patches.js";
 import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
 import type { Workflow, WorkflowContext, WorkflowInfo } from "./types.js";
+import { UpdateHandlers, type UpdateRejection } from "./updates.js";
 
 export interface ExecutionOptions {
   info: WorkflowInfo;
@@ -58,6 +59,8 @@ export interface Activation {
   commands: Command[];
   /** The history length once the server has recorded this activation. */
   expectedHistoryLength: number;
+  /** Updates among the new events that validation rejected: reported with the completion, never recorded. */
+  rejectedUpdates: UpdateRejection[];
 }
 
 /** Lets every microtask the workflow queued run; workflow code never waits on a macrotask. */
@@ -116,6 +119,17 @@ export class WorkflowExecution implements WorkflowScope {
       if (this.pending.remove(seq) && !this.ended) this.commands.push(create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } }));
     },
   });
+
+  /** Update handlers (updates.ts); a settled handler's complete_update is issued like any command. */
+  private readonly updates = new UpdateHandlers({
+    issue: (command) => {
+      if (!this.ended) this.commands.push(command);
+    },
+    failsUpdate: (err) => !isDeterminismFailure(err) && failsRun(err, workflowOptionsOf(this.workflow)),
+    violation: (err) => this.violation(asError(err)),
+  });
+  /** Updates the current activation rejected (live only). */
+  private rejectedUpdates: UpdateRejection[] = [];
 
   constructor(options: ExecutionOptions) {
     this.info = { ...options.info };
@@ -200,30 +214,58 @@ export class WorkflowExecution implements WorkflowScope {
     if (taskTime) this.clock = timeOf(taskTime);
     const inputs = [...this.trailing, ...newEvents];
     this.trailing = [];
+    this.rejectedUpdates = [];
     await this.runBlock(inputs);
     const commands = this.takeCommands();
-    return { commands, expectedHistoryLength: this.historyLength + newEvents.length + 1 + commands.length };
+    const rejectedUpdates = this.rejectedUpdates;
+    this.rejectedUpdates = [];
+    const recorded = newEvents.length - rejectedUpdates.length;
+    return { commands, expectedHistoryLength: this.historyLength + recorded + 1 + commands.length, rejectedUpdates };
   }
 
   /** Delivers one block's inputs in the order the module comment describes. */
   private async runBlock(inputs: readonly HistoryEvent[]): Promise<void> {
     let start: HistoryEvent | undefined;
     const cancels: HistoryEvent[] = [];
+    const updates: HistoryEvent[] = [];
     this.runner(this, () => {
       for (const event of inputs) {
         const kind = event.attributes.case;
         if (kind === "runStarted") start = event;
         else if (kind === "cancelRequested") cancels.push(event);
+        else if (kind === "updateAccepted") updates.push(event);
         else deliverInput(this.inputState, event);
       }
       if (start?.attributes.case === "runStarted") this.start(decodeInput(start.attributes.value.input, start));
     });
     await this.settle();
+    if (updates.length > 0) {
+      // After the code reacted to the block's other inputs (and registered its handlers, when the
+      // run starts in this block), before cancel_requested: live and on replay (decision 0024).
+      this.runner(this, () => this.deliverUpdates(updates));
+      await this.settle();
+    }
     if (cancels.length === 0) return;
     this.runner(this, () => {
       for (const event of cancels) deliverInput(this.inputState, event);
     });
     await this.settle();
+  }
+
+  /** Live: validate each request first (a rejection is reported, not delivered); replay: history holds only accepted ones. */
+  private deliverUpdates(updates: readonly HistoryEvent[]): void {
+    for (const event of updates) {
+      if (event.attributes.case !== "updateAccepted") continue;
+      const update = event.attributes.value;
+      if (!this.replaying) {
+        const rejection = this.updates.validate(event, update, this.ended);
+        if (rejection) {
+          this.rejectedUpdates.push(rejection);
+          continue;
+        }
+      }
+      this.updates.start(event, update);
+    }
   }
 
   private async settle(): Promise<void> {
@@ -314,6 +356,7 @@ export class WorkflowExecution implements WorkflowScope {
         if (decision.record && !this.ended) this.commands.push(buildPatchMarker(patchId, deprecated));
         return decision.use;
       },
+      updates: this.updates,
       end: (command) => {
         if (!this.ended) {
           this.commands.push(command);

@@ -235,6 +235,31 @@ export interface WorkflowContext {
    * path has ended; then, once no run started before it is open, remove the call.
    */
   deprecatePatch(patchId: string): void;
+  // Updates (workflow/updates.ts, decision 0024).
+  /**
+   * Handles updates named `name` (client: `handle.update(name, args)`): `fn` runs as workflow code
+   * (it may call activities, sleep, change state) and its return value, or the error it throws on
+   * purpose (ApplicationFailure, or a type in failWorkflowOn), is the caller's answer. `validator`
+   * runs first, synchronously, against the current state: throwing rejects the update, which is then
+   * never recorded. A request for a name with no handler is rejected, naming the handlers there are.
+   * Register handlers at the start of the workflow: a request in the run's first task is validated
+   * after the code first blocks. `undefined` removes the handler.
+   */
+  setUpdateHandler<A = unknown, R = unknown>(name: string, fn: UpdateHandler<A, R> | undefined, options?: UpdateHandlerOptions<A>): void;
+  /**
+   * Resolves once no update handler is running (at once if none is): await it before returning or
+   * continuing as new, so accepted updates get their answers. Built on `condition`.
+   */
+  allHandlersFinished(): Promise<void>;
+}
+
+/** An update handler: the update's argument in, its answer out. */
+export type UpdateHandler<A = unknown, R = unknown> = (args: A) => R | Promise<R>;
+
+/** Options of ctx.setUpdateHandler. */
+export interface UpdateHandlerOptions<A = unknown> {
+  /** Throws to reject the update before anything is recorded; must be synchronous and change nothing. Default: accept every request. */
+  validator?: (args: A) => void;
 }
 
 export interface ActivityInfo {

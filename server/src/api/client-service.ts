@@ -37,6 +37,8 @@ import {
 } from "../engine/validation.js";
 import type { PendingActivityRecord, PendingWorkflowTaskRecord } from "../store/pending.js";
 import { runSelector, DEFAULT_POLL_WAIT_MS, waitDeadline } from "./common.js";
+import { MAX_POLL_WAIT_MS } from "./common.js";
+import { durationField } from "../engine/validation.js";
 import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto, statusToProto, ts } from "./convert.js";
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
 import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
@@ -50,6 +52,8 @@ function eventIdAndName(req: { eventId: string; eventName: string }): { eventId:
   }
   return { eventId: optionalString("event_id", req.eventId), eventName: optionalString("event_name", req.eventName) };
 }
+import { updateRun } from "../engine/updates.js";
+import { updateRunResponse } from "./updates.js";
 
 /** history_events.sequence is an integer column. */
 const MAX_SEQUENCE = 2n ** 31n - 1n;
@@ -88,6 +92,17 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       });
       if (sent.started) engine.observer.runStarted(request.taskQueue);
       return sent;
+    },
+
+    async updateRun(req, context) {
+      const selector = runSelector("run", req.run);
+      const name = requireString("name", req.name);
+      const updateId = requireString("update_id", req.updateId);
+      const args = payloadField("args", req.args, engine.limits);
+      const waitMs = durationField("wait", req.wait, { allowZero: true, maxMs: MAX_POLL_WAIT_MS }) ?? DEFAULT_POLL_WAIT_MS;
+      const waitUntil = waitDeadline(waitMs, context, engine.maxPollWaitMs);
+      const { runId, outcome } = await updateRun(engine, { selector, name, args, updateId, waitUntil }, context.signal);
+      return updateRunResponse(runId, outcome);
     },
 
     async cancelRun(req) {

@@ -45,6 +45,7 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.ClientService/StartWorkflow": { roles: CLIENT },
   "/dex.v1.ClientService/SendEvent": { roles: CLIENT },
   "/dex.v1.ClientService/SendEventWithStart": { roles: CLIENT },
+  "/dex.v1.ClientService/UpdateRun": { roles: CLIENT },
   "/dex.v1.ClientService/DescribeRun": { roles: CLIENT },
   "/dex.v1.ClientService/GetRunHistory": { roles: ["worker", "client", "admin"], queue: "run" },
   "/dex.v1.ClientService/GetRunResult": { roles: CLIENT },

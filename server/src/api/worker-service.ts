@@ -30,6 +30,7 @@ import {
   requireString,
 } from "../engine/validation.js";
 import { completeWorkflowTaskGrouped } from "../engine/workflow-task-completions.js";
+import { rejectionsField } from "../engine/updates.js";
 import { failWorkflowTask, pollWorkflowTasks, type PolledWorkflowTask } from "../engine/workflow-tasks.js";
 import { checkCompletion, checkFailure } from "./activity-outcomes.js";
 import { reportActivityTasksHandler } from "./activity-reports.js";
@@ -53,7 +54,8 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
     async completeWorkflowTask(req) {
       const ref = decodeWorkflowTaskToken(req.taskToken);
       const offers = eagerOffers(req.eagerActivitySlots);
-      const { historyLength, activityTasks } = await completeWorkflowTaskGrouped(engine, ref, req.commands, offers);
+      const rejected = rejectionsField(req.rejectedUpdates, engine.limits);
+      const { historyLength, activityTasks } = await completeWorkflowTaskGrouped(engine, ref, req.commands, offers, rejected);
       taskLeaseEnded(engine, QueueType.WORKFLOW, ref.queue);
       return { historyLength: BigInt(historyLength), activityTasks: activityTasks.map(activityTask) };
     },

@@ -13,6 +13,7 @@ import { planActivity, type PlannedActivity } from "./command-activity.js";
 import { planPatchMarker } from "./command-patch.js";
 import { encodeEvent, encodeFailure, encodePayload, type CarriedInboxEvent, type EncodedEvent, type EventInit } from "./events.js";
 import { planCarriedEvents } from "./carried-events.js";
+import { planCompleteUpdate } from "./updates.js";
 import { MAX_CUSTOM_STATUS_LENGTH, MAX_LABELS, type Limits } from "./limits.js";
 import { DedupKind, dedupKey, MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
 import { runTimeoutField, workflowTaskTimeoutField } from "./run-timeout-fields.js";
@@ -85,6 +86,8 @@ export interface CommandPlan {
   /** undefined: unchanged; null: cleared. */
   customStatus?: string | null;
   labels?: Record<string, string>;
+  /** Update ids this task completes (complete_update): checked against the database (engine/updates.ts). */
+  completedUpdates?: string[];
 }
 
 /**
@@ -244,6 +247,12 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         const count = Object.keys({ ...run.labels, ...plan.labels }).length;
         if (count > MAX_LABELS) throw invalid(`${f} would give the run ${count} labels, at most ${MAX_LABELS}`);
         plan.events.push(encodeEvent({ case: "labelsUpserted", value: { labels: value.labels } }));
+        break;
+      }
+      case "completeUpdate": {
+        plan.completedUpdates ??= [];
+        plan.events.push(planCompleteUpdate(`${field}.complete_update`, value, run.limits, new Set(plan.completedUpdates)));
+        plan.completedUpdates.push(value.updateId);
         break;
       }
       case "completeRun":

@@ -62,6 +62,7 @@ import { dispatchedEagerly, queuedCounts, usableOffers } from "./eager-activitie
 import { continueAsNewQueueMissing, unscheduledActivityOutcomes } from "./missing-queues.js";
 import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
+import { applyRejections, checkCompletedUpdates, type UpdateRejection } from "./updates.js";
 import { handBackWorkflowTask, taskNotFound } from "./workflow-tasks.js";
 
 /** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
@@ -84,13 +85,13 @@ export async function completeWorkflowTask(
   engine: Engine,
   ref: WorkflowTaskRef,
   commands: Command[],
-  options: { skipBusyRun?: boolean; eager?: readonly EagerOffer[] } = {},
+  options: { skipBusyRun?: boolean; eager?: readonly EagerOffer[]; rejectedUpdates?: readonly UpdateRejection[] } = {},
 ): Promise<CompletionResult> {
   let checkNewSeqs = false;
   let forgotQueue = false;
   for (;;) {
     try {
-      return await applyCompletion(engine, ref, commands, checkNewSeqs, options.skipBusyRun ?? false, options.eager ?? []);
+      return await applyCompletion(engine, ref, commands, checkNewSeqs, options.skipBusyRun ?? false, options.eager ?? [], options.rejectedUpdates ?? []);
     } catch (err) {
       if (err instanceof UnseenInputs) return abortForUnseenInputs(engine, ref);
       // A new seq an earlier task already used: the history's dedup index refused the append
@@ -160,6 +161,7 @@ async function applyCompletion(
   checkNewSeqs: boolean,
   skipBusyRun: boolean,
   eager: readonly EagerOffer[],
+  rejectedUpdates: readonly UpdateRejection[],
 ): Promise<CompletionResult> {
   const done = await inTransaction(engine, async (tx, effects) => {
     // A child that ends notifies its parent: its row is locked first.
@@ -167,6 +169,8 @@ async function applyCompletion(
     const { parent, run, task } = await lockRunAndTakeTask(tx, ref, ends, skipBusyRun);
     if (!run && skipBusyRun) throw new RunBusy();
     if (!run || !task || isTerminal(run.status as RunStatus)) throw taskNotFound();
+    // Rejected updates leave the inbox instead of moving into history (engine/updates.ts).
+    if (rejectedUpdates.length > 0) task.inboxIds = await applyRejections(tx, run.id, task.inboxIds, rejectedUpdates);
     const prepared = await prepareCompletion(engine, tx, { parent, run, task }, commands, checkNewSeqs);
     return writeCompletion(engine, tx, effects, prepared, eager);
   });
@@ -218,6 +222,7 @@ export async function prepareCompletion(
     throw historyLimitReached(run.id, run.historyLength, historyLength, engine.limits.maxHistoryEvents);
   }
   const missingQueues = await checkAgainstDatabase(engine, tx, run.id, plan, checkNewSeqs);
+  if (plan.completedUpdates) await checkCompletedUpdates(tx, run.id, task.inboxIds, plan.completedUpdates);
   if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (knownUnseen ?? (await hasUnseenInputs(tx, run.id, task.inboxIds)))) {
     throw new UnseenInputs();
   }

@@ -59,6 +59,7 @@ import { GroupCommit, perEngine, type Settled } from "./group-commit.js";
 import { isTerminal, type RunStatus, type WorkflowTaskRef } from "./model.js";
 import { notifyAfterCommit } from "./notifier.js";
 import { taskNotFound } from "./workflow-tasks.js";
+import type { UpdateRejection } from "./updates.js";
 
 export interface WorkflowTaskCompletion {
   ref: WorkflowTaskRef;
@@ -98,8 +99,11 @@ export async function completeWorkflowTaskGrouped(
   ref: WorkflowTaskRef,
   commands: Command[],
   eager: readonly EagerOffer[] = [],
+  rejectedUpdates: readonly UpdateRejection[] = [],
 ): Promise<Answer> {
   if (commands.some((c) => ALONE_COMMANDS.has(c.command.case))) return completeWorkflowTask(engine, ref, commands, { eager });
+  // Rejected updates (rare) delete inbox rows before the checks: they go the one-by-one path.
+  if (rejectedUpdates.length > 0) return completeWorkflowTask(engine, ref, commands, { eager, rejectedUpdates });
   const outcome = await committerOf(engine).submit({ ref, commands, eager });
   if ("answer" in outcome) {
     if (outcome.answer.ok) return outcome.answer.value;

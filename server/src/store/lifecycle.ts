@@ -270,7 +270,7 @@ export async function usedSeqs(tx: Queryable, runId: string, seqs: number[]): Pr
  * plain NOT EXISTS read, not only ON CONFLICT: see the header for why waiting
  * on the task row must be avoided. ON CONFLICT stays as a backstop.
  */
-function insertTaskUnlessQueued(tx: Queryable, run: { id: string; taskQueue: string; priority: number }, when: postgres.Fragment): postgres.Fragment {
+export function insertTaskUnlessQueued(tx: Queryable, run: { id: string; taskQueue: string; priority: number }, when: postgres.Fragment): postgres.Fragment {
   return tx`
     insert into dex.workflow_tasks (queue_name, run_id, priority)
     select ${run.taskQueue}, ${run.id}, ${run.priority}

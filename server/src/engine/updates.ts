@@ -1,0 +1,228 @@
+/**
+ * Updates: a client asks a running workflow to act and answer
+ * (docs/decisions/0024-updates.md, docs/worker-protocol.md "Updates").
+ *
+ * Life of an update, each step one transaction that holds the run row lock:
+ * 1. UpdateRun puts `update_accepted{update_id, name, args}` in the run's
+ *    inbox (dedup key `update:<id>`) and gives the run a workflow task;
+ * 2. the worker validates it before the workflow sees it. Rejected: the
+ *    completion names it in `rejected_updates`, its inbox row is deleted (so
+ *    history never shows it) and the failure is kept in
+ *    dex.update_rejections. Accepted: the row moves into history with the
+ *    block like any input, and the handler runs as workflow code;
+ * 3. when the handler settles, `complete_update` records `update_completed`
+ *    (dedup key `update-completed:<id>`: at most once, the index holds it).
+ * The caller waits for the outcome (a long poll on the run's changes) and,
+ * at its deadline, hears `still_running`; calling again with the same id
+ * resumes the wait, as does a caller after a server restart: everything is
+ * in the database, nothing in memory.
+ */
+import { fromBinary } from "@bufbuild/protobuf";
+import { DexError, FailureSchema, HistoryEventSchema, type Failure, type Payload } from "@dex/proto";
+import { lockRun } from "../store/completion-locks.js";
+import type { TransactionSql } from "../store/db.js";
+import { resolveRunId } from "../store/lifecycle.js";
+import { getRun } from "../store/runs.js";
+import { acceptedUpdates, insertUpdateRequest, readUpdateState, removeRejectedUpdates } from "../store/updates.js";
+import type { Engine } from "./context.js";
+import { inTransaction } from "./effects.js";
+import { encodeEvent, encodeFailure, type EncodedEvent } from "./events.js";
+import { longPoll } from "./long-poll.js";
+import { isTerminal, QueueType, RunStatus } from "./model.js";
+import type { RunSelector } from "./runs.js";
+import { failureField, invalid, payloadField, requireString } from "./validation.js";
+import type { Limits } from "./limits.js";
+
+/** Dedup key of an update's inbox row, and of its `update_accepted` event once in history. */
+export function updateRequestKey(updateId: string): string {
+  return `update:${updateId}`;
+}
+
+/** Dedup key of an update's `update_completed` event. */
+export function updateCompletedKey(updateId: string): string {
+  return `update-completed:${updateId}`;
+}
+
+/** Re-check interval of update waiters on another server than the completion's (no NOTIFY per append). */
+const UPDATE_FALLBACK_MS = 1_000;
+
+export type UpdateOutcome =
+  | { kind: "result"; result: Payload | undefined }
+  | { kind: "failure"; failure: Failure }
+  | { kind: "rejection"; failure: Failure }
+  | { kind: "stillRunning" };
+
+export interface UpdateRequest {
+  selector: RunSelector;
+  name: string;
+  args: Payload | undefined;
+  updateId: string;
+  /** Wait for the outcome until then (ms since epoch). */
+  waitUntil: number;
+}
+
+export async function updateRun(
+  engine: Engine,
+  request: UpdateRequest,
+  signal: AbortSignal,
+): Promise<{ runId: string; outcome: UpdateOutcome }> {
+  const runId = await resolveRunId(engine.sql, request.selector);
+  if (!runId) throw notFound(request.selector);
+  const keys = {
+    requested: updateRequestKey(request.updateId),
+    completed: updateCompletedKey(request.updateId),
+    updateId: request.updateId,
+  };
+  // An outcome already known answers at once, even for a run that has ended since (a resumed wait).
+  const known = await readOutcome(engine, runId, keys);
+  if (known) return { runId, outcome: known };
+  await askRun(engine, runId, request, keys.requested);
+  const check = async (): Promise<UpdateOutcome | undefined> => {
+    const outcome = await readOutcome(engine, runId, keys);
+    if (outcome) return outcome;
+    const run = await getRun(engine.sql, { runId });
+    if (run && isTerminal(run.status as RunStatus)) {
+      // Read again: the outcome may have been written by the very completion that ended the run.
+      const last = await readOutcome(engine, runId, keys);
+      if (last) return last;
+      throw new DexError(
+        "FAILED_PRECONDITION",
+        `run ${runId} ended (${run.status}) before update "${request.updateId}" completed; its handler's outcome will never be known. ` +
+          `A workflow that should finish its updates first can wait for ctx.allHandlersFinished() before it returns`,
+      );
+    }
+    return undefined;
+  };
+  const outcome = await longPoll({
+    subscribe: () => engine.wakeups.subscribeRun(runId),
+    check,
+    until: request.waitUntil,
+    fallbackMs: UPDATE_FALLBACK_MS,
+    signal,
+    closing: () => engine.wakeups.isClosed,
+  });
+  return { runId, outcome: outcome ?? { kind: "stillRunning" } };
+}
+
+/**
+ * Step 1 under the run lock: an open run gets the request (once per update
+ * id: a retry finds its row in the inbox or history and adds nothing).
+ */
+async function askRun(engine: Engine, runId: string, update: UpdateRequest, dedupKey: string): Promise<void> {
+  await inTransaction(engine, async (tx, effects) => {
+    const run = await lockRun(tx, runId);
+    if (!run) throw notFound(update.selector);
+    if (isTerminal(run.status as RunStatus)) {
+      throw new DexError("FAILED_PRECONDITION", `run ${run.id} has already ended (${run.status}); it cannot receive updates`);
+    }
+    const event = encodeEvent({ case: "updateAccepted", value: { updateId: update.updateId, name: update.name, args: update.args } });
+    const inserted = await insertUpdateRequest(tx, run, { event: event.event, dedupKey, updateId: update.updateId });
+    if (inserted.taskCreated) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
+  });
+}
+
+async function readOutcome(
+  engine: Engine,
+  runId: string,
+  keys: { requested: string; completed: string; updateId: string },
+): Promise<UpdateOutcome | undefined> {
+  const state = await readUpdateState(engine.sql, runId, keys);
+  if (state.rejection) return { kind: "rejection", failure: fromBinary(FailureSchema, state.rejection) };
+  if (!state.completed) return undefined;
+  const event = fromBinary(HistoryEventSchema, state.completed);
+  if (event.attributes.case !== "updateCompleted") throw new Error(`run ${runId}: ${keys.completed} is not an update_completed event`);
+  const { result, failure } = event.attributes.value;
+  return failure ? { kind: "failure", failure } : { kind: "result", result };
+}
+
+function notFound(selector: RunSelector): DexError {
+  return new DexError(
+    "NOT_FOUND",
+    "runId" in selector ? `run ${selector.runId} not found` : `no run of instance id "${selector.instanceId}" found`,
+  );
+}
+
+/** A complete_update command, validated, as its history event (dedup key: at most once per run). */
+export function planCompleteUpdate(
+  field: string,
+  value: { updateId: string; result?: Payload | undefined; failure?: Failure | undefined },
+  limits: Limits,
+  seen: Set<string>,
+): EncodedEvent {
+  const updateId = requireString(`${field}.update_id`, value.updateId);
+  if (seen.has(updateId)) throw invalid(`${field}.update_id "${updateId}" is completed by an earlier command of this task; complete each update once`);
+  seen.add(updateId);
+  if (value.result && value.failure) throw invalid(`${field}: set result or failure, not both`);
+  payloadField(`${field}.result`, value.result, limits);
+  failureField(`${field}.failure`, value.failure, limits);
+  return encodeEvent(
+    { case: "updateCompleted", value: { updateId, result: value.result, failure: value.failure } },
+    { dedupKey: updateCompletedKey(updateId) },
+  );
+}
+
+/**
+ * The checks of a completion's complete_update commands that need the
+ * database (only run when it has some): each names an update accepted
+ * earlier (in history) or in this task (handed out and not rejected), and
+ * not completed before.
+ */
+export async function checkCompletedUpdates(
+  tx: TransactionSql,
+  runId: string,
+  handedOut: readonly number[],
+  updateIds: readonly string[],
+): Promise<void> {
+  if (updateIds.length === 0) return;
+  const rows = await acceptedUpdates(tx, runId, handedOut, updateIds.map((id) => ({ id, requested: updateRequestKey(id), completed: updateCompletedKey(id) })));
+  for (const row of rows) {
+    if (!row.accepted) throw invalid(`complete_update names update "${row.update_id}", which this run has not accepted`);
+    if (row.completed) throw invalid(`complete_update names update "${row.update_id}", which was completed already; complete each update once`);
+  }
+}
+
+export interface UpdateRejection {
+  updateId: string;
+  failure: Failure;
+}
+
+/** Validates CompleteWorkflowTaskRequest.rejected_updates (before anything is written). */
+export function rejectionsField(rejections: ReadonlyArray<{ updateId: string; failure?: Failure | undefined }>, limits: Limits): UpdateRejection[] {
+  if (rejections.length > 10_000) throw invalid(`rejected_updates has ${rejections.length} entries, at most 10000`);
+  const seen = new Set<string>();
+  return rejections.map((r, i) => {
+    const field = `rejected_updates[${i}]`;
+    const updateId = requireString(`${field}.update_id`, r.updateId);
+    if (seen.has(updateId)) throw invalid(`${field}.update_id "${updateId}" is rejected twice; name each update once`);
+    seen.add(updateId);
+    const failure = failureField(`${field}.failure`, r.failure, limits);
+    if (!failure) throw invalid(`${field}.failure is required: say why the update was rejected`);
+    return { updateId, failure };
+  });
+}
+
+/**
+ * Inside the completion's transaction, after its locks: deletes the rejected
+ * updates' inbox rows (they must be among those handed out with the task) and
+ * keeps the rejections; returns the handed-out ids left to move into history.
+ */
+export async function applyRejections(
+  tx: TransactionSql,
+  runId: string,
+  handedOut: readonly number[],
+  rejections: readonly UpdateRejection[],
+): Promise<number[]> {
+  const removed = await removeRejectedUpdates(
+    tx,
+    runId,
+    handedOut,
+    rejections.map((r) => ({ updateId: r.updateId, dedupKey: updateRequestKey(r.updateId), failure: encodeFailure(r.failure)! })),
+  );
+  for (const r of rejections) {
+    if (!removed.has(updateRequestKey(r.updateId))) {
+      throw invalid(`rejected_updates names update "${r.updateId}", which was not handed out with this workflow task`);
+    }
+  }
+  const gone = new Set(removed.values());
+  return handedOut.filter((id) => !gone.has(id));
+}
