@@ -64,6 +64,18 @@ describe("defects found by the hostile-input test", () => {
     await h.worker.completeActivityTask({ taskToken: activity.taskToken });
   });
 
+  it("a retry delay past 2^31 ms (the ten years next_retry_delay allows) is written, not an INTERNAL overflow", async () => {
+    const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("delay") });
+    const task = await pollWorkflowTaskOf(h, runId);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [scheduleActivity(1, "a")] });
+    const activity = await pollActivityOf(h, runId, 1);
+    const tenYears = { seconds: 10n * 365n * 86_400n, nanos: 0 };
+    await h.worker.failActivityTask({ taskToken: activity.taskToken, failure: { message: "later" }, nextRetryDelay: tenYears });
+    const [row] = await h.sql<{ years: number }[]>`
+      select extract(epoch from visible_at - now()) / (365 * 86400) as years from dex.activity_tasks where run_id = ${runId}::uuid`;
+    expect(Number(row!.years)).toBeGreaterThan(9.9);
+  });
+
   it("a command seq beyond 32 bits is INVALID_ARGUMENT, not a failed insert", async () => {
     const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("seq") });
     const task = await pollWorkflowTaskOf(h, runId);

@@ -143,7 +143,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   });
 
   it("sends updates: a rejection it can read, an answer, the same answer for the same update id", async () => {
-    const run = await runPython([`${repoRoot}tests/python/update_run.py`, stubs, h.server.address, "py-cart"]);
+    const run = await runPython([`${repoRoot}tests/python/update_run.py`, stubs, h.server.address, "py-update-cart"]);
     expect(run.stderr).toBe("");
     expect(run.status).toBe(0);
     const out = JSON.parse(run.stdout) as Record<string, unknown>;

@@ -134,7 +134,7 @@ export async function writeActivityOutcomes(
                            ${items.map((i) => i.seq)}::int[], ${items.map((i) => i.leaseId)}::uuid[],
                            ${items.map((i) => i.lockVersion)}::int[], ${items.map((i) => i.attempt)}::int[],
                            ${items.map((i) => i.kind)}::text[], ${base64Array(items.map((i) => i.event))}::text[],
-                           ${items.map((i) => i.dedupKey)}::text[], ${items.map((i) => i.retry?.delayMs ?? null)}::int[],
+                           ${items.map((i) => i.dedupKey)}::text[], ${items.map((i) => i.retry?.delayMs ?? null)}::bigint[],
                            ${base64Array(items.map((i) => i.retry?.lastFailure))}::text[])
         with ordinality as u(queue_name, run_id, seq, lease_id, lock_version, attempt, kind, event, dedup_key,
                              retry_ms, last_failure, ord)
