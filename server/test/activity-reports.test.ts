@@ -111,12 +111,12 @@ describe("ReportActivityTasks", () => {
     await h.worker.completeActivityTask({ taskToken: e!.taskToken, result: json("e") });
     expect(await inbox(h, runs[4]!)).toBe(1);
 
-    // The call's four recorded outcomes (a, b, c, f) went through the group commit in shared batches:
-    // the completions together, the failures together (each reads its lease first, so they may
-    // arrive a round trip later); e's unary completion just now in a batch of its own.
+    // The call's four recorded outcomes (a, b, c, f) and e's unary completion went through the group
+    // commit, each once. How many batches they formed depends on the scheduler (CI on a loaded machine
+    // saw 4 where a quiet one sees 2-3), so it is not asserted here; activity-completion-batch.test.ts
+    // forms batches on purpose.
     const after = await groupCommitStats(h, "activity_completion");
     expect(after.sum - before.sum).toBe(5);
-    expect(after.count - before.count).toBeLessThanOrEqual(3);
     const reportsAfter = await groupCommitStats(h, "activity_report");
     expect([reportsAfter.count - reportsBefore.count, reportsAfter.sum - reportsBefore.sum]).toEqual([1, 10]);
   });
