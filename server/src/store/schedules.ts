@@ -47,8 +47,8 @@ export interface SkipEntry {
   count: number;
 }
 
-/** A dex.schedules row, camel-cased; times as Date, JSON parsed. */
-export interface ScheduleRecord {
+/** A dex.schedules row, camel-cased; times as Date, JSON parsed: its definition plus its firing state. */
+export interface ScheduleRecord extends ScheduleState {
   id: string;
   generation: string;
   spec: unknown;
@@ -56,21 +56,6 @@ export interface ScheduleRecord {
   input: Uint8Array | null;
   overlapPolicy: string;
   catchupWindowMs: number;
-  paused: boolean;
-  note: string;
-  pausedAt: Date | null;
-  remainingActions: number | null;
-  nextNominalAt: Date | null;
-  dueAt: Date | null;
-  buffered: BufferedFiring[];
-  lastRunId: string | null;
-  cancelRequestedRunId: string | null;
-  recentActions: ActionEntry[];
-  recentSkips: SkipEntry[];
-  actionCount: number;
-  overlapSkipped: number;
-  pausedSkipped: number;
-  catchupWindowMissed: number;
   createdAt: Date;
   updatedAt: Date;
 }
