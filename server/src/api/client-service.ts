@@ -39,6 +39,7 @@ import { conflictPolicyFromProto, reusePolicyFromProto, runInfo, statusFromProto
 import { decodePageToken, encodePageToken, filterFingerprint } from "./page-token.js";
 import { activityWaitingReason, waitingReason } from "./waiting-reasons.js";
 import { workflowTask } from "./worker-service.js";
+import { queryRunHandler } from "./query-service.js";
 
 /** history_events.sequence is an integer column. */
 const MAX_SEQUENCE = 2n ** 31n - 1n;
@@ -85,6 +86,9 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         reason: optionalText("reason", req.reason, MAX_REASON_LENGTH),
       });
     },
+
+    // Queries (api/query-service.ts).
+    queryRun: (req, context) => queryRunHandler(engine, req, context),
 
     async terminateRun(req) {
       return terminateRun(engine, {

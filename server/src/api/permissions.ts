@@ -50,6 +50,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.ClientService/ListRuns": { roles: CLIENT },
   "/dex.v1.ClientService/CancelRun": { roles: CLIENT },
   "/dex.v1.ClientService/TerminateRun": { roles: ADMIN },
+  // A query reads a run's state through its code, like DescribeRun; nothing is written.
+  "/dex.v1.ClientService/QueryRun": { roles: CLIENT },
 
   "/dex.v1.WorkerService/PollWorkflowTasks": { roles: WORKER, queue: "poll" },
   "/dex.v1.WorkerService/CompleteWorkflowTask": { roles: WORKER, queue: "workflow-token" },
@@ -59,6 +61,10 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.WorkerService/FailActivityTask": { roles: WORKER, queue: "activity-token" },
   "/dex.v1.WorkerService/HeartbeatActivityTask": { roles: WORKER, queue: "activity-token" },
   "/dex.v1.WorkerService/ReportActivityTasks": { roles: WORKER, queue: "activity-token-items" },
+  // A query id is an unguessable UUID handed out only by PollQueryTasks of its queue, so it is
+  // the answer's fence, as a task token is; it names no queue to check a limited key against.
+  "/dex.v1.WorkerService/PollQueryTasks": { roles: WORKER, queue: "poll" },
+  "/dex.v1.WorkerService/RespondQueryTask": { roles: WORKER },
 
   "/dex.v1.TaskQueueService/CreateTaskQueue": { roles: ADMIN },
   "/dex.v1.TaskQueueService/UpdateTaskQueue": { roles: ADMIN },

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/worker_service.proto.
  */
 export const file_dex_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXgvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SBmRleC52MSKBAQoYUG9sbFdvcmtmbG93VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLldvcmtmbG93VGFzayLPAgoMV29ya2Zsb3dUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSEgoKdGFza19xdWV1ZRgFIAEoCRIPCgdhdHRlbXB0GAYgASgFEi0KCXRhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOaGlzdG9yeV9sZW5ndGgYCCABKAMSJQoHaGlzdG9yeRgJIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSKAoKbmV3X2V2ZW50cxgKIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvYBChtDb21wbGV0ZVdvcmtmbG93VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIhCghjb21tYW5kcxgCIAMoCzIPLmRleC52MS5Db21tYW5kElQKFGVhZ2VyX2FjdGl2aXR5X3Nsb3RzGAMgAygLMjYuZGV4LnYxLkNvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdC5FYWdlckFjdGl2aXR5U2xvdHMaSgoSRWFnZXJBY3Rpdml0eVNsb3RzEhIKCnRhc2tfcXVldWUYASABKAkSDQoFc2xvdHMYAiABKAUSEQoJd29ya2VyX2lkGAMgASgJImQKHENvbXBsZXRlV29ya2Zsb3dUYXNrUmVzcG9uc2USFgoOaGlzdG9yeV9sZW5ndGgYASABKAMSLAoOYWN0aXZpdHlfdGFza3MYAiADKAsyFC5kZXgudjEuQWN0aXZpdHlUYXNrIn8KF0ZhaWxXb3JrZmxvd1Rhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSIAoHZmFpbHVyZRgCIAEoCzIPLmRleC52MS5GYWlsdXJlEi4KBWNhdXNlGAMgASgOMh8uZGV4LnYxLldvcmtmbG93VGFza0ZhaWxlZENhdXNlIlEKGEZhaWxXb3JrZmxvd1Rhc2tSZXNwb25zZRI1ChFuZXh0X2F0dGVtcHRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigQEKGFBvbGxBY3Rpdml0eVRhc2tzUmVxdWVzdBISCgp0YXNrX3F1ZXVlGAEgASgJEhEKCW1heF90YXNrcxgCIAEoBRIRCgl3b3JrZXJfaWQYAyABKAkSKwoIbWF4X3dhaXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iQAoZUG9sbEFjdGl2aXR5VGFza3NSZXNwb25zZRIjCgV0YXNrcxgBIAMoCzIULmRleC52MS5BY3Rpdml0eVRhc2siywMKDEFjdGl2aXR5VGFzaxISCgp0YXNrX3Rva2VuGAEgASgMEg4KBnJ1bl9pZBgCIAEoCRITCgtpbnN0YW5jZV9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJEgsKA3NlcRgFIAEoDRIVCg1hY3Rpdml0eV9uYW1lGAYgASgJEhIKCnRhc2tfcXVldWUYByABKAkSHgoFaW5wdXQYCCABKAsyDy5kZXgudjEuUGF5bG9hZBIPCgdhdHRlbXB0GAkgASgFEjEKDXNjaGVkdWxlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxlYXNlX2RlYWRsaW5lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI5ChZzdGFydF90b19jbG9zZV90aW1lb3V0GAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWhlYXJ0YmVhdF90aW1lb3V0GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKEWhlYXJ0YmVhdF9kZXRhaWxzGA4gASgLMg8uZGV4LnYxLlBheWxvYWQiUgobQ29tcGxldGVBY3Rpdml0eVRhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSHwoGcmVzdWx0GAIgASgLMg8uZGV4LnYxLlBheWxvYWQiHgocQ29tcGxldGVBY3Rpdml0eVRhc2tSZXNwb25zZSKEAQoXRmFpbEFjdGl2aXR5VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIgCgdmYWlsdXJlGAIgASgLMg8uZGV4LnYxLkZhaWx1cmUSMwoQbmV4dF9yZXRyeV9kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJlChhGYWlsQWN0aXZpdHlUYXNrUmVzcG9uc2USEgoKd2lsbF9yZXRyeRgBIAEoCBI1ChFuZXh0X2F0dGVtcHRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVAocSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiAKB2RldGFpbHMYAiABKAsyDy5kZXgudjEuUGF5bG9hZCJtCh1IZWFydGJlYXRBY3Rpdml0eVRhc2tSZXNwb25zZRIYChBjYW5jZWxfcmVxdWVzdGVkGAEgASgIEjIKDmxlYXNlX2RlYWRsaW5lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJHChpSZXBvcnRBY3Rpdml0eVRhc2tzUmVxdWVzdBIpCgVpdGVtcxgBIAMoCzIaLmRleC52MS5BY3Rpdml0eVRhc2tSZXBvcnQiiQEKEkFjdGl2aXR5VGFza1JlcG9ydBI3Cghjb21wbGV0ZRgBIAEoCzIjLmRleC52MS5Db21wbGV0ZUFjdGl2aXR5VGFza1JlcXVlc3RIABIvCgRmYWlsGAIgASgLMh8uZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXF1ZXN0SABCCQoHb3V0Y29tZSJQChtSZXBvcnRBY3Rpdml0eVRhc2tzUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmRleC52MS5BY3Rpdml0eVRhc2tSZXBvcnRSZXN1bHQiaQoYQWN0aXZpdHlUYXNrUmVwb3J0UmVzdWx0EgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIuCgRmYWlsGAMgASgLMiAuZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXNwb25zZSr7AQoXV29ya2Zsb3dUYXNrRmFpbGVkQ2F1c2USKgomV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfVU5TUEVDSUZJRUQQABIuCipXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9OT05fREVURVJNSU5JU00QARIvCitXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9VTktOT1dOX1dPUktGTE9XEAISJgoiV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfUEFZTE9BRBADEisKJ1dPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1dPUktFUl9FUlJPUhAEMv0FCg1Xb3JrZXJTZXJ2aWNlElgKEVBvbGxXb3JrZmxvd1Rhc2tzEiAuZGV4LnYxLlBvbGxXb3JrZmxvd1Rhc2tzUmVxdWVzdBohLmRleC52MS5Qb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEmEKFENvbXBsZXRlV29ya2Zsb3dUYXNrEiMuZGV4LnYxLkNvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdBokLmRleC52MS5Db21wbGV0ZVdvcmtmbG93VGFza1Jlc3BvbnNlElUKEEZhaWxXb3JrZmxvd1Rhc2sSHy5kZXgudjEuRmFpbFdvcmtmbG93VGFza1JlcXVlc3QaIC5kZXgudjEuRmFpbFdvcmtmbG93VGFza1Jlc3BvbnNlElgKEVBvbGxBY3Rpdml0eVRhc2tzEiAuZGV4LnYxLlBvbGxBY3Rpdml0eVRhc2tzUmVxdWVzdBohLmRleC52MS5Qb2xsQWN0aXZpdHlUYXNrc1Jlc3BvbnNlEmEKFENvbXBsZXRlQWN0aXZpdHlUYXNrEiMuZGV4LnYxLkNvbXBsZXRlQWN0aXZpdHlUYXNrUmVxdWVzdBokLmRleC52MS5Db21wbGV0ZUFjdGl2aXR5VGFza1Jlc3BvbnNlElUKEEZhaWxBY3Rpdml0eVRhc2sSHy5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1JlcXVlc3QaIC5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1Jlc3BvbnNlEmQKFUhlYXJ0YmVhdEFjdGl2aXR5VGFzaxIkLmRleC52MS5IZWFydGJlYXRBY3Rpdml0eVRhc2tSZXF1ZXN0GiUuZGV4LnYxLkhlYXJ0YmVhdEFjdGl2aXR5VGFza1Jlc3BvbnNlEl4KE1JlcG9ydEFjdGl2aXR5VGFza3MSIi5kZXgudjEuUmVwb3J0QWN0aXZpdHlUYXNrc1JlcXVlc3QaIy5kZXgudjEuUmVwb3J0QWN0aXZpdHlUYXNrc1Jlc3BvbnNlYgZwcm90bzM", [file_dex_v1_commands, file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXgvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SBmRleC52MSKBAQoYUG9sbFdvcmtmbG93VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLldvcmtmbG93VGFzayLPAgoMV29ya2Zsb3dUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSEgoKdGFza19xdWV1ZRgFIAEoCRIPCgdhdHRlbXB0GAYgASgFEi0KCXRhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOaGlzdG9yeV9sZW5ndGgYCCABKAMSJQoHaGlzdG9yeRgJIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSKAoKbmV3X2V2ZW50cxgKIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvYBChtDb21wbGV0ZVdvcmtmbG93VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIhCghjb21tYW5kcxgCIAMoCzIPLmRleC52MS5Db21tYW5kElQKFGVhZ2VyX2FjdGl2aXR5X3Nsb3RzGAMgAygLMjYuZGV4LnYxLkNvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdC5FYWdlckFjdGl2aXR5U2xvdHMaSgoSRWFnZXJBY3Rpdml0eVNsb3RzEhIKCnRhc2tfcXVldWUYASABKAkSDQoFc2xvdHMYAiABKAUSEQoJd29ya2VyX2lkGAMgASgJImQKHENvbXBsZXRlV29ya2Zsb3dUYXNrUmVzcG9uc2USFgoOaGlzdG9yeV9sZW5ndGgYASABKAMSLAoOYWN0aXZpdHlfdGFza3MYAiADKAsyFC5kZXgudjEuQWN0aXZpdHlUYXNrIn8KF0ZhaWxXb3JrZmxvd1Rhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSIAoHZmFpbHVyZRgCIAEoCzIPLmRleC52MS5GYWlsdXJlEi4KBWNhdXNlGAMgASgOMh8uZGV4LnYxLldvcmtmbG93VGFza0ZhaWxlZENhdXNlIlEKGEZhaWxXb3JrZmxvd1Rhc2tSZXNwb25zZRI1ChFuZXh0X2F0dGVtcHRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigQEKGFBvbGxBY3Rpdml0eVRhc2tzUmVxdWVzdBISCgp0YXNrX3F1ZXVlGAEgASgJEhEKCW1heF90YXNrcxgCIAEoBRIRCgl3b3JrZXJfaWQYAyABKAkSKwoIbWF4X3dhaXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iQAoZUG9sbEFjdGl2aXR5VGFza3NSZXNwb25zZRIjCgV0YXNrcxgBIAMoCzIULmRleC52MS5BY3Rpdml0eVRhc2siywMKDEFjdGl2aXR5VGFzaxISCgp0YXNrX3Rva2VuGAEgASgMEg4KBnJ1bl9pZBgCIAEoCRITCgtpbnN0YW5jZV9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJEgsKA3NlcRgFIAEoDRIVCg1hY3Rpdml0eV9uYW1lGAYgASgJEhIKCnRhc2tfcXVldWUYByABKAkSHgoFaW5wdXQYCCABKAsyDy5kZXgudjEuUGF5bG9hZBIPCgdhdHRlbXB0GAkgASgFEjEKDXNjaGVkdWxlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxlYXNlX2RlYWRsaW5lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI5ChZzdGFydF90b19jbG9zZV90aW1lb3V0GAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWhlYXJ0YmVhdF90aW1lb3V0GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKEWhlYXJ0YmVhdF9kZXRhaWxzGA4gASgLMg8uZGV4LnYxLlBheWxvYWQiUgobQ29tcGxldGVBY3Rpdml0eVRhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSHwoGcmVzdWx0GAIgASgLMg8uZGV4LnYxLlBheWxvYWQiHgocQ29tcGxldGVBY3Rpdml0eVRhc2tSZXNwb25zZSKEAQoXRmFpbEFjdGl2aXR5VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIgCgdmYWlsdXJlGAIgASgLMg8uZGV4LnYxLkZhaWx1cmUSMwoQbmV4dF9yZXRyeV9kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJlChhGYWlsQWN0aXZpdHlUYXNrUmVzcG9uc2USEgoKd2lsbF9yZXRyeRgBIAEoCBI1ChFuZXh0X2F0dGVtcHRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVAocSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiAKB2RldGFpbHMYAiABKAsyDy5kZXgudjEuUGF5bG9hZCJtCh1IZWFydGJlYXRBY3Rpdml0eVRhc2tSZXNwb25zZRIYChBjYW5jZWxfcmVxdWVzdGVkGAEgASgIEjIKDmxlYXNlX2RlYWRsaW5lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJHChpSZXBvcnRBY3Rpdml0eVRhc2tzUmVxdWVzdBIpCgVpdGVtcxgBIAMoCzIaLmRleC52MS5BY3Rpdml0eVRhc2tSZXBvcnQiiQEKEkFjdGl2aXR5VGFza1JlcG9ydBI3Cghjb21wbGV0ZRgBIAEoCzIjLmRleC52MS5Db21wbGV0ZUFjdGl2aXR5VGFza1JlcXVlc3RIABIvCgRmYWlsGAIgASgLMh8uZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXF1ZXN0SABCCQoHb3V0Y29tZSJQChtSZXBvcnRBY3Rpdml0eVRhc2tzUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmRleC52MS5BY3Rpdml0eVRhc2tSZXBvcnRSZXN1bHQiaQoYQWN0aXZpdHlUYXNrUmVwb3J0UmVzdWx0EgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIuCgRmYWlsGAMgASgLMiAuZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXNwb25zZSJ+ChVQb2xsUXVlcnlUYXNrc1JlcXVlc3QSEgoKdGFza19xdWV1ZRgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSEQoJbWF4X3Rhc2tzGAMgASgFEisKCG1heF93YWl0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjoKFlBvbGxRdWVyeVRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES5kZXgudjEuUXVlcnlUYXNrIuYBCglRdWVyeVRhc2sSEAoIcXVlcnlfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSEgoKdGFza19xdWV1ZRgFIAEoCRISCgpxdWVyeV9uYW1lGAYgASgJEh0KBGFyZ3MYByABKAsyDy5kZXgudjEuUGF5bG9hZBIWCg5oaXN0b3J5X2xlbmd0aBgIIAEoAxIsCghkZWFkbGluZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihAEKF1Jlc3BvbmRRdWVyeVRhc2tSZXF1ZXN0EhAKCHF1ZXJ5X2lkGAEgASgJEh8KBnJlc3VsdBgCIAEoCzIPLmRleC52MS5QYXlsb2FkEiAKB2ZhaWx1cmUYAyABKAsyDy5kZXgudjEuRmFpbHVyZRIUCgx3b3JrZXJfZXJyb3IYBCABKAgiGgoYUmVzcG9uZFF1ZXJ5VGFza1Jlc3BvbnNlKvsBChdXb3JrZmxvd1Rhc2tGYWlsZWRDYXVzZRIqCiZXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9VTlNQRUNJRklFRBAAEi4KKldPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX05PTl9ERVRFUk1JTklTTRABEi8KK1dPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1VOS05PV05fV09SS0ZMT1cQAhImCiJXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9QQVlMT0FEEAMSKwonV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfV09SS0VSX0VSUk9SEAQypQcKDVdvcmtlclNlcnZpY2USWAoRUG9sbFdvcmtmbG93VGFza3MSIC5kZXgudjEuUG9sbFdvcmtmbG93VGFza3NSZXF1ZXN0GiEuZGV4LnYxLlBvbGxXb3JrZmxvd1Rhc2tzUmVzcG9uc2USYQoUQ29tcGxldGVXb3JrZmxvd1Rhc2sSIy5kZXgudjEuQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXF1ZXN0GiQuZGV4LnYxLkNvbXBsZXRlV29ya2Zsb3dUYXNrUmVzcG9uc2USVQoQRmFpbFdvcmtmbG93VGFzaxIfLmRleC52MS5GYWlsV29ya2Zsb3dUYXNrUmVxdWVzdBogLmRleC52MS5GYWlsV29ya2Zsb3dUYXNrUmVzcG9uc2USWAoRUG9sbEFjdGl2aXR5VGFza3MSIC5kZXgudjEuUG9sbEFjdGl2aXR5VGFza3NSZXF1ZXN0GiEuZGV4LnYxLlBvbGxBY3Rpdml0eVRhc2tzUmVzcG9uc2USYQoUQ29tcGxldGVBY3Rpdml0eVRhc2sSIy5kZXgudjEuQ29tcGxldGVBY3Rpdml0eVRhc2tSZXF1ZXN0GiQuZGV4LnYxLkNvbXBsZXRlQWN0aXZpdHlUYXNrUmVzcG9uc2USVQoQRmFpbEFjdGl2aXR5VGFzaxIfLmRleC52MS5GYWlsQWN0aXZpdHlUYXNrUmVxdWVzdBogLmRleC52MS5GYWlsQWN0aXZpdHlUYXNrUmVzcG9uc2USZAoVSGVhcnRiZWF0QWN0aXZpdHlUYXNrEiQuZGV4LnYxLkhlYXJ0YmVhdEFjdGl2aXR5VGFza1JlcXVlc3QaJS5kZXgudjEuSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVzcG9uc2USXgoTUmVwb3J0QWN0aXZpdHlUYXNrcxIiLmRleC52MS5SZXBvcnRBY3Rpdml0eVRhc2tzUmVxdWVzdBojLmRleC52MS5SZXBvcnRBY3Rpdml0eVRhc2tzUmVzcG9uc2USTwoOUG9sbFF1ZXJ5VGFza3MSHS5kZXgudjEuUG9sbFF1ZXJ5VGFza3NSZXF1ZXN0Gh4uZGV4LnYxLlBvbGxRdWVyeVRhc2tzUmVzcG9uc2USVQoQUmVzcG9uZFF1ZXJ5VGFzaxIfLmRleC52MS5SZXNwb25kUXVlcnlUYXNrUmVxdWVzdBogLmRleC52MS5SZXNwb25kUXVlcnlUYXNrUmVzcG9uc2ViBnByb3RvMw", [file_dex_v1_commands, file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * PollWorkflowTasksRequest names the queue to poll.
@@ -838,6 +838,217 @@ export const ActivityTaskReportResultSchema: GenMessage<ActivityTaskReportResult
   messageDesc(file_dex_v1_worker_service, 19);
 
 /**
+ * PollQueryTasksRequest names the workflow queue whose query tasks to take.
+ *
+ * @generated from message dex.v1.PollQueryTasksRequest
+ */
+export type PollQueryTasksRequest = Message<"dex.v1.PollQueryTasksRequest"> & {
+  /**
+   * Workflow task queue. Required.
+   *
+   * @generated from field: string task_queue = 1;
+   */
+  taskQueue: string;
+
+  /**
+   * The polling worker's id: the same as its PollWorkflowTasksRequest.worker_id,
+   * so queries of the runs it holds in its cache reach it. Required; up to 255
+   * characters.
+   *
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+
+  /**
+   * Maximum query tasks to return. 0 means 1; at most 100.
+   *
+   * @generated from field: int32 max_tasks = 3;
+   */
+  maxTasks: number;
+
+  /**
+   * How long to wait for a query. 0 means 20 s; at most 60 s.
+   *
+   * @generated from field: google.protobuf.Duration max_wait = 4;
+   */
+  maxWait?: Duration | undefined;
+};
+
+/**
+ * Describes the message dex.v1.PollQueryTasksRequest.
+ * Use `create(PollQueryTasksRequestSchema)` to create a new message.
+ */
+export const PollQueryTasksRequestSchema: GenMessage<PollQueryTasksRequest> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 20);
+
+/**
+ * PollQueryTasksResponse holds the query tasks handed to the worker.
+ *
+ * @generated from message dex.v1.PollQueryTasksResponse
+ */
+export type PollQueryTasksResponse = Message<"dex.v1.PollQueryTasksResponse"> & {
+  /**
+   * Query tasks; empty when the wait ended without any.
+   *
+   * @generated from field: repeated dex.v1.QueryTask tasks = 1;
+   */
+  tasks: QueryTask[];
+};
+
+/**
+ * Describes the message dex.v1.PollQueryTasksResponse.
+ * Use `create(PollQueryTasksResponseSchema)` to create a new message.
+ */
+export const PollQueryTasksResponseSchema: GenMessage<PollQueryTasksResponse> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 21);
+
+/**
+ * QueryTask asks a worker to run a query handler against a run's state.
+ * Answer from the cached execution if the worker holds the run (the state
+ * after the last workflow task it applied); otherwise read the history with
+ * ClientService.GetRunHistory (up to history_length), replay it into a
+ * throwaway execution, and answer from that. Issue no commands; nothing the
+ * handler does is recorded.
+ *
+ * @generated from message dex.v1.QueryTask
+ */
+export type QueryTask = Message<"dex.v1.QueryTask"> & {
+  /**
+   * The query's id (a UUID): pass it to RespondQueryTask.
+   *
+   * @generated from field: string query_id = 1;
+   */
+  queryId: string;
+
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * The run's instance id.
+   *
+   * @generated from field: string instance_id = 3;
+   */
+  instanceId: string;
+
+  /**
+   * Registered name of the run's workflow.
+   *
+   * @generated from field: string workflow_name = 4;
+   */
+  workflowName: string;
+
+  /**
+   * Workflow task queue.
+   *
+   * @generated from field: string task_queue = 5;
+   */
+  taskQueue: string;
+
+  /**
+   * The query handler's name.
+   *
+   * @generated from field: string query_name = 6;
+   */
+  queryName: string;
+
+  /**
+   * The handler's argument, as the caller sent it.
+   *
+   * @generated from field: dex.v1.Payload args = 7;
+   */
+  args?: Payload | undefined;
+
+  /**
+   * The run's history length when the query was asked: a replay reads up to
+   * here. A cached execution may be ahead of it (answer from it anyway) or
+   * behind it (a task is in flight elsewhere: replay instead).
+   *
+   * @generated from field: int64 history_length = 8;
+   */
+  historyLength: bigint;
+
+  /**
+   * When the caller stops waiting (database clock); an answer after it is
+   * refused with NOT_FOUND.
+   *
+   * @generated from field: google.protobuf.Timestamp deadline = 9;
+   */
+  deadline?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message dex.v1.QueryTask.
+ * Use `create(QueryTaskSchema)` to create a new message.
+ */
+export const QueryTaskSchema: GenMessage<QueryTask> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 22);
+
+/**
+ * RespondQueryTaskRequest answers a query task. Set exactly one of result and failure.
+ *
+ * @generated from message dex.v1.RespondQueryTaskRequest
+ */
+export type RespondQueryTaskRequest = Message<"dex.v1.RespondQueryTaskRequest"> & {
+  /**
+   * The QueryTask's query_id. Required.
+   *
+   * @generated from field: string query_id = 1;
+   */
+  queryId: string;
+
+  /**
+   * The handler's result (an absent value: "binary/null"). At most the
+   * server's payload limit (default 2 MiB).
+   *
+   * @generated from field: dex.v1.Payload result = 2;
+   */
+  result?: Payload | undefined;
+
+  /**
+   * Why there is no result: the workflow has no handler of that name (say
+   * which it has), the handler threw, or the state could not be rebuilt.
+   *
+   * @generated from field: dex.v1.Failure failure = 3;
+   */
+  failure?: Failure | undefined;
+
+  /**
+   * True when the failure is the worker's (replay failed, workflow not
+   * registered), not the query's: the caller gets FAILED_PRECONDITION instead
+   * of INVALID_ARGUMENT. Only with failure.
+   *
+   * @generated from field: bool worker_error = 4;
+   */
+  workerError: boolean;
+};
+
+/**
+ * Describes the message dex.v1.RespondQueryTaskRequest.
+ * Use `create(RespondQueryTaskRequestSchema)` to create a new message.
+ */
+export const RespondQueryTaskRequestSchema: GenMessage<RespondQueryTaskRequest> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 23);
+
+/**
+ * RespondQueryTaskResponse acknowledges the answer.
+ *
+ * @generated from message dex.v1.RespondQueryTaskResponse
+ */
+export type RespondQueryTaskResponse = Message<"dex.v1.RespondQueryTaskResponse"> & {
+};
+
+/**
+ * Describes the message dex.v1.RespondQueryTaskResponse.
+ * Use `create(RespondQueryTaskResponseSchema)` to create a new message.
+ */
+export const RespondQueryTaskResponseSchema: GenMessage<RespondQueryTaskResponse> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 24);
+
+/**
  * WorkflowTaskFailedCause classifies a workflow task failure.
  *
  * @generated from enum dex.v1.WorkflowTaskFailedCause
@@ -1008,6 +1219,36 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof ReportActivityTasksRequestSchema;
     output: typeof ReportActivityTasksResponseSchema;
+  },
+  /**
+   * Long-polls the query tasks of a workflow task queue (ClientService.QueryRun).
+   * A workflow worker polls these beside its workflow tasks, with the same
+   * worker_id: a query of a run this worker holds in its cache (it completed
+   * the run's last workflow task) waits for this worker's poll for up to 1 s
+   * before any worker may take it. Query tasks are never written to history
+   * and are not fenced by a lease: each is handed out once; an unanswered one
+   * ends with the caller's timeout. INVALID_ARGUMENT for a missing queue or
+   * worker id; NOT_FOUND when the workflow queue does not exist.
+   *
+   * @generated from rpc dex.v1.WorkerService.PollQueryTasks
+   */
+  pollQueryTasks: {
+    methodKind: "unary";
+    input: typeof PollQueryTasksRequestSchema;
+    output: typeof PollQueryTasksResponseSchema;
+  },
+  /**
+   * Answers a query task with the handler's result or a failure, and wakes the
+   * waiting QueryRun call (on any server). NOT_FOUND when the query is unknown,
+   * already answered, or its caller stopped waiting; INVALID_ARGUMENT when
+   * neither or both of result and failure are set.
+   *
+   * @generated from rpc dex.v1.WorkerService.RespondQueryTask
+   */
+  respondQueryTask: {
+    methodKind: "unary";
+    input: typeof RespondQueryTaskRequestSchema;
+    output: typeof RespondQueryTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dex_v1_worker_service, 0);
