@@ -21,6 +21,7 @@ import {
 import { validatePatchId } from "./patches.js";
 import type { AwaitTarget } from "./pending.js";
 import { uuidFrom } from "./prng.js";
+import type { QueryHandlers } from "./query.js";
 import type { Activity, ActivityOptions, ActivityProxy, ConditionOptions, WorkflowContext, WorkflowInfo } from "./types.js";
 
 /** What the context needs from the execution (implemented by WorkflowExecution). */
@@ -48,6 +49,8 @@ export interface WorkflowRuntime {
   /** Issues a terminal command; the returned promise never settles. */
   end(command: Command): Promise<never>;
   readonly logger: Logger;
+  /** The run's query handlers (query.ts). */
+  readonly queries: QueryHandlers;
 }
 
 export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
@@ -132,6 +135,8 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
     deprecatePatch: (patchId) => {
       rt.patch(validatePatchId(patchId, "ctx.deprecatePatch"), true);
     },
+    // Queries (query.ts, decision 0023).
+    setQueryHandler: (name, handler) => rt.queries.set(name, handler as never),
   };
 }
 

@@ -39,6 +39,7 @@ import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rul
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
+import { guardDuringQueries, QueryHandlers, type PendingView } from "./query.js";
 import { buildPatchMarker, PatchState } from "./patches.js";
 import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
@@ -116,8 +117,29 @@ export class WorkflowExecution implements WorkflowScope {
       issuedUpTo: () => this.nextSeq - 1,
       requestCancel: (reason) => this.requestCancel(reason),
     };
-    this.ctx = createWorkflowContext(this.runtime(options.logger ?? silentLogger));
+    this.ctx = createWorkflowContext(guardDuringQueries(this.runtime(options.logger ?? silentLogger), this.queries));
   }
+
+  // --- Queries (query.ts, decision 0023) ---
+  /** The handlers the workflow registered with ctx.setQueryHandler. */
+  readonly queries = new QueryHandlers();
+
+  /** Answers query `name` from the state as it stands; throws QueryFailedError. Changes nothing. */
+  query(name: string, args: unknown): unknown {
+    return this.queries.run(name, args, { pending: () => this.pendingView(), now: () => this.clock, runner: this.runner });
+  }
+
+  private pendingView(): PendingView {
+    const view: PendingView = { activities: [], timers: [], eventWaits: [], children: [], conditions: this.conditions.waiting };
+    for (const { seq, target } of this.pending.list()) {
+      if (target.kind === "activity") view.activities.push({ seq, name: target.name });
+      else if (target.kind === "timer") view.timers.push({ seq });
+      else if (target.kind === "eventWait") view.eventWaits.push({ seq, eventId: target.eventId });
+      else view.children.push({ seq, workflowName: target.workflowName, instanceId: target.instanceId });
+    }
+    return view;
+  }
+  // --- end of queries ---
 
   /** True once the workflow produced a terminal command. */
   get finished(): boolean {
@@ -307,6 +329,7 @@ export class WorkflowExecution implements WorkflowScope {
         return never();
       },
       logger,
+      queries: this.queries,
     };
   }
 
