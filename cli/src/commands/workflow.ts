@@ -16,6 +16,7 @@ import { formatValue, printFields, printJson, printTable } from "../output.js";
 import { decodePayload, encodeJsonPayload, failureLine, failureView, isoTime, parseStatus, statusName } from "../payloads.js";
 import { describeHistoryEvent } from "./history-format.js";
 import { registerDescribeCommand } from "./describe.js";
+import { registerQueryCommand } from "./query.js";
 import { registerRunControlCommands } from "./run-control.js";
 import { registerReplayCommand } from "./replay.js";
 import { selector } from "./selector.js";
@@ -176,6 +177,7 @@ export function registerWorkflowCommands(program: Command): void {
   });
 
   registerDescribeCommand(workflow);
+  registerQueryCommand(workflow);
   registerReplayCommand(workflow);
 
   withClientFlags(
