@@ -22,6 +22,7 @@ import {
   deleteQueryTask,
   insertQueryTask,
   preferredWorkersWaiting,
+  queryTaskQueue,
   readQueryTask,
   type ClaimedQueryTask,
   type QueryTaskState,
@@ -146,6 +147,22 @@ export async function pollQueryTasks(
   return tasks ?? [];
 }
 
+/** The workflow queue of a query in flight (a queue-limited worker key may answer only its queues' queries). */
+export async function queueOfQuery(engine: Engine, id: string): Promise<string> {
+  const queue = UUID.test(id) ? await queryTaskQueue(engine.sql, id) : undefined;
+  if (queue === undefined) throw notWaiting(id);
+  return queue;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function notWaiting(id: string): DexError {
+  return new DexError(
+    "NOT_FOUND",
+    `query ${id} is not waiting for an answer: unknown, answered already, or its caller stopped waiting (timeout)`,
+  );
+}
+
 export async function respondQueryTask(
   engine: Engine,
   input: { id: string; result: Payload | undefined; failure: Failure | undefined; workerError: boolean },
@@ -156,12 +173,7 @@ export async function respondQueryTask(
     failure: encodeFailure(input.failure),
     workerError: input.workerError,
   });
-  if (!recorded) {
-    throw new DexError(
-      "NOT_FOUND",
-      `query ${input.id} is not waiting for an answer: unknown, answered already, or its caller stopped waiting (timeout)`,
-    );
-  }
+  if (!recorded) throw notWaiting(input.id);
   engine.wakeups.wakeRun(input.id);
   notifyAfterCommit(engine, [runWakeupPayload(input.id, engine.origin)]);
 }

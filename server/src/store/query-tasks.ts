@@ -154,3 +154,9 @@ export async function preferredWorkersWaiting(sql: Queryable, input: { queue: st
       and preferred_worker_id is not null and preferred_worker_id <> ${input.workerId}`;
   return rows.map((r) => r.worker_id);
 }
+
+/** The workflow queue of a query task, if it still exists. */
+export async function queryTaskQueue(sql: Queryable, id: string): Promise<string | undefined> {
+  const [row] = await sql<{ queue: string }[]>`select queue from dex.query_tasks where id = ${id}::uuid`;
+  return row?.queue;
+}
