@@ -39,6 +39,13 @@ async function cart(ctx: WorkflowContext, input: { slow?: boolean }) {
   }
 }
 
+/**
+ * Both servers' fallback ticks are an hour away: a query asked on one server reaches the worker parked
+ * on the other only through the cross-server wake-up (or, were it lost, the worker's next poll after
+ * its 20 s wait, later than the query's 10 s timeout: the test would fail).
+ */
+const NO_FALLBACK_TICK_MS = 3_600_000;
+
 async function codeOf(promise: Promise<unknown>): Promise<DexError> {
   try {
     await promise;
@@ -51,7 +58,7 @@ async function codeOf(promise: Promise<unknown>): Promise<DexError> {
 describe("queries", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness();
+    h = await startHarness({ fallbackTickMs: NO_FALLBACK_TICK_MS });
     h.workflowWorker({ cart });
     h.activityWorker(activities);
     // A worker that keeps no run in memory: every query it answers is a replay of the history.
@@ -140,7 +147,7 @@ describe("queries", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   });
 
   it("answers a query asked on another server than the one the worker polls", async () => {
-    const other: DexServer = await startServer({ databaseUrl: h.db.url, port: 0, logger: quietLogger });
+    const other: DexServer = await startServer({ databaseUrl: h.db.url, port: 0, logger: quietLogger, fallbackTickMs: NO_FALLBACK_TICK_MS });
     const otherClient = createClient({ address: other.address });
     try {
       const handle = await h.client.start(cart, { instanceId: "two-servers-1", input: {} });
