@@ -32,7 +32,7 @@ describe("query handlers", () => {
     const live = await run.replayed(counter, guardedRunner);
     expect(summarize(await run.task(live))).toEqual(["schedule step#1", "wait bump#2"]);
     expect(live.query("seen", 1)).toBe(1);
-    expect(live.query("__dex_pending")).toEqual({
+    expect(live.query("__dex_pending", undefined)).toEqual({
       activities: [{ seq: 1, name: "step" }],
       timers: [],
       eventWaits: [{ seq: 2, eventId: "bump" }],
