@@ -39,7 +39,7 @@ import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rul
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
-import { guardDuringQueries, QueryHandlers, type PendingView } from "./query.js";
+import { guardDuringQueries, pendingView, QueryHandlers } from "./query.js";
 import { buildPatchMarker, PatchState } from "./patches.js";
 import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
@@ -126,18 +126,8 @@ export class WorkflowExecution implements WorkflowScope {
 
   /** Answers query `name` from the state as it stands; throws QueryFailedError. Changes nothing. */
   query(name: string, args: unknown): unknown {
-    return this.queries.run(name, args, { pending: () => this.pendingView(), now: () => this.clock, runner: this.runner });
-  }
-
-  private pendingView(): PendingView {
-    const view: PendingView = { activities: [], timers: [], eventWaits: [], children: [], conditions: this.conditions.waiting };
-    for (const { seq, target } of this.pending.list()) {
-      if (target.kind === "activity") view.activities.push({ seq, name: target.name });
-      else if (target.kind === "timer") view.timers.push({ seq });
-      else if (target.kind === "eventWait") view.eventWaits.push({ seq, eventId: target.eventId });
-      else view.children.push({ seq, workflowName: target.workflowName, instanceId: target.instanceId });
-    }
-    return view;
+    const pending = () => pendingView(this.pending.list(), this.conditions.waiting);
+    return this.queries.run(name, args, { pending, now: () => this.clock, runner: this.runner });
   }
   // --- end of queries ---
 

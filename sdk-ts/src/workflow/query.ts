@@ -11,6 +11,7 @@
  * the run's next workflow task.
  */
 import type { WorkflowRuntime } from "./context.js";
+import type { PendingAwait } from "./pending.js";
 import type { ScopeRunner, WorkflowScope } from "./scope.js";
 
 /** The built-in query: where the workflow is waiting (PendingView). */
@@ -24,6 +25,18 @@ export interface PendingView {
   children: Array<{ seq: number; workflowName: string; instanceId: string }>;
   /** `ctx.condition` predicates still waiting. */
   conditions: number;
+}
+
+/** The `__dex_pending` answer for these awaits (in seq order) and waiting conditions. */
+export function pendingView(awaits: readonly PendingAwait[], conditions: number): PendingView {
+  const view: PendingView = { activities: [], timers: [], eventWaits: [], children: [], conditions };
+  for (const { seq, target } of awaits) {
+    if (target.kind === "activity") view.activities.push({ seq, name: target.name });
+    else if (target.kind === "timer") view.timers.push({ seq });
+    else if (target.kind === "eventWait") view.eventWaits.push({ seq, eventId: target.eventId });
+    else view.children.push({ seq, workflowName: target.workflowName, instanceId: target.instanceId });
+  }
+  return view;
 }
 
 export type QueryHandler = (args: never) => unknown;
