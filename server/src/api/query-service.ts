@@ -40,7 +40,8 @@ export async function queryRunHandler(
   const queryName = requireString("query_name", req.queryName, MAX_QUERY_NAME_LENGTH);
   const args = payloadField("args", req.args, engine.limits);
   const timeoutMs = queryTimeout(req.timeout);
-  const until = waitDeadline(timeoutMs, context, MAX_QUERY_TIMEOUT_MS);
+  // The server's cap on long waits applies as to every other wait (maxPollWaitMs, default 20 s).
+  const until = waitDeadline(timeoutMs, context, Math.min(MAX_QUERY_TIMEOUT_MS, engine.maxPollWaitMs));
   const outcome = await queryRun(engine, { selector, queryName, args, until }, context.signal);
   return { runId: outcome.runId, result: outcome.result };
 }

@@ -1177,8 +1177,9 @@ export type QueryRunRequest = Message<"dex.v1.QueryRunRequest"> & {
   args?: Payload | undefined;
 
   /**
-   * How long to wait for the answer. 0 means 10 s; at most 60 s; the call's
-   * deadline, if sooner, ends the wait too.
+   * How long to wait for the answer. 0 means 10 s; at most 60 s. The wait
+   * also ends at the call's deadline and at the server's cap on long waits
+   * (its long-poll cap, default 20 s), whichever comes first.
    *
    * @generated from field: google.protobuf.Duration timeout = 4;
    */
