@@ -16,6 +16,7 @@ import type { HistoryEvent, QueryTask } from "@dex/proto";
 import { DexError } from "@dex/proto";
 import type { Connection } from "../client/connection.js";
 import { withRetry } from "../client/retry.js";
+import { sleep } from "../common/backoff.js";
 import { errorToFailure } from "../common/failure.js";
 import { withFields, type Logger } from "../common/logger.js";
 import { decodePayload, encodePayload } from "../common/payload.js";
@@ -41,18 +42,36 @@ const HISTORY_PAGE_SIZE = 1_000;
 
 /** A poll loop for the queue's query tasks; started and shut down with its workflow worker. */
 export function createQueryWorker(deps: QueryWorkerDeps): Worker {
+  let olderServerLogged = false;
   return createPollingWorker<QueryTask>({
     kind: "query",
     address: deps.connection.address,
     taskQueue: deps.taskQueue,
     maxConcurrent: MAX_CONCURRENT_QUERIES,
-    logger: deps.logger,
+    // The workflow poll beside it already logs each outage and reconnection once (info, warn): the
+    // query loop's own lines would say it all twice, so they are dropped. Its errors (a server that
+    // refuses the poll) still show.
+    logger: {
+      debug: (message, fields) => deps.logger.debug(message, fields),
+      info: () => {},
+      warn: () => {},
+      error: (message, fields) => deps.logger.error(message, fields),
+    },
     async poll(maxTasks, signal, waitMs) {
-      const response = await deps.connection.worker.pollQueryTasks(
-        { taskQueue: deps.taskQueue, maxTasks, workerId: deps.workerId, maxWait: durationFromMs(waitMs) },
-        { signal, deadline: waitMs + 10_000 },
-      );
-      return response.tasks;
+      try {
+        const response = await deps.connection.worker.pollQueryTasks(
+          { taskQueue: deps.taskQueue, maxTasks, workerId: deps.workerId, maxWait: durationFromMs(waitMs) },
+          { signal, deadline: waitMs + 10_000 },
+        );
+        return response.tasks;
+      } catch (err) {
+        if (DexError.from(err).code !== "UNIMPLEMENTED") throw err;
+        // A server older than queries: say so once, then ask again only as often as an idle poll would.
+        if (!olderServerLogged) deps.logger.warn(`the dex server at ${deps.connection.address} does not serve queries (older than this SDK); this worker answers none`);
+        olderServerLogged = true;
+        await sleep(waitMs, signal);
+        return [];
+      }
     },
     handle: (task) => answerQueryTask(task, deps),
     pause: deps.connection.pause,
