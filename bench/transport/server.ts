@@ -37,6 +37,8 @@ async function serveGrpcJs(): Promise<number> {
     failActivityTask: unimplemented,
     heartbeatActivityTask: unimplemented,
     reportActivityTasks: unimplemented,
+    pollQueryTasks: unimplemented,
+    respondQueryTask: unimplemented,
   });
   server.addService(definition, implementation);
   return new Promise((resolve, reject) =>

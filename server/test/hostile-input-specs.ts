@@ -318,6 +318,25 @@ export function specs(commands: Field): Spec[] {
       base: (fx) => ({ items: [forgedReport(fx)] }),
       fields: { items: reportItems },
     },
+    // Queries (decision 0023). The fuzz server caps waits at 100 ms, so a query no worker answers ends quickly.
+    {
+      service: "client",
+      method: "queryRun",
+      base: (fx) => ({ run: { target: { case: "runId", value: fx.victimRunId } }, queryName: "state" }),
+      fields: {
+        run: selector,
+        queryName: poolField(requiredIds),
+        args: (rng, fx) => draw(rng, payloads(fx.payloadLimit)),
+        timeout: maxWait,
+      },
+    },
+    { service: "worker", method: "pollQueryTasks", base: () => ({ taskQueue: "default", workerId: "fuzz" }), fields: pollFields },
+    {
+      service: "worker",
+      method: "respondQueryTask",
+      base: () => ({ queryId: "00000000-0000-4000-8000-000000000000", result: { encoding: "json/plain", data: new TextEncoder().encode("1") } }),
+      fields: { queryId: poolField(requiredIds), failure: failure() },
+    },
     {
       service: "queues",
       method: "createTaskQueue",

@@ -7,6 +7,7 @@ import { formatValue, printFields, printTable } from "../output.js";
 import { decodePayload, failureLine, failureView, isoTime } from "../payloads.js";
 import { selector } from "./selector.js";
 import { runInfoView } from "./workflow.js";
+import { askPending, printPending } from "./query.js";
 
 export function registerDescribeCommand(workflow: Command): void {
   withClientFlags(
@@ -14,8 +15,13 @@ export function registerDescribeCommand(workflow: Command): void {
   ).action(async (ref: string, flags: ClientFlags) => {
     await withClient(flags, async (client) => {
       const view = describeView(await client.raw.client.describeRun({ run: selector(ref) }));
-      if (flags.json) printJson(view);
-      else printDescription(view);
+      // Where the workflow code waits, from a worker (built-in query, decision 0023); open runs only.
+      const code = view.status === "RUNNING" || view.status === "CREATED" ? await askPending(client, view.runId) : undefined;
+      if (flags.json) printJson({ ...view, ...(code ? { codePending: code.pending, codePendingNotAsked: code.notAsked } : {}) });
+      else {
+        printDescription(view);
+        if (code) printPending(code);
+      }
     });
   });
 }
@@ -77,7 +83,7 @@ function describeView(response: DescribeRunResponse) {
   };
 }
 
-function printJson(view: DescribeView): void {
+function printJson(view: DescribeView & Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
 }
 

@@ -17,6 +17,7 @@ import { decodePayload, encodeJsonPayload, failureLine, failureView, isoTime, pa
 import { describeHistoryEvent } from "./history-format.js";
 import { registerDeleteCommand } from "./delete.js";
 import { registerDescribeCommand } from "./describe.js";
+import { registerQueryCommand } from "./query.js";
 import { registerRunControlCommands } from "./run-control.js";
 import { registerResetCommand } from "./reset.js";
 import { registerUpdateCommand } from "./update.js";
@@ -195,6 +196,7 @@ export function registerWorkflowCommands(program: Command): void {
   });
 
   registerDescribeCommand(workflow);
+  registerQueryCommand(workflow);
   registerReplayCommand(workflow);
 
   withClientFlags(

@@ -9,6 +9,8 @@ import type { Connection } from "./connection.js";
 import { statusName, toRunDescription, type RunDescription } from "./convert.js";
 import type { RetryCall } from "./retry.js";
 import { runUpdate, type UpdateOptions } from "./update.js";
+import { parseDuration, type Duration } from "../common/duration.js";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 
 /** The client's connection and its one retry path (ClientOptions.retry), shared by its handles. */
 export interface Caller {
@@ -57,6 +59,15 @@ export interface WorkflowHandle<O = unknown> {
    * Handler failed: WorkflowUpdateFailedError. The same `updateId` twice runs the handler once.
    */
   update<R = unknown>(name: string, args?: unknown, options?: UpdateOptions): Promise<R>;
+  /**
+   * Calls the workflow's query handler `name` (ctx.setQueryHandler) with `args` and resolves with its
+   * value, read from the run's state after its last completed workflow task (an ended run: its final
+   * state); nothing is written to history. `"__dex_pending"` is built in: where the workflow waits.
+   * Rejects with a DexError: INVALID_ARGUMENT when the workflow has no such handler (the message lists
+   * those it has) or the handler threw; FAILED_PRECONDITION when no worker took the query within
+   * `timeout` (default "10s", at most "60s"); NOT_FOUND for an unknown run.
+   */
+  query<R = unknown>(name: string, args?: unknown, options?: { timeout?: Duration }): Promise<R>;
 }
 
 /** Where reset() rewinds to: before the first or last workflow task, or before the task whose marker is event `n` (1: the start). */
@@ -176,6 +187,14 @@ export function createHandle<O>(caller: Caller, ref: { runId?: string; instanceI
             continue; // still open: the long poll ended first; ask again
         }
       }
+    },
+
+    // Queries (decision 0023): read-only, so every try may be repeated.
+    async query<R>(name: string, args?: unknown, options: { timeout?: Duration } = {}): Promise<R> {
+      const timeoutMs = parseDuration(options.timeout ?? "10s");
+      const request = { run: run(), queryName: name, args: encodePayload(args), timeout: durationFromMs(timeoutMs) };
+      const response = await call(() => connection.client.queryRun(request, { deadline: timeoutMs + 5_000 }));
+      return decodePayload(response.result) as R;
     },
 
     async describe() {

@@ -32,6 +32,11 @@ export class RunCache {
     }
   }
 
+  /** The run's execution without taking it out or refreshing its place (a query reads it, worker/query-tasks.ts). */
+  peek(runId: string): WorkflowExecution | undefined {
+    return this.runs.get(runId);
+  }
+
   has(runId: string): boolean {
     return this.runs.has(runId);
   }

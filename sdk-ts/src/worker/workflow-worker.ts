@@ -13,6 +13,7 @@ import { eagerStartHoldBack, offerEagerStarts } from "./eager-workflow-tasks.js"
 import { parseDuration, type Duration } from "../common/duration.js";
 import { createActivationGate } from "./deadlock-watchdog.js";
 import { TaskFailureLog } from "./task-failure-log.js";
+import { createQueryWorker } from "./query-tasks.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -96,6 +97,17 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
       connection.close();
     },
   });
+  // Queries (query-tasks.ts): a poll loop of their own, started and stopped with this worker.
+  const queries = createQueryWorker({ connection, cache, workflows: deps.workflows, taskQueue: options.taskQueue, workerId, logger });
+  const startWorkflows = worker.start.bind(worker);
+  const shutdownWorkflows = worker.shutdown.bind(worker);
+  worker.start = () => {
+    startWorkflows();
+    queries.start();
+  };
+  worker.shutdown = async () => {
+    await Promise.all([queries.shutdown(), shutdownWorkflows()]);
+  };
   if (eagerStart) offerEagerStarts(worker, { address: connection.address, taskQueue: options.taskQueue, workerId });
   if (eager) {
     // While it runs, activity workers of this process on the same server leave slots for eager tasks.

@@ -54,6 +54,11 @@ export class ConditionWaits {
 
   constructor(private readonly host: ConditionHost) {}
 
+  /** Conditions waiting now (the built-in `__dex_pending` query). */
+  get waiting(): number {
+    return this.waits.length;
+  }
+
   start(predicate: () => boolean, options: ConditionOptions = {}): Promise<boolean> {
     if (typeof predicate !== "function") return Promise.reject(new TypeError("ctx.condition expects a predicate function"));
     let timeoutMs: number | undefined;

@@ -22,6 +22,7 @@ import { validatePatchId } from "./patches.js";
 import type { EventHandler } from "./events.js";
 import type { AwaitTarget } from "./pending.js";
 import { uuidFrom } from "./prng.js";
+import type { QueryHandlers } from "./query.js";
 import type { Activity, ActivityOptions, ActivityProxy, ConditionOptions, WorkflowContext, WorkflowInfo } from "./types.js";
 import type { UpdateHandler, UpdateHandlerOptions } from "./types.js";
 import type { UpdateHandlers } from "./updates.js";
@@ -58,6 +59,8 @@ export interface WorkflowRuntime {
   /** The execution's update handlers (updates.ts). */
   readonly updates: UpdateHandlers;
   readonly logger: Logger;
+  /** The run's query handlers (query.ts). */
+  readonly queries: QueryHandlers;
 }
 
 export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
@@ -166,6 +169,8 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
     // Updates (updates.ts).
     setUpdateHandler: (name, fn, options) => rt.updates.set(name, fn as UpdateHandler | undefined, options as UpdateHandlerOptions),
     allHandlersFinished: () => rt.condition(() => rt.updates.inFlight === 0).then(() => undefined),
+    // Queries (query.ts, decision 0023).
+    setQueryHandler: (name, handler) => rt.queries.set(name, handler as never),
   };
 }
 

@@ -40,6 +40,7 @@ import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rul
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
+import { guardDuringQueries, pendingView, QueryHandlers } from "./query.js";
 import { buildPatchMarker, PatchState } from "./patches.js";
 import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
@@ -142,8 +143,19 @@ export class WorkflowExecution implements WorkflowScope {
       issuedUpTo: () => this.nextSeq - 1,
       requestCancel: (reason) => this.requestCancel(reason),
     };
-    this.ctx = createWorkflowContext(this.runtime(options.logger ?? silentLogger));
+    this.ctx = createWorkflowContext(guardDuringQueries(this.runtime(options.logger ?? silentLogger), this.queries));
   }
+
+  // --- Queries (query.ts, decision 0023) ---
+  /** The handlers the workflow registered with ctx.setQueryHandler. */
+  readonly queries = new QueryHandlers();
+
+  /** Answers query `name` from the state as it stands; throws QueryFailedError. Changes nothing. */
+  query(name: string, args: unknown): unknown {
+    const pending = () => pendingView(this.pending.list(), this.conditions.waiting);
+    return this.queries.run(name, args, { pending, now: () => this.clock, runner: this.runner });
+  }
+  // --- end of queries ---
 
   /** True once the workflow produced a terminal command. */
   get finished(): boolean {
@@ -365,6 +377,7 @@ export class WorkflowExecution implements WorkflowScope {
         return never();
       },
       logger,
+      queries: this.queries,
     };
   }
 

@@ -81,6 +81,11 @@ export class PendingAwaits {
     return undefined;
   }
 
+  /** Every pending await, in seq order, untouched (the built-in `__dex_pending` query, query.ts). */
+  list(): PendingAwait[] {
+    return [...this.bySeq.values()].sort((a, b) => a.seq - b.seq);
+  }
+
   /** Removes and returns every await a cancellation of `cancelled` reaches, in the order they were started. */
   takeReachedBy(cancelled: ScopeNode): PendingAwait[] {
     const taken: PendingAwait[] = [];

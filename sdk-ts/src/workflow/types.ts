@@ -251,6 +251,17 @@ export interface WorkflowContext {
    * continuing as new, so accepted updates get their answers. Built on `condition`.
    */
   allHandlersFinished(): Promise<void>;
+  /**
+   * Registers (or, with `undefined`, removes) the handler of query `name`: `handle.query(name, args)`
+   * and `dex workflow query RUN NAME` call it with the args and answer with its return value (JSON),
+   * read from the run's state after its last completed workflow task; nothing is written to history.
+   * The handler must be synchronous and must only read: calling activities, timers, events, children,
+   * ctx.condition, ctx.sideEffect, ctx.setStatus, ctx.random or continue-as-new inside it throws, and
+   * the query fails with that message. Register handlers at the start of the workflow (before its
+   * first await), so a replay has them too. Names: 1 to 255 characters; "__dex_" is reserved
+   * (`__dex_pending`, built in, answers where the workflow is waiting).
+   */
+  setQueryHandler<A = never, R = unknown>(name: string, handler: ((args: A) => R) | undefined): void;
 }
 
 /** An update handler: the update's argument in, its answer out. */

@@ -11,6 +11,7 @@ import { DexError, type CallContext, type ServiceHandlers } from "@dex/proto";
 import type { Engine } from "../engine/context.js";
 import { HOW_TO_GET_A_KEY, type Authenticator, type Principal } from "../engine/authenticator.js";
 import { requireRun } from "../engine/runs.js";
+import { queueOfQuery } from "../engine/query-tasks.js";
 import type { Logger } from "../logger.js";
 import { runSelector } from "./common.js";
 import { METHOD_RULES, type MethodRule, type QueueScope } from "./permissions.js";
@@ -118,7 +119,7 @@ async function checkQueue(
   const queue = await queueOf(scope, request, deps.engine);
   if (allowed.has(queue)) return;
   deps.logger.info("call refused: queue not allowed for key", { method, key: principal.name, queue, peer: context.peer });
-  const what = scope === "poll" ? "task queue" : scope === "run" ? "the run's task queue" : "the task token's queue";
+  const what = scope === "poll" ? "task queue" : scope === "run" ? "the run's task queue" : scope === "query" ? "the query's task queue" : "the task token's queue";
   throw queueRefused(principal, allowed, what, queue);
 }
 
@@ -147,6 +148,8 @@ async function queueOf(scope: QueueScope, request: unknown, engine: Engine): Pro
       throw new Error("activity-token-items is checked per item by the handler");
     case "activity-token":
       return decodeActivityTaskToken((request as { taskToken: Uint8Array }).taskToken).queue;
+    case "query":
+      return queueOfQuery(engine, (request as { queryId: string }).queryId);
     case "run": {
       const run = await requireRun(engine, runSelector("run", (request as { run: Parameters<typeof runSelector>[1] }).run));
       return run.taskQueue;

@@ -54,6 +54,7 @@ function eventIdAndName(req: { eventId: string; eventName: string }): { eventId:
 }
 import { updateRun } from "../engine/updates.js";
 import { updateRunResponse } from "./updates.js";
+import { queryRunHandler } from "./query-service.js";
 
 /** history_events.sequence is an integer column. */
 const MAX_SEQUENCE = 2n ** 31n - 1n;
@@ -116,6 +117,8 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       const deleted = await deleteRun(engine, req.runId);
       return { runId: deleted.runId, historyEventsDeleted: BigInt(deleted.historyEventsDeleted) };
     },
+    // Queries (api/query-service.ts).
+    queryRun: (req, context) => queryRunHandler(engine, req, context),
 
     async terminateRun(req) {
       return terminateRun(engine, {

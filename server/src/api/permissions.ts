@@ -17,14 +17,15 @@
  *
  * `queue` says where a call names its task queue, for worker keys limited to
  * some queues (`dex auth create --queue`): the polled queue, the queue inside
- * a task token, or the workflow queue of the run whose history is read.
+ * a task token, the workflow queue of the run whose history is read, or that
+ * of the query task an answer names (RespondQueryTask).
  * "activity-token-items" (ReportActivityTasks) is checked per item by the
  * handler (api/activity-reports.ts): a refused item is answered
  * PERMISSION_DENIED on its own while the call's other items go through.
  */
 import type { ApiKeyRole } from "../engine/api-keys.js";
 
-export type QueueScope = "poll" | "workflow-token" | "activity-token" | "activity-token-items" | "run";
+export type QueueScope = "poll" | "workflow-token" | "activity-token" | "activity-token-items" | "run" | "query";
 
 export interface MethodRule {
   readonly roles: readonly ApiKeyRole[];
@@ -56,6 +57,8 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.ClientService/DeleteRun": { roles: ADMIN },
   // ResetRun terminates an open run without letting its code react, as TerminateRun does.
   "/dex.v1.ClientService/ResetRun": { roles: ADMIN },
+  // A query reads a run's state through its code, like DescribeRun; nothing is written.
+  "/dex.v1.ClientService/QueryRun": { roles: CLIENT },
 
   "/dex.v1.WorkerService/PollWorkflowTasks": { roles: WORKER, queue: "poll" },
   "/dex.v1.WorkerService/CompleteWorkflowTask": { roles: WORKER, queue: "workflow-token" },
@@ -65,6 +68,9 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = {
   "/dex.v1.WorkerService/FailActivityTask": { roles: WORKER, queue: "activity-token" },
   "/dex.v1.WorkerService/HeartbeatActivityTask": { roles: WORKER, queue: "activity-token" },
   "/dex.v1.WorkerService/ReportActivityTasks": { roles: WORKER, queue: "activity-token-items" },
+  // "query": the workflow queue of the query task the answer names (engine/query-tasks.ts).
+  "/dex.v1.WorkerService/PollQueryTasks": { roles: WORKER, queue: "poll" },
+  "/dex.v1.WorkerService/RespondQueryTask": { roles: WORKER, queue: "query" },
 
   "/dex.v1.TaskQueueService/CreateTaskQueue": { roles: ADMIN },
   "/dex.v1.TaskQueueService/UpdateTaskQueue": { roles: ADMIN },

@@ -35,6 +35,7 @@ import { failWorkflowTask, pollWorkflowTasks, type PolledWorkflowTask } from "..
 import { checkCompletion, checkFailure } from "./activity-outcomes.js";
 import { reportActivityTasksHandler } from "./activity-reports.js";
 import { pollDeadline } from "./common.js";
+import { pollQueryTasksHandler, respondQueryTaskHandler } from "./query-service.js";
 import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskToken, encodeWorkflowTaskToken } from "./task-token.js";
 
 const KNOWN_CAUSES = Object.values(WorkflowTaskFailedCause).filter((v): v is number => typeof v === "number");
@@ -90,6 +91,10 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
     },
 
     reportActivityTasks: reportActivityTasksHandler(engine),
+
+    // Queries (api/query-service.ts).
+    pollQueryTasks: (req, context) => pollQueryTasksHandler(engine, req, context),
+    respondQueryTask: (req) => respondQueryTaskHandler(engine, req),
   };
 }
 

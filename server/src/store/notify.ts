@@ -53,6 +53,8 @@ export function parseWakeup(payload: string): Wakeup | undefined {
   if (head === "run") return { kind: "run", runId: middle, origin };
   if (head === "schedules") return { kind: "schedules", origin };
   if (head === "workflow" || head === "activity") return { kind: "queue", type: head, queue: middle, origin };
+  // Query tasks of a workflow queue (engine/query-tasks.ts).
+  if (head === "query") return { kind: "queue", type: head, queue: middle, origin };
   return undefined;
 }
 

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dex/v1/worker_service.proto.
  */
 export const file_dex_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtkZXgvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SBmRleC52MSKBAQoYUG9sbFdvcmtmbG93VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLldvcmtmbG93VGFzayLPAgoMV29ya2Zsb3dUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSEgoKdGFza19xdWV1ZRgFIAEoCRIPCgdhdHRlbXB0GAYgASgFEi0KCXRhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOaGlzdG9yeV9sZW5ndGgYCCABKAMSJQoHaGlzdG9yeRgJIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSKAoKbmV3X2V2ZW50cxgKIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqgCChtDb21wbGV0ZVdvcmtmbG93VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIhCghjb21tYW5kcxgCIAMoCzIPLmRleC52MS5Db21tYW5kElQKFGVhZ2VyX2FjdGl2aXR5X3Nsb3RzGAMgAygLMjYuZGV4LnYxLkNvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdC5FYWdlckFjdGl2aXR5U2xvdHMSMAoQcmVqZWN0ZWRfdXBkYXRlcxgEIAMoCzIWLmRleC52MS5SZWplY3RlZFVwZGF0ZRpKChJFYWdlckFjdGl2aXR5U2xvdHMSEgoKdGFza19xdWV1ZRgBIAEoCRINCgVzbG90cxgCIAEoBRIRCgl3b3JrZXJfaWQYAyABKAkiZAocQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXNwb25zZRIWCg5oaXN0b3J5X2xlbmd0aBgBIAEoAxIsCg5hY3Rpdml0eV90YXNrcxgCIAMoCzIULmRleC52MS5BY3Rpdml0eVRhc2sifwoXRmFpbFdvcmtmbG93VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIgCgdmYWlsdXJlGAIgASgLMg8uZGV4LnYxLkZhaWx1cmUSLgoFY2F1c2UYAyABKA4yHy5kZXgudjEuV29ya2Zsb3dUYXNrRmFpbGVkQ2F1c2UiUQoYRmFpbFdvcmtmbG93VGFza1Jlc3BvbnNlEjUKEW5leHRfYXR0ZW1wdF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKBAQoYUG9sbEFjdGl2aXR5VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsQWN0aXZpdHlUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLkFjdGl2aXR5VGFzayLLAwoMQWN0aXZpdHlUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSCwoDc2VxGAUgASgNEhUKDWFjdGl2aXR5X25hbWUYBiABKAkSEgoKdGFza19xdWV1ZRgHIAEoCRIeCgVpbnB1dBgIIAEoCzIPLmRleC52MS5QYXlsb2FkEg8KB2F0dGVtcHQYCSABKAUSMQoNc2NoZWR1bGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjkKFnN0YXJ0X3RvX2Nsb3NlX3RpbWVvdXQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYDSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoRaGVhcnRiZWF0X2RldGFpbHMYDiABKAsyDy5kZXgudjEuUGF5bG9hZCJSChtDb21wbGV0ZUFjdGl2aXR5VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIfCgZyZXN1bHQYAiABKAsyDy5kZXgudjEuUGF5bG9hZCIeChxDb21wbGV0ZUFjdGl2aXR5VGFza1Jlc3BvbnNlIoQBChdGYWlsQWN0aXZpdHlUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiAKB2ZhaWx1cmUYAiABKAsyDy5kZXgudjEuRmFpbHVyZRIzChBuZXh0X3JldHJ5X2RlbGF5GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uImUKGEZhaWxBY3Rpdml0eVRhc2tSZXNwb25zZRISCgp3aWxsX3JldHJ5GAEgASgIEjUKEW5leHRfYXR0ZW1wdF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJUChxIZWFydGJlYXRBY3Rpdml0eVRhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSIAoHZGV0YWlscxgCIAEoCzIPLmRleC52MS5QYXlsb2FkIm0KHUhlYXJ0YmVhdEFjdGl2aXR5VGFza1Jlc3BvbnNlEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYASABKAgSMgoObGVhc2VfZGVhZGxpbmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkcKGlJlcG9ydEFjdGl2aXR5VGFza3NSZXF1ZXN0EikKBWl0ZW1zGAEgAygLMhouZGV4LnYxLkFjdGl2aXR5VGFza1JlcG9ydCKJAQoSQWN0aXZpdHlUYXNrUmVwb3J0EjcKCGNvbXBsZXRlGAEgASgLMiMuZGV4LnYxLkNvbXBsZXRlQWN0aXZpdHlUYXNrUmVxdWVzdEgAEi8KBGZhaWwYAiABKAsyHy5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1JlcXVlc3RIAEIJCgdvdXRjb21lIlAKG1JlcG9ydEFjdGl2aXR5VGFza3NSZXNwb25zZRIxCgdyZXN1bHRzGAEgAygLMiAuZGV4LnYxLkFjdGl2aXR5VGFza1JlcG9ydFJlc3VsdCJpChhBY3Rpdml0eVRhc2tSZXBvcnRSZXN1bHQSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEi4KBGZhaWwYAyABKAsyIC5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1Jlc3BvbnNlIkUKDlJlamVjdGVkVXBkYXRlEhEKCXVwZGF0ZV9pZBgBIAEoCRIgCgdmYWlsdXJlGAIgASgLMg8uZGV4LnYxLkZhaWx1cmUq+wEKF1dvcmtmbG93VGFza0ZhaWxlZENhdXNlEioKJldPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1VOU1BFQ0lGSUVEEAASLgoqV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfTk9OX0RFVEVSTUlOSVNNEAESLworV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfVU5LTk9XTl9XT1JLRkxPVxACEiYKIldPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1BBWUxPQUQQAxIrCidXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9XT1JLRVJfRVJST1IQBDL9BQoNV29ya2VyU2VydmljZRJYChFQb2xsV29ya2Zsb3dUYXNrcxIgLmRleC52MS5Qb2xsV29ya2Zsb3dUYXNrc1JlcXVlc3QaIS5kZXgudjEuUG9sbFdvcmtmbG93VGFza3NSZXNwb25zZRJhChRDb21wbGV0ZVdvcmtmbG93VGFzaxIjLmRleC52MS5Db21wbGV0ZVdvcmtmbG93VGFza1JlcXVlc3QaJC5kZXgudjEuQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXNwb25zZRJVChBGYWlsV29ya2Zsb3dUYXNrEh8uZGV4LnYxLkZhaWxXb3JrZmxvd1Rhc2tSZXF1ZXN0GiAuZGV4LnYxLkZhaWxXb3JrZmxvd1Rhc2tSZXNwb25zZRJYChFQb2xsQWN0aXZpdHlUYXNrcxIgLmRleC52MS5Qb2xsQWN0aXZpdHlUYXNrc1JlcXVlc3QaIS5kZXgudjEuUG9sbEFjdGl2aXR5VGFza3NSZXNwb25zZRJhChRDb21wbGV0ZUFjdGl2aXR5VGFzaxIjLmRleC52MS5Db21wbGV0ZUFjdGl2aXR5VGFza1JlcXVlc3QaJC5kZXgudjEuQ29tcGxldGVBY3Rpdml0eVRhc2tSZXNwb25zZRJVChBGYWlsQWN0aXZpdHlUYXNrEh8uZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXF1ZXN0GiAuZGV4LnYxLkZhaWxBY3Rpdml0eVRhc2tSZXNwb25zZRJkChVIZWFydGJlYXRBY3Rpdml0eVRhc2sSJC5kZXgudjEuSGVhcnRiZWF0QWN0aXZpdHlUYXNrUmVxdWVzdBolLmRleC52MS5IZWFydGJlYXRBY3Rpdml0eVRhc2tSZXNwb25zZRJeChNSZXBvcnRBY3Rpdml0eVRhc2tzEiIuZGV4LnYxLlJlcG9ydEFjdGl2aXR5VGFza3NSZXF1ZXN0GiMuZGV4LnYxLlJlcG9ydEFjdGl2aXR5VGFza3NSZXNwb25zZWIGcHJvdG8z", [file_dex_v1_commands, file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChtkZXgvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SBmRleC52MSKBAQoYUG9sbFdvcmtmbG93VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLldvcmtmbG93VGFzayLPAgoMV29ya2Zsb3dUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSEgoKdGFza19xdWV1ZRgFIAEoCRIPCgdhdHRlbXB0GAYgASgFEi0KCXRhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOaGlzdG9yeV9sZW5ndGgYCCABKAMSJQoHaGlzdG9yeRgJIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSKAoKbmV3X2V2ZW50cxgKIAMoCzIULmRleC52MS5IaXN0b3J5RXZlbnQSMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqgCChtDb21wbGV0ZVdvcmtmbG93VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIhCghjb21tYW5kcxgCIAMoCzIPLmRleC52MS5Db21tYW5kElQKFGVhZ2VyX2FjdGl2aXR5X3Nsb3RzGAMgAygLMjYuZGV4LnYxLkNvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdC5FYWdlckFjdGl2aXR5U2xvdHMSMAoQcmVqZWN0ZWRfdXBkYXRlcxgEIAMoCzIWLmRleC52MS5SZWplY3RlZFVwZGF0ZRpKChJFYWdlckFjdGl2aXR5U2xvdHMSEgoKdGFza19xdWV1ZRgBIAEoCRINCgVzbG90cxgCIAEoBRIRCgl3b3JrZXJfaWQYAyABKAkiZAocQ29tcGxldGVXb3JrZmxvd1Rhc2tSZXNwb25zZRIWCg5oaXN0b3J5X2xlbmd0aBgBIAEoAxIsCg5hY3Rpdml0eV90YXNrcxgCIAMoCzIULmRleC52MS5BY3Rpdml0eVRhc2sifwoXRmFpbFdvcmtmbG93VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIgCgdmYWlsdXJlGAIgASgLMg8uZGV4LnYxLkZhaWx1cmUSLgoFY2F1c2UYAyABKA4yHy5kZXgudjEuV29ya2Zsb3dUYXNrRmFpbGVkQ2F1c2UiUQoYRmFpbFdvcmtmbG93VGFza1Jlc3BvbnNlEjUKEW5leHRfYXR0ZW1wdF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKBAQoYUG9sbEFjdGl2aXR5VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJbWF4X3Rhc2tzGAIgASgFEhEKCXdvcmtlcl9pZBgDIAEoCRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJAChlQb2xsQWN0aXZpdHlUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQuZGV4LnYxLkFjdGl2aXR5VGFzayLLAwoMQWN0aXZpdHlUYXNrEhIKCnRhc2tfdG9rZW4YASABKAwSDgoGcnVuX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSCwoDc2VxGAUgASgNEhUKDWFjdGl2aXR5X25hbWUYBiABKAkSEgoKdGFza19xdWV1ZRgHIAEoCRIeCgVpbnB1dBgIIAEoCzIPLmRleC52MS5QYXlsb2FkEg8KB2F0dGVtcHQYCSABKAUSMQoNc2NoZWR1bGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGVhc2VfZGVhZGxpbmUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjkKFnN0YXJ0X3RvX2Nsb3NlX3RpbWVvdXQYDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYDSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoRaGVhcnRiZWF0X2RldGFpbHMYDiABKAsyDy5kZXgudjEuUGF5bG9hZCJSChtDb21wbGV0ZUFjdGl2aXR5VGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoDBIfCgZyZXN1bHQYAiABKAsyDy5kZXgudjEuUGF5bG9hZCIeChxDb21wbGV0ZUFjdGl2aXR5VGFza1Jlc3BvbnNlIoQBChdGYWlsQWN0aXZpdHlUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgMEiAKB2ZhaWx1cmUYAiABKAsyDy5kZXgudjEuRmFpbHVyZRIzChBuZXh0X3JldHJ5X2RlbGF5GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uImUKGEZhaWxBY3Rpdml0eVRhc2tSZXNwb25zZRISCgp3aWxsX3JldHJ5GAEgASgIEjUKEW5leHRfYXR0ZW1wdF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJUChxIZWFydGJlYXRBY3Rpdml0eVRhc2tSZXF1ZXN0EhIKCnRhc2tfdG9rZW4YASABKAwSIAoHZGV0YWlscxgCIAEoCzIPLmRleC52MS5QYXlsb2FkIm0KHUhlYXJ0YmVhdEFjdGl2aXR5VGFza1Jlc3BvbnNlEhgKEGNhbmNlbF9yZXF1ZXN0ZWQYASABKAgSMgoObGVhc2VfZGVhZGxpbmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkcKGlJlcG9ydEFjdGl2aXR5VGFza3NSZXF1ZXN0EikKBWl0ZW1zGAEgAygLMhouZGV4LnYxLkFjdGl2aXR5VGFza1JlcG9ydCKJAQoSQWN0aXZpdHlUYXNrUmVwb3J0EjcKCGNvbXBsZXRlGAEgASgLMiMuZGV4LnYxLkNvbXBsZXRlQWN0aXZpdHlUYXNrUmVxdWVzdEgAEi8KBGZhaWwYAiABKAsyHy5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1JlcXVlc3RIAEIJCgdvdXRjb21lIlAKG1JlcG9ydEFjdGl2aXR5VGFza3NSZXNwb25zZRIxCgdyZXN1bHRzGAEgAygLMiAuZGV4LnYxLkFjdGl2aXR5VGFza1JlcG9ydFJlc3VsdCJpChhBY3Rpdml0eVRhc2tSZXBvcnRSZXN1bHQSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEi4KBGZhaWwYAyABKAsyIC5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1Jlc3BvbnNlIkUKDlJlamVjdGVkVXBkYXRlEhEKCXVwZGF0ZV9pZBgBIAEoCRIgCgdmYWlsdXJlGAIgASgLMg8uZGV4LnYxLkZhaWx1cmUifgoVUG9sbFF1ZXJ5VGFza3NSZXF1ZXN0EhIKCnRhc2tfcXVldWUYASABKAkSEQoJd29ya2VyX2lkGAIgASgJEhEKCW1heF90YXNrcxgDIAEoBRIrCghtYXhfd2FpdBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI6ChZQb2xsUXVlcnlUYXNrc1Jlc3BvbnNlEiAKBXRhc2tzGAEgAygLMhEuZGV4LnYxLlF1ZXJ5VGFzayLmAQoJUXVlcnlUYXNrEhAKCHF1ZXJ5X2lkGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRITCgtpbnN0YW5jZV9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJEhIKCnRhc2tfcXVldWUYBSABKAkSEgoKcXVlcnlfbmFtZRgGIAEoCRIdCgRhcmdzGAcgASgLMg8uZGV4LnYxLlBheWxvYWQSFgoOaGlzdG9yeV9sZW5ndGgYCCABKAMSLAoIZGVhZGxpbmUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoQBChdSZXNwb25kUXVlcnlUYXNrUmVxdWVzdBIQCghxdWVyeV9pZBgBIAEoCRIfCgZyZXN1bHQYAiABKAsyDy5kZXgudjEuUGF5bG9hZBIgCgdmYWlsdXJlGAMgASgLMg8uZGV4LnYxLkZhaWx1cmUSFAoMd29ya2VyX2Vycm9yGAQgASgIIhoKGFJlc3BvbmRRdWVyeVRhc2tSZXNwb25zZSr7AQoXV29ya2Zsb3dUYXNrRmFpbGVkQ2F1c2USKgomV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfVU5TUEVDSUZJRUQQABIuCipXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9OT05fREVURVJNSU5JU00QARIvCitXT1JLRkxPV19UQVNLX0ZBSUxFRF9DQVVTRV9VTktOT1dOX1dPUktGTE9XEAISJgoiV09SS0ZMT1dfVEFTS19GQUlMRURfQ0FVU0VfUEFZTE9BRBADEisKJ1dPUktGTE9XX1RBU0tfRkFJTEVEX0NBVVNFX1dPUktFUl9FUlJPUhAEMqUHCg1Xb3JrZXJTZXJ2aWNlElgKEVBvbGxXb3JrZmxvd1Rhc2tzEiAuZGV4LnYxLlBvbGxXb3JrZmxvd1Rhc2tzUmVxdWVzdBohLmRleC52MS5Qb2xsV29ya2Zsb3dUYXNrc1Jlc3BvbnNlEmEKFENvbXBsZXRlV29ya2Zsb3dUYXNrEiMuZGV4LnYxLkNvbXBsZXRlV29ya2Zsb3dUYXNrUmVxdWVzdBokLmRleC52MS5Db21wbGV0ZVdvcmtmbG93VGFza1Jlc3BvbnNlElUKEEZhaWxXb3JrZmxvd1Rhc2sSHy5kZXgudjEuRmFpbFdvcmtmbG93VGFza1JlcXVlc3QaIC5kZXgudjEuRmFpbFdvcmtmbG93VGFza1Jlc3BvbnNlElgKEVBvbGxBY3Rpdml0eVRhc2tzEiAuZGV4LnYxLlBvbGxBY3Rpdml0eVRhc2tzUmVxdWVzdBohLmRleC52MS5Qb2xsQWN0aXZpdHlUYXNrc1Jlc3BvbnNlEmEKFENvbXBsZXRlQWN0aXZpdHlUYXNrEiMuZGV4LnYxLkNvbXBsZXRlQWN0aXZpdHlUYXNrUmVxdWVzdBokLmRleC52MS5Db21wbGV0ZUFjdGl2aXR5VGFza1Jlc3BvbnNlElUKEEZhaWxBY3Rpdml0eVRhc2sSHy5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1JlcXVlc3QaIC5kZXgudjEuRmFpbEFjdGl2aXR5VGFza1Jlc3BvbnNlEmQKFUhlYXJ0YmVhdEFjdGl2aXR5VGFzaxIkLmRleC52MS5IZWFydGJlYXRBY3Rpdml0eVRhc2tSZXF1ZXN0GiUuZGV4LnYxLkhlYXJ0YmVhdEFjdGl2aXR5VGFza1Jlc3BvbnNlEl4KE1JlcG9ydEFjdGl2aXR5VGFza3MSIi5kZXgudjEuUmVwb3J0QWN0aXZpdHlUYXNrc1JlcXVlc3QaIy5kZXgudjEuUmVwb3J0QWN0aXZpdHlUYXNrc1Jlc3BvbnNlEk8KDlBvbGxRdWVyeVRhc2tzEh0uZGV4LnYxLlBvbGxRdWVyeVRhc2tzUmVxdWVzdBoeLmRleC52MS5Qb2xsUXVlcnlUYXNrc1Jlc3BvbnNlElUKEFJlc3BvbmRRdWVyeVRhc2sSHy5kZXgudjEuUmVzcG9uZFF1ZXJ5VGFza1JlcXVlc3QaIC5kZXgudjEuUmVzcG9uZFF1ZXJ5VGFza1Jlc3BvbnNlYgZwcm90bzM", [file_dex_v1_commands, file_dex_v1_common, file_dex_v1_history, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * PollWorkflowTasksRequest names the queue to poll.
@@ -881,6 +881,217 @@ export const RejectedUpdateSchema: GenMessage<RejectedUpdate> = /*@__PURE__*/
   messageDesc(file_dex_v1_worker_service, 20);
 
 /**
+ * PollQueryTasksRequest names the workflow queue whose query tasks to take.
+ *
+ * @generated from message dex.v1.PollQueryTasksRequest
+ */
+export type PollQueryTasksRequest = Message<"dex.v1.PollQueryTasksRequest"> & {
+  /**
+   * Workflow task queue. Required.
+   *
+   * @generated from field: string task_queue = 1;
+   */
+  taskQueue: string;
+
+  /**
+   * The polling worker's id: the same as its PollWorkflowTasksRequest.worker_id,
+   * so queries of the runs it holds in its cache reach it. Required; up to 255
+   * characters.
+   *
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+
+  /**
+   * Maximum query tasks to return. 0 means 1; at most 100.
+   *
+   * @generated from field: int32 max_tasks = 3;
+   */
+  maxTasks: number;
+
+  /**
+   * How long to wait for a query. 0 means 20 s; at most 60 s.
+   *
+   * @generated from field: google.protobuf.Duration max_wait = 4;
+   */
+  maxWait?: Duration | undefined;
+};
+
+/**
+ * Describes the message dex.v1.PollQueryTasksRequest.
+ * Use `create(PollQueryTasksRequestSchema)` to create a new message.
+ */
+export const PollQueryTasksRequestSchema: GenMessage<PollQueryTasksRequest> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 21);
+
+/**
+ * PollQueryTasksResponse holds the query tasks handed to the worker.
+ *
+ * @generated from message dex.v1.PollQueryTasksResponse
+ */
+export type PollQueryTasksResponse = Message<"dex.v1.PollQueryTasksResponse"> & {
+  /**
+   * Query tasks; empty when the wait ended without any.
+   *
+   * @generated from field: repeated dex.v1.QueryTask tasks = 1;
+   */
+  tasks: QueryTask[];
+};
+
+/**
+ * Describes the message dex.v1.PollQueryTasksResponse.
+ * Use `create(PollQueryTasksResponseSchema)` to create a new message.
+ */
+export const PollQueryTasksResponseSchema: GenMessage<PollQueryTasksResponse> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 22);
+
+/**
+ * QueryTask asks a worker to run a query handler against a run's state.
+ * Answer from the cached execution if the worker holds the run (the state
+ * after the last workflow task it applied); otherwise read the history with
+ * ClientService.GetRunHistory (up to history_length), replay it into a
+ * throwaway execution, and answer from that. Issue no commands; nothing the
+ * handler does is recorded.
+ *
+ * @generated from message dex.v1.QueryTask
+ */
+export type QueryTask = Message<"dex.v1.QueryTask"> & {
+  /**
+   * The query's id (a UUID): pass it to RespondQueryTask.
+   *
+   * @generated from field: string query_id = 1;
+   */
+  queryId: string;
+
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * The run's instance id.
+   *
+   * @generated from field: string instance_id = 3;
+   */
+  instanceId: string;
+
+  /**
+   * Registered name of the run's workflow.
+   *
+   * @generated from field: string workflow_name = 4;
+   */
+  workflowName: string;
+
+  /**
+   * Workflow task queue.
+   *
+   * @generated from field: string task_queue = 5;
+   */
+  taskQueue: string;
+
+  /**
+   * The query handler's name.
+   *
+   * @generated from field: string query_name = 6;
+   */
+  queryName: string;
+
+  /**
+   * The handler's argument, as the caller sent it.
+   *
+   * @generated from field: dex.v1.Payload args = 7;
+   */
+  args?: Payload | undefined;
+
+  /**
+   * The run's history length when the query was asked: a replay reads up to
+   * here. A cached execution may be ahead of it (answer from it anyway) or
+   * behind it (a task is in flight elsewhere: replay instead).
+   *
+   * @generated from field: int64 history_length = 8;
+   */
+  historyLength: bigint;
+
+  /**
+   * When the caller stops waiting (database clock); an answer after it is
+   * refused with NOT_FOUND.
+   *
+   * @generated from field: google.protobuf.Timestamp deadline = 9;
+   */
+  deadline?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message dex.v1.QueryTask.
+ * Use `create(QueryTaskSchema)` to create a new message.
+ */
+export const QueryTaskSchema: GenMessage<QueryTask> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 23);
+
+/**
+ * RespondQueryTaskRequest answers a query task. Set exactly one of result and failure.
+ *
+ * @generated from message dex.v1.RespondQueryTaskRequest
+ */
+export type RespondQueryTaskRequest = Message<"dex.v1.RespondQueryTaskRequest"> & {
+  /**
+   * The QueryTask's query_id. Required.
+   *
+   * @generated from field: string query_id = 1;
+   */
+  queryId: string;
+
+  /**
+   * The handler's result (an absent value: "binary/null"). At most the
+   * server's payload limit (default 2 MiB).
+   *
+   * @generated from field: dex.v1.Payload result = 2;
+   */
+  result?: Payload | undefined;
+
+  /**
+   * Why there is no result: the workflow has no handler of that name (say
+   * which it has), the handler threw, or the state could not be rebuilt.
+   *
+   * @generated from field: dex.v1.Failure failure = 3;
+   */
+  failure?: Failure | undefined;
+
+  /**
+   * True when the failure is the worker's (replay failed, workflow not
+   * registered), not the query's: the caller gets FAILED_PRECONDITION instead
+   * of INVALID_ARGUMENT. Only with failure.
+   *
+   * @generated from field: bool worker_error = 4;
+   */
+  workerError: boolean;
+};
+
+/**
+ * Describes the message dex.v1.RespondQueryTaskRequest.
+ * Use `create(RespondQueryTaskRequestSchema)` to create a new message.
+ */
+export const RespondQueryTaskRequestSchema: GenMessage<RespondQueryTaskRequest> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 24);
+
+/**
+ * RespondQueryTaskResponse acknowledges the answer.
+ *
+ * @generated from message dex.v1.RespondQueryTaskResponse
+ */
+export type RespondQueryTaskResponse = Message<"dex.v1.RespondQueryTaskResponse"> & {
+};
+
+/**
+ * Describes the message dex.v1.RespondQueryTaskResponse.
+ * Use `create(RespondQueryTaskResponseSchema)` to create a new message.
+ */
+export const RespondQueryTaskResponseSchema: GenMessage<RespondQueryTaskResponse> = /*@__PURE__*/
+  messageDesc(file_dex_v1_worker_service, 25);
+
+/**
  * WorkflowTaskFailedCause classifies a workflow task failure.
  *
  * @generated from enum dex.v1.WorkflowTaskFailedCause
@@ -1051,6 +1262,36 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof ReportActivityTasksRequestSchema;
     output: typeof ReportActivityTasksResponseSchema;
+  },
+  /**
+   * Long-polls the query tasks of a workflow task queue (ClientService.QueryRun).
+   * A workflow worker polls these beside its workflow tasks, with the same
+   * worker_id: a query of a run this worker holds in its cache (it completed
+   * the run's last workflow task) waits for this worker's poll for up to 1 s
+   * before any worker may take it. Query tasks are never written to history
+   * and are not fenced by a lease: each is handed out once; an unanswered one
+   * ends with the caller's timeout. INVALID_ARGUMENT for a missing queue or
+   * worker id; NOT_FOUND when the workflow queue does not exist.
+   *
+   * @generated from rpc dex.v1.WorkerService.PollQueryTasks
+   */
+  pollQueryTasks: {
+    methodKind: "unary";
+    input: typeof PollQueryTasksRequestSchema;
+    output: typeof PollQueryTasksResponseSchema;
+  },
+  /**
+   * Answers a query task with the handler's result or a failure, and wakes the
+   * waiting QueryRun call (on any server). NOT_FOUND when the query is unknown,
+   * already answered, or its caller stopped waiting; INVALID_ARGUMENT when
+   * neither or both of result and failure are set.
+   *
+   * @generated from rpc dex.v1.WorkerService.RespondQueryTask
+   */
+  respondQueryTask: {
+    methodKind: "unary";
+    input: typeof RespondQueryTaskRequestSchema;
+    output: typeof RespondQueryTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dex_v1_worker_service, 0);

@@ -1,0 +1,140 @@
+/**
+ * The query side of a workflow worker (docs/worker-protocol.md, "Query
+ * tasks"): polls the query tasks of its workflow queue with its own worker id
+ * and answers each from the run's cached execution, untouched, or from a
+ * throwaway replay of the history. Its own poll loop and slots, so queries
+ * never take a workflow task's slot or delay its poll.
+ *
+ * Consistency: a cached execution is the state after the last workflow task
+ * the server accepted from this worker (run-cache.ts puts it back only then).
+ * While one of the run's tasks is in flight the execution is checked out of
+ * the cache, so the query replays the recorded history instead of waiting:
+ * either way it sees the state as of the last completed workflow task.
+ */
+import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import type { HistoryEvent, QueryTask } from "@dex/proto";
+import { DexError } from "@dex/proto";
+import type { Connection } from "../client/connection.js";
+import { withRetry } from "../client/retry.js";
+import { sleep } from "../common/backoff.js";
+import { errorToFailure } from "../common/failure.js";
+import { withFields, type Logger } from "../common/logger.js";
+import { decodePayload, encodePayload } from "../common/payload.js";
+import { WorkflowExecution } from "../workflow/execution.js";
+import { QueryFailedError } from "../workflow/query.js";
+import type { Workflow } from "../workflow/types.js";
+import { guardedRunner } from "./determinism-guard.js";
+import type { RunCache } from "./run-cache.js";
+import { createPollingWorker, type Worker } from "./worker.js";
+
+export interface QueryWorkerDeps {
+  connection: Connection;
+  cache: RunCache;
+  workflows: Readonly<Record<string, Workflow>>;
+  taskQueue: string;
+  workerId: string;
+  logger: Logger;
+}
+
+/** Queries answered at once; each is short (a handler, or a replay). */
+const MAX_CONCURRENT_QUERIES = 4;
+const HISTORY_PAGE_SIZE = 1_000;
+
+/** A poll loop for the queue's query tasks; started and shut down with its workflow worker. */
+export function createQueryWorker(deps: QueryWorkerDeps): Worker {
+  let olderServerLogged = false;
+  return createPollingWorker<QueryTask>({
+    kind: "query",
+    address: deps.connection.address,
+    taskQueue: deps.taskQueue,
+    maxConcurrent: MAX_CONCURRENT_QUERIES,
+    // The workflow poll beside it already logs each outage and reconnection once (info, warn): the
+    // query loop's own lines would say it all twice, so they are dropped. Its errors (a server that
+    // refuses the poll) still show.
+    logger: {
+      debug: (message, fields) => deps.logger.debug(message, fields),
+      info: () => {},
+      warn: () => {},
+      error: (message, fields) => deps.logger.error(message, fields),
+    },
+    async poll(maxTasks, signal, waitMs) {
+      try {
+        const response = await deps.connection.worker.pollQueryTasks(
+          { taskQueue: deps.taskQueue, maxTasks, workerId: deps.workerId, maxWait: durationFromMs(waitMs) },
+          { signal, deadline: waitMs + 10_000 },
+        );
+        return response.tasks;
+      } catch (err) {
+        if (DexError.from(err).code !== "UNIMPLEMENTED") throw err;
+        // A server older than queries: say so once, then ask again only as often as an idle poll would.
+        if (!olderServerLogged) deps.logger.warn(`the dex server at ${deps.connection.address} does not serve queries (older than this SDK); this worker answers none`);
+        olderServerLogged = true;
+        await sleep(waitMs, signal);
+        return [];
+      }
+    },
+    handle: (task) => answerQueryTask(task, deps),
+    pause: deps.connection.pause,
+    // The workflow worker owns the connection.
+    close: () => {},
+  });
+}
+
+export async function answerQueryTask(task: QueryTask, deps: QueryWorkerDeps): Promise<void> {
+  const log = withFields(deps.logger, { runId: task.runId, query: task.queryName });
+  let answer: { result?: ReturnType<typeof encodePayload>; failure?: ReturnType<typeof errorToFailure>; workerError?: boolean };
+  try {
+    const args = decodePayload(task.args);
+    const cached = deps.cache.peek(task.runId);
+    const execution = cached && cached.historyLength >= Number(task.historyLength) ? cached : await replayForQuery(task, deps);
+    try {
+      answer = { result: encodePayload(execution.query(task.queryName, args)) };
+    } catch (err) {
+      if (!(err instanceof QueryFailedError)) throw err;
+      answer = { failure: errorToFailure(err) };
+    }
+  } catch (err) {
+    log.warn(`could not rebuild the run's state to answer a query: ${err instanceof Error ? err.message : String(err)}`);
+    answer = { failure: errorToFailure(err), workerError: true };
+  }
+  const until = task.deadline ? timestampMs(task.deadline) : Date.now() + 10_000;
+  try {
+    await withRetry(() => deps.connection.worker.respondQueryTask({ queryId: task.queryId, ...answer }), { until, pause: deps.connection.pause });
+  } catch (err) {
+    // NOT_FOUND: the caller stopped waiting; nothing to do.
+    log.debug(`query answer not delivered: ${DexError.from(err).message}`);
+  }
+}
+
+/** A throwaway execution replayed from the recorded history up to the query's history length. */
+async function replayForQuery(task: QueryTask, deps: QueryWorkerDeps): Promise<WorkflowExecution> {
+  const workflow = Object.hasOwn(deps.workflows, task.workflowName) ? deps.workflows[task.workflowName] : undefined;
+  if (!workflow) {
+    throw new Error(`workflow "${task.workflowName}" is not registered on this worker (task queue "${deps.taskQueue}")`);
+  }
+  const execution = new WorkflowExecution({
+    info: { runId: task.runId, instanceId: task.instanceId, workflowName: task.workflowName, taskQueue: task.taskQueue, attempt: 1 },
+    workflow,
+    runner: guardedRunner,
+  });
+  await execution.replay(await readHistory(task, deps.connection));
+  return execution;
+}
+
+async function readHistory(task: QueryTask, connection: Connection): Promise<HistoryEvent[]> {
+  const total = task.historyLength;
+  const events: HistoryEvent[] = [];
+  let after = 0n;
+  while (after < total) {
+    const page = await connection.client.getRunHistory({
+      run: { target: { case: "runId", value: task.runId } },
+      afterSequence: after,
+      pageSize: HISTORY_PAGE_SIZE,
+    });
+    for (const event of page.events) if (event.sequence <= total) events.push(event);
+    const last = page.events.at(-1);
+    if (!last) break;
+    after = last.sequence;
+  }
+  return events;
+}

@@ -1,0 +1,131 @@
+/**
+ * Queries (docs/decisions/0023-queries.md): a workflow registers synchronous
+ * handlers with `ctx.setQueryHandler`; a worker runs one against a run's state
+ * (its cached execution, or a throwaway replay) and sends back the value.
+ *
+ * A query must leave the execution exactly as it found it, or the cached run
+ * would diverge from its history: while a handler runs, every context call
+ * that would issue a command or draw from the run's random sequence throws
+ * (guardDuringQueries), and the handler runs in a scope of its own whose
+ * randomness throws too and whose determinism violations fail the query, not
+ * the run's next workflow task.
+ */
+import type { WorkflowRuntime } from "./context.js";
+import type { PendingAwait } from "./pending.js";
+import type { ScopeRunner, WorkflowScope } from "./scope.js";
+
+/** The built-in query: where the workflow is waiting (PendingView). */
+export const PENDING_QUERY = "__dex_pending";
+
+/** What `__dex_pending` answers: the awaits the workflow has outstanding, in seq order. */
+export interface PendingView {
+  activities: Array<{ seq: number; name: string }>;
+  timers: Array<{ seq: number }>;
+  eventWaits: Array<{ seq: number; eventName: string }>;
+  children: Array<{ seq: number; workflowName: string; instanceId: string }>;
+  /** `ctx.condition` predicates still waiting. */
+  conditions: number;
+}
+
+/** The `__dex_pending` answer for these awaits (in seq order) and waiting conditions. */
+export function pendingView(awaits: readonly PendingAwait[], conditions: number): PendingView {
+  const view: PendingView = { activities: [], timers: [], eventWaits: [], children: [], conditions };
+  for (const { seq, target } of awaits) {
+    if (target.kind === "activity") view.activities.push({ seq, name: target.name });
+    else if (target.kind === "timer") view.timers.push({ seq });
+    else if (target.kind === "eventWait") view.eventWaits.push({ seq, eventName: target.eventName });
+    else view.children.push({ seq, workflowName: target.workflowName, instanceId: target.instanceId });
+  }
+  return view;
+}
+
+export type QueryHandler = (args: never) => unknown;
+
+/** The query's own fault (no such handler, the handler threw): the caller gets INVALID_ARGUMENT. */
+export class QueryFailedError extends Error {
+  override readonly name = "QueryFailedError";
+}
+
+const MAX_QUERY_NAME_LENGTH = 255;
+
+export class QueryHandlers {
+  private readonly handlers = new Map<string, (args: unknown) => unknown>();
+  /** True while a handler runs: command-issuing calls throw. */
+  active = false;
+
+  set(name: string, handler: QueryHandler | undefined): void {
+    if (typeof name !== "string" || name.length === 0 || name.length > MAX_QUERY_NAME_LENGTH) {
+      throw new TypeError(`ctx.setQueryHandler: the name must be 1 to ${MAX_QUERY_NAME_LENGTH} characters`);
+    }
+    if (name.startsWith("__dex_")) throw new TypeError(`ctx.setQueryHandler: names starting with "__dex_" are dex's own (${name})`);
+    if (handler === undefined) {
+      this.handlers.delete(name);
+      return;
+    }
+    if (typeof handler !== "function") throw new TypeError(`ctx.setQueryHandler("${name}"): the handler must be a function`);
+    this.handlers.set(name, handler as (args: unknown) => unknown);
+  }
+
+  names(): string[] {
+    return [...this.handlers.keys(), PENDING_QUERY];
+  }
+
+  /**
+   * Runs the handler of `name` against the execution as it stands. Throws
+   * QueryFailedError for an unknown name (listing the handlers it has) or a
+   * handler that threw, returned a promise, or broke a determinism rule.
+   */
+  run(name: string, args: unknown, state: { pending: () => PendingView; now: () => number; runner: ScopeRunner }): unknown {
+    const handler = name === PENDING_QUERY ? state.pending : this.handlers.get(name);
+    if (!handler) {
+      throw new QueryFailedError(`the workflow has no query handler "${name}"; it has: ${this.names().join(", ")}`);
+    }
+    let violation: Error | undefined;
+    const scope: WorkflowScope = {
+      now: state.now,
+      random: () => {
+        throw new QueryFailedError(notInQuery("randomness (Math.random, ctx.random, ctx.uuid)"));
+      },
+      violation: (error) => (violation ??= error),
+    };
+    this.active = true;
+    let value: unknown;
+    try {
+      value = state.runner(scope, () => handler(args));
+    } catch (err) {
+      throw new QueryFailedError(`query handler "${name}" threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    } finally {
+      this.active = false;
+    }
+    if (violation) throw new QueryFailedError(`query handler "${name}": ${violation.message}`);
+    if (typeof (value as { then?: unknown } | null)?.then === "function") {
+      (value as Promise<unknown>).then(undefined, () => {});
+      throw new QueryFailedError(`query handler "${name}" returned a promise: query handlers must be synchronous (read state, do not wait)`);
+    }
+    return value;
+  }
+}
+
+function notInQuery(what: string): string {
+  return `${what} cannot be used inside a query handler: a query reads the workflow's state and must not change it (use an update or an event to make the workflow act)`;
+}
+
+/** The runtime the context sees: the same, except that calls which would change the run throw inside a query handler. */
+export function guardDuringQueries(rt: WorkflowRuntime, queries: QueryHandlers): WorkflowRuntime {
+  const check = (what: string): void => {
+    if (queries.active) throw new Error(notInQuery(what));
+  };
+  return {
+    ...rt,
+    random: () => (check("randomness (ctx.random, ctx.uuid)"), rt.random()),
+    schedule: (target, build) => (check(`ctx.${target.kind === "eventWait" ? "waitForEvent" : target.kind === "timer" ? "sleep" : target.kind === "child" ? "child" : "activities"}`), rt.schedule(target, build)),
+    issue: (command) => (check("ctx.setStatus / ctx.upsertLabels"), rt.issue(command)),
+    waitForEvent: (eventName, timed, build) => (check("ctx.waitForEvent"), rt.waitForEvent(eventName, timed, build)),
+    onEvent: (eventName, handler) => (check("ctx.onEvent"), rt.onEvent(eventName, handler)),
+    sideEffect: (fn) => (check("ctx.sideEffect"), rt.sideEffect(fn)),
+    cancelScope: (node, message) => (check("cancelling a scope"), rt.cancelScope(node, message)),
+    condition: (predicate, options) => (check("ctx.condition"), rt.condition(predicate, options)),
+    patch: (patchId, deprecated) => (check("ctx.patched / ctx.deprecatePatch"), rt.patch(patchId, deprecated)),
+    end: (command) => (check("ctx.continueAsNew"), rt.end(command)),
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * Replay core, no I/O: query handlers (workflow/query.ts) read the execution
+ * without changing it. A handler that tries to issue a command or draw a
+ * random number fails the query and leaves the run's commands and random
+ * sequence exactly as they were; `__dex_pending` lists the awaits.
+ */
+import { describe, expect, it } from "vitest";
+import { guardedRunner, installDeterminismGuard } from "../src/worker/determinism-guard.js";
+import { QueryFailedError } from "../src/workflow/query.js";
+import type { Workflow } from "../src/workflow/types.js";
+import { FakeRun, inputs, resultOf, summarize } from "./history-builder.js";
+
+installDeterminismGuard();
+
+/** Records a random number, waits for an activity and an event, then returns what it saw. */
+const counter: Workflow = async (ctx) => {
+  let seen = 0;
+  ctx.setQueryHandler("seen", (plus: number | undefined) => seen + (plus ?? 0));
+  ctx.setQueryHandler("sleepy", () => ctx.sleep("1s"));
+  ctx.setQueryHandler("dice", () => Math.random());
+  ctx.setQueryHandler("async", async () => seen);
+  const step = ctx.executeActivity<number>("step");
+  const event = ctx.waitForEvent<number>("bump");
+  seen += await step;
+  seen += await event;
+  return { seen, random: ctx.random() };
+};
+
+describe("query handlers", () => {
+  it("answer from the state, and a refused command or random draw changes nothing", async () => {
+    const run = new FakeRun();
+    const live = await run.replayed(counter, guardedRunner);
+    expect(summarize(await run.task(live))).toEqual(["schedule step#1", "wait bump#2"]);
+    expect(live.query("seen", 1)).toBe(1);
+    expect(live.query("__dex_pending", undefined)).toEqual({
+      activities: [{ seq: 1, name: "step" }],
+      timers: [],
+      eventWaits: [{ seq: 2, eventId: "bump" }],
+      children: [],
+      conditions: 0,
+    });
+    expect(() => live.query("sleepy", undefined)).toThrow(/ctx\.sleep cannot be used inside a query handler/);
+    expect(() => live.query("dice", undefined)).toThrow(/randomness .* cannot be used inside a query handler/);
+    expect(() => live.query("async", undefined)).toThrow(/must be synchronous/);
+    expect(() => live.query("nope", undefined)).toThrow(QueryFailedError);
+    expect(() => live.query("nope", undefined)).toThrow('no query handler "nope"; it has: seen, sleepy, dice, async, __dex_pending');
+
+    run.send(inputs.activityCompleted(1, 2), inputs.externalEvent("bump", 3));
+    const commands = await run.task(live);
+    // The refused sleep issued no timer, and the random draw is the one a run never queried makes.
+    expect(summarize(commands)).toEqual(["complete"]);
+    const untouched = new FakeRun();
+    const other = await untouched.replayed(counter, guardedRunner);
+    await untouched.task(other);
+    untouched.send(inputs.activityCompleted(1, 2), inputs.externalEvent("bump", 3));
+    expect(resultOf(commands)).toEqual(resultOf(await untouched.task(other)));
+    expect(resultOf(commands)).toMatchObject({ seen: 5 });
+    // An ended run's final state answers too, from a replay of its whole history.
+    const replayed = await run.replayed(counter, guardedRunner);
+    expect(replayed.finished).toBe(true);
+    expect(replayed.query("seen", 0)).toBe(5);
+  });
+});

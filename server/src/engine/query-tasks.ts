@@ -1,0 +1,179 @@
+/**
+ * Queries (ClientService.QueryRun; docs/decisions/0023-queries.md): a caller
+ * asks, a workflow worker of the run's queue answers, nothing is written to
+ * history. The question and the answer travel through dex.query_tasks (one
+ * row per query in flight, store/query-tasks.ts), so the caller may wait on
+ * one server while the worker polls another.
+ *
+ * WAKE-UPS, the one mechanism (engine/notifier.ts): a new query wakes the
+ * query polls of its queue as a queue wake of type "query" (`query:<queue>`;
+ * in process at once, NOTIFY after commit for the other servers), and the
+ * preferred worker by name. The answer wakes the caller as a run wake keyed by
+ * the query's id (`run:<query id>`): query ids are fresh UUIDs, so no run
+ * waiter ever shares the key, and the other servers' listeners already route
+ * run wakes. The workflow-task polls subscribe to type "workflow" and are
+ * never woken by a query: queries stay out of the hot path.
+ */
+import { randomUUID } from "node:crypto";
+import { DexError, type Failure, type Payload } from "@dex/proto";
+import {
+  answerQueryTask,
+  claimQueryTasks,
+  deleteQueryTask,
+  insertQueryTask,
+  preferredWorkersWaiting,
+  queryTaskQueue,
+  readQueryTask,
+  type ClaimedQueryTask,
+  type QueryTaskState,
+} from "../store/query-tasks.js";
+import { runWakeupPayload } from "../store/notify.js";
+import type { Engine } from "./context.js";
+import { decodeFailure, decodePayload, encodeFailure, encodePayload } from "./events.js";
+import { longPoll } from "./long-poll.js";
+import { isTerminal, type RunStatus } from "./model.js";
+import { announceQueues, notifyAfterCommit } from "./notifier.js";
+import { requireRun, type RunSelector } from "./runs.js";
+
+/** The wake-up type of query tasks (a queue wake `query:<workflow queue>`). */
+export const QUERY_TASKS = "query";
+/**
+ * How long a query of a cached run waits for the worker that holds it before
+ * any worker may take it: shorter than a workflow task's (3 s), as the caller
+ * is waiting and another worker only has to replay.
+ */
+export const QUERY_STICKY_FALLBACK_MS = 1_000;
+/** The caller re-reads its row this often without a wake (a lost NOTIFY of the answer). */
+const ANSWER_FALLBACK_MS = 2_000;
+
+export interface QueryOutcome {
+  runId: string;
+  result: Payload | undefined;
+}
+
+export async function queryRun(
+  engine: Engine,
+  input: { selector: RunSelector; queryName: string; args: Payload | undefined; until: number },
+  signal: AbortSignal,
+): Promise<QueryOutcome> {
+  const run = await requireRun(engine, input.selector);
+  const id = randomUUID();
+  // An ended run's worker dropped it from its cache: any worker replays the final history.
+  const preferred = isTerminal(run.status as RunStatus) ? null : run.stickyWorkerId;
+  const timeoutMs = Math.max(1, input.until - Date.now());
+  await insertQueryTask(engine.sql, {
+    id,
+    runId: run.id,
+    queue: run.taskQueue,
+    queryName: input.queryName,
+    args: encodePayload(input.args),
+    historyLength: run.historyLength,
+    preferredWorkerId: preferred,
+    timeoutMs,
+  });
+  engine.wakeups.wakeQueue(QUERY_TASKS, run.taskQueue);
+  if (preferred) {
+    engine.wakeups.wakeWorker(QUERY_TASKS, run.taskQueue, preferred);
+    // When the preferred worker has had its chance, every server's polls look again.
+    engine.wakeups.wakeQueueAt(QUERY_TASKS, run.taskQueue, new Date(Date.now() + QUERY_STICKY_FALLBACK_MS + 50), "everywhere");
+  }
+  announceQueues(engine, QUERY_TASKS, [run.taskQueue]);
+
+  let final: QueryTaskState | undefined;
+  try {
+    await longPoll({
+      subscribe: () => engine.wakeups.subscribeRun(id),
+      check: async () => ((await readQueryTask(engine.sql, id))?.answered ? true : undefined),
+      until: input.until,
+      fallbackMs: ANSWER_FALLBACK_MS,
+      signal,
+      closing: () => engine.wakeups.isClosed,
+    });
+  } finally {
+    // Deleting decides: an answer that lands after this finds no row (NOT_FOUND to the worker).
+    final = await deleteQueryTask(engine.sql, id);
+  }
+  if (final?.answered) {
+    const failure = decodeFailure(final.failure);
+    if (!failure) return { runId: run.id, result: decodePayload(final.result) };
+    const what = `query "${input.queryName}" of run ${run.id}`;
+    if (final.workerError) {
+      throw new DexError("FAILED_PRECONDITION", `the worker could not rebuild the run's state for ${what}: ${failure.message}`);
+    }
+    throw new DexError("INVALID_ARGUMENT", `${what} failed: ${failure.message}`);
+  }
+  const waited = `${(timeoutMs / 1000).toFixed(1)} s`;
+  if (!final?.claimedBy) {
+    throw new DexError(
+      "FAILED_PRECONDITION",
+      `no worker took query "${input.queryName}" of run ${run.id} within ${waited}: start a workflow worker for task queue "${run.taskQueue}" ` +
+        `(a worker older than queries does not poll them), or ask again with a longer timeout`,
+    );
+  }
+  throw new DexError(
+    "DEADLINE_EXCEEDED",
+    `worker ${final.claimedBy} took query "${input.queryName}" of run ${run.id} but did not answer within ${waited}`,
+  );
+}
+
+export async function pollQueryTasks(
+  engine: Engine,
+  request: { queue: string; workerId: string; maxTasks: number; waitUntil: number },
+  signal: AbortSignal,
+): Promise<ClaimedQueryTask[]> {
+  const tasks = await longPoll({
+    subscribe: () => engine.wakeups.subscribeQueue(QUERY_TASKS, request.queue, request.workerId),
+    check: async () => {
+      const claimed = await claimQueryTasks(engine.sql, {
+        queue: request.queue,
+        workerId: request.workerId,
+        limit: request.maxTasks,
+        stickyFallbackMs: QUERY_STICKY_FALLBACK_MS,
+      });
+      if (claimed.length > 0) return claimed;
+      // A queue wake reaches the oldest parked poll, perhaps not the preferred worker's: wake that one by name.
+      for (const workerId of await preferredWorkersWaiting(engine.sql, request)) {
+        engine.wakeups.wakeWorker(QUERY_TASKS, request.queue, workerId);
+      }
+      return undefined;
+    },
+    until: request.waitUntil,
+    // The per-queue fallback tick (background.ts) covers lost wakes.
+    fallbackMs: Number.POSITIVE_INFINITY,
+    signal,
+    closing: () => engine.wakeups.isClosed,
+    onSpareWake: () => engine.wakeups.wakeQueue(QUERY_TASKS, request.queue),
+  });
+  return tasks ?? [];
+}
+
+/** The workflow queue of a query in flight (a queue-limited worker key may answer only its queues' queries). */
+export async function queueOfQuery(engine: Engine, id: string): Promise<string> {
+  const queue = UUID.test(id) ? await queryTaskQueue(engine.sql, id) : undefined;
+  if (queue === undefined) throw notWaiting(id);
+  return queue;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function notWaiting(id: string): DexError {
+  return new DexError(
+    "NOT_FOUND",
+    `query ${id} is not waiting for an answer: unknown, answered already, or its caller stopped waiting (timeout)`,
+  );
+}
+
+export async function respondQueryTask(
+  engine: Engine,
+  input: { id: string; result: Payload | undefined; failure: Failure | undefined; workerError: boolean },
+): Promise<void> {
+  const recorded = await answerQueryTask(engine.sql, {
+    id: input.id,
+    result: encodePayload(input.result),
+    failure: encodeFailure(input.failure),
+    workerError: input.workerError,
+  });
+  if (!recorded) throw notWaiting(input.id);
+  engine.wakeups.wakeRun(input.id);
+  notifyAfterCommit(engine, [runWakeupPayload(input.id, engine.origin)]);
+}
