@@ -35,7 +35,7 @@ describe("query handlers", () => {
     expect(live.query("__dex_pending", undefined)).toEqual({
       activities: [{ seq: 1, name: "step" }],
       timers: [],
-      eventWaits: [{ seq: 2, eventId: "bump" }],
+      eventWaits: [{ seq: 2, eventName: "bump" }],
       children: [],
       conditions: 0,
     });

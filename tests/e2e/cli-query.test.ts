@@ -56,7 +56,7 @@ describe("dex workflow query and describe's pending query", { timeout: E2E_TEST_
     expect(out.code).toBe(0);
     expect(out.stdout).toContain("workflow code waits on (asked a worker): event greet-0 (seq 1)");
     const json = JSON.parse((await dex("workflow", "describe", "cli-q-3", "--json")).stdout) as { codePending?: unknown };
-    expect(json.codePending).toEqual({ activities: [], timers: [], eventWaits: [{ seq: 1, eventId: "greet-0" }], children: [], conditions: 0 });
+    expect(json.codePending).toEqual({ activities: [], timers: [], eventWaits: [{ seq: 1, eventName: "greet-0" }], children: [], conditions: 0 });
   });
 
   it("describe says it could not ask when no worker polls the run's queue", async () => {

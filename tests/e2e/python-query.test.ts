@@ -41,7 +41,7 @@ describe.skipIf(skipReason !== undefined)("queries from a Python grpcio client",
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual({
       answer: "hello, Ada?",
-      pending: { activities: [], timers: [], eventWaits: [{ seq: 1, eventId: "stop" }], children: [], conditions: 0 },
+      pending: { activities: [], timers: [], eventWaits: [{ seq: 1, eventName: "stop" }], children: [], conditions: 0 },
       unknown: { code: "INVALID_ARGUMENT", message: expect.stringContaining('no query handler "nope"; it has: greeting, __dex_pending') },
     });
     await handle.sendEvent("stop");
