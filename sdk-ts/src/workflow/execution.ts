@@ -25,11 +25,11 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { CommandSchema, type Command, type HistoryEvent, type Payload } from "@dex/proto";
+import { CommandSchema, type Command, type HistoryEvent } from "@dex/proto";
 import { CancelledFailure } from "../common/errors.js";
 import { errorToFailure } from "../common/failure.js";
 import { silentLogger, type Logger } from "../common/logger.js";
-import { decodePayload, encodePayload } from "../common/payload.js";
+import { encodePayload } from "../common/payload.js";
 import { currentScope, ScopeNode } from "./cancellation.js";
 import { classifyEvent } from "./commands.js";
 import { ConditionWaits } from "./condition.js";
@@ -40,6 +40,7 @@ import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rul
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
+import { SideEffects, type SideEffectHost } from "./side-effects.js";
 import { guardDuringQueries, pendingView, QueryHandlers } from "./query.js";
 import { buildPatchMarker, PatchState } from "./patches.js";
 import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
@@ -98,8 +99,7 @@ export class WorkflowExecution implements WorkflowScope {
   private replaying = false;
   private nextSeq = 1;
   private commands: Command[] = [];
-  /** While replaying a block: its recorded `side_effect_recorded` events by seq. */
-  private recordedSideEffects = new Map<number, HistoryEvent>();
+  private readonly sideEffects = new SideEffects();
   /** Inputs recorded without a marker (run_started of the first task), fed with the activation. */
   private trailing: HistoryEvent[] = [];
   private started = false;
@@ -195,7 +195,7 @@ export class WorkflowExecution implements WorkflowScope {
           this.clock = timeOf(event.time);
           this.replaying = true;
           // Side effects are not run again: the code reads their values from the block's command events.
-          this.recordedSideEffects = sideEffectsOfBlock(events, i + 1);
+          this.sideEffects.readBlock(events, i + 1);
           this.patches.enterBlock(events, i + 1);
           await this.runBlock(inputs);
           block = openBlock(event, this.takeCommands());
@@ -215,7 +215,7 @@ export class WorkflowExecution implements WorkflowScope {
       this.historyLength = sequence;
     }
     if (block) closeBlock(block, undefined, this.historyLength);
-    this.recordedSideEffects = new Map();
+    this.sideEffects.clear();
     this.patches.endReplay();
     this.trailing = inputs;
   }
@@ -359,7 +359,7 @@ export class WorkflowExecution implements WorkflowScope {
       },
       onEvent: (eventName, handler) => this.events.setHandler(eventName, handler),
       unconsumedEvents: () => this.events.unconsumed(),
-      sideEffect: (fn) => this.sideEffect(fn),
+      sideEffect: (fn) => this.sideEffects.call(this.sideEffectHost(), fn),
       currentScope: () => currentScope(this.rootScope),
       cancelScope: (node, message) => this.cancelScope(node, message),
       condition: (predicate, options) => this.conditions.start(predicate, options),
@@ -404,58 +404,20 @@ export class WorkflowExecution implements WorkflowScope {
     return awaited;
   }
 
-  /**
-   * Live: runs `fn` once, outside the determinism guard (so it may read the
-   * real clock or randomness, which is its purpose), and records the value.
-   * Replay: returns the value recorded in the block's command events without
-   * running `fn`. The value goes through its JSON encoding in both cases, so
-   * live code sees exactly what replay will.
-   */
-  private sideEffect(fn: () => unknown): Promise<unknown> {
-    if (this.ended) return never();
-    if (typeof fn !== "function") return Promise.reject(new TypeError("ctx.sideEffect expects a function"));
-    const seq = this.nextSeq++;
-    const record = (value: Payload | undefined): void => {
-      this.commands.push(create(CommandSchema, { command: { case: "recordSideEffect", value: { seq, value } } }));
+  private sideEffectHost(): SideEffectHost {
+    const execution = this;
+    return {
+      get ended() {
+        return execution.ended;
+      },
+      get replaying() {
+        return execution.replaying;
+      },
+      takeSeq: () => this.nextSeq++,
+      push: (command) => this.commands.push(command),
+      violation: (error) => this.violation(error),
+      outside: (fn) => (this.runner.outside ? this.runner.outside(fn) : fn()),
     };
-    if (this.replaying) {
-      const recorded = this.recordedSideEffects.get(seq);
-      if (recorded?.attributes.case !== "sideEffectRecorded") {
-        // History has no value for this call: the code diverged. The command (fn is not run) lets the
-        // replay check name the divergence; the call never settles.
-        record(undefined);
-        return never();
-      }
-      record(recorded.attributes.value.value);
-      try {
-        return Promise.resolve(decodeInput(recorded.attributes.value.value, recorded));
-      } catch (err) {
-        this.violation(asError(err));
-        return never();
-      }
-    }
-    let value: unknown;
-    try {
-      value = this.runner.outside ? this.runner.outside(fn) : fn();
-    } catch (err) {
-      // Nothing can be recorded for a function that threw, and running it again on replay could take
-      // another path: the workflow task fails instead, and its retry runs the function again.
-      this.violation(new Error(`ctx.sideEffect: the function threw: ${asError(err).message}`, { cause: err }));
-      return never();
-    }
-    if (isThenable(value)) {
-      this.violation(new TypeError("ctx.sideEffect: the function must return its value synchronously; do asynchronous work in an activity"));
-      return never();
-    }
-    let payload: Payload;
-    try {
-      payload = encodePayload(value);
-    } catch (err) {
-      this.violation(asError(err));
-      return never();
-    }
-    record(payload);
-    return Promise.resolve(decodePayload(payload));
   }
 
   private requestCancel(reason: string): void {
@@ -480,22 +442,8 @@ export class WorkflowExecution implements WorkflowScope {
   }
 }
 
-/** The `side_effect_recorded` events among the command events that start at `from`, by seq. */
-function sideEffectsOfBlock(events: readonly HistoryEvent[], from: number): Map<number, HistoryEvent> {
-  const found = new Map<number, HistoryEvent>();
-  for (let i = from; i < events.length && classifyEvent(events[i]!) === "command"; i++) {
-    const a = events[i]!.attributes;
-    if (a.case === "sideEffectRecorded") found.set(a.value.seq, events[i]!);
-  }
-  return found;
-}
-
 function timeOf(time: Timestamp | undefined): number {
   return time ? timestampMs(time) : 0;
-}
-
-function isThenable(value: unknown): boolean {
-  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
 }
 
 function asError(err: unknown): Error {
