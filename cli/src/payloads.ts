@@ -2,7 +2,7 @@
  * JSON views of protocol values for the CLI: payloads decoded by their
  * encoding, failures flattened, timestamps as ISO strings.
  */
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { type Failure, FailureKind, type Payload, RunStatus } from "@dex/proto";
 import { decodePayload as decodeWithSdk } from "@dex/sdk";
 import { UsageError } from "./errors.js";
@@ -77,3 +77,13 @@ export function isoTime(timestamp: Timestamp | undefined): string | undefined {
   return timestamp ? timestampDate(timestamp).toISOString() : undefined;
 }
 
+
+/** "1h", "90s", "1500ms": the largest unit that shows the duration exactly. */
+export function formatDuration(duration: Duration | undefined): string | undefined {
+  if (!duration) return undefined;
+  const ms = durationMs(duration);
+  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1_000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

@@ -97,7 +97,7 @@ export { decodePayload, encodePayload, PayloadError } from "./common/payload.js"
 export { parseDuration } from "./common/duration.js";
 export type { Duration } from "./common/duration.js";
 export { createConsoleLogger } from "./common/logger.js";
-export type { Logger, LogLevel } from "./common/logger.js";
+export type { ConsoleLoggerOptions, Logger, LogLevel } from "./common/logger.js";
 
 // Workers
 export { createWorkflowWorker } from "./worker/workflow-worker.js";

@@ -59,8 +59,8 @@ describe("activity attempt failures", () => {
       return found.length === 2 && found;
     }, { message: "two logged attempt failures" });
     expect(failures.map((l) => l.fields)).toEqual([
-      expect.objectContaining({ runId: handle.runId, activityName: "flaky", attempt: 1, error: "the warehouse API answered 503" }),
-      expect.objectContaining({ runId: handle.runId, activityName: "flaky", attempt: 2, error: "the SKU does not exist" }),
+      expect.objectContaining({ runId: handle.runId, workflowName: "order", activityName: "flaky", attempt: 1, error: "the warehouse API answered 503" }),
+      expect.objectContaining({ runId: handle.runId, workflowName: "order", activityName: "flaky", attempt: 2, error: "the SKU does not exist" }),
     ]);
     // The message alone says it too, for a console logger that prints no fields.
     expect(failures[0]!.message).toBe(`activity "flaky" attempt 1 of run ${handle.runId} failed: the warehouse API answered 503`);

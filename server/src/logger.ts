@@ -37,5 +37,16 @@ function serialisable(fields: Record<string, unknown> | undefined): Record<strin
   return out;
 }
 
+/**
+ * A logger whose fields go into every line (the call's own fields win on a clash). startServer wraps
+ * its logger in one with `server: <origin id>`, so lines from several servers on one database (or
+ * one log stream) say which server wrote them; the "dex server listening" line pairs that id with
+ * the server's address.
+ */
+export function withLogFields(logger: Logger, base: Record<string, unknown>): Logger {
+  const wrap = (level: LogLevelName) => (msg: string, fields?: Record<string, unknown>) => logger[level](msg, { ...base, ...fields });
+  return { debug: wrap("debug"), info: wrap("info"), warn: wrap("warn"), error: wrap("error") };
+}
+
 /** A logger that drops everything (tests that do not care). */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };

@@ -28,7 +28,7 @@ import { ScheduleLoop } from "./engine/schedules-loop.js";
 import { TimerLoop } from "./engine/timer-loop.js";
 import { fireRunTimeouts } from "./engine/run-timeouts.js";
 import { Wakeups } from "./engine/wakeups.js";
-import { createJsonLogger, type Logger } from "./logger.js";
+import { createJsonLogger, type Logger, withLogFields } from "./logger.js";
 import { DexMetrics } from "./metrics/dex-metrics.js";
 import { startMetricsEndpoint, type MetricsEndpoint } from "./metrics/http.js";
 import { combineObservers } from "./metrics/observer.js";
@@ -196,7 +196,9 @@ const DEFAULT_DISPATCH_POOL_SIZE = 4;
 const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(options: ServerOptions): Promise<DexServer> {
-  const logger = options.logger ?? createJsonLogger("info");
+  // This server's id: the origin of its wake-ups, and the `server` field of each of its log lines.
+  const origin = randomBytes(6).toString("hex");
+  const logger = withLogFields(options.logger ?? createJsonLogger("info"), { server: origin });
   const host = options.host ?? DEFAULT_HOST;
   // First: an unreadable certificate fails the start before any pool opens.
   const transport = createTransport(options);
@@ -267,7 +269,6 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     // due times when they come due, timers' queues after each pass. Both run once the engine
     // below exists (the loop starts later; a due time is armed only by a call).
     const wakeups = new Wakeups({ announceDue: (type, queue) => announceQueues(engine, type, [queue]) });
-    const origin = randomBytes(6).toString("hex");
     const timerLoop = (timers = new TimerLoop(
       {
         sql,

@@ -1,10 +1,9 @@
 /** `dex workflow describe`: a run's status, input, outcome, and everything it is waiting for. */
 import type { Command } from "commander";
-import { durationMs, type Duration } from "@bufbuild/protobuf/wkt";
 import type { DescribeRunResponse } from "@dex/proto";
 import { type ClientFlags, withClient, withClientFlags } from "../connection.js";
 import { formatValue, printFields, printTable } from "../output.js";
-import { decodePayload, failureLine, failureView, isoTime } from "../payloads.js";
+import { decodePayload, failureLine, failureView, formatDuration, isoTime } from "../payloads.js";
 import { selector } from "./selector.js";
 import { runInfoView } from "./workflow.js";
 import { askPending, printPending } from "./query.js";
@@ -27,16 +26,6 @@ export function registerDescribeCommand(workflow: Command): void {
 }
 
 type DescribeView = ReturnType<typeof describeView>;
-
-/** "1h", "90s", "1500ms": the largest unit that shows the duration exactly. */
-function formatDuration(duration: Duration | undefined): string | undefined {
-  if (!duration) return undefined;
-  const ms = durationMs(duration);
-  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1_000]] as const) {
-    if (ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
 
 function describeView(response: DescribeRunResponse) {
   const task = response.pendingWorkflowTask;

@@ -9,15 +9,37 @@ export interface Logger {
 export type LogLevel = keyof Logger;
 const levels: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
-/** Logs to the console at `level` and above (default "info"). */
-export function createConsoleLogger(options: { level?: LogLevel; prefix?: string } = {}): Logger {
+/**
+ * The real clock, taken at import: inside workflow code a workflow worker's determinism guard makes
+ * `new Date()` read the workflow's clock, and a log line (ctx.log) should say when it was printed.
+ */
+const RealDate = Date;
+
+export interface ConsoleLoggerOptions {
+  /** The lowest level printed. Default "info". */
+  level?: LogLevel;
+  /** Printed after the timestamp, e.g. "[dex]" (the workers' default logger uses it). Default none. */
+  prefix?: string;
+  /**
+   * Start each line with the time as ISO 8601 UTC ("2026-03-04T05:06:07.089Z"). Default true; turn it
+   * off when the console already goes somewhere that stamps each line (journald, docker logs -t).
+   */
+  timestamps?: boolean;
+}
+
+/**
+ * Logs to the console at `level` and above: `<time> <prefix> <LEVEL> <message>`, then the fields
+ * (the workers put runId and workflowName in the fields of every line about a run).
+ */
+export function createConsoleLogger(options: ConsoleLoggerOptions = {}): Logger {
   const min = levels.indexOf(options.level ?? "info");
   const prefix = options.prefix ? `${options.prefix} ` : "";
+  const timestamps = options.timestamps ?? true;
   const make =
     (level: LogLevel) =>
     (message: string, fields?: Record<string, unknown>): void => {
       if (levels.indexOf(level) < min) return;
-      const line = `${prefix}${level.toUpperCase()} ${message}`;
+      const line = `${timestamps ? `${new RealDate().toISOString()} ` : ""}${prefix}${level.toUpperCase()} ${message}`;
       const out = level === "error" ? console.error : level === "warn" ? console.warn : console.log;
       if (fields && Object.keys(fields).length > 0) out(line, fields);
       else out(line);

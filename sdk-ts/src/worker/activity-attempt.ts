@@ -86,7 +86,7 @@ export class ActivityAttempt implements ActivityContext {
       taskQueue: task.taskQueue,
       scheduleTime: task.scheduleTime ? timestampDate(task.scheduleTime) : new Date(),
     };
-    this.log = withFields(logger, { activityName: task.activityName, runId: task.runId, seq: task.seq, attempt: task.attempt });
+    this.log = withFields(logger, activityLogFields(task));
     this.heartbeatDetails = safeDecode(task.heartbeatDetails);
     // Heartbeats without new details resend these, so the next attempt still gets them.
     this.lastPayload = task.heartbeatDetails;
@@ -241,6 +241,11 @@ function safeDecode(payload: Payload | undefined): unknown {
 }
 
 /** The task's lease deadline; a task without one gets a minute, enough to report through a short outage. */
+/** The fields of every log line about an activity attempt: which run (and workflow) it belongs to, and which attempt. */
+export function activityLogFields(task: ActivityTask): Record<string, unknown> {
+  return { runId: task.runId, workflowName: task.workflowName, activityName: task.activityName, seq: task.seq, attempt: task.attempt };
+}
+
 export function leaseDeadlineOf(task: ActivityTask): number {
   return task.leaseDeadline ? timestampMs(task.leaseDeadline) : Date.now() + 60_000;
 }

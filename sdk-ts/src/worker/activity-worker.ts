@@ -12,7 +12,7 @@ import { resolveConnection, type ConnectionOptions } from "../client/environment
 import { withRetry } from "../client/retry.js";
 import type { Activity } from "../workflow/types.js";
 import { createActivityReporter, type ActivityReporter } from "./activity-reporter.js";
-import { ActivityAttempt, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
+import { ActivityAttempt, activityLogFields, autoHeartbeatMs, leaseDeadlineOf, type AttemptEnd, type AttemptOptions } from "./activity-attempt.js";
 import { eagerHoldBack, registerActivityWorker, type EagerActivityTarget } from "./eager-activities.js";
 import { createPollingWorker, defaultIdentity, type PollingWorker, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
@@ -160,7 +160,7 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
  */
 function logFailure(task: ActivityTask, logger: Logger, error: unknown): void {
   const message = error instanceof Error ? error.message : String(error);
-  const fields = { runId: task.runId, activityName: task.activityName, attempt: task.attempt, seq: task.seq, error: message };
+  const fields = { ...activityLogFields(task), error: message };
   const what = `activity "${task.activityName}" attempt ${task.attempt} of run ${task.runId}`;
   if (error instanceof CancelledFailure) {
     logger.info(`${what} was cancelled: ${message}`, fields);
@@ -219,15 +219,9 @@ async function report(
     const error = DexError.from(err);
     const what = outcome.ok ? "result" : "failure";
     if (error.code === "NOT_FOUND") {
-      deps.logger.warn(`activity ${what} not recorded: the attempt was no longer ours (${error.message})`, {
-        activityName: task.activityName,
-        runId: task.runId,
-      });
+      deps.logger.warn(`activity ${what} not recorded: the attempt was no longer ours (${error.message})`, activityLogFields(task));
     } else {
-      deps.logger.error(`could not report the activity ${what}: ${error.code}: ${error.message}`, {
-        activityName: task.activityName,
-        runId: task.runId,
-      });
+      deps.logger.error(`could not report the activity ${what}: ${error.code}: ${error.message}`, activityLogFields(task));
     }
   }
 }

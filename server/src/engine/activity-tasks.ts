@@ -177,6 +177,7 @@ export async function reapOnce(engine: Engine, limit = 100): Promise<number> {
     const task = candidates[i]!;
     engine.logger.info("activity attempt timed out", {
       runId: task.runId,
+      workflow: task.workflowName,
       seq: task.seq,
       activity: task.activityName,
       attempt: task.attempt,

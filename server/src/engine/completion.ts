@@ -174,7 +174,7 @@ async function applyCompletion(
     const prepared = await prepareCompletion(engine, tx, { parent, run, task }, commands, checkNewSeqs);
     return writeCompletion(engine, tx, effects, prepared, eager);
   });
-  logUnscheduled(engine, ref.runId, done.unscheduled);
+  logUnscheduled(engine, { runId: ref.runId, workflowName: done.workflowName }, done.unscheduled);
   return { historyLength: done.historyLength, activityTasks: done.activityTasks };
 }
 
@@ -241,7 +241,7 @@ export async function writeCompletion(
   effects: Effects,
   prepared: PreparedCompletion,
   eager: readonly EagerOffer[],
-): Promise<{ historyLength: number; unscheduled: PlannedActivity[]; activityTasks: PolledActivityTask[] }> {
+): Promise<{ historyLength: number; unscheduled: PlannedActivity[]; activityTasks: PolledActivityTask[]; workflowName: string }> {
   const { parent, run, task, plan, historyLength, missingQueues } = prepared;
   const marker = encodeEvent(
     { case: "workflowTaskCompleted", value: { workerId: task.workerId, attempt: task.attempt } },
@@ -312,14 +312,15 @@ export async function writeCompletion(
   effects.observe((o) => o.executed(QueueType.WORKFLOW, run.taskQueue, "completed", Date.now() - task.taskTime.getTime()));
   // Result waiters are woken only by an end: the other tasks would cost each of them a read.
   effects.wakeRun(run.id, { ended: plan.end !== undefined });
-  return { historyLength, unscheduled, activityTasks };
+  return { historyLength, unscheduled, activityTasks, workflowName: run.workflowName };
 }
 
 /** Logs the activity calls that failed at once because their queue does not exist (after the commit). */
-export function logUnscheduled(engine: Engine, runId: string, unscheduled: readonly PlannedActivity[]): void {
+export function logUnscheduled(engine: Engine, run: { runId: string; workflowName: string }, unscheduled: readonly PlannedActivity[]): void {
   for (const activity of unscheduled) {
     engine.logger.warn("activity call failed: its task queue does not exist", {
-      runId,
+      runId: run.runId,
+      workflow: run.workflowName,
       seq: activity.seq,
       activity: activity.activityName,
       queue: activity.queue,

@@ -42,7 +42,7 @@ export async function leaseEagerStart(engine: Engine, run: StartingRun, workerId
   try {
     [task] = await claimWithHistory(engine, { queue: run.taskQueue, maxTasks: 1, workerId, runId: run.id });
   } catch (err) {
-    engine.logger.warn("eager workflow start: could not lease the new run's task; it waits for a poll", { err, runId: run.id });
+    engine.logger.warn("eager workflow start: could not lease the new run's task; it waits for a poll", { err, runId: run.id, workflow: run.workflowName });
   }
   if (task) {
     engine.observer.dispatchedEagerly(QueueType.WORKFLOW, run.taskQueue, 1);

@@ -253,7 +253,7 @@ export async function sendEventWithStart(
     const duplicate = await deliver(tx, effects, run, event, identity);
     // Last: the new run may take a free slot of its key (place (a) of concurrency-keys.ts).
     if (started && run.concurrencyKey !== null) await handOverSlots(tx, effects, run.concurrencyKey);
-    if (started) engine.logger.debug("run started by an event", { runId, instanceId: request.instanceId, eventId, eventName: identity.eventName });
+    if (started) engine.logger.debug("run started by an event", { runId, workflow: run.workflowName, instanceId: request.instanceId, eventId, eventName: identity.eventName });
     return { runId: run.id, started, duplicate, eventId };
   });
 }
@@ -279,7 +279,7 @@ export async function cancelRun(
     if (run.cancelRequested) return { runId: run.id, alreadyRequested: true };
     const marked = await cancelRuns(tx, effects, { runIds: [run.id] }, request.reason);
     if (!marked.includes(run.id)) throw new Error(`run ${run.id}: cancellation was not recorded`);
-    engine.logger.debug("run cancellation requested", { runId: run.id });
+    engine.logger.debug("run cancellation requested", { runId: run.id, workflow: run.workflowName });
     return { runId: run.id, alreadyRequested: false };
   });
 }
@@ -307,7 +307,7 @@ async function cancelWaiting(engine: Engine, tx: TransactionSql, effects: Effect
   await afterRunEnded(engine, tx, effects, run, undefined, { status: RunStatus.CANCELLED, result: null, failure });
   await handOverSlots(tx, effects, key);
   effects.wakeRun(run.id);
-  engine.logger.debug("waiting run cancelled", { runId: run.id, concurrencyKey: key });
+  engine.logger.debug("waiting run cancelled", { runId: run.id, workflow: run.workflowName, concurrencyKey: key });
 }
 
 /**
@@ -339,7 +339,7 @@ export async function terminateRun(
     await terminateLocked(engine, tx, effects, run, parent, { event, failure });
     if (run.concurrencyKey !== null) await handOverSlots(tx, effects, run.concurrencyKey);
     effects.wakeRun(run.id);
-    engine.logger.info("run terminated", { runId: run.id, reason: request.reason });
+    engine.logger.info("run terminated", { runId: run.id, workflow: run.workflowName, reason: request.reason });
     return { runId: run.id };
   });
 }

@@ -121,7 +121,7 @@ export async function resetRun(engine: Engine, request: ResetRequest): Promise<R
     for (const activity of plan.activities) effects.wakeQueue(QueueType.ACTIVITY, activity.queue);
     for (const timer of plan.timers) effects.timerAt(timer.fireAt);
     effects.wakeRun(newRunId, { ended: false });
-    engine.logger.info("run reset", { oldRunId: old.id, newRunId, keptEvents: plan.keepThrough, reason: request.reason });
+    engine.logger.info("run reset", { runId: old.id, workflow: old.workflowName, oldRunId: old.id, newRunId, keptEvents: plan.keepThrough, reason: request.reason });
     return { runId: newRunId, created: true, keptEvents: plan.keepThrough, redeliveredEvents };
   });
 }

@@ -81,7 +81,7 @@ async function timeOutRun(engine: Engine, runId: string): Promise<boolean> {
     await afterRunEnded(engine, tx, effects, run, parent, { status: RunStatus.TIMED_OUT, result: null, failure });
     if (run.concurrencyKey !== null) await handOverSlots(tx, effects, run.concurrencyKey);
     effects.wakeRun(run.id);
-    engine.logger.info("run timed out", { runId: run.id, runTimeoutMs });
+    engine.logger.info("run timed out", { runId: run.id, workflow: run.workflowName, runTimeoutMs });
     return true;
   });
 }

@@ -267,7 +267,7 @@ export class ScheduleFiring {
         const entry: ActionEntry = { nominal, actual: this.nowMs, runId: outcome.runId, instanceId, kind };
         s.recentActions.unshift(entry);
         s.recentActions.length = Math.min(s.recentActions.length, RECENT_LIMIT);
-        this.engine.logger.debug("schedule started a run", { scheduleId: this.row.id, runId: outcome.runId, instanceId });
+        this.engine.logger.debug("schedule started a run", { scheduleId: this.row.id, runId: outcome.runId, instanceId, workflow: this.action.workflowName });
         return { runId: outcome.runId, started: true, buffered: false };
       }
     }

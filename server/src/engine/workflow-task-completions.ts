@@ -137,7 +137,7 @@ async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Prom
     batched.push(i);
   });
   const effects = new Effects();
-  const written: Array<{ index: number; unscheduled: Parameters<typeof logUnscheduled>[2] }> = [];
+  const written: Array<{ index: number; unscheduled: Parameters<typeof logUnscheduled>[2]; workflowName: string }> = [];
   try {
     await engine.sql.begin(async (tx) => {
       const refs = batched.map((i) => {
@@ -187,7 +187,7 @@ async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Prom
       done.forEach((d, k) => {
         const index = accepted[k]!.index;
         outcomes[index] = { answer: { ok: true, value: { historyLength: d.historyLength, activityTasks: d.activityTasks } } };
-        written.push({ index, unscheduled: d.unscheduled });
+        written.push({ index, unscheduled: d.unscheduled, workflowName: d.workflowName });
       });
     });
   } catch (error) {
@@ -198,6 +198,6 @@ async function writeBatch(engine: Engine, items: WorkflowTaskCompletion[]): Prom
   effects.apply(engine);
   notifyAfterCommit(engine, effects.payloads(engine.origin));
   if (written.length > 0) engine.observer.committedBatch("workflow_task_completion", written.length);
-  for (const { index, unscheduled } of written) logUnscheduled(engine, items[index]!.ref.runId, unscheduled);
+  for (const { index, unscheduled, workflowName } of written) logUnscheduled(engine, { runId: items[index]!.ref.runId, workflowName }, unscheduled);
   return outcomes.map((value) => ({ ok: true, value }));
 }
