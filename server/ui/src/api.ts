@@ -33,7 +33,9 @@ export const queues = createClient(TaskQueueService, transport);
 /** The message to show for a failed call: the server's own words, which say what to fix. */
 export function errorText(err: unknown): string {
   const e = ConnectError.from(err);
-  return `${Code[e.code] ?? "error"}: ${e.rawMessage}`;
+  // As the CLI and the gRPC docs name them: PermissionDenied -> PERMISSION_DENIED.
+  const name = (Code[e.code] ?? "Unknown").replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase();
+  return `${name}: ${e.rawMessage}`;
 }
 
 export function isUnauthenticated(err: unknown): boolean {
