@@ -33,6 +33,8 @@ async function approval(ctx: WorkflowContext, order: string) {
   return { reserved, decision };
 }
 
+if (!existsSync(CHROMIUM)) console.warn(`web UI browser test skipped: no chromium at ${CHROMIUM} (apt-get install chromium, or set DEX_CHROMIUM)`);
+
 describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let db: TestDatabase;
   let server: ServerProcess;

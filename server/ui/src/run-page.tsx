@@ -7,9 +7,12 @@ import { usePoll } from "./use-poll.js";
 
 const runLink = (id: string) => <a href={`#/runs/${encodeURIComponent(id)}`}>{id}</a>;
 
+// Re-read every few seconds while open: one page keeps each read cheap on long histories.
+const HISTORY_PAGE = 1000;
+
 async function loadRun(runId: string) {
   const run = { target: { case: "runId" as const, value: runId } };
-  const [describe, history] = await Promise.all([client.describeRun({ run }), client.getRunHistory({ run, pageSize: 1000 })]);
+  const [describe, history] = await Promise.all([client.describeRun({ run }), client.getRunHistory({ run, pageSize: HISTORY_PAGE })]);
   return { describe, history };
 }
 
@@ -53,6 +56,9 @@ export function RunPage({ runId }: { runId: string }) {
             {d.pendingWorkflowTask && <li>workflow task attempt {d.pendingWorkflowTask.attempt}{d.pendingWorkflowTask.running ? ", running" : ""}</li>}
           </ul>
           <h2>History ({data.history.historyLength.toString()} events)</h2>
+          {BigInt(data.history.events.length) < data.history.historyLength && (
+            <p>Showing the first {data.history.events.length}; `dex workflow history` prints them all.</p>
+          )}
           <Timeline events={data.history.events} />
           <table class="history">
             <thead><tr><th>#</th><th>time</th><th>event</th></tr></thead>
