@@ -17,6 +17,11 @@ import { createTestDatabase, DEFAULT_WAIT_MS, E2E_TEST_TIMEOUT_MS, type TestData
 import { quietLogger } from "../support/harness.js";
 import { repoRoot, runDex, startServerProcess, type ServerProcess } from "../support/server-process.js";
 
+// The few browser globals the page functions below use (they run in chromium, not here); the
+// check program has no DOM lib.
+declare const document: { querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }> & Iterable<{ textContent: string | null }> };
+declare const window: { dexMark?: number };
+
 const CHROMIUM = process.env.DEX_CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = `${repoRoot}tests/e2e/artifacts/web-ui/`;
 
@@ -89,7 +94,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     );
   const screenshot = (name: string) => page.screenshot({ path: `${ARTIFACTS}${name}.png`, fullPage: true });
   const useKey = async (key: string) => {
-    await page.$eval('input[name="api-key"]', (el) => ((el as HTMLInputElement).value = ""));
+    await page.$eval('input[name="api-key"]', (el) => ((el as unknown as { value: string }).value = ""));
     await page.type('input[name="api-key"]', key);
     await Promise.all([page.waitForNavigation(), page.click('form.key button[type="submit"]')]);
   };
@@ -142,14 +147,14 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     await waitForText('[data-testid="action-result"]', /terminate refused: PERMISSION_DENIED/);
 
     // Marks this document: still there at the end proves the page never reloaded.
-    await page.evaluate(() => ((window as unknown as { dexMark: number }).dexMark = 42));
+    await page.evaluate(() => (window.dexMark = 42));
     await page.type('input[name="event-name"]', "approval");
     await page.type('input[name="event-payload"]', '{"approved": true}');
     await page.click('form.send-event button[type="submit"]');
     await waitForText('[data-testid="action-result"]', /send event: done/);
     await waitForText('[data-testid="run-status"]', /^COMPLETED$/);
     await waitForText('[data-testid="result"]', /"approved": true/);
-    expect(await page.evaluate(() => (window as unknown as { dexMark?: number }).dexMark)).toBe(42);
+    expect(await page.evaluate(() => window.dexMark)).toBe(42);
     await waitForText("table.history summary", /^run completed$/);
     await screenshot("3-run-completed");
     expect(await handle.result()).toEqual({ reserved: "reserved order-7", decision: { approved: true } });
