@@ -15,7 +15,8 @@ import { createActivityWorker, createClient, createWorkflowWorker, type Worker, 
 import { freePort } from "@dex/server";
 import { createTestDatabase, DEFAULT_WAIT_MS, E2E_TEST_TIMEOUT_MS, type TestDatabase } from "@dex/testing";
 import { quietLogger } from "../support/harness.js";
-import { repoRoot, runDex, startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { dexCommand, repoRoot, runDex, startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { startProcess, stopProcess } from "../support/spawned.js";
 
 // The few browser globals the page functions below use (they run in chromium, not here); the
 // check program has no DOM lib.
@@ -176,5 +177,34 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     await screenshot("5-queues-admin-paused");
     await page.click(`${row} button`);
     await waitForText(`${row} td`, /^active$/);
+  });
+});
+
+describe("the web UI's flags", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
+  it("`dex dev` serves the UI by default and prints its URL; the app's files are served from the compiled server", async () => {
+    const dev = await startProcess([...dexCommand, "dev", "--port", String(await freePort())], /press Ctrl-C/);
+    try {
+      const url = /web UI: (http:\/\/\S+)/.exec(dev.output())?.[1];
+      expect(url, dev.output()).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+      const [html, script, missing] = await Promise.all([fetch(url!), fetch(`${url}app.js`), fetch(`${url}nothing-here`)]);
+      expect(html.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      expect(html.headers.get("content-security-policy")).toContain("default-src 'self'");
+      expect(await html.text()).toContain('<script type="module" src="/app.js">');
+      expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+      expect(missing.status).toBe(404);
+    } finally {
+      await stopProcess(dev);
+    }
+  });
+
+  it("says in one line what is wrong with a UI port", async () => {
+    const [dev, server] = await Promise.all([
+      runDex(["dev", "--ui-port", "web"]),
+      runDex(["server", "--ui-port", "70000", "--database-url", "postgres://dex@127.0.0.1:1/dex"]),
+    ]);
+    for (const run of [dev, server]) {
+      expect({ code: run.code, stdout: run.stdout }).toEqual({ code: 1, stdout: "" });
+      expect(run.stderr).toMatch(/^dex: [^\n]*--ui-port[^\n]*\n$/);
+    }
   });
 });
