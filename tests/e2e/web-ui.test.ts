@@ -48,6 +48,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
   let browser: Browser;
   let page: Page;
   const workers: Worker[] = [];
+  const closers: Array<() => void> = [];
   const keys = { admin: "", client: "", worker: "" };
 
   beforeAll(async () => {
@@ -78,6 +79,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
   });
   afterAll(async () => {
     await browser?.close();
+    for (const close of closers) close();
     await Promise.all(workers.map((w) => w.shutdown()));
     server?.child.kill("SIGTERM");
     await server?.exited;
@@ -113,10 +115,19 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     const asWorker = await listRuns(keys.worker);
     expect(((await asWorker.json()) as { code: string }).code).toBe("permission_denied");
     expect((await listRuns(keys.client)).status).toBe(200);
+    // Validation answers as on gRPC: the handler's own code and message.
+    const describe = await fetch(`http://${uiUrl.split("/")[2]}/dex.v1.ClientService/DescribeRun`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${keys.client}` },
+      body: "{}",
+    });
+    expect(describe.status).toBe(400);
+    expect((await describe.json()) as { code: string; message: string }).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(/run/) });
   });
 
   it("finds a run by instance id, shows its timeline, sends its event, and sees it complete without reloading", async () => {
     const client = createClient({ address: server.address, apiKey: keys.client });
+    closers.push(() => client.close());
     const handle = await client.start(approval, { instanceId: "ui-order-7", input: "order-7" });
     await client.start(approval, { instanceId: "ui-order-8", input: "order-8" });
 
@@ -159,7 +170,6 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     await waitForText("table.history summary", /^run completed$/);
     await screenshot("3-run-completed");
     expect(await handle.result()).toEqual({ reserved: "reserved order-7", decision: { approved: true } });
-    client.close();
   });
 
   it("shows task queues; pausing is refused for a client key and done for an admin key", async () => {
@@ -177,6 +187,18 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     await screenshot("5-queues-admin-paused");
     await page.click(`${row} button`);
     await waitForText(`${row} td`, /^active$/);
+  });
+
+  it("lists schedules and pauses one", async () => {
+    const created = await runDex(["schedule", "create", "ui-hourly", "--workflow", "approval", "--input", '"hourly"', "--every", "1h", "--address", server.address, "--api-key", keys.admin]);
+    expect(created).toMatchObject({ code: 0, stderr: "" });
+    await page.goto(`${uiUrl}#/schedules`);
+    const row = 'tr[data-schedule-id="ui-hourly"]';
+    await waitForText(`${row} td`, /^active$/);
+    await page.click(`${row} button`);
+    await waitForText('[data-testid="action-result"]', /pause: done/);
+    await waitForText(`${row} td`, /^paused$/);
+    await screenshot("6-schedules");
   });
 });
 

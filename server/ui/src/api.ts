@@ -6,6 +6,7 @@ import { createClient, ConnectError, Code, type Interceptor } from "@connectrpc/
 import { createConnectTransport } from "@connectrpc/connect-web";
 // The generated code itself, not @dex/proto's index: that also exports the grpc-js glue, Node only.
 import { ClientService } from "../../../proto/src/gen/dex/v1/client_service_pb.js";
+import { ScheduleService } from "../../../proto/src/gen/dex/v1/schedule_service_pb.js";
 import { TaskQueueService } from "../../../proto/src/gen/dex/v1/task_queue_service_pb.js";
 
 const KEY_ITEM = "dex.apiKey";
@@ -29,6 +30,7 @@ const transport = createConnectTransport({ baseUrl: location.origin, interceptor
 
 export const client = createClient(ClientService, transport);
 export const queues = createClient(TaskQueueService, transport);
+export const schedules = createClient(ScheduleService, transport);
 
 /** The message to show for a failed call: the server's own words, which say what to fix. */
 export function errorText(err: unknown): string {

@@ -1,5 +1,5 @@
 /**
- * The dex web UI: hash routes (#/runs, #/runs/<run id>, #/queues) so the server only ever serves
+ * The dex web UI: hash routes (#/runs, #/runs/<run id>, #/queues, #/schedules) so the server only ever serves
  * index.html, app.js and app.css. A call refused for want of a key shows the key form.
  */
 import { render } from "preact";
@@ -8,6 +8,7 @@ import { apiKey, setApiKey } from "./api.js";
 import { QueuesPage } from "./queues-page.js";
 import { RunPage } from "./run-page.js";
 import { RunsPage } from "./runs-page.js";
+import { SchedulesPage } from "./schedules-page.js";
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash);
@@ -44,14 +45,21 @@ function KeyForm() {
 function App() {
   const hash = useHash();
   const runMatch = /^#\/runs\/(.+)$/.exec(hash);
-  const page = runMatch ? <RunPage runId={decodeURIComponent(runMatch[1]!)} /> : hash === "#/queues" ? <QueuesPage /> : <RunsPage />;
+  const section = runMatch ? "runs" : hash === "#/queues" ? "queues" : hash === "#/schedules" ? "schedules" : "runs";
+  const page = runMatch ? <RunPage runId={decodeURIComponent(runMatch[1]!)} /> : section === "queues" ? <QueuesPage /> : section === "schedules" ? <SchedulesPage /> : <RunsPage />;
+  const link = (name: string, label: string) => (
+    <a href={`#/${name}`} class={section === name ? "active" : ""}>
+      {label}
+    </a>
+  );
   return (
     <>
       <header>
         <strong>dex</strong>
         <nav>
-          <a href="#/runs" class={hash.startsWith("#/queues") ? "" : "active"}>Runs</a>
-          <a href="#/queues" class={hash.startsWith("#/queues") ? "active" : ""}>Task queues</a>
+          {link("runs", "Runs")}
+          {link("queues", "Task queues")}
+          {link("schedules", "Schedules")}
         </nav>
         <KeyForm />
       </header>
