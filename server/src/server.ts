@@ -31,6 +31,8 @@ import { Wakeups } from "./engine/wakeups.js";
 import { createJsonLogger, type Logger, withLogFields } from "./logger.js";
 import { DexMetrics } from "./metrics/dex-metrics.js";
 import { startMetricsEndpoint, type MetricsEndpoint } from "./metrics/http.js";
+import type { ServedService } from "./http/connect-services.js";
+import { startUiEndpoint, type UiEndpoint } from "./http/ui-endpoint.js";
 import { combineObservers } from "./metrics/observer.js";
 import { POLL_FLUSH_INTERVAL_MS, PollTracker } from "./metrics/poll-tracker.js";
 import { countLiveApiKeys } from "./store/api-keys.js";
@@ -172,6 +174,13 @@ export interface ServerOptions {
    * previous release's server (decision 0028). Default: the package's migrations/.
    */
   migrationsDir?: string;
+  /**
+   * Port of the web UI (HTTP, on `host`): the app at /, and the dex.v1 services over the Connect
+   * protocol for it, through the same handlers and API-key checks as the gRPC port. Plain HTTP
+   * even when the gRPC port has TLS: put it behind a TLS proxy to expose it. Default: none, no
+   * UI. 0 picks a free port (see DexServer.uiAddress).
+   */
+  uiPort?: number;
 }
 
 export interface DexServer {
@@ -183,6 +192,8 @@ export interface DexServer {
   readonly metricsPort: number | undefined;
   /** "host:port" of the metrics endpoint (scrape http://<metricsAddress>/metrics); undefined without `metricsPort`. */
   readonly metricsAddress: string | undefined;
+  /** "host:port" of the web UI (open http://<uiAddress>/); undefined without `uiPort`. */
+  readonly uiAddress: string | undefined;
   /** Graceful: parked polls answer empty at once, in-flight calls finish, then the pool closes. */
   close(): Promise<void>;
   /** The movable clock of a server started with `testClock: true`; undefined otherwise. */
@@ -258,6 +269,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   let polls: PollTracker | undefined;
   let sweeper: RetentionSweeper | undefined;
   let endpoint: MetricsEndpoint | undefined;
+  let ui: UiEndpoint | undefined;
   let databaseHealth: DatabaseHealth | undefined;
   try {
     await checkDatabase(sql, options.databaseUrl, options.migrationsDir, logger);
@@ -360,14 +372,25 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     const authenticator = keyCacheMs === undefined ? undefined : new Authenticator(sql, keyCacheMs);
     const checked = <H>(service: Parameters<typeof withApiKeys>[0], handlers: H): H =>
       authenticator ? (withApiKeys(service, handlers as never, { authenticator, engine, logger }) as H) : handlers;
+    // Built once, served on the gRPC port and (with uiPort) over Connect for the web UI.
+    const clientChecked = guarded(checked(ClientService, clientHandlers(engine)), onUnavailable, onInternal);
+    const workerChecked = guarded(checked(WorkerService, workerHandlers(engine)), onUnavailable, onInternal);
+    const queueChecked = guarded(checked(TaskQueueService, taskQueueHandlers(engine, { defaultRetentionSeconds })), onUnavailable, onInternal);
+    const scheduleChecked = guarded(checked(ScheduleService, scheduleHandlers(engine)), onUnavailable, onInternal);
     for (const { definition, implementation } of [
-      grpcService(ClientService, guarded(checked(ClientService, clientHandlers(engine)), onUnavailable, onInternal), hooks),
-      grpcService(WorkerService, guarded(checked(WorkerService, workerHandlers(engine)), onUnavailable, onInternal), hooks),
-      grpcService(TaskQueueService, guarded(checked(TaskQueueService, taskQueueHandlers(engine, { defaultRetentionSeconds })), onUnavailable, onInternal), hooks),
-      grpcService(ScheduleService, guarded(checked(ScheduleService, scheduleHandlers(engine)), onUnavailable, onInternal), hooks),
+      grpcService(ClientService, clientChecked, hooks),
+      grpcService(WorkerService, workerChecked, hooks),
+      grpcService(TaskQueueService, queueChecked, hooks),
+      grpcService(ScheduleService, scheduleChecked, hooks),
     ]) {
       server.addService(definition, implementation);
     }
+    const servedServices = [
+      { service: ClientService, handlers: clientChecked },
+      { service: WorkerService, handlers: workerChecked },
+      { service: TaskQueueService, handlers: queueChecked },
+      { service: ScheduleService, handlers: scheduleChecked },
+    ] as unknown as ServedService[];
     const health = addHealthAndReflection(server, [ClientService.typeName, WorkerService.typeName, TaskQueueService.typeName, ScheduleService.typeName]);
     const probe = (databaseHealth = new DatabaseHealth({
       ping: () => pingDatabase(probeSql),
@@ -383,6 +406,11 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
       logger.info("dex metrics listening", { url: `http://${endpoint.address}/metrics` });
     }
     const metricsEndpoint = endpoint;
+    if (options.uiPort !== undefined) {
+      ui = await startUiEndpoint({ host, port: options.uiPort, services: servedServices, hooks, logger });
+      logger.info("dex web UI listening", { url: `http://${ui.address}/` });
+    }
+    const uiEndpoint = ui;
     const port = await bind(server, host, options.port ?? DEFAULT_PORT, transport.credentials);
     const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
     logger.info("dex server listening", {
@@ -407,7 +435,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         engine.wakeups.close();
         shutdown.abort();
         // Background statements (and a scrape's read) end before the pools close.
-        await Promise.all([loops.stop(), timerLoop.stop(), scheduleLoop.stop(), pollTracker.stop(), retentionSweep.stop(), metricsEndpoint?.close()]);
+        await Promise.all([loops.stop(), timerLoop.stop(), scheduleLoop.stop(), pollTracker.stop(), retentionSweep.stop(), metricsEndpoint?.close(), uiEndpoint?.close()]);
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             logger.warn("in-flight calls did not finish in time; cutting them off");
@@ -424,10 +452,10 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         logger.info("dex server stopped");
       })());
     const testClock = options.testClock ? createTestClock({ sql, timerLoop, scheduleLoop, wakeups: engine.wakeups }) : undefined;
-    return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, close, testClock };
+    return { port, address, metricsPort: metricsEndpoint?.port, metricsAddress: metricsEndpoint?.address, uiAddress: uiEndpoint?.address, close, testClock };
   } catch (err) {
     databaseHealth?.stop();
-    await Promise.all([background?.stop(), timers?.stop(), schedules?.stop(), polls?.stop(), sweeper?.stop(), endpoint?.close()]);
+    await Promise.all([background?.stop(), timers?.stop(), schedules?.stop(), polls?.stop(), sweeper?.stop(), endpoint?.close(), ui?.close()]);
     await listener?.stop().catch(() => {});
     await Promise.all(pools.map((pool) => pool.end({ timeout: 1 }))).catch(() => {});
     throw err;

@@ -22,12 +22,13 @@ export function registerDevCommand(program: Command): void {
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--data-dir <dir>", "keep Postgres data here across restarts (default: a temporary directory, deleted on exit)")
     .option("--metrics-port <port>", "Prometheus metrics port, or \"off\" (default: a free port, printed at start)")
+    .option("--ui-port <port>", "web UI port, or \"off\" (default: a free port, printed at start)")
     .option("--max-message-bytes <n>", MAX_MESSAGE_BYTES_HELP)
     .option("--require-auth", "require API keys as `dex server` does (create them with `dex auth create --database-url <the database printed>`); default: open");
   // Plaintext unless asked: local development and the tests need no certificates.
   withServerTlsFlags(withDefaultRetentionFlag(command)).action(
     async (
-      flags: ServerTlsFlags & { defaultRetention?: string; port?: string; host: string; dataDir?: string; metricsPort?: string; maxMessageBytes?: string; requireAuth?: boolean },
+      flags: ServerTlsFlags & { defaultRetention?: string; port?: string; host: string; dataDir?: string; metricsPort?: string; uiPort?: string; maxMessageBytes?: string; requireAuth?: boolean },
     ) => {
       const port = flags.port === undefined ? DEFAULT_PORT : parseIntFlag("--port", flags.port, 0, 65535);
       // On by default in dev, on a free port: a fixed default would collide with a second `dex dev`.
@@ -36,6 +37,10 @@ export function registerDevCommand(program: Command): void {
       }
       const metricsPort =
         flags.metricsPort === "off" ? undefined : parseIntFlag("--metrics-port", flags.metricsPort ?? "0", 0, 65535);
+      if (flags.uiPort !== undefined && flags.uiPort !== "off" && !/^\d+$/.test(flags.uiPort)) {
+        throw new UsageError(`--ui-port must be a port number (0 picks a free one) or "off", got "${flags.uiPort}"`);
+      }
+      const uiPort = flags.uiPort === "off" ? undefined : parseIntFlag("--ui-port", flags.uiPort ?? "0", 0, 65535);
       // Before Postgres starts: a bad certificate file is a usage error with nothing to stop.
       const tls = serverTls(flags);
       const maxBytes = maxMessageBytes(flags.maxMessageBytes);
@@ -68,6 +73,7 @@ export function registerDevCommand(program: Command): void {
           host: flags.host,
           port,
           metricsPort,
+          uiPort,
           tls,
           maxMessageBytes: maxBytes,
           requireApiKeys: flags.requireAuth === true,
@@ -88,6 +94,7 @@ export function registerDevCommand(program: Command): void {
               ? "authentication: API keys required (create them with `dex auth create --database-url` and the database above)"
               : "authentication: none (open, for development; --require-auth requires API keys)",
             ...(server.metricsAddress ? [`metrics: http://${server.metricsAddress}/metrics`] : []),
+            ...(server.uiAddress ? [`web UI: http://${server.uiAddress}/`] : []),
             `press Ctrl-C to stop`,
             "",
           ].join("\n"),

@@ -67,6 +67,9 @@ function databaseTimeouts(flags: DatabaseTimeoutFlags): { statementTimeoutMs?: n
   };
 }
 
+/** The web UI's port with --ui: the one after the gRPC port's default. */
+const DEFAULT_UI_PORT = DEFAULT_PORT + 1;
+
 export function registerServerCommand(program: Command): void {
   const command = program
     .command("server")
@@ -75,6 +78,8 @@ export function registerServerCommand(program: Command): void {
     .option("--host <host>", "interface to listen on (default: $DEX_HOST or 0.0.0.0)")
     .option("--port <port>", `port to listen on (default: $DEX_PORT or ${DEFAULT_PORT})`)
     .option("--metrics-port <port>", "serve Prometheus metrics at http://<host>:<port>/metrics (default: $DEX_METRICS_PORT, else none; 0 picks a free port)")
+    .option("--ui", `serve the web UI (and the API over Connect for it) at http://<host>:${DEFAULT_UI_PORT}/ (default: on when $DEX_UI_PORT is set)`)
+    .option("--ui-port <port>", `port of the web UI; implies --ui (default: $DEX_UI_PORT or ${DEFAULT_UI_PORT}; 0 picks a free port)`)
     .option("--max-message-bytes <n>", MAX_MESSAGE_BYTES_HELP)
     .option("--statement-timeout-ms <ms>", "statement_timeout of the server's database statements (default: $DEX_STATEMENT_TIMEOUT_MS or 30000)")
     .option(
@@ -102,6 +107,8 @@ export function registerServerCommand(program: Command): void {
           host?: string;
           port?: string;
           metricsPort?: string;
+          ui?: boolean;
+          uiPort?: string;
           maxMessageBytes?: string;
           maxPayloadBytes?: string;
           stickyFallbackMs?: string;
@@ -114,6 +121,8 @@ export function registerServerCommand(program: Command): void {
       const metricsText = flags.metricsPort ?? (process.env.DEX_METRICS_PORT || undefined);
       const metricsPort = metricsText === undefined ? undefined : parseIntFlag("--metrics-port", metricsText, 0, 65535);
       const host = flags.host ?? process.env.DEX_HOST ?? "0.0.0.0";
+      const uiText = flags.uiPort ?? (process.env.DEX_UI_PORT || (flags.ui ? String(DEFAULT_UI_PORT) : undefined));
+      const uiPort = uiText === undefined ? undefined : parseIntFlag("--ui-port", uiText, 0, 65535);
       const tls = serverTls(flags);
       const limits = { maxPayloadBytes: maxPayloadBytes(flags.maxPayloadBytes) };
       const requireApiKeys = !(flags.insecureNoAuth || insecureNoAuthFromEnv());
@@ -124,6 +133,7 @@ export function registerServerCommand(program: Command): void {
         host,
         port,
         metricsPort,
+        uiPort,
         tls,
         maxMessageBytes: maxMessageBytes(flags.maxMessageBytes),
         limits,
@@ -134,6 +144,7 @@ export function registerServerCommand(program: Command): void {
         ...databaseTimeouts(flags as DatabaseTimeoutFlags),
       });
       if (server.metricsAddress) process.stdout.write(`dex metrics at http://${server.metricsAddress}/metrics\n`);
+      if (server.uiAddress) process.stdout.write(`dex web UI at http://${server.uiAddress}/\n`);
       process.stdout.write(`${authLine(requireApiKeys)}\n`);
       process.stdout.write(`dex server listening on ${server.address}${transportNote(tls)}\n`);
       await runUntilSignal(async () => {

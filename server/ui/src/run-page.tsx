@@ -1,0 +1,84 @@
+/** One run: what it is, why it waits, what is pending, its history (timeline and table), and actions. Re-read while open. */
+import { client } from "./api.js";
+import { eventKind, fieldsText, payloadText, statusName, time } from "./format.js";
+import { RunActions } from "./run-actions.js";
+import { Timeline } from "./timeline.js";
+import { usePoll } from "./use-poll.js";
+
+const runLink = (id: string) => <a href={`#/runs/${encodeURIComponent(id)}`}>{id}</a>;
+
+// Re-read every few seconds while open: one page keeps each read cheap on long histories.
+const HISTORY_PAGE = 1000;
+
+async function loadRun(runId: string) {
+  const run = { target: { case: "runId" as const, value: runId } };
+  const [describe, history] = await Promise.all([client.describeRun({ run }), client.getRunHistory({ run, pageSize: HISTORY_PAGE })]);
+  return { describe, history };
+}
+
+export function RunPage({ runId }: { runId: string }) {
+  const { data, error, reload } = usePoll(() => loadRun(runId), [runId]);
+  const d = data?.describe;
+  const info = d?.info;
+  return (
+    <section>
+      <h1>Run {runId}</h1>
+      {error && <p class="error" role="alert">{error}</p>}
+      {info && d && (
+        <>
+          <dl class="facts">
+            <dt>instance id</dt><dd data-testid="instance-id">{info.instanceId}</dd>
+            <dt>workflow</dt><dd>{info.workflowName}</dd>
+            <dt>task queue</dt><dd>{info.taskQueue}</dd>
+            <dt>status</dt><dd class={`status s-${statusName(info.status)}`} data-testid="run-status">{statusName(info.status)}</dd>
+            <dt>custom status</dt><dd>{info.customStatus}</dd>
+            <dt>waiting for</dt><dd data-testid="waiting-reason">{d.waitingReason || "—"}</dd>
+            <dt>created</dt><dd>{time(info.createTime)}</dd>
+            <dt>ended</dt><dd>{time(info.endTime)}</dd>
+            {info.parentRunId && (<><dt>parent</dt><dd>{runLink(info.parentRunId)}</dd></>)}
+            {d.continuedAsRunId && (<><dt>continued as</dt><dd>{runLink(d.continuedAsRunId)}</dd></>)}
+            {d.resetFromRunId && (<><dt>reset from</dt><dd>{runLink(d.resetFromRunId)}</dd></>)}
+            {d.resetToRunId && (<><dt>reset to</dt><dd>{runLink(d.resetToRunId)}</dd></>)}
+          </dl>
+          <RunActions runId={runId} onDone={reload} />
+          <div class="payloads">
+            <div><h2>Input</h2><pre>{payloadText(d.input)}</pre></div>
+            <div><h2>Result</h2><pre data-testid="result">{d.failure ? fieldsText(d.failure) : payloadText(d.result)}</pre></div>
+          </div>
+          <h2>Pending</h2>
+          <ul class="pending" data-testid="pending">
+            {d.pendingActivities.map((a) => (
+              <li>activity #{a.seq} {a.activityName} on {a.taskQueue}: attempt {a.attempt}{a.running ? ", running" : ""}{a.nextAttemptTime ? `, next attempt ${time(a.nextAttemptTime)}` : ""}{a.lastFailure ? `, last failure: ${a.lastFailure.message}` : ""}{a.waitingReason ? ` (${a.waitingReason})` : ""}</li>
+            ))}
+            {d.pendingTimers.map((t) => <li>timer #{t.seq} fires {time(t.fireTime)}</li>)}
+            {d.pendingEventWaits.map((w) => <li>event "{w.eventName}"{w.eventId ? ` id ${w.eventId}` : ""}{w.timeoutTime ? `, times out ${time(w.timeoutTime)}` : ""}</li>)}
+            {d.pendingChildRuns.map((c) => <li>child {c.workflowName} {c.instanceId}: {c.runId ? runLink(c.runId) : "starting"}</li>)}
+            {d.pendingWorkflowTask && <li>workflow task attempt {d.pendingWorkflowTask.attempt}{d.pendingWorkflowTask.running ? ", running" : ""}</li>}
+          </ul>
+          <h2>History ({data.history.historyLength.toString()} events)</h2>
+          {BigInt(data.history.events.length) < data.history.historyLength && (
+            <p>Showing the first {data.history.events.length}; `dex workflow history` prints them all.</p>
+          )}
+          <Timeline events={data.history.events} />
+          <table class="history">
+            <thead><tr><th>#</th><th>time</th><th>event</th></tr></thead>
+            <tbody>
+              {data.history.events.map((event) => (
+                <tr>
+                  <td>{event.sequence.toString()}</td>
+                  <td>{time(event.time)}</td>
+                  <td>
+                    <details>
+                      <summary>{eventKind(event.attributes.case)}</summary>
+                      <pre>{fieldsText(event.attributes.value)}</pre>
+                    </details>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
+  );
+}
