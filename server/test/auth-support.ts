@@ -1,7 +1,7 @@
 /** For the API-key tests: keys made the way `dex auth create` makes them, and clients that send one. */
 import * as grpc from "@grpc/grpc-js";
 import type postgres from "postgres";
-import { ClientService, createServiceClient, DexError, TaskQueueService, WorkerService } from "@dex/proto";
+import { ClientService, createServiceClient, DexError, ScheduleService, TaskQueueService, WorkerService } from "@dex/proto";
 import { createApiKey, type ApiKeyRole } from "../src/index.js";
 import type { Harness } from "./helpers.js";
 
@@ -33,6 +33,7 @@ export function clientsWith(h: Harness, keyText: string | undefined, metadata?: 
     client: createServiceClient(ClientService, channel),
     worker: createServiceClient(WorkerService, channel),
     queues: createServiceClient(TaskQueueService, channel),
+    schedules: createServiceClient(ScheduleService, channel),
     close: () => channel.close(),
   };
 }

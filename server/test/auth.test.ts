@@ -8,7 +8,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ClientService, RunStatus, TaskQueueService, TaskQueueType, WorkerService } from "@dex/proto";
+import { ClientService, RunStatus, ScheduleService, TaskQueueService, TaskQueueType, WorkerService } from "@dex/proto";
 import { revokeApiKey } from "../src/index.js";
 import { clientsWith, codeOf, newKey } from "./auth-support.js";
 import {
@@ -28,13 +28,16 @@ const SERVICES = [
   { service: ClientService, of: (c: Clients) => c.client },
   { service: WorkerService, of: (c: Clients) => c.worker },
   { service: TaskQueueService, of: (c: Clients) => c.queues },
+  { service: ScheduleService, of: (c: Clients) => c.schedules },
 ];
 
 /** What each role may call: the specification, written out here independently of api/permissions.ts. */
 const MAY: Record<"worker" | "client", (service: string, method: string) => boolean> = {
   worker: (service, method) => service === "dex.v1.WorkerService" || method === "GetRunHistory",
   client: (service, method) =>
-    (service === "dex.v1.ClientService" && method !== "TerminateRun") || (service === "dex.v1.TaskQueueService" && method === "ListTaskQueues"),
+    (service === "dex.v1.ClientService" && !["TerminateRun", "DeleteRun", "ResetRun"].includes(method)) ||
+    (service === "dex.v1.TaskQueueService" && method === "ListTaskQueues") ||
+    service === "dex.v1.ScheduleService",
 };
 
 /** Calls a method by name with an empty request: enough to pass or fail the key check. */
