@@ -13,6 +13,7 @@ import { eagerStartHoldBack, offerEagerStarts } from "./eager-workflow-tasks.js"
 import { parseDuration, type Duration } from "../common/duration.js";
 import { createActivationGate } from "./deadlock-watchdog.js";
 import { TaskFailureLog } from "./task-failure-log.js";
+import { workerHooks, type WorkerInterceptor } from "./interceptors.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -53,6 +54,8 @@ export interface WorkflowWorkerOptions extends ConnectionOptions {
   logTaskFailureEvery?: number;
   /** Default: console, info and above. */
   logger?: Logger;
+  /** Hooks around each workflow task and its completion report (e.g. `@dex/opentelemetry`'s tracing); first is outermost. Default none. */
+  interceptors?: WorkerInterceptor[];
 }
 
 export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
@@ -73,7 +76,8 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   const eagerStart = options.eagerStart ?? true;
   const gate = createActivationGate({ timeoutMs: parseDuration(options.deadlockDetectionTimeout ?? "5s"), connection: resolved, logger });
   const failureLog = new TaskFailureLog(positive(options.logTaskFailureEvery ?? 10, "logTaskFailureEvery"));
-  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog };
+  const hooks = workerHooks(options.interceptors);
+  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog, hooks };
 
   const worker = createPollingWorker({
     kind: "workflow",
