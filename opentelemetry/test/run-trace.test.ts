@@ -143,7 +143,7 @@ describe("one run's trace", () => {
       await handle.result();
       const sql = postgres(db.url, { max: 1 });
       try {
-        const [row] = await sql<{ trace_context: unknown }[]>`select trace_context from dex.runs where id = ${handle.runId}`;
+        const [row] = await sql<{ trace_context: unknown }[]>`select trace_context from dex.runs where id = ${String(handle.runId)}`;
         expect(row).toEqual({ trace_context: null });
       } finally {
         await sql.end();
