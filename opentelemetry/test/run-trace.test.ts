@@ -32,6 +32,11 @@ async function tracedWorkflow(ctx: WorkflowContext, name: string) {
   return { greeting, attempts };
 }
 
+/** A parent whose child runs tracedWorkflow: the child joins the parent's trace. */
+async function parentWorkflow(ctx: WorkflowContext) {
+  return ctx.child(tracedWorkflow, "child", { instanceId: `${ctx.info.instanceId}-child` });
+}
+
 describe("one run's trace", () => {
   const exporter = new InMemorySpanExporter();
   const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
@@ -56,7 +61,7 @@ describe("one run's trace", () => {
     const interceptors = [tracingWorkerInterceptor({ tracer })];
     client = createClient({ address: server.address, interceptors: [tracingClientInterceptor({ tracer })] });
     workers.push(
-      createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { tracedWorkflow }, logger: quiet, interceptors }),
+      createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { tracedWorkflow, parentWorkflow }, logger: quiet, interceptors }),
       createActivityWorker({ address: server.address, taskQueue: "default", activities, logger: quiet, interceptors }),
     );
     for (const worker of workers) worker.start();
@@ -134,6 +139,37 @@ describe("one run's trace", () => {
     const failedAttempt = attemptIds.get(parentOf(byName("FailActivityTask")[0]!)!)!;
     expect(failedAttempt.attributes[Attribute.ATTEMPT]).toBe(1);
     expect(failedAttempt.status.code).toBe(2); // SpanStatusCode.ERROR
+  });
+
+  it("puts a child run's tasks in its parent's trace", async () => {
+    const handle = await client.start(parentWorkflow, { instanceId: "traced-parent" });
+    expect(await handle.result()).toEqual({ greeting: "hello child", attempts: 2 });
+    const start = exporter.getFinishedSpans().find((s) => s.name === "StartWorkflow:parentWorkflow" && s.attributes[Attribute.RUN_ID] === handle.runId);
+    expect(start).toBeDefined();
+    const childTasks = await waitFor(() => {
+      const found = exporter.getFinishedSpans().filter((s) => s.name === "WorkflowTask:tracedWorkflow" && s.attributes[Attribute.INSTANCE_ID] === "traced-parent-child");
+      return found.length === 3 ? found : undefined;
+    });
+    for (const task of childTasks) {
+      expect(task.spanContext().traceId).toBe(start!.spanContext().traceId);
+      expect(task.parentSpanContext?.spanId).toBe(start!.spanContext().spanId);
+    }
+  });
+
+  it("ignores an invalid traceparent: the start succeeds and the run carries no trace context", async () => {
+    const response = await client.raw.client.startWorkflow(
+      { workflowName: "tracedWorkflow", instanceId: "bad-traceparent", taskQueue: "default", input: { encoding: "json/plain", data: new TextEncoder().encode('"x"') } },
+      { metadata: { traceparent: "00-00000000000000000000000000000000-0000000000000000-01" } },
+    );
+    expect(response.started).toBe(true);
+    await client.getHandle({ runId: response.runId }).result();
+    const sql = postgres(db.url, { max: 1 });
+    try {
+      const [row] = await sql<{ trace_context: unknown }[]>`select trace_context from dex.runs where id = ${response.runId}`;
+      expect(row).toEqual({ trace_context: null });
+    } finally {
+      await sql.end();
+    }
   });
 
   it("starts without a trace context when the client does not trace, and its tasks carry none", async () => {
