@@ -113,3 +113,7 @@ export { replayHistoryFiles } from "./worker/replay-files.js";
 export type { ReplayHistoryFilesOptions } from "./worker/replay-files.js";
 export type { RunReplayFailure, RunReplayResult, RunReplayStatus } from "./worker/replay-run.js";
 export type { ReplayCheck, ReplaySummary, WorkflowReplaySummary } from "./worker/replay-report.js";
+
+// Interceptors: hooks for instrumentation such as @dex/opentelemetry
+export type { ClientInterceptor, StartCallInfo, StartCallResult } from "./client/interceptors.js";
+export type { ActivityAttemptInfo, CompletionInfo, WorkerInterceptor, WorkflowTaskInfo } from "./worker/interceptors.js";

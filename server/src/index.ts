@@ -17,3 +17,4 @@ export { DEFAULT_API_KEY_CACHE_MS } from "./engine/authenticator.js";
 export { installTestClock } from "./store/test-clock.js";
 export type { IdleSkip, TestClock } from "./engine/test-clock.js";
 export { MAX_RETENTION_SECONDS } from "./engine/retention.js";
+export { tracingFromEnvironment, type ServerTracing } from "./tracing-setup.js";

@@ -40,6 +40,8 @@ import type { StalledConnection } from "./store/connection-watchdog.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
 import { assertMigrated, loadMigrations } from "./store/migrator.js";
 import { listenForWakeups, type WakeupListener } from "./store/notify.js";
+import type { Tracer } from "@opentelemetry/api";
+import { rpcSpans } from "./tracing.js";
 import { pingDatabase } from "./store/ping.js";
 import { readOverdueTimerSeconds, readQueueGauges, recordQueuePolls } from "./store/queue-stats.js";
 import { oldestOverdueSeconds } from "./store/retention.js";
@@ -100,6 +102,11 @@ export interface ServerOptions {
    * true unless started with --insecure-no-auth.
    */
   requireApiKeys?: boolean;
+  /**
+   * OpenTelemetry tracer for a SERVER span per gRPC call (tracing.ts; `tracingFromEnvironment`
+   * builds one from the OTEL_* variables). Default none: no spans.
+   */
+  tracer?: Tracer;
   /**
    * How long a key's row is cached per server, in ms (default 5 000): a revoked key is refused by
    * every server within this time. 0 reads the key on every call.
@@ -367,7 +374,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
     };
     const onInternal = (method: string, err: unknown, errorId: string) =>
       logger.error("internal error", { method, errorId, err });
-    const hooks = { onInternalError, shutdownSignal: shutdown.signal, onAnswered: metrics && ((call: Parameters<DexMetrics["answered"]>[0]) => metrics.answered(call)) };
+    const hooks = { onInternalError, shutdownSignal: shutdown.signal, onAnswered: metrics && ((call: Parameters<DexMetrics["answered"]>[0]) => metrics.answered(call)), onCall: options.tracer && rpcSpans(options.tracer) };
     // Inside guarded(): a key lookup while the database is away answers UNAVAILABLE like any call.
     const authenticator = keyCacheMs === undefined ? undefined : new Authenticator(sql, keyCacheMs);
     const checked = <H>(service: Parameters<typeof withApiKeys>[0], handlers: H): H =>

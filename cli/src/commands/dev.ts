@@ -51,11 +51,14 @@ export function registerDevCommand(program: Command): void {
         : `${tmpdir()}/dex-dev-${process.pid}-${randomBytes(3).toString("hex")}`;
 
       // Loaded here, not at the top: `dex --help` and the client commands never need them.
-      const { migrate, openDatabase, startEmbeddedPostgres, startServer } = await import("@dex/server");
+      const { migrate, openDatabase, startEmbeddedPostgres, startServer, tracingFromEnvironment } = await import("@dex/server");
       const pg = await startEmbeddedPostgres({ dataDir });
       let server: DexServer | undefined;
+      // OpenTelemetry traces, as `dex server`: off unless the standard OTEL_* variables turn them on (decision 0030).
+      const tracing = tracingFromEnvironment(process.env);
       const stopAll = async () => {
         await server?.close();
+        await tracing?.shutdown();
         await pg.stop();
         if (!persistent) await rm(dataDir, { recursive: true, force: true });
       };
@@ -69,6 +72,7 @@ export function registerDevCommand(program: Command): void {
           await sql.end({ timeout: 5 });
         }
         server = await startServer({
+          tracer: tracing?.tracer,
           databaseUrl,
           host: flags.host,
           port,

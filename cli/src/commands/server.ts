@@ -12,6 +12,7 @@ import {
   openDatabase,
   repairChecksums,
   startServer,
+  tracingFromEnvironment,
   type BootstrapOutcome,
 } from "@dex/server";
 import { UsageError } from "../errors.js";
@@ -128,7 +129,10 @@ export function registerServerCommand(program: Command): void {
       const requireApiKeys = !(flags.insecureNoAuth || insecureNoAuthFromEnv());
       const stickyText = flags.stickyFallbackMs ?? (process.env.DEX_STICKY_FALLBACK_MS || undefined);
       const stickyFallbackMs = stickyText === undefined ? undefined : parseIntFlag("--sticky-fallback-ms", stickyText, 0, 2 ** 31 - 1);
+      // OpenTelemetry traces, off unless the standard OTEL_* variables turn them on (decision 0030).
+      const tracing = tracingFromEnvironment(process.env);
       const server = await startServer({
+        tracer: tracing?.tracer,
         databaseUrl: url,
         host,
         port,
@@ -149,6 +153,7 @@ export function registerServerCommand(program: Command): void {
       process.stdout.write(`dex server listening on ${server.address}${transportNote(tls)}\n`);
       await runUntilSignal(async () => {
         await server.close();
+        await tracing?.shutdown();
       });
     },
   );

@@ -22,6 +22,7 @@ import { createHandle, type Caller, type WorkflowHandle } from "./handle.js";
 import { createScheduleClient, type ScheduleClient } from "./schedule-client.js";
 import { clientRetryable, clientRetryableUnsent, retryPolicy, withRetry, type ClientRetryOptions } from "./retry.js";
 import { registerEagerStarter, reserveEagerStart } from "../worker/eager-workflow-tasks.js";
+import { interceptStart, type ClientInterceptor } from "./interceptors.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface ClientOptions extends ConnectionOptions {
@@ -35,6 +36,8 @@ export interface ClientOptions extends ConnectionOptions {
    * `{ maxElapsed: "30s", initialInterval: "100ms", maxInterval: "1s" }`; `false`: no retries.
    */
   retry?: ClientRetryOptions | false;
+  /** Hooks around each start (e.g. `@dex/opentelemetry`'s tracing, which sends the trace context); first is outermost. Default none. */
+  interceptors?: ClientInterceptor[];
 }
 
 export interface StartOptions<I = unknown> {
@@ -163,6 +166,7 @@ export interface Client {
 
 export function createClient(options: ClientOptions = {}): Client {
   const policy = retryPolicy(options.retry);
+  const interceptors = options.interceptors;
   const connection = connect(resolveConnection(options));
   /** Set once this client asked for an eager start: workflow workers of this process leave room (eager-workflow-tasks.ts). */
   let unregisterStarter: (() => void) | undefined;
@@ -186,7 +190,10 @@ export function createClient(options: ClientOptions = {}): Client {
       // task in a lost answer runs elsewhere once its lease ends, as any task whose worker vanished.)
       let response;
       try {
-        response = await caller.call(() => connection.client.startWorkflow(request));
+        const info = { kind: "start", workflowName: request.workflowName ?? "", instanceId: start.instanceId, taskQueue: request.taskQueue || "default" } as const;
+        response = await interceptStart(interceptors, info, (metadata) =>
+          caller.call(() => connection.client.startWorkflow(request, metadata ? { metadata } : undefined)),
+        );
       } finally {
         eager?.settle(response?.eagerTask);
       }
@@ -207,7 +214,10 @@ export function createClient(options: ClientOptions = {}): Client {
       };
       // Safe to retry: the start carries a request id and the event id is delivered at most once.
       // A retry of a call that did land reports started = false and duplicate = true.
-      const response = await caller.call(() => connection.client.sendEventWithStart(request));
+      const info = { kind: "sendEventWithStart", workflowName: request.start.workflowName ?? "", instanceId: options.instanceId, taskQueue: request.start.taskQueue || "default" } as const;
+      const response = await interceptStart(interceptors, info, (metadata) =>
+        caller.call(() => connection.client.sendEventWithStart(request, metadata ? { metadata } : undefined)),
+      );
       return {
         handle: createHandle(caller, { runId: response.runId, instanceId: options.instanceId }),
         started: response.started,

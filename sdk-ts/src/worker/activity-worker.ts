@@ -16,6 +16,7 @@ import { ActivityAttempt, activityLogFields, autoHeartbeatMs, leaseDeadlineOf, t
 import { eagerHoldBack, registerActivityWorker, type EagerActivityTarget } from "./eager-activities.js";
 import { createPollingWorker, defaultIdentity, type PollingWorker, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
+import { intercept, workerHooks, type ActivityAttemptInfo, type WorkerHooks, type WorkerInterceptor } from "./interceptors.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface ActivityWorkerOptions extends ConnectionOptions {
@@ -38,6 +39,8 @@ export interface ActivityWorkerOptions extends ConnectionOptions {
   autoHeartbeat?: boolean | { interval: Duration };
   /** Default: console, info and above. */
   logger?: Logger;
+  /** Hooks around each activity attempt and its report (e.g. `@dex/opentelemetry`'s tracing); first is outermost. Default none. */
+  interceptors?: WorkerInterceptor[];
 }
 
 export function createActivityWorker(options: ActivityWorkerOptions): Worker {
@@ -58,6 +61,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
   const activities = { ...options.activities };
   // Completions and failures go out in batches (ReportActivityTasks); heartbeats stay unary.
   const reporter = createActivityReporter(connection, logger);
+  const hooks = workerHooks(options.interceptors);
 
   const worker = createPollingWorker<ActivityTask>({
     kind: "activity",
@@ -72,7 +76,7 @@ export function createActivityWorker(options: ActivityWorkerOptions): Worker {
       );
       return response.tasks;
     },
-    handle: (task) => runAttempt(task, { connection, reporter, activities, taskQueue: options.taskQueue, logger, attemptOptions }),
+    handle: (task) => runAttempt(task, { connection, reporter, activities, taskQueue: options.taskQueue, logger, attemptOptions, hooks }),
     holdBack: (free) => eagerHoldBack(connection.address, free),
     pause: connection.pause,
     close: () => connection.close(),
@@ -104,11 +108,39 @@ interface AttemptDeps {
   taskQueue: string;
   logger: Logger;
   attemptOptions: AttemptOptions;
+  hooks: WorkerHooks;
+}
+
+/** The interceptors' view of each attempt being run, for its report's hooks. */
+const attemptInfos = new WeakMap<ActivityTask, ActivityAttemptInfo>();
+
+async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> {
+  // Without interceptors (the default) nothing is allocated for them.
+  if (deps.hooks.activityAttempt.length + deps.hooks.completion.length === 0) return runAttemptItself(task, deps);
+  const info: ActivityAttemptInfo = {
+    runId: task.runId,
+    instanceId: task.instanceId,
+    workflowName: task.workflowName,
+    activityName: task.activityName,
+    seq: task.seq,
+    taskQueue: task.taskQueue,
+    attempt: task.attempt,
+    traceContext: task.traceContext,
+  };
+  attemptInfos.set(task, info);
+  return intercept(deps.hooks.activityAttempt, info, () => runAttemptItself(task, deps));
+}
+
+/** Sends an outcome through the completion hooks, if any. */
+function reporting(task: ActivityTask, deps: AttemptDeps, outcome: "completed" | "failed", send: () => Promise<void>): Promise<void> {
+  const info = attemptInfos.get(task);
+  if (!info) return send();
+  return intercept(deps.hooks.completion, { kind: "activityAttempt", outcome, task: info }, send);
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown } | { ended: AttemptEnd };
 
-async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> {
+async function runAttemptItself(task: ActivityTask, deps: AttemptDeps): Promise<void> {
   const fn = Object.hasOwn(deps.activities, task.activityName) ? deps.activities[task.activityName] : undefined;
   if (!fn) {
     const known = Object.keys(deps.activities).join(", ");
@@ -201,7 +233,9 @@ async function report(
         return;
       }
       try {
-        await withRetry(() => deps.reporter.complete({ taskToken: task.taskToken, result }), { until, pause: deps.connection.pause });
+        await reporting(task, deps, "completed", () =>
+          withRetry(() => deps.reporter.complete({ taskToken: task.taskToken, result }), { until, pause: deps.connection.pause }),
+        );
       } catch (err) {
         const refused = DexError.from(err);
         if (refused.code !== "INVALID_ARGUMENT") throw err;
@@ -213,7 +247,9 @@ async function report(
       }
     } else {
       const failure = errorToFailure(outcome.error);
-      await withRetry(() => deps.reporter.fail({ taskToken: task.taskToken, failure }), { until, pause: deps.connection.pause });
+      await reporting(task, deps, "failed", () =>
+        withRetry(() => deps.reporter.fail({ taskToken: task.taskToken, failure }), { until, pause: deps.connection.pause }),
+      );
     }
   } catch (err) {
     const error = DexError.from(err);

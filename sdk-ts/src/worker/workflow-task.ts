@@ -23,6 +23,7 @@ import { cancellationRequested, cancelFailingRun } from "./cancel-while-failing.
 import type { ActivationGate } from "./deadlock-watchdog.js";
 import type { TaskFailureLog } from "./task-failure-log.js";
 import { reserveEagerSlots } from "./eager-activities.js";
+import { intercept, type WorkerHooks, type WorkflowTaskInfo } from "./interceptors.js";
 
 export interface WorkflowTaskDeps {
   connection: Connection;
@@ -36,6 +37,8 @@ export interface WorkflowTaskDeps {
   gate: ActivationGate;
   /** Decides which failed attempts are logged (task-failure-log.ts). */
   failureLog: TaskFailureLog;
+  /** The worker's interceptors (interceptors.ts); none when unset. */
+  hooks?: WorkerHooks;
 }
 
 /** The worker has no workflow registered under the task's name. */
@@ -45,7 +48,36 @@ export class UnknownWorkflowError extends Error {
 
 const HISTORY_PAGE_SIZE = 1_000;
 
+/** The interceptors' view of each task being processed, for its completion hooks. */
+const taskInfos = new WeakMap<WorkflowTask, WorkflowTaskInfo>();
+
 export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTaskDeps): Promise<void> {
+  // Without interceptors (the default) nothing is allocated for them.
+  if (!deps.hooks || deps.hooks.workflowTask.length + deps.hooks.completion.length === 0) return processTask(task, deps);
+  const info: WorkflowTaskInfo = {
+    runId: task.runId,
+    instanceId: task.instanceId,
+    workflowName: task.workflowName,
+    taskQueue: task.taskQueue,
+    attempt: task.attempt,
+    traceContext: task.traceContext,
+  };
+  taskInfos.set(task, info);
+  return intercept(deps.hooks.workflowTask, info, () => processTask(task, deps));
+}
+
+/** Sends a completion report through the completion hooks, if any. */
+async function reporting<T>(task: WorkflowTask, deps: WorkflowTaskDeps, outcome: "completed" | "failed", send: () => Promise<T>): Promise<T> {
+  const info = taskInfos.get(task);
+  if (!info || !deps.hooks) return send();
+  let result!: T;
+  await intercept(deps.hooks.completion, { kind: "workflowTask", outcome, task: info }, async () => {
+    result = await send();
+  });
+  return result;
+}
+
+async function processTask(task: WorkflowTask, deps: WorkflowTaskDeps): Promise<void> {
   const log = withFields(deps.logger, { runId: task.runId, workflowName: task.workflowName, attempt: task.attempt });
   const historyLength = Number(task.historyLength);
   let execution: WorkflowExecution | undefined;
@@ -103,7 +135,9 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
     };
     let response;
     try {
-      response = await withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task), pause: deps.connection.pause });
+      response = await reporting(task, deps, "completed", () =>
+        withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task), pause: deps.connection.pause }),
+      );
     } finally {
       // The answer's activity tasks go to their workers; reserved slots they left unused (or all, on an error) go back.
       eager?.settle(response?.activityTasks ?? []);
@@ -203,9 +237,11 @@ async function failTask(task: WorkflowTask, err: unknown, deps: WorkflowTaskDeps
     log.debug(`${what}: ${message}`);
   }
   try {
-    await withRetry(() =>
-      deps.connection.worker.failWorkflowTask({ taskToken: task.taskToken, failure: errorToFailure(err), cause }),
-      { until: leaseDeadlineOf(task), pause: deps.connection.pause },
+    await reporting(task, deps, "failed", () =>
+      withRetry(() =>
+        deps.connection.worker.failWorkflowTask({ taskToken: task.taskToken, failure: errorToFailure(err), cause }),
+        { until: leaseDeadlineOf(task), pause: deps.connection.pause },
+      ),
     );
   } catch (failErr) {
     log.warn(`could not report the failed workflow task: ${DexError.from(failErr).message}`);

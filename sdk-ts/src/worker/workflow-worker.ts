@@ -14,6 +14,7 @@ import { parseDuration, type Duration } from "../common/duration.js";
 import { createActivationGate } from "./deadlock-watchdog.js";
 import { TaskFailureLog } from "./task-failure-log.js";
 import { createQueryWorker } from "./query-tasks.js";
+import { workerHooks, type WorkerInterceptor } from "./interceptors.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface WorkflowWorkerOptions extends ConnectionOptions {
@@ -54,6 +55,8 @@ export interface WorkflowWorkerOptions extends ConnectionOptions {
   logTaskFailureEvery?: number;
   /** Default: console, info and above. */
   logger?: Logger;
+  /** Hooks around each workflow task and its completion report (e.g. `@dex/opentelemetry`'s tracing); first is outermost. Default none. */
+  interceptors?: WorkerInterceptor[];
 }
 
 export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
@@ -74,7 +77,8 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
   const eagerStart = options.eagerStart ?? true;
   const gate = createActivationGate({ timeoutMs: parseDuration(options.deadlockDetectionTimeout ?? "5s"), connection: resolved, logger });
   const failureLog = new TaskFailureLog(positive(options.logTaskFailureEvery ?? 10, "logTaskFailureEvery"));
-  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog };
+  const hooks = workerHooks(options.interceptors);
+  const deps = { connection, cache, workflows: { ...options.workflows }, taskQueue: options.taskQueue, logger, eagerActivities: eager, gate, failureLog, hooks };
 
   const worker = createPollingWorker({
     kind: "workflow",

@@ -55,14 +55,15 @@ function eventIdAndName(req: { eventId: string; eventName: string }): { eventId:
 import { updateRun } from "../engine/updates.js";
 import { updateRunResponse } from "./updates.js";
 import { queryRunHandler } from "./query-service.js";
+import { traceContextOf } from "./trace-context.js";
 
 /** history_events.sequence is an integer column. */
 const MAX_SEQUENCE = 2n ** 31n - 1n;
 
 export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientService> {
   return {
-    async startWorkflow(req) {
-      const request = startRequest(req, "", engine.limits);
+    async startWorkflow(req, context) {
+      const request = { ...startRequest(req, "", engine.limits), traceContext: traceContextOf(context.metadata) };
       // Eager workflow start (engine/eager-start.ts); api/auth.ts checked the key may take tasks.
       const eagerWorkerId = req.eager ? requireString("eager.worker_id", req.eager.workerId) : null;
       const started = await startWorkflow(engine, { ...request, eagerWorkerId });
@@ -83,9 +84,9 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
       });
     },
 
-    async sendEventWithStart(req) {
+    async sendEventWithStart(req, context) {
       if (!req.start) throw invalid("start is required: the run to start when the instance id has no open run");
-      const request = startRequest(req.start, "start.", engine.limits);
+      const request = { ...startRequest(req.start, "start.", engine.limits), traceContext: traceContextOf(context.metadata) };
       const sent = await sendEventWithStart(engine, {
         ...request,
         ...eventIdAndName(req),

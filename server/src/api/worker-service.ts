@@ -136,6 +136,7 @@ export function workflowTask(task: PolledWorkflowTask): MessageInitShape<typeof 
     historyLength: BigInt(task.historyLength),
     history: task.history,
     newEvents: task.newEvents,
+    traceContext: task.traceContext ?? {},
   };
 }
 
@@ -157,5 +158,6 @@ function activityTask({ ref, row }: PolledActivityTask): MessageInitShape<typeof
     startToCloseTimeout: options.startToCloseTimeout ?? durationFromMs(row.leaseMs),
     heartbeatTimeout: options.heartbeatTimeout,
     heartbeatDetails: decodePayload(row.heartbeatDetails),
+    traceContext: row.traceContext ?? {},
   };
 }

@@ -68,6 +68,8 @@ export async function startChildren(
         concurrencyLimit: null,
         runTimeoutMs: child.runTimeoutMs ?? null,
         workflowTaskTimeoutMs: child.workflowTaskTimeoutMs ?? null,
+        // A child joins its parent's trace (decision 0030).
+        traceContext: parent.traceContext,
       },
       { parent: { runId: parent.id, seq: child.seq, closePolicy: child.parentClosePolicy } },
     ),
@@ -133,6 +135,7 @@ export async function startContinuedRun(
       reusePolicy: ReusePolicy.ALLOW,
       concurrencyKey: old.concurrencyKey,
       concurrencyLimit: old.concurrencyLimit,
+      traceContext: old.traceContext,
     },
     {
       holdsSlot: true,

@@ -45,6 +45,8 @@ export interface StartRequest {
   workflowTaskTimeoutMs?: number | null;
   /** Eager workflow start (eager-start.ts): the worker to lease a NEW run's first task to; none when unset. */
   eagerWorkerId?: string | null;
+  /** The start request's W3C trace context (api/trace-context.ts), stored with the run; unset or null: none. */
+  traceContext?: Record<string, string> | null;
 }
 
 export interface StartResult {
@@ -107,6 +109,7 @@ export function newRun(
     continuedFromRunId: extra.continuedFromRunId ?? null,
     runTimeoutMs: request.runTimeoutMs ?? null,
     workflowTaskTimeoutMs: request.workflowTaskTimeoutMs ?? null,
+    traceContext: request.traceContext ?? null,
   };
 }
 

@@ -32,6 +32,8 @@ export interface PolledWorkflowTask {
   historyLength: number;
   history: HistoryEvent[];
   newEvents: HistoryEvent[];
+  /** The run's W3C trace context, handed to the worker as WorkflowTask.trace_context; null: none. */
+  traceContext: Record<string, string> | null;
 }
 
 export async function pollWorkflowTasks(
@@ -142,6 +144,7 @@ export async function claimWithHistory(
     ref: { queue: task.queue, runId: task.runId, leaseId: task.leaseId, lockVersion: task.lockVersion },
     instanceId: task.instanceId,
     workflowName: task.workflowName,
+    traceContext: task.traceContext,
     attempt: task.attempt,
     taskTime: task.taskTime,
     // The claim set the lease to task_time + the run's lease in the same statement (database clock).

@@ -35,6 +35,8 @@ export interface ActivityTaskRow {
   attempt: number;
   heartbeatDetails: Uint8Array | null;
   lastFailure: Uint8Array | null;
+  /** The run's W3C trace context (migration 0014), copied into the task row when it was scheduled; null: none. */
+  traceContext: Record<string, string> | null;
   /** The database clock when the row was read. */
   now: Date;
 }
@@ -62,6 +64,7 @@ type RawRow = {
   attempt: number;
   heartbeat_details: Buffer | null;
   last_failure: Buffer | null;
+  trace_context: Record<string, string> | null;
   now: Date;
 };
 
@@ -89,6 +92,7 @@ function fromRaw(r: RawRow): ActivityTaskRow {
     attempt: r.attempt,
     heartbeatDetails: r.heartbeat_details,
     lastFailure: r.last_failure,
+    traceContext: r.trace_context,
     now: r.now,
   };
 }

@@ -25,6 +25,8 @@ export interface LockedRun {
   concurrencyLimit: number | null;
   /** Waiting in its key's line (CREATED, no workflow task); see store/concurrency-keys.ts. */
   concurrencyWaiting: boolean;
+  /** The run's W3C trace context (migration 0014): its activity tasks, children and continuation carry it. */
+  traceContext: Record<string, string> | null;
 }
 
 type RawRun = {
@@ -44,13 +46,14 @@ type RawRun = {
   concurrency_key: string | null;
   concurrency_limit: number | null;
   concurrency_waiting: boolean;
+  trace_context: Record<string, string> | null;
 };
 
 /** The columns of a LockedRun, as RawRun names them. */
 function runColumns(tx: Queryable) {
   return tx`id, status, instance_id, workflow_name, task_queue, priority, history_length, history_size::text,
             labels, parent_run_id, parent_seq, parent_close_policy, cancel_requested_at is not null as cancel_requested,
-            concurrency_key, concurrency_limit, concurrency_waiting`;
+            concurrency_key, concurrency_limit, concurrency_waiting, trace_context`;
 }
 
 function fromRawRun(row: RawRun): LockedRun {
@@ -71,6 +74,7 @@ function fromRawRun(row: RawRun): LockedRun {
     concurrencyKey: row.concurrency_key,
     concurrencyLimit: row.concurrency_limit,
     concurrencyWaiting: row.concurrency_waiting,
+    traceContext: row.trace_context,
   };
 }
 

@@ -62,7 +62,7 @@ export interface EagerOffer {
  */
 export async function insertActivityTasks(
   tx: Queryable,
-  run: { id: string; instanceId: string; workflowName: string; taskQueue: string },
+  run: { id: string; instanceId: string; workflowName: string; taskQueue: string; traceContext?: Record<string, string> | null },
   tasks: NewActivityTask[],
   offers: readonly EagerOffer[] = [],
 ): Promise<EagerActivityRow[]> {
@@ -93,7 +93,7 @@ export async function insertActivityTasks(
       insert into dex.activity_tasks (queue_name, run_id, seq, activity_name, instance_id, workflow_name,
                                       workflow_queue, priority, input, options, lease_ms, start_to_close_ms,
                                       schedule_to_close_deadline, attempt, lock_version, lease_id, worker_id,
-                                      attempt_deadline, leased_until, visible_at)
+                                      attempt_deadline, leased_until, visible_at, trace_context)
       select queue, ${run.id}, seq, name, ${run.instanceId}, ${run.workflowName}, ${run.taskQueue}, priority,
              decode(input, 'base64'), decode(options, 'base64'), lease_ms, start_to_close_ms,
              schedule_to_close_deadline,
@@ -101,7 +101,8 @@ export async function insertActivityTasks(
              case when worker_id is null then null else gen_random_uuid() end, worker_id,
              case when worker_id is null then null else attempt_deadline end,
              case when worker_id is null then null else lease_end end,
-             case when worker_id is null then now() else lease_end end
+             case when worker_id is null then now() else lease_end end,
+             ${run.traceContext ? JSON.stringify(run.traceContext) : null}::text::jsonb
       from leased
       returning seq, lease_id, leased_until, attempt_deadline, scheduled_at, schedule_to_close_deadline
     )
@@ -136,6 +137,7 @@ export async function insertActivityTasks(
         heartbeatDetails: null,
         lastFailure: null,
         now: r.now,
+        traceContext: run.traceContext ?? null,
       };
     });
 }

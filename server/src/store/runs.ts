@@ -95,6 +95,8 @@ export interface NewRun {
   runTimeoutMs?: number | null | undefined;
   /** The lease of the run's workflow tasks. Unset: the server's default. */
   workflowTaskTimeoutMs?: number | null | undefined;
+  /** The start's W3C trace context (migration 0014). Unset: none. */
+  traceContext?: Record<string, string> | null | undefined;
 }
 
 export type InsertRunOutcome =
@@ -184,12 +186,13 @@ export async function insertRuns(sql: Queryable, runs: readonly NewRun[]): Promi
       insert into dex.runs (id, instance_id, workflow_name, task_queue, status, priority, labels,
                             concurrency_key, concurrency_limit, concurrency_waiting, request_id, input,
                             history_length, history_size, parent_run_id, parent_seq, parent_close_policy,
-                            continued_from_run_id, run_timeout_ms, run_deadline, workflow_task_timeout_ms)
+                            continued_from_run_id, run_timeout_ms, run_deadline, workflow_task_timeout_ms,
+                            trace_context)
       select id, instance_id, workflow_name, task_queue, 'CREATED', priority, labels,
              concurrency_key, concurrency_limit, concurrency_waiting, nullif(request_id, ''), input,
              1, octet_length(started_event), parent_run_id, parent_seq, parent_close_policy,
              continued_from_run_id, effective_run_timeout_ms, now() + effective_run_timeout_ms * interval '1 millisecond',
-             effective_workflow_task_timeout_ms
+             effective_workflow_task_timeout_ms, trace_context
       from checked where ok
       order by instance_id, ord
       on conflict (instance_id) where status in ${openStatuses(sql)} do nothing
@@ -270,6 +273,7 @@ const INPUT_COLUMNS: ReadonlyArray<{ name: string; type: "uuid" | "text" | "int"
   { name: "continued_from_run_id", type: "uuid", of: (r) => r.continuedFromRunId ?? null },
   { name: "run_timeout_ms", type: "int8", of: (r) => r.runTimeoutMs ?? null },
   { name: "workflow_task_timeout_ms", type: "int", of: (r) => r.workflowTaskTimeoutMs ?? null },
+  { name: "trace_context", type: "jsonb", of: (r) => (r.traceContext ? JSON.stringify(r.traceContext) : null) },
 ];
 
 type Fragment = postgres.PendingQuery<postgres.Row[]>;

@@ -29,6 +29,8 @@ export interface ClaimedWorkflowTask {
   stickyWorkerId: string | null;
   /** The lease the claim gave: the run's workflow task timeout, else the caller's leaseMs. */
   leaseMs: number;
+  /** The run's W3C trace context (migration 0014), null when its start carried none. */
+  traceContext: Record<string, string> | null;
 }
 
 /*
@@ -127,6 +129,7 @@ export async function claimWorkflowTasks(
       history_size: string;
       sticky_worker_id: string | null;
       lease_ms: number;
+      trace_context: Record<string, string> | null;
     }[]
   >`
     with picked as (
@@ -164,7 +167,7 @@ export async function claimWorkflowTasks(
       from leased l where r.id = l.run_id and r.status = 'CREATED'
     )
     select l.*, r.instance_id, r.workflow_name, r.history_length, r.history_size::text, r.sticky_worker_id,
-           ib.inbox_events, ib.inbox_times
+           r.trace_context, ib.inbox_events, ib.inbox_times
     from leased l join dex.runs r on r.id = l.run_id
     left join lateral (
       select array_agg(encode(i.event, 'base64') order by i.id) as inbox_events,
@@ -187,6 +190,7 @@ export async function claimWorkflowTasks(
     historySize: Number(r.history_size),
     stickyWorkerId: r.sticky_worker_id,
     leaseMs: Number(r.lease_ms),
+    traceContext: r.trace_context,
   }));
 }
 
