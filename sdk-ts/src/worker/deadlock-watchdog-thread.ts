@@ -29,7 +29,10 @@ export interface WatchdogThreadData {
   apiKey: string | undefined;
 }
 
-/** Int32 slots before the bytes: [0] activation counter (odd while one runs), [1] request length, [2] label length. */
+/**
+ * Int32 slots before the bytes: [0] activation counter (odd while one runs), [1] request length (0: none
+ * to send), [2] label length, [3] 1 when the code running answers a query (no workflow task to fail).
+ */
 export const WATCHDOG_HEADER = 4;
 
 /** Run as `new Worker(deadlockWatchdogSource, { eval: true, workerData: WatchdogThreadData })`. */
@@ -71,13 +74,16 @@ function stop() {
   // The main thread is blocked: nothing writes these any more.
   const requestLength = Atomics.load(state, 1);
   const label = Buffer.from(bytes.subarray(requestLength, requestLength + Atomics.load(state, 2))).toString("utf8");
+  const query = Atomics.load(state, 3) === 1;
   require("node:fs").writeSync(
     2,
     "[dex] ERROR workflow code of " + label + " has not yielded for more than " + data.timeoutMs / 1000 + " s; " +
-      "the workflow task is reported failed and this worker process is stopped " +
+      (query ? "" : "the workflow task is reported failed and ") + "this worker process is stopped " +
       "(a blocked event loop cannot be interrupted). Restart it under a supervisor; fix the workflow code.\\n",
   );
   const kill = () => process.kill(process.pid, "SIGKILL");
+  // A query has no task token: nothing to report to the server.
+  if (requestLength === 0) return kill();
   setTimeout(kill, 5000).unref();
   try {
     const grpc = require(data.grpcPath);

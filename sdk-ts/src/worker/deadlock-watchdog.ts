@@ -9,11 +9,18 @@
  * can name its run. Before each, the main thread writes for the watchdog the
  * FailWorkflowTask request it would send (shared memory, no message); the watchdog sends it only if the
  * main thread stops answering its pings.
+ *
+ * Query replays and query handlers (query-tasks.ts) run workflow code too, so
+ * they pass through the same gate: otherwise a busy loop in one would either
+ * go unnoticed (no activation in flight: the worker hangs) or be blamed on
+ * the workflow task whose activation happened to be marked running. A query
+ * has no task token, so for one the watchdog only writes its stderr line,
+ * naming the run and the query, and stops the process.
  */
 import { createRequire } from "node:module";
 import { Worker as Thread } from "node:worker_threads";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { FailureKind, FailWorkflowTaskRequestSchema, WorkflowTaskFailedCause, type WorkflowTask } from "@dex/proto";
+import { FailureKind, FailWorkflowTaskRequestSchema, WorkflowTaskFailedCause, type QueryTask, type WorkflowTask } from "@dex/proto";
 import type { ResolvedConnection } from "../client/environment.js";
 import type { Logger } from "../common/logger.js";
 import { deadlockWatchdogSource, WATCHDOG_HEADER, type WatchdogThreadData } from "./deadlock-watchdog-thread.js";
@@ -21,6 +28,8 @@ import { deadlockWatchdogSource, WATCHDOG_HEADER, type WatchdogThreadData } from
 export interface ActivationGate {
   /** Runs one activation of `task`'s run: after the previous one ended, watched if the watchdog is on. */
   run<T>(task: WorkflowTask, activation: () => Promise<T>): Promise<T>;
+  /** Runs a query's replay or handler (workflow code) the same way, in the same line. */
+  runQuery<T>(task: QueryTask, activation: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -38,22 +47,26 @@ export function createActivationGate(options: { timeoutMs: number; connection: R
   // Started with the first activation: a worker that is created and never started costs no thread.
   let watchdog: Watchdog | undefined;
   let closed = false;
+  const enqueue = <T>(subject: () => WatchedSubject, activation: () => Promise<T>): Promise<T> => {
+    const watched = async (): Promise<T> => {
+      if (options.timeoutMs <= 0 || closed) return activation();
+      watchdog ??= startWatchdog(options.timeoutMs, options.connection, options.logger);
+      watchdog.begin(subject());
+      try {
+        return await activation();
+      } finally {
+        watchdog.end();
+      }
+    };
+    const result = tail.then(watched, watched);
+    tail = result.catch(() => {});
+    return result;
+  };
   return {
-    run<T>(task: WorkflowTask, activation: () => Promise<T>): Promise<T> {
-      const watched = async (): Promise<T> => {
-        if (options.timeoutMs <= 0 || closed) return activation();
-        watchdog ??= startWatchdog(options.timeoutMs, options.connection, options.logger);
-        watchdog.begin(task, failRequest(task, options.timeoutMs));
-        try {
-          return await activation();
-        } finally {
-          watchdog.end();
-        }
-      };
-      const result = tail.then(watched, watched);
-      tail = result.catch(() => {});
-      return result;
-    },
+    run: (task, activation) =>
+      enqueue(() => ({ label: `run ${task.runId} (workflow "${task.workflowName}", task attempt ${task.attempt})`, request: failRequest(task, options.timeoutMs), query: false }), activation),
+    runQuery: (task, activation) =>
+      enqueue(() => ({ label: `run ${task.runId} (workflow "${task.workflowName}") answering query "${task.queryName}"`, request: undefined, query: true }), activation),
     async close() {
       closed = true;
       await watchdog?.thread.terminate();
@@ -61,9 +74,16 @@ export function createActivationGate(options: { timeoutMs: number; connection: R
   };
 }
 
+/** What the watchdog reports if the code now running does not yield: the FailWorkflowTask request, if any. */
+interface WatchedSubject {
+  label: string;
+  request: Uint8Array | undefined;
+  query: boolean;
+}
+
 interface Watchdog {
   readonly thread: Thread;
-  begin(task: WorkflowTask, request: Uint8Array): void;
+  begin(subject: WatchedSubject): void;
   end(): void;
 }
 
@@ -93,13 +113,13 @@ function startWatchdog(timeoutMs: number, connection: ResolvedConnection, logger
   let counter = 0;
   return {
     thread,
-    begin(task, request) {
-      const fits = request.length <= SHARED_BYTES / 2;
-      if (fits) bytes.set(request);
-      const label = `run ${task.runId} (workflow "${task.workflowName}", task attempt ${task.attempt})`;
-      const written = encoder.encodeInto(label, bytes.subarray(fits ? request.length : 0)).written;
-      Atomics.store(state, 1, fits ? request.length : 0);
+    begin({ label, request, query }) {
+      const length = request && request.length <= SHARED_BYTES / 2 ? request.length : 0;
+      if (request && length > 0) bytes.set(request);
+      const written = encoder.encodeInto(label, bytes.subarray(length)).written;
+      Atomics.store(state, 1, length);
       Atomics.store(state, 2, written);
+      Atomics.store(state, 3, query ? 1 : 0);
       // Odd: an activation runs. Stored last, so the thread never sees it before its request.
       Atomics.store(state, 0, ++counter);
     },

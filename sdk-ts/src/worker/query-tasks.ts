@@ -10,6 +10,10 @@
  * While one of the run's tasks is in flight the execution is checked out of
  * the cache, so the query replays the recorded history instead of waiting:
  * either way it sees the state as of the last completed workflow task.
+ *
+ * The replay and the handler are workflow code, so they run through the
+ * workflow worker's activation gate (deadlock-watchdog.ts): one at a time
+ * with activations, and watched for code that never yields.
  */
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { HistoryEvent, QueryTask } from "@dex/proto";
@@ -23,6 +27,7 @@ import { decodePayload, encodePayload } from "../common/payload.js";
 import { WorkflowExecution } from "../workflow/execution.js";
 import { QueryFailedError } from "../workflow/query.js";
 import type { Workflow } from "../workflow/types.js";
+import type { ActivationGate } from "./deadlock-watchdog.js";
 import { guardedRunner } from "./determinism-guard.js";
 import type { RunCache } from "./run-cache.js";
 import { createPollingWorker, type Worker } from "./worker.js";
@@ -34,6 +39,8 @@ export interface QueryWorkerDeps {
   taskQueue: string;
   workerId: string;
   logger: Logger;
+  /** The workflow worker's activation gate: a query's replay and handler are workflow code too (deadlock-watchdog.ts). */
+  gate: ActivationGate;
 }
 
 /** Queries answered at once; each is short (a handler, or a replay). */
@@ -82,16 +89,28 @@ export function createQueryWorker(deps: QueryWorkerDeps): Worker {
 
 export async function answerQueryTask(task: QueryTask, deps: QueryWorkerDeps): Promise<void> {
   const log = withFields(deps.logger, { runId: task.runId, query: task.queryName });
-  let answer: { result?: ReturnType<typeof encodePayload>; failure?: ReturnType<typeof errorToFailure>; workerError?: boolean };
+  type Answer = { result?: ReturnType<typeof encodePayload>; failure?: ReturnType<typeof errorToFailure>; workerError?: boolean };
+  let answer: Answer | undefined;
   try {
     const args = decodePayload(task.args);
-    const cached = deps.cache.peek(task.runId);
-    const execution = cached && cached.historyLength >= Number(task.historyLength) ? cached : await replayForQuery(task, deps);
-    try {
-      answer = { result: encodePayload(execution.query(task.queryName, args)) };
-    } catch (err) {
-      if (!(err instanceof QueryFailedError)) throw err;
-      answer = { failure: errorToFailure(err) };
+    const ask = (execution: WorkflowExecution): Answer => {
+      try {
+        return { result: encodePayload(execution.query(task.queryName, args)) };
+      } catch (err) {
+        if (!(err instanceof QueryFailedError)) throw err;
+        return { failure: errorToFailure(err) };
+      }
+    };
+    // The cache is read inside the gate: before it, a workflow task queued ahead could take the run and
+    // activate it, and the query would see commands the server has not accepted.
+    answer = await deps.gate.runQuery(task, async () => {
+      const cached = deps.cache.peek(task.runId);
+      return cached && cached.historyLength >= Number(task.historyLength) ? ask(cached) : undefined;
+    });
+    if (!answer) {
+      const workflow = lookupWorkflow(task, deps);
+      const history = await readHistory(task, deps.connection);
+      answer = await deps.gate.runQuery(task, async () => ask(await replayForQuery(task, workflow, history)));
     }
   } catch (err) {
     log.warn(`could not rebuild the run's state to answer a query: ${err instanceof Error ? err.message : String(err)}`);
@@ -107,18 +126,22 @@ export async function answerQueryTask(task: QueryTask, deps: QueryWorkerDeps): P
 }
 
 /** A throwaway execution replayed from the recorded history up to the query's history length. */
-async function replayForQuery(task: QueryTask, deps: QueryWorkerDeps): Promise<WorkflowExecution> {
-  const workflow = Object.hasOwn(deps.workflows, task.workflowName) ? deps.workflows[task.workflowName] : undefined;
-  if (!workflow) {
-    throw new Error(`workflow "${task.workflowName}" is not registered on this worker (task queue "${deps.taskQueue}")`);
-  }
+async function replayForQuery(task: QueryTask, workflow: Workflow, history: HistoryEvent[]): Promise<WorkflowExecution> {
   const execution = new WorkflowExecution({
     info: { runId: task.runId, instanceId: task.instanceId, workflowName: task.workflowName, taskQueue: task.taskQueue, attempt: 1 },
     workflow,
     runner: guardedRunner,
   });
-  await execution.replay(await readHistory(task, deps.connection));
+  await execution.replay(history);
   return execution;
+}
+
+function lookupWorkflow(task: QueryTask, deps: QueryWorkerDeps): Workflow {
+  const workflow = Object.hasOwn(deps.workflows, task.workflowName) ? deps.workflows[task.workflowName] : undefined;
+  if (!workflow) {
+    throw new Error(`workflow "${task.workflowName}" is not registered on this worker (task queue "${deps.taskQueue}")`);
+  }
+  return workflow;
 }
 
 async function readHistory(task: QueryTask, connection: Connection): Promise<HistoryEvent[]> {

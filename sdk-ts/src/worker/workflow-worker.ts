@@ -102,7 +102,7 @@ export function createWorkflowWorker(options: WorkflowWorkerOptions): Worker {
     },
   });
   // Queries (query-tasks.ts): a poll loop of their own, started and stopped with this worker.
-  const queries = createQueryWorker({ connection, cache, workflows: deps.workflows, taskQueue: options.taskQueue, workerId, logger });
+  const queries = createQueryWorker({ connection, cache, workflows: deps.workflows, taskQueue: options.taskQueue, workerId, logger, gate });
   const startWorkflows = worker.start.bind(worker);
   const shutdownWorkflows = worker.shutdown.bind(worker);
   worker.start = () => {
