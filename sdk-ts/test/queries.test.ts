@@ -4,11 +4,17 @@
  * random number fails the query and leaves the run's commands and random
  * sequence exactly as they were; `__dex_pending` lists the awaits.
  */
+import { create } from "@bufbuild/protobuf";
+import { QueryTaskSchema } from "@dex/proto";
 import { describe, expect, it } from "vitest";
+import { silentLogger } from "../src/common/logger.js";
+import { createActivationGate } from "../src/worker/deadlock-watchdog.js";
 import { guardedRunner, installDeterminismGuard } from "../src/worker/determinism-guard.js";
+import { answerQueryTask, type QueryWorkerDeps } from "../src/worker/query-tasks.js";
+import { RunCache } from "../src/worker/run-cache.js";
 import { QueryFailedError } from "../src/workflow/query.js";
 import type { Workflow } from "../src/workflow/types.js";
-import { FakeRun, inputs, resultOf, summarize } from "./history-builder.js";
+import { FakeRun, inputs, resultOf, summarize, testInfo } from "./history-builder.js";
 
 installDeterminismGuard();
 
@@ -59,5 +65,50 @@ describe("query handlers", () => {
     const replayed = await run.replayed(counter, guardedRunner);
     expect(replayed.finished).toBe(true);
     expect(replayed.query("seen", 0)).toBe(5);
+  });
+
+  it("a handler that returned a promise or hit the guard gets its run evicted from the worker's cache", async () => {
+    const waiter: Workflow = async (ctx) => {
+      ctx.setQueryHandler("plain", () => "ok");
+      ctx.setQueryHandler("register", () => ctx.setUpdateHandler("u", () => 1));
+      // Its continuation runs after the handler returned, when the guard is off.
+      ctx.setQueryHandler("later", async () => {
+        await null;
+        void ctx.sleep("1s");
+      });
+      await ctx.waitForEvent("go");
+      return "done";
+    };
+    const run = new FakeRun();
+    const live = await run.replayed(waiter, guardedRunner);
+    await run.task(live);
+    const cache = new RunCache(10);
+    const answers: Array<{ queryId: string; failure?: { message: string } }> = [];
+    const deps = {
+      connection: { address: "in-process", pause: async () => {}, worker: { respondQueryTask: async (answer: (typeof answers)[number]) => (answers.push(answer), {}) } },
+      cache,
+      workflows: { waiter },
+      taskQueue: "default",
+      workerId: "w",
+      logger: silentLogger,
+      gate: createActivationGate({ timeoutMs: 0, connection: {} as never, logger: silentLogger }),
+    } as unknown as QueryWorkerDeps;
+    const ask = (queryName: string) => answerQueryTask(create(QueryTaskSchema, { runId: testInfo.runId, queryName, queryId: queryName }), deps);
+
+    cache.put(testInfo.runId, live);
+    await ask("plain");
+    expect(answers.at(-1)?.failure).toBeUndefined();
+    expect(cache.peek(testInfo.runId)).toBe(live);
+    await ask("register");
+    expect(answers.at(-1)?.failure?.message).toMatch(/ctx\.setUpdateHandler cannot be used inside a query handler/);
+    expect(cache.peek(testInfo.runId)).toBeUndefined();
+
+    cache.put(testInfo.runId, live);
+    await ask("later");
+    expect(answers.at(-1)?.failure?.message).toMatch(/must be synchronous/);
+    expect(cache.peek(testInfo.runId)).toBeUndefined();
+    // Why: the continuation did issue a timer into the execution, which a cached run would have sent.
+    run.send(inputs.externalEvent("go"));
+    expect(summarize(await run.task(live))).toContain("timer#2");
   });
 });

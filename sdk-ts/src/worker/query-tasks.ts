@@ -105,7 +105,14 @@ export async function answerQueryTask(task: QueryTask, deps: QueryWorkerDeps): P
     // activate it, and the query would see commands the server has not accepted.
     answer = await deps.gate.runQuery(task, async () => {
       const cached = deps.cache.peek(task.runId);
-      return cached && cached.historyLength >= Number(task.historyLength) ? ask(cached) : undefined;
+      if (!cached || cached.historyLength < Number(task.historyLength)) return undefined;
+      try {
+        return ask(cached);
+      } finally {
+        // Evicted before anything else runs: an async handler's continuation could still issue commands
+        // into it, and the next task would send them as if the run's code had (query.ts, "tainted").
+        if (cached.queries.tainted) deps.cache.take(task.runId, -1);
+      }
     });
     if (!answer) {
       const workflow = lookupWorkflow(task, deps);

@@ -56,8 +56,8 @@ export interface WorkflowRuntime {
   patch(patchId: string, deprecated: boolean): boolean;
   /** Issues a terminal command; the returned promise never settles. */
   end(command: Command): Promise<never>;
-  /** The execution's update handlers (updates.ts). */
-  readonly updates: UpdateHandlers;
+  /** The execution's update handlers (updates.ts): what the context uses of them. */
+  readonly updates: Pick<UpdateHandlers, "set" | "inFlight">;
   readonly logger: Logger;
   /** The run's query handlers (query.ts). */
   readonly queries: QueryHandlers;

@@ -9,6 +9,12 @@
  * (guardDuringQueries), and the handler runs in a scope of its own whose
  * randomness throws too and whose determinism violations fail the query, not
  * the run's next workflow task.
+ *
+ * The guard only holds while the handler runs synchronously: an async
+ * handler's continuation runs later with the guard off and could issue
+ * commands into the execution. So a handler that returned a thenable, or hit
+ * the guard at all, marks the execution `tainted`, and the worker evicts it
+ * from its run cache (query-tasks.ts): the next task replays from history.
  */
 import type { WorkflowRuntime } from "./context.js";
 import type { PendingAwait } from "./pending.js";
@@ -52,8 +58,18 @@ export class QueryHandlers {
   private readonly handlers = new Map<string, (args: unknown) => unknown>();
   /** True while a handler runs: command-issuing calls throw. */
   active = false;
+  /** Sticky: a handler tried to change the run, or left code running after it returned (a promise). */
+  tainted = false;
+
+  /** Throws if a handler runs now, marking the execution tainted. */
+  refuseInQuery(what: string): void {
+    if (!this.active) return;
+    this.tainted = true;
+    throw new Error(notInQuery(what));
+  }
 
   set(name: string, handler: QueryHandler | undefined): void {
+    this.refuseInQuery("ctx.setQueryHandler");
     if (typeof name !== "string" || name.length === 0 || name.length > MAX_QUERY_NAME_LENGTH) {
       throw new TypeError(`ctx.setQueryHandler: the name must be 1 to ${MAX_QUERY_NAME_LENGTH} characters`);
     }
@@ -84,6 +100,7 @@ export class QueryHandlers {
     const scope: WorkflowScope = {
       now: state.now,
       random: () => {
+        this.tainted = true;
         throw new QueryFailedError(notInQuery("randomness (Math.random, ctx.random, ctx.uuid)"));
       },
       violation: (error) => (violation ??= error),
@@ -99,6 +116,7 @@ export class QueryHandlers {
     }
     if (violation) throw new QueryFailedError(`query handler "${name}": ${violation.message}`);
     if (typeof (value as { then?: unknown } | null)?.then === "function") {
+      this.tainted = true;
       (value as Promise<unknown>).then(undefined, () => {});
       throw new QueryFailedError(`query handler "${name}" returned a promise: query handlers must be synchronous (read state, do not wait)`);
     }
@@ -112,11 +130,15 @@ function notInQuery(what: string): string {
 
 /** The runtime the context sees: the same, except that calls which would change the run throw inside a query handler. */
 export function guardDuringQueries(rt: WorkflowRuntime, queries: QueryHandlers): WorkflowRuntime {
-  const check = (what: string): void => {
-    if (queries.active) throw new Error(notInQuery(what));
-  };
+  const check = (what: string): void => queries.refuseInQuery(what);
   return {
     ...rt,
+    updates: {
+      set: (...args) => (check("ctx.setUpdateHandler"), rt.updates.set(...args)),
+      get inFlight() {
+        return rt.updates.inFlight;
+      },
+    },
     random: () => (check("randomness (ctx.random, ctx.uuid)"), rt.random()),
     schedule: (target, build) => (check(`ctx.${target.kind === "eventWait" ? "waitForEvent" : target.kind === "timer" ? "sleep" : target.kind === "child" ? "child" : "activities"}`), rt.schedule(target, build)),
     issue: (command) => (check("ctx.setStatus / ctx.upsertLabels"), rt.issue(command)),
