@@ -5,9 +5,10 @@
  * sequence exactly as they were; `__dex_pending` lists the awaits.
  */
 import { create } from "@bufbuild/protobuf";
-import { QueryTaskSchema } from "@dex/proto";
+import { DexError, QueryTaskSchema, type HistoryEvent } from "@dex/proto";
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../src/common/logger.js";
+import { decodePayload } from "../src/common/payload.js";
 import { createActivationGate } from "../src/worker/deadlock-watchdog.js";
 import { guardedRunner, installDeterminismGuard } from "../src/worker/determinism-guard.js";
 import { answerQueryTask, type QueryWorkerDeps } from "../src/worker/query-tasks.js";
@@ -110,5 +111,54 @@ describe("query handlers", () => {
     // Why: the continuation did issue a timer into the execution, which a cached run would have sent.
     run.send(inputs.externalEvent("go"));
     expect(summarize(await run.task(live))).toContain("timer#2");
+  });
+
+  it("a replay for a query reads the history through transient errors, and fails the query when it ends short", async () => {
+    const waiter: Workflow = async (ctx) => {
+      let got = "nothing";
+      ctx.setQueryHandler("got", () => got);
+      got = await ctx.waitForEvent<string>("first");
+      await ctx.waitForEvent("second");
+    };
+    const run = new FakeRun();
+    const live = await run.replayed(waiter, guardedRunner);
+    await run.task(live);
+    run.send(inputs.externalEvent("first", "apple"));
+    await run.task(live);
+    const answers: Array<{ queryId: string; result?: unknown; failure?: { message: string }; workerError?: boolean }> = [];
+    /** Serves the history, first failing `outages` reads with UNAVAILABLE and ending it after `upTo` events. */
+    const depsServing = (outages: number, upTo: number) =>
+      ({
+        connection: {
+          address: "in-process",
+          pause: async () => {},
+          worker: { respondQueryTask: async (answer: (typeof answers)[number]) => (answers.push(answer), {}) },
+          client: {
+            getRunHistory: async (request: { afterSequence: bigint; pageSize: number }) => {
+              if (outages-- > 0) throw new DexError("UNAVAILABLE", "the server restarts");
+              // One event a page: the read goes on page after page.
+              const events: HistoryEvent[] = run.history.filter((e) => e.sequence > request.afterSequence && e.sequence <= BigInt(upTo)).slice(0, 1);
+              return { events };
+            },
+          },
+        },
+        cache: new RunCache(10),
+        workflows: { waiter },
+        taskQueue: "default",
+        workerId: "w",
+        logger: silentLogger,
+        gate: createActivationGate({ timeoutMs: 0, connection: {} as never, logger: silentLogger }),
+      }) as unknown as QueryWorkerDeps;
+    const task = (queryId: string) => create(QueryTaskSchema, { runId: testInfo.runId, workflowName: "waiter", queryName: "got", queryId, historyLength: BigInt(run.history.length) });
+
+    await answerQueryTask(task("through an outage"), depsServing(2, run.history.length));
+    expect(answers.at(-1)).toMatchObject({ queryId: "through an outage" });
+    expect(answers.at(-1)?.failure).toBeUndefined();
+    expect(decodePayload(answers.at(-1)?.result as never)).toBe("apple");
+
+    // The history ends before the event that set "apple": the answer would be "nothing", a state long gone.
+    await answerQueryTask(task("short"), depsServing(0, 2));
+    expect(answers.at(-1)).toMatchObject({ queryId: "short", workerError: true });
+    expect(answers.at(-1)?.failure?.message).toContain(`history of run ${testInfo.runId} ends at event 2; the query expects ${run.history.length} events`);
   });
 });

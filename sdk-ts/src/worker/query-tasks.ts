@@ -123,9 +123,8 @@ export async function answerQueryTask(task: QueryTask, deps: QueryWorkerDeps): P
     log.warn(`could not rebuild the run's state to answer a query: ${err instanceof Error ? err.message : String(err)}`);
     answer = { failure: errorToFailure(err), workerError: true };
   }
-  const until = task.deadline ? timestampMs(task.deadline) : Date.now() + 10_000;
   try {
-    await withRetry(() => deps.connection.worker.respondQueryTask({ queryId: task.queryId, ...answer }), { until, pause: deps.connection.pause });
+    await withRetry(() => deps.connection.worker.respondQueryTask({ queryId: task.queryId, ...answer }), { until: answerDeadline(task), pause: deps.connection.pause });
   } catch (err) {
     // NOT_FOUND: the caller stopped waiting; nothing to do.
     log.debug(`query answer not delivered: ${DexError.from(err).message}`);
@@ -151,19 +150,34 @@ function lookupWorkflow(task: QueryTask, deps: QueryWorkerDeps): Workflow {
   return workflow;
 }
 
+/** When the caller stops waiting: past it, neither a history read nor an answer is worth retrying. */
+function answerDeadline(task: QueryTask): number {
+  return task.deadline ? timestampMs(task.deadline) : Date.now() + 10_000;
+}
+
+/**
+ * The history up to the query's history length, each page retried through an outage as the workflow
+ * task's history load is (workflow-task.ts). A history that ends short fails the query: an answer from
+ * a truncated replay would be a state the run never had.
+ */
 async function readHistory(task: QueryTask, connection: Connection): Promise<HistoryEvent[]> {
   const total = task.historyLength;
+  const until = answerDeadline(task);
   const events: HistoryEvent[] = [];
   let after = 0n;
   while (after < total) {
-    const page = await connection.client.getRunHistory({
-      run: { target: { case: "runId", value: task.runId } },
-      afterSequence: after,
-      pageSize: HISTORY_PAGE_SIZE,
-    });
+    const page = await withRetry(
+      () =>
+        connection.client.getRunHistory({
+          run: { target: { case: "runId", value: task.runId } },
+          afterSequence: after,
+          pageSize: HISTORY_PAGE_SIZE,
+        }),
+      { until, pause: connection.pause },
+    );
     for (const event of page.events) if (event.sequence <= total) events.push(event);
     const last = page.events.at(-1);
-    if (!last) break;
+    if (!last) throw new Error(`history of run ${task.runId} ends at event ${after}; the query expects ${total} events`);
     after = last.sequence;
   }
   return events;
