@@ -169,6 +169,33 @@ describe("named events", () => {
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 
+  it("a handler that continues as new mid-task: the task's later events are carried, not consumed", async () => {
+    const seen: unknown[] = [];
+    const wf: Workflow = async (ctx) => {
+      ctx.onEvent<number>("item", (n) => {
+        seen.push(n);
+        if (n === 100) void ctx.continueAsNew("next");
+      });
+      return ctx.waitForEvent("never");
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["wait never#1"]);
+    run.send(inputs.namedEvent("item", "i100", 100), inputs.namedEvent("item", "i101", 101), inputs.namedEvent("never", "n1"));
+    const commands = await run.task(ex);
+    expect(summarize(commands)).toEqual(["continue-as-new"]);
+    const command = commands[0]!.command;
+    if (command.case !== "continueAsNew") throw new Error("expected continue_as_new");
+    const carried = command.value.carriedEvents.map((c) => [c.eventName, c.eventId, decodePayload(c.payload)]);
+    // Events after the call reach neither the handler nor a wait: the next run gets them.
+    expect(carried).toEqual([
+      ["item", "i101", 101],
+      ["never", "n1", undefined],
+    ]);
+    expect(seen).toEqual([100]);
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
+  });
+
   it("drops the time-out of a timed wait an event satisfied, and ignores one that fires anyway", async () => {
     const wf: Workflow = async (ctx) => {
       const got = await ctx.waitForEvent("x", { timeout: "1m" });

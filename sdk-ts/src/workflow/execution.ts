@@ -78,6 +78,7 @@ export class WorkflowExecution implements WorkflowScope {
   // Named external events (events.ts, decision 0022).
   /** Received external events not yet consumed, and the handlers by name. */
   readonly events: ReceivedEvents = new ReceivedEvents({
+    ended: () => this.ended,
     resolveOldestWait: (name, payload) => {
       const wait = this.pending.takeOldestEventWait(name);
       if (!wait) return false;
@@ -290,6 +291,12 @@ export class WorkflowExecution implements WorkflowScope {
   private takeCommands(): Command[] {
     const commands = this.commands;
     this.commands = [];
+    // Unconsumed events go to the next run, ahead of those that arrive meanwhile (decision 0022). Read
+    // now, after the whole block was delivered: events after the call are buffered (events.ts), not lost.
+    // The replay check compares no carried events, so when they are read changes no recorded history.
+    for (const { command } of commands) {
+      if (command.case === "continueAsNew") command.value.carriedEvents = this.events.unconsumed();
+    }
     return commands;
   }
 
@@ -358,7 +365,6 @@ export class WorkflowExecution implements WorkflowScope {
         return this.schedule({ kind: "eventWait", eventName, timed }, build);
       },
       onEvent: (eventName, handler) => this.events.setHandler(eventName, handler),
-      unconsumedEvents: () => this.events.unconsumed(),
       sideEffect: (fn) => this.sideEffects.call(this.sideEffectHost(), fn),
       currentScope: () => currentScope(this.rootScope),
       cancelScope: (node, message) => this.cancelScope(node, message),
