@@ -41,7 +41,7 @@ import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
 import { SideEffects, type SideEffectHost } from "./side-effects.js";
-import { guardDuringQueries, pendingView, QueryHandlers } from "./query.js";
+import { guardReadOnly, pendingView, QueryHandlers, ReadOnlyGuard, updateValidatorCode } from "./query.js";
 import { buildPatchMarker, PatchState } from "./patches.js";
 import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
@@ -144,12 +144,14 @@ export class WorkflowExecution implements WorkflowScope {
       issuedUpTo: () => this.nextSeq - 1,
       requestCancel: (reason) => this.requestCancel(reason),
     };
-    this.ctx = createWorkflowContext(guardDuringQueries(this.runtime(options.logger ?? silentLogger), this.queries));
+    this.ctx = createWorkflowContext(guardReadOnly(this.runtime(options.logger ?? silentLogger), this.readOnly));
   }
 
   // --- Queries (query.ts, decision 0023) ---
+  /** Set while a query handler or an update validator runs: calls that would change the run throw. */
+  private readonly readOnly = new ReadOnlyGuard();
   /** The handlers the workflow registered with ctx.setQueryHandler. */
-  readonly queries = new QueryHandlers();
+  readonly queries = new QueryHandlers(this.readOnly);
 
   /** Answers query `name` from the state as it stands; throws QueryFailedError. Changes nothing. */
   query(name: string, args: unknown): unknown {
@@ -173,6 +175,8 @@ export class WorkflowExecution implements WorkflowScope {
   }
 
   random(): number {
+    // Math.random in an update validator (a query handler has a scope of its own, query.ts).
+    this.readOnly.check("randomness (Math.random, ctx.random, ctx.uuid)");
     return this.rng();
   }
 
@@ -271,7 +275,8 @@ export class WorkflowExecution implements WorkflowScope {
       if (event.attributes.case !== "updateAccepted") continue;
       const update = event.attributes.value;
       if (!this.replaying) {
-        const rejection = this.updates.validate(event, update, this.ended);
+        // A validator runs live only, never on replay: it must not change the run (query.ts).
+        const rejection = this.readOnly.run(updateValidatorCode, () => this.updates.validate(event, update, this.ended));
         if (rejection) {
           this.rejectedUpdates.push(rejection);
           continue;

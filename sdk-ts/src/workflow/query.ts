@@ -6,9 +6,11 @@
  * A query must leave the execution exactly as it found it, or the cached run
  * would diverge from its history: while a handler runs, every context call
  * that would issue a command or draw from the run's random sequence throws
- * (guardDuringQueries), and the handler runs in a scope of its own whose
+ * (guardReadOnly), and the handler runs in a scope of its own whose
  * randomness throws too and whose determinism violations fail the query, not
- * the run's next workflow task.
+ * the run's next workflow task. An update validator is read-only code too
+ * (updates.ts): it runs live only, never on replay, so the same guard holds
+ * while it runs.
  */
 import type { WorkflowRuntime } from "./context.js";
 import type { PendingAwait } from "./pending.js";
@@ -48,10 +50,48 @@ export class QueryFailedError extends Error {
 
 const MAX_QUERY_NAME_LENGTH = 255;
 
+/** Code that reads the run's state and must not change it: a query handler, an update validator. */
+export interface ReadOnlyKind {
+  /** "a query handler" */
+  readonly where: string;
+  /** Why it must not change the run, and what to do instead. */
+  readonly advice: string;
+}
+
+export const queryHandlerCode: ReadOnlyKind = {
+  where: "a query handler",
+  advice: "a query reads the workflow's state and must not change it (use an update or an event to make the workflow act)",
+};
+
+export const updateValidatorCode: ReadOnlyKind = {
+  where: "an update validator",
+  advice: "a validator runs only when the update arrives, never on replay, so it must not change the run (do the work in the update handler)",
+};
+
+/** Which read-only code is running, if any: while it runs, calls that would change the run throw. */
+export class ReadOnlyGuard {
+  private running: ReadOnlyKind | undefined;
+
+  run<T>(kind: ReadOnlyKind, fn: () => T): T {
+    const outer = this.running;
+    this.running = kind;
+    try {
+      return fn();
+    } finally {
+      this.running = outer;
+    }
+  }
+
+  /** Throws when read-only code is running: `what` (say "ctx.sleep") would change the run. */
+  check(what: string): void {
+    if (this.running) throw new Error(readOnlyMessage(what, this.running));
+  }
+}
+
 export class QueryHandlers {
   private readonly handlers = new Map<string, (args: unknown) => unknown>();
-  /** True while a handler runs: command-issuing calls throw. */
-  active = false;
+
+  constructor(private readonly guard: ReadOnlyGuard) {}
 
   set(name: string, handler: QueryHandler | undefined): void {
     if (typeof name !== "string" || name.length === 0 || name.length > MAX_QUERY_NAME_LENGTH) {
@@ -84,18 +124,15 @@ export class QueryHandlers {
     const scope: WorkflowScope = {
       now: state.now,
       random: () => {
-        throw new QueryFailedError(notInQuery("randomness (Math.random, ctx.random, ctx.uuid)"));
+        throw new QueryFailedError(readOnlyMessage("randomness (Math.random, ctx.random, ctx.uuid)", queryHandlerCode));
       },
       violation: (error) => (violation ??= error),
     };
-    this.active = true;
     let value: unknown;
     try {
-      value = state.runner(scope, () => handler(args));
+      value = this.guard.run(queryHandlerCode, () => state.runner(scope, () => handler(args)));
     } catch (err) {
       throw new QueryFailedError(`query handler "${name}" threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    } finally {
-      this.active = false;
     }
     if (violation) throw new QueryFailedError(`query handler "${name}": ${violation.message}`);
     if (typeof (value as { then?: unknown } | null)?.then === "function") {
@@ -106,15 +143,13 @@ export class QueryHandlers {
   }
 }
 
-function notInQuery(what: string): string {
-  return `${what} cannot be used inside a query handler: a query reads the workflow's state and must not change it (use an update or an event to make the workflow act)`;
+function readOnlyMessage(what: string, kind: ReadOnlyKind): string {
+  return `${what} cannot be used inside ${kind.where}: ${kind.advice}`;
 }
 
-/** The runtime the context sees: the same, except that calls which would change the run throw inside a query handler. */
-export function guardDuringQueries(rt: WorkflowRuntime, queries: QueryHandlers): WorkflowRuntime {
-  const check = (what: string): void => {
-    if (queries.active) throw new Error(notInQuery(what));
-  };
+/** The runtime the context sees: the same, except that calls which would change the run throw inside read-only code. */
+export function guardReadOnly(rt: WorkflowRuntime, guard: ReadOnlyGuard): WorkflowRuntime {
+  const check = (what: string): void => guard.check(what);
   return {
     ...rt,
     random: () => (check("randomness (ctx.random, ctx.uuid)"), rt.random()),
