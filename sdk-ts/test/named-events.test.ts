@@ -5,7 +5,7 @@
  * Every scenario ends by replaying its recorded history from scratch.
  */
 import { describe, expect, it } from "vitest";
-import { ApplicationFailure } from "../src/common/errors.js";
+import { ApplicationFailure, CancelledFailure } from "../src/common/errors.js";
 import { decodePayload } from "../src/common/payload.js";
 import type { Workflow } from "../src/workflow/types.js";
 import { FakeRun, event, failureOf, inputs, resultOf, summarize } from "./history-builder.js";
@@ -142,6 +142,32 @@ describe("named events", () => {
     await run.task(ex);
     run.send(inputs.namedEvent("bad", "b1", "deliberate"));
     expect(failureOf(await run.task(ex)).message).toBe("refused on purpose");
+  });
+
+  it("a handler's await cancelled with the run does not end the run: the main code's cleanup runs first", async () => {
+    const wf: Workflow = async (ctx) => {
+      ctx.onEvent("ping", async () => {
+        await ctx.sleep("1h");
+      });
+      try {
+        await ctx.executeActivity("work");
+      } catch (err) {
+        if (!(err instanceof CancelledFailure)) throw err;
+        await ctx.nonCancellable(() => ctx.executeActivity("compensate"));
+        throw err;
+      }
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["schedule work#1"]);
+    run.send(inputs.namedEvent("ping", "p1"));
+    expect(summarize(await run.task(ex))).toEqual(["timer#2"]);
+    // The cancellation rejects the handler's sleep and the main code's activity in one drain.
+    run.send(inputs.cancelRequested());
+    expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "cancel timer#2", "schedule compensate#3"]);
+    run.send(inputs.activityCompleted(3));
+    expect(summarize(await run.task(ex))).toEqual(["cancel"]);
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 
   it("continue-as-new carries the unconsumed events, in the order received, with id, name and payload", async () => {

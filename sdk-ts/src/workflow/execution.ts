@@ -87,7 +87,12 @@ export class WorkflowExecution implements WorkflowScope {
       wait.resolve(payload);
       return true;
     },
-    handlerFailed: (err) => this.onWorkflowError(err),
+    handlerFailed: (err) => {
+      // A handler's await reached by the run's cancellation: the main code decides how the run ends
+      // (its nonCancellable cleanup may still be running), not the handler.
+      if (err instanceof CancelledFailure && this.cancelRequested) return;
+      this.onWorkflowError(err);
+    },
   });
   private info: WorkflowInfo;
   private readonly workflow: Workflow;
