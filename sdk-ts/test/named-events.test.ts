@@ -5,7 +5,7 @@
  * Every scenario ends by replaying its recorded history from scratch.
  */
 import { describe, expect, it } from "vitest";
-import { ApplicationFailure } from "../src/common/errors.js";
+import { ApplicationFailure, CancelledFailure } from "../src/common/errors.js";
 import { decodePayload } from "../src/common/payload.js";
 import type { Workflow } from "../src/workflow/types.js";
 import { FakeRun, event, failureOf, inputs, resultOf, summarize } from "./history-builder.js";
@@ -144,6 +144,32 @@ describe("named events", () => {
     expect(failureOf(await run.task(ex)).message).toBe("refused on purpose");
   });
 
+  it("a handler's await cancelled with the run does not end the run: the main code's cleanup runs first", async () => {
+    const wf: Workflow = async (ctx) => {
+      ctx.onEvent("ping", async () => {
+        await ctx.sleep("1h");
+      });
+      try {
+        await ctx.executeActivity("work");
+      } catch (err) {
+        if (!(err instanceof CancelledFailure)) throw err;
+        await ctx.nonCancellable(() => ctx.executeActivity("compensate"));
+        throw err;
+      }
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["schedule work#1"]);
+    run.send(inputs.namedEvent("ping", "p1"));
+    expect(summarize(await run.task(ex))).toEqual(["timer#2"]);
+    // The cancellation rejects the handler's sleep and the main code's activity in one drain.
+    run.send(inputs.cancelRequested());
+    expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "cancel timer#2", "schedule compensate#3"]);
+    run.send(inputs.activityCompleted(3));
+    expect(summarize(await run.task(ex))).toEqual(["cancel"]);
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
+  });
+
   it("continue-as-new carries the unconsumed events, in the order received, with id, name and payload", async () => {
     const wf: Workflow = async (ctx) => {
       const first = await ctx.waitForEvent("add");
@@ -166,6 +192,33 @@ describe("named events", () => {
       ["note", "n1", { text: "hi" }],
       ["add", "i3", "plum"],
     ]);
+    await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
+  });
+
+  it("a handler that continues as new mid-task: the task's later events are carried, not consumed", async () => {
+    const seen: unknown[] = [];
+    const wf: Workflow = async (ctx) => {
+      ctx.onEvent<number>("item", (n) => {
+        seen.push(n);
+        if (n === 100) void ctx.continueAsNew("next");
+      });
+      return ctx.waitForEvent("never");
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["wait never#1"]);
+    run.send(inputs.namedEvent("item", "i100", 100), inputs.namedEvent("item", "i101", 101), inputs.namedEvent("never", "n1"));
+    const commands = await run.task(ex);
+    expect(summarize(commands)).toEqual(["continue-as-new"]);
+    const command = commands[0]!.command;
+    if (command.case !== "continueAsNew") throw new Error("expected continue_as_new");
+    const carried = command.value.carriedEvents.map((c) => [c.eventName, c.eventId, decodePayload(c.payload)]);
+    // Events after the call reach neither the handler nor a wait: the next run gets them.
+    expect(carried).toEqual([
+      ["item", "i101", 101],
+      ["never", "n1", undefined],
+    ]);
+    expect(seen).toEqual([100]);
     await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   });
 

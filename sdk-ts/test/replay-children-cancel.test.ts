@@ -121,8 +121,8 @@ describe("cancellation", () => {
     const ex = await run.replayed(busy);
     expect(summarize(await run.task(ex))).toEqual(["schedule slow#1", "timer#2", "wait go#3", "child sub#4", "child free#5", "schedule cleanup#6"]);
     run.send(inputs.cancelRequested("customer changed their mind"));
-    // No command for the event wait (nothing to stop) nor for the abandoned child (left running).
-    expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "cancel timer#2", "cancel child#4"]);
+    // The timed event wait drops its time-out; nothing for the abandoned child (left running).
+    expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "cancel timer#2", "cancel timer#3", "cancel child#4"]);
     // The cancelled work's late outcomes are delivered and ignored; the cleanup's result is not.
     run.send(inputs.activityCompleted(1, "late"), inputs.childRunEnded(4, RunStatus.CANCELLED), inputs.activityCompleted(6, "cleaned"));
     expect(resultOf(await run.task(ex))).toEqual({

@@ -96,8 +96,15 @@ describe("cancellation scopes", () => {
       "wait stop#7",
     ]);
     run.send(inputs.childRunStarted(4), inputs.externalEvent("stop"));
-    // Seq order; nothing for the event wait nor the abandoned child. The later activity is not issued.
-    expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "cancel timer#2", "cancel child#4", "cancel timer#6", "schedule after#8"]);
+    // Seq order; the timed event wait drops its time-out, the abandoned child gets nothing. The later activity is not issued.
+    expect(summarize(await run.task(ex))).toEqual([
+      "cancel activity#1",
+      "cancel timer#2",
+      "cancel timer#3",
+      "cancel child#4",
+      "cancel timer#6",
+      "schedule after#8",
+    ]);
     // Late outcomes of cancelled work are ignored.
     run.send(inputs.activityCompleted(1, "late"), inputs.childRunEnded(4, RunStatus.CANCELLED), inputs.activityCompleted(8, "ok"));
     expect(resultOf(await run.task(ex))).toEqual({
@@ -187,6 +194,34 @@ describe("cancellation scopes", () => {
       cleaned: "done",
     });
     await expectReplays(run, wf);
+  });
+
+  it("cancelling a scope that holds a timed event wait drops the wait's time-out; histories without the drop replay", async () => {
+    const wf: Workflow = async (ctx) => {
+      const scope = ctx.newCancellationScope();
+      const timed = scope.run(() => outcome(ctx.waitForEvent("approval", { timeout: "30d" })));
+      const untimed = scope.run(() => outcome(ctx.waitForEvent("note")));
+      await ctx.sleep("1m");
+      scope.cancel("gave up");
+      await ctx.executeActivity("next");
+      return [await timed, await untimed];
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["wait approval#1", "wait note#2", "timer#3"]);
+    run.send(inputs.timerFired(3));
+    // The server keeps a wait's time-out until the SDK drops it; an untimed wait has none.
+    expect(summarize(await run.task(ex))).toEqual(["cancel timer#1", "schedule next#4"]);
+    run.send(inputs.activityCompleted(4));
+    expect(resultOf(await run.task(ex))).toEqual(["CancelledFailure: scope cancelled: gave up", "CancelledFailure: scope cancelled: gave up"]);
+    await expectReplays(run, wf);
+
+    // The same run as an SDK that issued no drop recorded it.
+    const old = new FakeRun();
+    const kept = run.history.filter((e) => e.attributes.case !== "timerCancelled");
+    expect(kept).toHaveLength(run.history.length - 1);
+    old.history.splice(0, old.history.length, ...kept.map((e, i) => ({ ...e, sequence: BigInt(i + 1) })));
+    await expectReplays(old, wf);
   });
 
   it("run cancellation reaches awaits in child scopes, not their nonCancellable parts", async () => {

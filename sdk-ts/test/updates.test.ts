@@ -8,7 +8,10 @@ import { decodePayload } from "../src/common/payload.js";
 import { ApplicationFailure } from "../src/common/errors.js";
 import type { Command } from "@dex/proto";
 import type { Workflow } from "../src/workflow/types.js";
+import { guardedRunner, installDeterminismGuard } from "../src/worker/determinism-guard.js";
 import { FakeRun, inputs, resultOf, summarize } from "./history-builder.js";
+
+installDeterminismGuard();
 
 /** Adds items through an update whose handler prices them with an activity; ends on "close". */
 const shop: Workflow = async (ctx) => {
@@ -66,6 +69,55 @@ describe("updates in the replay core", () => {
       ["u3", "UpdateHandlerNotFound", 'no update handler named "nope"; the workflow has: add, close, fail'],
     ]);
     expect(activation.expectedHistoryLength).toBe(run.history.length + 1);
+  });
+
+  it("a validator is read-only: randomness and commands throw inside it and reject the update, the run is untouched", async () => {
+    const sneaky: Workflow = async (ctx) => {
+      let done = false;
+      const attempts: Record<string, () => unknown> = {
+        math: () => Math.random(),
+        random: () => ctx.random(),
+        uuid: () => ctx.uuid(),
+        sleep: () => void ctx.sleep("1h"),
+        activity: () => void ctx.executeActivity("charge"),
+        status: () => ctx.setStatus("validated"),
+      };
+      ctx.setUpdateHandler("try", () => "ran", { validator: (what: string) => void attempts[what]!() });
+      ctx.setUpdateHandler("done", () => void (done = true));
+      await ctx.condition(() => done);
+      return ctx.random();
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(sneaky, guardedRunner);
+    expect(await run.task(ex)).toEqual([]);
+    const attempts = ["math", "random", "uuid", "sleep", "activity", "status"];
+    const activation = await ex.activate(
+      attempts.map((what, i) => ({
+        $typeName: "dex.v1.HistoryEvent",
+        sequence: BigInt(run.history.length + i + 1),
+        attributes: inputs.update(`u-${what}`, "try", what),
+      })) as never,
+      undefined,
+    );
+    // Nothing issued, every attempt rejected with the reason.
+    expect(activation.commands).toEqual([]);
+    expect(activation.rejectedUpdates.map((r) => r.failure.message)).toEqual([
+      expect.stringMatching(/^randomness .* cannot be used inside an update validator/),
+      expect.stringMatching(/^randomness .* cannot be used inside an update validator/),
+      expect.stringMatching(/^randomness .* cannot be used inside an update validator/),
+      expect.stringMatching(/^ctx\.sleep cannot be used inside an update validator/),
+      expect.stringMatching(/^ctx\.activities cannot be used inside an update validator/),
+      expect.stringMatching(/^ctx\.setStatus .* cannot be used inside an update validator/),
+    ]);
+    // The random sequence is the one of a run that never saw these updates, and replay agrees.
+    run.send(inputs.update("d", "done"));
+    const last = await run.task(ex);
+    const clean = new FakeRun();
+    const other = await clean.replayed(sneaky, guardedRunner);
+    await clean.task(other);
+    clean.send(inputs.update("d", "done"));
+    expect(resultOf(last)).toEqual(resultOf(await clean.task(other)));
+    await expect(run.replayed(sneaky, guardedRunner)).resolves.toMatchObject({ finished: true });
   });
 
   it("runs an accepted handler as workflow code, answers with complete_update, and replays it", async () => {

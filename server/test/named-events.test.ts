@@ -179,4 +179,14 @@ describe("named events", () => {
     const history = await h.client.getRunHistory({ run: byRunId(runId) });
     expect(history.events.at(-1)?.attributes).toMatchObject({ case: "timerCancelled", value: { seq: 1 } });
   });
+
+  it("DescribeRun no longer shows a timed wait whose time-out the SDK dropped without an event (a cancelled scope)", async () => {
+    const timed = (seq: number) => ({ command: { case: "waitForEvent" as const, value: { seq, eventName: "x", timeout: { seconds: 3600n } } } });
+    const runId = await startWith(h, [timed(1), timed(2)]);
+    await h.client.sendEvent({ run: byRunId(runId), eventName: "other", eventId: "o1" });
+    const task = await pollWorkflowTaskOf(h, runId);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [{ command: { case: "cancelTimer" as const, value: { seq: 1 } } }] });
+    const d = await h.client.describeRun({ run: byRunId(runId) });
+    expect(d.pendingEventWaits.map((w) => [w.seq, w.eventName])).toEqual([[2, "x"]]);
+  });
 });

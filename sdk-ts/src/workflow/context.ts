@@ -3,7 +3,7 @@
  * execution through the narrow runtime below, so every value it returns is a
  * function of the history being replayed.
  */
-import type { CarriedEvent, Command } from "@dex/proto";
+import type { Command } from "@dex/proto";
 import type { Duration } from "../common/duration.js";
 import type { Logger, LogLevel } from "../common/logger.js";
 import { runInScope, ScopeNode, scopeHandle } from "./cancellation.js";
@@ -43,8 +43,6 @@ export interface WorkflowRuntime {
   // Named events (events.ts).
   /** Registers the name's handler; returns its removal. */
   onEvent(eventName: string, handler: EventHandler): () => void;
-  /** The events received and not consumed, for continue_as_new. */
-  unconsumedEvents(): CarriedEvent[];
   sideEffect(fn: () => unknown): Promise<unknown>;
   // Cancellation scopes and conditions (cancellation.ts, condition.ts).
   /** The scope of the calling code: awaits started now belong to it. */
@@ -151,10 +149,8 @@ export function createWorkflowContext(rt: WorkflowRuntime): WorkflowContext {
     condition: (predicate, options) => rt.condition(predicate, options),
     continueAsNew(input, options) {
       try {
-        const command = buildContinueAsNew(input, options);
-        // Unconsumed events go to the next run, ahead of those that arrive meanwhile (decision 0022).
-        if (command.command.case === "continueAsNew") command.command.value.carriedEvents = rt.unconsumedEvents();
-        return rt.end(command);
+        // The execution adds the carried events when it hands the task's commands over (events.ts).
+        return rt.end(buildContinueAsNew(input, options));
       } catch (err) {
         return Promise.reject(err);
       }

@@ -10,7 +10,11 @@
  * Events reach the code in history order (the order the server accepted
  * them), so consumption is the same on every replay. The events still
  * buffered when the code continues as new are carried to the next run
- * (`carried_events`), in the order received.
+ * (`carried_events`), in the order received. Once the run has ended, an event
+ * is only buffered (no wait or handler takes it), and the carried events are
+ * read when the task's commands are handed over, not when continueAsNew is
+ * called: a handler that continues as new at one event of a task must not
+ * consume the later events of that task, or they would be in neither run.
  *
  * An event that settles a wait with a time-out also issues `cancel_timer` for
  * the wait's seq: the server cannot tell which wait an event satisfied, so it
@@ -49,6 +53,8 @@ interface Buffered {
 }
 
 export interface EventSinks {
+  /** True once the run produced a terminal command: events are then only buffered, to be carried. */
+  ended(): boolean;
   /** Resolves the oldest pending wait for `name`, if there is one. */
   resolveOldestWait(name: string, payload: unknown): boolean;
   /** A handler threw or rejected: handled as an error escaping workflow code (the failure rule). */
@@ -75,8 +81,9 @@ export class ReceivedEvents {
     // The server delivers an id once per chain; should it ever repeat, the first delivery stands.
     if (this.seen.has(event.id)) return;
     this.seen.add(event.id);
-    if (this.sinks.resolveOldestWait(event.name, event.payload)) return;
-    const handler = this.handlers.get(event.name);
+    const ended = this.sinks.ended();
+    if (!ended && this.sinks.resolveOldestWait(event.name, event.payload)) return;
+    const handler = ended ? undefined : this.handlers.get(event.name);
     if (handler) {
       this.call(handler, event);
       return;
@@ -97,7 +104,12 @@ export class ReceivedEvents {
   /** Registers (or replaces) the name's handler; it gets the buffered events first. Returns the removal. */
   setHandler(name: string, handler: EventHandler): () => void {
     this.handlers.set(name, handler);
-    for (let next = this.take(name); next; next = this.take(name)) this.call(handler, next as Buffered);
+    // Checked before each: a buffered event may make the handler continue as new; the rest stay to be carried.
+    while (!this.sinks.ended()) {
+      const next = this.take(name);
+      if (!next) break;
+      this.call(handler, next as Buffered);
+    }
     return () => {
       if (this.handlers.get(name) === handler) this.handlers.delete(name);
     };

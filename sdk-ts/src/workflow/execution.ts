@@ -41,7 +41,7 @@ import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
 import { seededRandom } from "./prng.js";
 import { SideEffects, type SideEffectHost } from "./side-effects.js";
-import { guardDuringQueries, pendingView, QueryHandlers } from "./query.js";
+import { guardReadOnly, pendingView, QueryHandlers, ReadOnlyGuard, updateValidatorCode } from "./query.js";
 import { buildPatchMarker, PatchState } from "./patches.js";
 import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
@@ -78,6 +78,7 @@ export class WorkflowExecution implements WorkflowScope {
   // Named external events (events.ts, decision 0022).
   /** Received external events not yet consumed, and the handlers by name. */
   readonly events: ReceivedEvents = new ReceivedEvents({
+    ended: () => this.ended,
     resolveOldestWait: (name, payload) => {
       const wait = this.pending.takeOldestEventWait(name);
       if (!wait) return false;
@@ -86,7 +87,12 @@ export class WorkflowExecution implements WorkflowScope {
       wait.resolve(payload);
       return true;
     },
-    handlerFailed: (err) => this.onWorkflowError(err),
+    handlerFailed: (err) => {
+      // A handler's await reached by the run's cancellation: the main code decides how the run ends
+      // (its nonCancellable cleanup may still be running), not the handler.
+      if (err instanceof CancelledFailure && this.cancelRequested) return;
+      this.onWorkflowError(err);
+    },
   });
   private info: WorkflowInfo;
   private readonly workflow: Workflow;
@@ -143,12 +149,14 @@ export class WorkflowExecution implements WorkflowScope {
       issuedUpTo: () => this.nextSeq - 1,
       requestCancel: (reason) => this.requestCancel(reason),
     };
-    this.ctx = createWorkflowContext(guardDuringQueries(this.runtime(options.logger ?? silentLogger), this.queries));
+    this.ctx = createWorkflowContext(guardReadOnly(this.runtime(options.logger ?? silentLogger), this.readOnly));
   }
 
   // --- Queries (query.ts, decision 0023) ---
+  /** Set while a query handler or an update validator runs: calls that would change the run throw. */
+  private readonly readOnly = new ReadOnlyGuard();
   /** The handlers the workflow registered with ctx.setQueryHandler. */
-  readonly queries = new QueryHandlers();
+  readonly queries = new QueryHandlers(this.readOnly);
 
   /** Answers query `name` from the state as it stands; throws QueryFailedError. Changes nothing. */
   query(name: string, args: unknown): unknown {
@@ -172,6 +180,8 @@ export class WorkflowExecution implements WorkflowScope {
   }
 
   random(): number {
+    // Math.random in an update validator (a query handler has a scope of its own, query.ts).
+    this.readOnly.check("randomness (Math.random, ctx.random, ctx.uuid)");
     return this.rng();
   }
 
@@ -270,7 +280,8 @@ export class WorkflowExecution implements WorkflowScope {
       if (event.attributes.case !== "updateAccepted") continue;
       const update = event.attributes.value;
       if (!this.replaying) {
-        const rejection = this.updates.validate(event, update, this.ended);
+        // A validator runs live only, never on replay: it must not change the run (query.ts).
+        const rejection = this.readOnly.run(updateValidatorCode, () => this.updates.validate(event, update, this.ended));
         if (rejection) {
           this.rejectedUpdates.push(rejection);
           continue;
@@ -290,6 +301,12 @@ export class WorkflowExecution implements WorkflowScope {
   private takeCommands(): Command[] {
     const commands = this.commands;
     this.commands = [];
+    // Unconsumed events go to the next run, ahead of those that arrive meanwhile (decision 0022). Read
+    // now, after the whole block was delivered: events after the call are buffered (events.ts), not lost.
+    // The replay check compares no carried events, so when they are read changes no recorded history.
+    for (const { command } of commands) {
+      if (command.case === "continueAsNew") command.value.carriedEvents = this.events.unconsumed();
+    }
     return commands;
   }
 
@@ -358,7 +375,6 @@ export class WorkflowExecution implements WorkflowScope {
         return this.schedule({ kind: "eventWait", eventName, timed }, build);
       },
       onEvent: (eventName, handler) => this.events.setHandler(eventName, handler),
-      unconsumedEvents: () => this.events.unconsumed(),
       sideEffect: (fn) => this.sideEffects.call(this.sideEffectHost(), fn),
       currentScope: () => currentScope(this.rootScope),
       cancelScope: (node, message) => this.cancelScope(node, message),

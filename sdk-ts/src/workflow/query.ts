@@ -6,15 +6,18 @@
  * A query must leave the execution exactly as it found it, or the cached run
  * would diverge from its history: while a handler runs, every context call
  * that would issue a command or draw from the run's random sequence throws
- * (guardDuringQueries), and the handler runs in a scope of its own whose
+ * (guardReadOnly), and the handler runs in a scope of its own whose
  * randomness throws too and whose determinism violations fail the query, not
- * the run's next workflow task.
+ * the run's next workflow task. An update validator is read-only code too
+ * (updates.ts): it runs live only, never on replay, so the same guard holds
+ * while it runs.
  *
  * The guard only holds while the handler runs synchronously: an async
  * handler's continuation runs later with the guard off and could issue
- * commands into the execution. So a handler that returned a thenable, or hit
- * the guard at all, marks the execution `tainted`, and the worker evicts it
- * from its run cache (query-tasks.ts): the next task replays from history.
+ * commands into the execution. So a query handler that returned a thenable,
+ * or hit the guard at all, marks the execution `tainted`, and the worker
+ * evicts it from its run cache (query-tasks.ts): the next task replays from
+ * history.
  */
 import type { WorkflowRuntime } from "./context.js";
 import type { PendingAwait } from "./pending.js";
@@ -54,22 +57,61 @@ export class QueryFailedError extends Error {
 
 const MAX_QUERY_NAME_LENGTH = 255;
 
-export class QueryHandlers {
-  private readonly handlers = new Map<string, (args: unknown) => unknown>();
-  /** True while a handler runs: command-issuing calls throw. */
-  active = false;
-  /** Sticky: a handler tried to change the run, or left code running after it returned (a promise). */
+/** Code that reads the run's state and must not change it: a query handler, an update validator. */
+export interface ReadOnlyKind {
+  /** "a query handler" */
+  readonly where: string;
+  /** Why it must not change the run, and what to do instead. */
+  readonly advice: string;
+}
+
+export const queryHandlerCode: ReadOnlyKind = {
+  where: "a query handler",
+  advice: "a query reads the workflow's state and must not change it (use an update or an event to make the workflow act)",
+};
+
+export const updateValidatorCode: ReadOnlyKind = {
+  where: "an update validator",
+  advice: "a validator runs only when the update arrives, never on replay, so it must not change the run (do the work in the update handler)",
+};
+
+/** Which read-only code is running, if any: while it runs, calls that would change the run throw. */
+export class ReadOnlyGuard {
+  private running: ReadOnlyKind | undefined;
+
+  run<T>(kind: ReadOnlyKind, fn: () => T): T {
+    const outer = this.running;
+    this.running = kind;
+    try {
+      return fn();
+    } finally {
+      this.running = outer;
+    }
+  }
+
+  /** Sticky: a query handler tried to change the run, or left code running after it returned (a promise). */
   tainted = false;
 
-  /** Throws if a handler runs now, marking the execution tainted. */
-  refuseInQuery(what: string): void {
-    if (!this.active) return;
-    this.tainted = true;
-    throw new Error(notInQuery(what));
+  /** Throws when read-only code is running: `what` (say "ctx.sleep") would change the run. */
+  check(what: string): void {
+    if (!this.running) return;
+    if (this.running === queryHandlerCode) this.tainted = true;
+    throw new Error(readOnlyMessage(what, this.running));
+  }
+}
+
+export class QueryHandlers {
+  private readonly handlers = new Map<string, (args: unknown) => unknown>();
+
+  constructor(private readonly guard: ReadOnlyGuard) {}
+
+  /** The worker evicts a cached execution a query handler may have changed (see the module comment). */
+  get tainted(): boolean {
+    return this.guard.tainted;
   }
 
   set(name: string, handler: QueryHandler | undefined): void {
-    this.refuseInQuery("ctx.setQueryHandler");
+    this.guard.check("ctx.setQueryHandler");
     if (typeof name !== "string" || name.length === 0 || name.length > MAX_QUERY_NAME_LENGTH) {
       throw new TypeError(`ctx.setQueryHandler: the name must be 1 to ${MAX_QUERY_NAME_LENGTH} characters`);
     }
@@ -100,23 +142,20 @@ export class QueryHandlers {
     const scope: WorkflowScope = {
       now: state.now,
       random: () => {
-        this.tainted = true;
-        throw new QueryFailedError(notInQuery("randomness (Math.random, ctx.random, ctx.uuid)"));
+        this.guard.tainted = true;
+        throw new QueryFailedError(readOnlyMessage("randomness (Math.random, ctx.random, ctx.uuid)", queryHandlerCode));
       },
       violation: (error) => (violation ??= error),
     };
-    this.active = true;
     let value: unknown;
     try {
-      value = state.runner(scope, () => handler(args));
+      value = this.guard.run(queryHandlerCode, () => state.runner(scope, () => handler(args)));
     } catch (err) {
       throw new QueryFailedError(`query handler "${name}" threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    } finally {
-      this.active = false;
     }
     if (violation) throw new QueryFailedError(`query handler "${name}": ${violation.message}`);
     if (typeof (value as { then?: unknown } | null)?.then === "function") {
-      this.tainted = true;
+      this.guard.tainted = true;
       (value as Promise<unknown>).then(undefined, () => {});
       throw new QueryFailedError(`query handler "${name}" returned a promise: query handlers must be synchronous (read state, do not wait)`);
     }
@@ -124,13 +163,13 @@ export class QueryHandlers {
   }
 }
 
-function notInQuery(what: string): string {
-  return `${what} cannot be used inside a query handler: a query reads the workflow's state and must not change it (use an update or an event to make the workflow act)`;
+function readOnlyMessage(what: string, kind: ReadOnlyKind): string {
+  return `${what} cannot be used inside ${kind.where}: ${kind.advice}`;
 }
 
-/** The runtime the context sees: the same, except that calls which would change the run throw inside a query handler. */
-export function guardDuringQueries(rt: WorkflowRuntime, queries: QueryHandlers): WorkflowRuntime {
-  const check = (what: string): void => queries.refuseInQuery(what);
+/** The runtime the context sees: the same, except that calls which would change the run throw inside read-only code. */
+export function guardReadOnly(rt: WorkflowRuntime, guard: ReadOnlyGuard): WorkflowRuntime {
+  const check = (what: string): void => guard.check(what);
   return {
     ...rt,
     updates: {

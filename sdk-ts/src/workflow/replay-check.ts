@@ -14,9 +14,9 @@
  * non-deprecated marker must be recorded in its block.
  *
  * A second, narrow exception: the `cancel_timer` the SDK issues for a timed
- * event wait that an event satisfied (events.ts) is matched when recorded, and
- * skipped when the history does not record it (histories written before
- * decision 0022, when the server dropped the time-out itself).
+ * event wait that an event satisfied (events.ts) or a cancellation reached
+ * (pending.ts) is matched when recorded, and skipped when the history does not
+ * record it (histories written before the SDK issued it).
  */
 import type { Command, HistoryEvent } from "@dex/proto";
 import { NonDeterminismError } from "../common/errors.js";

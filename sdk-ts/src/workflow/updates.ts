@@ -63,7 +63,9 @@ export class UpdateHandlers {
   /**
    * Live only: the rejection of this request, or undefined when the workflow
    * accepts it. The validator runs synchronously against the current state
-   * and must not change it (it does not run again on replay).
+   * and must not change it (it does not run again on replay): the execution
+   * runs it under the read-only guard of query handlers (query.ts), so a call
+   * that would (randomness, a command) throws and rejects the update.
    */
   validate(event: HistoryEvent, update: UpdateAccepted, ended: boolean): UpdateRejection | undefined {
     const reject = (failure: Failure): UpdateRejection => ({ updateId: update.updateId, failure });

@@ -7,9 +7,10 @@
  * (docs/worker-protocol.md, "External events"): a wait is issued only when no
  * unconsumed event of its name is buffered, and each event of a name settles
  * the oldest wait of that name still open. Matching history in order with
- * that rule (a time-out closes its wait) gives the open waits exactly, except
- * a wait that the code cancelled (a cancellation scope) and is still shown
- * until an event or its time-out would have closed it.
+ * that rule (a time-out closes its wait, and so does the `cancel_timer` an SDK
+ * sends for a timed wait a cancellation reached) gives the open waits exactly,
+ * except an untimed wait that the code cancelled, still shown until an event
+ * would have closed it.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -57,7 +58,8 @@ export async function describeRunEvents(sql: Queryable, runId: string, open: boo
       count(name).inHistory++;
       const oldest = waits.findIndex((w) => w.eventName === name);
       if (oldest >= 0) waits.splice(oldest, 1);
-    } else if (a.case === "eventWaitTimedOut") {
+    } else if (a.case === "eventWaitTimedOut" || a.case === "timerCancelled") {
+      // timer_cancelled of a wait's seq: the SDK dropped it (an event already closed a satisfied one).
       const at = waits.findIndex((w) => w.seq === a.value.seq);
       if (at >= 0) waits.splice(at, 1);
     }
