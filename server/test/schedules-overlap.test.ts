@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ScheduleOverlapPolicy, ScheduleSkipReason } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import { byRunId, startHarness, uniqueId, type Harness } from "./helpers.js";
-import { scheduleClient, scheduledRuns, triggeredOnly, type ScheduleClient } from "./schedules-support.js";
+import { everyMs, scheduleClient, scheduledRuns, triggeredOnly, type ScheduleClient } from "./schedules-support.js";
 
 let h: Harness;
 let schedules: ScheduleClient;
@@ -74,6 +74,26 @@ describe("overlap policies", () => {
     await h.client.terminateRun({ run: byRunId(second.id), reason: "test" });
     const three = await runCount(id, 3);
     expect(three.map((r) => r.nominalMs)).toEqual([...three.map((r) => r.nominalMs)].sort((a, b) => a - b));
+  });
+
+  it("BUFFER_ALL with an action limit: buffered scheduled starts spend it, and no more wait than it allows", async () => {
+    const id = uniqueId("overlap-limit");
+    // Paused until the trigger's run is open, so the first scheduled time meets it.
+    await schedules.createSchedule({ scheduleId: id, schedule: everyMs(1_000, ScheduleOverlapPolicy.BUFFER_ALL), paused: true, remainingActions: 1 });
+    const { runId: first } = await schedules.triggerSchedule({ scheduleId: id });
+    expect(first).not.toBe("");
+    await schedules.resumeSchedule({ scheduleId: id });
+    // Two scheduled times meet the open run: one waits, the next finds the one action promised.
+    await waitFor(async () => {
+      const { info } = await schedules.describeSchedule({ scheduleId: id });
+      return info!.bufferedTimes.length + Number(info!.overlapSkipped) >= 2;
+    }, { message: `two scheduled times of ${id} met the open run` });
+    await h.client.terminateRun({ run: byRunId(first), reason: "test" });
+    await runCount(id, 2);
+    const { info } = await schedules.describeSchedule({ scheduleId: id });
+    expect(info!.remainingActions).toBe(0);
+    expect(info!.bufferedTimes).toHaveLength(0);
+    expect(info!.nextActionTimes).toEqual([]);
   });
 
   it("CANCEL_OTHER: the open run is asked to cancel and the firing starts once it ended", async () => {

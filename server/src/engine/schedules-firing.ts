@@ -110,6 +110,8 @@ export class ScheduleFiring {
     while (s.nextNominalAt !== null && handled < MAX_TIMES_PER_PASS) {
       const nominal = s.nextNominalAt.getTime();
       if (nominal + jitterOf(this.row.id, nominal, this.specDef.jitterMs) > this.nowMs) break;
+      // Buffered scheduled firings are older and spend the remaining actions first.
+      await this.startBuffered();
       if (s.remainingActions === 0) {
         s.nextNominalAt = null;
         break;
@@ -119,8 +121,7 @@ export class ScheduleFiring {
         s.catchupWindowMissed++;
         this.skip(nominal, "catchup_window");
       } else {
-        const outcome = await this.fire(nominal, "scheduled", this.row.overlapPolicy as OverlapPolicy);
-        if (outcome.started && s.remainingActions !== null) s.remainingActions--;
+        await this.fire(nominal, "scheduled", this.row.overlapPolicy as OverlapPolicy);
       }
       const next = this.spec.nextAfter(nominal);
       s.nextNominalAt = next === null ? null : new Date(next);
@@ -143,7 +144,8 @@ export class ScheduleFiring {
           s.buffered.push({ at: nominal, kind });
           return { started: false, buffered: true };
         case OverlapPolicy.BUFFER_ALL:
-          if (s.buffered.length >= MAX_BUFFERED) return this.overlapSkipped(nominal);
+          // A scheduled firing waits only while an action is left for it: the ones already waiting come first.
+          if (s.buffered.length >= MAX_BUFFERED || (kind === "scheduled" && this.actionsLeft() <= 0)) return this.overlapSkipped(nominal);
           s.buffered.push({ at: nominal, kind });
           return { started: false, buffered: true };
         case OverlapPolicy.CANCEL_OTHER:
@@ -160,13 +162,25 @@ export class ScheduleFiring {
     return this.start(nominal, kind);
   }
 
-  /** Starts buffered firings while the previous run has ended (one at a time: each start opens a run). */
+  /**
+   * Starts buffered firings while the previous run has ended (one at a time: each start opens a run).
+   * A scheduled one spends one of the remaining actions; with none left it is dropped (the limit was
+   * lowered by UpdateSchedule while it waited).
+   */
   async startBuffered(): Promise<void> {
     const s = this.state;
     while (s.buffered.length > 0 && !(await this.previousRunOpen())) {
       const next = s.buffered.shift()!;
+      if (next.kind === "scheduled" && s.remainingActions === 0) continue;
       await this.start(next.at, next.kind);
     }
+  }
+
+  /** Remaining actions not yet promised to a waiting scheduled firing (Infinity: no limit). */
+  private actionsLeft(): number {
+    const s = this.state;
+    if (s.remainingActions === null) return Number.POSITIVE_INFINITY;
+    return s.remainingActions - s.buffered.filter((b) => b.kind === "scheduled").length;
   }
 
   /** When a server must look at the row next (null: nothing to do until a call changes it). */
@@ -264,6 +278,8 @@ export class ScheduleFiring {
         s.lastRunId = outcome.runId;
         this.lastRunOpen = true;
         s.actionCount++;
+        // Every scheduled start spends an action, the time's own and a buffered one alike; triggers and backfills do not.
+        if (kind === "scheduled" && s.remainingActions !== null) s.remainingActions--;
         const entry: ActionEntry = { nominal, actual: this.nowMs, runId: outcome.runId, instanceId, kind };
         s.recentActions.unshift(entry);
         s.recentActions.length = Math.min(s.recentActions.length, RECENT_LIMIT);
