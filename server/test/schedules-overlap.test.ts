@@ -115,6 +115,35 @@ describe("overlap policies", () => {
     expect(await status(second.runId)).toBe("CREATED");
   });
 
+  // One transaction fires several times: the run it started for one time is invisible to any other
+  // transaction, so the next time must end it (or ask it to cancel) in this one.
+  async function backfillThree(policy: ScheduleOverlapPolicy) {
+    const id = uniqueId(`backfill-${policy}`);
+    await schedules.createSchedule({
+      scheduleId: id,
+      schedule: { ...triggeredOnly(policy), spec: { cronExpressions: ["0 * * * *"] } },
+      paused: true,
+    });
+    const from = 1_767_225_600n;
+    const counts = await schedules.backfillSchedule({ scheduleId: id, startTime: { seconds: from }, endTime: { seconds: from + 2n * 3600n } });
+    return { id, counts, runs: await scheduledRuns(h, id) };
+  }
+
+  it("TERMINATE_OTHER: a backfill of three times leaves one open run, the others terminated", async () => {
+    const { counts, runs } = await backfillThree(ScheduleOverlapPolicy.TERMINATE_OTHER);
+    expect(counts).toMatchObject({ started: 3 });
+    expect(runs.map((r) => r.status)).toEqual(["TERMINATED", "TERMINATED", "CREATED"]);
+  });
+
+  it("CANCEL_OTHER: a backfill of three times asks the run it started to cancel, and the newest time waits", async () => {
+    const { id, counts, runs } = await backfillThree(ScheduleOverlapPolicy.CANCEL_OTHER);
+    expect(counts).toMatchObject({ started: 1, buffered: 2 });
+    expect(runs).toHaveLength(1);
+    const [row] = await h.sql<{ requested: Date | null }[]>`select cancel_requested_at as requested from dex.runs where id = ${runs[0]!.id}::uuid`;
+    expect(row!.requested).not.toBeNull();
+    expect((await schedules.describeSchedule({ scheduleId: id })).info!.bufferedTimes).toHaveLength(1);
+  });
+
   it("ALLOW_ALL: firings start whatever is open", async () => {
     const { id } = await withFirstRun(ScheduleOverlapPolicy.ALLOW_ALL);
     expect((await schedules.triggerSchedule({ scheduleId: id })).runId).not.toBe("");

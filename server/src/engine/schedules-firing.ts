@@ -8,13 +8,15 @@
  */
 import { DexError } from "@dex/proto";
 import type { TransactionSql } from "../store/db.js";
+import { lockRun } from "../store/completion-locks.js";
 import { insertRun } from "../store/runs.js";
 import { runIsOpen, type ActionEntry, type BufferedFiring, type ScheduleRecord, type ScheduleState, type SkipEntry } from "../store/schedules.js";
 import type { Engine } from "./context.js";
 import type { Effects } from "./effects.js";
 import { decodePayload } from "./events.js";
-import { cancelRun, terminateRun } from "./lifecycle.js";
+import { cancelRun, terminateLocked, terminateRun, terminationRecords } from "./lifecycle.js";
 import { QueueType } from "./model.js";
+import { cancelRuns } from "./relatives.js";
 import { CompiledSpec, jitterOf, scheduledInstanceId, type ScheduleSpec } from "./schedules-spec.js";
 import { newRun, ReusePolicy } from "./start.js";
 
@@ -67,6 +69,8 @@ export class ScheduleFiring {
   readonly action: ScheduleActionDef;
   readonly state: ScheduleState;
   private lastRunOpen: boolean | undefined;
+  /** Runs this transaction started: invisible to any other transaction until the commit. */
+  private readonly startedHere = new Set<string>();
 
   constructor(
     private readonly engine: Engine,
@@ -222,22 +226,38 @@ export class ScheduleFiring {
     return this.lastRunOpen;
   }
 
-  /** CancelRun of the previous run, once per run (the firing waits for it to end). */
+  /**
+   * CancelRun of the previous run, once per run (the firing waits for it to end). A run this
+   * transaction started (catch-up of several times, backfill, a trigger after a buffered start) is
+   * asked in this transaction: CancelRun's own could not see it.
+   */
   private async cancelPrevious(): Promise<void> {
     const runId = this.state.lastRunId!;
     if (this.state.cancelRequestedRunId === runId) return;
-    await ignoreEnded(cancelRun(this.engine, { selector: { runId }, reason: `schedule ${this.row.id}: overlap policy CANCEL_OTHER` }));
+    const reason = `schedule ${this.row.id}: overlap policy CANCEL_OTHER`;
+    if (this.startedHere.has(runId)) await cancelRuns(this.tx, this.effects, { runIds: [runId] }, reason);
+    else await ignoreEnded(cancelRun(this.engine, { selector: { runId }, reason }));
     this.state.cancelRequestedRunId = runId;
   }
 
   /**
    * TerminateRun of the previous run, in its own transaction (the one that
    * ends runs): if this firing's transaction then fails, the retry finds the
-   * run ended and starts.
+   * run ended and starts. A run this transaction started is invisible there,
+   * so it is terminated here (it has no parent and no concurrency key, and
+   * nobody else can hold its lock or its task's).
    */
   private async terminatePrevious(): Promise<void> {
     const runId = this.state.lastRunId!;
-    await ignoreEnded(terminateRun(this.engine, { selector: { runId }, reason: `schedule ${this.row.id}: overlap policy TERMINATE_OTHER` }));
+    const reason = `schedule ${this.row.id}: overlap policy TERMINATE_OTHER`;
+    if (this.startedHere.has(runId)) {
+      const run = await lockRun(this.tx, runId);
+      if (!run) throw new Error(`run ${runId}, started by this transaction, is not found`);
+      await terminateLocked(this.engine, this.tx, this.effects, run, undefined, terminationRecords(reason, ""));
+      this.effects.wakeRun(runId);
+    } else {
+      await ignoreEnded(terminateRun(this.engine, { selector: { runId }, reason }));
+    }
     this.lastRunOpen = false;
   }
 
@@ -277,6 +297,7 @@ export class ScheduleFiring {
         this.effects.observe((observer) => observer.runStarted(queue));
         s.lastRunId = outcome.runId;
         this.lastRunOpen = true;
+        this.startedHere.add(outcome.runId);
         s.actionCount++;
         // Every scheduled start spends an action, the time's own and a buffered one alike; triggers and backfills do not.
         if (kind === "scheduled" && s.remainingActions !== null) s.remainingActions--;
