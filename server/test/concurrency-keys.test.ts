@@ -163,6 +163,18 @@ describe("concurrency keys", () => {
     await complete(c);
   });
 
+  it("CancelRun of a waiting run removes its run timeout timer", async () => {
+    const key = uniqueId("key");
+    const a = await start(key);
+    const { runId: b } = await h.client.startWorkflow({ workflowName: "wf", instanceId: uniqueId("ck"), concurrencyKey: key, runTimeout: { seconds: 3600n } });
+    const timers = async () => (await h.sql<{ n: number }[]>`select count(*)::int as n from dex.timers where run_id = ${b}`)[0]!.n;
+    expect(await timers()).toBe(1);
+    await h.client.cancelRun({ run: byRunId(b), reason: "not needed" });
+    expect((await h.client.getRunResult({ run: byRunId(b) })).status).toBe(RunStatus.CANCELLED);
+    expect(await timers()).toBe(0);
+    await complete(a);
+  });
+
   it("continue-as-new keeps the slot: the new run starts at once, ahead of the line", async () => {
     const key = uniqueId("key");
     const instanceId = uniqueId("ck-can");

@@ -4,7 +4,7 @@
  * carried events of continue_as_new, and what DescribeRun shows.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { HistoryEvent } from "@dex/proto";
+import { ResetPointKind, type HistoryEvent } from "@dex/proto";
 import {
   byInstance,
   byRunId,
@@ -104,6 +104,19 @@ describe("named events", () => {
     // A new chain of the instance (the old one ended) accepts the id again.
     const restarted = await h.client.sendEventWithStart({ start: { workflowName: "wf", instanceId }, eventName: "add", eventId: "x" });
     expect(restarted).toMatchObject({ started: true, duplicate: false });
+  });
+
+  it("an event id stays a duplicate after a reset: the new run joins the old run's chain", async () => {
+    const instanceId = uniqueId("reset-chain");
+    const first = await startWith(h, [waitFor(1, "add")], { instanceId });
+    expect((await h.client.sendEvent({ run: byInstance(instanceId), eventName: "add", eventId: "x", payload: json(1) })).duplicate).toBe(false);
+    const task = await pollWorkflowTaskOf(h, first);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew()] });
+    // The second run of the chain never saw "x" (neither in its history nor its inbox); reset it.
+    const { continuedAsRunId: second } = await h.client.getRunResult({ run: byRunId(first) });
+    const reset = await h.client.resetRun({ run: byRunId(second), to: ResetPointKind.FIRST_WORKFLOW_TASK });
+    const retry = await h.client.sendEvent({ run: byInstance(instanceId), eventName: "add", eventId: "x", payload: json(1) });
+    expect(retry).toMatchObject({ runId: reset.runId, duplicate: true });
   });
 
   it("continue_as_new puts the carried events first, then the events that arrived during the task, in order", async () => {

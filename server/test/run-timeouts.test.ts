@@ -8,7 +8,7 @@
  */
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FailureKind, RunStatus, TaskQueueType, TimeoutType, WorkflowTaskFailedCause } from "@dex/proto";
+import { FailureKind, ResetPointKind, RunStatus, TaskQueueType, TimeoutType, WorkflowTaskFailedCause } from "@dex/proto";
 import { createTestDatabase, waitFor } from "@dex/testing";
 import {
   byRunId,
@@ -130,6 +130,23 @@ describe("run timeouts", () => {
     expect(timestampMs(next.info!.runDeadline!) - timestampMs(next.info!.createTime!)).toBe(3_600_000);
     expect(await timersOf(h, continuedAsRunId)).toBe(1);
     expect(await timersOf(h, runId)).toBe(0);
+  });
+
+  it("reset keeps the run timeout and the workflow task timeout, the run timeout afresh for the new run", async () => {
+    const { runId } = await h.client.startWorkflow({
+      workflowName: "wf",
+      instanceId: uniqueId("reset"),
+      runTimeout: { seconds: 3600n },
+      workflowTaskTimeout: { seconds: 7n },
+    });
+    const task = await pollWorkflowTaskOf(h, runId);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [] });
+    const reset = await h.client.resetRun({ run: byRunId(runId), to: ResetPointKind.FIRST_WORKFLOW_TASK });
+    const next = await h.client.describeRun({ run: byRunId(reset.runId) });
+    expect(durationMs(next.info!.runTimeout!)).toBe(3_600_000);
+    expect(durationMs(next.info!.workflowTaskTimeout!)).toBe(7_000);
+    expect(timestampMs(next.info!.runDeadline!) - timestampMs(next.info!.createTime!)).toBe(3_600_000);
+    expect(await timersOf(h, reset.runId)).toBe(1);
   });
 
   it("refuses timeouts out of range with INVALID_ARGUMENT naming the field", async () => {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ScheduleOverlapPolicy, ScheduleSkipReason } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import { byRunId, startHarness, uniqueId, type Harness } from "./helpers.js";
-import { scheduleClient, scheduledRuns, triggeredOnly, type ScheduleClient } from "./schedules-support.js";
+import { everyMs, scheduleClient, scheduledRuns, triggeredOnly, type ScheduleClient } from "./schedules-support.js";
 
 let h: Harness;
 let schedules: ScheduleClient;
@@ -76,6 +76,26 @@ describe("overlap policies", () => {
     expect(three.map((r) => r.nominalMs)).toEqual([...three.map((r) => r.nominalMs)].sort((a, b) => a - b));
   });
 
+  it("BUFFER_ALL with an action limit: buffered scheduled starts spend it, and no more wait than it allows", async () => {
+    const id = uniqueId("overlap-limit");
+    // Paused until the trigger's run is open, so the first scheduled time meets it.
+    await schedules.createSchedule({ scheduleId: id, schedule: everyMs(1_000, ScheduleOverlapPolicy.BUFFER_ALL), paused: true, remainingActions: 1 });
+    const { runId: first } = await schedules.triggerSchedule({ scheduleId: id });
+    expect(first).not.toBe("");
+    await schedules.resumeSchedule({ scheduleId: id });
+    // Two scheduled times meet the open run: one waits, the next finds the one action promised.
+    await waitFor(async () => {
+      const { info } = await schedules.describeSchedule({ scheduleId: id });
+      return info!.bufferedTimes.length + Number(info!.overlapSkipped) >= 2;
+    }, { message: `two scheduled times of ${id} met the open run` });
+    await h.client.terminateRun({ run: byRunId(first), reason: "test" });
+    await runCount(id, 2);
+    const { info } = await schedules.describeSchedule({ scheduleId: id });
+    expect(info!.remainingActions).toBe(0);
+    expect(info!.bufferedTimes).toHaveLength(0);
+    expect(info!.nextActionTimes).toEqual([]);
+  });
+
   it("CANCEL_OTHER: the open run is asked to cancel and the firing starts once it ended", async () => {
     const { id, first } = await withFirstRun(ScheduleOverlapPolicy.CANCEL_OTHER);
     expect((await schedules.triggerSchedule({ scheduleId: id })).buffered).toBe(true);
@@ -93,6 +113,35 @@ describe("overlap policies", () => {
     expect(second.runId).not.toBe("");
     expect(await status(first)).toBe("TERMINATED");
     expect(await status(second.runId)).toBe("CREATED");
+  });
+
+  // One transaction fires several times: the run it started for one time is invisible to any other
+  // transaction, so the next time must end it (or ask it to cancel) in this one.
+  async function backfillThree(policy: ScheduleOverlapPolicy) {
+    const id = uniqueId(`backfill-${policy}`);
+    await schedules.createSchedule({
+      scheduleId: id,
+      schedule: { ...triggeredOnly(policy), spec: { cronExpressions: ["0 * * * *"] } },
+      paused: true,
+    });
+    const from = 1_767_225_600n;
+    const counts = await schedules.backfillSchedule({ scheduleId: id, startTime: { seconds: from }, endTime: { seconds: from + 2n * 3600n } });
+    return { id, counts, runs: await scheduledRuns(h, id) };
+  }
+
+  it("TERMINATE_OTHER: a backfill of three times leaves one open run, the others terminated", async () => {
+    const { counts, runs } = await backfillThree(ScheduleOverlapPolicy.TERMINATE_OTHER);
+    expect(counts).toMatchObject({ started: 3 });
+    expect(runs.map((r) => r.status)).toEqual(["TERMINATED", "TERMINATED", "CREATED"]);
+  });
+
+  it("CANCEL_OTHER: a backfill of three times asks the run it started to cancel, and the newest time waits", async () => {
+    const { id, counts, runs } = await backfillThree(ScheduleOverlapPolicy.CANCEL_OTHER);
+    expect(counts).toMatchObject({ started: 1, buffered: 2 });
+    expect(runs).toHaveLength(1);
+    const [row] = await h.sql<{ requested: Date | null }[]>`select cancel_requested_at as requested from dex.runs where id = ${runs[0]!.id}::uuid`;
+    expect(row!.requested).not.toBeNull();
+    expect((await schedules.describeSchedule({ scheduleId: id })).info!.bufferedTimes).toHaveLength(1);
   });
 
   it("ALLOW_ALL: firings start whatever is open", async () => {

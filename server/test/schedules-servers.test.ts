@@ -8,7 +8,7 @@
  */
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { ScheduleSkipReason } from "@dex/proto";
+import { ScheduleOverlapPolicy, ScheduleSkipReason } from "@dex/proto";
 import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
 import { serveDatabase, uniqueId, type Harness } from "./helpers.js";
 import { everyMs, scheduleClient, scheduledRuns } from "./schedules-support.js";
@@ -82,6 +82,38 @@ describe("schedules on several servers", () => {
       expectConsecutive(nominal.filter((n) => n <= last), missed);
       // Nothing started later than the catch-up window after its nominal time.
       for (const row of rows) expect(row.created.getTime() - Date.parse(row.nominal)).toBeLessThanOrEqual(3_000);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("TERMINATE_OTHER: a catch-up of several times in one pass leaves one open run", async () => {
+    const db = await createTestDatabase();
+    databases.push(db);
+    const id = uniqueId("catchup-terminate");
+    const first = await serveDatabase(db);
+    const schedule = everyMs(1_000, ScheduleOverlapPolicy.TERMINATE_OTHER, { catchupWindowMs: 60_000 });
+    await scheduleClient(first).createSchedule({ scheduleId: id, schedule });
+    await waitFor(async () => (await scheduledRuns(first, id)).length >= 1, { message: "a run before the outage" });
+    await first.close();
+
+    // Every server is down while three nominal seconds pass by the database clock.
+    const watcher = postgres(db.url, { max: 1, onnotice: () => {} });
+    const { next } = (await watcher<{ next: Date }[]>`select next_nominal_at as next from dex.schedules where id = ${id}`)[0]!;
+    await waitFor(async () => {
+      const [row] = await watcher<{ passed: boolean }[]>`select now() > ${next}::timestamptz + interval '3 seconds' as passed`;
+      return row!.passed;
+    }, { message: "three seconds of database time", intervalMs: 200 });
+    await watcher.end();
+
+    const second = await serveDatabase(db);
+    try {
+      // The catch-up pass commits its runs together: once the third missed time has its run, it committed.
+      const runs = await waitFor(async () => {
+        const found = await scheduledRuns(second, id);
+        return found.some((r) => r.nominalMs >= next.getTime() + 2_000) && found;
+      }, { message: "the missed times' runs" });
+      expect(runs.filter((r) => r.status === "CREATED" || r.status === "RUNNING")).toHaveLength(1);
     } finally {
       await second.close();
     }

@@ -58,6 +58,10 @@ describe("schedule validation", () => {
       /catchup_window must be at least 1s/,
     );
     await rejectsWith(schedules.listSchedules({ pageToken: "not a token!" }), "INVALID_ARGUMENT", /page_token is not a token/);
+    // Well-formed base64url that decodes to what no token holds: a NUL ("AA"), invalid UTF-8 ("_w").
+    for (const pageToken of ["AA", "_w"]) {
+      await rejectsWith(schedules.listSchedules({ pageToken }), "INVALID_ARGUMENT", /page_token is not a token/);
+    }
   });
 
   it("answers NOT_FOUND for an unknown schedule or queue, ALREADY_EXISTS for a taken id", async () => {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FailureSchema } from "@dex/proto";
 import { create } from "@bufbuild/protobuf";
-import { byRunId, completeRun, fromJson, json, kinds, pollWorkflowTaskOf, rejectsWith, serveDatabase, startWith, type Harness, startHarness } from "./helpers.js";
+import { byRunId, completeRun, fromJson, json, kinds, pollWorkflowTaskOf, rejectsWith, serveDatabase, startWith, type Harness, startHarness, uniqueId } from "./helpers.js";
 
 const NOW = { seconds: 0n, nanos: 0 };
 
@@ -61,6 +61,21 @@ describe("updates on the server", () => {
     const answer = await h.client.updateRun({ run: byRunId(runId), name: "add", updateId: "bad", wait: NOW });
     expect(answer.outcome).toMatchObject({ case: "rejection", value: { message: "quantity must be positive", type: "RangeError" } });
     expect(await inbox(runId)).toEqual([]);
+  });
+
+  it("keeps a rejection when the same completion starts a child (the one-by-one path): no update_accepted, the caller hears the rejection", async () => {
+    const runId = await startWith(h, []);
+    await h.client.updateRun({ run: byRunId(runId), name: "add", updateId: "bad", wait: NOW });
+    const task = await pollWorkflowTaskOf(h, runId);
+    const failure = create(FailureSchema, { message: "no children today" });
+    const child = { command: { case: "startChildRun" as const, value: { seq: 1, workflowName: "child", instanceId: uniqueId("child") } } };
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [child], rejectedUpdates: [{ updateId: "bad", failure }] });
+    const history = (await h.client.getRunHistory({ run: byRunId(runId) })).events;
+    expect(kinds(history)).not.toContain("updateAccepted");
+    expect(kinds(history)).toContain("childRunScheduled");
+    expect(await inbox(runId)).not.toContain("update:bad");
+    const answer = await h.client.updateRun({ run: byRunId(runId), name: "add", updateId: "bad", wait: NOW });
+    expect(answer.outcome).toMatchObject({ case: "rejection", value: { message: "no children today" } });
   });
 
   it("refuses, writing nothing, a rejection of an update not handed out and a complete_update of one never accepted or completed twice", async () => {

@@ -220,11 +220,21 @@ export function scheduleHandlers(engine: Engine): ServiceHandlers<typeof Schedul
   };
 }
 
+/**
+ * A token is a schedule id in base64url (nextPageToken above). What it decodes to reaches SQL, so it
+ * must be what a token holds: it re-encodes to itself (valid UTF-8) and is a valid schedule id (no
+ * control characters: a NUL would fail in Postgres as INTERNAL instead of answering INVALID_ARGUMENT).
+ */
 function decodeToken(token: string): string {
-  if (token.length > 400 || !/^[A-Za-z0-9_-]+$/.test(token)) {
-    throw invalid("page_token is not a token from a previous ListSchedules answer; pass next_page_token unchanged");
+  const notAToken = () => invalid("page_token is not a token from a previous ListSchedules answer; pass next_page_token unchanged");
+  if (token.length > 400 || !/^[A-Za-z0-9_-]+$/.test(token)) throw notAToken();
+  const id = Buffer.from(token, "base64url").toString("utf8");
+  if (Buffer.from(id, "utf8").toString("base64url") !== token) throw notAToken();
+  try {
+    return scheduleId(id);
+  } catch {
+    throw notAToken();
   }
-  return Buffer.from(token, "base64url").toString("utf8");
 }
 
 function scheduleToProto(view: ScheduleView): MessageInitShape<typeof ScheduleSchema> {

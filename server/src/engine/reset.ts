@@ -27,6 +27,7 @@ import {
   insertResetLink,
   missingActivityQueues,
   readResetLinks,
+  readRunTimeouts,
   redeliverExternalEvents,
   type ResetLinks,
 } from "../store/reset.js";
@@ -102,7 +103,7 @@ export async function resetRun(engine: Engine, request: ResetRequest): Promise<R
       await terminateLocked(engine, tx, effects, old, undefined, terminationRecords(reason, newRunId));
       effects.wakeRun(old.id);
     }
-    const run = resetRunRow(old, history[0]!, newRunId, open);
+    const run = resetRunRow(old, history[0]!, newRunId, open, await readRunTimeouts(tx, old.id));
     const outcome = await insertRun(tx, run);
     if (outcome.outcome === "open_run_exists") throw new Retry(); // a start won since findOpenRun: look again
     if (outcome.outcome === "queue_missing") {
@@ -158,7 +159,13 @@ function refuseUnsupported(old: LockedRun): void {
  * reset_from_run_id. An open keyed run hands its slot to the new run (as
  * continue-as-new does): the old one is terminated in the same transaction.
  */
-function resetRunRow(old: LockedRun, oldStarted: HistoryEvent, newRunId: string, oldHeldSlot: boolean) {
+function resetRunRow(
+  old: LockedRun,
+  oldStarted: HistoryEvent,
+  newRunId: string,
+  oldHeldSlot: boolean,
+  timeouts: { runTimeoutMs: number | null; workflowTaskTimeoutMs: number | null },
+) {
   if (oldStarted.attributes.case !== "runStarted") throw new Error(`run ${old.id}: event 1 is not run_started`);
   const started = oldStarted.attributes.value;
   const run = newRun(
@@ -173,6 +180,9 @@ function resetRunRow(old: LockedRun, oldStarted: HistoryEvent, newRunId: string,
       reusePolicy: ReusePolicy.ALLOW,
       concurrencyKey: old.concurrencyKey,
       concurrencyLimit: old.concurrencyLimit,
+      // The new run's run timeout counts from its own start, as continue-as-new's does.
+      runTimeoutMs: timeouts.runTimeoutMs,
+      workflowTaskTimeoutMs: timeouts.workflowTaskTimeoutMs,
     },
     { runId: newRunId, holdsSlot: oldHeldSlot },
   );

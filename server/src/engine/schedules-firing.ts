@@ -8,13 +8,15 @@
  */
 import { DexError } from "@dex/proto";
 import type { TransactionSql } from "../store/db.js";
+import { lockRun } from "../store/completion-locks.js";
 import { insertRun } from "../store/runs.js";
 import { runIsOpen, type ActionEntry, type BufferedFiring, type ScheduleRecord, type ScheduleState, type SkipEntry } from "../store/schedules.js";
 import type { Engine } from "./context.js";
 import type { Effects } from "./effects.js";
 import { decodePayload } from "./events.js";
-import { cancelRun, terminateRun } from "./lifecycle.js";
+import { cancelRun, terminateLocked, terminateRun, terminationRecords } from "./lifecycle.js";
 import { QueueType } from "./model.js";
+import { cancelRuns } from "./relatives.js";
 import { CompiledSpec, jitterOf, scheduledInstanceId, type ScheduleSpec } from "./schedules-spec.js";
 import { newRun, ReusePolicy } from "./start.js";
 
@@ -67,6 +69,8 @@ export class ScheduleFiring {
   readonly action: ScheduleActionDef;
   readonly state: ScheduleState;
   private lastRunOpen: boolean | undefined;
+  /** Runs this transaction started: invisible to any other transaction until the commit. */
+  private readonly startedHere = new Set<string>();
 
   constructor(
     private readonly engine: Engine,
@@ -110,6 +114,8 @@ export class ScheduleFiring {
     while (s.nextNominalAt !== null && handled < MAX_TIMES_PER_PASS) {
       const nominal = s.nextNominalAt.getTime();
       if (nominal + jitterOf(this.row.id, nominal, this.specDef.jitterMs) > this.nowMs) break;
+      // Buffered scheduled firings are older and spend the remaining actions first.
+      await this.startBuffered();
       if (s.remainingActions === 0) {
         s.nextNominalAt = null;
         break;
@@ -119,8 +125,7 @@ export class ScheduleFiring {
         s.catchupWindowMissed++;
         this.skip(nominal, "catchup_window");
       } else {
-        const outcome = await this.fire(nominal, "scheduled", this.row.overlapPolicy as OverlapPolicy);
-        if (outcome.started && s.remainingActions !== null) s.remainingActions--;
+        await this.fire(nominal, "scheduled", this.row.overlapPolicy as OverlapPolicy);
       }
       const next = this.spec.nextAfter(nominal);
       s.nextNominalAt = next === null ? null : new Date(next);
@@ -143,7 +148,8 @@ export class ScheduleFiring {
           s.buffered.push({ at: nominal, kind });
           return { started: false, buffered: true };
         case OverlapPolicy.BUFFER_ALL:
-          if (s.buffered.length >= MAX_BUFFERED) return this.overlapSkipped(nominal);
+          // A scheduled firing waits only while an action is left for it: the ones already waiting come first.
+          if (s.buffered.length >= MAX_BUFFERED || (kind === "scheduled" && this.actionsLeft() <= 0)) return this.overlapSkipped(nominal);
           s.buffered.push({ at: nominal, kind });
           return { started: false, buffered: true };
         case OverlapPolicy.CANCEL_OTHER:
@@ -160,13 +166,25 @@ export class ScheduleFiring {
     return this.start(nominal, kind);
   }
 
-  /** Starts buffered firings while the previous run has ended (one at a time: each start opens a run). */
+  /**
+   * Starts buffered firings while the previous run has ended (one at a time: each start opens a run).
+   * A scheduled one spends one of the remaining actions; with none left it is dropped (the limit was
+   * lowered by UpdateSchedule while it waited).
+   */
   async startBuffered(): Promise<void> {
     const s = this.state;
     while (s.buffered.length > 0 && !(await this.previousRunOpen())) {
       const next = s.buffered.shift()!;
+      if (next.kind === "scheduled" && s.remainingActions === 0) continue;
       await this.start(next.at, next.kind);
     }
+  }
+
+  /** Remaining actions not yet promised to a waiting scheduled firing (Infinity: no limit). */
+  private actionsLeft(): number {
+    const s = this.state;
+    if (s.remainingActions === null) return Number.POSITIVE_INFINITY;
+    return s.remainingActions - s.buffered.filter((b) => b.kind === "scheduled").length;
   }
 
   /** When a server must look at the row next (null: nothing to do until a call changes it). */
@@ -208,22 +226,38 @@ export class ScheduleFiring {
     return this.lastRunOpen;
   }
 
-  /** CancelRun of the previous run, once per run (the firing waits for it to end). */
+  /**
+   * CancelRun of the previous run, once per run (the firing waits for it to end). A run this
+   * transaction started (catch-up of several times, backfill, a trigger after a buffered start) is
+   * asked in this transaction: CancelRun's own could not see it.
+   */
   private async cancelPrevious(): Promise<void> {
     const runId = this.state.lastRunId!;
     if (this.state.cancelRequestedRunId === runId) return;
-    await ignoreEnded(cancelRun(this.engine, { selector: { runId }, reason: `schedule ${this.row.id}: overlap policy CANCEL_OTHER` }));
+    const reason = `schedule ${this.row.id}: overlap policy CANCEL_OTHER`;
+    if (this.startedHere.has(runId)) await cancelRuns(this.tx, this.effects, { runIds: [runId] }, reason);
+    else await ignoreEnded(cancelRun(this.engine, { selector: { runId }, reason }));
     this.state.cancelRequestedRunId = runId;
   }
 
   /**
    * TerminateRun of the previous run, in its own transaction (the one that
    * ends runs): if this firing's transaction then fails, the retry finds the
-   * run ended and starts.
+   * run ended and starts. A run this transaction started is invisible there,
+   * so it is terminated here (it has no parent and no concurrency key, and
+   * nobody else can hold its lock or its task's).
    */
   private async terminatePrevious(): Promise<void> {
     const runId = this.state.lastRunId!;
-    await ignoreEnded(terminateRun(this.engine, { selector: { runId }, reason: `schedule ${this.row.id}: overlap policy TERMINATE_OTHER` }));
+    const reason = `schedule ${this.row.id}: overlap policy TERMINATE_OTHER`;
+    if (this.startedHere.has(runId)) {
+      const run = await lockRun(this.tx, runId);
+      if (!run) throw new Error(`run ${runId}, started by this transaction, is not found`);
+      await terminateLocked(this.engine, this.tx, this.effects, run, undefined, terminationRecords(reason, ""));
+      this.effects.wakeRun(runId);
+    } else {
+      await ignoreEnded(terminateRun(this.engine, { selector: { runId }, reason }));
+    }
     this.lastRunOpen = false;
   }
 
@@ -263,7 +297,10 @@ export class ScheduleFiring {
         this.effects.observe((observer) => observer.runStarted(queue));
         s.lastRunId = outcome.runId;
         this.lastRunOpen = true;
+        this.startedHere.add(outcome.runId);
         s.actionCount++;
+        // Every scheduled start spends an action, the time's own and a buffered one alike; triggers and backfills do not.
+        if (kind === "scheduled" && s.remainingActions !== null) s.remainingActions--;
         const entry: ActionEntry = { nominal, actual: this.nowMs, runId: outcome.runId, instanceId, kind };
         s.recentActions.unshift(entry);
         s.recentActions.length = Math.min(s.recentActions.length, RECENT_LIMIT);

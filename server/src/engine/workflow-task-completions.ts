@@ -101,9 +101,12 @@ export async function completeWorkflowTaskGrouped(
   eager: readonly EagerOffer[] = [],
   rejectedUpdates: readonly UpdateRejection[] = [],
 ): Promise<Answer> {
-  if (commands.some((c) => ALONE_COMMANDS.has(c.command.case))) return completeWorkflowTask(engine, ref, commands, { eager });
-  // Rejected updates (rare) delete inbox rows before the checks: they go the one-by-one path.
-  if (rejectedUpdates.length > 0) return completeWorkflowTask(engine, ref, commands, { eager, rejectedUpdates });
+  // Rejected updates (rare) delete inbox rows before the checks: they go the one-by-one path,
+  // as do commands that start, cancel or continue runs; both must carry the rejections, or a
+  // rejected update's inbox row would be recorded as update_accepted.
+  if (rejectedUpdates.length > 0 || commands.some((c) => ALONE_COMMANDS.has(c.command.case))) {
+    return completeWorkflowTask(engine, ref, commands, { eager, rejectedUpdates });
+  }
   const outcome = await committerOf(engine).submit({ ref, commands, eager });
   if ("answer" in outcome) {
     if (outcome.answer.ok) return outcome.answer.value;

@@ -105,8 +105,9 @@ export async function admitHead(tx: Queryable, key: string): Promise<Admission> 
  * and no reason to make it wait for a slot just to end. What was delivered to
  * it stays visible: its inbox rows (external events) move into history in
  * order, followed by `cancel_requested{reason}`; like `run_started`, they are
- * inputs no workflow task consumed. The caller holds the key's lock and the
- * run's lock. Returns false if the run was not waiting any more.
+ * inputs no workflow task consumed; its run timeout timer goes. The caller
+ * holds the key's lock and the run's lock. Returns false if the run was not
+ * waiting any more.
  */
 export async function cancelWaitingRun(
   tx: Queryable,
@@ -128,6 +129,9 @@ export async function cancelWaitingRun(
       insert into dex.history_events (run_id, sequence, kind, event)
       select ${run.id}, ${run.historyLength} + (select count(*) from moved) + 1, 'cancel_requested', ${bytes(input.event)}
       from target
+    ), timers as (
+      -- Its only possible timer is the run timeout (it never ran): an ended run keeps no timer.
+      delete from dex.timers where run_id = (select id from target)
     )
     update dex.runs set status = 'CANCELLED', concurrency_waiting = false, failure = ${bytes(input.failure)},
                         ended_at = now(), cancel_requested_at = now(), cancel_reason = ${input.reason},

@@ -42,14 +42,33 @@ export async function findResetByRequest(
   return row ? { newRunId: row.new_run_id, historyLength: row.first_dropped_sequence - 1 } : undefined;
 }
 
+/**
+ * The reset link, and the new run's place in the old run's chain (dex.run_chains,
+ * as continue-as-new's handOverInbox does): the event ids the chain claimed stay
+ * claimed, so a client's retry of a named event reaches the new run as a duplicate.
+ */
 export async function insertResetLink(
   tx: Queryable,
   link: { newRunId: string; oldRunId: string; requestId: string; reason: string; keepThrough: number },
 ): Promise<void> {
   await tx`
+    with chained as (
+      insert into dex.run_chains (run_id, chain_id)
+      values (${link.newRunId}, coalesce((select chain_id from dex.run_chains where run_id = ${link.oldRunId}), ${link.oldRunId}::uuid))
+    )
     insert into dex.run_resets (new_run_id, old_run_id, request_id, reason, first_dropped_sequence)
     values (${link.newRunId}, ${link.oldRunId}, ${link.requestId === "" ? null : link.requestId}, ${link.reason},
             ${link.keepThrough + 1})`;
+}
+
+/** The timeouts the old run was started with, which the new run keeps (the caller holds its lock). */
+export async function readRunTimeouts(
+  tx: Queryable,
+  runId: string,
+): Promise<{ runTimeoutMs: number | null; workflowTaskTimeoutMs: number | null }> {
+  const [row] = await tx<{ run_timeout_ms: number | null; workflow_task_timeout_ms: number | null }[]>`
+    select run_timeout_ms::float8 as run_timeout_ms, workflow_task_timeout_ms from dex.runs where id = ${runId}`;
+  return { runTimeoutMs: row?.run_timeout_ms ?? null, workflowTaskTimeoutMs: row?.workflow_task_timeout_ms ?? null };
 }
 
 /**
