@@ -12,7 +12,8 @@
  * For its A/B: BENCH_DEX_COLOCATE=1 runs, in each process with a workflow
  * worker, activity workers on every bench activity queue (the workflow worker's
  * concurrency each), and none in the activity-only processes (they start idle);
- * BENCH_DEX_EAGER=0 turns eager dispatch off in the workflow workers.
+ * BENCH_DEX_EAGER=0 turns eager dispatch off in the workflow workers;
+ * BENCH_DEX_WATCHDOG=0 their deadlock watchdog (decision 0014).
  *
  * Eager workflow start needs the client in the workflow worker's process: a
  * {type: "latency"} IPC message makes this process run the latency scenario's
@@ -69,7 +70,7 @@ if (process.env.BENCH_DEX_COLOCATE === "1") {
 }
 const started: Worker[] = config.workers.map((w) =>
   w.kind === "workflow"
-    ? createWorkflowWorker({ address, taskQueue: w.queue, workflows, maxConcurrentTasks: w.concurrency, logger, eagerActivities })
+    ? createWorkflowWorker({ address, taskQueue: w.queue, workflows, maxConcurrentTasks: w.concurrency, logger, eagerActivities, ...(process.env.BENCH_DEX_WATCHDOG === "0" ? { deadlockDetectionTimeout: 0 } : {}) })
     : createActivityWorker({ address, taskQueue: w.queue, activities, maxConcurrentActivities: w.concurrency, logger }),
 );
 
