@@ -6,20 +6,15 @@
  */
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.js";
+import { listenHttp, type HttpEndpoint } from "./listen.js";
 import { peerKey, registerConnectServices, type ConnectHooks, type ServedService } from "./connect-services.js";
 
-export interface UiEndpoint {
-  /** The port actually bound (useful with port 0). */
-  readonly port: number;
-  /** "host:port"; the UI is at http://<address>/. */
-  readonly address: string;
-  close(): Promise<void>;
-}
+/** The UI is at http://<address>/. */
+export type UiEndpoint = HttpEndpoint;
 
 /** Where the build (server/ui/build.mjs) writes the app: the same from src/http and dist/http. */
 const UI_DIST = fileURLToPath(new URL("../../ui/dist/", import.meta.url));
@@ -48,28 +43,7 @@ export async function startUiEndpoint(options: {
     fallback: (req, res) => void serveStatic(req as IncomingMessage, res as ServerResponse, logger),
   });
   const server = createServer(handler);
-  server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`cannot listen for the web UI on ${options.host}:${options.port}: ${err.message}`, { cause: err }));
-    server.once("error", onError);
-    server.listen(options.port, options.host, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-  server.on("error", (err) => logger.warn("web UI endpoint error", { err }));
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    address: `${host}:${port}`,
-    close: () =>
-      (closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      })),
-  };
+  return listenHttp(server, { host: options.host, port: options.port, what: "the web UI", logger });
 }
 
 async function serveStatic(req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {

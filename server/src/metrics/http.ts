@@ -4,17 +4,11 @@
  * can be exposed to the monitoring network only.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { Logger } from "../logger.js";
+import { listenHttp, type HttpEndpoint } from "../http/listen.js";
 
-export interface MetricsEndpoint {
-  /** The port actually bound (useful with port 0). */
-  readonly port: number;
-  /** "host:port" of the endpoint; scrape http://<address>/metrics. */
-  readonly address: string;
-  /** Stops listening and drops idle keep-alive connections of scrapers. */
-  close(): Promise<void>;
-}
+/** Scrape http://<address>/metrics. */
+export type MetricsEndpoint = HttpEndpoint;
 
 export async function startMetricsEndpoint(options: {
   host: string;
@@ -26,30 +20,7 @@ export async function startMetricsEndpoint(options: {
 }): Promise<MetricsEndpoint> {
   const { render, logger, contentType } = options;
   const server = createServer((req, res) => void handle(req, res, render, contentType, logger));
-  // A scraper that keeps its connection open must not hold close() up for long.
-  server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) =>
-      reject(new Error(`cannot listen for metrics on ${options.host}:${options.port}: ${err.message}`, { cause: err }));
-    server.once("error", onError);
-    server.listen(options.port, options.host, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-  server.on("error", (err) => logger.warn("metrics endpoint error", { err }));
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    address: `${host}:${port}`,
-    close: () =>
-      (closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      })),
-  };
+  return listenHttp(server, { host: options.host, port: options.port, what: "metrics", logger });
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, render: () => Promise<string>, contentType: string, logger: Logger): Promise<void> {
