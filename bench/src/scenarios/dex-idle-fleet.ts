@@ -33,6 +33,7 @@ export async function dexIdleFleet(ctx: ScenarioContext): Promise<ScenarioResult
     }, 500);
     ctx.log(`dex idle fleet: ${runs} runs parked in ${((performance.now() - t0) / 1000).toFixed(1)} s; measuring ${idleSeconds} s of idle`);
     const before = await ctx.pg.counters(dex.database);
+    const topBefore = await ctx.pg.topStatements(dex.database, 200);
     const meter = new Meter([
       { name: "server", pids: [dex.server.pid] },
       { name: "workers", pids: [wf.pid] },
@@ -41,6 +42,7 @@ export async function dexIdleFleet(ctx: ScenarioContext): Promise<ScenarioResult
     await sleep(idleSeconds * 1000); // the idle window being measured
     const { seconds, usage } = meter.stop();
     const q = perSecond(before, await ctx.pg.counters(dex.database));
+    const idleStatements = statementsRunBetween(topBefore, await ctx.pg.topStatements(dex.database, 200));
     const workerRss = memoryBytes(wf.pid, false) / 2 ** 20;
     return {
       figures: [
@@ -49,9 +51,24 @@ export async function dexIdleFleet(ctx: ScenarioContext): Promise<ScenarioResult
         ...usageFigures(usage),
       ],
       usage,
+      // What the idle server still runs: the target is under 5 statements/s, so each source matters.
+      topStatements: idleStatements,
       notes: [`${runs} parked runs (half on a 30 min timer, half on an event), ${seconds.toFixed(1)} s window; statements counted by ${ctx.pg.queryCounter} on the dex database only`],
     };
   } finally {
     await dex.close();
   }
+}
+
+/** Statements whose call count grew between two pg_stat_statements snapshots, most calls first. */
+function statementsRunBetween(
+  before: Array<{ calls: number; meanMs: number; query: string }>,
+  after: Array<{ calls: number; meanMs: number; query: string }>,
+): Array<{ calls: number; meanMs: number; query: string }> {
+  const earlier = new Map(before.map((s) => [s.query, s.calls]));
+  return after
+    .map((s) => ({ ...s, calls: s.calls - (earlier.get(s.query) ?? 0) }))
+    .filter((s) => s.calls > 0)
+    .sort((a, b) => b.calls - a.calls)
+    .slice(0, 12);
 }

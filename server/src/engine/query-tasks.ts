@@ -80,10 +80,22 @@ export async function queryRun(
   announceQueues(engine, QUERY_TASKS, [run.taskQueue]);
 
   let final: QueryTaskState | undefined;
+  let checks = 0;
   try {
     await longPoll({
       subscribe: () => engine.wakeups.subscribeRun(id),
-      check: async () => ((await readQueryTask(engine.sql, id))?.answered ? true : undefined),
+      check: async () => {
+        const state = await readQueryTask(engine.sql, id);
+        if (state?.answered) return true;
+        // Still untaken at a later check: announce it again. The fallback tick skips query queues
+        // (background.ts), so a lost NOTIFY is covered here, by the one caller that cares, at no
+        // cost while no query is in flight (an idle fleet's polls of query tasks stay parked).
+        if (checks++ > 0 && state && !state.claimedBy) {
+          engine.wakeups.wakeQueue(QUERY_TASKS, run.taskQueue);
+          announceQueues(engine, QUERY_TASKS, [run.taskQueue]);
+        }
+        return undefined;
+      },
       until: input.until,
       fallbackMs: ANSWER_FALLBACK_MS,
       signal,
@@ -138,7 +150,8 @@ export async function pollQueryTasks(
       return undefined;
     },
     until: request.waitUntil,
-    // The per-queue fallback tick (background.ts) covers lost wakes.
+    // No re-check of its own and no fallback tick (background.ts): the waiting caller re-announces
+    // a query nobody took (queryRun), so a lost wake costs a 2 s delay, and an idle poll nothing.
     fallbackMs: Number.POSITIVE_INFINITY,
     signal,
     closing: () => engine.wakeups.isClosed,

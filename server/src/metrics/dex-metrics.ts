@@ -50,7 +50,10 @@ export class DexMetrics implements EngineObserver {
         },
       });
     }
-    collectDefaultMetrics({ register: this.registry });
+    // The event-loop delay monitor samples every `eventLoopMonitoringPrecision` ms on a libuv timer:
+    // prom-client's default 10 ms costs an idle server 0.6 % of a core (measured: 1.1 vs 0.44 %
+    // for a bare Node process over 20 s); 100 ms costs nothing visible and still sees every stall.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
   }
 
   /** The exposition format's content type, for the HTTP answer. */
