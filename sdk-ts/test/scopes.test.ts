@@ -254,6 +254,38 @@ describe("cancellation scopes", () => {
     await expectReplays(withoutEvents(run, (e) => e.attributes.case === "timerCancelled"), wf);
   });
 
+  it("a task that ends the run leaves out untimed waits' drops (the end closes them), keeps timed ones'", async () => {
+    const wf: Workflow = async (ctx) => {
+      const listening = ctx.newCancellationScope();
+      void listening.run(() => outcome(ctx.waitForEvent("note")));
+      void listening.run(() => outcome(ctx.waitForEvent("approval", { timeout: "1d" })));
+      try {
+        await ctx.sleep("1h");
+      } catch {
+        // Run cancellation: clean up first, so the drops go out with a task that does not end the run.
+        await ctx.nonCancellable(() => ctx.executeActivity("cleanup"));
+        return "cleaned";
+      }
+      listening.cancel("done");
+      return "slept";
+    };
+    const ended = new FakeRun();
+    let ex = await ended.replayed(wf);
+    expect(summarize(await ended.task(ex))).toEqual(["wait note#1", "wait approval#2", "timer#3"]);
+    ended.send(inputs.timerFired(3));
+    expect(summarize(await ended.task(ex))).toEqual(["cancel timer#2", "complete"]);
+    await expectReplays(ended, wf);
+
+    const cancelled = new FakeRun();
+    ex = await cancelled.replayed(wf);
+    await cancelled.task(ex);
+    cancelled.send(inputs.cancelRequested());
+    expect(summarize(await cancelled.task(ex))).toEqual(["cancel timer#1", "cancel timer#2", "cancel timer#3", "schedule cleanup#4"]);
+    cancelled.send(inputs.activityCompleted(4));
+    expect(resultOf(await cancelled.task(ex))).toBe("cleaned");
+    await expectReplays(cancelled, wf);
+  });
+
   it("run cancellation reaches awaits in child scopes, not their nonCancellable parts", async () => {
     const wf: Workflow = async (ctx) => {
       const scope = ctx.newCancellationScope();
