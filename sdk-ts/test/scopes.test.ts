@@ -5,7 +5,7 @@
  * cancellation compose; every recorded history replays.
  */
 import { describe, expect, it } from "vitest";
-import { RunStatus } from "@dex/proto";
+import { RunStatus, type HistoryEvent } from "@dex/proto";
 import { CancelledFailure } from "../src/common/errors.js";
 import { guardedRunner, installDeterminismGuard } from "../src/worker/determinism-guard.js";
 import type { Workflow } from "../src/workflow/types.js";
@@ -22,6 +22,15 @@ const outcome = (p: Promise<unknown>): Promise<unknown> =>
 async function expectReplays(run: FakeRun, wf: Workflow): Promise<void> {
   await expect(run.replayed(wf)).resolves.toMatchObject({ finished: true });
   await expect(run.replayed(wf, guardedRunner)).resolves.toMatchObject({ finished: true });
+}
+
+/** The run as an SDK that did not issue some commands recorded it: those events removed, the rest renumbered. */
+function withoutEvents(run: FakeRun, drop: (e: HistoryEvent) => boolean): FakeRun {
+  const copy = new FakeRun();
+  const kept = run.history.filter((e) => !drop(e));
+  expect(kept.length).toBeLessThan(run.history.length);
+  copy.history.splice(0, copy.history.length, ...kept.map((e, i) => ({ ...e, sequence: BigInt(i + 1) })));
+  return copy;
 }
 
 describe("cancellation scopes", () => {
@@ -196,7 +205,7 @@ describe("cancellation scopes", () => {
     await expectReplays(run, wf);
   });
 
-  it("cancelling a scope that holds a timed event wait drops the wait's time-out; histories without the drop replay", async () => {
+  it("cancelling a scope drops its event waits, timed or not; histories without the drops replay", async () => {
     const wf: Workflow = async (ctx) => {
       const scope = ctx.newCancellationScope();
       const timed = scope.run(() => outcome(ctx.waitForEvent("approval", { timeout: "30d" })));
@@ -210,18 +219,71 @@ describe("cancellation scopes", () => {
     const ex = await run.replayed(wf);
     expect(summarize(await run.task(ex))).toEqual(["wait approval#1", "wait note#2", "timer#3"]);
     run.send(inputs.timerFired(3));
-    // The server keeps a wait's time-out until the SDK drops it; an untimed wait has none.
-    expect(summarize(await run.task(ex))).toEqual(["cancel timer#1", "schedule next#4"]);
+    // The server keeps a wait's time-out, and describe the wait, until the SDK drops it (decision 0022).
+    expect(summarize(await run.task(ex))).toEqual(["cancel timer#1", "cancel timer#2", "schedule next#4"]);
     run.send(inputs.activityCompleted(4));
     expect(resultOf(await run.task(ex))).toEqual(["CancelledFailure: scope cancelled: gave up", "CancelledFailure: scope cancelled: gave up"]);
     await expectReplays(run, wf);
 
-    // The same run as an SDK that issued no drop recorded it.
-    const old = new FakeRun();
-    const kept = run.history.filter((e) => e.attributes.case !== "timerCancelled");
-    expect(kept).toHaveLength(run.history.length - 1);
-    old.history.splice(0, old.history.length, ...kept.map((e, i) => ({ ...e, sequence: BigInt(i + 1) })));
-    await expectReplays(old, wf);
+    // The same run as SDKs that issued no drop (before 0022), or dropped only the timed wait, recorded it.
+    await expectReplays(withoutEvents(run, (e) => e.attributes.case === "timerCancelled"), wf);
+    await expectReplays(withoutEvents(run, (e) => e.attributes.case === "timerCancelled" && e.attributes.value.seq === 2), wf);
+  });
+
+  it("an untimed event wait cancelled by a scope is dropped: a later event goes to a later wait, not to it", async () => {
+    const wf: Workflow = async (ctx) => {
+      const scope = ctx.newCancellationScope();
+      const first = scope.run(() => outcome(ctx.waitForEvent("approval")));
+      await ctx.waitForEvent("drop");
+      scope.cancel("not needed");
+      const dropped = await first;
+      await ctx.sleep("1m");
+      return { dropped, later: await ctx.waitForEvent("approval") };
+    };
+    const run = new FakeRun();
+    const ex = await run.replayed(wf);
+    expect(summarize(await run.task(ex))).toEqual(["wait approval#1", "wait drop#2"]);
+    run.send(inputs.namedEvent("drop", "d1"));
+    expect(summarize(await run.task(ex))).toEqual(["cancel timer#1", "timer#3"]);
+    // Arrives while no wait is open: buffered, then taken by the next wait at once (no command).
+    run.send(inputs.namedEvent("approval", "a1", "yes"));
+    expect(await run.task(ex)).toEqual([]);
+    run.send(inputs.timerFired(3));
+    expect(resultOf(await run.task(ex))).toEqual({ dropped: "CancelledFailure: scope cancelled: not needed", later: "yes" });
+    await expectReplays(run, wf);
+    await expectReplays(withoutEvents(run, (e) => e.attributes.case === "timerCancelled"), wf);
+  });
+
+  it("a task that ends the run leaves out untimed waits' drops (the end closes them), keeps timed ones'", async () => {
+    const wf: Workflow = async (ctx) => {
+      const listening = ctx.newCancellationScope();
+      void listening.run(() => outcome(ctx.waitForEvent("note")));
+      void listening.run(() => outcome(ctx.waitForEvent("approval", { timeout: "1d" })));
+      try {
+        await ctx.sleep("1h");
+      } catch {
+        // Run cancellation: clean up first, so the drops go out with a task that does not end the run.
+        await ctx.nonCancellable(() => ctx.executeActivity("cleanup"));
+        return "cleaned";
+      }
+      listening.cancel("done");
+      return "slept";
+    };
+    const ended = new FakeRun();
+    let ex = await ended.replayed(wf);
+    expect(summarize(await ended.task(ex))).toEqual(["wait note#1", "wait approval#2", "timer#3"]);
+    ended.send(inputs.timerFired(3));
+    expect(summarize(await ended.task(ex))).toEqual(["cancel timer#2", "complete"]);
+    await expectReplays(ended, wf);
+
+    const cancelled = new FakeRun();
+    ex = await cancelled.replayed(wf);
+    await cancelled.task(ex);
+    cancelled.send(inputs.cancelRequested());
+    expect(summarize(await cancelled.task(ex))).toEqual(["cancel timer#1", "cancel timer#2", "cancel timer#3", "schedule cleanup#4"]);
+    cancelled.send(inputs.activityCompleted(4));
+    expect(resultOf(await cancelled.task(ex))).toBe("cleaned");
+    await expectReplays(cancelled, wf);
   });
 
   it("run cancellation reaches awaits in child scopes, not their nonCancellable parts", async () => {

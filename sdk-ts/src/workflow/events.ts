@@ -18,8 +18,11 @@
  *
  * An event that settles a wait with a time-out also issues `cancel_timer` for
  * the wait's seq: the server cannot tell which wait an event satisfied, so it
- * keeps the time-out until the SDK drops it. Histories written before this
- * lack that command; the replay check lets it be missing (replay-check.ts).
+ * keeps the time-out until the SDK drops it. A wait a cancellation reached,
+ * timed or not, gets the same command (pending.ts): without it describe would
+ * show the dead wait until an event of its name arrived. Histories written
+ * before lack these commands; the replay check lets them be missing
+ * (replay-check.ts).
  *
  * A handler is called as its event is delivered, in history order, before
  * any continuation of the same workflow task runs (the one exception to
@@ -61,11 +64,29 @@ export interface EventSinks {
   handlerFailed(error: unknown): void;
 }
 
-/** `cancel_timer` for a timed wait an event satisfied; replay accepts it missing from older histories. */
-export function buildDropEventWaitTimeout(seq: number): Command {
+/**
+ * `cancel_timer` with a wait's seq: the SDK no longer waits (an event satisfied a timed wait, or a
+ * cancellation reached the wait). The server deletes the time-out, if any, and describe closes the
+ * wait. Replay accepts it missing from older histories.
+ */
+export function buildDropEventWait(seq: number, timed: boolean): Command {
   const command = create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } });
   mayBeUnrecorded.add(command);
+  if (!timed) describeOnly.add(command);
   return command;
+}
+
+/**
+ * Drops of untimed waits: they only keep describe true while the run is open, so a task that ends
+ * the run (which closes every wait) leaves them out rather than grow history for nothing (the
+ * common `listening.cancel(); return` at the end of a workflow). Drops of timed waits stay: the
+ * SDK has recorded them in such tasks since 0022, and replay must produce what was recorded.
+ */
+const describeOnly = new WeakSet<Command>();
+
+/** The task's commands as sent: without untimed-wait drops when the task ended the run. */
+export function withoutDescribeOnlyDrops(commands: Command[], endsRun: boolean): Command[] {
+  return endsRun ? commands.filter((c) => !describeOnly.has(c)) : commands;
 }
 
 export class ReceivedEvents {

@@ -35,7 +35,7 @@ import { classifyEvent } from "./commands.js";
 import { ConditionWaits } from "./condition.js";
 import { createWorkflowContext, type WorkflowRuntime } from "./context.js";
 import { buildStartTimer } from "./command-builders.js";
-import { buildDropEventWaitTimeout, ReceivedEvents } from "./events.js";
+import { buildDropEventWait, ReceivedEvents, withoutDescribeOnlyDrops } from "./events.js";
 import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rule.js";
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
@@ -83,7 +83,7 @@ export class WorkflowExecution implements WorkflowScope {
       const wait = this.pending.takeOldestEventWait(name);
       if (!wait) return false;
       // The server keeps a wait's time-out (it cannot tell which wait an event satisfied): drop it.
-      if (wait.target.kind === "eventWait" && wait.target.timed && !this.ended) this.commands.push(buildDropEventWaitTimeout(wait.seq));
+      if (wait.target.kind === "eventWait" && wait.target.timed && !this.ended) this.commands.push(buildDropEventWait(wait.seq, true));
       wait.resolve(payload);
       return true;
     },
@@ -299,7 +299,7 @@ export class WorkflowExecution implements WorkflowScope {
   }
 
   private takeCommands(): Command[] {
-    const commands = this.commands;
+    const commands = withoutDescribeOnlyDrops(this.commands, this.ended);
     this.commands = [];
     // Unconsumed events go to the next run, ahead of those that arrive meanwhile (decision 0022). Read
     // now, after the whole block was delivered: events after the call are buffered (events.ts), not lost.

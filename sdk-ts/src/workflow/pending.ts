@@ -10,7 +10,7 @@ import { CommandSchema, type Command, type HistoryEvent } from "@dex/proto";
 import { NonDeterminismError } from "../common/errors.js";
 import type { ScopeNode } from "./cancellation.js";
 import { eventKindName } from "./commands.js";
-import { buildDropEventWaitTimeout } from "./events.js";
+import { buildDropEventWait } from "./events.js";
 import { replayHint } from "./replay-check.js";
 
 export type AwaitTarget =
@@ -101,11 +101,12 @@ export class PendingAwaits {
 
 /**
  * The command that tells the server to stop the work behind a cancelled await,
- * if it has one. A timed event wait drops its time-out (the server keeps it
- * otherwise: it fires days later and describe shows the dead wait), with the
- * same command as when an event satisfies the wait, which replay lets be
- * missing from histories written before (events.ts); an untimed one needs
- * none. An abandoned child is left running.
+ * if it has one. An event wait, timed or not, is dropped with the command an
+ * event-satisfied timed wait gets (`cancel_timer` with its seq, events.ts):
+ * the server deletes its time-out (which would fire days later) and describe
+ * stops showing the wait, which it otherwise would until an event of its name
+ * arrived. Replay lets it be missing from histories written before. An
+ * abandoned child is left running.
  */
 export function cancelCommandFor(p: PendingAwait): Command | undefined {
   const seq = p.seq;
@@ -117,6 +118,6 @@ export function cancelCommandFor(p: PendingAwait): Command | undefined {
     case "child":
       return p.target.abandon ? undefined : create(CommandSchema, { command: { case: "requestCancelChildRun", value: { seq } } });
     case "eventWait":
-      return p.target.timed ? buildDropEventWaitTimeout(seq) : undefined;
+      return buildDropEventWait(seq, p.target.timed);
   }
 }

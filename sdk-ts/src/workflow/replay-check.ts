@@ -13,10 +13,11 @@
  * is skipped; a produced `deprecated` marker needs no recorded one; a produced
  * non-deprecated marker must be recorded in its block.
  *
- * A second, narrow exception: the `cancel_timer` the SDK issues for a timed
- * event wait that an event satisfied (events.ts) or a cancellation reached
- * (pending.ts) is matched when recorded, and skipped when the history does not
- * record it (histories written before the SDK issued it).
+ * A second, narrow exception: the `cancel_timer` the SDK issues with an event
+ * wait's seq, for a timed wait an event satisfied (events.ts) or any wait a
+ * cancellation reached (pending.ts), is matched when recorded, and skipped
+ * when the history does not record it (histories written before the SDK
+ * issued it).
  */
 import type { Command, HistoryEvent } from "@dex/proto";
 import { NonDeterminismError } from "../common/errors.js";

@@ -7,10 +7,13 @@
  * (docs/worker-protocol.md, "External events"): a wait is issued only when no
  * unconsumed event of its name is buffered, and each event of a name settles
  * the oldest wait of that name still open. Matching history in order with
- * that rule (a time-out closes its wait, and so does the `cancel_timer` an SDK
- * sends for a timed wait a cancellation reached) gives the open waits exactly,
- * except an untimed wait that the code cancelled, still shown until an event
- * would have closed it.
+ * that rule (a time-out closes its wait, and so does the `cancel_timer` with
+ * its seq an SDK sends for a wait an event satisfied or a cancellation
+ * reached, timed or not) gives the open waits exactly. One exception
+ * (decision 0022, "Dropped waits"): a task's drops are read after its inputs,
+ * so a handler that drops a wait for X while the same task brings an X event
+ * and another wait for X is open makes the event settle the dropped wait here
+ * and the other one in the SDK.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";

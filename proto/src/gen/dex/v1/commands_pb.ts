@@ -314,16 +314,22 @@ export const StartTimerCommandSchema: GenMessage<StartTimerCommand> = /*@__PURE_
   messageDesc(file_dex_v1_commands, 3);
 
 /**
- * CancelTimerCommand cancels a timer, or the time-out of an event wait: an
- * SDK sends it for a wait_for_event with a timeout once an event satisfied
- * the wait (the server cannot tell which wait an event satisfied, so it
- * keeps the time-out until then; a time-out that fires anyway is ignored).
+ * CancelTimerCommand cancels a timer, or drops an event wait (a
+ * wait_for_event, timed or not): the server deletes the wait's time-out, if
+ * any, and DescribeRun stops listing the wait in `pending_event_waits`. The
+ * server cannot tell which wait an event satisfied, nor see a wait the code
+ * cancelled, so an SDK sends it with the wait's seq when an event satisfied
+ * a wait with a timeout, and when a cancellation (a cancellation scope, run
+ * cancellation) reached a wait, timed or not, unless the same task ends the
+ * run. Recorded as `timer_cancelled{seq}`. A time-out that fires anyway (a
+ * race) is ignored by the SDK.
  *
  * @generated from message dex.v1.CancelTimerCommand
  */
 export type CancelTimerCommand = Message<"dex.v1.CancelTimerCommand"> & {
   /**
-   * Sequence id of the timer or of the wait_for_event.
+   * Sequence id of the timer or of the wait_for_event, from an earlier
+   * command of the run or of this task; any other seq is INVALID_ARGUMENT.
    *
    * @generated from field: uint32 seq = 1;
    */

@@ -637,13 +637,15 @@ export const TimerFiredAttributesSchema: GenMessage<TimerFiredAttributes> = /*@_
   messageDesc(file_dex_v1_history, 8);
 
 /**
- * TimerCancelledAttributes records that a timer was cancelled.
+ * TimerCancelledAttributes records that a timer was cancelled, or that the
+ * workflow dropped an event wait (cancel_timer with the wait's seq): the wait
+ * is closed, and its time-out, if any, will not fire.
  *
  * @generated from message dex.v1.TimerCancelledAttributes
  */
 export type TimerCancelledAttributes = Message<"dex.v1.TimerCancelledAttributes"> & {
   /**
-   * Sequence id of the timer.
+   * Sequence id of the timer or of the event wait.
    *
    * @generated from field: uint32 seq = 1;
    */
