@@ -74,7 +74,8 @@ export async function updateRun(
   const home = await findOrAsk(engine, request, keys);
   if (home.known) return { runId: home.runId, outcome: home.known };
   let runId = home.runId;
-  const check = async (): Promise<UpdateOutcome | undefined> => {
+  // "moved": the update went on to the next run of the chain; wait on that run from now on.
+  const check = async (): Promise<UpdateOutcome | "moved" | undefined> => {
     for (;;) {
       const outcome = await readOutcome(engine, runId, keys);
       if (outcome) return outcome;
@@ -86,7 +87,8 @@ export async function updateRun(
       const movedTo = await updateHome(engine.sql, runId, request.updateId);
       if (movedTo && movedTo !== runId) {
         runId = movedTo;
-        continue;
+        const outcome = await readOutcome(engine, runId, keys);
+        return outcome ?? "moved";
       }
       // Read again: the outcome may have been written by the very completion that ended the run.
       const state = await readOutcome(engine, runId, keys, run.status as RunStatus);
@@ -98,16 +100,19 @@ export async function updateRun(
       );
     }
   };
-  const outcome = await longPoll({
-    // The run checked last: it changes when continue-as-new moves the update on (check above).
-    subscribe: () => engine.wakeups.subscribeRun(runId),
-    check,
-    until: request.waitUntil,
-    fallbackMs: UPDATE_FALLBACK_MS,
-    signal,
-    closing: () => engine.wakeups.isClosed,
-  });
-  return { runId, outcome: outcome ?? { kind: "stillRunning" } };
+  for (;;) {
+    const outcome = await longPoll({
+      subscribe: () => engine.wakeups.subscribeRun(runId),
+      check,
+      until: request.waitUntil,
+      fallbackMs: UPDATE_FALLBACK_MS,
+      signal,
+      closing: () => engine.wakeups.isClosed,
+    });
+    // Subscribe to the run the update moved to before checking it (a wake in between is not lost).
+    if (outcome === "moved") continue;
+    return { runId, outcome: outcome ?? { kind: "stillRunning" } };
+  }
 }
 
 /** How many times a request through an instance id follows the instance to its next run (each: a run ended meanwhile). */
