@@ -12,7 +12,7 @@ import type { Caller } from "./handle.js";
 
 /** Options of `handle.update`. */
 export interface UpdateOptions {
-  /** The update's dedup key within the run: the same id again returns the first call's outcome. Default: a random UUID. */
+  /** The update's dedup key within the run's continue-as-new chain: the same id again returns the first call's outcome. Default: a random UUID. */
   updateId?: string;
   /** Stops waiting (the update itself goes on; call again with the same updateId to wait more). */
   signal?: AbortSignal;

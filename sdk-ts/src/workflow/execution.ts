@@ -387,6 +387,10 @@ export class WorkflowExecution implements WorkflowScope {
       updates: this.updates,
       end: (command) => {
         if (!this.ended) {
+          // Whether the code had been told of the run's cancellation when it chose to continue: if not
+          // (the request came with this block and is delivered after the code ended), the server
+          // hands the request to the new run (decision 0031). Not recorded, so replay compares nothing.
+          if (command.command.case === "continueAsNew") command.command.value.cancelRequestDelivered = this.cancelRequested;
           this.commands.push(command);
           this.ended = true;
         }

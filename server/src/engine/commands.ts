@@ -82,7 +82,15 @@ export interface CommandPlan {
   /** Set when a terminal command ends the run. */
   end?: { status: RunStatus; result: Uint8Array | null; failure: Uint8Array | null; continuedAsRunId?: string };
   /** Set by continue_as_new: the run to start in the same transaction. */
-  continueAsNew?: { runId: string; input: Payload | undefined; workflowName: string; taskQueue: string; carried: CarriedInboxEvent[] };
+  continueAsNew?: {
+    runId: string;
+    input: Payload | undefined;
+    workflowName: string;
+    taskQueue: string;
+    carried: CarriedInboxEvent[];
+    /** The code was told of the run's cancellation before it continued: the new run does not inherit it (decision 0031). */
+    cancelRequestDelivered: boolean;
+  };
   /** undefined: unchanged; null: cleared. */
   customStatus?: string | null;
   labels?: Record<string, string>;
@@ -287,7 +295,7 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         payloadField(`${f}.input`, value.input, run.limits);
         const carried = planCarriedEvents(`${f}.carried_events`, value.carriedEvents, run.limits);
         const runId = uuidv7();
-        plan.continueAsNew = { runId, input: value.input, workflowName, taskQueue, carried };
+        plan.continueAsNew = { runId, input: value.input, workflowName, taskQueue, carried, cancelRequestDelivered: value.cancelRequestDelivered };
         plan.end = { status: RunStatus.CONTINUED_AS_NEW, result: null, failure: null, continuedAsRunId: runId };
         plan.events.push(encodeEvent({ case: "runContinuedAsNew", value: { newRunId: runId, input: value.input } }));
         break;

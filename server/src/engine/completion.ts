@@ -282,7 +282,15 @@ export async function writeCompletion(
     insertTimers(tx, run, plan.timers),
     deleteTimers(tx, run.id, plan.cancelTimers),
     cancelActivities(tx, run.id, plan.cancelActivities),
-    next ? handOverUnseenInputs(tx, { oldRunId: run.id, newRunId: next.runId, handedOut: task.inboxIds, carried: next.carried }) : undefined,
+    next
+      ? handOverUnseenInputs(tx, {
+          old: run,
+          newRunId: next.runId,
+          handedOut: task.inboxIds,
+          carried: next.carried,
+          cancelRequestDelivered: next.cancelRequestDelivered,
+        })
+      : undefined,
     finishInBatch ? finish(block) : undefined,
   ]);
   const moved = (finishedInBatch ?? appended)!.moved;

@@ -53,6 +53,10 @@ export const DedupKind = {
   CHILD_START: "child-start",
   /** A child run ended (id: the parent's seq). */
   CHILD_END: "child-end",
+  /** An update request, in the inbox and then as `update_accepted` (id: the caller's update id). */
+  UPDATE: "update",
+  /** An update's outcome, `update_completed` (id: the update id). */
+  UPDATE_COMPLETED: "update-completed",
 } as const;
 export type DedupKind = (typeof DedupKind)[keyof typeof DedupKind];
 

@@ -162,18 +162,36 @@ export async function startContinuedRun(
 
 /**
  * The new run's inbox at continue-as-new: first the events the old run's code
- * received and did not consume (carried by the command), then the external
- * events and the cancellation request the old run was not handed (they
- * arrived while its last task ran); the new run joins the old run's chain, so
- * event ids stay deduplicated across it. Call before the old run's inbox is
- * dropped. A request the old run saw is in its history and stays there: the
- * workflow chose to continue.
+ * received and did not consume (carried by the command), then a cancellation
+ * request handed out with this task that the code was not told of, then the
+ * external events, updates and cancellation request the old run was not
+ * handed (they arrived while its last task ran); the new run joins the old
+ * run's chain, so event and update ids stay deduplicated across it. Call
+ * before the old run's inbox is dropped. A request the code saw (handed out
+ * with an earlier task, or delivered before the code continued, which the
+ * command says) stays in the old history: the workflow chose to continue
+ * (decision 0031).
  */
 export async function handOverUnseenInputs(
   tx: TransactionSql,
-  input: { oldRunId: string; newRunId: string; handedOut: readonly number[]; carried: readonly CarriedInboxEvent[] },
+  input: {
+    old: LockedRun;
+    newRunId: string;
+    handedOut: readonly number[];
+    carried: readonly CarriedInboxEvent[];
+    cancelRequestDelivered: boolean;
+  },
 ): Promise<void> {
-  await handOverInbox(tx, { fromRunId: input.oldRunId, toRunId: input.newRunId, handedOut: input.handedOut, carried: input.carried });
+  const { old } = input;
+  await handOverInbox(tx, {
+    fromRunId: old.id,
+    toRunId: input.newRunId,
+    handedOut: input.handedOut,
+    carried: input.carried,
+    afterSequence: old.historyLength,
+    // Only a run asked to cancel can have handed a request out.
+    carryHandedOutCancel: old.cancelRequested && !input.cancelRequestDelivered,
+  });
 }
 
 /**

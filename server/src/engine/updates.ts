@@ -17,30 +17,30 @@
  * resumes the wait, as does a caller after a server restart: everything is
  * in the database, nothing in memory.
  */
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { DexError, FailureSchema, HistoryEventSchema, type Failure, type Payload } from "@dex/proto";
 import { lockRun } from "../store/completion-locks.js";
 import type { TransactionSql } from "../store/db.js";
 import { resolveRunId } from "../store/lifecycle.js";
 import { getRun } from "../store/runs.js";
-import { acceptedUpdates, insertUpdateRequest, readUpdateState, removeRejectedUpdates } from "../store/updates.js";
+import { acceptedUpdates, insertUpdateRequest, readUpdateState, removeRejectedUpdates, updateHome } from "../store/updates.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodeEvent, encodeFailure, type EncodedEvent } from "./events.js";
 import { longPoll } from "./long-poll.js";
-import { isTerminal, QueueType, RunStatus } from "./model.js";
+import { DedupKind, dedupKey, isTerminal, QueueType, RunStatus } from "./model.js";
 import type { RunSelector } from "./runs.js";
 import { failureField, invalid, payloadField, requireString } from "./validation.js";
 import type { Limits } from "./limits.js";
 
 /** Dedup key of an update's inbox row, and of its `update_accepted` event once in history. */
 export function updateRequestKey(updateId: string): string {
-  return `update:${updateId}`;
+  return dedupKey(DedupKind.UPDATE, updateId);
 }
 
 /** Dedup key of an update's `update_completed` event. */
 export function updateCompletedKey(updateId: string): string {
-  return `update-completed:${updateId}`;
+  return dedupKey(DedupKind.UPDATE_COMPLETED, updateId);
 }
 
 /** Re-check interval of update waiters on another server than the completion's (no NOTIFY per append). */
@@ -66,73 +66,147 @@ export async function updateRun(
   request: UpdateRequest,
   signal: AbortSignal,
 ): Promise<{ runId: string; outcome: UpdateOutcome }> {
-  const runId = await resolveRunId(engine.sql, request.selector);
-  if (!runId) throw notFound(request.selector);
   const keys = {
     requested: updateRequestKey(request.updateId),
     completed: updateCompletedKey(request.updateId),
     updateId: request.updateId,
   };
-  // An outcome already known answers at once, even for a run that has ended since (a resumed wait).
-  const known = await readOutcome(engine, runId, keys);
-  if (known) return { runId, outcome: known };
-  await askRun(engine, runId, request, keys.requested);
-  const check = async (): Promise<UpdateOutcome | undefined> => {
-    const outcome = await readOutcome(engine, runId, keys);
-    if (outcome) return outcome;
-    const run = await getRun(engine.sql, { runId });
-    if (run && isTerminal(run.status as RunStatus)) {
+  const home = await findOrAsk(engine, request, keys);
+  if (home.known) return { runId: home.runId, outcome: home.known };
+  let runId = home.runId;
+  // "moved": the update went on to the next run of the chain; wait on that run from now on.
+  const check = async (): Promise<UpdateOutcome | "moved" | undefined> => {
+    for (;;) {
+      const outcome = await readOutcome(engine, runId, keys);
+      if (outcome) return outcome;
+      const run = await getRun(engine.sql, { runId });
+      if (!run) throw new DexError("NOT_FOUND", `run ${runId}, which took update "${request.updateId}", was deleted; its outcome is gone`);
+      if (!isTerminal(run.status as RunStatus)) return undefined;
+      // Continue-as-new moves an update the run never saw to the next run of the chain, in the
+      // transaction that ends the run: once the end is visible, so is the move. Follow it.
+      const movedTo = await updateHome(engine.sql, runId, request.updateId);
+      if (movedTo && movedTo !== runId) {
+        runId = movedTo;
+        const outcome = await readOutcome(engine, runId, keys);
+        return outcome ?? "moved";
+      }
       // Read again: the outcome may have been written by the very completion that ended the run.
-      const last = await readOutcome(engine, runId, keys);
-      if (last) return last;
+      const state = await readOutcome(engine, runId, keys, run.status as RunStatus);
+      if (state) return state;
       throw new DexError(
         "FAILED_PRECONDITION",
         `run ${runId} ended (${run.status}) before update "${request.updateId}" completed; its handler's outcome will never be known. ` +
           `A workflow that should finish its updates first can wait for ctx.allHandlersFinished() before it returns`,
       );
     }
-    return undefined;
   };
-  const outcome = await longPoll({
-    subscribe: () => engine.wakeups.subscribeRun(runId),
-    check,
-    until: request.waitUntil,
-    fallbackMs: UPDATE_FALLBACK_MS,
-    signal,
-    closing: () => engine.wakeups.isClosed,
-  });
-  return { runId, outcome: outcome ?? { kind: "stillRunning" } };
+  for (;;) {
+    const outcome = await longPoll({
+      subscribe: () => engine.wakeups.subscribeRun(runId),
+      check,
+      until: request.waitUntil,
+      fallbackMs: UPDATE_FALLBACK_MS,
+      signal,
+      closing: () => engine.wakeups.isClosed,
+    });
+    // Subscribe to the run the update moved to before checking it (a wake in between is not lost).
+    if (outcome === "moved") continue;
+    return { runId, outcome: outcome ?? { kind: "stillRunning" } };
+  }
+}
+
+/** How many times a request through an instance id follows the instance to its next run (each: a run ended meanwhile). */
+const MAX_HOPS = 5;
+
+/**
+ * Step 1: the run of the chain that holds the update and its outcome if
+ * already known (a resumed wait, even on a run that has ended since, or a
+ * retry through the instance id after continue-as-new: dex.update_ids, per
+ * chain); else the resolved open run gets the request, claimed for its chain.
+ */
+async function findOrAsk(
+  engine: Engine,
+  request: UpdateRequest,
+  keys: { requested: string; completed: string; updateId: string },
+): Promise<{ runId: string; known?: UpdateOutcome }> {
+  for (let hop = 1; ; hop++) {
+    const resolved = await resolveRunId(engine.sql, request.selector);
+    if (!resolved) throw notFound(request.selector);
+    const claimed = await updateHome(engine.sql, resolved, request.updateId);
+    // Without a claim, the resolved run itself: it may hold the update from before the claims (migration 0016).
+    const runId = claimed ?? resolved;
+    const known = await readOutcome(engine, runId, keys);
+    if (known) return { runId, known };
+    // A run of the chain took it: wait on that run (the long poll follows it if it moves on).
+    if (claimed) return { runId };
+    try {
+      return { runId: await askRun(engine, runId, request, keys.requested) };
+    } catch (err) {
+      // Through an instance id the open run may have ended (continue-as-new) since it was resolved: go to the next one.
+      if (err instanceof RunEnded && "instanceId" in request.selector && hop < MAX_HOPS) continue;
+      throw err instanceof RunEnded ? err.error : err;
+    }
+  }
+}
+
+class RunEnded extends Error {
+  constructor(readonly error: DexError) {
+    super(error.message);
+  }
 }
 
 /**
- * Step 1 under the run lock: an open run gets the request (once per update
- * id: a retry finds its row in the inbox or history and adds nothing).
+ * Under the run lock: an open run gets the request (once per update id and
+ * chain: a retry finds the claim and adds nothing). Returns the run that holds
+ * the update: this one, or the run of the chain that claimed it first.
  */
-async function askRun(engine: Engine, runId: string, update: UpdateRequest, dedupKey: string): Promise<void> {
-  await inTransaction(engine, async (tx, effects) => {
+async function askRun(engine: Engine, runId: string, update: UpdateRequest, dedupKey: string): Promise<string> {
+  return inTransaction(engine, async (tx, effects) => {
     const run = await lockRun(tx, runId);
     if (!run) throw notFound(update.selector);
     if (isTerminal(run.status as RunStatus)) {
-      throw new DexError("FAILED_PRECONDITION", `run ${run.id} has already ended (${run.status}); it cannot receive updates`);
+      throw new RunEnded(new DexError("FAILED_PRECONDITION", `run ${run.id} has already ended (${run.status}); it cannot receive updates`));
     }
     const event = encodeEvent({ case: "updateAccepted", value: { updateId: update.updateId, name: update.name, args: update.args } });
     const inserted = await insertUpdateRequest(tx, run, { event: event.event, dedupKey, updateId: update.updateId });
     if (inserted.taskCreated) effects.wakeQueue(QueueType.WORKFLOW, run.taskQueue);
+    return inserted.home;
   });
 }
 
+/**
+ * What the caller hears: the handler's outcome, or the rejection. `ended`: the
+ * run has ended; an update it accepted and never completed because the run
+ * continued as new is answered with a failure of type WorkflowContinuedAsNew,
+ * as Temporal does, so the caller knows the handler will not finish and that
+ * the chain goes on (decision 0031).
+ */
 async function readOutcome(
   engine: Engine,
   runId: string,
   keys: { requested: string; completed: string; updateId: string },
+  ended?: RunStatus,
 ): Promise<UpdateOutcome | undefined> {
   const state = await readUpdateState(engine.sql, runId, keys);
   if (state.rejection) return { kind: "rejection", failure: fromBinary(FailureSchema, state.rejection) };
-  if (!state.completed) return undefined;
+  if (!state.completed) {
+    if (ended === RunStatus.CONTINUED_AS_NEW && state.accepted) return { kind: "failure", failure: continuedBeforeCompleted(runId, keys.updateId) };
+    return undefined;
+  }
   const event = fromBinary(HistoryEventSchema, state.completed);
   if (event.attributes.case !== "updateCompleted") throw new Error(`run ${runId}: ${keys.completed} is not an update_completed event`);
   const { result, failure } = event.attributes.value;
   return failure ? { kind: "failure", failure } : { kind: "result", result };
+}
+
+function continuedBeforeCompleted(runId: string, updateId: string): Failure {
+  return create(FailureSchema, {
+    type: "WorkflowContinuedAsNew",
+    message:
+      `run ${runId} continued as new before the handler of update "${updateId}" finished; it never will. ` +
+      `Send the update again with a new update id to reach the new run, or have the workflow wait for ` +
+      `ctx.allHandlersFinished() before it continues as new`,
+  });
 }
 
 function notFound(selector: RunSelector): DexError {

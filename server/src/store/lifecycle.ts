@@ -168,21 +168,26 @@ export async function cancelActivities(tx: Queryable, runId: string, seqs: numbe
 
 /**
  * continue-as-new, in ONE statement: the new run joins the old run's chain
- * (dex.run_chains, so the chain's event ids stay claimed), and its inbox gets,
- * in this order, the events the old run's code received but did not consume
- * (`carried`, from the continue_as_new command), then the inputs a caller was
+ * (dex.run_chains, so the chain's event and update ids stay claimed), and its
+ * inbox gets, in this order, the events the old run's code received but did
+ * not consume (`carried`, from the continue_as_new command), a cancellation
+ * request handed out with this task that the code was not told of
+ * (`carryHandedOutCancel`, decision 0031), then the inputs a caller was
  * promised delivery of that arrived after the last task was handed out,
- * unseen by the old run: external events and the cancellation request
- * (CancelRun, a parent's request_cancel_child_run or parent-close policy).
- * Those are re-inserted (delete + insert, keeping their time) rather than
- * re-pointed, so their inbox ids, which order delivery, follow the carried
- * events'. A row handed out with the task (`handedOut`) is the old run's: the
- * completion moved it into the old history earlier in the same transaction,
- * and the exclusion keeps that true whatever the statement order. Everything
- * else in the old inbox (results of the old run's own commands) is dropped
- * when the old run ends. The new run's row need not exist yet (neither table
- * has a foreign key); the caller holds the old run's lock, and every writer of
- * these kinds takes it, so no row of these kinds can arrive in between.
+ * unseen by the old run: external events, updates (their chain claims now
+ * name the new run, so UpdateRun finds them there) and the cancellation
+ * request (CancelRun, a parent's request_cancel_child_run or parent-close
+ * policy). Those are re-inserted (delete + insert, keeping their time) rather
+ * than re-pointed, so their inbox ids, which order delivery, follow the
+ * carried events'. A row handed out with the task (`handedOut`) is the old
+ * run's: the completion moves it into the old history in the same
+ * transaction, before or after this statement (so a handed-out cancellation
+ * is read from either place, and copied), and the exclusion keeps that true
+ * whatever the statement order. Everything else in the old inbox (results of
+ * the old run's own commands) is dropped when the old run ends. The new run's
+ * row need not exist yet (no table here has a foreign key to it); the caller
+ * holds the old run's lock, and every writer of these kinds takes it, so no
+ * row of these kinds can arrive in between.
  */
 export async function handOverInbox(
   tx: Queryable,
@@ -191,25 +196,47 @@ export async function handOverInbox(
     toRunId: string;
     handedOut: readonly number[];
     carried: ReadonlyArray<{ event: Uint8Array; eventId: string }>;
+    /** The old run's history length before this task's block: a handed-out row moved into history is after it. */
+    afterSequence: number;
+    carryHandedOutCancel: boolean;
   },
 ): Promise<void> {
   const { carried } = input;
   await tx`
-    with chained as (
-      insert into dex.run_chains (run_id, chain_id)
-      values (${input.toRunId}, coalesce((select chain_id from dex.run_chains where run_id = ${input.fromRunId}), ${input.fromRunId}::uuid))
+    with chain as (
+      select coalesce((select chain_id from dex.run_chains where run_id = ${input.fromRunId}), ${input.fromRunId}::uuid) as id
+    ), chained as (
+      insert into dex.run_chains (run_id, chain_id) select ${input.toRunId}, id from chain
     ), moved as (
       delete from dex.inbox
-      where run_id = ${input.fromRunId} and kind in ('external_event_received', 'cancel_requested')
+      where run_id = ${input.fromRunId} and kind in ('external_event_received', 'update_accepted', 'cancel_requested')
         and id <> all(${input.handedOut as number[]}::bigint[])
       returning id, kind, event, dedup_key, created_at
+    ), reclaimed as (
+      -- Upsert, not update: an update taken before its chain's claims existed (migration 0016) gets one here.
+      insert into dex.update_ids (chain_id, update_id, run_id)
+      select chain.id, substr(m.dedup_key, length(${dedupPrefixSql(tx, DedupKind.UPDATE)}) + 1), ${input.toRunId}
+      from moved m, chain where m.kind = 'update_accepted'
+      on conflict (chain_id, update_id) do update set run_id = excluded.run_id
+    ), late_cancel as (
+      select event, created_at from (
+        select event, created_at from dex.inbox
+        where run_id = ${input.fromRunId} and kind = 'cancel_requested' and id = any(${input.handedOut as number[]}::bigint[])
+        union all
+        select event, created_at from dex.history_events
+        where run_id = ${input.fromRunId} and kind = 'cancel_requested' and sequence > ${input.afterSequence}
+      ) c
+      where ${input.carryHandedOutCancel}
+      limit 1
     ), handed as (
       select 0 as part, u.ord as ord, 'external_event_received' as kind, decode(u.event, 'base64') as event,
              ${dedupPrefixSql(tx, DedupKind.EVENT)} || u.event_id as dedup_key, now() as created_at
       from unnest(${base64Array(carried.map((c) => c.event))}::text[], ${carried.map((c) => c.eventId)}::text[])
         with ordinality as u(event, event_id, ord)
       union all
-      select 1, m.id, m.kind, m.event, m.dedup_key, m.created_at from moved m
+      select 1, 0, 'cancel_requested', l.event, 'cancel-requested', l.created_at from late_cancel l
+      union all
+      select 2, m.id, m.kind, m.event, m.dedup_key, m.created_at from moved m
     )
     insert into dex.inbox (run_id, kind, event, dedup_key, created_at)
     select ${input.toRunId}, kind, event, dedup_key, created_at from handed order by part, ord`;

@@ -51,7 +51,8 @@ export function noRowsDeleted(): DeletedRows {
  * snapshot and commit together. Each lookup uses the table's run index
  * (history_events and timers: primary key; inbox: inbox_by_run;
  * activity_tasks: activity_tasks_by_run; workflow_tasks: its primary key, so
- * the queue name comes with the id; event_ids: event_ids_by_run; run_chains:
+ * the queue name comes with the id; event_ids: event_ids_by_run; update_ids:
+ * update_ids_by_run; run_chains:
  * its primary key).
  */
 async function deleteLockedRuns(tx: TransactionSql, runs: RunToDelete[]): Promise<DeletedRows> {
@@ -76,6 +77,9 @@ async function deleteLockedRuns(tx: TransactionSql, runs: RunToDelete[]): Promis
     ), event_ids as (
       -- An event id is remembered for dedup as long as the run that accepted it is kept (decision 0022).
       delete from dex.event_ids where run_id in (select id from doomed)
+    ), update_ids as (
+      -- So is an update id, by the run that holds the update (migration 0016).
+      delete from dex.update_ids where run_id in (select id from doomed)
     ), chains as (
       delete from dex.run_chains where run_id in (select id from doomed)
     ), runs as (

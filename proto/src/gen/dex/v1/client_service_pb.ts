@@ -1505,10 +1505,11 @@ export type UpdateRunRequest = Message<"dex.v1.UpdateRunRequest"> & {
   args?: Payload | undefined;
 
   /**
-   * The update's id, its dedup key within the run. Required: 1 to 255
-   * characters, no control characters. The same id again runs nothing new:
-   * it waits for (or returns) the first call's outcome, whatever its name
-   * and args.
+   * The update's id, its dedup key within the run's continue-as-new chain.
+   * Required: 1 to 255 characters, no control characters. The same id again,
+   * through any run of the chain or the instance id, runs nothing new: it
+   * waits for (or returns) the first call's outcome, whatever its name and
+   * args.
    *
    * @generated from field: string update_id = 4;
    */
@@ -1539,7 +1540,8 @@ export const UpdateRunRequestSchema: GenMessage<UpdateRunRequest> = /*@__PURE__*
  */
 export type UpdateRunResponse = Message<"dex.v1.UpdateRunResponse"> & {
   /**
-   * The run that received the update.
+   * The run that holds the update: the one that received it, or the next
+   * run of its chain when continue-as-new moved it there unseen.
    *
    * @generated from field: string run_id = 1;
    */
