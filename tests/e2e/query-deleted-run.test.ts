@@ -30,6 +30,8 @@ describe("a query of a run deleted while it waits", { timeout: E2E_TEST_TIMEOUT_
 
   it("answers NOT_FOUND once a worker polls, long before the query's timeout", async () => {
     const handle = await h.client.start(waits, { instanceId: "deleted-while-queried", taskQueue: "later" });
+    // A started run's handle always carries its run id.
+    const runId = handle.runId!;
     await handle.terminate("ended so it can be deleted");
     // No worker polls "later" yet: the query waits unclaimed. Its timeout is far beyond the waits below.
     let ended: DexError | undefined;
@@ -37,15 +39,15 @@ describe("a query of a run deleted while it waits", { timeout: E2E_TEST_TIMEOUT_
       () => (ended = new DexError("OK", "expected the query to fail")),
       (err: unknown) => (ended = DexError.from(err)),
     );
-    await waitFor(async () => (await sql`select 1 from dex.query_tasks where run_id = ${handle.runId}`).length > 0, {
+    await waitFor(async () => (await sql`select 1 from dex.query_tasks where run_id = ${runId}`).length > 0, {
       message: "the query to wait for a worker",
     });
-    await h.client.raw.client.deleteRun({ runId: handle.runId });
+    await h.client.raw.client.deleteRun({ runId });
 
     h.workflowWorker({ waits }, { taskQueue: "later" });
     const error = await waitFor(() => ended, { message: "the query to end", timeoutMs: 20_000 });
     expect(error.code).toBe("NOT_FOUND");
-    expect(error.message).toContain(`run ${handle.runId} was deleted`);
-    expect(await sql`select 1 from dex.query_tasks where run_id = ${handle.runId}`).toHaveLength(0);
+    expect(error.message).toContain(`run ${runId} was deleted`);
+    expect(await sql`select 1 from dex.query_tasks where run_id = ${runId}`).toHaveLength(0);
   });
 });

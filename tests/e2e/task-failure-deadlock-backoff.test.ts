@@ -67,8 +67,9 @@ describe("a workflow task that never yields backs off further on each deadlock",
 
   it("waits 3 s after the first deadlock, 6 s after the second, and says why", async () => {
     const run = await h.client.start("spin", { instanceId: "deadlock-backoff" });
+    const runId = run.runId!;
 
-    const first = await deadlockedAttempt(run.runId, 1);
+    const first = await deadlockedAttempt(runId, 1);
     // The failure came after the claim and within the lease: back-off(1) <= next - claim <= back-off(1) + lease.
     expect(first.backoff_ms).toBeGreaterThanOrEqual(AFTER_DEADLOCK.initialMs);
     expect(first.backoff_ms).toBeLessThanOrEqual(AFTER_DEADLOCK.initialMs + LEASE_MS);
@@ -79,7 +80,7 @@ describe("a workflow task that never yields backs off further on each deadlock",
     expect(described.waitingReason).toContain("longer back-off after a deadlock");
 
     // The next looping worker takes the task once the back-off ends, and is stopped too.
-    const second = await deadlockedAttempt(run.runId, 2);
+    const second = await deadlockedAttempt(runId, 2);
     expect(second.backoff_ms).toBeGreaterThanOrEqual(2 * AFTER_DEADLOCK.initialMs);
     expect(second.backoff_ms).toBeLessThanOrEqual(2 * AFTER_DEADLOCK.initialMs + LEASE_MS);
 
