@@ -73,8 +73,8 @@ export interface ServerOptions {
    * Default 3 000 ms (DEFAULT_STICKY_FALLBACK_MS; Temporal's sticky timeout is 5 s).
    */
   stickyFallbackMs?: number;
-  /** Back-off of failed workflow tasks: initialMs doubling up to maxMs. Default 1 000 / 10 000. */
-  workflowTaskRetry?: { initialMs: number; maxMs: number };
+  /** Back-off of failed workflow tasks: initialMs doubling up to maxMs. Default 1 000 / 10 000; afterDeadlock (workflow code that did not yield) 10 000 / 600 000. */
+  workflowTaskRetry?: { initialMs: number; maxMs: number; afterDeadlock?: { initialMs: number; maxMs: number } };
   /**
    * Port of the Prometheus endpoint (GET /metrics over HTTP, on `host`). Default: none, no
    * endpoint. 0 picks a free port (see DexServer.metricsPort).

@@ -5,7 +5,8 @@
  * cluster-wide) and, for a CREATED run without a workflow task, the runs
  * holding its concurrency key.
  */
-import { isTerminal, type RunStatus } from "../engine/model.js";
+import { decodeFailure } from "../engine/events.js";
+import { isTerminal, WORKFLOW_TASK_DEADLOCK, type RunStatus } from "../engine/model.js";
 import { activityRunning, NO_POLL_THRESHOLD_MS, workflowTaskRunning, type QueueView, type RunDescription } from "../engine/runs.js";
 import type { PendingActivityRecord } from "../store/pending.js";
 
@@ -79,7 +80,12 @@ function progressReason(d: RunDescription): string {
     if (workflowTaskRunning(task)) return "";
     const blocker = queueBlocker(findQueue(d.queues, "workflow", d.run.taskQueue));
     if (task.visibleAt > task.now) {
-      const backoff = `workflow task attempt ${task.attempt} failed; retrying at ${task.visibleAt.toISOString()}`;
+      const backoff =
+        decodeFailure(task.lastFailure)?.type === WORKFLOW_TASK_DEADLOCK
+          ? `workflow task attempt ${task.attempt} failed: its workflow code did not yield, so its worker process was stopped; ` +
+            `retrying at ${task.visibleAt.toISOString()} (longer back-off after a deadlock, so workers are not stopped in a loop; ` +
+            `deploy fixed code or terminate the run)`
+          : `workflow task attempt ${task.attempt} failed; retrying at ${task.visibleAt.toISOString()}`;
       return blocker ? `${backoff}; ${blocker}` : backoff;
     }
     return blocker ?? `waiting for a workflow worker polling task queue "${d.run.taskQueue}"`;

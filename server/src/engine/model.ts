@@ -105,10 +105,19 @@ export const QUEUE_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 export interface WorkflowTaskRetry {
   initialMs: number;
   maxMs: number;
+  /** After a WorkflowTaskDeadlock failure (decision 0032): doubling too, much further. Default DEADLOCK_TASK_RETRY. */
+  afterDeadlock?: { initialMs: number; maxMs: number };
 }
 /** Sticky routing's wait for the worker that holds a run (server option stickyFallbackMs); Temporal's is 5 s. */
 export const DEFAULT_STICKY_FALLBACK_MS = 3_000;
 export const DEFAULT_WORKFLOW_TASK_RETRY: WorkflowTaskRetry = { initialMs: 1_000, maxMs: 10_000 };
+/**
+ * Back-off after workflow code did not yield (the worker's watchdog stopped its process, decision
+ * 0014): each retry costs a worker process, so 10 s doubling to 10 min (decision 0032).
+ */
+export const DEADLOCK_TASK_RETRY = { initialMs: 10_000, maxMs: 600_000 } as const;
+/** The failure type the SDK's deadlock watchdog reports (sdk-ts/src/worker/deadlock-watchdog.ts). */
+export const WORKFLOW_TASK_DEADLOCK = "WorkflowTaskDeadlock";
 
 /** What fences one attempt of a workflow task: its key plus the lease. */
 export interface WorkflowTaskRef {

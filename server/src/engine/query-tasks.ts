@@ -28,6 +28,7 @@ import {
   type QueryTaskState,
 } from "../store/query-tasks.js";
 import { runWakeupPayload } from "../store/notify.js";
+import { getRun } from "../store/runs.js";
 import type { Engine } from "./context.js";
 import { decodeFailure, decodePayload, encodeFailure, encodePayload } from "./events.js";
 import { longPoll } from "./long-poll.js";
@@ -84,13 +85,14 @@ export async function queryRun(
   try {
     await longPoll({
       subscribe: () => engine.wakeups.subscribeRun(id),
+      // A row gone before the caller deleted it: the claim found the run deleted (store claimQueryTasks).
       check: async () => {
         const state = await readQueryTask(engine.sql, id);
-        if (state?.answered) return true;
+        if (!state || state.answered) return true;
         // Still untaken at a later check: announce it again. The fallback tick skips query queues
         // (background.ts), so a lost NOTIFY is covered here, by the one caller that cares, at no
         // cost while no query is in flight (an idle fleet's polls of query tasks stay parked).
-        if (checks++ > 0 && state && !state.claimedBy) {
+        if (checks++ > 0 && !state.claimedBy) {
           engine.wakeups.wakeQueue(QUERY_TASKS, run.taskQueue);
           announceQueues(engine, QUERY_TASKS, [run.taskQueue]);
         }
@@ -105,6 +107,8 @@ export async function queryRun(
     // Deleting decides: an answer that lands after this finds no row (NOT_FOUND to the worker).
     final = await deleteQueryTask(engine.sql, id);
   }
+  // The run was deleted (DeleteRun, retention) after the query was asked: say so, whatever the wait saw.
+  if (!final?.answered || decodeFailure(final.failure)) await requireRunStill(engine, run.id, input.queryName);
   if (final?.answered) {
     const failure = decodeFailure(final.failure);
     if (!failure) return { runId: run.id, result: decodePayload(final.result) };
@@ -128,6 +132,14 @@ export async function queryRun(
   );
 }
 
+async function requireRunStill(engine: Engine, runId: string, queryName: string): Promise<void> {
+  if (await getRun(engine.sql, { runId })) return;
+  throw new DexError(
+    "NOT_FOUND",
+    `run ${runId} was deleted (DeleteRun or retention) while query "${queryName}" waited for an answer; an ended run can be queried only until it is deleted`,
+  );
+}
+
 export async function pollQueryTasks(
   engine: Engine,
   request: { queue: string; workerId: string; maxTasks: number; waitUntil: number },
@@ -136,12 +148,17 @@ export async function pollQueryTasks(
   const tasks = await longPoll({
     subscribe: () => engine.wakeups.subscribeQueue(QUERY_TASKS, request.queue, request.workerId),
     check: async () => {
-      const claimed = await claimQueryTasks(engine.sql, {
+      const { tasks: claimed, runGone } = await claimQueryTasks(engine.sql, {
         queue: request.queue,
         workerId: request.workerId,
         limit: request.maxTasks,
         stickyFallbackMs: QUERY_STICKY_FALLBACK_MS,
       });
+      // Queries of deleted runs were dropped, not claimed: their callers answer NOT_FOUND now, not at their timeout.
+      if (runGone.length > 0) {
+        for (const id of runGone) engine.wakeups.wakeRun(id);
+        notifyAfterCommit(engine, runGone.map((id) => runWakeupPayload(id, engine.origin)));
+      }
       if (claimed.length > 0) return claimed;
       // A queue wake reaches the oldest parked poll, perhaps not the preferred worker's: wake that one by name.
       for (const workerId of await preferredWorkersWaiting(engine.sql, request)) {

@@ -9,7 +9,8 @@
  * in the same commit, and ending the run any other way deletes it with the
  * run's other timers. The timer loop's pass reports the due ones
  * (store/timers.ts fireDueTimers: no extra statement, no polling of its own)
- * and hands them here.
+ * and hands them here, off the pass (decision 0032): ordinary timers never
+ * wait for a burst of run timeouts.
  *
  * Once across servers: each run is ended in one transaction that takes the
  * lifecycle's locks (parent, then run, then its workflow task NOWAIT; a run
@@ -33,18 +34,54 @@ import { keyLockFirst, requireKeyLock, withRetries } from "./lifecycle.js";
 import { isTerminal, RunStatus } from "./model.js";
 import { afterRunEnded } from "./relatives.js";
 
-/** Ends each run whose run timeout is due (one transaction each); how many this call ended. */
-export async function fireRunTimeouts(engine: Engine, runIds: readonly string[]): Promise<number> {
+/**
+ * Run timeouts ended at once by one server. Each is a transaction that may wait for run locks
+ * (a completion, another server ending the same run), so several at a time keep one slow run
+ * from holding the rest back; four leave most of the main pool (10 connections by default) to
+ * the calls. Measured (decision 0032, 2 loaded cores): a burst of 500 ended 3.2 s after it came
+ * due, against 5.7 s one at a time inside the pass, which it held all that while.
+ */
+export const RUN_TIMEOUT_CONCURRENCY = 4;
+
+/**
+ * Ends each run whose run timeout is due, up to `concurrency` transactions at a time; how many
+ * this call ended. Called off the timer loop's pass (engine/timer-loop.ts): nothing here delays
+ * an ordinary timer.
+ *
+ * Order: shuffled. Every server's pass reports the same head of the due timers; two servers that
+ * walked it in the same order would queue on the same run locks one after the other (the second
+ * then finds the timer gone), so each walks it in its own order and mostly ends different runs.
+ */
+export async function fireRunTimeouts(
+  engine: Engine,
+  runIds: readonly string[],
+  concurrency = RUN_TIMEOUT_CONCURRENCY,
+): Promise<number> {
+  const order = shuffled(runIds);
+  let next = 0;
   let ended = 0;
-  for (const runId of runIds) {
-    try {
-      if (await timeOutRun(engine, runId)) ended++;
-    } catch (err) {
-      // The timer stays due: the next pass hands it over again.
-      engine.logger.warn("run timeout could not end the run; retrying on the next timer pass", { runId, err });
+  const slot = async (): Promise<void> => {
+    while (next < order.length) {
+      const runId = order[next++]!;
+      try {
+        if (await timeOutRun(engine, runId)) ended++;
+      } catch (err) {
+        // The timer stays due: a later pass hands it over again.
+        engine.logger.warn("run timeout could not end the run; retrying on a later timer pass", { runId, err });
+      }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, order.length)) }, slot));
   return ended;
+}
+
+function shuffled<T>(list: readonly T[]): T[] {
+  const copy = [...list];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
 }
 
 /** The failure a timed-out run carries: what result() and the parent's child_run_ended show. */

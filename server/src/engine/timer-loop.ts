@@ -21,6 +21,15 @@
  *
  * A database error never ends the loop: it logs the first error of a streak,
  * backs off (doubling up to a cap) and keeps going.
+ *
+ * RUN TIMEOUTS OFF THE PASS (docs/decisions/0032-loops-that-do-not-stall.md):
+ * the pass only reports the due run timeouts; ending them (a transaction per
+ * run that waits for the run's locks) runs beside the loop, one batch at a
+ * time, so a burst of them, or one run whose lock a long transaction holds,
+ * never delays the ordinary timers of the next passes. A pass while a batch
+ * is in flight leaves the reported runs alone (the batch holds them, or the
+ * next batch gets them: their timers stay due until ended); a batch that was
+ * full is followed by a pass at once, as a backlog of timers is.
  */
 import type { Logger } from "../logger.js";
 import type { Queryable } from "../store/db.js";
@@ -48,7 +57,10 @@ export interface TimerLoopDeps {
    * pass's statement returned; server.ts hands them to engine/notifier.ts).
    */
   announce: (queues: string[]) => void;
-  /** Ends the runs whose run timeout is due (engine/run-timeouts.ts fireRunTimeouts); the pass reports them. */
+  /**
+   * Ends the runs whose run timeout is due (engine/run-timeouts.ts fireRunTimeouts); the pass reports
+   * them and the loop calls this off the pass, one call at a time, never awaiting it in a pass.
+   */
   fireRunTimeouts?: (runIds: string[]) => Promise<number>;
 }
 
@@ -59,6 +71,8 @@ export interface TimerLoopStats {
   fired: number;
   /** Passes that failed. */
   errors: number;
+  /** Batches of due run timeouts handed to fireRunTimeouts (off the pass). */
+  runTimeoutBatches: number;
 }
 
 export class TimerLoop {
@@ -75,7 +89,9 @@ export class TimerLoop {
   private hintedAt = Number.POSITIVE_INFINITY;
   /** Database clock minus local clock, estimated at each pass, to turn hints (database times) into local ones. */
   private clockOffsetMs = 0;
-  readonly stats: TimerLoopStats = { passes: 0, fired: 0, errors: 0 };
+  /** The batch of run timeouts being ended beside the loop, if any (at most one). */
+  private runTimeoutBatch: Promise<void> | undefined;
+  readonly stats: TimerLoopStats = { passes: 0, fired: 0, errors: 0, runTimeoutBatches: 0 };
 
   constructor(
     private readonly deps: TimerLoopDeps,
@@ -117,11 +133,12 @@ export class TimerLoop {
     this.wake();
   }
 
-  /** Stops after the pass in flight (if any); resolves once no statement of the loop is running. */
+  /** Stops after the pass and the run-timeout batch in flight (if any); resolves once no statement of the loop is running. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake();
     await this.running;
+    await this.runTimeoutBatch;
   }
 
   private async run(): Promise<void> {
@@ -157,8 +174,32 @@ export class TimerLoop {
     for (const { queue, tasks } of pass.queues) this.deps.wakeups.wakeQueue(QueueType.WORKFLOW, queue, tasks);
     if (pass.queues.length > 0) this.deps.announce(pass.queues.map((q) => q.queue));
     if (pass.fired > 0) this.deps.logger.debug("timers fired", { fired: pass.fired, skippedRuns: pass.skippedRuns });
-    if (pass.runTimeouts.length > 0 && this.deps.fireRunTimeouts) await this.deps.fireRunTimeouts(pass.runTimeouts);
+    if (pass.runTimeouts.length > 0) {
+      this.endRunTimeouts(pass.runTimeouts);
+      // How long a pass that saw run timeouts held the loop (decision 0032's measurement).
+      this.deps.logger.debug("timer pass", { ms: Date.now() - sentAt, runTimeouts: pass.runTimeouts.length });
+    }
     return pass;
+  }
+
+  /**
+   * Hands due run timeouts to fireRunTimeouts without waiting for it (see RUN TIMEOUTS OFF THE
+   * PASS). One batch at a time: the runs a pass reports while a batch runs are that batch's or
+   * the next one's, so no run is handed over twice on this server.
+   */
+  private endRunTimeouts(runIds: string[]): void {
+    const fire = this.deps.fireRunTimeouts;
+    if (!fire || this.runTimeoutBatch || this.stopped) return;
+    this.stats.runTimeoutBatches++;
+    const full = runIds.length >= this.batchSize;
+    this.runTimeoutBatch = fire(runIds)
+      .then(() => undefined)
+      .catch((err: unknown) => this.deps.logger.warn("run timeouts could not be ended; retrying on a later timer pass", { err }))
+      .finally(() => {
+        this.runTimeoutBatch = undefined;
+        // A full batch suggests more are due: look again now rather than after a sleep.
+        if (full) this.nudge();
+      });
   }
 
   private nextDelay(pass: FirePass): number {

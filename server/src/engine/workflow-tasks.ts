@@ -16,7 +16,14 @@ import {
 import type { Engine } from "./context.js";
 import { decodeEvent, encodeFailure } from "./events.js";
 import { longPoll } from "./long-poll.js";
-import { MAX_INLINE_HISTORY_BYTES, QueueType, WORKFLOW_TASK_LEASE_MS, type WorkflowTaskRef } from "./model.js";
+import {
+  DEADLOCK_TASK_RETRY,
+  MAX_INLINE_HISTORY_BYTES,
+  QueueType,
+  WORKFLOW_TASK_DEADLOCK,
+  WORKFLOW_TASK_LEASE_MS,
+  type WorkflowTaskRef,
+} from "./model.js";
 import { announceQueues } from "./notifier.js";
 import { workflowTaskBackoffMs } from "./retry.js";
 import type { Subscription } from "./wakeups.js";
@@ -168,7 +175,10 @@ export function taskNotFound(): DexError {
   );
 }
 
-/** Fails a workflow task: nothing goes to history; the task is retried after a back-off. */
+/**
+ * Fails a workflow task: nothing goes to history; the task is retried after a back-off, a much
+ * longer one after a WorkflowTaskDeadlock (decision 0032).
+ */
 export async function failWorkflowTask(
   engine: Engine,
   ref: WorkflowTaskRef,
@@ -178,15 +188,19 @@ export async function failWorkflowTask(
   if (cause === WorkflowTaskFailedCause.NON_DETERMINISM && failure.kind === FailureKind.UNSPECIFIED) {
     failure.kind = FailureKind.NON_DETERMINISM;
   }
+  // Workflow code that never yields costs a worker process per attempt (the watchdog stops it):
+  // retrying it on the usual schedule (≤ 10 s) would stop a fleet's processes in a loop.
+  const deadlock = failure.type === WORKFLOW_TASK_DEADLOCK;
+  const schedule = deadlock ? (engine.workflowTaskRetry.afterDeadlock ?? DEADLOCK_TASK_RETRY) : engine.workflowTaskRetry;
   const result = await failTaskRow(engine.sql, ref, {
     failure: encodeFailure(failure)!,
-    backoffMs: (attempt) => workflowTaskBackoffMs(engine.workflowTaskRetry, attempt),
+    backoffMs: (attempt) => workflowTaskBackoffMs(schedule, attempt),
   });
   if (!result) throw taskNotFound();
   engine.observer.workflowTaskFailed(ref.queue, WorkflowTaskFailedCause[cause] ?? String(cause));
   // When the back-off ends: a poll here, and (announced then) the other servers' polls.
   engine.wakeups.wakeQueueAt(QueueType.WORKFLOW, ref.queue, result.nextAttemptAt);
-  engine.logger.warn("workflow task failed", {
+  engine.logger.warn(deadlock ? "workflow task failed: its workflow code did not yield; backing off longer" : "workflow task failed", {
     runId: ref.runId,
     cause: WorkflowTaskFailedCause[cause],
     failure: failure.message,

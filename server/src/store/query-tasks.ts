@@ -59,22 +59,32 @@ export interface ClaimedQueryTask {
  * never take the same task and never wait for each other. A claimed task is
  * never handed out again: a query is cheap to ask again, and its caller's
  * timeout ends it.
+ *
+ * A picked task whose run no longer exists (DeleteRun or retention deleted it
+ * after the query was asked; query_tasks has no foreign key, being UNLOGGED)
+ * is not claimed but deleted, and its id comes back in `runGone`: the caller,
+ * woken by id, finds its row gone and answers NOT_FOUND. (Claiming it instead
+ * handed the worker nothing, as the run is needed for the task, and the caller
+ * waited out its timeout for an answer that could never come.) Both halves
+ * read the runs in the statement's one snapshot, so each picked task is
+ * either claimed or deleted.
  */
 export async function claimQueryTasks(
   sql: Queryable,
   input: { queue: string; workerId: string; limit: number; stickyFallbackMs: number },
-): Promise<ClaimedQueryTask[]> {
+): Promise<{ tasks: ClaimedQueryTask[]; runGone: string[] }> {
   const rows = await sql<
     {
       id: string;
+      run_gone: boolean;
       run_id: string;
       queue: string;
       query_name: string;
       args: Buffer | null;
-      history_length: string;
+      history_length: string | null;
       expires_at: Date;
-      instance_id: string;
-      workflow_name: string;
+      instance_id: string | null;
+      workflow_name: string | null;
     }[]
   >`
     with picked as (
@@ -87,24 +97,39 @@ export async function claimQueryTasks(
       for update skip locked
     ), claimed as (
       update dex.query_tasks q set claimed_by = ${input.workerId}
-      from picked where q.id = picked.id
+      from picked where q.id = picked.id and exists (select 1 from dex.runs r where r.id = q.run_id)
       returning q.*
+    ), gone as (
+      delete from dex.query_tasks q
+      using picked where q.id = picked.id and not exists (select 1 from dex.runs r where r.id = q.run_id)
+      returning q.id, q.run_id, q.queue, q.query_name, q.expires_at, q.created_at
     )
-    select c.id, c.run_id, c.queue, c.query_name, c.args, c.history_length::text, c.expires_at,
-           r.instance_id, r.workflow_name
+    select c.id, false as run_gone, c.run_id, c.queue, c.query_name, c.args, c.history_length::text, c.expires_at,
+           r.instance_id, r.workflow_name, c.created_at
     from claimed c join dex.runs r on r.id = c.run_id
-    order by c.created_at`;
-  return rows.map((r) => ({
-    id: r.id,
-    runId: r.run_id,
-    queue: r.queue,
-    queryName: r.query_name,
-    args: r.args,
-    historyLength: Number(r.history_length),
-    expiresAt: r.expires_at,
-    instanceId: r.instance_id,
-    workflowName: r.workflow_name,
-  }));
+    union all
+    select g.id, true, g.run_id, g.queue, g.query_name, null, null, g.expires_at, null, null, g.created_at from gone g
+    order by created_at`;
+  const tasks: ClaimedQueryTask[] = [];
+  const runGone: string[] = [];
+  for (const r of rows) {
+    if (r.run_gone) {
+      runGone.push(r.id);
+      continue;
+    }
+    tasks.push({
+      id: r.id,
+      runId: r.run_id,
+      queue: r.queue,
+      queryName: r.query_name,
+      args: r.args,
+      historyLength: Number(r.history_length),
+      expiresAt: r.expires_at,
+      instanceId: r.instance_id!,
+      workflowName: r.workflow_name!,
+    });
+  }
+  return { tasks, runGone };
 }
 
 /** Records the answer of a claimed, unexpired, unanswered task; false when there is none (NOT_FOUND). */
