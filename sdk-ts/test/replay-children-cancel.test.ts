@@ -188,3 +188,39 @@ describe("cancellation", () => {
     expect(summarize(await run.task(ex))).toEqual(["cancel activity#1", "complete"]);
   });
 });
+
+describe("a cancellation and continue-as-new in one task (decision 0031)", () => {
+  const continueOf = (commands: Awaited<ReturnType<FakeRun["task"]>>) => {
+    const last = commands.at(-1)?.command;
+    if (last?.case !== "continueAsNew") throw new Error(`expected continue-as-new last, got ${last?.case}`);
+    return last.value;
+  };
+
+  it("says the cancel was delivered when the code saw it and continued anyway", async () => {
+    const wf: Workflow = async (ctx, round: number) => {
+      await ctx.waitForEvent("next").catch((err) => {
+        if (!(err instanceof CancelledFailure)) throw err;
+      });
+      return ctx.continueAsNew(round + 1);
+    };
+    const run = new FakeRun(1);
+    const ex = await run.replayed(wf);
+    await run.task(ex);
+    run.send(inputs.cancelRequested());
+    // The server must not carry this cancel into the next run: the code handled it.
+    expect(continueOf(await run.task(ex)).cancelRequestDelivered).toBe(true);
+  });
+
+  it("leaves the flag off when the code continued before the cancel reached it", async () => {
+    const wf: Workflow = async (ctx, round: number) => {
+      await ctx.waitForEvent("next");
+      return ctx.continueAsNew(round + 1);
+    };
+    const run = new FakeRun(1);
+    const ex = await run.replayed(wf);
+    await run.task(ex);
+    run.send(inputs.namedEvent("next", "e1"), inputs.cancelRequested());
+    // The code ended on the event first: the server carries the cancel to the next run.
+    expect(continueOf(await run.task(ex)).cancelRequestDelivered).toBe(false);
+  });
+});
