@@ -5,13 +5,15 @@
  * One trace per run: the client's start span sends its W3C trace context with the start; the
  * server stores it with the run and hands it to every task of the run (and of its children and
  * continuations), so each workflow task span and activity attempt span, on any worker, is a
- * child of the start span; each completion report is a child span of its task or attempt.
+ * child of the start span; each completion report is a child span of its task or attempt, and
+ * sends its own context with the report, so the server's span of that call is its child (a
+ * ReportActivityTasks batch's span is linked to each of its reports instead).
  *
  * Spans go to the tracer you pass, else to the global tracer provider's "@dex/opentelemetry"
  * tracer: register a provider (the OpenTelemetry Node SDK, configured by the OTEL_* variables)
  * before creating the client and workers. Without one, OpenTelemetry's API does nothing.
  */
-import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from "@opentelemetry/api";
+import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from "@opentelemetry/api";
 import type {
   ActivityAttemptInfo,
   ClientInterceptor,
@@ -68,7 +70,7 @@ export function tracingClientInterceptor(options: TracingOptions = {}): ClientIn
         attributes: { [Attribute.WORKFLOW]: info.workflowName, [Attribute.INSTANCE_ID]: info.instanceId, [Attribute.TASK_QUEUE]: info.taskQueue },
       });
       return inSpan(span, async () => {
-        const result = await next(traceHeaders(span.spanContext()));
+        const result = await next(headersOf(span));
         span.setAttributes({ [Attribute.RUN_ID]: result.runId, [Attribute.STARTED]: result.started });
         return result;
       });
@@ -102,9 +104,20 @@ export function tracingWorkerInterceptor(options: TracingOptions = {}): WorkerIn
       if (parent && info.outcome === "failed") parent.setStatus({ code: SpanStatusCode.ERROR, message: `${info.kind} failed` });
       const parentContext = parent ? trace.setSpan(context.active(), parent) : context.active();
       const span = tracer.startSpan(completionName(info), { kind: SpanKind.CLIENT, attributes: common(info.task) }, parentContext);
-      return inSpan(span, next);
+      // The report carries the span's context: the server's span of the call is its child (or, in
+      // a ReportActivityTasks batch of many runs, is linked to it).
+      return inSpan(span, () => next(headersOf(span)));
     },
   };
+}
+
+/**
+ * The span's W3C headers to send, or none for a span that records nothing and has no parent (the
+ * global no-op tracer when the application registered no provider): tracing off sends nothing.
+ */
+function headersOf(span: Span): Record<string, string> {
+  const spanContext = span.spanContext();
+  return isSpanContextValid(spanContext) ? traceHeaders(spanContext) : {};
 }
 
 function common(info: WorkflowTaskInfo | ActivityAttemptInfo): Attributes {

@@ -11,12 +11,11 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { protoRoot } from "@dex/proto";
-import { silentLogger, startServer } from "@dex/server";
-import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
-import { createActivityWorker, createWorkflowWorker, type Logger, type Worker, type WorkflowContext } from "@dex/sdk";
-import { Attribute, tracingWorkerInterceptor } from "../src/index.js";
+import { waitFor } from "@dex/testing";
+import type { WorkflowContext } from "@dex/sdk";
+import { Attribute } from "../src/index.js";
+import { startTracedServer, type TracedServer } from "./traced-server.js";
 
 const PYTHON = "/usr/bin/python3";
 const PLUGIN = "/usr/bin/grpc_python_plugin";
@@ -45,7 +44,6 @@ function runPython(args: string[]): Promise<{ status: number | null; stdout: str
   });
 }
 
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const activities = {
   async greet(name: string) {
     return `hello, ${name}`;
@@ -56,32 +54,12 @@ async function greeting(ctx: WorkflowContext, input: { name: string }) {
 }
 
 describe.skipIf(skipReason !== undefined)("a Python client's trace context", () => {
-  const exporter = new InMemorySpanExporter();
-  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const tracer = provider.getTracer("test");
-  let db: TestDatabase;
-  let server: Awaited<ReturnType<typeof startServer>>;
+  let traced: TracedServer;
   let stubs: string;
-  const workers: Worker[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    server = await startServer({
-      databaseUrl: db.url,
-      port: 0,
-      ensureQueues: [
-        { type: "workflow", name: "default" },
-        { type: "activity", name: "default" },
-      ],
-      logger: silentLogger,
-      tracer,
-    });
-    const interceptors = [tracingWorkerInterceptor({ tracer })];
-    workers.push(
-      createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { greeting }, logger: quiet, interceptors }),
-      createActivityWorker({ address: server.address, taskQueue: "default", activities, logger: quiet, interceptors }),
-    );
-    for (const worker of workers) worker.start();
+    traced = await startTracedServer();
+    traced.startWorkers({ workflows: { greeting }, activities });
     stubs = await mkdtemp(`${tmpdir()}/dex-python-trace-stubs-`);
     const protos = (await readdir(`${protoRoot}/dex/v1`)).filter((f) => f.endsWith(".proto")).map((f) => `dex/v1/${f}`);
     execFileSync("protoc", [`-I${protoRoot}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`, `--plugin=protoc-gen-grpc_python=${PLUGIN}`, ...protos]);
@@ -90,15 +68,12 @@ describe.skipIf(skipReason !== undefined)("a Python client's trace context", () 
   });
 
   afterAll(async () => {
-    await Promise.all(workers.map((w) => w.shutdown()));
-    await server?.close();
-    await db?.drop();
-    await provider.shutdown();
+    await traced?.close();
     if (stubs) await rm(stubs, { recursive: true, force: true });
   });
 
   it("puts the run's server and worker spans in the trace the Python client's traceparent names", async () => {
-    const run = await runPython([SCRIPT, stubs, server.address, "greeting", "py-traced-1", JSON.stringify({ name: "Ada" })]);
+    const run = await runPython([SCRIPT, stubs, traced.server.address, "greeting", "py-traced-1", JSON.stringify({ name: "Ada" })]);
     expect(run.stderr).toBe("");
     expect(run.status).toBe(0);
     const out = JSON.parse(run.stdout) as { run_id: string; status: string; trace_id: string; span_id: string };
@@ -106,7 +81,7 @@ describe.skipIf(skipReason !== undefined)("a Python client's trace context", () 
 
     // Two workflow tasks (start, after greet) and one attempt; each span ends after its report.
     const spans = await waitFor(() => {
-      const forRun = exporter.getFinishedSpans().filter((s) => s.attributes[Attribute.RUN_ID] === out.run_id);
+      const forRun = traced.exporter.getFinishedSpans().filter((s) => s.attributes[Attribute.RUN_ID] === out.run_id);
       const tasks = forRun.filter((s) => s.name === "WorkflowTask:greeting");
       const attempts = forRun.filter((s) => s.name === "RunActivity:greet");
       return tasks.length === 2 && attempts.length === 1 ? [...tasks, ...attempts] : undefined;
@@ -116,7 +91,7 @@ describe.skipIf(skipReason !== undefined)("a Python client's trace context", () 
       expect(span.parentSpanContext?.spanId).toBe(out.span_id);
       expect(span.parentSpanContext?.traceState?.get("py")).toBe("1");
     }
-    const serverStart = exporter.getFinishedSpans().find((s) => s.name === "dex.v1.ClientService/StartWorkflow");
+    const serverStart = traced.exporter.getFinishedSpans().find((s) => s.name === "dex.v1.ClientService/StartWorkflow");
     expect(serverStart?.spanContext().traceId).toBe(out.trace_id);
     expect(serverStart?.parentSpanContext?.spanId).toBe(out.span_id);
   });

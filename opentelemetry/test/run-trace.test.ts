@@ -6,13 +6,11 @@
  */
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace";
-import { silentLogger, startServer } from "@dex/server";
-import { createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
-import { createActivityWorker, createClient, createWorkflowWorker, type Client, type Logger, type Worker, type WorkflowContext } from "@dex/sdk";
-import { Attribute, tracingClientInterceptor, tracingWorkerInterceptor } from "../src/index.js";
-
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+import type { ReadableSpan } from "@opentelemetry/sdk-trace";
+import { waitFor } from "@dex/testing";
+import { createClient, type Client, type WorkflowContext } from "@dex/sdk";
+import { Attribute, tracingClientInterceptor } from "../src/index.js";
+import { startTracedServer, type TracedServer } from "./traced-server.js";
 
 const activities = {
   async greet(name: string) {
@@ -38,41 +36,18 @@ async function parentWorkflow(ctx: WorkflowContext) {
 }
 
 describe("one run's trace", () => {
-  const exporter = new InMemorySpanExporter();
-  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const tracer = provider.getTracer("test");
-  let db: TestDatabase;
-  let server: Awaited<ReturnType<typeof startServer>>;
+  let traced: TracedServer;
   let client: Client;
-  const workers: Worker[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    server = await startServer({
-      databaseUrl: db.url,
-      port: 0,
-      ensureQueues: [
-        { type: "workflow", name: "default" },
-        { type: "activity", name: "default" },
-      ],
-      logger: silentLogger,
-      tracer,
-    });
-    const interceptors = [tracingWorkerInterceptor({ tracer })];
-    client = createClient({ address: server.address, interceptors: [tracingClientInterceptor({ tracer })] });
-    workers.push(
-      createWorkflowWorker({ address: server.address, taskQueue: "default", workflows: { tracedWorkflow, parentWorkflow }, logger: quiet, interceptors }),
-      createActivityWorker({ address: server.address, taskQueue: "default", activities, logger: quiet, interceptors }),
-    );
-    for (const worker of workers) worker.start();
+    traced = await startTracedServer();
+    traced.startWorkers({ workflows: { tracedWorkflow, parentWorkflow }, activities });
+    client = createClient({ address: traced.server.address, interceptors: [tracingClientInterceptor({ tracer: traced.tracer })] });
   });
 
   afterAll(async () => {
-    await Promise.all(workers.map((w) => w.shutdown()));
     client?.close();
-    await server?.close();
-    await db?.drop();
-    await provider.shutdown();
+    await traced?.close();
   });
 
   it("joins the start, the server's RPCs, every workflow task, activity attempt and completion into one tree", async () => {
@@ -82,7 +57,7 @@ describe("one run's trace", () => {
     // Three workflow tasks (start, after greet, after flaky's retry), each ended after its completion report.
     const spans = await waitFor(
       () => {
-        const all = exporter.getFinishedSpans();
+        const all = traced.exporter.getFinishedSpans();
         const tasks = all.filter((s) => s.name === "WorkflowTask:tracedWorkflow");
         const completions = all.filter((s) => s.name === "CompleteWorkflowTask");
         return tasks.length === 3 && completions.length === 3 ? all : undefined;
@@ -144,10 +119,10 @@ describe("one run's trace", () => {
   it("puts a child run's tasks in its parent's trace", async () => {
     const handle = await client.start(parentWorkflow, { instanceId: "traced-parent" });
     expect(await handle.result()).toEqual({ greeting: "hello child", attempts: 2 });
-    const start = exporter.getFinishedSpans().find((s) => s.name === "StartWorkflow:parentWorkflow" && s.attributes[Attribute.RUN_ID] === handle.runId);
+    const start = traced.exporter.getFinishedSpans().find((s) => s.name === "StartWorkflow:parentWorkflow" && s.attributes[Attribute.RUN_ID] === handle.runId);
     expect(start).toBeDefined();
     const childTasks = await waitFor(() => {
-      const found = exporter.getFinishedSpans().filter((s) => s.name === "WorkflowTask:tracedWorkflow" && s.attributes[Attribute.INSTANCE_ID] === "traced-parent-child");
+      const found = traced.exporter.getFinishedSpans().filter((s) => s.name === "WorkflowTask:tracedWorkflow" && s.attributes[Attribute.INSTANCE_ID] === "traced-parent-child");
       return found.length === 3 ? found : undefined;
     });
     for (const task of childTasks) {
@@ -163,7 +138,7 @@ describe("one run's trace", () => {
     );
     expect(response.started).toBe(true);
     await client.getHandle({ runId: response.runId }).result();
-    const sql = postgres(db.url, { max: 1 });
+    const sql = postgres(traced.db.url, { max: 1 });
     try {
       const [row] = await sql<{ trace_context: unknown }[]>`select trace_context from dex.runs where id = ${response.runId}`;
       expect(row).toEqual({ trace_context: null });
@@ -173,11 +148,11 @@ describe("one run's trace", () => {
   });
 
   it("starts without a trace context when the client does not trace, and its tasks carry none", async () => {
-    const plain = createClient({ address: server.address });
+    const plain = createClient({ address: traced.server.address });
     try {
       const handle = await plain.start(tracedWorkflow, { instanceId: "untraced-1", input: "plain" });
       await handle.result();
-      const sql = postgres(db.url, { max: 1 });
+      const sql = postgres(traced.db.url, { max: 1 });
       try {
         const [row] = await sql<{ trace_context: unknown }[]>`select trace_context from dex.runs where id = ${String(handle.runId)}`;
         expect(row).toEqual({ trace_context: null });
@@ -186,7 +161,7 @@ describe("one run's trace", () => {
       }
       // The worker's spans of this run are roots of their own traces: nothing links them to a start.
       const runSpans = await waitFor(() => {
-        const found = exporter.getFinishedSpans().filter((s) => s.name === "WorkflowTask:tracedWorkflow" && s.attributes[Attribute.RUN_ID] === handle.runId);
+        const found = traced.exporter.getFinishedSpans().filter((s) => s.name === "WorkflowTask:tracedWorkflow" && s.attributes[Attribute.RUN_ID] === handle.runId);
         return found.length === 3 ? found : undefined;
       });
       for (const span of runSpans) expect(span.parentSpanContext).toBeUndefined();

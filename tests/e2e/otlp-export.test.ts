@@ -1,8 +1,8 @@
 /**
- * `dex server` exports its RPC spans over OTLP/HTTP when the standard OTEL_* variables say so, and
- * only then: a collector stand-in (a plain HTTP server taking POST /v1/traces) receives the span of
- * a call made with a `traceparent`, in that trace; a server started without OTEL_* sends nothing.
- * Decision 0030.
+ * `dex server` (and `dex dev`, the same way) exports its RPC spans over OTLP/HTTP when the standard
+ * OTEL_* variables say so, and only then: a collector stand-in (a plain HTTP server taking POST
+ * /v1/traces) receives the span of a call made with a `traceparent`, in that trace; a server
+ * started without OTEL_* sends nothing. Decision 0030.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,14 +10,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { E2E_TEST_TIMEOUT_MS, createTestDatabase, waitFor, type TestDatabase } from "@dex/testing";
 import { freePort } from "@dex/server";
 import { createClient } from "@dex/sdk";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { dexCommand, startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { startProcess } from "../support/spawned.js";
 
 describe("OTLP export from dex server", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let db: TestDatabase;
   let collector: Server;
   let endpoint: string;
   const bodies: Buffer[] = [];
-  const servers: ServerProcess[] = [];
+  const servers: Array<Pick<ServerProcess, "child">> = [];
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -74,5 +75,21 @@ describe("OTLP export from dex server", { timeout: E2E_TEST_TIMEOUT_MS }, () => 
     expect(await server.exited).toBe(0);
     // The server has exited, so nothing it buffered can arrive later: the collector got nothing.
     expect(bodies).toEqual([]);
+  });
+
+  it("sends the span of a traced call from dex dev too", async () => {
+    bodies.length = 0;
+    const port = await freePort();
+    const dev = await startProcess([...dexCommand, "dev", "--port", String(port), "--metrics-port", "off", "--ui-port", "off"], /press Ctrl-C/, {
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_SERVICE_NAME: "dex-dev-under-test" },
+    });
+    servers.push(dev);
+    const traceId = "6bf92f3577b34da6a3ce929d0e0e4736";
+    await callWithTraceparent(`127.0.0.1:${port}`, traceId);
+    dev.child.kill("SIGTERM");
+    expect(await dev.exited).toBe(0);
+    const body = await waitFor(() => bodies.find((b) => b.includes("dex-dev-under-test")), { message: "dex dev's spans at the collector" });
+    expect(body.includes("dex.v1.ClientService/ListRuns")).toBe(true);
+    expect(body.includes(Buffer.from(traceId, "hex"))).toBe(true);
   });
 });

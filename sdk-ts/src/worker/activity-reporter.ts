@@ -26,11 +26,16 @@ type Report = MessageInitShape<typeof ActivityTaskReportSchema>;
 type CompleteRequest = MessageInitShape<typeof CompleteActivityTaskRequestSchema>;
 type FailRequest = MessageInitShape<typeof FailActivityTaskRequestSchema>;
 
+/**
+ * `traceContext`: the report's W3C headers from the completion hooks (tracing), or undefined: sent
+ * as the item's `trace_context` in a batch (the server links its span to each), as call metadata
+ * when reported alone (its span is then their child).
+ */
 export interface ActivityReporter {
   /** Completes a task, as CompleteActivityTask; rejects with the item's or the call's DexError. */
-  complete(request: CompleteRequest): Promise<void>;
+  complete(request: CompleteRequest, traceContext?: Record<string, string>): Promise<void>;
   /** Fails an attempt, as FailActivityTask; rejects with the item's or the call's DexError. */
-  fail(request: FailRequest): Promise<void>;
+  fail(request: FailRequest, traceContext?: Record<string, string>): Promise<void>;
 }
 
 export interface ActivityReporterOptions {
@@ -125,13 +130,15 @@ export function createActivityReporter(connection: Pick<Connection, "worker">, l
   }
 
   return {
-    complete(request) {
+    complete(request, traceContext) {
       const bytes = 64 + (request.result?.data?.byteLength ?? 0);
-      return submit({ outcome: { case: "complete", value: request } }, bytes, () => connection.worker.completeActivityTask(request));
+      const report: Report = { outcome: { case: "complete", value: request }, ...(traceContext && { traceContext }) };
+      return submit(report, bytes, () => connection.worker.completeActivityTask(request, traceContext && { metadata: traceContext }));
     },
-    fail(request) {
+    fail(request, traceContext) {
       const bytes = 64 + failureBytes(request.failure as Failure | undefined);
-      return submit({ outcome: { case: "fail", value: request } }, bytes, () => connection.worker.failActivityTask(request));
+      const report: Report = { outcome: { case: "fail", value: request }, ...(traceContext && { traceContext }) };
+      return submit(report, bytes, () => connection.worker.failActivityTask(request, traceContext && { metadata: traceContext }));
     },
   };
 }

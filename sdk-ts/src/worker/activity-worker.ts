@@ -16,7 +16,7 @@ import { ActivityAttempt, activityLogFields, autoHeartbeatMs, leaseDeadlineOf, t
 import { eagerHoldBack, registerActivityWorker, type EagerActivityTarget } from "./eager-activities.js";
 import { createPollingWorker, defaultIdentity, type PollingWorker, type Worker } from "./worker.js";
 import { positive } from "./workflow-worker.js";
-import { intercept, workerHooks, type ActivityAttemptInfo, type WorkerHooks, type WorkerInterceptor } from "./interceptors.js";
+import { intercept, interceptCompletion, workerHooks, type ActivityAttemptInfo, type ReportHeaders, type WorkerHooks, type WorkerInterceptor } from "./interceptors.js";
 
 /** `address`, `tls` and `apiKey` (see ConnectionOptions) fall back to DEX_ADDRESS, DEX_TLS_* and DEX_API_KEY. */
 export interface ActivityWorkerOptions extends ConnectionOptions {
@@ -131,11 +131,11 @@ async function runAttempt(task: ActivityTask, deps: AttemptDeps): Promise<void> 
   return intercept(deps.hooks.activityAttempt, info, () => runAttemptItself(task, deps));
 }
 
-/** Sends an outcome through the completion hooks, if any. */
-function reporting(task: ActivityTask, deps: AttemptDeps, outcome: "completed" | "failed", send: () => Promise<void>): Promise<void> {
+/** Sends an outcome through the completion hooks, if any, with the headers they give (tracing's traceparent). */
+function reporting(task: ActivityTask, deps: AttemptDeps, outcome: "completed" | "failed", send: (headers: ReportHeaders) => Promise<void>): Promise<void> {
   const info = attemptInfos.get(task);
-  if (!info) return send();
-  return intercept(deps.hooks.completion, { kind: "activityAttempt", outcome, task: info }, send);
+  if (!info) return send(undefined);
+  return interceptCompletion(deps.hooks.completion, { kind: "activityAttempt", outcome, task: info }, send);
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown } | { ended: AttemptEnd };
@@ -233,8 +233,8 @@ async function report(
         return;
       }
       try {
-        await reporting(task, deps, "completed", () =>
-          withRetry(() => deps.reporter.complete({ taskToken: task.taskToken, result }), { until, pause: deps.connection.pause }),
+        await reporting(task, deps, "completed", (headers) =>
+          withRetry(() => deps.reporter.complete({ taskToken: task.taskToken, result }, headers), { until, pause: deps.connection.pause }),
         );
       } catch (err) {
         const refused = DexError.from(err);
@@ -247,8 +247,8 @@ async function report(
       }
     } else {
       const failure = errorToFailure(outcome.error);
-      await reporting(task, deps, "failed", () =>
-        withRetry(() => deps.reporter.fail({ taskToken: task.taskToken, failure }), { until, pause: deps.connection.pause }),
+      await reporting(task, deps, "failed", (headers) =>
+        withRetry(() => deps.reporter.fail({ taskToken: task.taskToken, failure }, headers), { until, pause: deps.connection.pause }),
       );
     }
   } catch (err) {

@@ -27,15 +27,25 @@ export function cancellationRequested(
   return task.newEvents.some(isCancel) || (history ?? task.history).some(isCancel) || (execution?.ctx.cancellationRequested ?? false);
 }
 
-/** Ends the run CANCELLED with the code's error in the details (describe and `dex workflow result` show it). */
-/** `until`: the task's lease deadline, the last moment a retry of the completion can land. */
-export async function cancelFailingRun(task: WorkflowTask, err: unknown, connection: Connection, log: Logger, until: number): Promise<void> {
+/**
+ * Ends the run CANCELLED with the code's error in the details (describe and `dex workflow result` show it).
+ * `until`: the task's lease deadline, the last moment a retry of the completion can land.
+ * `metadata`: the completion hooks' headers (tracing's traceparent), undefined when none.
+ */
+export async function cancelFailingRun(
+  task: WorkflowTask,
+  err: unknown,
+  connection: Connection,
+  log: Logger,
+  until: number,
+  metadata?: Record<string, string>,
+): Promise<void> {
   const message = err instanceof Error ? err.message : String(err);
   const details = encodePayload({ reason: "cancellation requested while the workflow task was failing", taskFailure: message });
   const cancel = create(CommandSchema, { command: { case: "cancelRun", value: { details } } });
   log.warn(`workflow task failed while the run's cancellation was requested; ending the run CANCELLED without running its code: ${message}`);
   try {
-    await withRetry(() => connection.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [cancel] }), {
+    await withRetry(() => connection.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [cancel] }, metadata && { metadata }), {
       until,
       pause: connection.pause,
     });

@@ -44,8 +44,13 @@ export interface WorkerInterceptor {
   workflowTask?(info: WorkflowTaskInfo, next: () => Promise<void>): Promise<void>;
   /** Wraps one activity attempt, from the activity's call to its report. */
   activityAttempt?(info: ActivityAttemptInfo, next: () => Promise<void>): Promise<void>;
-  /** Wraps the sending of one completion report (with its retries); throws what the report threw. */
-  completion?(info: CompletionInfo, next: () => Promise<void>): Promise<void>;
+  /**
+   * Wraps the sending of one completion report (with its retries); throws what the report threw.
+   * `next` may be given headers for the report (merged with what outer hooks gave): tracing passes
+   * its span's `traceparent`/`tracestate`, sent as the call's metadata, or in a batch as the item's
+   * `trace_context` (docs/worker-protocol.md, "Trace context"). Nothing is sent when no hook gives any.
+   */
+  completion?(info: CompletionInfo, next: (headers?: Record<string, string>) => Promise<void>): Promise<void>;
 }
 
 type Hook<I> = (info: I, next: () => Promise<void>) => Promise<void>;
@@ -62,15 +67,32 @@ export function intercept<I>(hooks: ReadonlyArray<Hook<I> | undefined>, info: I,
   return next();
 }
 
+/** The headers a completion report carries: what its hooks gave, undefined when none (the common case). */
+export type ReportHeaders = Record<string, string> | undefined;
+
+/**
+ * Sends a completion report through the completion hooks; `send` gets the headers the hooks gave
+ * (each hook's added to its outer hooks'), or undefined when there are no hooks or none gave any.
+ */
+export function interceptCompletion(hooks: ReadonlyArray<CompletionHook>, info: CompletionInfo, send: (headers: ReportHeaders) => Promise<void>): Promise<void> {
+  if (hooks.length === 0) return send(undefined);
+  let next = (headers: ReportHeaders): Promise<void> => send(headers && Object.keys(headers).length > 0 ? headers : undefined);
+  for (let i = hooks.length - 1; i >= 0; i--) {
+    const hook = hooks[i]!;
+    const inner = next;
+    next = (headers) => hook(info, (more) => inner(more ? { ...headers, ...more } : headers));
+  }
+  return next(undefined);
+}
+
+type CompletionHook = NonNullable<WorkerInterceptor["completion"]>;
+
 /** The hooks of one kind, bound to their interceptors; an empty list when there are none (the common case). */
-export function hooksOf<K extends keyof WorkerInterceptor>(
-  interceptors: readonly WorkerInterceptor[] | undefined,
-  kind: K,
-): Array<Hook<Parameters<NonNullable<WorkerInterceptor[K]>>[0]>> {
-  const hooks: Array<Hook<Parameters<NonNullable<WorkerInterceptor[K]>>[0]>> = [];
+export function hooksOf<K extends keyof WorkerInterceptor>(interceptors: readonly WorkerInterceptor[] | undefined, kind: K): Array<NonNullable<WorkerInterceptor[K]>> {
+  const hooks: Array<NonNullable<WorkerInterceptor[K]>> = [];
   for (const interceptor of interceptors ?? []) {
     const hook = interceptor[kind];
-    if (hook) hooks.push(hook.bind(interceptor) as Hook<Parameters<NonNullable<WorkerInterceptor[K]>>[0]>);
+    if (hook) hooks.push(hook.bind(interceptor) as NonNullable<WorkerInterceptor[K]>);
   }
   return hooks;
 }
@@ -79,7 +101,7 @@ export function hooksOf<K extends keyof WorkerInterceptor>(
 export interface WorkerHooks {
   workflowTask: Array<Hook<WorkflowTaskInfo>>;
   activityAttempt: Array<Hook<ActivityAttemptInfo>>;
-  completion: Array<Hook<CompletionInfo>>;
+  completion: CompletionHook[];
 }
 
 export function workerHooks(interceptors: readonly WorkerInterceptor[] | undefined): WorkerHooks {

@@ -23,7 +23,7 @@ import { cancellationRequested, cancelFailingRun } from "./cancel-while-failing.
 import type { ActivationGate } from "./deadlock-watchdog.js";
 import type { TaskFailureLog } from "./task-failure-log.js";
 import { reserveEagerSlots } from "./eager-activities.js";
-import { intercept, type WorkerHooks, type WorkflowTaskInfo } from "./interceptors.js";
+import { intercept, interceptCompletion, type ReportHeaders, type WorkerHooks, type WorkflowTaskInfo } from "./interceptors.js";
 
 export interface WorkflowTaskDeps {
   connection: Connection;
@@ -66,13 +66,18 @@ export async function processWorkflowTask(task: WorkflowTask, deps: WorkflowTask
   return intercept(deps.hooks.workflowTask, info, () => processTask(task, deps));
 }
 
-/** Sends a completion report through the completion hooks, if any. */
-async function reporting<T>(task: WorkflowTask, deps: WorkflowTaskDeps, outcome: "completed" | "failed", send: () => Promise<T>): Promise<T> {
+/** Sends a completion report through the completion hooks, if any, with the call metadata they give (tracing's traceparent). */
+async function reporting<T>(
+  task: WorkflowTask,
+  deps: WorkflowTaskDeps,
+  outcome: "completed" | "failed",
+  send: (metadata: ReportHeaders) => Promise<T>,
+): Promise<T> {
   const info = taskInfos.get(task);
-  if (!info || !deps.hooks) return send();
+  if (!info || !deps.hooks) return send(undefined);
   let result!: T;
-  await intercept(deps.hooks.completion, { kind: "workflowTask", outcome, task: info }, async () => {
-    result = await send();
+  await interceptCompletion(deps.hooks.completion, { kind: "workflowTask", outcome, task: info }, async (metadata) => {
+    result = await send(metadata);
   });
   return result;
 }
@@ -114,7 +119,7 @@ async function processTask(task: WorkflowTask, deps: WorkflowTaskDeps): Promise<
   } catch (err) {
     if (codeRan && cancellationRequested(task, history, execution)) {
       deps.cache.take(task.runId, -1);
-      await cancelFailingRun(task, err, deps.connection, log, leaseDeadlineOf(task));
+      await reporting(task, deps, "completed", (metadata) => cancelFailingRun(task, err, deps.connection, log, leaseDeadlineOf(task), metadata));
       return;
     }
     await failTask(task, err, deps, log);
@@ -135,8 +140,11 @@ async function processTask(task: WorkflowTask, deps: WorkflowTaskDeps): Promise<
     };
     let response;
     try {
-      response = await reporting(task, deps, "completed", () =>
-        withRetry(() => deps.connection.worker.completeWorkflowTask(request), { until: leaseDeadlineOf(task), pause: deps.connection.pause }),
+      response = await reporting(task, deps, "completed", (metadata) =>
+        withRetry(() => deps.connection.worker.completeWorkflowTask(request, metadata && { metadata }), {
+          until: leaseDeadlineOf(task),
+          pause: deps.connection.pause,
+        }),
       );
     } finally {
       // The answer's activity tasks go to their workers; reserved slots they left unused (or all, on an error) go back.
@@ -237,9 +245,9 @@ async function failTask(task: WorkflowTask, err: unknown, deps: WorkflowTaskDeps
     log.debug(`${what}: ${message}`);
   }
   try {
-    await reporting(task, deps, "failed", () =>
+    await reporting(task, deps, "failed", (metadata) =>
       withRetry(() =>
-        deps.connection.worker.failWorkflowTask({ taskToken: task.taskToken, failure: errorToFailure(err), cause }),
+        deps.connection.worker.failWorkflowTask({ taskToken: task.taskToken, failure: errorToFailure(err), cause }, metadata && { metadata }),
         { until: leaseDeadlineOf(task), pause: deps.connection.pause },
       ),
     );

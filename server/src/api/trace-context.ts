@@ -17,11 +17,19 @@ export const MAX_TRACESTATE_LENGTH = 512;
  * receiver: tracing must never make a start fail.
  */
 export function traceContextOf(metadata: grpc.Metadata): Record<string, string> | null {
-  const traceparent = firstString(metadata, "traceparent")?.trim().toLowerCase();
-  if (!traceparent || !TRACEPARENT.test(traceparent) || traceparent.startsWith("ff")) return null;
-  const context: Record<string, string> = { traceparent };
-  const tracestate = firstString(metadata, "tracestate")?.trim();
-  if (tracestate && tracestate.length <= MAX_TRACESTATE_LENGTH) context["tracestate"] = tracestate;
+  return validTraceContext(firstString(metadata, "traceparent"), firstString(metadata, "tracestate"));
+}
+
+/**
+ * The same check for headers carried elsewhere than in metadata (ActivityTaskReport.trace_context,
+ * one per outcome of a batch): the valid `traceparent` and a `tracestate` within the limit, or null.
+ */
+export function validTraceContext(traceparent: string | undefined, tracestate: string | undefined): Record<string, string> | null {
+  const parent = traceparent?.trim().toLowerCase();
+  if (!parent || !TRACEPARENT.test(parent) || parent.startsWith("ff")) return null;
+  const context: Record<string, string> = { traceparent: parent };
+  const state = tracestate?.trim();
+  if (state && state.length <= MAX_TRACESTATE_LENGTH) context["tracestate"] = state;
   return context;
 }
 
