@@ -1,6 +1,7 @@
 /** @dex/server: the public entry used by the CLI and the end-to-end tests. */
-export { startServer, DEFAULT_PORT } from "./server.js";
-export type { DexServer, ServerOptions } from "./server.js";
+export { startServer } from "./server.js";
+export { DEFAULT_PORT } from "./server-options.js";
+export type { DexServer, ServerOptions } from "./server-options.js";
 export { DEFAULT_LIMITS } from "./engine/limits.js";
 export type { Limits } from "./engine/limits.js";
 export { DEFAULT_MAX_MESSAGE_BYTES } from "./transport.js";

@@ -1,0 +1,106 @@
+/**
+ * The server's connection pools, one per kind of work so that none queues behind another's
+ * transactions (docs/performance.md), and the start-up check that the database answers and
+ * carries a schema this server knows.
+ */
+import type { Logger } from "./logger.js";
+import type { ServerOptions } from "./server-options.js";
+import type { StalledConnection } from "./store/connection-watchdog.js";
+import { openDatabase, redactUrl, type Sql } from "./store/db.js";
+import { assertMigrated, loadMigrations } from "./store/migrator.js";
+import { pingDatabase } from "./store/ping.js";
+
+/** Connections of the poll path's pool unless ServerOptions.dispatchPoolSize says otherwise. */
+const DEFAULT_DISPATCH_POOL_SIZE = 4;
+
+/** statement_timeout of the scrape's queue read: a scrape must never become a long-running statement. */
+const METRICS_STATEMENT_TIMEOUT_MS = 5_000;
+
+export interface ServerPools {
+  /** The main pool: polls (without a dispatch pool), completions, starts, admin calls. */
+  readonly sql: Sql;
+  /** The poll path's claims; undefined with dispatchPoolSize 0 (polls use `sql`). */
+  readonly dispatchSql: Sql | undefined;
+  /** The scrape's reads; undefined without metricsPort. */
+  readonly metricsSql: Sql | undefined;
+  /** The health probe's `select 1`. */
+  readonly probeSql: Sql;
+  /** The retention sweep's batches. */
+  readonly retentionSql: Sql;
+  /** Ends every pool, letting statements in flight finish for up to timeoutSeconds. */
+  end(timeoutSeconds: number): Promise<void>;
+}
+
+export function openServerPools(options: ServerOptions, logger: Logger, probeTimeoutMs: number): ServerPools {
+  const database = {
+    url: options.databaseUrl,
+    statementTimeoutMs: options.statementTimeoutMs,
+    stallMarginMs: options.stallMarginMs,
+    onStalledConnection: (info: StalledConnection) =>
+      logger.warn("database connection silent past statement_timeout with an answer due; replacing it", { ...info }),
+  };
+  const sql = openDatabase({ ...database, maxConnections: options.databasePoolSize, applicationName: "dex-server" });
+  // The scrape's own connection, with a short statement timeout: a slow count
+  // fails the queue gauges of one scrape instead of holding a snapshot open.
+  const metricsSql =
+    options.metricsPort === undefined
+      ? undefined
+      : openDatabase({
+          ...database,
+          maxConnections: 1,
+          applicationName: "dex-server-metrics",
+          statementTimeoutMs: METRICS_STATEMENT_TIMEOUT_MS,
+        });
+  // Claims commit asynchronously: nothing depends on a claim being durable until the claimed
+  // task's completion commits, and that synchronous commit flushes the WAL past the claim's
+  // record. A claim lost in a crash only hands the task out again, fenced by a new lease.
+  const dispatchPoolSize = options.dispatchPoolSize ?? DEFAULT_DISPATCH_POOL_SIZE;
+  const dispatchSql =
+    dispatchPoolSize === 0
+      ? undefined
+      : openDatabase({
+          ...database,
+          maxConnections: dispatchPoolSize,
+          applicationName: "dex-server-dispatch",
+          synchronousCommit: "off",
+        });
+  // The health probe's own connection: on a shared pool it would queue behind busy transactions.
+  const probeSql = openDatabase({
+    ...database,
+    maxConnections: 1,
+    applicationName: "dex-server-health",
+    statementTimeoutMs: probeTimeoutMs,
+    stallMarginMs: 1_000,
+  });
+  // The retention sweep's own connection: a batch (~0.1 s) never holds one of the call path's.
+  const retentionSql = openDatabase({ ...database, maxConnections: 1, applicationName: "dex-server-retention" });
+  const all = [sql, probeSql, retentionSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
+  return {
+    sql,
+    dispatchSql,
+    metricsSql,
+    probeSql,
+    retentionSql,
+    end: async (timeoutSeconds) => {
+      await Promise.all(all.map((pool) => pool.end({ timeout: timeoutSeconds })));
+    },
+  };
+}
+
+/** Fails the start, with what to check, when the database is unreachable or its schema is not one this server knows. */
+export async function checkDatabase(sql: Sql, url: string, migrationsDir: string | undefined, logger: Logger): Promise<void> {
+  try {
+    await pingDatabase(sql);
+  } catch (err) {
+    throw new Error(
+      `cannot reach the database at ${redactUrl(url)}: ${err instanceof Error ? err.message : String(err)}; ` +
+        `check the URL and that Postgres is running`,
+      { cause: err },
+    );
+  }
+  const schema = await assertMigrated(sql, await loadMigrations(migrationsDir));
+  if (schema.databaseVersion > schema.knownVersion) {
+    // Expected mid-upgrade; worth a line so that a fleet left half-upgraded is noticed.
+    logger.info("database schema is one version newer than this dex (rolling upgrade; docs/upgrades.md)", { ...schema });
+  }
+}
