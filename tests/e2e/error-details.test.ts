@@ -4,39 +4,13 @@
  * files reading the same details from the grpc-status-details-bin trailer.
  * The Python half is skipped, saying why, where its tools are missing.
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
-import { protoRoot } from "@dex/proto";
 import { DexError, type WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
+import { generatePythonStubs, pythonSkipReason, runPython } from "../support/python.js";
 import { repoRoot } from "../support/server-process.js";
-
-const PYTHON = "/usr/bin/python3";
-const PLUGIN = "/usr/bin/grpc_python_plugin";
-
-function missingPythonTools(): string | undefined {
-  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
-  if (spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"]).status !== 0) return "python3-grpcio is not installed";
-  if (spawnSync("protoc", ["--version"]).status !== 0) return "protoc (protobuf-compiler) is not installed";
-  if (!existsSync(PLUGIN)) return "grpc_python_plugin (protobuf-compiler-grpc) is not installed";
-  return undefined;
-}
-
-function runPython(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, args, { timeout: 60_000 });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 async function refusal(promise: Promise<unknown>): Promise<DexError> {
   const err = await promise.then(() => undefined, (e: unknown) => e);
@@ -52,10 +26,7 @@ async function waitsForever(ctx: WorkflowContext) {
   return ctx.executeActivity("nobodyServesThis", null);
 }
 
-const skipPython = missingPythonTools();
-if (skipPython) {
-  console.warn(`SKIPPED the Python half of error-details.test.ts: ${skipPython}; install python3-grpcio protobuf-compiler protobuf-compiler-grpc (.ci/run does)`);
-}
+const skipPython = pythonSkipReason("the Python half of error-details.test.ts");
 
 describe("typed error details", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let h: Harness;
@@ -94,11 +65,7 @@ describe("typed error details", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   describe.skipIf(skipPython !== undefined)("a Python grpcio client built from the .proto files", () => {
     let stubs: string;
     beforeAll(async () => {
-      stubs = await mkdtemp(`${tmpdir()}/dex-python-stubs-`);
-      const protos = (await readdir(`${protoRoot}/dex/v1`)).filter((f) => f.endsWith(".proto")).map((f) => `dex/v1/${f}`);
-      execFileSync("protoc", [`-I${protoRoot}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`, `--plugin=protoc-gen-grpc_python=${PLUGIN}`, ...protos]);
-      await writeFile(`${stubs}/dex/__init__.py`, "");
-      await writeFile(`${stubs}/dex/v1/__init__.py`, "");
+      stubs = await generatePythonStubs();
     });
     afterAll(async () => {
       if (stubs) await rm(stubs, { recursive: true, force: true });
@@ -108,7 +75,7 @@ describe("typed error details", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
       // Asynchronously: the server runs in this process and must keep serving meanwhile.
       const run = await runPython([`${repoRoot}tests/python/error_details.py`, stubs, h.server.address, "waitsForever", "py-errors-1"]);
       expect(run.stderr).toBe("");
-      expect(run.status).toBe(0);
+      expect(run.code).toBe(0);
       const out = JSON.parse(run.stdout) as { run_id: string } & Record<string, unknown>;
       expect(out).toEqual({
         run_id: out.run_id,

@@ -7,47 +7,18 @@
  * (ResetRun) whose new run the worker completes too (issue 15). Skipped,
  * saying why, where those tools are missing.
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
-import { protoRoot } from "@dex/proto";
 import type { WorkflowContext } from "@dex/sdk";
 import { startHarness, type Harness } from "../support/harness.js";
+import { generatePythonStubs, pythonSkipReason, runPython } from "../support/python.js";
 import { repoRoot } from "../support/server-process.js";
 import { activities as cartActivities } from "../../examples/shopping-cart/activities.js";
 import { cart } from "../../examples/shopping-cart/workflows.js";
 import { cartWorkflows } from "./fixtures/update-cart.mjs";
 
-const PYTHON = "/usr/bin/python3";
-const PLUGIN = "/usr/bin/grpc_python_plugin";
-
-function missingTools(): string | undefined {
-  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
-  if (spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"]).status !== 0) return "python3-grpcio is not installed";
-  if (spawnSync("protoc", ["--version"]).status !== 0) return "protoc (protobuf-compiler) is not installed";
-  if (!existsSync(PLUGIN)) return "grpc_python_plugin (protobuf-compiler-grpc) is not installed";
-  return undefined;
-}
-
-function runPython(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, args, { timeout: 60_000 });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-const skipReason = missingTools();
-if (skipReason) {
-  console.warn(`SKIPPED python-client.test.ts: ${skipReason}; install python3-grpcio protobuf-compiler protobuf-compiler-grpc (.ci/run does)`);
-}
+const skipReason = pythonSkipReason("python-client.test.ts");
 
 const activities = {
   async greet(name: string) {
@@ -71,11 +42,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
     h = await startHarness();
     h.workflowWorker({ greeting, cart, updateCart: cartWorkflows().cart! });
     h.activityWorker({ ...activities, ...cartActivities });
-    stubs = await mkdtemp(`${tmpdir()}/dex-python-stubs-`);
-    const protos = (await readdir(`${protoRoot}/dex/v1`)).filter((f) => f.endsWith(".proto")).map((f) => `dex/v1/${f}`);
-    execFileSync("protoc", [`-I${protoRoot}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`, `--plugin=protoc-gen-grpc_python=${PLUGIN}`, ...protos]);
-    await writeFile(`${stubs}/dex/__init__.py`, "");
-    await writeFile(`${stubs}/dex/v1/__init__.py`, "");
+    stubs = await generatePythonStubs();
   });
   afterAll(async () => {
     await h?.close();
@@ -86,7 +53,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
     // Asynchronously: the server and workers run in this process and must keep serving meanwhile.
     const run = await runPython([`${repoRoot}tests/python/start_and_wait.py`, stubs, h.server.address, "greeting", "py-1", JSON.stringify({ name: "Ada" })]);
     expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as Record<string, unknown>;
     expect(out).toMatchObject({
       started: true,
@@ -100,7 +67,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   it("sends named events (with an id, a repeated id, no id, the older id-only form) and reads the counts in describe", async () => {
     const run = await runPython([`${repoRoot}tests/python/send_named_events.py`, stubs, h.server.address, "py-cart"]);
     expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as { generated_id: string } & Record<string, unknown>;
     expect(out).toMatchObject({
       started: true,
@@ -119,7 +86,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   it("creates a schedule whose first firing starts a run the TypeScript worker completes", async () => {
     const run = await runPython([`${repoRoot}tests/python/create_schedule.py`, stubs, h.server.address, "py-schedule", "greeting", JSON.stringify({ name: "Grace" })]);
     expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as { schedule_id: string; run_id: string | null; instance_id: string | null; bad_cron_code: string };
     expect(out).toMatchObject({ schedule_id: "py-schedule", bad_cron_code: "INVALID_ARGUMENT" });
     expect(out.instance_id).toMatch(/^py-schedule-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/);
@@ -129,7 +96,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   it("resets a completed run to its last workflow task (ResetRun) and reads the new run's result", async () => {
     const run = await runPython([`${repoRoot}tests/python/reset_run.py`, stubs, h.server.address, "greeting", "py-reset", JSON.stringify({ name: "Edsger" })]);
     expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as Record<string, unknown>;
     expect(out).toMatchObject({
       same_on_retry: true,
@@ -145,7 +112,7 @@ describe.skipIf(skipReason !== undefined)("a Python grpcio client built from the
   it("sends updates: a rejection it can read, an answer, the same answer for the same update id", async () => {
     const run = await runPython([`${repoRoot}tests/python/update_run.py`, stubs, h.server.address, "py-update-cart"]);
     expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as Record<string, unknown>;
     expect(out).toMatchObject({
       rejected: ["rejection", { message: "item.sku is required", type: "Error" }],

@@ -9,11 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkflowContext } from "@dex/sdk";
 import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { startHarness, type Harness } from "../support/harness.js";
-import { generatePythonStubs, missingPythonTools, runPython } from "../support/python.js";
+import { generatePythonStubs, pythonSkipReason, runPython } from "../support/python.js";
 import { repoRoot } from "../support/server-process.js";
 
-const skipReason = missingPythonTools();
-if (skipReason) console.warn(`SKIPPED python-query.test.ts: ${skipReason}; install python3-grpcio protobuf-compiler protobuf-compiler-grpc`);
+const skipReason = pythonSkipReason("python-query.test.ts");
 
 async function greeter(ctx: WorkflowContext, input: { name: string }) {
   ctx.setQueryHandler("greeting", (args: { punctuation?: string } | undefined) => `hello, ${input.name}${args?.punctuation ?? ""}`);
@@ -38,7 +37,7 @@ describe.skipIf(skipReason !== undefined)("queries from a Python grpcio client",
     await waitFor(async () => (await handle.query<string>("greeting")) === "hello, Ada");
     const run = await runPython([`${repoRoot}tests/python/query_run.py`, stubs!, h.server.address, handle.runId!]);
     expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual({
       answer: "hello, Ada?",
       pending: { activities: [], timers: [], eventWaits: [{ seq: 1, eventName: "stop" }], children: [], conditions: 0 },

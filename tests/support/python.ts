@@ -2,22 +2,33 @@
  * Running the Python grpcio clients of tests/python: the tools they need, the
  * stubs generated from the .proto files alone, and one run of a script.
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { protoRoot } from "@dex/proto";
+import { runToEnd } from "./spawned.js";
 
 export const PYTHON = "/usr/bin/python3";
 const PLUGIN = "/usr/bin/grpc_python_plugin";
 
 /** Why Python clients cannot run here, or undefined when they can. */
-export function missingPythonTools(): string | undefined {
+function missingPythonTools(): string | undefined {
   if (!existsSync(PYTHON)) return `${PYTHON} not found`;
   if (spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"]).status !== 0) return "python3-grpcio is not installed";
   if (spawnSync("protoc", ["--version"]).status !== 0) return "protoc (protobuf-compiler) is not installed";
   if (!existsSync(PLUGIN)) return "grpc_python_plugin (protobuf-compiler-grpc) is not installed";
   return undefined;
+}
+
+/**
+ * missingPythonTools for a test file: when a tool is missing, also warns once, naming the file
+ * (or the part of it) that is skipped and what to install, so a skip is never silent.
+ */
+export function pythonSkipReason(skipped: string): string | undefined {
+  const reason = missingPythonTools();
+  if (reason) console.warn(`SKIPPED ${skipped}: ${reason}; install python3-grpcio protobuf-compiler protobuf-compiler-grpc (.ci/run does)`);
+  return reason;
 }
 
 /** Generates the Python stubs of every dex.v1 .proto file into a fresh directory; returns it. */
@@ -31,14 +42,6 @@ export async function generatePythonStubs(): Promise<string> {
 }
 
 /** Runs a script asynchronously (the server and workers in this process keep serving meanwhile). */
-export function runPython(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, args, { timeout: 60_000 });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
+export function runPython(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runToEnd(PYTHON, args, { timeoutMs: 60_000 });
 }

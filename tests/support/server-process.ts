@@ -2,8 +2,8 @@
  * Runs `dex server` as a child process from the compiled CLI (cli/bin/dex.js, the
  * installed `dex` bin), exactly as `pnpm dex server` and the image run it, so tests can SIGKILL it.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { repoRoot, startProcess } from "./spawned.js";
+import type { ChildProcess } from "node:child_process";
+import { repoRoot, runToEnd, startProcess } from "./spawned.js";
 
 export { repoRoot };
 /** Node arguments that run the compiled `dex` (built by `pnpm build`; testing/src/build-setup.ts rebuilds what is stale). */
@@ -19,15 +19,7 @@ export interface ServerProcess {
 
 /** Runs a dex CLI command to completion; resolves with its exit code and output. */
 export function runDex(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...dexCommand, ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runToEnd(process.execPath, [...dexCommand, ...args], { cwd: repoRoot, env });
 }
 
 /**

@@ -58,6 +58,23 @@ export function startProcess(args: string[], ready: RegExp, options: StartOption
   });
 }
 
+/** Runs `command args` to its end and resolves with its exit code and output (killed after timeoutMs, when given). */
+export function runToEnd(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env && { ...process.env, ...options.env }, timeout: options.timeoutMs });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 /** SIGTERM, then the exit code (undefined when nothing was started). */
 export async function stopProcess(p: Started | undefined): Promise<number | null | undefined> {
   if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return p?.child.exitCode;
