@@ -1,25 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient, type ActivityContext, type WorkflowContext } from "@dex/sdk";
-import { freePort } from "@dex/server";
-import { createTestDatabase, E2E_TEST_TIMEOUT_MS, type TestDatabase } from "@dex/testing";
-import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { ActivityContext, WorkflowContext } from "@dex/sdk";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
+import { startCrashRestart, type CrashRestart } from "../support/crash-restart.js";
 
 // Executions as the activities saw them; the server may make an activity run
 // again after a crash (at least once), but history must record one result.
 const executions: Array<{ step: number; attempt: number }> = [];
-let server: ServerProcess | undefined;
-let killedWhileStepTwoRan = false;
+let env: CrashRestart | undefined;
 
 const activities = {
   async step(n: number, ctx: ActivityContext) {
     executions.push({ step: n, attempt: ctx.info.attempt });
-    if (n === 2 && !killedWhileStepTwoRan) {
-      // Crash the server while this activity is in flight: no graceful shutdown.
-      killedWhileStepTwoRan = true;
-      server!.child.kill("SIGKILL");
-      await server!.exited;
-    }
+    // Crash the server while this activity is in flight: no graceful shutdown.
+    if (n === 2) await env!.crashOnce();
     return n * 10;
   },
 };
@@ -32,45 +25,27 @@ async function threeSteps(ctx: WorkflowContext) {
 }
 
 describe("server killed mid-workflow", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
-  let db: TestDatabase;
-  let port: number;
   beforeAll(async () => {
-    db = await createTestDatabase();
-    port = await freePort();
+    env = await startCrashRestart({ workflows: { threeSteps }, activities });
   });
   afterAll(async () => {
-    server?.child.kill("SIGKILL");
-    await db?.drop();
+    await env?.close();
   });
 
   it("a new server on the same database finishes the workflow with each result recorded once", async () => {
-    server = await startServerProcess({ databaseUrl: db.url, port });
-    const client = createClient({ address: server.address });
-    await createDefaultQueues(client);
-    const workers = startWorkers(server.address, { workflows: { threeSteps }, activities });
-    try {
-      const handle = await client.start(threeSteps, { instanceId: "crash-1" });
-      // Step 2 kills the server; wait for that, then start a new one on the same port and database.
-      const firstServer = server;
-      await firstServer.exited;
-      expect(killedWhileStepTwoRan).toBe(true);
-      server = await startServerProcess({ databaseUrl: db.url, port });
+    const handle = await env!.client.start(threeSteps, { instanceId: "crash-1" });
+    // Step 2 kills the server; wait for that, then start a new one on the same port and database.
+    await env!.restartAfterCrash();
 
-      expect(await handle.result()).toEqual([10, 20, 30]);
+    expect(await handle.result()).toEqual([10, 20, 30]);
 
-      const history = await handle.history();
-      const completedSeqs = history
-        .filter((e) => e.attributes.case === "activityCompleted")
-        .map((e) => (e.attributes.value as { seq: number }).seq);
-      expect(completedSeqs.sort()).toEqual([1, 2, 3]);
-      expect(history.filter((e) => e.attributes.case === "activityScheduled")).toHaveLength(3);
-      expect(history.map((e) => Number(e.sequence))).toEqual(history.map((_, i) => i + 1));
-      expect(new Set(executions.map((e) => e.step))).toEqual(new Set([1, 2, 3]));
-    } finally {
-      await workers.shutdown();
-      client.close();
-      server.child.kill("SIGTERM");
-      await server.exited;
-    }
+    const history = await handle.history();
+    const completedSeqs = history
+      .filter((e) => e.attributes.case === "activityCompleted")
+      .map((e) => (e.attributes.value as { seq: number }).seq);
+    expect(completedSeqs.sort()).toEqual([1, 2, 3]);
+    expect(history.filter((e) => e.attributes.case === "activityScheduled")).toHaveLength(3);
+    expect(history.map((e) => Number(e.sequence))).toEqual(history.map((_, i) => i + 1));
+    expect(new Set(executions.map((e) => e.step))).toEqual(new Set([1, 2, 3]));
   });
 });

@@ -5,23 +5,16 @@
  * update once (decision 0024).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient, type WorkflowContext } from "@dex/sdk";
-import { freePort } from "@dex/server";
-import { createTestDatabase, E2E_TEST_TIMEOUT_MS, type TestDatabase } from "@dex/testing";
-import { createDefaultQueues, startWorkers } from "../support/process-workers.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { WorkflowContext } from "@dex/sdk";
+import { E2E_TEST_TIMEOUT_MS } from "@dex/testing";
+import { startCrashRestart, type CrashRestart } from "../support/crash-restart.js";
 
-let server: ServerProcess | undefined;
-let killed = false;
+let env: CrashRestart | undefined;
 
 const activities = {
   async price(sku: string) {
-    if (!killed) {
-      // Crash the server while the accepted update's handler waits for this activity.
-      killed = true;
-      server!.child.kill("SIGKILL");
-      await server!.exited;
-    }
+    // Crash the server while the accepted update's handler waits for this activity (the first time).
+    await env!.crashOnce();
     return sku.length;
   },
 };
@@ -39,45 +32,27 @@ async function shop(ctx: WorkflowContext) {
 }
 
 describe("server killed between an update's acceptance and its completion", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
-  let db: TestDatabase;
-  let port: number;
   beforeAll(async () => {
-    db = await createTestDatabase();
-    port = await freePort();
+    env = await startCrashRestart({ workflows: { shop }, activities });
   });
   afterAll(async () => {
-    server?.child.kill("SIGKILL");
-    await db?.drop();
+    await env?.close();
   });
 
   it("the caller gets the handler's answer from the next server, and history records the update once", async () => {
-    server = await startServerProcess({ databaseUrl: db.url, port });
-    const client = createClient({ address: server.address });
-    await createDefaultQueues(client);
-    const workers = startWorkers(server.address, { workflows: { shop }, activities });
-    try {
-      const handle = await client.start(shop, { instanceId: "update-crash" });
-      const answer = handle.update("add", "teapot", { updateId: "add-teapot" });
-      answer.catch(() => {});
-      const firstServer = server;
-      await firstServer.exited;
-      expect(killed).toBe(true);
-      server = await startServerProcess({ databaseUrl: db.url, port });
+    const handle = await env!.client.start(shop, { instanceId: "update-crash" });
+    const answer = handle.update("add", "teapot", { updateId: "add-teapot" });
+    answer.catch(() => {});
+    await env!.restartAfterCrash();
 
-      expect(await answer).toEqual({ sku: "teapot", price: 6 });
-      await handle.update("close", undefined);
-      expect(await handle.result()).toBe("closed");
-      const history = await handle.history();
-      const ofUpdate = history.filter(
-        (e) => (e.attributes.case === "updateAccepted" || e.attributes.case === "updateCompleted") && e.attributes.value.updateId === "add-teapot",
-      );
-      expect(ofUpdate.map((e) => e.attributes.case)).toEqual(["updateAccepted", "updateCompleted"]);
-      expect(history.filter((e) => e.attributes.case === "activityScheduled")).toHaveLength(1);
-    } finally {
-      await workers.shutdown();
-      client.close();
-      server.child.kill("SIGTERM");
-      await server.exited;
-    }
+    expect(await answer).toEqual({ sku: "teapot", price: 6 });
+    await handle.update("close", undefined);
+    expect(await handle.result()).toBe("closed");
+    const history = await handle.history();
+    const ofUpdate = history.filter(
+      (e) => (e.attributes.case === "updateAccepted" || e.attributes.case === "updateCompleted") && e.attributes.value.updateId === "add-teapot",
+    );
+    expect(ofUpdate.map((e) => e.attributes.case)).toEqual(["updateAccepted", "updateCompleted"]);
+    expect(history.filter((e) => e.attributes.case === "activityScheduled")).toHaveLength(1);
   });
 });
