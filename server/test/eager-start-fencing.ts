@@ -16,6 +16,7 @@ import { DexError, InstanceIdConflictPolicy, type WorkflowTask } from "@dex/prot
 import { DEFAULT_WAIT_MS } from "@dex/testing";
 import { expectedForGarble, garblesFor, garbleToken, leaseIdOf, type Garble } from "./token-fencing.model.js";
 import { uniqueId, type Harness } from "./helpers.js";
+import { ms } from "./support/fencing-calls.js";
 
 export type FirstTaskStep =
   | { op: "repeatStart"; how: "requestId" | "useExisting" }
@@ -53,8 +54,6 @@ export interface FirstTask {
   token: Uint8Array;
   workerId: string;
 }
-
-const ms = (n: number) => ({ seconds: BigInt(Math.floor(n / 1000)), nanos: (n % 1000) * 1e6 });
 
 async function code(promise: Promise<unknown>): Promise<string> {
   return promise.then(
