@@ -361,6 +361,8 @@ export interface RunFilter {
   workflowName?: string | undefined;
   statuses?: string[] | undefined;
   instanceId?: string | undefined;
+  /** The run's workflow task queue. */
+  taskQueue?: string | undefined;
   labels?: Record<string, string> | undefined;
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
@@ -370,7 +372,8 @@ export interface RunFilter {
 }
 
 /**
- * Newest first. Every filter has an index: (workflow_name, id), (status, id), (instance_id, id), GIN labels.
+ * Newest first. Every filter has an index: (workflow_name, id), (status, id), (instance_id, id),
+ * (task_queue, id) (migration 0015), GIN labels.
  * The conditions present are joined into one statement: one prepared text per combination of filters.
  */
 export async function listRuns(sql: Queryable, filter: RunFilter): Promise<RunRecord[]> {
@@ -378,6 +381,7 @@ export async function listRuns(sql: Queryable, filter: RunFilter): Promise<RunRe
   if (filter.workflowName) where.push(sql`workflow_name = ${filter.workflowName}`);
   if (filter.statuses && filter.statuses.length > 0) where.push(sql`status = any(${filter.statuses}::text[])`);
   if (filter.instanceId) where.push(sql`instance_id = ${filter.instanceId}`);
+  if (filter.taskQueue) where.push(sql`task_queue = ${filter.taskQueue}`);
   if (filter.labels && Object.keys(filter.labels).length > 0) {
     where.push(sql`labels @> ${JSON.stringify(filter.labels)}::text::jsonb`);
   }
