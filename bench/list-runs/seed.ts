@@ -30,7 +30,7 @@ export const VIP_SHARE = 0.002;
 export const DAYS = 30;
 
 /** A SQL case expression that picks from `mix` by the uniform [0,1) value `r`. */
-function pick(sql: postgres.Sql, mix: Mix, r: postgres.PendingQuery<postgres.Row[]>) {
+function pick(sql: postgres.Sql | postgres.TransactionSql, mix: Mix, r: postgres.PendingQuery<postgres.Row[]>) {
   const total = mix.reduce((sum, [, w]) => sum + w, 0);
   let upTo = 0;
   const arms = mix.map(([value, weight], i) => {
@@ -78,11 +78,17 @@ export async function seedRuns(sql: postgres.Sql, runs: number): Promise<number>
   return performance.now() - began;
 }
 
-/** How long building migration 0015's index takes on these runs (the write stall of a plain build); the copy is dropped. */
-export async function timeQueueIndexBuild(sql: postgres.Sql): Promise<number> {
-  const began = performance.now();
-  await sql`create index runs_by_task_queue_timed on dex.runs (task_queue, id desc)`;
-  const ms = performance.now() - began;
-  await sql`drop index dex.runs_by_task_queue_timed`;
+/** How long building migration 0015's indexes takes on these runs (the write stall of a plain build); the copies are dropped. */
+export async function timeMigrationIndexBuilds(sql: postgres.Sql): Promise<Record<string, number>> {
+  const builds = {
+    runs_by_task_queue: () => sql`create index timed_copy on dex.runs (task_queue, id desc)`,
+  };
+  const ms: Record<string, number> = {};
+  for (const [name, build] of Object.entries(builds)) {
+    const began = performance.now();
+    await build();
+    ms[name] = Math.round(performance.now() - began);
+    await sql`drop index dex.timed_copy`;
+  }
   return ms;
 }

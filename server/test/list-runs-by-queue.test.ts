@@ -68,10 +68,10 @@ describe("ListRuns by task queue", () => {
     }
   });
 
-  it("uses the (task_queue, id) index: a keyset read, not a scan", async () => {
-    const [{ indexdef } = { indexdef: "" }] = await h.sql<{ indexdef: string }[]>`
+  it("has the keyset index of the queue filter (migration 0015)", async () => {
+    const [row] = await h.sql<{ indexdef: string }[]>`
       select indexdef from pg_indexes where schemaname = 'dex' and indexname = 'runs_by_task_queue'`;
-    expect(indexdef).toMatch(/\(task_queue, id DESC\)/);
+    expect(row?.indexdef).toMatch(/USING btree \(task_queue, id DESC\)$/);
   });
 });
 
