@@ -120,7 +120,13 @@ describe("task queues end to end", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     expect(started.get("pause") ?? []).toEqual([]);
     expect((await view("paused")).inFlight).toBe(0n);
 
+    // The worker polls the paused queue all along: its last poll time appears once a batch of polls is written (every 5 s).
+    await waitFor(async () => (await view("paused")).lastPollTime !== undefined, { timeoutMs: 20_000, message: "last_poll_time of a polled queue" });
+
     // The CLI shows the same numbers.
+    const table = await runDex(["queue", "list", "--address", h.server.address]);
+    expect(table.stdout).toMatch(/LAST POLL/);
+    expect(table.stdout.split("\n").find((line) => line.startsWith("paused "))).toMatch(/ \d+s ago /);
     const listed = await runDex(["queue", "list", "--json", "--address", h.server.address]);
     expect(listed.code, listed.stderr).toBe(0);
     const row = (JSON.parse(listed.stdout) as Array<Record<string, unknown>>).find((q) => q.name === "paused");
@@ -132,6 +138,7 @@ describe("task queues end to end", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
       depth: 5,
       inFlight: 0,
       oldestPendingAgeMs: expect.any(Number),
+      lastPollTime: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
     });
     const refused = await runDex(["queue", "delete", "paused", "--type", "activity", "--address", h.server.address]);
     expect(refused.code).not.toBe(0);
@@ -141,6 +148,17 @@ describe("task queues end to end", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
     expect(await first.result()).toEqual(["0", "1"]);
     expect(await second.result()).toEqual(["0", "1", "2"]);
     expect(started.get("pause")).toHaveLength(5);
+    // Runs by workflow task queue, through the SDK and the CLI (ListRunsRequest.task_queue).
+    const onDefault = (await h.client.list({ taskQueue: "default", pageSize: 1000 })).runs.map((r) => r.instanceId);
+    expect(onDefault.indexOf("pause-2")).toBeLessThan(onDefault.indexOf("pause-1"));
+    expect(onDefault.indexOf("pause-2")).toBeGreaterThanOrEqual(0);
+    expect((await h.client.list({ taskQueue: "no-runs-here" })).runs).toEqual([]);
+    const cliList = await runDex(["workflow", "list", "--queue", "default", "--json", "--address", h.server.address]);
+    expect(cliList.code, cliList.stderr).toBe(0);
+    expect((JSON.parse(cliList.stdout) as Array<{ instanceId: string; taskQueue: string }>).find((r) => r.instanceId === "pause-1")?.taskQueue).toBe("default");
+    const badQueue = await runDex(["workflow", "list", "--queue", "two words", "--address", h.server.address]);
+    expect(badQueue.code).not.toBe(0);
+    expect(badQueue.stderr).toMatch(/task_queue "two words" is not a valid task queue name/);
     expect(await view("paused")).toMatchObject({ depth: 0n, inFlight: 0n });
     const deleted = await runDex(["queue", "delete", "paused", "--type", "activity", "--json", "--address", h.server.address]);
     expect(deleted.code, deleted.stderr).toBe(0);

@@ -4,6 +4,7 @@ import { type ClientFlags, withClient, withClientFlags } from "../connection.js"
 import { UsageError } from "../errors.js";
 import { parseIntFlag } from "../options.js";
 import { printJson, printTable } from "../output.js";
+import { isoTime } from "../payloads.js";
 import { formatRetention, parseRetention } from "../retention-flags.js";
 
 function queueType(text: string | undefined): TaskQueueType {
@@ -29,11 +30,23 @@ export function queueView(queue: TaskQueue) {
     depth: Number(queue.depth),
     inFlight: Number(queue.inFlight),
     oldestPendingAgeMs: age ? Number(age.seconds) * 1000 + Math.floor(age.nanos / 1e6) : 0,
+    /** When a worker last polled the queue, on any server (up to ~5 s late); absent: never. */
+    ...(queue.lastPollTime ? { lastPollTime: isoTime(queue.lastPollTime)! } : {}),
     /** Workflow queues: seconds ended runs are kept (0: forever), and whether that is the server's default. */
     ...(effective === undefined
       ? {}
       : { retentionSeconds: effective, retentionIsServerDefault: queue.retention === undefined }),
   };
+}
+
+/** "4s ago", "3m ago", "2h ago", "5d ago" or "never": a glance at whether workers are there. */
+function lastPollText(q: ReturnType<typeof queueView>, now: number = Date.now()): string {
+  if (q.lastPollTime === undefined) return "never";
+  const seconds = Math.max(0, Math.round((now - Date.parse(q.lastPollTime)) / 1000));
+  if (seconds < 120) return `${seconds}s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m ago`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h ago`;
+  return `${Math.round(seconds / 86_400)}d ago`;
 }
 
 function retentionText(q: ReturnType<typeof queueView>): string {
@@ -72,7 +85,7 @@ export function registerQueueCommands(program: Command): void {
         if (flags.json) printJson(views);
         else
           printTable(
-            ["NAME", "TYPE", "STATUS", "CAPACITY", "DEPTH", "IN FLIGHT", "OLDEST PENDING", "RETENTION"],
+            ["NAME", "TYPE", "STATUS", "CAPACITY", "DEPTH", "IN FLIGHT", "OLDEST PENDING", "LAST POLL", "RETENTION"],
             views.map((q) => [
               q.name,
               q.type,
@@ -81,6 +94,7 @@ export function registerQueueCommands(program: Command): void {
               String(q.depth),
               String(q.inFlight),
               q.oldestPendingAgeMs ? `${(q.oldestPendingAgeMs / 1000).toFixed(1)}s` : "-",
+              lastPollText(q),
               retentionText(q),
             ]),
           );
@@ -108,6 +122,7 @@ export function registerQueueCommands(program: Command): void {
         ["depth", String(q.depth)],
         ["in flight", String(q.inFlight)],
         ["oldest pending", q.oldestPendingAgeMs ? `${(q.oldestPendingAgeMs / 1000).toFixed(1)}s` : "-"],
+        ["last poll", q.lastPollTime === undefined ? "never" : `${q.lastPollTime} (${lastPollText(q)})`],
       ];
       if (q.retentionSeconds !== undefined) lines.push(["retention", retentionText(q)]);
       for (const [key, value] of lines) process.stdout.write(`${`${key}:`.padEnd(16)}${value}\n`);

@@ -237,12 +237,13 @@ export function registerWorkflowCommands(program: Command): void {
       .option("--status <status>", "only runs in this status (created, running, completed, failed, ...)")
       .option("--workflow <name>", "only runs of this workflow")
       .option("--id <instance-id>", "only runs of this instance id")
+      .option("--queue <name>", "only runs on this workflow task queue")
       .option("--label <key=value>", "only runs with this label (repeatable)", collectLabel)
       .option("--since <time>", "only runs created at or after this ISO time")
       .option("--limit <n>", "show at most this many runs", "50"),
   ).action(
     async (
-      flags: ClientFlags & { status?: string; workflow?: string; id?: string; label?: Record<string, string>; since?: string; limit: string },
+      flags: ClientFlags & { status?: string; workflow?: string; id?: string; queue?: string; label?: Record<string, string>; since?: string; limit: string },
     ) => {
       const limit = parseIntFlag("--limit", flags.limit, 1, 10_000);
       const statuses = flags.status ? flags.status.split(",").map(parseStatus) : [];
@@ -255,6 +256,7 @@ export function registerWorkflowCommands(program: Command): void {
             workflowName: flags.workflow ?? "",
             statuses,
             instanceId: flags.id ?? "",
+            taskQueue: flags.queue ?? "",
             labels: flags.label ?? {},
             ...(since ? { createdAfter: timestampFromDate(since) } : {}),
             pageSize: Math.min(limit - runs.length, 1000),
@@ -267,8 +269,8 @@ export function registerWorkflowCommands(program: Command): void {
         if (flags.json) printJson(views);
         else
           printTable(
-            ["RUN ID", "INSTANCE", "WORKFLOW", "STATUS", "CREATED"],
-            views.map((r) => [r.runId, r.instanceId, r.workflowName, r.status, r.createTime ?? ""]),
+            ["RUN ID", "INSTANCE", "WORKFLOW", "QUEUE", "STATUS", "CREATED"],
+            views.map((r) => [r.runId, r.instanceId, r.workflowName, r.taskQueue, r.status, r.createTime ?? ""]),
           );
       });
     },

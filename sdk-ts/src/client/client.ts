@@ -123,6 +123,8 @@ export interface ListRunsFilter {
   workflowName?: string;
   status?: RunStatusName | RunStatusName[];
   instanceId?: string;
+  /** Only runs on this workflow task queue. */
+  taskQueue?: string;
   labels?: Record<string, string>;
   createdAfter?: Date;
   createdBefore?: Date;
@@ -242,6 +244,7 @@ export function createClient(options: ClientOptions = {}): Client {
           createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
           pageSize: filter.pageSize ?? 0,
           pageToken: filter.pageToken ?? "",
+          taskQueue: filter.taskQueue ?? "",
         }),
       );
       const result: { runs: RunSummary[]; nextPageToken?: string } = { runs: response.runs.map(toRunSummary) };

@@ -216,6 +216,7 @@ export function clientHandlers(engine: Engine): ServiceHandlers<typeof ClientSer
         labels: labelsField("labels", req.labels),
         createdAfter: timestampField("created_after", req.createdAfter),
         createdBefore: timestampField("created_before", req.createdBefore),
+        taskQueue: req.taskQueue === "" ? undefined : queueName("task_queue", req.taskQueue),
       };
       const pageSize = req.pageSize === 0 ? 100 : intInRange("page_size", req.pageSize, 0, 1000);
       const fingerprint = filterFingerprint(filter);

@@ -3,6 +3,13 @@
  *   u8 version (1) | 16 B last run id | 4 B fingerprint of the filter
  * The fingerprint stops a token from being replayed with other filters, which
  * would silently skip or repeat runs.
+ *
+ * The fingerprint hashes the validated filter as JSON, where an absent filter
+ * (undefined) leaves no trace. So a filter added later (task_queue, proto
+ * field 9) keeps the tokens of listings that do not use it valid across a
+ * rolling upgrade, and a token of a listing that does use it cannot be
+ * replayed on a server that ignores the field: that server's fingerprint of
+ * the same request lacks the queue, and it refuses the token.
  */
 import { createHash } from "node:crypto";
 import { invalid } from "../engine/validation.js";

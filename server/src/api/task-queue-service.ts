@@ -111,5 +111,6 @@ function queueToProto(queue: TaskQueueView, defaultRetentionSeconds: number): Me
     createTime: ts(queue.createdAt),
     retention: workflow && queue.retentionSeconds !== null ? durationFromMs(queue.retentionSeconds * 1000) : undefined,
     effectiveRetention: workflow ? durationFromMs((queue.retentionSeconds ?? defaultRetentionSeconds) * 1000) : undefined,
+    lastPollTime: ts(queue.lastPolledAt),
   };
 }

@@ -20,6 +20,8 @@ export interface TaskQueueRecord {
   updatedAt: Date;
   /** Seconds the queue's runs are kept after they end; null: the server default; 0: forever (workflow queues only). */
   retentionSeconds: number | null;
+  /** When a worker last polled the queue, on any server (batched, up to ~5 s late: metrics/poll-tracker.ts); null: never. */
+  lastPolledAt: Date | null;
 }
 
 type QueueType = TaskQueueRecord["type"];
@@ -34,6 +36,7 @@ interface RawQueue {
   created_at: Date;
   updated_at: Date;
   retention_seconds: number | null;
+  last_polled_at: Date | null;
 }
 
 function fromRaw(r: RawQueue): TaskQueueRecord {
@@ -47,6 +50,7 @@ function fromRaw(r: RawQueue): TaskQueueRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     retentionSeconds: r.retention_seconds,
+    lastPolledAt: r.last_polled_at,
   };
 }
 
@@ -92,6 +96,7 @@ export async function createTaskQueue(
       createdAt: row!.created_at,
       updatedAt: row!.updated_at,
       retentionSeconds: input.retentionSeconds ?? null,
+      lastPolledAt: null,
     };
   });
 }
@@ -122,7 +127,7 @@ export async function updateTaskQueue(
 ): Promise<{ before: TaskQueueRecord; after: TaskQueueRecord } | undefined> {
   return sql.begin(async (tx) => {
     const [old] = await tx<RawQueue[]>`
-      select id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds
+      select id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds, last_polled_at
       from dex.task_queues where type = ${key.type} and name = ${key.name}
       for no key update`;
     if (!old) return undefined;
@@ -132,7 +137,7 @@ export async function updateTaskQueue(
     const [row] = await tx<RawQueue[]>`
       update dex.task_queues set capacity = ${capacity}, status = ${status}, retention_seconds = ${retention}, updated_at = now()
       where type = ${key.type} and name = ${key.name}
-      returning id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds`;
+      returning id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds, last_polled_at`;
     return { before: fromRaw(old), after: fromRaw(row!) };
   });
 }
@@ -234,7 +239,7 @@ export async function readTaskQueue(
 
 export async function listTaskQueues(sql: Queryable, type?: QueueType): Promise<TaskQueueRecord[]> {
   const rows = await sql<RawQueue[]>`
-    select id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds
+    select id, type, name, capacity, status, partition_name, created_at, updated_at, retention_seconds, last_polled_at
     from dex.task_queues where ${type ? sql`type = ${type}` : sql`true`}
     order by type, name`;
   return rows.map(fromRaw);
