@@ -95,6 +95,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         })
       : undefined;
     const engine: Engine = {
+      testClock: options.testClock === true,
       sql,
       dispatchSql,
       wakeups,

@@ -188,4 +188,15 @@ describe("TestEnvironment with time skipping", () => {
     }
     await schedule.delete();
   });
+
+  it("lists runs by creation time on the test clock, days ahead of the server's own", async () => {
+    await env.sleep("2d");
+    const now = await env.now();
+    const handle = await env.client.start(stamp, { instanceId: "listed-on-the-test-clock" });
+    await handle.result();
+    const page = await env.client.list({ createdAfter: new Date(now.getTime() - HOUR), instanceId: "listed-on-the-test-clock" });
+    expect(page.runs.map((r) => r.runId)).toEqual([handle.runId]);
+    const before = await env.client.list({ createdBefore: new Date(now.getTime() - HOUR), instanceId: "listed-on-the-test-clock" });
+    expect(before.runs).toEqual([]);
+  });
 });

@@ -36,4 +36,10 @@ export interface Engine {
   readonly recentPolls: RecentPolls;
   /** A commit created a timer firing at `at`: this server's timer loop wakes by then. */
   timerHint(at: Date): void;
+  /**
+   * The database's now() is a test clock (@dex/test-environment) that may run days ahead of this
+   * process's: a run id's time (this process's clock) then says nothing of its created_at, so
+   * ListRuns must not bound its scan by it (store/run-id-time.ts).
+   */
+  readonly testClock?: boolean;
 }

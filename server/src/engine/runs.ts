@@ -246,5 +246,5 @@ export async function getRunResult(
 }
 
 export async function listRunPage(engine: Engine, filter: RunFilter): Promise<RunRecord[]> {
-  return listRuns(engine.sql, filter);
+  return listRuns(engine.sql, filter, { idsFollowCreatedAt: !engine.testClock });
 }

@@ -15,7 +15,9 @@
  * is the same wherever the id's time and created_at (the database's clock, at
  * the insert's transaction start) agree within CLOCK_SLACK_MS. A dex server
  * whose clock runs more than that away from the database's would see its runs
- * miss time-filtered listings near the window's edges.
+ * miss time-filtered listings near the window's edges. A server on a test clock
+ * (@dex/test-environment shifts the database's now() by days) skips the bounds:
+ * there the id's time and created_at need not agree at all (Engine.testClock).
  */
 
 /** How far the id's time (a dex server's clock) may stray from created_at (the database's). */

@@ -378,7 +378,11 @@ export interface RunFilter {
  * docs/performance.md ("ListRuns with 100,000 runs", `pnpm bench:list-runs`).
  * The conditions present are joined into one statement: one prepared text per combination of filters.
  */
-export async function listRuns(sql: Queryable, filter: RunFilter): Promise<RunRecord[]> {
+export async function listRuns(
+  sql: Queryable,
+  filter: RunFilter,
+  clock: { idsFollowCreatedAt: boolean } = { idsFollowCreatedAt: true },
+): Promise<RunRecord[]> {
   const where: postgres.PendingQuery<postgres.Row[]>[] = [];
   if (filter.workflowName) where.push(sql`workflow_name = ${filter.workflowName}`);
   // One status as `=`, so the planner walks runs_by_status in id order; `= any` of one value it
@@ -391,9 +395,11 @@ export async function listRuns(sql: Queryable, filter: RunFilter): Promise<RunRe
     where.push(sql`labels @> ${JSON.stringify(filter.labels)}::text::jsonb`);
   }
   // Time filters on created_at, the scan bounded by the ids' time (run-id-time.ts says why).
-  const ids = idBoundsOf(filter);
-  if (filter.createdAfter) where.push(sql`created_at >= ${filter.createdAfter} and id >= ${ids.from!}::uuid`);
-  if (filter.createdBefore) where.push(sql`created_at < ${filter.createdBefore} and id < ${ids.below!}::uuid`);
+  const ids = clock.idsFollowCreatedAt ? idBoundsOf(filter) : {};
+  if (filter.createdAfter) where.push(sql`created_at >= ${filter.createdAfter}`);
+  if (filter.createdBefore) where.push(sql`created_at < ${filter.createdBefore}`);
+  if (ids.from) where.push(sql`id >= ${ids.from}::uuid`);
+  if (ids.below) where.push(sql`id < ${ids.below}::uuid`);
   if (filter.beforeId) where.push(sql`id < ${filter.beforeId}::uuid`);
   const condition = where.reduce((all, one) => sql`${all} and ${one}`, sql`true`);
   return sql<RunRecord[]>`
