@@ -1,0 +1,36 @@
+/** What a run or queue action answered: the outcome, or the server's refusal in its own words. */
+import type { ComponentChildren } from "preact";
+import { useState } from "preact/hooks";
+import { errorText } from "./api.js";
+
+export interface ActionMessage {
+  ok: boolean;
+  text: ComponentChildren;
+}
+
+/**
+ * `act(what, call)` runs `call` and shows what it answered (`call` returns the text to show, or
+ * nothing for "done") or "<what> refused: <CODE>: <the server's message>"; then `onDone`.
+ */
+export function useAction(onDone?: () => void) {
+  const [message, setMessage] = useState<ActionMessage>();
+  const act = async (what: string, call: () => Promise<ComponentChildren | void>) => {
+    try {
+      const shown = await call();
+      setMessage({ ok: true, text: shown ?? `${what}: done` });
+      onDone?.();
+    } catch (err) {
+      setMessage({ ok: false, text: `${what} refused: ${errorText(err)}` });
+    }
+  };
+  return { message, act, fail: (text: string) => setMessage({ ok: false, text }) };
+}
+
+export function ActionResult({ message, testId }: { message: ActionMessage | undefined; testId: string }) {
+  if (!message) return null;
+  return (
+    <div class={`result ${message.ok ? "ok" : "error"}`} role="status" data-testid={testId}>
+      {message.text}
+    </div>
+  );
+}
