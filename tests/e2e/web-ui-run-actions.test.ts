@@ -31,11 +31,7 @@ describe.skipIf(!hasChromium)("a run page's query, update and reset", { timeout:
 
   /** Fills a form's inputs (clearing what they held) and submits it. */
   const submit = async (form: string, fields: Record<string, string>) => {
-    for (const [name, value] of Object.entries(fields)) {
-      const input = `${form} [name="${name}"]`;
-      await ui.page.$eval(input, (el) => ((el as unknown as { value: string }).value = ""));
-      if (value !== "") await ui.page.type(input, value);
-    }
+    for (const [name, value] of Object.entries(fields)) await ui.fill(`${form} [name="${name}"]`, value);
     await ui.page.click(`${form} button[type="submit"]`);
   };
   const query = async (name: string, args = "") => submit("form.run-query", { "query-name": name, "query-args": args });
@@ -89,14 +85,14 @@ describe.skipIf(!hasChromium)("a run page's query, update and reset", { timeout:
     const newRunId = await page.$eval('[data-testid="reset-new-run"]', (el) => el.textContent!);
     expect(newRunId).not.toBe(handle.runId);
     await waitForText('[data-testid="run-status"]', /^TERMINATED$/);
-    await waitForText('[data-testid="reset-to"]', new RegExp(`^${newRunId} \\(retry from the UI\\)$`));
+    await waitForText('[data-testid="reset-to"]', new RegExp(`^${newRunId}$`));
     await waitForText("table.history summary", /^run terminated$/);
     expect(await page.evaluate(() => window.dexMark)).toBe(7);
     await screenshot("10-run-reset");
 
     await page.click('[data-testid="reset-new-run"]');
     await waitForText("h1", new RegExp(`^Run ${newRunId}$`));
-    await waitForText("dd", new RegExp(`^${handle.runId}$`));
+    await waitForText('[data-testid="reset-from"]', new RegExp(`^${handle.runId} \\(retry from the UI\\)$`));
     await waitForText("dd", /^counting$/);
     await query("total");
     await waitForText('[data-testid="query-result"] pre', /^\d+$/);

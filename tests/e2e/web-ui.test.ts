@@ -133,7 +133,7 @@ describe.skipIf(!hasChromium)("the web UI in chromium", { timeout: E2E_TEST_TIME
     await waitForText('[data-testid="action-result"]', /^capacity of the workflow queue default: 5$/);
     await waitForText(`${row} [data-testid="capacity"]`, /^5$/);
     // Not a count: said so before anything is sent.
-    await page.type(`${row} input[name="capacity"]`, "-1");
+    await ui.fill(`${row} input[name="capacity"]`, "-1");
     await page.click(`${row} form.capacity button`);
     await waitForText('[data-testid="action-result"]', /capacity: write a whole number/);
     await page.click(`${row} button.pause`);
@@ -141,8 +141,7 @@ describe.skipIf(!hasChromium)("the web UI in chromium", { timeout: E2E_TEST_TIME
     await screenshot("5-queues-admin-paused");
     await page.click(`${row} button.pause`);
     await waitForText(`${row} td`, /^active$/);
-    await page.$eval(`${row} input[name="capacity"]`, (el) => ((el as unknown as { value: string }).value = ""));
-    await page.type(`${row} input[name="capacity"]`, "0");
+    await ui.fill(`${row} input[name="capacity"]`, "0");
     await page.click(`${row} form.capacity button`);
     await waitForText(`${row} [data-testid="capacity"]`, /^unlimited$/);
     const admin = createClient({ address: ui.server.address, apiKey: ui.keys.admin });

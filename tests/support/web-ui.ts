@@ -39,6 +39,8 @@ export interface WebUi {
   /** Waits until the rows matching `selector` are exactly these texts in `cell` (a selector inside each row), in any order. */
   waitForRows(selector: string, cell: string, expected: string[]): Promise<void>;
   screenshot(name: string): Promise<void>;
+  /** Replaces what an input holds with `value`, typed, as a user would (the page's state follows). */
+  fill(selector: string, value: string): Promise<void>;
   /** Enters an API key in the header form (the page reloads, as a user's would). */
   useKey(role: Role): Promise<void>;
   close(): Promise<void>;
@@ -88,6 +90,16 @@ export async function startWebUi(options: {
     page.on("pageerror", (err) => console.error("web UI page error:", err));
 
     const wait = { timeout: DEFAULT_WAIT_MS, polling: 100 };
+    const fill = async (selector: string, value: string) => {
+      // Emptied with an input event, so the page's state (a controlled input) is emptied too and a
+      // re-render cannot put the old text back before the typing.
+      await page.$eval(selector, (el) => {
+        const input = el as unknown as { value: string; dispatchEvent(event: unknown): void };
+        input.value = "";
+        input.dispatchEvent(new (globalThis as unknown as { Event: new (type: string, init: object) => unknown }).Event("input", { bubbles: true }));
+      });
+      if (value !== "") await page.type(selector, value);
+    };
     return {
       db,
       server,
@@ -97,32 +109,40 @@ export async function startWebUi(options: {
       page,
       close,
       async waitForText(selector, pattern) {
-        await page.waitForFunction(
-          (sel: string, source: string, flags: string) => [...document.querySelectorAll(sel)].some((el) => new RegExp(source, flags).test(el.textContent ?? "")),
-          wait,
-          selector,
-          pattern.source,
-          pattern.flags,
-        );
+        await page
+          .waitForFunction(
+            (sel: string, source: string, flags: string) => [...document.querySelectorAll(sel)].some((el) => new RegExp(source, flags).test(el.textContent ?? "")),
+            wait,
+            selector,
+            pattern.source,
+            pattern.flags,
+          )
+          .catch(async (err: unknown) => {
+            throw new Error(`no ${selector} showed ${pattern}; they show ${JSON.stringify(await textsOf(page, selector))}`, { cause: err });
+          });
       },
       async waitForRows(selector, cell, expected) {
-        await page.waitForFunction(
-          (sel: string, cellSel: string, want: string[]) => {
-            const rows = [...document.querySelectorAll(`${sel} ${cellSel}`)].map((el) => el.textContent ?? "");
-            return rows.length === want.length && want.every((text) => rows.includes(text));
-          },
-          wait,
-          selector,
-          cell,
-          expected,
-        );
+        await page
+          .waitForFunction(
+            (sel: string, cellSel: string, want: string[]) => {
+              const rows = [...document.querySelectorAll(`${sel} ${cellSel}`)].map((el) => el.textContent ?? "");
+              return rows.length === want.length && want.every((text) => rows.includes(text));
+            },
+            wait,
+            selector,
+            cell,
+            expected,
+          )
+          .catch(async (err: unknown) => {
+            throw new Error(`rows ${selector} were not ${JSON.stringify(expected)}; they are ${JSON.stringify(await textsOf(page, `${selector} ${cell}`))}`, { cause: err });
+          });
       },
+      fill,
       async screenshot(name) {
         await page.screenshot({ path: `${ARTIFACTS}${name}.png`, fullPage: true });
       },
       async useKey(role) {
-        await page.$eval('input[name="api-key"]', (el) => ((el as unknown as { value: string }).value = ""));
-        await page.type('input[name="api-key"]', keys[role]);
+        await fill('input[name="api-key"]', keys[role]);
         await Promise.all([page.waitForNavigation(), page.click('form.key button[type="submit"]')]);
       },
     };
@@ -130,6 +150,11 @@ export async function startWebUi(options: {
     await close();
     throw err;
   }
+}
+
+/** What the elements matching `selector` show now: for a failure's message. */
+function textsOf(page: Page, selector: string): Promise<string[]> {
+  return page.$$eval(selector, (els) => els.map((el) => el.textContent ?? "")).catch(() => []);
 }
 
 /** A time as the UI prints it (UTC, milliseconds): what a user would copy into a time filter. */

@@ -1,5 +1,5 @@
 /** What a run or queue action answered: the outcome, or the server's refusal in its own words. */
-import type { ComponentChildren } from "preact";
+import type { ComponentChildren, VNode } from "preact";
 import { useState } from "preact/hooks";
 import { errorText } from "./api.js";
 
@@ -9,12 +9,12 @@ export interface ActionMessage {
 }
 
 /**
- * `act(what, call)` runs `call` and shows what it answered (`call` returns the text to show, or
- * nothing for "done") or "<what> refused: <CODE>: <the server's message>"; then `onDone`.
+ * `act(what, call)` runs `call` and shows what it answered (`call` resolves to the text or markup to
+ * show, or to nothing for "<what>: done") or "<what> refused: <CODE>: <the server's message>"; then `onDone`.
  */
 export function useAction(onDone?: () => void) {
   const [message, setMessage] = useState<ActionMessage>();
-  const act = async (what: string, call: () => Promise<ComponentChildren | void>) => {
+  const act = async (what: string, call: () => Promise<VNode | string | void>) => {
     try {
       const shown = await call();
       setMessage({ ok: true, text: shown ?? `${what}: done` });

@@ -21,7 +21,7 @@ export function RunActions({ runId, events, onDone }: { runId: string; events: H
     e.preventDefault();
     const parsed = jsonPayload("the payload", payload);
     if ("problem" in parsed) return fail(parsed.problem);
-    void act("send event", () => client.sendEvent({ run, eventName: name.trim(), eventId: eventId.trim() || crypto.randomUUID(), payload: parsed.payload }));
+    void act("send event", async () => void (await client.sendEvent({ run, eventName: name.trim(), eventId: eventId.trim() || crypto.randomUUID(), payload: parsed.payload })));
   };
   return (
     <div class="run-actions">
@@ -32,8 +32,8 @@ export function RunActions({ runId, events, onDone }: { runId: string; events: H
           <input name="event-payload" placeholder='payload JSON, e.g. {"ok":true}' value={payload} onInput={(e) => setPayload(e.currentTarget.value)} />
           <button type="submit">Send event</button>
         </form>
-        <button onClick={() => confirm("Cancel this run?") && void act("cancel", () => client.cancelRun({ run, reason: "cancelled from the web UI" }))}>Cancel</button>
-        <button class="danger terminate" onClick={() => confirm("Terminate this run? Its workflow code gets no say.") && void act("terminate", () => client.terminateRun({ run, reason: "terminated from the web UI" }))}>
+        <button onClick={() => confirm("Cancel this run?") && void act("cancel", async () => void (await client.cancelRun({ run, reason: "cancelled from the web UI" })))}>Cancel</button>
+        <button class="danger terminate" onClick={() => confirm("Terminate this run? Its workflow code gets no say.") && void act("terminate", async () => void (await client.terminateRun({ run, reason: "terminated from the web UI" })))}>
           Terminate
         </button>
         <ActionResult message={message} testId="action-result" />

@@ -27,8 +27,8 @@ export function RunPage({ runId }: { runId: string }) {
             <dt>ended</dt><dd>{time(info.endTime)}</dd>
             {info.parentRunId && (<><dt>parent</dt><dd>{runLink(info.parentRunId)}</dd></>)}
             {d.continuedAsRunId && (<><dt>continued as</dt><dd>{runLink(d.continuedAsRunId)}</dd></>)}
-            {d.resetFromRunId && (<><dt>reset from</dt><dd>{runLink(d.resetFromRunId)}</dd></>)}
-            {d.resetToRunId && (<><dt>reset to</dt><dd data-testid="reset-to">{runLink(d.resetToRunId)}{d.resetReason ? ` (${d.resetReason})` : ""}</dd></>)}
+            {d.resetFromRunId && (<><dt>reset from</dt><dd data-testid="reset-from">{runLink(d.resetFromRunId)}{d.resetReason ? ` (${d.resetReason})` : ""}</dd></>)}
+            {d.resetToRunId && (<><dt>reset to</dt><dd data-testid="reset-to">{runLink(d.resetToRunId)}</dd></>)}
           </dl>
           <RunActions runId={runId} events={events} onDone={redescribe} />
           <div class="payloads">

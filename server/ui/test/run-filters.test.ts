@@ -15,7 +15,8 @@ describe("the runs page's filters", () => {
   it("become ListRuns fields", () => {
     const parsed = listRunsFilter({ ...filtersFromQuery(""), instance: " i-1 ", status: "RUNNING", queue: "orders", labels: "team=pay", before: "2026-12-07T10:00:00+01:00" });
     expect(parsed).toMatchObject({ filter: { instanceId: "i-1", statuses: [RunStatus.RUNNING], taskQueue: "orders", labels: { team: "pay" } } });
-    expect(timestampMs((parsed as { filter: { createdBefore: never } }).filter.createdBefore)).toBe(Date.parse("2026-12-07T09:00:00Z"));
+    if (!("filter" in parsed)) throw new Error(parsed.problem);
+    expect(timestampMs(parsed.filter.createdBefore!)).toBe(Date.parse("2026-12-07T09:00:00Z"));
     expect(listRunsFilter({ ...filtersFromQuery(""), status: "SLEEPING" })).toEqual({ problem: 'status: "SLEEPING" is not a run status' });
   });
 
