@@ -80,6 +80,11 @@ describe.skipIf(!hasChromium)("the web UI in chromium", { timeout: E2E_TEST_TIME
     await ui.waitForRows("table.runs tbody tr", "td:first-child", ["ui-order-7"]);
     await screenshot("1-runs");
 
+    // What the page asks GetRunHistory for: it should read each event once, then long-poll after the last.
+    const historyReads: Array<{ afterSequence?: string; waitNewEvents?: boolean }> = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/dex.v1.ClientService/GetRunHistory")) historyReads.push(JSON.parse(request.postData() ?? "{}") as (typeof historyReads)[number]);
+    });
     await page.click(`tr[data-run-id="${handle.runId}"] a`);
     await waitForText('[data-testid="instance-id"]', /^ui-order-7$/);
     // Live: the page follows the run until the activity is done and the wait has begun.
@@ -107,6 +112,11 @@ describe.skipIf(!hasChromium)("the web UI in chromium", { timeout: E2E_TEST_TIME
     // Each event once: new events were appended to what was read, not read again.
     const sequences = await page.$$eval("table.history tbody tr td:first-child", (cells) => cells.map((c) => Number(c.textContent)));
     expect(sequences).toEqual(sequences.map((_, i) => i + 1));
+    // Read from the start once; every later read asks only for what follows the last event seen, and waits.
+    const after = historyReads.map((r) => Number(r.afterSequence ?? 0));
+    expect(after[0]).toBe(0);
+    expect(after.slice(1).every((seq, i) => seq > 0 && seq >= after[i]!)).toBe(true);
+    expect(historyReads.every((r) => r.waitNewEvents === true)).toBe(true);
     await screenshot("3-run-completed");
     expect(await handle.result()).toEqual({ reserved: "reserved order-7", decision: { approved: true } });
   });
