@@ -59,7 +59,7 @@ describe.skipIf(!hasChromium)("a run page's query, update and reset", { timeout:
     // Accepted updates are in history; the page follows it.
     await waitForText("table.history summary", /^update completed$/);
     await update("add", "-2");
-    await waitForText('[data-testid="update-result"]', /^update \S+ rejected: amount must be a positive number, got -2$/);
+    await waitForText('[data-testid="update-result"].error', /^update \S+ rejected: amount must be a positive number, got -2$/);
     await query("total");
     await waitForText('[data-testid="query-result"] pre', /^15$/);
     await screenshot("9-run-query-update");

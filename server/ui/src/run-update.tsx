@@ -29,7 +29,7 @@ export function RunUpdate({ runId, onDone }: { runId: string; onDone: () => void
       setUpdateId("");
       if (o.case === "result") return <>update {id} returned<pre>{payloadText(o.value)}</pre></>;
       // A failure was accepted and is in history; a rejection was not (the validator or an unknown name).
-      return `update ${id} ${o.case === "failure" ? "failed" : "rejected"}: ${o.value.message}`;
+      return { ok: false, text: `update ${id} ${o.case === "failure" ? "failed" : "rejected"}: ${o.value.message}` };
     });
   };
   return (
