@@ -2,109 +2,47 @@
  * The web UI in a real browser (issue 16): `dex server` with API keys required serves the UI and
  * the dex.v1 services over Connect; Debian's chromium, driven by puppeteer-core, finds a run by
  * its instance id, opens it, sees the timeline, sends the event the run waits for, and sees the run
- * complete without a reload. A client key is refused what only admins may do (terminate, pause a
- * queue) and the UI shows the server's error; an admin key may. Screenshots of each page go to
- * tests/e2e/artifacts/web-ui/ (gitignored).
+ * complete without a reload (the page follows the history with a long poll). The task queues page
+ * shows each queue's last poll; a client key is refused what only admins may do (terminate, pause a
+ * queue, change its capacity) and the UI shows the server's error; an admin key may. The runs
+ * filters: web-ui-runs.test.ts; query, update and reset: web-ui-run-actions.test.ts. Screenshots of
+ * each page go to tests/e2e/artifacts/web-ui/ (gitignored).
  */
-import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { createActivityWorker, createClient, createWorkflowWorker, type Worker, type WorkflowContext } from "@dex/sdk";
+import { createActivityWorker, createClient, createWorkflowWorker } from "@dex/sdk";
 import { freePort } from "@dex/server";
-import { createTestDatabase, DEFAULT_WAIT_MS, E2E_TEST_TIMEOUT_MS, type TestDatabase } from "@dex/testing";
+import { DEFAULT_WAIT_MS, E2E_TEST_TIMEOUT_MS } from "@dex/testing";
 import { quietLogger } from "../support/harness.js";
-import { dexCommand, repoRoot, runDex, startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { dexCommand, runDex } from "../support/server-process.js";
 import { startProcess, stopProcess } from "../support/spawned.js";
+import { hasChromium, startWebUi, type WebUi } from "../support/web-ui.js";
+import { activities, approval } from "./fixtures/web-ui-workflows.js";
 
-// The few browser globals the page functions below use (they run in chromium, not here); the
-// check program has no DOM lib.
+// The few browser globals the page functions below use (they run in chromium, not here).
 declare const document: { querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }> & Iterable<{ textContent: string | null }> };
 declare const window: { dexMark?: number };
 
-const CHROMIUM = process.env.DEX_CHROMIUM ?? "/usr/bin/chromium";
-const ARTIFACTS = `${repoRoot}tests/e2e/artifacts/web-ui/`;
-
-const activities = {
-  async reserveStock(order: string) {
-    return `reserved ${order}`;
-  },
-};
-
-async function approval(ctx: WorkflowContext, order: string) {
-  const reserved = await ctx.activities<typeof activities>().reserveStock(order);
-  ctx.setStatus("waiting for approval");
-  const decision = await ctx.waitForEvent<{ approved: boolean }>("approval");
-  return { reserved, decision };
-}
-
-if (!existsSync(CHROMIUM)) console.warn(`web UI browser test skipped: no chromium at ${CHROMIUM} (apt-get install chromium, or set DEX_CHROMIUM)`);
-
-describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
-  let db: TestDatabase;
-  let server: ServerProcess;
-  let uiUrl: string;
-  let browser: Browser;
-  let page: Page;
-  const workers: Worker[] = [];
+describe.skipIf(!hasChromium)("the web UI in chromium", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
+  let ui: WebUi;
   const closers: Array<() => void> = [];
-  const keys = { admin: "", client: "", worker: "" };
 
   beforeAll(async () => {
-    // The server serves server/ui/dist: build it from this checkout's sources (under a second).
-    const built = spawnSync(process.execPath, [`${repoRoot}server/ui/build.mjs`], { encoding: "utf8" });
-    if (built.status !== 0) throw new Error(`building the web UI failed:\n${built.stdout}${built.stderr}`);
-    db = await createTestDatabase();
-    server = await startServerProcess({ databaseUrl: db.url, port: await freePort(), requireApiKeys: true, env: { DEX_UI_PORT: String(await freePort()) } });
-    uiUrl = /dex web UI at (\S+)/.exec(server.output())![1]!;
-    for (const role of ["admin", "client", "worker"] as const) {
-      const created = await runDex(["auth", "create", "--name", `ui-${role}`, "--role", role, "--json", "--database-url", db.url]);
-      expect(created.stderr).toBe("");
-      keys[role] = (JSON.parse(created.stdout) as { key: string }).key;
-    }
-    workers.push(createWorkflowWorker({ address: server.address, apiKey: keys.worker, taskQueue: "default", workflows: { approval }, logger: quietLogger }));
-    workers.push(createActivityWorker({ address: server.address, apiKey: keys.worker, taskQueue: "default", activities, logger: quietLogger }));
-    const admin = createClient({ address: server.address, apiKey: keys.admin });
-    for (const type of [1, 2]) await admin.raw.queues.createTaskQueue({ name: "default", type });
-    admin.close();
-    for (const worker of workers) worker.start();
-    await mkdir(ARTIFACTS, { recursive: true });
-    browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
-    page = await browser.newPage();
-    await page.setViewport({ width: 1280, height: 900 });
-    // The UI asks before cancel and terminate; the test says yes.
-    page.on("dialog", (dialog) => void dialog.accept());
-    page.on("pageerror", (err) => console.error("web UI page error:", err));
+    ui = await startWebUi({
+      workers: (address, apiKey) => [
+        createWorkflowWorker({ address, apiKey, taskQueue: "default", workflows: { approval }, logger: quietLogger }),
+        createActivityWorker({ address, apiKey, taskQueue: "default", activities, logger: quietLogger }),
+      ],
+    });
   });
   afterAll(async () => {
-    await browser?.close();
     for (const close of closers) close();
-    await Promise.all(workers.map((w) => w.shutdown()));
-    server?.child.kill("SIGTERM");
-    await server?.exited;
-    await db?.drop();
+    await ui?.close();
   });
 
-  /** Waits, up to the suite's deadline, until the page shows text matching `pattern` in `selector`. */
-  const waitForText = (selector: string, pattern: RegExp) =>
-    page.waitForFunction(
-      (sel: string, source: string, flags: string) => [...document.querySelectorAll(sel)].some((el) => new RegExp(source, flags).test(el.textContent ?? "")),
-      { timeout: DEFAULT_WAIT_MS, polling: 100 },
-      selector,
-      pattern.source,
-      pattern.flags,
-    );
-  const screenshot = (name: string) => page.screenshot({ path: `${ARTIFACTS}${name}.png`, fullPage: true });
-  const useKey = async (key: string) => {
-    await page.$eval('input[name="api-key"]', (el) => ((el as unknown as { value: string }).value = ""));
-    await page.type('input[name="api-key"]', key);
-    await Promise.all([page.waitForNavigation(), page.click('form.key button[type="submit"]')]);
-  };
-
   it("serves the API over Connect with the same key checks as gRPC", async () => {
+    const origin = new URL(ui.uiUrl).origin;
     const listRuns = (key?: string) =>
-      fetch(`http://${uiUrl.split("/")[2]}/dex.v1.ClientService/ListRuns`, {
+      fetch(`${origin}/dex.v1.ClientService/ListRuns`, {
         method: "POST",
         headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
         body: "{}",
@@ -112,13 +50,13 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     const refused = await listRuns();
     expect(refused.status).toBe(401);
     expect(((await refused.json()) as { code: string; message: string })).toMatchObject({ code: "unauthenticated", message: expect.stringMatching(/requires an API key/) });
-    const asWorker = await listRuns(keys.worker);
+    const asWorker = await listRuns(ui.keys.worker);
     expect(((await asWorker.json()) as { code: string }).code).toBe("permission_denied");
-    expect((await listRuns(keys.client)).status).toBe(200);
+    expect((await listRuns(ui.keys.client)).status).toBe(200);
     // Validation answers as on gRPC: the handler's own code and message.
-    const describe = await fetch(`http://${uiUrl.split("/")[2]}/dex.v1.ClientService/DescribeRun`, {
+    const describe = await fetch(`${origin}/dex.v1.ClientService/DescribeRun`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${keys.client}` },
+      headers: { "content-type": "application/json", authorization: `Bearer ${ui.keys.client}` },
       body: "{}",
     });
     expect(describe.status).toBe(400);
@@ -126,27 +64,30 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
   });
 
   it("finds a run by instance id, shows its timeline, sends its event, and sees it complete without reloading", async () => {
-    const client = createClient({ address: server.address, apiKey: keys.client });
+    const { page, waitForText, screenshot } = ui;
+    const client = createClient({ address: ui.server.address, apiKey: ui.keys.client });
     closers.push(() => client.close());
     const handle = await client.start(approval, { instanceId: "ui-order-7", input: "order-7" });
     await client.start(approval, { instanceId: "ui-order-8", input: "order-8" });
 
-    await page.goto(uiUrl);
+    await page.goto(ui.uiUrl);
     // No key yet: the server's refusal, shown as it is.
     await waitForText('[role="alert"]', /UNAUTHENTICATED.*requires an API key/);
     await screenshot("0-no-key");
-    await useKey(keys.client);
+    await ui.useKey("client");
 
-    await page.type('input[name="instance-id"]', "ui-order-7");
-    await page.waitForFunction(() => {
-      const rows = [...document.querySelectorAll("table.runs tbody tr")];
-      return rows.length === 1 && rows[0]!.textContent!.includes("ui-order-7");
-    }, { timeout: DEFAULT_WAIT_MS, polling: 100 });
+    await page.type('input[name="instance"]', "ui-order-7");
+    await ui.waitForRows("table.runs tbody tr", "td:first-child", ["ui-order-7"]);
     await screenshot("1-runs");
 
+    // What the page asks GetRunHistory for: it should read each event once, then long-poll after the last.
+    const historyReads: Array<{ afterSequence?: string; waitNewEvents?: boolean }> = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/dex.v1.ClientService/GetRunHistory")) historyReads.push(JSON.parse(request.postData() ?? "{}") as (typeof historyReads)[number]);
+    });
     await page.click(`tr[data-run-id="${handle.runId}"] a`);
     await waitForText('[data-testid="instance-id"]', /^ui-order-7$/);
-    // Live: the page re-reads the run until the activity is done and the wait has begun.
+    // Live: the page follows the run until the activity is done and the wait has begun.
     await waitForText('[data-testid="waiting-reason"]', /approval/);
     await waitForText("dd", /^waiting for approval$/);
     await page.waitForSelector('[data-testid="timeline"] .bar.completed', { timeout: DEFAULT_WAIT_MS });
@@ -155,7 +96,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     await screenshot("2-run-waiting");
 
     // A client key may not terminate: the server refuses and the UI says why.
-    await page.click("button.danger");
+    await page.click("button.terminate");
     await waitForText('[data-testid="action-result"]', /terminate refused: PERMISSION_DENIED/);
 
     // Marks this document: still there at the end proves the page never reloaded.
@@ -168,37 +109,68 @@ describe.skipIf(!existsSync(CHROMIUM))("the web UI in chromium", { timeout: E2E_
     await waitForText('[data-testid="result"]', /"approved": true/);
     expect(await page.evaluate(() => window.dexMark)).toBe(42);
     await waitForText("table.history summary", /^run completed$/);
+    // Each event once: new events were appended to what was read, not read again.
+    const sequences = await page.$$eval("table.history tbody tr td:first-child", (cells) => cells.map((c) => Number(c.textContent)));
+    expect(sequences).toEqual(sequences.map((_, i) => i + 1));
+    // Read from the start once; every later read asks only for what follows the last event seen, and waits.
+    const after = historyReads.map((r) => Number(r.afterSequence ?? 0));
+    expect(after[0]).toBe(0);
+    expect(after.slice(1).every((seq, i) => seq > 0 && seq >= after[i]!)).toBe(true);
+    expect(historyReads.every((r) => r.waitNewEvents === true)).toBe(true);
     await screenshot("3-run-completed");
     expect(await handle.result()).toEqual({ reserved: "reserved order-7", decision: { approved: true } });
   });
 
-  it("shows task queues; pausing is refused for a client key and done for an admin key", async () => {
-    await page.goto(`${uiUrl}#/queues`);
+  it("shows task queues with their last poll; pause and capacity changes are refused for a client key and done for an admin key", async () => {
+    const { page, waitForText, screenshot } = ui;
+    await page.goto(`${ui.uiUrl}#/queues`);
     const row = 'tr[data-queue="WORKFLOW/default"]';
     await page.waitForSelector(row, { timeout: DEFAULT_WAIT_MS });
-    await page.click(`${row} button`);
+    // The workers poll "default": the server records it (in batches, within seconds).
+    await waitForText(`${row} [data-testid="last-poll"]`, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \(\d+ s ago\)$/);
+    await waitForText('tr[data-queue="ACTIVITY/default"] [data-testid="last-poll"]', /s ago/);
+    await page.click(`${row} button.pause`);
     await waitForText('[data-testid="action-result"]', /pause refused: PERMISSION_DENIED/);
+    await page.type(`${row} input[name="capacity"]`, "5");
+    await page.click(`${row} form.capacity button`);
+    await waitForText('[data-testid="action-result"]', /capacity change refused: PERMISSION_DENIED.*admin/);
     await screenshot("4-queues-client-refused");
 
-    await useKey(keys.admin);
+    await ui.useKey("admin");
     await page.waitForSelector(row, { timeout: DEFAULT_WAIT_MS });
-    await page.click(`${row} button`);
+    await page.type(`${row} input[name="capacity"]`, "5");
+    await page.click(`${row} form.capacity button`);
+    await waitForText('[data-testid="action-result"]', /^capacity of the workflow queue default: 5$/);
+    await waitForText(`${row} [data-testid="capacity"]`, /^5$/);
+    // Not a count: said so before anything is sent.
+    await ui.fill(`${row} input[name="capacity"]`, "-1");
+    await page.click(`${row} form.capacity button`);
+    await waitForText('[data-testid="action-result"]', /capacity: write a whole number/);
+    await page.click(`${row} button.pause`);
     await waitForText(`${row} td`, /^paused$/);
     await screenshot("5-queues-admin-paused");
-    await page.click(`${row} button`);
+    await page.click(`${row} button.pause`);
     await waitForText(`${row} td`, /^active$/);
+    await ui.fill(`${row} input[name="capacity"]`, "0");
+    await page.click(`${row} form.capacity button`);
+    await waitForText(`${row} [data-testid="capacity"]`, /^unlimited$/);
+    const admin = createClient({ address: ui.server.address, apiKey: ui.keys.admin });
+    closers.push(() => admin.close());
+    const { queues } = await admin.raw.queues.listTaskQueues({});
+    expect(queues.find((q) => q.name === "default" && q.type === 1)).toMatchObject({ capacity: 0, status: 1 });
   });
 
   it("lists schedules and pauses one", async () => {
-    const created = await runDex(["schedule", "create", "ui-hourly", "--workflow", "approval", "--input", '"hourly"', "--every", "1h", "--address", server.address, "--api-key", keys.admin]);
+    const { page, waitForText } = ui;
+    const created = await runDex(["schedule", "create", "ui-hourly", "--workflow", "approval", "--input", '"hourly"', "--every", "1h", "--address", ui.server.address, "--api-key", ui.keys.admin]);
     expect(created).toMatchObject({ code: 0, stderr: "" });
-    await page.goto(`${uiUrl}#/schedules`);
+    await page.goto(`${ui.uiUrl}#/schedules`);
     const row = 'tr[data-schedule-id="ui-hourly"]';
     await waitForText(`${row} td`, /^active$/);
     await page.click(`${row} button`);
     await waitForText('[data-testid="action-result"]', /pause: done/);
     await waitForText(`${row} td`, /^paused$/);
-    await screenshot("6-schedules");
+    await ui.screenshot("6-schedules");
   });
 });
 

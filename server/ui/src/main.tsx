@@ -1,6 +1,6 @@
 /**
- * The dex web UI: hash routes (#/runs, #/runs/<run id>, #/queues, #/schedules) so the server only ever serves
- * index.html, app.js and app.css. A call refused for want of a key shows the key form.
+ * The dex web UI: hash routes (#/runs?<filters>, #/runs/<run id>, #/queues, #/schedules) so the server
+ * only ever serves index.html, app.js and app.css. A call refused for want of a key shows the key form.
  */
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
@@ -10,14 +10,19 @@ import { RunPage } from "./run-page.js";
 import { RunsPage } from "./runs-page.js";
 import { SchedulesPage } from "./schedules-page.js";
 
-function useHash(): string {
-  const [hash, setHash] = useState(location.hash);
+/**
+ * The hash, and how many times it changed: the runs page rewrites its filters into the hash with
+ * replaceState (no event), so a later change back to the same text (the "Runs" link) must still
+ * remount the page, which the count does as its key.
+ */
+function useHash(): { hash: string; changes: number } {
+  const [state, setState] = useState({ hash: location.hash, changes: 0 });
   useEffect(() => {
-    const onChange = () => setHash(location.hash);
+    const onChange = () => setState((s) => ({ hash: location.hash, changes: s.changes + 1 }));
     addEventListener("hashchange", onChange);
     return () => removeEventListener("hashchange", onChange);
   }, []);
-  return hash;
+  return state;
 }
 
 function KeyForm() {
@@ -43,10 +48,19 @@ function KeyForm() {
 }
 
 function App() {
-  const hash = useHash();
-  const runMatch = /^#\/runs\/(.+)$/.exec(hash);
-  const section = runMatch ? "runs" : hash === "#/queues" ? "queues" : hash === "#/schedules" ? "schedules" : "runs";
-  const page = runMatch ? <RunPage runId={decodeURIComponent(runMatch[1]!)} /> : section === "queues" ? <QueuesPage /> : section === "schedules" ? <SchedulesPage /> : <RunsPage />;
+  const { hash, changes } = useHash();
+  const [path = "", query = ""] = hash.split("?", 2);
+  const runMatch = /^#\/runs\/(.+)$/.exec(path);
+  const section = runMatch ? "runs" : path === "#/queues" ? "queues" : path === "#/schedules" ? "schedules" : "runs";
+  const page = runMatch ? (
+    <RunPage key={runMatch[1]} runId={decodeURIComponent(runMatch[1]!)} />
+  ) : section === "queues" ? (
+    <QueuesPage />
+  ) : section === "schedules" ? (
+    <SchedulesPage />
+  ) : (
+    <RunsPage key={changes} query={query} />
+  );
   const link = (name: string, label: string) => (
     <a href={`#/${name}`} class={section === name ? "active" : ""}>
       {label}

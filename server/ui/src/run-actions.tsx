@@ -1,50 +1,46 @@
-/** A run's actions: send an event, cancel, terminate. A role that may not is refused by the server; its error is shown. */
-import { create } from "@bufbuild/protobuf";
+/**
+ * A run's actions: send an event, cancel, terminate; query, update and reset (one file each). A role
+ * that may not is refused by the server; its message is shown.
+ */
 import { useState } from "preact/hooks";
-import { PayloadSchema } from "../../../proto/src/gen/dex/v1/common_pb.js";
-import { client, errorText } from "./api.js";
+import type { HistoryEvent } from "../../../proto/src/gen/dex/v1/history_pb.js";
+import { client } from "./api.js";
+import { ActionResult, useAction } from "./action-result.js";
+import { jsonPayload } from "./json-payload.js";
+import { RunQuery } from "./run-query.js";
+import { RunReset } from "./run-reset.js";
+import { RunUpdate } from "./run-update.js";
 
-export function RunActions({ runId, onDone }: { runId: string; onDone: () => void }) {
+export function RunActions({ runId, events, onDone }: { runId: string; events: HistoryEvent[]; onDone: () => void }) {
   const [name, setName] = useState("");
   const [eventId, setEventId] = useState("");
   const [payload, setPayload] = useState("");
-  const [message, setMessage] = useState<{ ok: boolean; text: string }>();
+  const { message, act, fail } = useAction(onDone);
   const run = { target: { case: "runId" as const, value: runId } };
-  const act = async (what: string, call: () => Promise<unknown>) => {
-    try {
-      await call();
-      setMessage({ ok: true, text: `${what}: done` });
-      onDone();
-    } catch (err) {
-      setMessage({ ok: false, text: `${what} refused: ${errorText(err)}` });
-    }
-  };
   const sendEvent = (e: Event) => {
     e.preventDefault();
-    let data: Uint8Array;
-    try {
-      data = new TextEncoder().encode(JSON.stringify(payload.trim() === "" ? null : JSON.parse(payload)));
-    } catch {
-      setMessage({ ok: false, text: "the payload must be JSON (or empty for null)" });
-      return;
-    }
-    void act("send event", () =>
-      client.sendEvent({ run, eventName: name.trim(), eventId: eventId.trim() || crypto.randomUUID(), payload: create(PayloadSchema, { data, encoding: "json/plain" }) }),
-    );
+    const parsed = jsonPayload("the payload", payload);
+    if ("problem" in parsed) return fail(parsed.problem);
+    void act("send event", async () => void (await client.sendEvent({ run, eventName: name.trim(), eventId: eventId.trim() || crypto.randomUUID(), payload: parsed.payload })));
   };
   return (
-    <div class="actions">
-      <form class="send-event" onSubmit={sendEvent}>
-        <input name="event-name" placeholder="event name" value={name} onInput={(e) => setName(e.currentTarget.value)} required />
-        <input name="event-id" placeholder="event id (default: random)" value={eventId} onInput={(e) => setEventId(e.currentTarget.value)} />
-        <input name="event-payload" placeholder='payload JSON, e.g. {"ok":true}' value={payload} onInput={(e) => setPayload(e.currentTarget.value)} />
-        <button type="submit">Send event</button>
-      </form>
-      <button onClick={() => confirm("Cancel this run?") && void act("cancel", () => client.cancelRun({ run, reason: "cancelled from the web UI" }))}>Cancel</button>
-      <button class="danger" onClick={() => confirm("Terminate this run? Its workflow code gets no say.") && void act("terminate", () => client.terminateRun({ run, reason: "terminated from the web UI" }))}>
-        Terminate
-      </button>
-      {message && <p class={message.ok ? "ok" : "error"} role="status" data-testid="action-result">{message.text}</p>}
+    <div class="run-actions">
+      <div class="actions">
+        <form class="send-event" onSubmit={sendEvent}>
+          <input name="event-name" placeholder="event name" value={name} onInput={(e) => setName(e.currentTarget.value)} required />
+          <input name="event-id" placeholder="event id (default: random)" value={eventId} onInput={(e) => setEventId(e.currentTarget.value)} />
+          <input name="event-payload" placeholder='payload JSON, e.g. {"ok":true}' value={payload} onInput={(e) => setPayload(e.currentTarget.value)} />
+          <button type="submit">Send event</button>
+        </form>
+        <button onClick={() => confirm("Cancel this run?") && void act("cancel", async () => void (await client.cancelRun({ run, reason: "cancelled from the web UI" })))}>Cancel</button>
+        <button class="danger terminate" onClick={() => confirm("Terminate this run? Its workflow code gets no say.") && void act("terminate", async () => void (await client.terminateRun({ run, reason: "terminated from the web UI" })))}>
+          Terminate
+        </button>
+        <ActionResult message={message} testId="action-result" />
+      </div>
+      <RunQuery runId={runId} />
+      <RunUpdate runId={runId} onDone={onDone} />
+      <RunReset runId={runId} events={events} onDone={onDone} />
     </div>
   );
 }

@@ -1,24 +1,13 @@
-/** One run: what it is, why it waits, what is pending, its history (timeline and table), and actions. Re-read while open. */
-import { client } from "./api.js";
+/** One run: what it is, why it waits, what is pending, its history (timeline and table), and actions. Followed live (use-run-follow.ts). */
 import { eventKind, fieldsText, payloadText, statusName, time } from "./format.js";
 import { RunActions } from "./run-actions.js";
 import { Timeline } from "./timeline.js";
-import { usePoll } from "./use-poll.js";
+import { useRunFollow } from "./use-run-follow.js";
 
 const runLink = (id: string) => <a href={`#/runs/${encodeURIComponent(id)}`}>{id}</a>;
 
-// Re-read every few seconds while open: one page keeps each read cheap on long histories.
-const HISTORY_PAGE = 1000;
-
-async function loadRun(runId: string) {
-  const run = { target: { case: "runId" as const, value: runId } };
-  const [describe, history] = await Promise.all([client.describeRun({ run }), client.getRunHistory({ run, pageSize: HISTORY_PAGE })]);
-  return { describe, history };
-}
-
 export function RunPage({ runId }: { runId: string }) {
-  const { data, error, reload } = usePoll(() => loadRun(runId), [runId]);
-  const d = data?.describe;
+  const { describe: d, events, historyLength, error, redescribe } = useRunFollow(runId);
   const info = d?.info;
   return (
     <section>
@@ -32,15 +21,16 @@ export function RunPage({ runId }: { runId: string }) {
             <dt>task queue</dt><dd>{info.taskQueue}</dd>
             <dt>status</dt><dd class={`status s-${statusName(info.status)}`} data-testid="run-status">{statusName(info.status)}</dd>
             <dt>custom status</dt><dd>{info.customStatus}</dd>
+            <dt>labels</dt><dd>{Object.entries(info.labels).map(([k, v]) => `${k}=${v}`).join(", ")}</dd>
             <dt>waiting for</dt><dd data-testid="waiting-reason">{d.waitingReason || "—"}</dd>
             <dt>created</dt><dd>{time(info.createTime)}</dd>
             <dt>ended</dt><dd>{time(info.endTime)}</dd>
             {info.parentRunId && (<><dt>parent</dt><dd>{runLink(info.parentRunId)}</dd></>)}
             {d.continuedAsRunId && (<><dt>continued as</dt><dd>{runLink(d.continuedAsRunId)}</dd></>)}
-            {d.resetFromRunId && (<><dt>reset from</dt><dd>{runLink(d.resetFromRunId)}</dd></>)}
-            {d.resetToRunId && (<><dt>reset to</dt><dd>{runLink(d.resetToRunId)}</dd></>)}
+            {d.resetFromRunId && (<><dt>reset from</dt><dd data-testid="reset-from">{runLink(d.resetFromRunId)}{d.resetReason ? ` (${d.resetReason})` : ""}</dd></>)}
+            {d.resetToRunId && (<><dt>reset to</dt><dd data-testid="reset-to">{runLink(d.resetToRunId)}</dd></>)}
           </dl>
-          <RunActions runId={runId} onDone={reload} />
+          <RunActions runId={runId} events={events} onDone={redescribe} />
           <div class="payloads">
             <div><h2>Input</h2><pre>{payloadText(d.input)}</pre></div>
             <div><h2>Result</h2><pre data-testid="result">{d.failure ? fieldsText(d.failure) : payloadText(d.result)}</pre></div>
@@ -55,16 +45,14 @@ export function RunPage({ runId }: { runId: string }) {
             {d.pendingChildRuns.map((c) => <li>child {c.workflowName} {c.instanceId}: {c.runId ? runLink(c.runId) : "starting"}</li>)}
             {d.pendingWorkflowTask && <li>workflow task attempt {d.pendingWorkflowTask.attempt}{d.pendingWorkflowTask.running ? ", running" : ""}</li>}
           </ul>
-          <h2>History ({data.history.historyLength.toString()} events)</h2>
-          {BigInt(data.history.events.length) < data.history.historyLength && (
-            <p>Showing the first {data.history.events.length}; `dex workflow history` prints them all.</p>
-          )}
-          <Timeline events={data.history.events} />
+          <h2>History ({historyLength.toString()} events)</h2>
+          {BigInt(events.length) < historyLength && <p>Read {events.length} so far…</p>}
+          <Timeline events={events} />
           <table class="history">
             <thead><tr><th>#</th><th>time</th><th>event</th></tr></thead>
             <tbody>
-              {data.history.events.map((event) => (
-                <tr>
+              {events.map((event) => (
+                <tr key={event.sequence.toString()}>
                   <td>{event.sequence.toString()}</td>
                   <td>{time(event.time)}</td>
                   <td>

@@ -1,58 +1,74 @@
-/** Runs: filters, keyset paging through ListRuns' page token, re-listed while open. */
+/**
+ * Runs: filters (kept in the URL hash, run-filters.ts), keyset paging through ListRuns' page token,
+ * re-listed while the tab is visible (use-poll.ts).
+ */
 import { useState } from "preact/hooks";
 import { RunStatus } from "../../../proto/src/gen/dex/v1/common_pb.js";
 import { client } from "./api.js";
 import { statusName, time } from "./format.js";
+import { filtersFromQuery, filtersHash, listRunsFilter, type RunFilters } from "./run-filters.js";
 import { usePoll } from "./use-poll.js";
 
 const PAGE_SIZE = 50;
 const STATUSES = [RunStatus.CREATED, RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED, RunStatus.TIMED_OUT, RunStatus.CONTINUED_AS_NEW];
 
-export function RunsPage() {
-  const [workflow, setWorkflow] = useState("");
-  const [instance, setInstance] = useState("");
-  const [status, setStatus] = useState<RunStatus | 0>(0);
+const TEXT_FILTERS: Array<{ name: Exclude<keyof RunFilters, "status">; placeholder: string; wide?: boolean }> = [
+  { name: "instance", placeholder: "instance id" },
+  { name: "workflow", placeholder: "workflow" },
+  { name: "queue", placeholder: "task queue" },
+  { name: "labels", placeholder: "labels: key=value, key2=value2", wide: true },
+  { name: "after", placeholder: "created after (UTC)" },
+  { name: "before", placeholder: "created before (UTC)" },
+];
+
+/** `query`: the part of the hash after "#/runs?", read once; the page then keeps the hash in step. */
+export function RunsPage({ query }: { query: string }) {
+  const [filters, setFilters] = useState<RunFilters>(() => filtersFromQuery(query));
   // Tokens of the pages before this one; "" is the first page.
   const [tokens, setTokens] = useState<string[]>([""]);
   const token = tokens[tokens.length - 1]!;
+  const parsed = listRunsFilter(filters);
   const { data, error } = usePoll(
-    () =>
-      client.listRuns({
-        workflowName: workflow.trim(),
-        instanceId: instance.trim(),
-        statuses: status ? [status] : [],
-        pageSize: PAGE_SIZE,
-        pageToken: token,
-      }),
-    [workflow, instance, status, token],
+    (signal) => ("filter" in parsed ? client.listRuns({ ...parsed.filter, pageSize: PAGE_SIZE, pageToken: token }, { signal }) : Promise.resolve(undefined)),
+    [JSON.stringify(filters), token],
   );
-  const restart = () => setTokens([""]);
+  const change = (name: keyof RunFilters, value: string) => {
+    const next = { ...filters, [name]: value };
+    setFilters(next);
+    setTokens([""]);
+    // replaceState: a shareable URL without a history entry per keystroke (and no hashchange).
+    history.replaceState(null, "", filtersHash(next));
+  };
   return (
     <section>
       <h1>Runs</h1>
       <div class="filters">
-        <input name="instance-id" placeholder="instance id" value={instance} onInput={(e) => (setInstance(e.currentTarget.value), restart())} />
-        <input name="workflow" placeholder="workflow" value={workflow} onInput={(e) => (setWorkflow(e.currentTarget.value), restart())} />
-        <select name="status" value={String(status)} onChange={(e) => (setStatus(Number(e.currentTarget.value) as RunStatus), restart())}>
-          <option value="0">any status</option>
+        {TEXT_FILTERS.map(({ name, placeholder, wide }) => (
+          <input name={name} placeholder={placeholder} title={placeholder} class={wide ? "wide" : ""} value={filters[name]} onInput={(e) => change(name, e.currentTarget.value)} />
+        ))}
+        <select name="status" value={filters.status} onChange={(e) => change("status", e.currentTarget.value)}>
+          <option value="">any status</option>
           {STATUSES.map((s) => (
-            <option value={String(s)}>{statusName(s)}</option>
+            <option value={statusName(s)}>{statusName(s)}</option>
           ))}
         </select>
+        <a href="#/runs">clear</a>
       </div>
+      {"problem" in parsed && <p class="error" role="alert" data-testid="filter-problem">{parsed.problem}</p>}
       {error && <p class="error" role="alert">{error}</p>}
       <table class="runs">
         <thead>
-          <tr><th>instance id</th><th>workflow</th><th>queue</th><th>status</th><th>custom status</th><th>created</th><th>ended</th></tr>
+          <tr><th>instance id</th><th>workflow</th><th>queue</th><th>status</th><th>custom status</th><th>labels</th><th>created</th><th>ended</th></tr>
         </thead>
         <tbody>
           {data?.runs.map((run) => (
-            <tr data-run-id={run.runId}>
+            <tr key={run.runId} data-run-id={run.runId}>
               <td><a href={`#/runs/${encodeURIComponent(run.runId)}`}>{run.instanceId}</a></td>
               <td>{run.workflowName}</td>
               <td>{run.taskQueue}</td>
               <td class={`status s-${statusName(run.status)}`}>{statusName(run.status)}</td>
               <td>{run.customStatus}</td>
+              <td>{Object.entries(run.labels).map(([k, v]) => `${k}=${v}`).join(", ")}</td>
               <td>{time(run.createTime)}</td>
               <td>{time(run.endTime)}</td>
             </tr>

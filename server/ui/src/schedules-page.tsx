@@ -8,7 +8,7 @@ const PAGE_SIZE = 100;
 
 export function SchedulesPage() {
   const [tokens, setTokens] = useState<string[]>([""]);
-  const { data, error, reload } = usePoll(() => schedules.listSchedules({ pageSize: PAGE_SIZE, pageToken: tokens[tokens.length - 1]! }), [tokens]);
+  const { data, error, reload } = usePoll((signal) => schedules.listSchedules({ pageSize: PAGE_SIZE, pageToken: tokens[tokens.length - 1]! }, { signal }), [tokens]);
   const [message, setMessage] = useState<{ ok: boolean; text: string }>();
   const act = async (what: string, call: () => Promise<unknown>) => {
     try {

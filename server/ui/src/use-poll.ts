@@ -1,32 +1,36 @@
-/** Re-runs a load every few seconds while the page is open: the UI's live updates. */
-import { useEffect, useState } from "preact/hooks";
+/**
+ * The runs, queues and schedules pages' live updates: re-read every REFRESH_MS while the tab is
+ * visible, one read at a time (refresher.ts says why). The run page follows its history with a long
+ * poll instead (use-run-follow.ts).
+ */
+import { useEffect, useRef, useState } from "preact/hooks";
 import { errorText } from "./api.js";
+import { startRefresher, type Refresher } from "./refresher.js";
 
 export const REFRESH_MS = 2_000;
 
-export function usePoll<T>(load: () => Promise<T>, deps: unknown[]): { data: T | undefined; error: string | undefined; reload: () => void } {
+export function usePoll<T>(
+  load: (signal: AbortSignal) => Promise<T>,
+  deps: unknown[],
+): { data: T | undefined; error: string | undefined; reload: () => void } {
   const [data, setData] = useState<T>();
   const [error, setError] = useState<string>();
-  const [tick, setTick] = useState(0);
+  const refresher = useRef<Refresher>();
   useEffect(() => {
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const run = async () => {
-      try {
-        const value = await load();
-        if (stopped) return;
-        setData(value);
-        setError(undefined);
-      } catch (err) {
-        if (!stopped) setError(errorText(err));
-      }
-      if (!stopped) timer = setTimeout(run, REFRESH_MS);
-    };
-    void run();
+    const r = startRefresher({
+      load,
+      onData: (value) => (setData(value), setError(undefined)),
+      onError: (err) => setError(errorText(err)),
+      intervalMs: REFRESH_MS,
+      visible: () => document.visibilityState === "visible",
+    });
+    refresher.current = r;
+    const onVisibility = () => r.visibilityChanged();
+    document.addEventListener("visibilitychange", onVisibility);
     return () => {
-      stopped = true;
-      clearTimeout(timer);
+      document.removeEventListener("visibilitychange", onVisibility);
+      r.stop();
     };
-  }, [...deps, tick]);
-  return { data, error, reload: () => setTick((t) => t + 1) };
+  }, deps);
+  return { data, error, reload: () => refresher.current?.readNow() };
 }
