@@ -8,7 +8,7 @@ import type { ServerOptions } from "./server-options.js";
 import type { StalledConnection } from "./store/connection-watchdog.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
 import { assertMigrated, loadMigrations } from "./store/migrator.js";
-import { pingDatabase } from "./store/ping.js";
+import { databaseClockOffsetMs, pingDatabase } from "./store/ping.js";
 
 /** Connections of the poll path's pool unless ServerOptions.dispatchPoolSize says otherwise. */
 const DEFAULT_DISPATCH_POOL_SIZE = 4;
@@ -98,9 +98,24 @@ export async function checkDatabase(sql: Sql, url: string, migrationsDir: string
       { cause: err },
     );
   }
+  warnOnClockSkew(await databaseClockOffsetMs(sql), logger);
   const schema = await assertMigrated(sql, await loadMigrations(migrationsDir));
   if (schema.databaseVersion > schema.knownVersion) {
     // Expected mid-upgrade; worth a line so that a fleet left half-upgraded is noticed.
     logger.info("database schema is one version newer than this dex (rolling upgrade; docs/upgrades.md)", { ...schema });
   }
+}
+
+/** Beyond this, a run's id time and its created_at disagree enough to matter (store/run-id-time.ts allows 10 min). */
+export const CLOCK_SKEW_WARNING_MS = 60_000;
+
+/** Logs a warning when this server's clock and the database's differ by more than CLOCK_SKEW_WARNING_MS. */
+export function warnOnClockSkew(offsetMs: number, logger: Logger): void {
+  if (Math.abs(offsetMs) <= CLOCK_SKEW_WARNING_MS) return;
+  logger.warn(
+    `this server's clock is ${(Math.abs(offsetMs) / 1000).toFixed(0)} s ${offsetMs > 0 ? "behind" : "ahead of"} the database's: ` +
+      `run ids carry this clock and created_at the database's, so runs can be missing from time-filtered listings ` +
+      `near their edges beyond 10 minutes of difference; synchronise the clocks (NTP)`,
+    { clockOffsetMs: Math.round(offsetMs) },
+  );
 }
