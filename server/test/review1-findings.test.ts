@@ -2,8 +2,9 @@
  * Review 1 (session 13): failing tests for findings in today's merges. Not for main as is.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResetPointKind } from "@dex/proto";
-import { byInstance, byRunId, fromJson, json, pollWorkflowTaskOf, startWith, type Harness, startHarness, uniqueId } from "./helpers.js";
+import { ResetPointKind, TaskQueueType } from "@dex/proto";
+import { waitFor } from "@dex/testing";
+import { byInstance, byRunId, fromJson, holdRunLock, json, pollWorkflowTaskOf, serverLockWaiters, startWith, type Harness, startHarness, uniqueId } from "./helpers.js";
 
 const NOW = { seconds: 0n, nanos: 0 };
 
@@ -56,5 +57,50 @@ describe("review1: update ids per chain vs ResetRun", () => {
     const retry = await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "v", wait: NOW });
     // Before 0016: the retry was stored on the reset run (stillRunning there). Now: FAILED_PRECONDITION, forever.
     expect(retry).toMatchObject({ runId: reset.runId, stillRunning: true });
+  });
+});
+
+describe("review1: run timeouts behind one locked run", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    // The default statement timeout (30 s) would free the blocked batch eventually; the point is
+    // that run timeouts due after it wait for it, and the locked run, due first, heads every next batch.
+    h = await startHarness({ statementTimeoutMs: 300_000 });
+    await h.queues.createTaskQueue({ name: "nobody-polls-r1", type: TaskQueueType.WORKFLOW });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  async function start(): Promise<string> {
+    const { runId } = await h.client.startWorkflow({
+      workflowName: "wf",
+      instanceId: uniqueId("rt"),
+      taskQueue: "nobody-polls-r1",
+      runTimeout: { seconds: 3_600n },
+    });
+    return runId;
+  }
+  async function status(runId: string): Promise<string> {
+    const [row] = await h.sql<{ status: string }[]>`select status from dex.runs where id = ${runId}`;
+    return row!.status;
+  }
+
+  it("a run timeout that comes due while another run's timeout waits for that run's lock still ends its run", async () => {
+    const locked = await start();
+    const later = await start();
+    const held = await holdRunLock(h, locked);
+    try {
+      await h.sql`update dex.timers set fire_at = now() - interval '1 second' where run_id = ${locked} and kind = 'run_timeout'`;
+      await waitFor(async () => (await serverLockWaiters(h)) > 0, { message: "the locked run's timeout to wait for its lock" });
+      // Due after the batch holding the locked run started.
+      await h.sql`update dex.timers set fire_at = now() where run_id = ${later} and kind = 'run_timeout'`;
+      await waitFor(async () => (await status(later)) === "TIMED_OUT", {
+        timeoutMs: 10_000,
+        message: "a run timeout due later to end while one run's lock is held (the in-flight batch ignores it)",
+      });
+    } finally {
+      await held.release();
+    }
   });
 });
