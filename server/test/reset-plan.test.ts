@@ -53,6 +53,15 @@ describe("reset plan", () => {
     ]);
   });
 
+  it("counts an accepted update among its task's inputs: a point keeps the update's whole block or none of it", () => {
+    const withUpdate = history(started, marker, event("go"), { case: "updateAccepted", value: { updateId: "u", name: "add" } }, marker);
+    expect(resetPoints(withUpdate)).toEqual([
+      { sequence: 1, keepThrough: 1 },
+      { sequence: 2, keepThrough: 1 },
+      { sequence: 5, keepThrough: 2 },
+    ]);
+  });
+
   it("last workflow task: keeps the timer and re-schedules the activity whose result came after the point", () => {
     const plan = planReset(h, { kind: "last_workflow_task" });
     expect(plan.keepThrough).toBe(8);

@@ -35,6 +35,9 @@ const INPUT_CASES = new Set<HistoryEvent["attributes"]["case"]>([
   "activityFailed",
   "timerFired",
   "externalEventReceived",
+  // An update is an input of the task that hands it out (decision 0024): without it here a point
+  // after an update's block kept the update and the inputs before it, without their marker.
+  "updateAccepted",
   "eventWaitTimedOut",
   "childRunStarted",
   "childRunStartFailed",

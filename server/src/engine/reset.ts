@@ -3,8 +3,10 @@
  * whose history is the old run's up to a workflow-task boundary
  * (reset-plan.ts), in ONE transaction:
  *   1. lock the old run (a retry with the same request id stops here);
- *   2. re-deliver the old run's external events after the point to the new
- *      run's inbox (before step 3 empties the old inbox);
+ *   2. re-deliver the old run's external events and updates after the point
+ *      to the new run's inbox (before step 3 empties the old inbox), and
+ *      claim for the new run the update ids it now holds (kept or
+ *      re-delivered), so a retry of an update reaches the run that answers it;
  *   3. terminate the old run if it is open (run_terminated names the new
  *      run; parent-close policy applies to its children, as for TerminateRun);
  *   4. create the new run with the start statement (store/runs.ts
@@ -28,7 +30,7 @@ import {
   missingActivityQueues,
   readResetLinks,
   readRunTimeouts,
-  redeliverExternalEvents,
+  redeliverInputs,
   type ResetLinks,
 } from "../store/reset.js";
 import { findOpenRun, insertRun } from "../store/runs.js";
@@ -97,7 +99,8 @@ export async function resetRun(engine: Engine, request: ResetRequest): Promise<R
       );
     }
     const newRunId = uuidv7();
-    const redeliveredEvents = await redeliverExternalEvents(tx, { oldRunId: old.id, newRunId, keepThrough: plan.keepThrough });
+    const keptUpdateIds = acceptedUpdateIds(history.slice(0, plan.keepThrough));
+    const redeliveredEvents = await redeliverInputs(tx, { oldRunId: old.id, newRunId, keepThrough: plan.keepThrough, keptUpdateIds });
     if (open) {
       const reason = `reset to run ${newRunId}${request.reason === "" ? "" : `: ${request.reason}`}`;
       await terminateLocked(engine, tx, effects, old, undefined, terminationRecords(reason, newRunId));
@@ -125,6 +128,11 @@ export async function resetRun(engine: Engine, request: ResetRequest): Promise<R
     engine.logger.info("run reset", { runId: old.id, workflow: old.workflowName, oldRunId: old.id, newRunId, keptEvents: plan.keepThrough, reason: request.reason });
     return { runId: newRunId, created: true, keptEvents: plan.keepThrough, redeliveredEvents };
   });
+}
+
+/** The update ids a (kept) history accepted: the new run holds them, and answers them. */
+function acceptedUpdateIds(history: readonly HistoryEvent[]): string[] {
+  return history.flatMap((e) => (e.attributes.case === "updateAccepted" ? [e.attributes.value.updateId] : []));
 }
 
 /**

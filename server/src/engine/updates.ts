@@ -23,7 +23,7 @@ import { lockRun } from "../store/completion-locks.js";
 import type { TransactionSql } from "../store/db.js";
 import { resolveRunId } from "../store/lifecycle.js";
 import { getRun } from "../store/runs.js";
-import { acceptedUpdates, insertUpdateRequest, readUpdateState, removeRejectedUpdates, updateHome } from "../store/updates.js";
+import { acceptedUpdates, insertUpdateRequest, openRunOfChain, readUpdateState, removeRejectedUpdates, updateClaim } from "../store/updates.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodeEvent, encodeFailure, type EncodedEvent } from "./events.js";
@@ -74,31 +74,33 @@ export async function updateRun(
   const home = await findOrAsk(engine, request, keys);
   if (home.known) return { runId: home.runId, outcome: home.known };
   let runId = home.runId;
-  // "moved": the update went on to the next run of the chain; wait on that run from now on.
+  // "moved": the update went on to another run of the chain; wait on that run from now on.
   const check = async (): Promise<UpdateOutcome | "moved" | undefined> => {
-    for (;;) {
-      const outcome = await readOutcome(engine, runId, keys);
-      if (outcome) return outcome;
-      const run = await getRun(engine.sql, { runId });
-      if (!run) throw new DexError("NOT_FOUND", `run ${runId}, which took update "${request.updateId}", was deleted; its outcome is gone`);
-      if (!isTerminal(run.status as RunStatus)) return undefined;
-      // Continue-as-new moves an update the run never saw to the next run of the chain, in the
-      // transaction that ends the run: once the end is visible, so is the move. Follow it.
-      const movedTo = await updateHome(engine.sql, runId, request.updateId);
-      if (movedTo && movedTo !== runId) {
-        runId = movedTo;
-        const outcome = await readOutcome(engine, runId, keys);
-        return outcome ?? "moved";
-      }
-      // Read again: the outcome may have been written by the very completion that ended the run.
-      const state = await readOutcome(engine, runId, keys, run.status as RunStatus);
-      if (state) return state;
-      throw new DexError(
-        "FAILED_PRECONDITION",
-        `run ${runId} ended (${run.status}) before update "${request.updateId}" completed; its handler's outcome will never be known. ` +
-          `A workflow that should finish its updates first can wait for ctx.allHandlersFinished() before it returns`,
-      );
+    const outcome = await readOutcome(engine, runId, keys);
+    if (outcome) return outcome;
+    const run = await getRun(engine.sql, { runId });
+    if (!run) throw new DexError("NOT_FOUND", `run ${runId}, which took update "${request.updateId}", was deleted; its outcome is gone`);
+    if (!isTerminal(run.status as RunStatus)) return undefined;
+    // Continue-as-new and ResetRun move an update the run holds to the next run of the chain, in the
+    // transaction that ends the run: once the end is visible, so is the move. Follow it.
+    const claim = await updateClaim(engine.sql, runId, request.updateId);
+    if (claim?.live && claim.runId !== runId) {
+      runId = claim.runId;
+      return (await readOutcome(engine, runId, keys)) ?? "moved";
     }
+    // Read again: the outcome may have been written by the very completion that ended the run.
+    const state = await readOutcome(engine, runId, keys, run.status as RunStatus);
+    if (state) return state;
+    // A server before 0016 continued the run as new and dropped the update: ask the chain's open run.
+    if (claim && !claim.live) {
+      runId = await askChainAgain(engine, runId, request, keys.requested);
+      return "moved";
+    }
+    throw new DexError(
+      "FAILED_PRECONDITION",
+      `run ${runId} ended (${run.status}) before update "${request.updateId}" completed; its handler's outcome will never be known. ` +
+        `A workflow that should finish its updates first can wait for ctx.allHandlersFinished() before it returns`,
+    );
   };
   for (;;) {
     const outcome = await longPoll({
@@ -121,8 +123,10 @@ const MAX_HOPS = 5;
 /**
  * Step 1: the run of the chain that holds the update and its outcome if
  * already known (a resumed wait, even on a run that has ended since, or a
- * retry through the instance id after continue-as-new: dex.update_ids, per
- * chain); else the resolved open run gets the request, claimed for its chain.
+ * retry through the instance id after continue-as-new or a reset:
+ * dex.update_ids, per chain); else the resolved open run gets the request,
+ * claimed for its chain. A stale claim (left by a server before 0016,
+ * store/updates.ts staleClaim) counts as none: the chain's open run is asked.
  */
 async function findOrAsk(
   engine: Engine,
@@ -132,18 +136,44 @@ async function findOrAsk(
   for (let hop = 1; ; hop++) {
     const resolved = await resolveRunId(engine.sql, request.selector);
     if (!resolved) throw notFound(request.selector);
-    const claimed = await updateHome(engine.sql, resolved, request.updateId);
-    // Without a claim, the resolved run itself: it may hold the update from before the claims (migration 0016).
-    const runId = claimed ?? resolved;
+    const claim = await updateClaim(engine.sql, resolved, request.updateId);
+    // Without a live claim, the resolved run itself: it may hold the update from before the claims (migration 0016).
+    const runId = claim?.live ? claim.runId : resolved;
     const known = await readOutcome(engine, runId, keys);
     if (known) return { runId, known };
     // A run of the chain took it: wait on that run (the long poll follows it if it moves on).
-    if (claimed) return { runId };
+    if (claim?.live) return { runId };
+    if (claim) return { runId: await askChainAgain(engine, resolved, request, keys.requested) };
     try {
       return { runId: await askRun(engine, runId, request, keys.requested) };
     } catch (err) {
       // Through an instance id the open run may have ended (continue-as-new) since it was resolved: go to the next one.
       if (err instanceof RunEnded && "instanceId" in request.selector && hop < MAX_HOPS) continue;
+      throw err instanceof RunEnded ? err.error : err;
+    }
+  }
+}
+
+/**
+ * An update whose claim is stale (its run continued as new on a server before
+ * 0016, which dropped the update, or is gone): asked again of the open run of
+ * `runId`'s chain, as if never claimed (docs/upgrades.md, 0016). The chain's
+ * open run may end between the look-up and its lock: look again, a few times.
+ */
+async function askChainAgain(engine: Engine, runId: string, request: UpdateRequest, dedupKey: string): Promise<string> {
+  for (let hop = 1; ; hop++) {
+    const open = await openRunOfChain(engine.sql, runId);
+    if (!open) {
+      throw new DexError(
+        "FAILED_PRECONDITION",
+        `update "${request.updateId}" was lost by a server older than migration 0016 (its run continued as new and dropped it, ` +
+          `or was deleted), and the chain of run ${runId} has no open run to ask again; start a new run and send the update there`,
+      );
+    }
+    try {
+      return await askRun(engine, open, request, dedupKey);
+    } catch (err) {
+      if (err instanceof RunEnded && hop < MAX_HOPS) continue;
       throw err instanceof RunEnded ? err.error : err;
     }
   }

@@ -1,7 +1,7 @@
 /**
  * ResetRun's SQL (engine/reset.ts): the reset chain (dex.run_resets,
  * migration 0012), the copy of the kept history and the re-delivery of
- * external events. The new run itself is created by the start statement
+ * external events and updates, with their update-id claims. The new run itself is created by the start statement
  * (store/runs.ts insertRuns); nothing here inserts into dex.runs.
  *
  * Locking: the caller holds the OLD run's row lock (FOR UPDATE, lockRun)
@@ -13,7 +13,9 @@
  * run's rows are invisible to everyone until the commit, so they need no
  * lock; the open-run unique index decides a race with a concurrent start.
  */
+import { DedupKind } from "../engine/model.js";
 import type { Queryable } from "./db.js";
+import { dedupPrefixSql } from "./vocabulary.js";
 
 /** The reset links of a run, for DescribeRun. */
 export interface ResetLinks {
@@ -95,31 +97,54 @@ export async function copyKeptHistory(
 }
 
 /**
- * Re-delivery (reset-reapply): the external events the old run received
- * after the kept history, those in its history first (in sequence order),
- * then those still in its inbox (in arrival order), go to the new run's inbox
- * as they were (bytes, dedup key). Inbox ids are assigned in insert order,
- * and a workflow task hands inbox rows out in id order, so the new run sees
- * them in the order the old one received them. Runs before the old run is
- * terminated (which empties its inbox). Returns the dedup keys delivered.
+ * Re-delivery (reset-reapply), in ONE statement: the external events and
+ * updates the old run received after the kept history, those in its history
+ * first (in sequence order), then those still in its inbox (in arrival
+ * order, unseen or handed out with a task in flight), go to the new run's
+ * inbox as they were (bytes, dedup key). Inbox ids are assigned in insert
+ * order, and a workflow task hands inbox rows out in id order, so the new run
+ * sees them in the order the old one received them. Then every update the new
+ * run now holds, those accepted in the kept history (`keptUpdateIds`) and
+ * those re-delivered, is claimed for it in the chain (dex.update_ids), as
+ * continue-as-new re-points what it moves: a retry through the instance id
+ * reaches the new run, which answers it. An upsert: an update taken before
+ * the claims existed (migration 0016) gets one. Claims of updates the old run
+ * rejected stay with it (it keeps the rejection). Runs before the old run is
+ * terminated (which empties its inbox). Returns how many external events
+ * were re-delivered (ResetRunResponse.redelivered_events).
  */
-export async function redeliverExternalEvents(
+export async function redeliverInputs(
   tx: Queryable,
-  input: { oldRunId: string; newRunId: string; keepThrough: number },
+  input: { oldRunId: string; newRunId: string; keepThrough: number; keptUpdateIds: readonly string[] },
 ): Promise<number> {
-  const rows = await tx`
-    insert into dex.inbox (run_id, kind, event, dedup_key)
-    select ${input.newRunId}, kind, event, dedup_key from (
-      select 1 as source, sequence::bigint as position, kind, event, dedup_key from dex.history_events
-      where run_id = ${input.oldRunId} and sequence > ${input.keepThrough} and kind = 'external_event_received'
-      union all
-      select 2, id, kind, event, dedup_key from dex.inbox
-      where run_id = ${input.oldRunId} and kind = 'external_event_received'
-    ) e
-    order by source, position
-    on conflict (run_id, dedup_key) where dedup_key is not null do nothing
-    returning id`;
-  return rows.length;
+  const [row] = await tx<{ events: number }[]>`
+    with redelivered as (
+      insert into dex.inbox (run_id, kind, event, dedup_key)
+      select ${input.newRunId}, kind, event, dedup_key from (
+        select 1 as source, sequence::bigint as position, kind, event, dedup_key from dex.history_events
+        where run_id = ${input.oldRunId} and sequence > ${input.keepThrough}
+          and kind in ('external_event_received', 'update_accepted')
+        union all
+        select 2, id, kind, event, dedup_key from dex.inbox
+        where run_id = ${input.oldRunId} and kind in ('external_event_received', 'update_accepted')
+      ) e
+      order by source, position
+      on conflict (run_id, dedup_key) where dedup_key is not null do nothing
+      returning kind, dedup_key
+    ), held as (
+      select u.id as update_id from unnest(${input.keptUpdateIds as string[]}::text[]) as u(id)
+      union
+      select substr(r.dedup_key, length(${dedupPrefixSql(tx, DedupKind.UPDATE)}) + 1) from redelivered r
+      where r.kind = 'update_accepted'
+    ), reclaimed as (
+      insert into dex.update_ids (chain_id, update_id, run_id)
+      select coalesce((select chain_id from dex.run_chains where run_id = ${input.oldRunId}), ${input.oldRunId}::uuid),
+             h.update_id, ${input.newRunId}
+      from held h
+      on conflict (chain_id, update_id) do update set run_id = excluded.run_id
+    )
+    select count(*) filter (where kind = 'external_event_received')::int as events from redelivered`;
+  return row?.events ?? 0;
 }
 
 /** Activity task queues among `names` that do not exist (an activity to schedule again needs its queue). */

@@ -10,23 +10,64 @@
  * chain (dex.update_ids, migration 0016), which also says which run of the
  * chain holds the update.
  */
+import type postgres from "postgres";
+import { DedupKind, dedupKey, RunStatus } from "../engine/model.js";
 import { bytes, base64Array, type Queryable } from "./db.js";
 import { insertTaskUnlessQueued } from "./lifecycle.js";
+import { openStatuses } from "./vocabulary.js";
 
 /** The chain of a run (migration 0009): the chain's first run, which has no row of its own. */
-function chainOf(sql: Queryable, runId: string) {
+function chainOf(sql: Queryable, runId: string | postgres.Fragment) {
   return sql`coalesce((select chain_id from dex.run_chains where run_id = ${runId}), ${runId}::uuid)`;
 }
 
 /**
- * The run of `runId`'s continue-as-new chain that holds this update id (its
- * inbox row, its history events or its rejection: dex.update_ids, migration
- * 0016), or null when no run of the chain took it. Two primary-key probes.
+ * Whether a claim names a run that does not hold its update and never will:
+ * the run is gone (a server before 0016 deleted it by retention and left its
+ * claims), or it continued as new with the update in neither its history nor
+ * its rejections (a server before 0016 ran the continue-as-new and dropped
+ * the update waiting in its inbox, not knowing the claim). A server with 0016
+ * never leaves either: its retention deletes a run's claims with the run, and
+ * its continue-as-new re-points the claims of the updates it moves, in the
+ * transaction that ends the run; an update handed out with that task is in
+ * the old history or rejections. Such a claim counts as none (docs/upgrades.md,
+ * 0016). `claimRun`: the SQL expression of the claim's run_id. Three probes
+ * (runs, history_events_dedup and the rejections' primary keys).
  */
-export async function updateHome(sql: Queryable, runId: string, updateId: string): Promise<string | null> {
-  const [row] = await sql<{ run_id: string }[]>`
-    select run_id from dex.update_ids where chain_id = ${chainOf(sql, runId)} and update_id = ${updateId}`;
-  return row?.run_id ?? null;
+function staleClaim(sql: Queryable, claimRun: postgres.Fragment, updateId: string) {
+  return sql`(
+    not exists (select 1 from dex.runs r where r.id = ${claimRun})
+    or exists (
+      select 1 from dex.runs r where r.id = ${claimRun} and r.status = ${RunStatus.CONTINUED_AS_NEW}
+        and not exists (select 1 from dex.history_events h
+                        where h.run_id = ${claimRun} and h.dedup_key = ${dedupKey(DedupKind.UPDATE, updateId)})
+        and not exists (select 1 from dex.update_rejections x where x.run_id = ${claimRun} and x.update_id = ${updateId})))`;
+}
+
+/**
+ * The claim of this update id by `runId`'s continue-as-new chain
+ * (dex.update_ids, migration 0016): the run that holds the update (its inbox
+ * row, its history events or its rejection), and whether that still holds
+ * (`live`; see staleClaim). Null when no run of the chain claimed it.
+ */
+export async function updateClaim(sql: Queryable, runId: string, updateId: string): Promise<{ runId: string; live: boolean } | null> {
+  const [row] = await sql<{ run_id: string; stale: boolean }[]>`
+    select c.run_id, ${staleClaim(sql, sql`c.run_id`, updateId)} as stale
+    from dex.update_ids c where c.chain_id = ${chainOf(sql, runId)} and c.update_id = ${updateId}`;
+  return row ? { runId: row.run_id, live: !row.stale } : null;
+}
+
+/**
+ * The open run of `runId`'s continue-as-new chain (the instance's open run,
+ * if it is of that chain), where an update whose claim went stale is asked
+ * again. The open-run index, then two run_chains primary-key probes.
+ */
+export async function openRunOfChain(sql: Queryable, runId: string): Promise<string | null> {
+  const [row] = await sql<{ id: string }[]>`
+    select o.id from dex.runs r
+    join dex.runs o on o.instance_id = r.instance_id and o.status in ${openStatuses(sql)}
+    where r.id = ${runId} and ${chainOf(sql, sql`o.id`)} = ${chainOf(sql, runId)}`;
+  return row?.id ?? null;
 }
 
 /**
@@ -35,11 +76,13 @@ export async function updateHome(sql: Queryable, runId: string, updateId: string
  * key is in the inbox or history already (runs that took it before the claims
  * existed), and gives the run a workflow task unless it has one (or waits for
  * its concurrency key's slot), in ONE statement: the shape of
- * insertExternalEvent. The claim cannot race: every claim of a chain holds its
- * open run's lock, and continue-as-new holds the old run's lock while it
- * starts the next run. A rejected update id is not asked again: its claim (and
- * its rejection) stand. `home`: the run that holds the update, this one or the
- * run of the chain that claimed it first.
+ * insertExternalEvent. A stale claim (staleClaim: left by a server before
+ * 0016) is taken over as if there were none. The claim cannot race: every
+ * claim of a chain holds its open run's lock, continue-as-new holds the old
+ * run's lock while it starts the next run, and a stale claim's run has ended
+ * or is gone, so nothing changes what makes it stale. A rejected update id is
+ * not asked again: its claim (and its rejection) stand. `home`: the run that
+ * holds the update, this one or the run of the chain that claimed it first.
  */
 export async function insertUpdateRequest(
   tx: Queryable,
@@ -48,9 +91,10 @@ export async function insertUpdateRequest(
 ): Promise<{ inserted: boolean; taskCreated: boolean; home: string }> {
   const [row] = await tx<{ inserted: boolean; task_created: boolean; home: string }[]>`
     with claimed as (
-      insert into dex.update_ids (chain_id, update_id, run_id)
+      insert into dex.update_ids as c (chain_id, update_id, run_id)
       values (${chainOf(tx, run.id)}, ${input.updateId}, ${run.id})
-      on conflict do nothing
+      on conflict (chain_id, update_id) do update set run_id = excluded.run_id, created_at = now()
+        where ${staleClaim(tx, tx`c.run_id`, input.updateId)}
       returning run_id
     ), inboxed as (
       insert into dex.inbox (run_id, kind, event, dedup_key)
