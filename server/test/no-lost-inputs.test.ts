@@ -114,13 +114,17 @@ describe("no lost inputs", () => {
       expect(await h.client.cancelRun({ run: byRunId(nextId) })).toMatchObject({ alreadyRequested: true });
     });
 
-    it("does not carry over a cancellation the old run saw: the workflow chose to continue", async () => {
+    it("does not carry over a cancellation the old run's code saw and continued past (cancel_request_delivered)", async () => {
       const instanceId = uniqueId("can-seen");
       const { runId } = await h.client.startWorkflow({ workflowName: "wf", instanceId });
       await h.client.cancelRun({ run: byRunId(runId), reason: "seen" });
       const task = await pollWorkflowTaskOf(h, runId);
       expect(kinds(task.newEvents)).toEqual(["cancelRequested"]);
-      await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(2)] });
+      const continued = continueAsNew(2);
+      await h.worker.completeWorkflowTask({
+        taskToken: task.taskToken,
+        commands: [{ command: { case: "continueAsNew", value: { ...continued.command.value, cancelRequestDelivered: true } } }],
+      });
 
       const history = await h.client.getRunHistory({ run: byRunId(runId) });
       expect(kinds(history.events)).toEqual(["runStarted", "cancelRequested", "workflowTaskCompleted", "runContinuedAsNew"]);
