@@ -28,11 +28,11 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { FailureKind, FailureSchema, TimeoutType } from "@dex/proto";
+import type { Logger } from "../logger.js";
 import { lockRun, type LockedRun } from "../store/completion-locks.js";
+import type { Queryable } from "../store/db.js";
 import { lockWorkflowTaskNoWait, parentOf, terminateRunRows } from "../store/lifecycle.js";
 import { runExists, takeRunTimeout } from "../store/timers.js";
-import type { Logger } from "../logger.js";
-import type { Queryable } from "../store/db.js";
 import { handOverSlots } from "./concurrency-keys.js";
 import type { Engine } from "./context.js";
 import { encodeEvent, encodeFailure } from "./events.js";
