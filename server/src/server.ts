@@ -19,7 +19,7 @@ import { createTestClock } from "./engine/test-clock.js";
 import { onScheduleChange } from "./engine/schedules.js";
 import { ScheduleLoop } from "./engine/schedules-loop.js";
 import { TimerLoop } from "./engine/timer-loop.js";
-import { fireRunTimeouts } from "./engine/run-timeouts.js";
+import { RunTimeoutQueue, timeOutRun } from "./engine/run-timeouts.js";
 import { Wakeups } from "./engine/wakeups.js";
 import { startHttpEndpoints, type HttpEndpoints } from "./http/endpoints.js";
 import { createJsonLogger, withLogFields } from "./logger.js";
@@ -77,7 +77,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
         wakeups,
         logger,
         announce: (queues) => announceQueues(engine, QueueType.WORKFLOW, queues),
-        fireRunTimeouts: (runIds) => fireRunTimeouts(engine, runIds),
+        runTimeouts: new RunTimeoutQueue((runId) => timeOutRun(engine, runId), logger),
       },
       options.timerMaxSleepMs === undefined ? {} : { maxSleepMs: positiveMs("timerMaxSleepMs", options.timerMaxSleepMs, 1_000) },
     ));

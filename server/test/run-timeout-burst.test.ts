@@ -1,7 +1,9 @@
 /**
  * Run timeouts are ended off the timer loop's pass (docs/decisions/0032-loops-that-do-not-stall.md):
  * a burst of due run timeouts, one of whose runs is locked by a long transaction, neither stops
- * the other runs from timing out nor delays an ordinary timer; each run times out once.
+ * the other runs from timing out nor delays an ordinary timer; each run times out once. A run
+ * timeout that comes due after the one whose run is locked was tried still ends its run (review 1:
+ * the locked run, due first, headed every later batch and each waited for its lock).
  *
  * The burst is made due with one UPDATE of the run_timeout rows' fire_at (the runs start with
  * a run timeout of an hour), so all of them are due at once whatever the start took. Every
@@ -56,9 +58,12 @@ async function timerFired(h: Harness, runId: string): Promise<boolean> {
 describe("a burst of run timeouts", () => {
   let h: Harness;
   const passes: Array<{ ms: number; runTimeouts: number }> = [];
+  /** Runs whose run timeout a try left due because their run was locked. */
+  const leftDue = new Set<string>();
   const logger: Logger = {
     debug: (message, fields) => {
       if (message === "timer pass" && fields) passes.push(fields as { ms: number; runTimeouts: number });
+      if (message.startsWith("run timeout left due") && fields) leftDue.add((fields as { runId: string }).runId);
     },
     info: () => {},
     warn: () => {},
@@ -74,6 +79,15 @@ describe("a burst of run timeouts", () => {
     await h.close();
   });
 
+  /**
+   * The server tried the locked run's timeout: it either skipped the run and left the timer due
+   * (this loop), or waits for the run's lock (the loop before review 1, so that the tests below
+   * fail on it at their real assertion, not here).
+   */
+  async function triedLockedRun(runId: string): Promise<boolean> {
+    return leftDue.has(runId) || (await serverLockWaiters(h)) > 0;
+  }
+
   it("ends every run once, and neither a locked run nor the burst holds up an ordinary timer", async () => {
     const runIds = await startSleepers(h, 60);
     const [locked, ...others] = runIds as [string, ...string[]];
@@ -85,7 +99,7 @@ describe("a burst of run timeouts", () => {
     try {
       await h.sql`update dex.timers set fire_at = now() - interval '1 second' where run_id = ${locked} and kind = 'run_timeout'`;
       await h.sql`update dex.timers set fire_at = now() where run_id = any(${others}::uuid[]) and kind = 'run_timeout'`;
-      await waitFor(async () => (await serverLockWaiters(h)) > 0, { message: "the run timeout of the locked run to wait for its lock" });
+      await waitFor(() => triedLockedRun(locked), { message: "the run timeout of the locked run to be tried" });
 
       // Due only now, after the pass that handed the burst over: it needs a later pass.
       await h.sql`update dex.timers set fire_at = now() where run_id = ${sleeper} and seq = 1`;
@@ -104,6 +118,26 @@ describe("a burst of run timeouts", () => {
     expect(events).toHaveLength(runIds.length);
     expect(events.every((e) => e.n === 1)).toBe(true);
     expect(await h.sql`select 1 from dex.timers where run_id = any(${runIds}::uuid[])`).toHaveLength(0);
+  });
+
+  it("a run timeout that comes due while another run's lock is held still ends its run (review 1)", async () => {
+    const [locked, later] = (await startSleepers(h, 2)) as [string, string];
+    const held = await holdRunLock(h, locked);
+    try {
+      await h.sql`update dex.timers set fire_at = now() - interval '1 second' where run_id = ${locked} and kind = 'run_timeout'`;
+      await waitFor(() => triedLockedRun(locked), { message: "the run timeout of the locked run to be tried" });
+      // Due after the locked run was tried (and, on the old loop, while its batch waited for the lock).
+      await h.sql`update dex.timers set fire_at = now() where run_id = ${later} and kind = 'run_timeout'`;
+      await waitFor(async () => (await openRuns(h, [later])) === 0, {
+        timeoutMs: 10_000,
+        message: "a run timeout due later to end while one run's lock is held",
+      });
+      expect(await openRuns(h, [locked])).toBe(1);
+    } finally {
+      await held.release();
+    }
+    // Left due, not dropped: retried after the lock is released.
+    await waitFor(async () => (await openRuns(h, [locked])) === 0, { message: "the locked run to time out once released" });
   });
 
   it.runIf(process.env.DEX_MEASURE_BURST)("measurement: how long the passes that saw a burst lasted", async () => {

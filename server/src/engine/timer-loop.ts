@@ -24,17 +24,24 @@
  *
  * RUN TIMEOUTS OFF THE PASS (docs/decisions/0032-loops-that-do-not-stall.md):
  * the pass only reports the due run timeouts; ending them (a transaction per
- * run that waits for the run's locks) runs beside the loop, one batch at a
- * time, so a burst of them, or one run whose lock a long transaction holds,
- * never delays the ordinary timers of the next passes. A pass while a batch
- * is in flight leaves the reported runs alone (the batch holds them, or the
- * next batch gets them: their timers stay due until ended); a batch that was
- * full is followed by a pass at once, as a backlog of timers is.
+ * run) runs beside the loop, in engine/run-timeouts.ts's RunTimeoutQueue, so a
+ * burst of them never delays the ordinary timers of the next passes. Every
+ * pass hands its report over (the queue skips the runs it already holds), so
+ * a run timeout due while others are being ended joins at once. What the
+ * loop does once a pass's runs were tried:
+ * - some ended and the report was full: a pass at once, as for a backlog of
+ *   timers (more may be due behind this head);
+ * - some were left due (their run locked by someone else, or the attempt
+ *   failed): a pass after `lockedRetryMs`, doubling while tries end nothing,
+ *   up to `maxSleepMs`. Never at once: a report of runs that all stay locked
+ *   (a stuck transaction) or all fail (the database refuses) would otherwise
+ *   make the loop spin, one pass and one attempt per run after another.
  */
 import type { Logger } from "../logger.js";
 import type { Queryable } from "../store/db.js";
 import { fireDueTimers, type FirePass } from "../store/timers.js";
 import { QueueType } from "./model.js";
+import type { RunTimeoutRound } from "./run-timeouts.js";
 import type { Wakeups } from "./wakeups.js";
 
 export interface TimerLoopOptions {
@@ -42,7 +49,10 @@ export interface TimerLoopOptions {
   maxSleepMs?: number;
   /** Timers fired per pass, i.e. per statement. Default 500. */
   batchSize?: number;
-  /** Delay before the next pass when one skipped runs that were locked. Default 20 ms. */
+  /**
+   * Delay before the next pass when one skipped runs that were locked, or left run timeouts due;
+   * for run timeouts it doubles while tries end nothing, up to maxSleepMs. Default 20 ms.
+   */
   lockedRetryMs?: number;
   /** Back-off after a failed pass: initialMs doubling up to maxMs. Default 100 / 5 000 ms. */
   errorBackoff?: { initialMs: number; maxMs: number };
@@ -58,10 +68,15 @@ export interface TimerLoopDeps {
    */
   announce: (queues: string[]) => void;
   /**
-   * Ends the runs whose run timeout is due (engine/run-timeouts.ts fireRunTimeouts); the pass reports
-   * them and the loop calls this off the pass, one call at a time, never awaiting it in a pass.
+   * Ends the runs whose run timeout is due (engine/run-timeouts.ts RunTimeoutQueue): each pass
+   * hands over what it reports, never awaiting it; the loop stops it in stop().
    */
-  fireRunTimeouts?: (runIds: string[]) => Promise<number>;
+  runTimeouts?: {
+    /** Resolves once the runs it took (those not already in hand) were tried. */
+    end(runIds: readonly string[]): Promise<RunTimeoutRound>;
+    /** Drops what has not started; resolves once nothing is running. */
+    stop(): Promise<void>;
+  };
 }
 
 export interface TimerLoopStats {
@@ -71,8 +86,12 @@ export interface TimerLoopStats {
   fired: number;
   /** Passes that failed. */
   errors: number;
-  /** Batches of due run timeouts handed to fireRunTimeouts (off the pass). */
+  /** Passes whose due run timeouts were handed to `runTimeouts` (off the pass). */
   runTimeoutBatches: number;
+  /** Runs ended TIMED_OUT by this loop's hand-overs. */
+  runTimeoutsEnded: number;
+  /** Tries that left a run timeout due (run locked, or failed); each is retried later. */
+  runTimeoutsLeftDue: number;
 }
 
 export class TimerLoop {
@@ -89,9 +108,11 @@ export class TimerLoop {
   private hintedAt = Number.POSITIVE_INFINITY;
   /** Database clock minus local clock, estimated at each pass, to turn hints (database times) into local ones. */
   private clockOffsetMs = 0;
-  /** The batch of run timeouts being ended beside the loop, if any (at most one). */
-  private runTimeoutBatch: Promise<void> | undefined;
-  readonly stats: TimerLoopStats = { passes: 0, fired: 0, errors: 0, runTimeoutBatches: 0 };
+  /** Hand-overs of run timeouts not yet tried in full (what stop() waits for). */
+  private readonly runTimeoutRounds = new Set<Promise<void>>();
+  /** Hand-overs in a row that left run timeouts due and ended none: the retry's back-off exponent. */
+  private fruitlessRounds = 0;
+  readonly stats: TimerLoopStats = { passes: 0, fired: 0, errors: 0, runTimeoutBatches: 0, runTimeoutsEnded: 0, runTimeoutsLeftDue: 0 };
 
   constructor(
     private readonly deps: TimerLoopDeps,
@@ -117,7 +138,11 @@ export class TimerLoop {
     if (this.stopped) return;
     // +1 ms: timestamps carry microseconds that a Date drops; waking a hair
     // late costs nothing, waking early costs an empty pass.
-    const local = at.getTime() - this.clockOffsetMs + 1;
+    this.wakeBy(at.getTime() - this.clockOffsetMs + 1);
+  }
+
+  /** Moves the next pass to `local` (this host's clock) at the latest. */
+  private wakeBy(local: number): void {
     if (local < this.hintedAt) this.hintedAt = local;
     const sleeping = this.sleeping;
     if (sleeping && local < sleeping.until) this.sleepUntil(sleeping, local);
@@ -133,12 +158,16 @@ export class TimerLoop {
     this.wake();
   }
 
-  /** Stops after the pass and the run-timeout batch in flight (if any); resolves once no statement of the loop is running. */
+  /**
+   * Stops after the pass in flight and the run timeouts being ended (those not started stay due);
+   * resolves once no statement of the loop is running.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake();
     await this.running;
-    await this.runTimeoutBatch;
+    await this.deps.runTimeouts?.stop();
+    await Promise.all(this.runTimeoutRounds);
   }
 
   private async run(): Promise<void> {
@@ -182,24 +211,31 @@ export class TimerLoop {
     return pass;
   }
 
-  /**
-   * Hands due run timeouts to fireRunTimeouts without waiting for it (see RUN TIMEOUTS OFF THE
-   * PASS). One batch at a time: the runs a pass reports while a batch runs are that batch's or
-   * the next one's, so no run is handed over twice on this server.
-   */
+  /** Hands due run timeouts over without waiting for them (see RUN TIMEOUTS OFF THE PASS). */
   private endRunTimeouts(runIds: string[]): void {
-    const fire = this.deps.fireRunTimeouts;
-    if (!fire || this.runTimeoutBatch || this.stopped) return;
+    const runTimeouts = this.deps.runTimeouts;
+    if (!runTimeouts || this.stopped) return;
     this.stats.runTimeoutBatches++;
     const full = runIds.length >= this.batchSize;
-    this.runTimeoutBatch = fire(runIds)
-      .then(() => undefined)
+    const round: Promise<void> = runTimeouts
+      .end(runIds)
+      .then((result) => this.afterRunTimeouts(result, full))
       .catch((err: unknown) => this.deps.logger.warn("run timeouts could not be ended; retrying on a later timer pass", { err }))
-      .finally(() => {
-        this.runTimeoutBatch = undefined;
-        // A full batch suggests more are due: look again now rather than after a sleep.
-        if (full) this.nudge();
-      });
+      .finally(() => this.runTimeoutRounds.delete(round));
+    this.runTimeoutRounds.add(round);
+  }
+
+  /** When to look again after a hand-over was tried (see RUN TIMEOUTS OFF THE PASS). */
+  private afterRunTimeouts({ ended, leftDue }: RunTimeoutRound, full: boolean): void {
+    this.stats.runTimeoutsEnded += ended;
+    this.stats.runTimeoutsLeftDue += leftDue;
+    if (this.stopped) return;
+    if (ended > 0) this.fruitlessRounds = 0;
+    else if (leftDue > 0) this.fruitlessRounds = Math.min(this.fruitlessRounds + 1, 30);
+    if (full && ended > 0) return this.nudge();
+    if (leftDue === 0) return;
+    const retryMs = Math.min(this.lockedRetryMs * 2 ** Math.max(0, this.fruitlessRounds - 1), this.maxSleepMs);
+    this.wakeBy(Date.now() + retryMs);
   }
 
   private nextDelay(pass: FirePass): number {

@@ -171,13 +171,24 @@ export async function fireDueTimers(sql: Queryable, input: { limit: number }): P
  * Fires one run's run timeout, once: deletes its 'run_timeout' timer and answers the run's
  * run timeout (0 for a timer whose run is gone), or undefined when the timer was not there.
  * The caller holds the run's lock (every writer of a run's timers does), so of two servers
- * handed the same due run, the second finds the row gone.
+ * handed the same due run, the one that gets the lock second (or retries after skipping the
+ * locked run) finds the row gone.
  */
 export async function takeRunTimeout(tx: Queryable, runId: string): Promise<{ runTimeoutMs: number } | undefined> {
   const [row] = await tx<{ ms: number | null }[]>`
     delete from dex.timers t where t.run_id = ${runId} and t.seq = 0 and t.kind = 'run_timeout'
     returning (select r.run_timeout_ms::float8 from dex.runs r where r.id = t.run_id) as ms`;
   return row ? { runTimeoutMs: row.ms ?? 0 } : undefined;
+}
+
+/**
+ * Whether the run row exists (read without a lock). engine/run-timeouts.ts asks after a lock
+ * taken SKIP LOCKED found no row: it tells a run someone else holds (leave its run timeout due,
+ * retry) from one that is gone (delete its orphaned timer).
+ */
+export async function runExists(sql: Queryable, runId: string): Promise<boolean> {
+  const rows = await sql`select 1 from dex.runs where id = ${runId}`;
+  return rows.length > 0;
 }
 
 /** Describe: the run's timers not yet fired (cold path). */
