@@ -14,19 +14,18 @@
  * (`--concurrency 1,4,16`). Prints runs/s and the CLI process's peak RSS
  * (getrusage maxrss, reported at exit by a preloaded module).
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createActivityWorker, createClient, createWorkflowWorker } from "@dex/sdk";
 import { migrate, openDatabase, silentLogger, startEmbeddedPostgres, startServer } from "@dex/server";
 import { orderFulfilment } from "../../examples/order-fulfilment/workflows.js";
 import type { Order } from "../../examples/order-fulfilment/types.js";
+// Plain Node, no test framework: the spawn-and-collect helper the e2e tests use.
+import { repoRoot, runToEnd } from "../../tests/support/spawned.js";
 
-const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "10000" },
@@ -136,7 +135,7 @@ async function measure(address: string, concurrency: number): Promise<string> {
     "--json",
   ];
   const started = performance.now();
-  const { code, stdout, stderr } = await run(process.execPath, args);
+  const { code, stdout, stderr } = await runToEnd(process.execPath, args, { cwd: repoRoot });
   const seconds = (performance.now() - started) / 1000;
   const report = JSON.parse(stdout) as { checked: number; replays: number; fails: number };
   if (code !== 0 || report.checked !== RUNS || report.replays !== RUNS) {
@@ -146,16 +145,4 @@ async function measure(address: string, concurrency: number): Promise<string> {
   const line = `| ${RUNS} | ${concurrency} | ${seconds.toFixed(1)} | ${Math.round(RUNS / seconds)} | ${(rssKiB / 1024).toFixed(0)} |`;
   log(line);
   return line;
-}
-
-function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
 }

@@ -5,44 +5,18 @@
  * workers make for the run carry the Python client's trace id, as children of its span.
  * Skipped, saying why, where python3-grpcio, protoc or grpc_python_plugin is missing.
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { protoRoot } from "@dex/proto";
 import { waitFor } from "@dex/testing";
 import type { WorkflowContext } from "@dex/sdk";
+// The repository's test support (not part of the package): the same Python tooling the e2e tests use.
+import { generatePythonStubs, pythonSkipReason, runPython } from "../../tests/support/python.js";
 import { Attribute } from "../src/index.js";
 import { startTracedServer, type TracedServer } from "./traced-server.js";
 
-const PYTHON = "/usr/bin/python3";
-const PLUGIN = "/usr/bin/grpc_python_plugin";
 const SCRIPT = fileURLToPath(new URL("../../tests/python/start_traced.py", import.meta.url));
-
-function missingTools(): string | undefined {
-  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
-  if (spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"]).status !== 0) return "python3-grpcio is not installed";
-  if (spawnSync("protoc", ["--version"]).status !== 0) return "protoc (protobuf-compiler) is not installed";
-  if (!existsSync(PLUGIN)) return "grpc_python_plugin (protobuf-compiler-grpc) is not installed";
-  return undefined;
-}
-
-const skipReason = missingTools();
-if (skipReason) console.warn(`SKIPPED python-trace.test.ts: ${skipReason}; install python3-grpcio protobuf-compiler protobuf-compiler-grpc (.ci/run does)`);
-
-function runPython(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, args, { timeout: 60_000 });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const skipReason = pythonSkipReason("python-trace.test.ts");
 
 const activities = {
   async greet(name: string) {
@@ -60,11 +34,7 @@ describe.skipIf(skipReason !== undefined)("a Python client's trace context", () 
   beforeAll(async () => {
     traced = await startTracedServer();
     traced.startWorkers({ workflows: { greeting }, activities });
-    stubs = await mkdtemp(`${tmpdir()}/dex-python-trace-stubs-`);
-    const protos = (await readdir(`${protoRoot}/dex/v1`)).filter((f) => f.endsWith(".proto")).map((f) => `dex/v1/${f}`);
-    execFileSync("protoc", [`-I${protoRoot}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`, `--plugin=protoc-gen-grpc_python=${PLUGIN}`, ...protos]);
-    await writeFile(`${stubs}/dex/__init__.py`, "");
-    await writeFile(`${stubs}/dex/v1/__init__.py`, "");
+    stubs = await generatePythonStubs();
   });
 
   afterAll(async () => {
@@ -75,7 +45,7 @@ describe.skipIf(skipReason !== undefined)("a Python client's trace context", () 
   it("puts the run's server and worker spans in the trace the Python client's traceparent names", async () => {
     const run = await runPython([SCRIPT, stubs, traced.server.address, "greeting", "py-traced-1", JSON.stringify({ name: "Ada" })]);
     expect(run.stderr).toBe("");
-    expect(run.status).toBe(0);
+    expect(run.code).toBe(0);
     const out = JSON.parse(run.stdout) as { run_id: string; status: string; trace_id: string; span_id: string };
     expect(out.status).toBe("RUN_STATUS_COMPLETED");
 

@@ -31,9 +31,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { fromBinary } from "@bufbuild/protobuf";
-import { DexError, FailureSchema, HistoryEventSchema, TaskQueueType, type HistoryEvent } from "@dex/proto";
+import { FailureSchema, HistoryEventSchema, TaskQueueType, type HistoryEvent } from "@dex/proto";
 import { DEFAULT_WAIT_MS, waitFor } from "@dex/testing";
 import { garbleToken } from "./token-fencing.model.js";
+import { answer, cover, fcParameters, ms, printCoverage } from "./support/fencing-calls.js";
 import { waitingForBatch } from "../src/engine/group-commit.js";
 import {
   byRunId,
@@ -53,12 +54,7 @@ import {
 /** The activity's lease (heartbeat timeout): short, so that expiries are real and cheap. */
 const LEASE_MS = 700;
 const RUNS = Number(process.env.DEX_FC_RUNS ?? 25);
-/** How often each path was taken; printed with DEX_FC_COVERAGE=1. */
-const coverage = new Map<string, number>();
-const cover = (label: string) => coverage.set(label, (coverage.get(label) ?? 0) + 1);
 const PROPERTY_TIME_LIMIT_MS = 60_000;
-
-const ms = (n: number) => ({ seconds: BigInt(Math.floor(n / 1000)), nanos: (n % 1000) * 1e6 });
 
 type Op = "complete" | "failRetry" | "failFatal";
 interface CallSpec {
@@ -265,13 +261,8 @@ class ScenarioRun {
               taskToken: token,
               failure: { message: marker, type: "Boom", nonRetryable: spec.op === "failFatal" },
             });
-      try {
-        const answer = (await call) as { willRetry?: boolean };
-        return { spec, marker, attempt, code: "OK", willRetry: answer.willRetry };
-      } catch (err) {
-        if (err instanceof DexError) return { spec, marker, attempt, code: err.code, willRetry: undefined };
-        throw err;
-      }
+      const result = await answer(call as Promise<{ willRetry?: boolean }>);
+      return { spec, marker, attempt, code: result.code, willRetry: "value" in result ? result.value.willRetry : undefined };
     };
     return { send };
   }
@@ -396,7 +387,7 @@ describe("token fencing under batched completions (property-based)", () => {
     h = await startHarness({ metricsPort: 0 });
   });
   afterAll(async () => {
-    if (process.env.DEX_FC_COVERAGE) console.log([...coverage].sort().map(([k, n]) => `${k}: ${n}`).join("\n"));
+    printCoverage();
     await h?.close();
   });
 
@@ -406,12 +397,7 @@ describe("token fencing under batched completions (property-based)", () => {
         signal.throwIfAborted();
         return new ScenarioRun(h, scenario).run();
       }),
-      {
-        numRuns: RUNS,
-        interruptAfterTimeLimit: PROPERTY_TIME_LIMIT_MS,
-        ...(process.env.DEX_FC_SEED ? { seed: Number(process.env.DEX_FC_SEED) } : {}),
-        ...(process.env.DEX_FC_PATH ? { path: process.env.DEX_FC_PATH } : {}),
-      },
+      fcParameters(RUNS, PROPERTY_TIME_LIMIT_MS),
     );
     // The bursts share batches as the scheduler has it (on a loaded machine, maybe never); one batch
     // formed on purpose makes sure the batch statement wrote several outcomes in this file.

@@ -28,10 +28,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { DexError, RunStatus, TaskQueueType, type HistoryEvent } from "@dex/proto";
+import { RunStatus, TaskQueueType, type HistoryEvent } from "@dex/proto";
 import { leaseIdOf } from "./token-fencing.model.js";
 import { byRunId, json, startHarness, uniqueId, type Harness } from "./helpers.js";
+import { answer, cover, fcParameters, micros, ms, printCoverage } from "./support/fencing-calls.js";
 
 const FALLBACK_MS = 250;
 const RUNS = Number(process.env.DEX_FC_RUNS ?? 60);
@@ -41,13 +41,6 @@ const SHORT_WAIT_MS = 30;
 const LONG_WAIT_MS = 10_000;
 /** Bounds the whole property, shrinking included (a failure found before it is still reported). */
 const PROPERTY_TIME_LIMIT_MS = 75_000;
-
-/** How often each interesting path was taken; printed with DEX_FC_COVERAGE=1. */
-const coverage = new Map<string, number>();
-const cover = (label: string) => coverage.set(label, (coverage.get(label) ?? 0) + 1);
-
-const ms = (n: number) => ({ seconds: BigInt(Math.floor(n / 1000)), nanos: (n % 1000) * 1e6 });
-const micros = (t: Timestamp) => Number(t.seconds) * 1e6 + Math.floor(t.nanos / 1000);
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios
@@ -146,17 +139,6 @@ class StickyModel {
 // ---------------------------------------------------------------------------------------------
 // Playing a scenario
 // ---------------------------------------------------------------------------------------------
-
-type Answer<T> = { code: "OK"; value: T } | { code: string };
-
-async function answer<T>(promise: Promise<T>): Promise<Answer<T>> {
-  try {
-    return { code: "OK", value: await promise };
-  } catch (err) {
-    if (err instanceof DexError) return { code: err.code };
-    throw err;
-  }
-}
 
 interface Snapshot {
   nowUs: number;
@@ -421,7 +403,7 @@ describe("task tokens fence every outcome under sticky routing (property-based)"
     h = await startHarness({ stickyFallbackMs: FALLBACK_MS, workflowTaskRetry: { initialMs: 20, maxMs: 50 }, maxPollWaitMs: 20_000 });
   });
   afterAll(async () => {
-    if (process.env.DEX_FC_COVERAGE) console.log([...coverage].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}: ${n}`).join("\n"));
+    printCoverage();
     await h?.close();
   });
 
@@ -433,13 +415,7 @@ describe("task tokens fence every outcome under sticky routing (property-based)"
         signal.throwIfAborted();
         await new ScenarioRun(h, s, queue).run();
       }),
-      {
-        numRuns: RUNS,
-        interruptAfterTimeLimit: PROPERTY_TIME_LIMIT_MS,
-        ...(process.env.DEX_FC_SEED ? { seed: Number(process.env.DEX_FC_SEED) } : {}),
-        ...(process.env.DEX_FC_PATH ? { path: process.env.DEX_FC_PATH } : {}),
-        ...(process.env.DEX_FC_NO_SHRINK ? { endOnFailure: true } : {}),
-      },
+      fcParameters(RUNS, PROPERTY_TIME_LIMIT_MS),
     );
   });
 });

@@ -8,15 +8,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskQueueType } from "@dex/proto";
-import { createClient, type Client, type WorkflowHandle } from "@dex/sdk";
-import { freePort } from "@dex/server";
-import { createTestDatabase, E2E_TEST_TIMEOUT_MS, waitFor, type TestDatabase } from "@dex/testing";
+import type { Client, WorkflowHandle } from "@dex/sdk";
+import { E2E_TEST_TIMEOUT_MS, waitFor } from "@dex/testing";
 import { activities } from "../../examples/shopping-cart/activities.js";
 import type { CartInput, CartResult } from "../../examples/shopping-cart/types.js";
 import { cart } from "../../examples/shopping-cart/workflows.js";
+import { startCrashRestart, type CrashRestart } from "../support/crash-restart.js";
 import { startHarness, type Harness } from "../support/harness.js";
-import { createDefaultQueues } from "../support/process-workers.js";
-import { repoRoot, runDex, startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { repoRoot, runDex } from "../support/server-process.js";
 import { startProcess, stopProcess, type Started } from "../support/spawned.js";
 
 const ITEMS = Array.from({ length: 100 }, (_, i) => `item-${i}`);
@@ -128,49 +127,40 @@ describe("named events: a shopping cart", { timeout: E2E_TEST_TIMEOUT_MS }, () =
 });
 
 describe("named events: a shopping cart across server and worker crashes", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
-  let db: TestDatabase;
-  let port: number;
-  let server: ServerProcess | undefined;
+  // No in-process workers: the cart's worker is a process of its own, SIGKILLed too.
+  let env: CrashRestart | undefined;
   let worker: Started | undefined;
-  let client: Client | undefined;
 
   const startWorker = async () => {
-    worker = await startProcess([`${repoRoot}examples/dist/shopping-cart/worker.js`], /polling/, { env: { DEX_ADDRESS: server!.address } });
+    worker = await startProcess([`${repoRoot}examples/dist/shopping-cart/worker.js`], /polling/, { env: { DEX_ADDRESS: env!.address } });
   };
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    port = await freePort();
+    env = await startCrashRestart();
   });
   afterAll(async () => {
-    client?.close();
     await stopProcess(worker);
-    server?.child.kill("SIGKILL");
-    await server?.exited;
-    await db?.drop();
+    await env?.close();
   });
 
   it("keeps every item once, in order, when the worker process and then the server are SIGKILLed between sends", async () => {
-    server = await startServerProcess({ databaseUrl: db.url, port });
-    client = createClient({ address: server.address });
-    await createDefaultQueues(client);
+    const client = env!.client;
     await startWorker();
     const instanceId = "cart-crashes";
     const first = await client.start(cart, { instanceId, input: { items: [], itemsPerRun: 10, runsBefore: 0 } });
     const byInstance = client.getHandle<CartResult>({ instanceId });
 
     await addItems(byInstance, 0, 40);
-    await waitFor(async () => (await chainOf(client!, instanceId)).length >= 3, { message: "the cart to continue as new twice" });
+    await waitFor(async () => (await chainOf(client, instanceId)).length >= 3, { message: "the cart to continue as new twice" });
     worker!.child.kill("SIGKILL");
     await worker!.exited;
     // Sent while no worker runs: they wait in the open run's inbox.
     await addItems(byInstance, 40, 70);
     await startWorker();
-    await waitFor(async () => (await chainOf(client!, instanceId)).length >= 6, { message: "the cart to continue as new after the worker restart" });
+    await waitFor(async () => (await chainOf(client, instanceId)).length >= 6, { message: "the cart to continue as new after the worker restart" });
 
-    server.child.kill("SIGKILL");
-    await server.exited;
-    server = await startServerProcess({ databaseUrl: db.url, port });
+    await env!.crashOnce();
+    await env!.restartAfterCrash();
     await addItems(byInstance, 70, 100);
     for (let i = 0; i < 5; i++) expect((await byInstance.signal("add-item", ITEMS[i], { id: `add-${i}` })).duplicate).toBe(true);
     await byInstance.signal("checkout", { total: 100 });

@@ -26,8 +26,11 @@ export interface CrashRestart {
   close(): Promise<void>;
 }
 
-/** Creates a database, starts a server on it with the default queues, and workers for `registry`. */
-export async function startCrashRestart(registry: {
+/**
+ * Creates a database, starts a server on it with the default queues, and in-process workers for
+ * `registry`; without one, no workers (the test runs its own, e.g. a worker process it kills too).
+ */
+export async function startCrashRestart(registry?: {
   workflows: Record<string, Workflow>;
   activities?: Record<string, Activity>;
 }): Promise<CrashRestart> {
@@ -48,7 +51,7 @@ export async function startCrashRestart(registry: {
     const address = server.address;
     client = createClient({ address });
     await createDefaultQueues(client);
-    workers = startWorkers(address, registry);
+    if (registry) workers = startWorkers(address, registry);
     const first = server;
     return {
       address,

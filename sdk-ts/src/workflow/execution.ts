@@ -2,40 +2,25 @@
  * The replay core: one live workflow run. Pure: history events in, commands
  * out, no I/O. The worker keeps an instance per cached run.
  *
- * History is a series of blocks (inputs, a `workflow_task_completed` marker
- * whose time is the workflow clock, then command events). `replay` feeds each
- * block's inputs to the workflow, lets it run until it blocks, and checks the
- * commands it produced against the block's command events one for one
- * (replay-check.ts). `activate` then feeds the trailing inputs plus the task's
- * new events and returns the new commands.
- *
- * The order determinism depends on, the same live and on replay:
- * 1. a block's inputs are delivered in event order before the code runs: a
- *    delivery only settles promises (inputs.ts), and the continuations then run
- *    in one drain, in the order the promises settled. So a race (an event
- *    against its time-out, a timer against an event) resolves the same way;
- * 2. `run_started` starts the code after the other inputs of its block were
- *    delivered, so an event sent with the start (signal-with-start) is already
- *    received when the code first asks for it, and needs no wait command;
- * 3. `cancel_requested` is delivered last, after the code reacted to the rest
- *    of its block and blocked again: the cancellation then reaches every await
- *    the code is blocked on, including ones started in reaction to this block;
- * 4. waiting `ctx.condition` predicates are evaluated after each drain, in the
- *    order the conditions were started, until a pass settles none (condition.ts).
+ * `replay` walks recorded history block by block, runs the code for each
+ * block and checks its commands against the recorded ones (history-walk.ts);
+ * `activate` then feeds the trailing inputs plus the task's new events and
+ * returns the new commands. The order a block's inputs are delivered in, which
+ * determinism depends on, is delivery-order.ts; a task's commands are gathered
+ * in task-commands.ts.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { CommandSchema, type Command, type HistoryEvent } from "@dex/proto";
 import { CancelledFailure } from "../common/errors.js";
-import { errorToFailure } from "../common/failure.js";
 import { silentLogger, type Logger } from "../common/logger.js";
-import { encodePayload } from "../common/payload.js";
 import { currentScope, ScopeNode } from "./cancellation.js";
-import { classifyEvent } from "./commands.js";
 import { ConditionWaits } from "./condition.js";
 import { createWorkflowContext, type WorkflowRuntime } from "./context.js";
 import { buildStartTimer } from "./command-builders.js";
-import { buildDropEventWait, ReceivedEvents, withoutDescribeOnlyDrops } from "./events.js";
+import { deliverBlock, settle } from "./delivery-order.js";
+import { buildDropEventWait, ReceivedEvents } from "./events.js";
+import { walkHistory } from "./history-walk.js";
 import { failsRun, isDeterminismFailure, workflowOptionsOf } from "./failure-rule.js";
 import { decodeInput, deliverInput, type InputState } from "./inputs.js";
 import { cancelCommandFor, PendingAwaits, type AwaitTarget } from "./pending.js";
@@ -43,9 +28,9 @@ import { seededRandom } from "./prng.js";
 import { SideEffects, type SideEffectHost } from "./side-effects.js";
 import { guardReadOnly, pendingView, QueryHandlers, ReadOnlyGuard, updateValidatorCode } from "./query.js";
 import { buildPatchMarker, PatchState } from "./patches.js";
-import { closeBlock, matchCommand, openBlock, type Block } from "./replay-check.js";
 import { unguardedRunner, type ScopeRunner, type WorkflowScope } from "./scope.js";
 import type { Workflow, WorkflowContext, WorkflowInfo } from "./types.js";
+import { completeRunCommand, TaskCommands, terminalCommandFor } from "./task-commands.js";
 import { UpdateHandlers, type UpdateRejection } from "./updates.js";
 
 export interface ExecutionOptions {
@@ -65,9 +50,6 @@ export interface Activation {
   rejectedUpdates: UpdateRejection[];
 }
 
-/** Lets every microtask the workflow queued run; workflow code never waits on a macrotask. */
-const drain = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 /** What calls after a terminal command (and diverged side effects) return: they never settle. */
 const never = (): Promise<never> => new Promise<never>(() => {});
 
@@ -83,7 +65,7 @@ export class WorkflowExecution implements WorkflowScope {
       const wait = this.pending.takeOldestEventWait(name);
       if (!wait) return false;
       // The server keeps a wait's time-out (it cannot tell which wait an event satisfied): drop it.
-      if (wait.target.kind === "eventWait" && wait.target.timed && !this.ended) this.commands.push(buildDropEventWait(wait.seq, true));
+      if (wait.target.kind === "eventWait" && wait.target.timed) this.commands.issue(buildDropEventWait(wait.seq, true));
       wait.resolve(payload);
       return true;
     },
@@ -104,12 +86,12 @@ export class WorkflowExecution implements WorkflowScope {
   private clock = 0;
   private replaying = false;
   private nextSeq = 1;
-  private commands: Command[] = [];
+  /** The current task's commands; `ended` once the run has its terminal command. */
+  private readonly commands = new TaskCommands();
   private readonly sideEffects = new SideEffects();
   /** Inputs recorded without a marker (run_started of the first task), fed with the activation. */
   private trailing: HistoryEvent[] = [];
   private started = false;
-  private ended = false;
   private taskError: Error | undefined;
   private cancelRequested = false;
   /** Run cancellation cancels this scope; every other cancellation scope descends from it. */
@@ -123,15 +105,13 @@ export class WorkflowExecution implements WorkflowScope {
       return { seq, fired };
     },
     cancelTimer: (seq) => {
-      if (this.pending.remove(seq) && !this.ended) this.commands.push(create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } }));
+      if (this.pending.remove(seq)) this.commands.issue(create(CommandSchema, { command: { case: "cancelTimer", value: { seq } } }));
     },
   });
 
   /** Update handlers (updates.ts); a settled handler's complete_update is issued like any command. */
   private readonly updates = new UpdateHandlers({
-    issue: (command) => {
-      if (!this.ended) this.commands.push(command);
-    },
+    issue: (command) => this.commands.issue(command),
     failsUpdate: (err) => !isDeterminismFailure(err) && failsRun(err, workflowOptionsOf(this.workflow)),
     violation: (err) => this.violation(asError(err)),
   });
@@ -170,6 +150,10 @@ export class WorkflowExecution implements WorkflowScope {
     return this.ended;
   }
 
+  private get ended(): boolean {
+    return this.commands.ended;
+  }
+
   /** Updates per-task info (the attempt). */
   setAttempt(attempt: number): void {
     this.info = { ...this.info, attempt };
@@ -189,45 +173,23 @@ export class WorkflowExecution implements WorkflowScope {
     this.taskError ??= error;
   }
 
-  /** Re-executes recorded history, checking every command against it. */
+  /** Re-executes recorded history, checking every command against it (history-walk.ts). */
   async replay(events: readonly HistoryEvent[]): Promise<void> {
-    let inputs: HistoryEvent[] = [...this.trailing];
-    let block: Block | undefined;
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i]!;
-      const sequence = Number(event.sequence);
-      if (sequence !== this.historyLength + 1) {
-        throw new Error(`history is not contiguous: expected event ${this.historyLength + 1}, got ${sequence}`);
-      }
-      switch (classifyEvent(event)) {
-        case "marker":
-          if (block) closeBlock(block, event, this.historyLength);
-          this.clock = timeOf(event.time);
-          this.replaying = true;
-          // Side effects are not run again: the code reads their values from the block's command events.
-          this.sideEffects.readBlock(events, i + 1);
-          this.patches.enterBlock(events, i + 1);
-          await this.runBlock(inputs);
-          block = openBlock(event, this.takeCommands());
-          inputs = [];
-          break;
-        case "command":
-          matchCommand(block, event);
-          break;
-        case "input":
-          if (block) closeBlock(block, event, this.historyLength);
-          block = undefined;
-          inputs.push(event);
-          break;
-        case "server":
-          break;
-      }
-      this.historyLength = sequence;
-    }
-    if (block) closeBlock(block, undefined, this.historyLength);
+    this.trailing = await walkHistory(events, [...this.trailing], {
+      consumed: () => this.historyLength,
+      advance: (sequence) => (this.historyLength = sequence),
+      runTask: async (events, markerIndex, inputs) => {
+        this.clock = timeOf(events[markerIndex]!.time);
+        this.replaying = true;
+        // Side effects are not run again: the code reads their values from the block's command events.
+        this.sideEffects.readBlock(events, markerIndex + 1);
+        this.patches.enterBlock(events, markerIndex + 1);
+        await this.runBlock(inputs);
+        return this.takeCommands();
+      },
+    });
     this.sideEffects.clear();
     this.patches.endReplay();
-    this.trailing = inputs;
   }
 
   /** Feeds the trailing inputs and the task's new events; returns the new commands. */
@@ -245,33 +207,20 @@ export class WorkflowExecution implements WorkflowScope {
     return { commands, expectedHistoryLength: this.historyLength + recorded + 1 + commands.length, rejectedUpdates };
   }
 
-  /** Delivers one block's inputs in the order the module comment describes. */
-  private async runBlock(inputs: readonly HistoryEvent[]): Promise<void> {
-    let start: HistoryEvent | undefined;
-    const cancels: HistoryEvent[] = [];
-    const updates: HistoryEvent[] = [];
-    this.runner(this, () => {
-      for (const event of inputs) {
-        const kind = event.attributes.case;
-        if (kind === "runStarted") start = event;
-        else if (kind === "cancelRequested") cancels.push(event);
-        else if (kind === "updateAccepted") updates.push(event);
-        else deliverInput(this.inputState, event);
-      }
-      if (start?.attributes.case === "runStarted") this.start(decodeInput(start.attributes.value.input, start));
-    });
-    await this.settle();
-    if (updates.length > 0) {
-      // After the code reacted to the block's other inputs (and registered its handlers, when the
-      // run starts in this block), before cancel_requested: live and on replay (decision 0024).
-      this.runner(this, () => this.deliverUpdates(updates));
-      await this.settle();
-    }
-    if (cancels.length === 0) return;
-    this.runner(this, () => {
-      for (const event of cancels) deliverInput(this.inputState, event);
-    });
-    await this.settle();
+  /** Delivers one block's inputs in the order delivery-order.ts describes. */
+  private runBlock(inputs: readonly HistoryEvent[]): Promise<void> {
+    return deliverBlock(
+      {
+        guarded: (fn) => this.runner(this, fn),
+        deliver: (event) => deliverInput(this.inputState, event),
+        start: (event) => {
+          if (event.attributes.case === "runStarted") this.start(decodeInput(event.attributes.value.input, event));
+        },
+        deliverUpdates: (updates) => this.deliverUpdates(updates),
+        settle: () => this.settle(),
+      },
+      inputs,
+    );
   }
 
   /** Live: validate each request first (a rejection is reported, not delivered); replay: history holds only accepted ones. */
@@ -291,23 +240,16 @@ export class WorkflowExecution implements WorkflowScope {
     }
   }
 
-  private async settle(): Promise<void> {
-    await drain();
-    // Rule 4 of the module comment: the same evaluation points live and on replay.
-    while (!this.taskError && !this.ended && this.runner(this, () => this.conditions.check())) await drain();
-    if (this.taskError) throw this.taskError;
+  private settle(): Promise<void> {
+    return settle({
+      taskError: () => this.taskError,
+      ended: () => this.ended,
+      checkConditions: () => this.runner(this, () => this.conditions.check()),
+    });
   }
 
   private takeCommands(): Command[] {
-    const commands = withoutDescribeOnlyDrops(this.commands, this.ended);
-    this.commands = [];
-    // Unconsumed events go to the next run, ahead of those that arrive meanwhile (decision 0022). Read
-    // now, after the whole block was delivered: events after the call are buffered (events.ts), not lost.
-    // The replay check compares no carried events, so when they are read changes no recorded history.
-    for (const { command } of commands) {
-      if (command.case === "continueAsNew") command.value.carriedEvents = this.events.unconsumed();
-    }
-    return commands;
+    return this.commands.take(() => this.events.unconsumed());
   }
 
   private start(input: unknown): void {
@@ -320,39 +262,21 @@ export class WorkflowExecution implements WorkflowScope {
       result = Promise.reject(err);
     }
     result.then(
-      (value) => this.finish(() => create(CommandSchema, { command: { case: "completeRun", value: { result: encodePayload(value) } } })),
+      (value) => this.finish(completeRunCommand(value)),
       (err: unknown) => this.onWorkflowError(err),
     );
   }
 
-  /**
-   * The rule of failure-rule.ts: a bug fails the task (the run stays open and
-   * a fixed deploy carries it on), a deliberate failure ends the run.
-   */
+  /** A bug fails the task, a deliberate failure or the requested cancellation ends the run (task-commands.ts). */
   private onWorkflowError(err: unknown): void {
-    if (isDeterminismFailure(err)) {
-      this.violation(asError(err));
-      return;
-    }
-    if (err instanceof CancelledFailure && this.cancelRequested) {
-      this.finish(() => create(CommandSchema, { command: { case: "cancelRun", value: {} } }));
-      return;
-    }
-    if (!failsRun(err, workflowOptionsOf(this.workflow))) {
-      this.violation(asError(err));
-      return;
-    }
-    this.finish(() => create(CommandSchema, { command: { case: "failRun", value: { failure: errorToFailure(err) } } }));
+    const end = terminalCommandFor(err, this.cancelRequested, workflowOptionsOf(this.workflow));
+    if (end) this.finish(end);
+    else this.violation(asError(err));
   }
 
   private finish(build: () => Command): void {
-    if (this.ended) return;
-    try {
-      this.commands.push(build());
-      this.ended = true;
-    } catch (err) {
-      this.violation(asError(err));
-    }
+    const error = this.commands.finish(build);
+    if (error) this.violation(error);
   }
 
   private runtime(logger: Logger): WorkflowRuntime {
@@ -363,10 +287,7 @@ export class WorkflowExecution implements WorkflowScope {
       random: () => this.rng(),
       cancellationRequested: () => this.cancelRequested,
       schedule: (target, build) => this.schedule(target, build),
-      issue: (command) => {
-        // After a terminal command nothing more is sent.
-        if (!this.ended) this.commands.push(command);
-      },
+      issue: (command) => this.commands.issue(command),
       waitForEvent: (eventName, timed, build) => {
         if (this.ended) return never();
         // Received events are inputs, so replay finds the same buffer at the same point of the code.
@@ -381,19 +302,12 @@ export class WorkflowExecution implements WorkflowScope {
       condition: (predicate, options) => this.conditions.start(predicate, options),
       patch: (patchId, deprecated) => {
         const decision = deprecated ? this.patches.deprecate(patchId) : this.patches.patched(patchId, this.replaying);
-        if (decision.record && !this.ended) this.commands.push(buildPatchMarker(patchId, deprecated));
+        if (decision.record) this.commands.issue(buildPatchMarker(patchId, deprecated));
         return decision.use;
       },
       updates: this.updates,
       end: (command) => {
-        if (!this.ended) {
-          // Whether the code had been told of the run's cancellation when it chose to continue: if not
-          // (the request came with this block and is delivered after the code ended), the server
-          // hands the request to the new run (decision 0031). Not recorded, so replay compares nothing.
-          if (command.command.case === "continueAsNew") command.command.value.cancelRequestDelivered = this.cancelRequested;
-          this.commands.push(command);
-          this.ended = true;
-        }
+        this.commands.end(command, this.cancelRequested);
         return never();
       },
       logger,
@@ -455,7 +369,7 @@ export class WorkflowExecution implements WorkflowScope {
     node.cancelledWith ??= message;
     for (const p of this.pending.takeReachedBy(node)) {
       const cancel = this.ended ? undefined : cancelCommandFor(p);
-      if (cancel) this.commands.push(cancel);
+      if (cancel) this.commands.issue(cancel);
       p.reject(new CancelledFailure(message));
     }
     this.conditions.rejectReachedBy(node, message);

@@ -1,8 +1,8 @@
 /**
- * What the token-fencing properties share (token-fencing.property.test.ts, the eager one): the
- * calls as answers a model can check, the checks of an activity outcome, the fast-check settings
- * read from DEX_FC_*, the coverage counts printed with DEX_FC_COVERAGE=1, and the loop that plays
- * a scenario's actions one by one.
+ * What the token-fencing properties share (token-fencing.property.test.ts, the eager, batch and
+ * sticky ones): the calls as answers a model can check, the checks of an activity outcome, the
+ * fast-check settings read from DEX_FC_*, the coverage counts printed with DEX_FC_COVERAGE=1, and
+ * the loop that plays a scenario's actions one by one.
  */
 import fc from "fast-check";
 import { expect } from "vitest";
@@ -49,7 +49,8 @@ function timing(label: string, ms: number): void {
 /** Prints the counts with DEX_FC_COVERAGE=1 (each test file runs in its own process, so they are the file's). */
 export function printCoverage(): void {
   if (!process.env.DEX_FC_COVERAGE) return;
-  console.log([...timings].map(([k, v]) => `${k}: n=${v.length} total=${v.reduce((a, b) => a + b, 0)}ms`).join("\n"));
+  // Only files that play through ScenarioRun have timings.
+  if (timings.size > 0) console.log([...timings].map(([k, v]) => `${k}: n=${v.length} total=${v.reduce((a, b) => a + b, 0)}ms`).join("\n"));
   console.log([...coverage].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}: ${n}`).join("\n"));
 }
 
