@@ -52,9 +52,8 @@ export function firstChainState(itemsPerRun: number, totalItems: number): ChainS
 }
 
 /**
- * Each run takes `itemsPerRun` items, runs one recorded activity (while it
- * runs, items and updates keep arriving: items are buffered and carried by
- * the SDK, updates applied by the handler) and continues as new. The update
+ * Each run runs one recorded activity, takes `itemsPerRun` items and
+ * continues as new; the last run waits for DONE_EVENT and returns. The update
  * handler is synchronous, so an update the run accepts is applied and
  * answered in the same workflow task. Inputs that arrive while the
  * continuing task runs are the server's to carry (decision 0031).
@@ -67,17 +66,19 @@ export async function chainWorkflow(ctx: WorkflowContext, input: ChainState): Pr
     else state.applied.push(updateId);
     return { generation: state.generation, applied: state.applied.length };
   });
+  // One recorded activity per run: while it runs, items and updates arrive (items are buffered, and
+  // carried by the SDK if the run ends before it takes them).
+  await ctx.executeActivity<StepResult>("chaosStep", { n: state.generation, delayMs: 200 } satisfies StepInput, {
+    startToCloseTimeout: 4_000,
+    retry: { initialInterval: "200ms", maximumInterval: "2s" },
+  });
   for (let n = 0; n < state.itemsPerRun && state.consumed.length < state.totalItems; n++) {
     const item = await ctx.waitForEvent<ItemPayload>(ITEM_EVENT);
     state.consumed.push(item.id);
   }
-  if (state.consumed.length < state.totalItems) {
-    await ctx.executeActivity<StepResult>("chaosStep", { n: state.generation, delayMs: 200 } satisfies StepInput, {
-      startToCloseTimeout: 4_000,
-      retry: { initialInterval: "200ms", maximumInterval: "2s" },
-    });
-    return ctx.continueAsNew<ChainState>({ ...state, generation: state.generation + 1 });
-  }
+  // Continues in the task that delivered the last item of the share: inputs that come with it or
+  // while it runs are what the hand-over must not lose.
+  if (state.consumed.length < state.totalItems) return ctx.continueAsNew<ChainState>({ ...state, generation: state.generation + 1 });
   await ctx.waitForEvent(DONE_EVENT);
   return state;
 }

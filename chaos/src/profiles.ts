@@ -101,7 +101,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     commitFaults: { workflows: 60, spreadMs: 20_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 60, spreadMs: 25_000, partitions: 1, gapMs: [3_000, 6_000], blackholeMs: [6_000, 9_000], halfOpenMs: [2_000, 4_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 2 },
     retention: { workflows: 60, spreadMs: 12_000, drainTimeoutMs: 30_000 },
-    chains: { chains: 12, items: 18, itemsPerRun: 3, cancelShare: 0.34, gapMs: [150, 1_200], startSpreadMs: 3_000, faultGapMs: [2_000, 4_500], serverKillChance: 0.4, downMs: [200, 1_500] },
+    chains: { chains: 12, items: 21, itemsPerRun: 3, cancelShare: 0.34, gapMs: [150, 1_200], startSpreadMs: 3_000, faultGapMs: [1_000, 3_000], serverKillChance: 0.4, downMs: [200, 1_500] },
     settleTimeoutMs: 90_000,
   },
   long: {

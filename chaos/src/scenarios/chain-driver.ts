@@ -127,10 +127,10 @@ export class ChainDriver {
   }
 
   /**
-   * Drives one chain: items one by one (some in bursts, some ids again later), an update raced
-   * against each continue-as-new (one right after the item that ends a run's share, one a moment
-   * later), extra updates at random, the cancel raced against a continue-as-new too; `done` once
-   * every caller has its answer (uncancelled chains).
+   * Drives one chain: items one by one (some in bursts, some ids again later), updates raced
+   * against each continue-as-new (one sent with the item that ends a run's share, one just after),
+   * extra updates at random, the cancel raced against a continue-as-new too; `done` once every
+   * caller has its answer (uncancelled chains).
    */
   async drive(chain: ChainRecord, plan: DrivePlan, rng: Rng): Promise<void> {
     const background: Promise<void>[] = [];
@@ -144,16 +144,18 @@ export class ChainDriver {
     };
     for (let i = 0; i < plan.items; i++) {
       const id = `${chain.instanceId}-item-${i}`;
+      // The item that completes a run's share makes it continue as new in the task that delivers it:
+      // an update (and the cancel) sent with it lands in that task's block, or while it runs (unseen,
+      // the server's to carry), or in the next run.
+      const endsRun = (i + 1) % plan.itemsPerRun === 0;
+      if (endsRun) newUpdate(rng.int(0, 30));
+      if (chain.cancel && i === plan.cancelAfter) later(rng.int(0, 50), () => this.cancel(chain));
       const send = this.sendEvent(chain, id).then(() => undefined);
       if (rng.chance(plan.burstChance)) background.push(send);
       else await send;
+      if (endsRun) newUpdate(rng.int(0, 200));
       if (rng.chance(plan.duplicateChance)) later(rng.int(0, 3_000), () => this.sendEvent(chain, id).then(() => undefined));
-      if ((i + 1) % plan.itemsPerRun === 0) {
-        newUpdate(0);
-        newUpdate(rng.int(50, 400));
-      }
       if (rng.chance(plan.updateChance)) newUpdate(rng.int(0, 500));
-      if (chain.cancel && i === plan.cancelAfter) later(rng.int(0, 300), () => this.cancel(chain));
       await pause(rng.int(...plan.gapMs));
     }
     await Promise.all(background);
