@@ -67,7 +67,7 @@ export interface Profile {
   retention: { workflows: number; spreadMs: number; drainTimeoutMs: number };
   /**
    * Continue-as-new chains (scenarios/chains.ts): `chains` instances, each sent `items` item events and
-   * continuing as new every `itemsPerRun`; cancelShare of them cancelled mid-way. Items gapMs apart per
+   * continuing as new every `itemsPerRun`; a share (cancelShare) of them cancelled mid-way. Items gapMs apart per
    * chain, chains started over startSpreadMs. Faults faultGapMs apart while the drivers run: a server
    * SIGKILL (serverKillChance; down downMs) or a worker SIGKILL (restarted after downMs).
    */

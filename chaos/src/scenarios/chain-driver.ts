@@ -45,6 +45,8 @@ const TRANSIENT = new Set(["UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNK
 
 export class ChainDriver {
   readonly stats: CallStats = { calls: 0, retried: 0, internal: 0 };
+  /** Calls start on the servers in turn, so every server takes requests and a kill of either cuts calls off. */
+  private turn = 0;
 
   constructor(
     /** One client per server: each retry goes to the next one. */
@@ -54,10 +56,11 @@ export class ChainDriver {
 
   /** `call` until it answers something other than a transient error; the last error after the deadline. */
   private async retrying<T>(call: (client: Client) => Promise<T>): Promise<{ ok: T } | { error: DexError; transient: boolean; retried: boolean }> {
+    const first = this.turn++;
     for (let attempt = 0; ; attempt++) {
       this.stats.calls++;
       try {
-        return { ok: await call(this.clients[attempt % this.clients.length]!) };
+        return { ok: await call(this.clients[(first + attempt) % this.clients.length]!) };
       } catch (err) {
         const error = DexError.from(err);
         const transient = TRANSIENT.has(error.code);

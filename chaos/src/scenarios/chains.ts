@@ -44,16 +44,17 @@ export const chains: Scenario = {
 
     const requests = Array.from({ length: n }, (_, i) => startRequest("chainWorkflow", `chain-${i}`, firstChainState(p.itemsPerRun, p.items)));
     const started = await startRuns(clients[0]!, requests, { concurrency: 4, spreadMs: 0, deadline: Date.now() + 60_000 });
-    const records: ChainRecord[] = requests.map((r) => ({
+    const toCancel = Math.round(n * p.cancelShare);
+    const records: ChainRecord[] = requests.map((r, i) => ({
       instanceId: r.instanceId!,
       firstRunId: started.runs.get(r.instanceId!) ?? "00000000-0000-0000-0000-000000000000",
-      cancel: ctx.rng.chance(p.cancelShare),
+      cancel: i < toCancel,
       cancelAcked: false,
       events: new Map(),
       doneAcked: false,
       updates: new Map(),
     }));
-    const cancelled = records.filter((r) => r.cancel).length;
+    const cancelled = toCancel;
     ctx.log(`2 servers, a workflow and an activity worker on each; ${n} chains (${cancelled} to be cancelled), ${p.items} items each, continue-as-new every ${p.itemsPerRun}`);
 
     const driver = new ChainDriver(clients, Date.now() + 120_000);
