@@ -57,7 +57,8 @@ export const chains: Scenario = {
     const cancelled = toCancel;
     ctx.log(`2 servers, a workflow and an activity worker on each; ${n} chains (${cancelled} to be cancelled), ${p.items} items each, continue-as-new every ${p.itemsPerRun}`);
 
-    const driver = new ChainDriver(clients, Date.now() + 120_000);
+    // Past this a call is given up as unanswered: the drive's own length, plus two minutes.
+    const driver = new ChainDriver(clients, Date.now() + p.startSpreadMs + p.items * p.gapMs[1] + 120_000);
     let driving = true;
     const drives = Promise.all(
       records.map(async (record) => {
