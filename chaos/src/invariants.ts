@@ -10,6 +10,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import type postgres from "postgres";
 import { HistoryEventSchema } from "@dex/proto";
+import { checkChains, type ChainRecord } from "./invariants-chains.js";
 
 export interface Check {
   name: string;
@@ -35,6 +36,8 @@ export interface Expectations {
    * chaos.deleted_runs recorded its deletion, and every deletion there is held to the retention.
    */
   retentionSeconds?: number;
+  /** Continue-as-new chains and what their callers heard (scenarios/chains.ts): held to invariants-chains.ts. */
+  chains?: ChainRecord[];
 }
 
 const OPEN = ["CREATED", "RUNNING"];
@@ -95,6 +98,7 @@ export async function checkInvariants(db: postgres.Sql, expect: Expectations): P
       await noLeftBehindLeases(sql, expect.leaseSlackMs ?? 3_000),
       timersNeverEarly(byId, histories),
       await runTimeoutsFiredOnce(sql),
+      ...(expect.chains ? await checkChains(sql, expect.chains) : []),
     ];
   });
 }

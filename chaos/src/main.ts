@@ -31,8 +31,9 @@ import { scheduleServers } from "./scenarios/schedule-servers.js";
 import { commitFaults } from "./scenarios/commit-faults.js";
 import { networkPartition } from "./scenarios/network-partition.js";
 import { retention } from "./scenarios/retention.js";
+import { chains } from "./scenarios/chains.js";
 
-const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, scheduleServers, commitFaults, networkPartition, retention];
+const scenarios: Scenario[] = [workerKills, serverKill, sigterm, instanceIdStorm, claimRace, postgresRestart, connectionKills, threeServers, scheduleServers, commitFaults, networkPartition, retention, chains];
 
 const { values } = parseArgs({
   options: {

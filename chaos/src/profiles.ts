@@ -65,6 +65,23 @@ export interface Profile {
   };
   /** Retention under load (scenarios/retention.ts); drainTimeoutMs: how long the last runs may take to be swept. */
   retention: { workflows: number; spreadMs: number; drainTimeoutMs: number };
+  /**
+   * Continue-as-new chains (scenarios/chains.ts): `chains` instances, each sent `items` item events and
+   * continuing as new every `itemsPerRun`; a share (cancelShare) of them cancelled mid-way. Items gapMs apart per
+   * chain, chains started over startSpreadMs. Faults faultGapMs apart while the drivers run: a server
+   * SIGKILL (serverKillChance; down downMs) or a worker SIGKILL (restarted after downMs).
+   */
+  chains: {
+    chains: number;
+    items: number;
+    itemsPerRun: number;
+    cancelShare: number;
+    gapMs: [number, number];
+    startSpreadMs: number;
+    faultGapMs: [number, number];
+    serverKillChance: number;
+    downMs: [number, number];
+  };
   /** How long the runs of one scenario may take to end after its faults stopped. */
   settleTimeoutMs: number;
 }
@@ -84,6 +101,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     commitFaults: { workflows: 60, spreadMs: 20_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 60, spreadMs: 25_000, partitions: 1, gapMs: [3_000, 6_000], blackholeMs: [6_000, 9_000], halfOpenMs: [2_000, 4_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 2 },
     retention: { workflows: 60, spreadMs: 12_000, drainTimeoutMs: 30_000 },
+    chains: { chains: 12, items: 21, itemsPerRun: 3, cancelShare: 0.34, gapMs: [150, 1_200], startSpreadMs: 3_000, faultGapMs: [1_000, 3_000], serverKillChance: 0.4, downMs: [200, 1_500] },
     settleTimeoutMs: 90_000,
   },
   long: {
@@ -100,6 +118,7 @@ export const profiles: Record<Profile["name"], Profile> = {
     commitFaults: { workflows: 1_000, spreadMs: 180_000, statementFailRate: 0.01, commitErrorRate: 0.05 },
     networkPartition: { workflows: 800, spreadMs: 180_000, partitions: 6, gapMs: [5_000, 20_000], blackholeMs: [4_000, 20_000], halfOpenMs: [1_000, 10_000], statementTimeoutMs: 3_000, stallMarginMs: 2_000, recoverWithinMs: 30_000, cutoffs: 6 },
     retention: { workflows: 1_000, spreadMs: 180_000, drainTimeoutMs: 60_000 },
+    chains: { chains: 60, items: 150, itemsPerRun: 4, cancelShare: 0.3, gapMs: [100, 2_000], startSpreadMs: 30_000, faultGapMs: [2_000, 8_000], serverKillChance: 0.4, downMs: [100, 3_000] },
     settleTimeoutMs: 300_000,
   },
 };

@@ -11,6 +11,7 @@ import { DexError, type InstanceIdConflictPolicy } from "@dex/proto";
 import { encodePayload, type ActivityContext, type Client, type WorkflowContext } from "@dex/sdk";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { StartWorkflowRequestSchema } from "@dex/proto";
+import { chainWorkflow } from "./chain-workload.js";
 
 /** The chaos schema: created after `dex migrate`, read by the checker. */
 export const CHAOS_SCHEMA_SQL = `
@@ -103,7 +104,7 @@ export async function stormWorkflow(ctx: WorkflowContext, input: { holdMs: numbe
   return "done";
 }
 
-export const workflows = { chaosOrder, raceWorkflow, stormWorkflow };
+export const workflows = { chaosOrder, raceWorkflow, stormWorkflow, chainWorkflow };
 
 export type StartRequest = MessageInitShape<typeof StartWorkflowRequestSchema>;
 
