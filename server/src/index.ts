@@ -22,7 +22,7 @@ export {
   SchemaMismatchError,
 } from "./store/migrator.js";
 export type { ChecksumMismatch, MigrateOptions, Migration, MigrationStatus, RecordedMigration, SchemaCompatibility } from "./store/migrator.js";
-export { connectedServers, describeServerRelease, type ConnectedServer } from "./store/connected-servers.js";
+export { connectedServers, describeServer, type ConnectedServer } from "./store/connected-servers.js";
 export { olderServerProblems } from "./store/older-servers.js";
 export { openDatabase, redactUrl } from "./store/db.js";
 export { startEmbeddedPostgres, freePort } from "./dev/embedded-postgres.js";

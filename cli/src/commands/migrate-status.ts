@@ -8,7 +8,7 @@
 import {
   buildRelease,
   databaseRelease,
-  describeServerRelease,
+  describeServer,
   judgeSchema,
   migrationLabel,
   olderServerProblems,
@@ -50,7 +50,7 @@ export function formatMigrationStatus(status: MigrationStatus, known: Migration[
   const db = databaseRelease(known, status.recorded);
   const where = db ? `release ${db.release} (version ${status.applied.at(-1)})` : "no dex schema";
   lines.push(`database at ${where}; this dex is release ${build.release} and serves the schema of release ${build.release} or the next one${verdict(status, known)}`);
-  lines.push(`dex servers connected: ${servers.length === 0 ? "none seen" : servers.map((s) => `${s.id} of ${describeServerRelease(s)} (${s.connections} connection(s))`).join("; ")}`);
+  lines.push(`dex servers connected: ${servers.length === 0 ? "none seen" : servers.map(describeServer).join("; ")}`);
   if (status.pending.length > 0 && servers.length > 0) {
     const { refusals, warnings } = olderServerProblems(servers, status.recorded, known, status.pending);
     for (const refusal of refusals) lines.push(`dex migrate would refuse: ${refusal}`);

@@ -27,7 +27,7 @@ export function serverApplicationName(pool: string, build: { release: string; re
 
 /** One dex server seen through its connections. */
 export interface ConnectedServer {
-  /** The id the server logs as `server`, or the client address and pid of an unannounced server's connection. */
+  /** The id the server logs as `server`; for servers that do not say their release, `at <client address>`. */
   id: string;
   /** Its release, or undefined for a server that does not say it (older than 0.2). */
   release: string | undefined;
@@ -71,7 +71,9 @@ export async function connectedServers(sql: Queryable): Promise<ConnectedServer[
   return [...servers.values()].sort((a, b) => a.releaseLevel - b.releaseLevel || a.id.localeCompare(b.id));
 }
 
-/** "release 0.1" or, for a server that does not say, what is known of it. */
-export function describeServerRelease(server: ConnectedServer): string {
-  return server.release === undefined ? "a release before 0.2 (it does not say which)" : `release ${server.release}`;
+/** "server 1a2b3c4d5e6f of release 0.2 (5 connection(s))", or what is known of a server that does not say its release. */
+export function describeServer(server: ConnectedServer): string {
+  return server.release === undefined
+    ? `server(s) ${server.id} of a release before 0.2 (they do not say which; ${server.connections} connection(s))`
+    : `server ${server.id} of release ${server.release} (${server.connections} connection(s))`;
 }

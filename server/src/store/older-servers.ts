@@ -13,7 +13,7 @@
  * by it (one two releases behind refuses to start by itself; docs/upgrades.md says to start none).
  */
 import type { TransactionSql } from "./db.js";
-import { connectedServers, describeServerRelease, type ConnectedServer } from "./connected-servers.js";
+import { connectedServers, describeServer, type ConnectedServer } from "./connected-servers.js";
 import { migrationLabel } from "./migration-releases.js";
 import type { MigrateOptions, Migration, RecordedMigration } from "./migrator.js";
 import { SchemaMismatchError } from "./schema-mismatch-error.js";
@@ -22,7 +22,7 @@ import { databaseRelease, RELEASES_AHEAD_SERVED } from "./schema-window.js";
 const ALLOW_FLAG = "--allow-older-servers";
 
 function describe(servers: ConnectedServer[]): string {
-  return servers.map((s) => `${s.id} of ${describeServerRelease(s)}, ${s.connections} connection(s)`).join("; ");
+  return servers.map(describeServer).join("; ");
 }
 
 /** Throws (or, when allowed, warns) about connected servers the pending migrations would leave behind. */

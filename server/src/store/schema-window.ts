@@ -101,7 +101,7 @@ export function judgeSchema(all: Migration[], status: MigrationStatus): SchemaCo
     const where = empty ? "has no dex schema" : `is at release ${dbRelease?.release ?? "unknown"}, behind ${ours}`;
     throw new SchemaMismatchError(
       empty ? "not_migrated" : "behind",
-      `the database ${where} (${status.pending.length} pending migration(s), latest ${migrationLabel(latest)}): ` +
+      `the database ${where}: ${status.pending.length} pending migration(s), latest ${migrationLabel(latest)}; ` +
         `run \`dex migrate --database-url <url>\` of release ${build.release} first`,
     );
   }
