@@ -42,11 +42,12 @@ const UNANNOUNCED = /^dex-server(?:-[a-z]+)?$/;
 
 /**
  * The dex servers connected to the current database, oldest release first. Servers that do not
- * announce a release cannot be told apart from each other: each of their client addresses counts as one.
+ * announce a release cannot be told apart from each other: each of their client addresses counts as one
+ * (client_addr is null over a Unix socket, and in another role's sessions without pg_read_all_stats).
  */
 export async function connectedServers(sql: Queryable): Promise<ConnectedServer[]> {
-  const rows = await sql<{ name: string; client: string | null; connections: number }[]>`
-    select application_name as name, coalesce(host(client_addr), 'local') as client, count(*)::int as connections
+  const rows = await sql<{ name: string; client: string; connections: number }[]>`
+    select application_name as name, coalesce(host(client_addr), 'an address not shown') as client, count(*)::int as connections
     from pg_stat_activity
     where datname = current_database() and pid <> pg_backend_pid() and application_name like 'dex-server%'
     group by 1, 2`;
