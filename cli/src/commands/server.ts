@@ -185,7 +185,10 @@ export function registerMigrateCommand(program: Command): void {
       "--bootstrap-admin-key-file <path>",
       `then store the API key in this file (text from \`dex auth create\` or generated) as the admin key "${BOOTSTRAP_ADMIN_KEY_NAME}", unless that key exists (default: $DEX_BOOTSTRAP_ADMIN_KEY_FILE)`,
     )
-    .option("--status", "print each migration (applied, pending, unknown to this dex, checksum mismatch) with its checksum, and change nothing")
+    .option(
+      "--status",
+      "print each migration by release (applied, pending with its safety beside older servers, unknown to this dex, checksum mismatch) with its checksum, the dex servers connected and what dex migrate would say, and change nothing",
+    )
     .option(
       "--allow-older-servers",
       "apply even though dex servers of an older release are connected that a pending migration is unsafe with, or would leave two releases behind (default: refuse, naming them); see docs/upgrades.md",
