@@ -7,7 +7,7 @@ import type { Logger } from "./logger.js";
 import type { ServerOptions } from "./server-options.js";
 import type { StalledConnection } from "./store/connection-watchdog.js";
 import { openDatabase, redactUrl, type Sql } from "./store/db.js";
-import { assertMigrated, loadMigrations } from "./store/migrator.js";
+import { assertMigrated, type Migration } from "./store/migrator.js";
 import { databaseClockOffsetMs, pingDatabase } from "./store/ping.js";
 
 /** Connections of the poll path's pool unless ServerOptions.dispatchPoolSize says otherwise. */
@@ -31,7 +31,11 @@ export interface ServerPools {
   end(timeoutSeconds: number): Promise<void>;
 }
 
-export function openServerPools(options: ServerOptions, logger: Logger, probeTimeoutMs: number): ServerPools {
+/**
+ * `applicationName` names each pool's connections: the pool, then this server's release and id
+ * (store/connected-servers.ts), which `dex migrate` reads in pg_stat_activity (decision 0033).
+ */
+export function openServerPools(options: ServerOptions, logger: Logger, probeTimeoutMs: number, applicationName: (pool: string) => string): ServerPools {
   const database = {
     url: options.databaseUrl,
     statementTimeoutMs: options.statementTimeoutMs,
@@ -39,7 +43,7 @@ export function openServerPools(options: ServerOptions, logger: Logger, probeTim
     onStalledConnection: (info: StalledConnection) =>
       logger.warn("database connection silent past statement_timeout with an answer due; replacing it", { ...info }),
   };
-  const sql = openDatabase({ ...database, maxConnections: options.databasePoolSize, applicationName: "dex-server" });
+  const sql = openDatabase({ ...database, maxConnections: options.databasePoolSize, applicationName: applicationName("dex-server") });
   // The scrape's own connection, with a short statement timeout: a slow count
   // fails the queue gauges of one scrape instead of holding a snapshot open.
   const metricsSql =
@@ -48,7 +52,7 @@ export function openServerPools(options: ServerOptions, logger: Logger, probeTim
       : openDatabase({
           ...database,
           maxConnections: 1,
-          applicationName: "dex-server-metrics",
+          applicationName: applicationName("dex-server-metrics"),
           statementTimeoutMs: METRICS_STATEMENT_TIMEOUT_MS,
         });
   // Claims commit asynchronously: nothing depends on a claim being durable until the claimed
@@ -61,19 +65,19 @@ export function openServerPools(options: ServerOptions, logger: Logger, probeTim
       : openDatabase({
           ...database,
           maxConnections: dispatchPoolSize,
-          applicationName: "dex-server-dispatch",
+          applicationName: applicationName("dex-server-dispatch"),
           synchronousCommit: "off",
         });
   // The health probe's own connection: on a shared pool it would queue behind busy transactions.
   const probeSql = openDatabase({
     ...database,
     maxConnections: 1,
-    applicationName: "dex-server-health",
+    applicationName: applicationName("dex-server-health"),
     statementTimeoutMs: probeTimeoutMs,
     stallMarginMs: 1_000,
   });
   // The retention sweep's own connection: a batch (~0.1 s) never holds one of the call path's.
-  const retentionSql = openDatabase({ ...database, maxConnections: 1, applicationName: "dex-server-retention" });
+  const retentionSql = openDatabase({ ...database, maxConnections: 1, applicationName: applicationName("dex-server-retention") });
   const all = [sql, probeSql, retentionSql, ...(metricsSql ? [metricsSql] : []), ...(dispatchSql ? [dispatchSql] : [])];
   return {
     sql,
@@ -88,7 +92,7 @@ export function openServerPools(options: ServerOptions, logger: Logger, probeTim
 }
 
 /** Fails the start, with what to check, when the database is unreachable or its schema is not one this server knows. */
-export async function checkDatabase(sql: Sql, url: string, migrationsDir: string | undefined, logger: Logger): Promise<void> {
+export async function checkDatabase(sql: Sql, url: string, migrations: Migration[], logger: Logger): Promise<void> {
   try {
     await pingDatabase(sql);
   } catch (err) {
@@ -99,10 +103,10 @@ export async function checkDatabase(sql: Sql, url: string, migrationsDir: string
     );
   }
   warnOnClockSkew(await databaseClockOffsetMs(sql), logger);
-  const schema = await assertMigrated(sql, await loadMigrations(migrationsDir));
-  if (schema.databaseVersion > schema.knownVersion) {
+  const schema = await assertMigrated(sql, migrations);
+  if (schema.databaseReleaseLevel > schema.releaseLevel) {
     // Expected mid-upgrade; worth a line so that a fleet left half-upgraded is noticed.
-    logger.info("database schema is one version newer than this dex (rolling upgrade; docs/upgrades.md)", { ...schema });
+    logger.info(`database schema is one release newer than this dex (release ${schema.databaseRelease}, this dex ${schema.release}: rolling upgrade; docs/upgrades.md)`, { ...schema });
   }
 }
 

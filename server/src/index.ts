@@ -8,8 +8,22 @@ export { DEFAULT_MAX_MESSAGE_BYTES } from "./transport.js";
 export type { ServerTlsOptions } from "./transport.js";
 export type { Logger } from "./logger.js";
 export { createJsonLogger, silentLogger } from "./logger.js";
-export { migrate, migrationStatus, assertMigrated, repairChecksums, loadMigrations, SchemaMismatchError } from "./store/migrator.js";
-export type { ChecksumMismatch, MigrationStatus, SchemaCompatibility } from "./store/migrator.js";
+export {
+  migrate,
+  migrationStatus,
+  assertMigrated,
+  repairChecksums,
+  loadMigrations,
+  migrationLabel,
+  buildRelease,
+  databaseRelease,
+  judgeSchema,
+  RELEASES_AHEAD_SERVED,
+  SchemaMismatchError,
+} from "./store/migrator.js";
+export type { ChecksumMismatch, MigrateOptions, Migration, MigrationStatus, RecordedMigration, SchemaCompatibility } from "./store/migrator.js";
+export { connectedServers, describeServer, type ConnectedServer } from "./store/connected-servers.js";
+export { olderServerProblems } from "./store/older-servers.js";
 export { openDatabase, redactUrl } from "./store/db.js";
 export { startEmbeddedPostgres, freePort } from "./dev/embedded-postgres.js";
 export { API_KEY_ROLES, ApiKeyUsageError, BOOTSTRAP_ADMIN_KEY_NAME, bootstrapAdminKey, createApiKey, listApiKeys, revokeApiKey } from "./engine/api-keys.js";

@@ -8,6 +8,8 @@ import { setMaxListeners } from "node:events";
 import { startBackgroundLoops, type BackgroundLoops } from "./background.js";
 import { DatabaseHealth, DEFAULT_DATABASE_PROBE_INTERVAL_MS, DEFAULT_DATABASE_PROBE_TIMEOUT_MS } from "./database-health.js";
 import { checkDatabase, openServerPools } from "./database-pools.js";
+import { serverApplicationName } from "./store/connected-servers.js";
+import { buildRelease, loadMigrations } from "./store/migrator.js";
 import { Authenticator } from "./engine/authenticator.js";
 import type { Engine } from "./engine/context.js";
 import { resolveLimits } from "./engine/limits.js";
@@ -50,7 +52,10 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   const defaultRetentionSeconds = checkDefaultRetention(options.defaultRetentionSeconds ?? 0);
   const probeTimeoutMs = positiveMs("databaseProbeTimeoutMs", options.databaseProbeTimeoutMs, DEFAULT_DATABASE_PROBE_TIMEOUT_MS);
   const probeIntervalMs = positiveMs("databaseProbeIntervalMs", options.databaseProbeIntervalMs, DEFAULT_DATABASE_PROBE_INTERVAL_MS);
-  const pools = openServerPools(options, logger, probeTimeoutMs);
+  // Read before any pool opens: each connection says this build's release (store/connected-servers.ts).
+  const migrations = await loadMigrations(options.migrationsDir);
+  const build = buildRelease(migrations);
+  const pools = openServerPools(options, logger, probeTimeoutMs, (pool) => serverApplicationName(pool, build, origin));
   const { sql, dispatchSql, metricsSql, probeSql, retentionSql } = pools;
   let listener: WakeupListener | undefined;
   // Started along the way; a failed start stops them before the pools close.
@@ -62,7 +67,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   let endpoints: HttpEndpoints | undefined;
   let databaseHealth: DatabaseHealth | undefined;
   try {
-    await checkDatabase(sql, options.databaseUrl, options.migrationsDir, logger);
+    await checkDatabase(sql, options.databaseUrl, migrations, logger);
     if (options.testClock && !(await testClockInstalled(sql))) {
       throw new Error(`testClock: the database at ${redactUrl(options.databaseUrl)} has no test clock; prepare it with installTestClock before migrating it`);
     }

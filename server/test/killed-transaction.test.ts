@@ -205,7 +205,7 @@ describe("an admin read whose connection is killed", () => {
         async () => {
           const found = await h.sql<{ pid: number }[]>`
             select pid from pg_stat_activity
-             where application_name = 'dex-server' and wait_event_type = 'Lock' and datname = current_database()`;
+             where application_name like 'dex-server %' and wait_event_type = 'Lock' and datname = current_database()`;
           return found.length > 0 ? found : undefined;
         },
         { message: "a server statement to wait for the held lock" },

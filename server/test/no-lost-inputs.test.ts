@@ -55,7 +55,7 @@ describe("no lost inputs", () => {
   async function lockWaiters(): Promise<number> {
     const [row] = await h.sql<{ n: number }[]>`
       select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and application_name = 'dex-server' and wait_event_type = 'Lock'`;
+      where datname = current_database() and application_name like 'dex-server %' and wait_event_type = 'Lock'`;
     return row!.n;
   }
 

@@ -33,7 +33,7 @@ async function runsOf(h: Harness, instanceId: string): Promise<number> {
 async function lockWaiters(h: Harness): Promise<number> {
   const [row] = await h.sql<{ waiting: number }[]>`
     select count(*)::int as waiting from pg_stat_activity
-    where datname = current_database() and wait_event_type = 'Lock' and application_name = 'dex-server'`;
+    where datname = current_database() and wait_event_type = 'Lock' and application_name like 'dex-server %'`;
   return row!.waiting;
 }
 

@@ -121,7 +121,7 @@ describe("continue-as-new hands over what the run has not seen", { timeout: E2E_
       await waitFor(async () => {
         const [row] = await sql<{ n: number }[]>`
           select count(*)::int as n from pg_stat_activity
-          where datname = current_database() and application_name = 'dex-server' and wait_event_type = 'Lock'`;
+          where datname = current_database() and application_name like 'dex-server %' and wait_event_type = 'Lock'`;
         return row!.n >= 1;
       }, { message: "the child's continue-as-new to wait for the parent's row" });
       answer = child.update("whichRound", undefined, { updateId: "late-1" });

@@ -80,7 +80,7 @@ describe("no lost inputs, end to end", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   async function lockWaiters(): Promise<number> {
     const [row] = await sql<{ n: number }[]>`
       select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and application_name = 'dex-server' and wait_event_type = 'Lock'`;
+      where datname = current_database() and application_name like 'dex-server %' and wait_event_type = 'Lock'`;
     return row!.n;
   }
 

@@ -5,13 +5,15 @@
  * runs are in flight. Nothing may be lost or duplicated: the chaos suite's invariant checker
  * (chaos/src/invariants.ts) reads the tables afterwards.
  *
- * "Old" is `dex server` as shipped (it knows migrations up to N). "New" is the same build told it
- * knows N+1 (tests/e2e/fixtures/upgrade-drill-server.mjs, ServerOptions.migrationsDir), with a
- * sample N+1 that follows the expand rule, written to a temporary migrations directory: it adds
+ * "Old" is `dex server` as shipped (release R). "New" is the same build told it is release R+1
+ * (tests/e2e/fixtures/upgrade-drill-server.mjs, ServerOptions.migrationsDir), with a sample
+ * migration of R+1 that follows the expand rule, written to a temporary migrations directory (and
+ * its release manifest, decision 0033; `migrate` runs while the old server is connected, and passes
+ * its check of older servers because the sample is marked safe): it adds
  * columns to every table the old server writes on its hot path, a table and an index. The old
  * server must keep serving on N+1, and start again on it after a crash.
  */
-import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
@@ -80,6 +82,10 @@ describe("upgrade drill: old and new servers side by side", { timeout: E2E_TEST_
     tempDirs.push(nextDir);
     await cp(migrationsDir, nextDir, { recursive: true });
     await writeFile(`${nextDir}/${String(n + 1).padStart(4, "0")}_upgrade_drill_expand.sql`, SAMPLE_EXPAND_SQL);
+    // The sample is the next release's, safe beside this release's servers (decision 0033).
+    const manifest = JSON.parse(await readFile(`${nextDir}/releases.json`, "utf8")) as { releases: unknown[] };
+    manifest.releases.push({ release: "drill-next", migrations: [{ migration: `${String(n + 1).padStart(4, "0")}_upgrade_drill_expand`, olderServers: "safe" }] });
+    await writeFile(`${nextDir}/releases.json`, JSON.stringify(manifest));
     const next = await loadMigrations(nextDir);
 
     const [oldPort, newPort] = [await freePort(), await freePort()];
@@ -141,12 +147,12 @@ describe("upgrade drill: old and new servers side by side", { timeout: E2E_TEST_
     await new WorkerSlot(group, "worker-new", { kind: "colocated", address: newAddress, databaseUrl: db.url, taskQueue: "default", concurrency: 10 }).start();
     const newStream = load(newClient, "new");
 
-    // Either server crashes with runs in flight and starts again: the old one on a schema one version newer than it knows.
+    // Either server crashes with runs in flight and starts again: the old one on the next release's schema.
     await progress(10, "before the old server's crash");
     openAtKills.push(await openRuns());
     await kill(oldServer);
     oldServer = await startOld();
-    expect(oldServer.tail()).toMatch(/database schema is one version newer than this dex/);
+    expect(oldServer.tail()).toMatch(/database schema is one release newer than this dex/);
 
     await progress(10, "before the new server's crash");
     openAtKills.push(await openRuns());

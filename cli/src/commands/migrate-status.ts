@@ -1,44 +1,84 @@
 /**
  * `dex migrate --status` and `--repair-checksums`: what an operator reads before and during a
- * rolling upgrade (docs/upgrades.md). Status changes nothing; repair records this build's checksums
- * for applied migrations whose files were edited harmlessly, and is the only way past a mismatch.
+ * rolling upgrade (docs/upgrades.md). Status changes nothing: it lists the migrations by release,
+ * the release of the database and of this dex, the dex servers connected and what `dex migrate`
+ * would say about them. Repair records this build's checksums for applied migrations whose files
+ * were edited harmlessly, and is the only way past a mismatch.
  */
-import type { ChecksumMismatch, MigrationStatus } from "@dex/server";
+import {
+  buildRelease,
+  databaseRelease,
+  describeServer,
+  judgeSchema,
+  migrationLabel,
+  olderServerProblems,
+  SchemaMismatchError,
+  type ChecksumMismatch,
+  type ConnectedServer,
+  type Migration,
+  type MigrationStatus,
+} from "@dex/server";
 
 const SHORT_CHECKSUM = 12;
 
-function label(version: number, name: string): string {
-  return `${String(version).padStart(4, "0")}_${name}`;
-}
-
-/** One line per migration (applied, pending, unknown, checksum mismatch), then a summary line. */
-export function formatMigrationStatus(status: MigrationStatus, known: Array<{ version: number; name: string; checksum: string }>): string {
+/** Migrations grouped by release (a header line each), then the verdict, the servers and what migrate would do. */
+export function formatMigrationStatus(status: MigrationStatus, known: Migration[], servers: ConnectedServer[]): string {
   const mismatched = new Map(status.mismatched.map((m) => [m.version, m]));
-  const unknown = new Set(status.unknown);
-  const lines: string[] = [];
+  const byVersion = new Map(known.map((m) => [m.version, m]));
+  const rows: Array<{ release: string; line: string }> = [];
   for (const row of status.recorded) {
+    const file = byVersion.get(row.version);
     const mismatch = mismatched.get(row.version);
-    const state = mismatch ? "CHECKSUM MISMATCH" : unknown.has(row.version) ? "applied, unknown to this dex" : "applied";
+    const state = mismatch ? "CHECKSUM MISMATCH" : file ? "applied" : "applied, unknown to this dex";
     const checksum = mismatch
       ? `recorded ${mismatch.recorded.slice(0, SHORT_CHECKSUM)}, file ${mismatch.expected.slice(0, SHORT_CHECKSUM)}`
       : row.checksum.slice(0, SHORT_CHECKSUM);
-    lines.push(`${label(row.version, row.name)}  ${state}  ${checksum}  ${row.appliedAt.toISOString()}`);
+    const release = file?.release ?? (row.release === null ? "not recorded" : `${row.release}, unknown to this dex`);
+    rows.push({ release, line: `${migrationLabel(row)}  ${state}  ${checksum}  ${row.appliedAt.toISOString()}` });
   }
-  for (const m of status.pending) lines.push(`${label(m.version, m.name)}  pending  ${m.checksum.slice(0, SHORT_CHECKSUM)}`);
-  const knownVersion = known.at(-1)?.version ?? 0;
-  const databaseVersion = status.applied.at(-1) ?? 0;
-  lines.push(`database at version ${databaseVersion}; this dex knows up to ${knownVersion} and serves ${knownVersion} or ${knownVersion + 1}${verdict(status, knownVersion)}`);
+  for (const m of status.pending) {
+    const safety = m.olderServers === "safe" ? "" : `  ${m.olderServers === "unsafe" ? "UNSAFE" : "weak"} with older servers running`;
+    rows.push({ release: m.release, line: `${migrationLabel(m)}  pending  ${m.checksum.slice(0, SHORT_CHECKSUM)}${safety}` });
+  }
+  const lines: string[] = [];
+  let current: string | undefined;
+  for (const { release, line } of rows) {
+    if (release !== current) lines.push(`release ${(current = release)}`);
+    lines.push(`  ${line}`);
+  }
+  const build = buildRelease(known);
+  const db = databaseRelease(known, status.recorded);
+  const where = db ? `release ${db.release} (version ${status.applied.at(-1)})` : "no dex schema";
+  lines.push(`database at ${where}; this dex is release ${build.release} and serves the schema of release ${build.release} or the next one${verdict(status, known)}`);
+  lines.push(`dex servers connected: ${servers.length === 0 ? "none seen" : servers.map(describeServer).join("; ")}`);
+  if (status.pending.length > 0 && servers.length > 0) {
+    const { refusals, warnings } = olderServerProblems(servers, status.recorded, known, status.pending);
+    for (const refusal of refusals) lines.push(`dex migrate would refuse: ${refusal}`);
+    for (const warning of warnings) lines.push(`dex migrate would warn: ${warning}`);
+  }
   return `${lines.join("\n")}\n`;
 }
 
-function verdict(status: MigrationStatus, knownVersion: number): string {
-  if (status.mismatched.length > 0) return ": checksum mismatch, see above (dex migrate --repair-checksums if the edit is harmless)";
-  if (status.unknown.some((v) => v > knownVersion + 1 || v < knownVersion)) return ": too new for this dex";
-  if (status.pending.length > 0) return ": behind, run dex migrate";
-  return "";
+/** The start check's verdict in a few words (schema-window.ts is the one definition of the window). */
+function verdict(status: MigrationStatus, known: Migration[]): string {
+  try {
+    judgeSchema(known, status);
+    return "";
+  } catch (err) {
+    if (!(err instanceof SchemaMismatchError)) throw err;
+    switch (err.code) {
+      case "checksum_mismatch":
+        return ": checksum mismatch, see above (dex migrate --repair-checksums if the edit is harmless)";
+      case "too_new":
+      case "unknown_migration":
+        return ": too new for this dex";
+      default:
+        return ": behind, run dex migrate";
+    }
+  }
 }
 
 export function formatRepaired(repaired: ChecksumMismatch[]): string {
   if (repaired.length === 0) return "checksums match; nothing to repair\n";
-  return repaired.map((m) => `repaired checksum of ${label(m.version, m.name)}: ${m.recorded} -> ${m.expected}\n`).join("");
+  return repaired.map((m) => `repaired checksum of ${migrationLabel(m)}: ${m.recorded} -> ${m.expected}\n`).join("");
 }

@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import {
   BOOTSTRAP_ADMIN_KEY_NAME,
   bootstrapAdminKey,
+  connectedServers,
   DEFAULT_LIMITS,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_PORT,
@@ -11,6 +12,7 @@ import {
   migrationStatus,
   openDatabase,
   repairChecksums,
+  SchemaMismatchError,
   startServer,
   tracingFromEnvironment,
   type BootstrapOutcome,
@@ -183,28 +185,42 @@ export function registerMigrateCommand(program: Command): void {
       "--bootstrap-admin-key-file <path>",
       `then store the API key in this file (text from \`dex auth create\` or generated) as the admin key "${BOOTSTRAP_ADMIN_KEY_NAME}", unless that key exists (default: $DEX_BOOTSTRAP_ADMIN_KEY_FILE)`,
     )
-    .option("--status", "print each migration (applied, pending, unknown to this dex, checksum mismatch) with its checksum, and change nothing")
+    .option(
+      "--status",
+      "print each migration by release (applied, pending with its safety beside older servers, unknown to this dex, checksum mismatch) with its checksum, the dex servers connected and what dex migrate would say, and change nothing",
+    )
+    .option(
+      "--allow-older-servers",
+      "apply even though dex servers of an older release are connected that a pending migration is unsafe with, or would leave two releases behind (default: refuse, naming them); see docs/upgrades.md",
+    )
     .option(
       "--repair-checksums",
       "record this dex's checksums for applied migrations whose files were edited harmlessly (a comment, whitespace), then migrate; see docs/upgrades.md",
     )
-    .action(async (flags: DatabaseFlags & { bootstrapAdminKeyFile?: string; status?: boolean; repairChecksums?: boolean }) => {
+    .action(async (flags: DatabaseFlags & { bootstrapAdminKeyFile?: string; status?: boolean; repairChecksums?: boolean; allowOlderServers?: boolean }) => {
       const url = databaseUrl(flags);
-      if (flags.status && flags.repairChecksums) throw new UsageError("--status changes nothing; pass it without --repair-checksums");
+      if (flags.status && (flags.repairChecksums || flags.allowOlderServers)) {
+        throw new UsageError(`--status changes nothing; pass it without ${flags.repairChecksums ? "--repair-checksums" : "--allow-older-servers"}`);
+      }
       // Read before touching the database: a missing or unreadable secret fails the step at once.
       const bootstrap = await readBootstrapKeyFile(flags.bootstrapAdminKeyFile ?? (process.env.DEX_BOOTSTRAP_ADMIN_KEY_FILE || undefined));
       const sql = openDatabase({ url, maxConnections: 1, applicationName: "dex migrate" });
       try {
         const known = await loadMigrations();
         if (flags.status) {
-          process.stdout.write(formatMigrationStatus(await migrationStatus(sql, known), known));
+          process.stdout.write(formatMigrationStatus(await migrationStatus(sql, known), known, await connectedServers(sql)));
           return;
         }
         if (flags.repairChecksums) process.stdout.write(formatRepaired(await repairChecksums(sql, known)));
         let applied: number[];
         try {
-          applied = await migrate(sql, known);
+          applied = await migrate(sql, known, {
+            allowOlderServers: flags.allowOlderServers === true,
+            onWarning: (message) => process.stderr.write(`dex: warning: ${message}\n`),
+          });
         } catch (err) {
+          // A refusal already says what to do; anything else failed while applying SQL.
+          if (err instanceof SchemaMismatchError) throw err;
           throw new Error(`migration failed: ${(err as Error).message}`, { cause: err });
         }
         process.stdout.write(

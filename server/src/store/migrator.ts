@@ -1,22 +1,29 @@
 /**
- * Applies the ordered .sql files in migrations/ and checks whether a database
- * is one this build may serve. Migrations run in one transaction under an
- * advisory lock, so several servers or `dex migrate` invocations racing each
- * other apply each file exactly once, and a failing file leaves the database
- * as it was.
+ * Applies the ordered .sql files in migrations/ and reports what a database has applied.
+ * Migrations run in one transaction under an advisory lock, so several servers or `dex migrate`
+ * invocations racing each other apply each file exactly once, and a failing file leaves the
+ * database as it was.
  *
- * Rolling upgrades (docs/upgrades.md, decision 0028): every migration is an
- * expand step that servers one version older keep working on, so a build that
- * knows migrations up to N serves a database at N or N+1, and refuses one
- * behind N (run dex migrate) or at N+2 and beyond (no promise holds there).
- * Applied migrations are checked against this build's files by checksum: an
- * edited migration means the database's schema is not the one the code
- * expects, and only an explicit `dex migrate --repair-checksums` accepts it.
+ * Rolling upgrades (docs/upgrades.md, decisions 0028 and 0033): each migration belongs to a release
+ * (migrations/releases.json), a server of release R serves the schema of R and R+1
+ * (schema-window.ts), and `dex migrate` refuses to apply a migration that servers of an older
+ * release still connected cannot run on (older-servers.ts). Applied migrations are checked against
+ * this build's files by checksum: an edited migration means the database's schema is not the one
+ * the code expects, and only an explicit `dex migrate --repair-checksums` accepts it.
  */
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Sql, TransactionSql } from "./db.js";
+import { loadReleaseManifest, migrationLabel, type MigrationRelease } from "./migration-releases.js";
+import { checkOlderServers } from "./older-servers.js";
+import { checksumError } from "./schema-mismatch-error.js";
+
+import { judgeSchema, type SchemaCompatibility } from "./schema-window.js";
+
+export { migrationLabel } from "./migration-releases.js";
+export { SchemaMismatchError } from "./schema-mismatch-error.js";
+export { buildRelease, databaseRelease, judgeSchema, RELEASES_AHEAD_SERVED, type SchemaCompatibility } from "./schema-window.js";
 
 /** Where the migration files live: server/migrations (shipped in the package). */
 export const migrationsDir: string = fileURLToPath(new URL("../../migrations/", import.meta.url));
@@ -24,10 +31,7 @@ export const migrationsDir: string = fileURLToPath(new URL("../../migrations/", 
 /** Arbitrary constant key for pg_advisory_xact_lock: "dex migrate". */
 const MIGRATION_LOCK_KEY = 0x6465_786d;
 
-/** How many schema versions past its own a server runs on: the expand step of the next release. */
-export const SCHEMA_VERSIONS_AHEAD_SERVED = 1;
-
-export interface Migration {
+export interface Migration extends MigrationRelease {
   version: number;
   name: string;
   sql: string;
@@ -44,6 +48,17 @@ export interface ChecksumMismatch {
   expected: string;
 }
 
+/** A row of dex.schema_migrations. */
+export interface RecordedMigration {
+  version: number;
+  name: string;
+  checksum: string;
+  appliedAt: Date;
+  /** The release that introduced it, as the dex that applied it knew; null when applied by a dex before 0.2. */
+  release: string | null;
+  releaseLevel: number | null;
+}
+
 export interface MigrationStatus {
   /** Versions recorded in the database. */
   applied: number[];
@@ -54,61 +69,55 @@ export interface MigrationStatus {
   /** Applied migrations this build knows whose checksums differ from its files. */
   mismatched: ChecksumMismatch[];
   /** Every recorded row, oldest first, for `dex migrate --status`. */
-  recorded: Array<{ version: number; name: string; checksum: string; appliedAt: Date }>;
+  recorded: RecordedMigration[];
 }
 
-/** What the start check found: the database's schema version and this build's. */
-export interface SchemaCompatibility {
-  /** Highest version this build knows (N). */
-  knownVersion: number;
-  /** Highest version applied to the database: N, or N+1 during a rolling upgrade. */
-  databaseVersion: number;
+export interface MigrateOptions {
+  /**
+   * Apply even when dex servers of an older release are connected that a pending migration is
+   * unsafe with, or that the migration would leave two releases behind (`--allow-older-servers`).
+   * Default false: refuse, naming them.
+   */
+  allowOlderServers?: boolean;
+  /** Told each warning (a weak migration applied beside older servers, or an allowed refusal). */
+  onWarning?: (message: string) => void;
 }
 
-/** Thrown when the database and this build disagree; `code` says how, the message what to do. */
-export class SchemaMismatchError extends Error {
-  constructor(
-    readonly code: "not_migrated" | "behind" | "too_new" | "checksum_mismatch",
-    message: string,
-  ) {
-    super(message);
-    this.name = "SchemaMismatchError";
-  }
-}
-
+/** Reads the .sql files and the release manifest beside them; refuses a file no release lists. */
 export async function loadMigrations(dir: string = migrationsDir): Promise<Migration[]> {
   const files = (await readdir(dir)).filter((file) => file.endsWith(".sql")).sort();
-  const migrations: Migration[] = [];
+  const parsed: Array<Omit<Migration, keyof MigrationRelease>> = [];
   for (const file of files) {
     const match = /^(\d+)_([\w-]+)\.sql$/.exec(file);
     if (!match) throw new Error(`migration file name must look like 0001_name.sql: ${file}`);
     const sql = await readFile(`${dir}/${file}`, "utf8");
-    migrations.push({
-      version: Number(match[1]),
-      name: match[2]!,
-      sql,
-      checksum: createHash("sha256").update(sql).digest("hex"),
-    });
+    parsed.push({ version: Number(match[1]), name: match[2]!, sql, checksum: createHash("sha256").update(sql).digest("hex") });
   }
   const versions = new Set<number>();
-  for (const m of migrations) {
+  for (const m of parsed) {
     if (versions.has(m.version)) throw new Error(`two migration files share version ${m.version}`);
     versions.add(m.version);
   }
-  return migrations;
+  const manifest = await loadReleaseManifest(dir, parsed.map(migrationLabel));
+  return parsed.map((m) => ({ ...m, ...manifest.byMigration.get(migrationLabel(m))! }));
 }
 
-type RecordedRow = MigrationStatus["recorded"][number];
+// to_jsonb(m) reads the release columns when they exist: a database only older dexes migrated lacks them.
+async function readRecorded(sql: Sql | TransactionSql): Promise<RecordedMigration[]> {
+  return sql<RecordedMigration[]>`
+    select version, name, checksum, applied_at as "appliedAt",
+      to_jsonb(m) ->> 'release' as release, (to_jsonb(m) ->> 'release_level')::int as "releaseLevel"
+    from dex.schema_migrations m order by version`;
+}
 
-async function recordedMigrations(sql: Sql): Promise<RecordedRow[] | undefined> {
+async function recordedMigrations(sql: Sql): Promise<RecordedMigration[] | undefined> {
   const [exists] = await sql<{ exists: boolean }[]>`
     select to_regclass('dex.schema_migrations') is not null as exists`;
   if (!exists?.exists) return undefined;
-  return sql<RecordedRow[]>`
-    select version, name, checksum, applied_at as "appliedAt" from dex.schema_migrations order by version`;
+  return readRecorded(sql);
 }
 
-function compare(all: Migration[], recorded: RecordedRow[]): Omit<MigrationStatus, "recorded"> {
+function compare(all: Migration[], recorded: RecordedMigration[]): Omit<MigrationStatus, "recorded"> {
   const byVersion = new Map(all.map((m) => [m.version, m]));
   const appliedSet = new Set(recorded.map((row) => row.version));
   const mismatched: ChecksumMismatch[] = [];
@@ -132,40 +141,41 @@ export async function migrationStatus(sql: Sql, migrations?: Migration[]): Promi
   return { ...compare(all, recorded), recorded };
 }
 
-function checksumError(mismatched: ChecksumMismatch[]): SchemaMismatchError {
-  const which = mismatched
-    .map((m) => `${String(m.version).padStart(4, "0")}_${m.name} (recorded ${m.recorded}, this build's file ${m.expected})`)
-    .join("; ");
-  return new SchemaMismatchError(
-    "checksum_mismatch",
-    `the database applied migration(s) that differ from this dex's files: ${which}. ` +
-      `Its schema may not be the one this dex expects. If the edit is known to be harmless (a comment, ` +
-      `whitespace), record this build's checksums with \`dex migrate --repair-checksums\`; otherwise run the ` +
-      `dex whose files match, or restore the original files`,
-  );
-}
-
-/** Applies every pending migration; returns the versions it applied. Refuses an edited applied migration. */
-export async function migrate(sql: Sql, migrations?: Migration[]): Promise<number[]> {
+/**
+ * Applies every pending migration, recording the release of each; returns the versions it applied.
+ * Refuses an edited applied migration, and (unless allowed) a migration older servers still
+ * connected cannot run on.
+ */
+export async function migrate(sql: Sql, migrations?: Migration[], options: MigrateOptions = {}): Promise<number[]> {
   const all = migrations ?? (await loadMigrations());
   return sql.begin(async (tx) => {
     await lockAndCreateTable(tx);
-    const recorded = await tx<RecordedRow[]>`
-      select version, name, checksum, applied_at as "appliedAt" from dex.schema_migrations order by version`;
-    const { mismatched } = compare(all, recorded);
+    const recorded = await readRecorded(tx);
+    const { mismatched, pending } = compare(all, recorded);
     if (mismatched.length > 0) throw checksumError(mismatched);
-    const applied = new Set(recorded.map((row) => row.version));
-    const done: number[] = [];
-    for (const migration of all) {
-      if (applied.has(migration.version)) continue;
+    await recordReleases(tx, all, recorded);
+    if (pending.length === 0) return [];
+    await checkOlderServers(tx, recorded, all, pending, options);
+    for (const migration of pending) {
       await tx.unsafe(migration.sql);
       await tx`
-        insert into dex.schema_migrations (version, name, checksum)
-        values (${migration.version}, ${migration.name}, ${migration.checksum})`;
-      done.push(migration.version);
+        insert into dex.schema_migrations (version, name, checksum, release, release_level)
+        values (${migration.version}, ${migration.name}, ${migration.checksum}, ${migration.release}, ${migration.releaseLevel})`;
     }
-    return done;
+    return pending.map((m) => m.version);
   });
+}
+
+/** Fills in the release of rows an older dex applied, so that the table says it to every later reader. */
+async function recordReleases(tx: TransactionSql, all: Migration[], recorded: RecordedMigration[]): Promise<void> {
+  const known = new Map(all.map((m) => [m.version, m]));
+  const missing = recorded.filter((row) => row.release === null && known.has(row.version)).map((row) => known.get(row.version)!);
+  if (missing.length === 0) return;
+  await tx`
+    update dex.schema_migrations s set release = r.release, release_level = r.level
+    from unnest(${missing.map((m) => m.version)}::int[], ${missing.map((m) => m.release)}::text[], ${missing.map((m) => m.releaseLevel)}::int[])
+      as r(version, release, level)
+    where s.version = r.version`;
 }
 
 /**
@@ -178,9 +188,7 @@ export async function repairChecksums(sql: Sql, migrations?: Migration[]): Promi
   const all = migrations ?? (await loadMigrations());
   return sql.begin(async (tx) => {
     await lockAndCreateTable(tx);
-    const recorded = await tx<RecordedRow[]>`
-      select version, name, checksum, applied_at as "appliedAt" from dex.schema_migrations order by version`;
-    const { mismatched } = compare(all, recorded);
+    const { mismatched } = compare(all, await readRecorded(tx));
     for (const m of mismatched) {
       await tx`update dex.schema_migrations set checksum = ${m.expected} where version = ${m.version}`;
     }
@@ -196,40 +204,27 @@ async function lockAndCreateTable(tx: TransactionSql): Promise<void> {
       version integer primary key,
       name text not null,
       checksum text not null,
-      applied_at timestamptz not null default now()
+      applied_at timestamptz not null default now(),
+      release text,
+      release_level integer
     )`;
+  // A table created by a dex before 0.2 lacks the release columns. Add them only when missing: an
+  // `alter table` takes an access exclusive lock even when `if not exists` makes it a no-op, and a
+  // server starting during a long migration reads this table (it would wait, then fail its start).
+  const [columns] = await tx<{ n: number }[]>`
+    select count(*)::int as n from pg_attribute
+    where attrelid = 'dex.schema_migrations'::regclass and attname in ('release', 'release_level') and not attisdropped`;
+  if (columns!.n < 2) {
+    await tx`alter table dex.schema_migrations add column if not exists release text, add column if not exists release_level integer`;
+  }
 }
 
 /**
- * Throws a SchemaMismatchError telling the user what to do unless this build
- * may serve the database: every migration it knows applied with matching
- * checksums, and nothing applied past the next version (N+1).
+ * Throws a SchemaMismatchError telling the user what to do unless this build may serve the
+ * database: every migration it knows applied with matching checksums, and nothing applied past the
+ * next release (schema-window.ts).
  */
 export async function assertMigrated(sql: Sql, migrations?: Migration[]): Promise<SchemaCompatibility> {
   const all = migrations ?? (await loadMigrations());
-  const status = await migrationStatus(sql, all);
-  const knownVersion = all.at(-1)?.version ?? 0;
-  const databaseVersion = status.applied.at(-1) ?? 0;
-  if (status.mismatched.length > 0) throw checksumError(status.mismatched);
-  const tooNew = status.unknown.filter((v) => v > knownVersion + SCHEMA_VERSIONS_AHEAD_SERVED || v < knownVersion);
-  if (tooNew.length > 0) {
-    throw new SchemaMismatchError(
-      "too_new",
-      `the database is at schema version ${databaseVersion} (applied ${status.unknown.join(", ")}, unknown here), ` +
-        `but this dex knows versions up to ${knownVersion} and serves only ${knownVersion} or ${knownVersion + SCHEMA_VERSIONS_AHEAD_SERVED}: ` +
-        `it was migrated by a newer dex, more than one version ahead; run a dex that knows version ${databaseVersion} ` +
-        `(or at least ${databaseVersion - SCHEMA_VERSIONS_AHEAD_SERVED}) instead (docs/upgrades.md)`,
-    );
-  }
-  if (status.pending.length > 0) {
-    const latest = status.pending.at(-1)!;
-    const what = status.applied.length === 0 ? "has no dex schema" : "is behind";
-    throw new SchemaMismatchError(
-      status.applied.length === 0 ? "not_migrated" : "behind",
-      `the database ${what} (${status.pending.length} pending migration(s), ` +
-        `latest ${latest.version}_${latest.name}): ` +
-        `run \`dex migrate --database-url <url>\` first`,
-    );
-  }
-  return { knownVersion, databaseVersion };
+  return judgeSchema(all, await migrationStatus(sql, all));
 }

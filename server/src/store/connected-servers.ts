@@ -1,0 +1,80 @@
+/**
+ * Which dex servers are connected to this database, and of which release (decision 0033): what
+ * `dex migrate` needs to know before it applies a migration that servers of an older release cannot
+ * run on. A server says its release in the application_name of every connection it opens
+ * (`dex-server-dispatch level=2 release=0.2 id=1a2b3c4d5e6f`), and pg_stat_activity shows
+ * application_name to every role, not just to superusers or the server's own role. No table is
+ * needed (a server that crashes leaves no row to expire), and the answer is the truth of the moment
+ * rather than a heartbeat's. Its limits: a server that lost every connection is not seen, and a
+ * transaction-mode pooler between servers and Postgres shows its own connections' names.
+ */
+import type { Queryable } from "./db.js";
+
+/**
+ * The release level given to a connected server that does not say its release: builds before
+ * decision 0033 (release 0.2 is the first whose servers say it), so at most release 0.1.
+ */
+export const UNANNOUNCED_SERVER_LEVEL = 1;
+
+/** Postgres truncates application_name to NAMEDATALEN - 1 bytes. */
+const APPLICATION_NAME_MAX = 63;
+
+/** The application_name of a server's pool: the pool's name, then the release, then the server's id. */
+export function serverApplicationName(pool: string, build: { release: string; releaseLevel: number }, serverId: string): string {
+  // Level first: if Postgres had to cut the name, the level, which migrate compares, survives.
+  return `${pool} level=${build.releaseLevel} release=${build.release} id=${serverId}`.slice(0, APPLICATION_NAME_MAX);
+}
+
+/** One dex server seen through its connections. */
+export interface ConnectedServer {
+  /** The id the server logs as `server`; for servers that do not say their release, `at <client address>`. */
+  id: string;
+  /** Its release, or undefined for a server that does not say it (older than 0.2). */
+  release: string | undefined;
+  /** Its release level; UNANNOUNCED_SERVER_LEVEL when it does not say. */
+  releaseLevel: number;
+  /** How many connections it holds to this database. */
+  connections: number;
+}
+
+const ANNOUNCED = /^dex-server(?:-[a-z]+)? level=(\d+) release=(\S+) id=(\S+)$/;
+const UNANNOUNCED = /^dex-server(?:-[a-z]+)?$/;
+
+/**
+ * The dex servers connected to the current database, oldest release first. Servers that do not
+ * announce a release cannot be told apart from each other: each of their client addresses counts as one
+ * (client_addr is null over a Unix socket, and in another role's sessions without pg_read_all_stats).
+ */
+export async function connectedServers(sql: Queryable): Promise<ConnectedServer[]> {
+  const rows = await sql<{ name: string; client: string; connections: number }[]>`
+    select application_name as name, coalesce(host(client_addr), 'an address not shown') as client, count(*)::int as connections
+    from pg_stat_activity
+    where datname = current_database() and pid <> pg_backend_pid() and application_name like 'dex-server%'
+    group by 1, 2`;
+  const servers = new Map<string, ConnectedServer>();
+  for (const row of rows) {
+    const announced = ANNOUNCED.exec(row.name);
+    let key: string;
+    let server: Omit<ConnectedServer, "connections">;
+    if (announced) {
+      key = `id ${announced[3]}`;
+      server = { id: announced[3]!, release: announced[2]!, releaseLevel: Number(announced[1]) };
+    } else if (UNANNOUNCED.test(row.name)) {
+      key = `client ${row.client}`;
+      server = { id: `at ${row.client}`, release: undefined, releaseLevel: UNANNOUNCED_SERVER_LEVEL };
+    } else {
+      continue; // not a name a dex server uses
+    }
+    const seen = servers.get(key);
+    if (seen) seen.connections += row.connections;
+    else servers.set(key, { ...server, connections: row.connections });
+  }
+  return [...servers.values()].sort((a, b) => a.releaseLevel - b.releaseLevel || a.id.localeCompare(b.id));
+}
+
+/** "server 1a2b3c4d5e6f of release 0.2 (5 connection(s))", or what is known of a server that does not say its release. */
+export function describeServer(server: ConnectedServer): string {
+  return server.release === undefined
+    ? `server(s) ${server.id} of a release before 0.2 (they do not say which; ${server.connections} connection(s))`
+    : `server ${server.id} of release ${server.release} (${server.connections} connection(s))`;
+}

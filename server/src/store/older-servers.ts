@@ -1,0 +1,78 @@
+/**
+ * `dex migrate`'s guard for the servers still running (decision 0033). Before it applies anything,
+ * inside the migration's transaction and under its advisory lock, it reads which dex servers are
+ * connected (connected-servers.ts) and refuses, naming them, when:
+ * - a pending migration is marked unsafe with servers of an older release (releases.json) and
+ *   servers of an older release than that migration's are connected; or
+ * - the migration would leave a connected server two releases or more behind the database (outside
+ *   the window it serves: it would refuse to restart, and the expand rule promises it nothing).
+ * A weak migration beside older servers is a warning. `allowOlderServers` turns refusals into
+ * warnings. Refuse rather than warn by default: `dex migrate` runs in deploy pipelines, where a
+ * warning is read after the incident; the flag makes accepting the risk a written decision.
+ * The guard sees the moment it runs: a server of an older release starting after it is not stopped
+ * by it (one two releases behind refuses to start by itself; docs/upgrades.md says to start none).
+ */
+import type { TransactionSql } from "./db.js";
+import { connectedServers, describeServer, type ConnectedServer } from "./connected-servers.js";
+import { migrationLabel } from "./migration-releases.js";
+import type { MigrateOptions, Migration, RecordedMigration } from "./migrator.js";
+import { SchemaMismatchError } from "./schema-mismatch-error.js";
+import { databaseRelease, RELEASES_AHEAD_SERVED } from "./schema-window.js";
+
+const ALLOW_FLAG = "--allow-older-servers";
+
+function describe(servers: ConnectedServer[]): string {
+  return servers.map(describeServer).join("; ");
+}
+
+/** Throws (or, when allowed, warns) about connected servers the pending migrations would leave behind. */
+export async function checkOlderServers(
+  tx: TransactionSql,
+  recorded: RecordedMigration[],
+  all: Migration[],
+  pending: Migration[],
+  options: MigrateOptions,
+): Promise<void> {
+  const servers = await connectedServers(tx);
+  if (servers.length === 0) return;
+  const problems = olderServerProblems(servers, recorded, all, pending);
+  if (problems.refusals.length > 0 && !options.allowOlderServers) {
+    throw new SchemaMismatchError("older_servers", `refusing to migrate: ${problems.refusals.join("; and ")}`);
+  }
+  for (const refusal of problems.refusals) options.onWarning?.(`applying anyway (${ALLOW_FLAG}): ${refusal}`);
+  for (const warning of problems.warnings) options.onWarning?.(warning);
+}
+
+/** The pure rule, for tests and for `dex migrate --status`: what applying `pending` would do to `servers`. */
+export function olderServerProblems(
+  servers: ConnectedServer[],
+  recorded: RecordedMigration[],
+  all: Migration[],
+  pending: Migration[],
+): { refusals: string[]; warnings: string[] } {
+  const refusals: string[] = [];
+  const warnings: string[] = [];
+  const target = pending.reduce((level, m) => Math.max(level, m.releaseLevel), databaseRelease(all, recorded)?.releaseLevel ?? 0);
+  const targetRelease = all.find((m) => m.releaseLevel === target)?.release ?? `level ${target}`;
+  const stranded = servers.filter((s) => s.releaseLevel < target - RELEASES_AHEAD_SERVED);
+  if (stranded.length > 0) {
+    refusals.push(
+      `it would take the database to release ${targetRelease} while dex servers two or more releases older are connected (${describe(stranded)}); ` +
+        `a server runs on its own release's schema and the next one's only. Upgrade them release by release first (the \`dex migrate\` and servers of each ` +
+        `release in between), or stop them, then run this again; ${ALLOW_FLAG} applies it anyway (docs/upgrades.md)`,
+    );
+  }
+  for (const m of pending) {
+    const older = servers.filter((s) => s.releaseLevel < m.releaseLevel && !stranded.includes(s));
+    if (older.length === 0 || m.olderServers === "safe") continue;
+    if (m.olderServers === "unsafe") {
+      refusals.push(
+        `${migrationLabel(m)} (release ${m.release}) is not safe while servers of an older release run (${m.why}), and these are connected: ${describe(older)}. ` +
+          `Stop them, run dex migrate again, then start servers of release ${m.release} (a short stop; docs/upgrades.md); ${ALLOW_FLAG} applies it while they run`,
+      );
+    } else {
+      warnings.push(`${migrationLabel(m)} (release ${m.release}) is weak while servers of an older release run: ${m.why}; connected: ${describe(older)}. Replace them soon (docs/upgrades.md)`);
+    }
+  }
+  return { refusals, warnings };
+}

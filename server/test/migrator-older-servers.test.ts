@@ -1,0 +1,144 @@
+/**
+ * `dex migrate` and the servers still connected (decision 0033, docs/upgrades.md): a migration the
+ * release manifest marks unsafe with older servers is refused while servers of an older release are
+ * connected, a weak one is applied with a warning, a safe one silently, and a migration that would
+ * leave a connected server two releases behind is refused. A server is seen by the application_name
+ * of its connections: a real in-process server for its own name, and held connections named like
+ * one for servers of other releases.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
+import { createEmptyDatabase, type TestDatabase } from "@dex/testing";
+import { silentLogger, startServer } from "../src/index.js";
+import { connectedServers, serverApplicationName } from "../src/store/connected-servers.js";
+import { loadMigrations, migrate, migrationLabel, migrationStatus, SchemaMismatchError, type Migration } from "../src/store/migrator.js";
+import { buildWith, fakeServerConnection, fileAfter, migrationsDirWith, removeMigrationDirs } from "./support/releases.js";
+
+async function refusal(promise: Promise<unknown>): Promise<SchemaMismatchError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(SchemaMismatchError);
+  return err as SchemaMismatchError;
+}
+
+describe("dex migrate refuses what older servers still connected cannot run on", () => {
+  let db: TestDatabase;
+  let sql: postgres.Sql;
+  let shipped: Migration[];
+  let current: { release: string; releaseLevel: number };
+  const held: postgres.Sql[] = [];
+  /** A connection named as a server of `release` (at `level`) names its pools. */
+  const serverOf = async (release: string, level: number, id: string) =>
+    held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server-dispatch", { release, releaseLevel: level }, id)));
+
+  beforeAll(async () => {
+    db = await createEmptyDatabase();
+    sql = postgres(db.url, { max: 2, onnotice: () => {} });
+    shipped = await loadMigrations();
+    current = { release: shipped.at(-1)!.release, releaseLevel: shipped.at(-1)!.releaseLevel };
+  });
+  afterEach(async () => {
+    await Promise.all(held.splice(0).map((c) => c.end()));
+  });
+  afterAll(async () => {
+    await sql.end();
+    await db.drop();
+    await removeMigrationDirs();
+  });
+
+  it("refuses this release's unsafe migration (0013) while a server of the previous release that does not say its release is connected", async () => {
+    const previous = shipped.filter((m) => m.releaseLevel < current.releaseLevel);
+    await migrate(sql, previous);
+    // A server built before decision 0033 names its connections "dex-server", nothing more.
+    held.push(await fakeServerConnection(db.url, "dex-server"));
+    const refused = await refusal(migrate(sql, shipped));
+    expect(refused.code).toBe("older_servers");
+    const unsafe = shipped.find((m) => m.olderServers === "unsafe")!;
+    expect(refused.message).toContain(`${migrationLabel(unsafe)} (release ${current.release}) is not safe while servers of an older release run (${unsafe.why})`);
+    expect(refused.message).toContain("these are connected: server(s) at 127.0.0.1 of a release before 0.2 (they do not say which; 1 connection(s))");
+    expect(refused.message).toContain("--allow-older-servers applies it while they run");
+    expect(refused.message).not.toContain("\n");
+    // Nothing was applied.
+    expect((await migrationStatus(sql, shipped)).pending).toHaveLength(shipped.length - previous.length);
+
+    const warnings: string[] = [];
+    const applied = await migrate(sql, shipped, { allowOlderServers: true, onWarning: (w) => warnings.push(w) });
+    expect(applied).toEqual(shipped.slice(previous.length).map((m) => m.version));
+    expect(warnings[0]).toMatch(/^applying anyway \(--allow-older-servers\): .*is not safe while servers of an older release run/);
+    // The weak ones of the release are warned about, each once.
+    expect(warnings.slice(1).map((w) => w.split(" ")[0])).toEqual(shipped.filter((m) => m.releaseLevel === current.releaseLevel && m.olderServers === "weak").map(migrationLabel));
+  });
+
+  it("applies the next release's safe migrations beside servers of this release without a word, and warns of a weak one", async () => {
+    await serverOf(current.release, current.releaseLevel, "aaaaaaaaaaaa");
+    const warnings: string[] = [];
+    const next = await buildWith([
+      {
+        release: "next",
+        files: {
+          [fileAfter(shipped, 1, "expand_safe")]: { sql: "create table dex.upgrade_safe (id int);\n" },
+          [fileAfter(shipped, 2, "expand_weak")]: { sql: "create table dex.upgrade_weak (id int);\n", olderServers: "weak", why: "older servers write no upgrade_weak rows" },
+        },
+      },
+    ]);
+    expect(await migrate(sql, next, { onWarning: (w) => warnings.push(w) })).toHaveLength(2);
+    expect(warnings).toEqual([
+      `${fileAfter(shipped, 2, "expand_weak").replace(".sql", "")} (release next) is weak while servers of an older release run: older servers write no upgrade_weak rows; ` +
+        `connected: server aaaaaaaaaaaa of release ${current.release} (1 connection(s)). Replace them soon (docs/upgrades.md)`,
+    ]);
+  });
+
+  it("refuses a migration that would leave a connected server two releases behind, and one marked unsafe, naming them; a newer server does not count", async () => {
+    // The database is at "next" now. A server of this release (one behind) and one of "next" are connected.
+    await serverOf(current.release, current.releaseLevel, "bbbbbbbbbbbb");
+    await serverOf("next", current.releaseLevel + 1, "cccccccccccc");
+    await serverOf("after-next", current.releaseLevel + 2, "dddddddddddd");
+    const afterNext = await buildWith([
+      {
+        release: "next",
+        files: {
+          [fileAfter(shipped, 1, "expand_safe")]: { sql: "create table dex.upgrade_safe (id int);\n" },
+          [fileAfter(shipped, 2, "expand_weak")]: { sql: "create table dex.upgrade_weak (id int);\n", olderServers: "weak", why: "older servers write no upgrade_weak rows" },
+        },
+      },
+      { release: "after-next", files: { [fileAfter(shipped, 3, "contract")]: { sql: "drop table dex.upgrade_weak;\n", olderServers: "unsafe", why: "older servers write upgrade_weak" } } },
+    ]);
+    const refused = await refusal(migrate(sql, afterNext));
+    expect(refused.message).toMatch(
+      new RegExp(`^refusing to migrate: it would take the database to release after-next while dex servers two or more releases older are connected \\(server bbbbbbbbbbbb of release ${current.release} \\(1 connection\\(s\\)\\)\\)`),
+    );
+    expect(refused.message).toContain("; and ");
+    expect(refused.message).toContain("is not safe while servers of an older release run (older servers write upgrade_weak), and these are connected: server cccccccccccc of release next");
+    expect(refused.message).not.toContain("dddddddddddd");
+    expect(await sql`select to_regclass('dex.upgrade_weak') as t`).toEqual([{ t: "dex.upgrade_weak" }]);
+
+    // Once both are gone, it applies.
+    await Promise.all(held.splice(0).map((c) => c.end()));
+    expect(await migrate(sql, afterNext)).toHaveLength(1);
+  });
+
+  it("sees a real server's release and id in its connections' application_name", async () => {
+    const dir = await migrationsDirWith([]);
+    const db2 = await createEmptyDatabase();
+    const sql2 = postgres(db2.url, { max: 1, onnotice: () => {} });
+    try {
+      await migrate(sql2);
+      const server = await startServer({ databaseUrl: db2.url, port: 0, migrationsDir: dir, logger: silentLogger });
+      try {
+        const seen = await connectedServers(sql2);
+        expect(seen).toHaveLength(1);
+        expect(seen[0]).toMatchObject({ release: current.release, releaseLevel: current.releaseLevel, id: expect.stringMatching(/^[0-9a-f]{12}$/) });
+        expect(seen[0]!.connections).toBeGreaterThanOrEqual(2);
+        // A server of another database is not counted.
+        expect(await connectedServers(sql)).toEqual([]);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await sql2.end();
+      await db2.drop();
+    }
+  });
+});
