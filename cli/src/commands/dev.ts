@@ -54,6 +54,7 @@ export function registerDevCommand(program: Command): void {
       const { migrate, openDatabase, startEmbeddedPostgres, startServer, tracingFromEnvironment } = await import("@dex/server");
       const pg = await startEmbeddedPostgres({ dataDir });
       let server: DexServer | undefined;
+      let stopped: Promise<void> = Promise.resolve();
       // OpenTelemetry traces, as `dex server`: off unless the standard OTEL_* variables turn them on (decision 0030).
       const tracing = tracingFromEnvironment(process.env);
       const stopAll = async () => {
@@ -88,6 +89,8 @@ export function registerDevCommand(program: Command): void {
             { type: "activity", name: "default" },
           ],
         });
+        // Armed before the announcement: whoever reads "listening" may signal at once.
+        stopped = runUntilSignal(stopAll);
         process.stdout.write(
           [
             `dex dev server listening on ${server.address}${transportNote(tls)}`,
@@ -107,7 +110,7 @@ export function registerDevCommand(program: Command): void {
         await stopAll().catch(() => {});
         throw err;
       }
-      await runUntilSignal(stopAll);
+      await stopped;
     },
   );
 }

@@ -150,13 +150,16 @@ export function registerServerCommand(program: Command): void {
         ...databaseTimeouts(flags as DatabaseTimeoutFlags),
       });
       if (server.metricsAddress) process.stdout.write(`dex metrics at http://${server.metricsAddress}/metrics\n`);
-      if (server.uiAddress) process.stdout.write(`dex web UI at http://${server.uiAddress}/\n`);
-      process.stdout.write(`${authLine(requireApiKeys)}\n`);
-      process.stdout.write(`dex server listening on ${server.address}${transportNote(tls)}\n`);
-      await runUntilSignal(async () => {
+      // Armed before the announcement: a supervisor or test that reads "listening" may send SIGTERM
+      // at once, and a signal with no handler yet kills the process instead of stopping it cleanly.
+      const stopped = runUntilSignal(async () => {
         await server.close();
         await tracing?.shutdown();
       });
+      if (server.uiAddress) process.stdout.write(`dex web UI at http://${server.uiAddress}/\n`);
+      process.stdout.write(`${authLine(requireApiKeys)}\n`);
+      process.stdout.write(`dex server listening on ${server.address}${transportNote(tls)}\n`);
+      await stopped;
     },
   );
 }
