@@ -106,11 +106,29 @@ export async function wokenBy<T>(poll: Promise<T>, what: string, deadlineMs = DE
  * know that a poll parked before it enqueues, instead of hoping a pause was long enough.
  */
 export function watchParking(): { parked(type: "workflow" | "activity", queue: string): number; restore(): void } {
+  const counts = countParking("subscribeQueue", (type: string, queue: string) => `${type}:${queue}`);
+  return { parked: (type, queue) => counts.of(`${type}:${queue}`), restore: counts.restore };
+}
+
+/**
+ * The same count per run: the times an UpdateRun, a result or history wait (any run waiter) parked
+ * on a run's wake-ups, so a test knows the waiter is parked on that run.
+ */
+export function watchRunParking(): { parked(runId: string): number; restore(): void } {
+  const counts = countParking("subscribeRun", (runId: string) => runId);
+  return { parked: counts.of, restore: counts.restore };
+}
+
+/** Wraps one Wakeups subscribe method so each read of a subscription's `woken` counts under `keyOf(...args)`. */
+function countParking<M extends "subscribeQueue" | "subscribeRun">(
+  method: M,
+  keyOf: (...args: Parameters<Wakeups[M]>) => string,
+): { of(key: string): number; restore(): void } {
   const counts = new Map<string, number>();
-  const subscribe = Wakeups.prototype.subscribeQueue;
-  const spy = vi.spyOn(Wakeups.prototype, "subscribeQueue").mockImplementation(function (this: Wakeups, type: string, queue: string, workerId?: string) {
-    const inner = subscribe.call(this, type, queue, workerId);
-    const key = `${type}:${queue}`;
+  const subscribe = Wakeups.prototype[method] as (this: Wakeups, ...args: unknown[]) => Subscription;
+  const spy = vi.spyOn(Wakeups.prototype, method).mockImplementation(function (this: Wakeups, ...args: unknown[]) {
+    const inner = subscribe.apply(this, args);
+    const key = (keyOf as (...a: unknown[]) => string)(...args);
     const watched: Subscription = {
       get woken() {
         counts.set(key, (counts.get(key) ?? 0) + 1);
@@ -127,8 +145,8 @@ export function watchParking(): { parked(type: "workflow" | "activity", queue: s
       cancel: () => inner.cancel(),
     };
     return watched;
-  });
-  return { parked: (type, queue) => counts.get(`${type}:${queue}`) ?? 0, restore: () => spy.mockRestore() };
+  } as never);
+  return { of: (key) => counts.get(key) ?? 0, restore: () => spy.mockRestore() };
 }
 
 /**

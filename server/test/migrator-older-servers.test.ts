@@ -11,17 +11,9 @@ import postgres from "postgres";
 import { createEmptyDatabase, type TestDatabase } from "@dex/testing";
 import { silentLogger, startServer } from "../src/index.js";
 import { connectedServers, serverApplicationName } from "../src/store/connected-servers.js";
-import { loadMigrations, migrate, migrationLabel, migrationStatus, SchemaMismatchError, type Migration } from "../src/store/migrator.js";
-import { buildWith, fakeServerConnection, fileAfter, migrationsDirWith, removeMigrationDirs } from "./support/releases.js";
+import { loadMigrations, migrate, migrationLabel, migrationStatus, type Migration } from "../src/store/migrator.js";
+import { buildWith, fakeServerConnection, fileAfter, migrationsDirWith, refusal, removeMigrationDirs } from "./support/releases.js";
 
-async function refusal(promise: Promise<unknown>): Promise<SchemaMismatchError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(SchemaMismatchError);
-  return err as SchemaMismatchError;
-}
 
 describe("dex migrate refuses what older servers still connected cannot run on", () => {
   let db: TestDatabase;

@@ -14,20 +14,10 @@ import {
   migrationLabel,
   migrationStatus,
   repairChecksums,
-  SchemaMismatchError,
   type Migration,
 } from "../src/store/migrator.js";
-import { buildWith, fileAfter, removeMigrationDirs } from "./support/releases.js";
+import { buildWith, fileAfter, refusal, removeMigrationDirs } from "./support/releases.js";
 
-/** The error a call throws, for its code and message. */
-async function refusal(promise: Promise<unknown>): Promise<SchemaMismatchError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(SchemaMismatchError);
-  return err as SchemaMismatchError;
-}
 
 describe("releases a server serves, and checksums", () => {
   let db: TestDatabase;

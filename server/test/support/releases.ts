@@ -7,7 +7,8 @@
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import postgres from "postgres";
-import { loadMigrations, migrationsDir, type Migration } from "../../src/store/migrator.js";
+import { expect } from "vitest";
+import { loadMigrations, migrationsDir, SchemaMismatchError, type Migration } from "../../src/store/migrator.js";
 import type { OlderServersSafety } from "../../src/store/migration-releases.js";
 
 export interface ReleaseSpec {
@@ -67,4 +68,14 @@ export async function fakeServerConnection(url: string, applicationName: string)
   const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: applicationName } });
   await sql`select 1`;
   return sql;
+}
+
+/** The SchemaMismatchError a call throws (failing the test if it throws anything else or nothing), for its code and message. */
+export async function refusal(promise: Promise<unknown>): Promise<SchemaMismatchError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(SchemaMismatchError);
+  return err as SchemaMismatchError;
 }
