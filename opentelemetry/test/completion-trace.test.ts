@@ -11,18 +11,8 @@ import { createServiceClient, WorkerService, type ActivityTask } from "@dex/prot
 import { waitFor } from "@dex/testing";
 import { createClient, type Client, type WorkflowContext } from "@dex/sdk";
 import { Attribute, tracingClientInterceptor } from "../src/index.js";
-import { startTracedServer, type TracedServer } from "./traced-server.js";
+import { activities, startTracedServer, type TracedServer } from "./traced-server.js";
 
-const activities = {
-  async greet(name: string) {
-    return `hello ${name}`;
-  },
-  /** Fails its first attempt: the run reports a failed attempt besides completed ones. */
-  async flaky(_: undefined, ctx: { info: { attempt: number } }) {
-    if (ctx.info.attempt === 1) throw new Error("first attempt fails");
-    return ctx.info.attempt;
-  },
-};
 
 /** Instances whose workflow task has failed once (test-only state: real workflow code must not keep any). */
 const failedOnce = new Set<string>();

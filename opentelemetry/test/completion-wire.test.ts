@@ -11,18 +11,9 @@ import { ProxyTracerProvider } from "@opentelemetry/api";
 import { ReportActivityTasksRequestSchema } from "@dex/proto";
 import { createClient, type Client, type WorkflowContext } from "@dex/sdk";
 import { tracingClientInterceptor, tracingWorkerInterceptor } from "../src/index.js";
-import { startTracedServer, type TracedServer } from "./traced-server.js";
+import { activities, startTracedServer, type TracedServer } from "./traced-server.js";
 import { startWireRecorder, type RecordedCall, type WireRecorder } from "./wire-recorder.js";
 
-const activities = {
-  async greet(name: string) {
-    return `hello ${name}`;
-  },
-  async flaky(_: undefined, ctx: { info: { attempt: number } }) {
-    if (ctx.info.attempt === 1) throw new Error("first attempt fails");
-    return ctx.info.attempt;
-  },
-};
 
 async function wiredWorkflow(ctx: WorkflowContext, name: string) {
   const acts = ctx.activities<typeof activities>({ retry: { initialInterval: "10ms" } });

@@ -10,18 +10,8 @@ import type { ReadableSpan } from "@opentelemetry/sdk-trace";
 import { waitFor } from "@dex/testing";
 import { createClient, type Client, type WorkflowContext } from "@dex/sdk";
 import { Attribute, tracingClientInterceptor } from "../src/index.js";
-import { startTracedServer, type TracedServer } from "./traced-server.js";
+import { activities, startTracedServer, type TracedServer } from "./traced-server.js";
 
-const activities = {
-  async greet(name: string) {
-    return `hello ${name}`;
-  },
-  /** Fails its first attempt, so the run has a polled retry besides the eager first attempts. */
-  async flaky(_: undefined, ctx: { info: { attempt: number } }) {
-    if (ctx.info.attempt === 1) throw new Error("first attempt fails");
-    return ctx.info.attempt;
-  },
-};
 
 async function tracedWorkflow(ctx: WorkflowContext, name: string) {
   const acts = ctx.activities<typeof activities>({ retry: { initialInterval: "10ms" } });

@@ -88,3 +88,17 @@ export async function startTracedServer(options: TracedServerOptions = {}): Prom
     },
   };
 }
+
+/**
+ * The activities the traced runs call: `greet` succeeds; `flaky` fails its first attempt, so a run
+ * has a failed attempt report and a polled retry besides the eager first attempts.
+ */
+export const activities = {
+  async greet(name: string) {
+    return `hello ${name}`;
+  },
+  async flaky(_: undefined, ctx: { info: { attempt: number } }) {
+    if (ctx.info.attempt === 1) throw new Error("first attempt fails");
+    return ctx.info.attempt;
+  },
+};
