@@ -13,6 +13,7 @@ import { hasChromium, startWebUi, type WebUi } from "../support/web-ui.js";
 import { tally } from "./fixtures/web-ui-workflows.js";
 
 declare const window: { dexMark?: number };
+declare const crypto: { randomUUID?: unknown };
 
 describe.skipIf(!hasChromium)("a run page's query, update and reset", { timeout: E2E_TEST_TIMEOUT_MS }, () => {
   let ui: WebUi;
@@ -53,6 +54,8 @@ describe.skipIf(!hasChromium)("a run page's query, update and reset", { timeout:
     await query("total", "{not json");
     await waitForText('[data-testid="query-result"]', /the query's args must be JSON/);
 
+    // Plain http beyond localhost (support/web-ui.ts): no crypto.randomUUID for the default update id (review 2).
+    expect(await page.evaluate(() => typeof crypto.randomUUID)).toBe("undefined");
     await update("add", "5");
     await waitForText('[data-testid="update-result"]', /^update \S+ returned/);
     await waitForText('[data-testid="update-result"] pre', /"total": 15/);

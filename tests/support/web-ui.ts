@@ -15,6 +15,7 @@ import { repoRoot, runDex, startServerProcess, type ServerProcess } from "./serv
 
 // The few browser globals the page functions below use (they run in chromium, not here); the
 // check program has no DOM lib.
+declare const sessionStorage: { setItem(key: string, value: string): void };
 declare const document: {
   querySelectorAll(selector: string): ArrayLike<{ textContent: string | null; value?: string }> & Iterable<{ textContent: string | null; value?: string }>;
 };
@@ -24,13 +25,23 @@ export const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium) console.warn(`web UI browser tests skipped: no chromium at ${CHROMIUM} (apt-get install chromium, or set DEX_CHROMIUM)`);
 export const ARTIFACTS = `${repoRoot}tests/e2e/artifacts/web-ui/`;
 
+/** The UI's host name in the browser (see WebUi.uiUrl); .test is reserved, never a real name (RFC 2606). */
+const UI_HOST = "dex-ui.test";
+
 export type Role = "admin" | "client" | "worker";
 
 export interface WebUi {
   readonly db: TestDatabase;
   readonly server: ServerProcess;
-  /** http://127.0.0.1:<ui port>/ */
+  /**
+   * What the browser opens: http://dex-ui.test:<ui port>/, a name chromium resolves to 127.0.0.1
+   * (--host-resolver-rules). Not 127.0.0.1 or localhost, which browsers treat as secure: the pages
+   * run in a non-secure context, as on a host's address over plain http (`dex server` listens on
+   * 0.0.0.0), where crypto.randomUUID is undefined (review 2: the UI's updates showed nothing there).
+   */
   readonly uiUrl: string;
+  /** http://127.0.0.1:<ui port>/: the same server for calls from the test process (fetch). */
+  readonly localUrl: string;
   readonly keys: Readonly<Record<Role, string>>;
   readonly browser: Browser;
   readonly page: Page;
@@ -41,6 +52,11 @@ export interface WebUi {
   screenshot(name: string): Promise<void>;
   /** Replaces what an input holds with `value`, typed, as a user would (the page's state follows). */
   fill(selector: string, value: string): Promise<void>;
+  /**
+   * A new tab holding `role`'s key for the UI's origin, on about:blank, in front (so the other tabs
+   * are hidden: document.visibilityState). Closed with the browser.
+   */
+  newTab(role: Role): Promise<Page>;
   /** Enters an API key in the header form (the page reloads, as a user's would). */
   useKey(role: Role): Promise<void>;
   close(): Promise<void>;
@@ -66,7 +82,8 @@ export async function startWebUi(options: {
       server.child.kill("SIGTERM");
       await server.exited;
     });
-    const uiUrl = /dex web UI at (\S+)/.exec(server.output())![1]!;
+    const localUrl = /dex web UI at (\S+)/.exec(server.output())![1]!;
+    const uiUrl = localUrl.replace(/^http:\/\/[^:/]+/, `http://${UI_HOST}`);
     const keys = { admin: "", client: "", worker: "" };
     for (const role of ["admin", "client", "worker"] as const) {
       const created = await runDex(["auth", "create", "--name", `ui-${role}`, "--role", role, "--json", "--database-url", db.url]);
@@ -81,7 +98,7 @@ export async function startWebUi(options: {
     for (const worker of workers) worker.start();
 
     await mkdir(ARTIFACTS, { recursive: true });
-    const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", `--host-resolver-rules=MAP ${UI_HOST} 127.0.0.1`] });
     closers.push(() => browser.close());
     const page = await browser.newPage();
     await page.setViewport({ width: 1280, height: 900 });
@@ -104,6 +121,7 @@ export async function startWebUi(options: {
       db,
       server,
       uiUrl,
+      localUrl,
       keys,
       browser,
       page,
@@ -138,6 +156,16 @@ export async function startWebUi(options: {
           });
       },
       fill,
+      async newTab(role) {
+        const tab = await browser.newPage();
+        tab.on("dialog", (dialog) => void dialog.accept());
+        tab.on("pageerror", (err) => console.error("web UI page error:", err));
+        // sessionStorage is per tab and origin; any document of the origin can set it (not the app: it would start reading).
+        await tab.goto(`${uiUrl}app.css`);
+        await tab.evaluate((key: string) => sessionStorage.setItem("dex.apiKey", key), keys[role]);
+        await tab.goto("about:blank");
+        return tab;
+      },
       async screenshot(name) {
         await page.screenshot({ path: `${ARTIFACTS}${name}.png`, fullPage: true });
       },

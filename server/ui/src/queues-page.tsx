@@ -23,13 +23,16 @@ function lastPoll(q: TaskQueue): string {
 function QueueRow({ queue: q, report, reload }: { queue: TaskQueue; report: Report; reload: () => void }) {
   const [capacity, setCapacity] = useState("");
   const paused = q.status === TaskQueueStatus.PAUSED;
-  const act = async (what: string, call: () => Promise<unknown>, done: string) => {
+  /** Runs a change and reports it; whether the server took it. */
+  const act = async (what: string, call: () => Promise<unknown>, done: string): Promise<boolean> => {
     try {
       await call();
       report({ ok: true, text: done });
       reload();
+      return true;
     } catch (err) {
       report({ ok: false, text: `${what} refused: ${errorText(err)}` });
+      return false;
     }
   };
   const setCapacityTo = (e: Event) => {
@@ -39,8 +42,9 @@ function QueueRow({ queue: q, report, reload }: { queue: TaskQueue; report: Repo
       report({ ok: false, text: "capacity: write a whole number of tasks, 0 for unlimited" });
       return;
     }
+    // The input is emptied only once the server took the value: refused (a client key), it stays to fix or retry.
     const call = () => queues.updateTaskQueue({ name: q.name, type: q.type, capacity: value, updateMask: { paths: ["capacity"] } });
-    void act("capacity change", call, `capacity of the ${queueLabel(q)}: ${value === 0 ? "unlimited" : value}`).then(() => setCapacity(""));
+    void act("capacity change", call, `capacity of the ${queueLabel(q)}: ${value === 0 ? "unlimited" : value}`).then((taken) => taken && setCapacity(""));
   };
   return (
     <tr data-queue={`${TaskQueueType[q.type]}/${q.name}`}>

@@ -10,6 +10,7 @@ import { jsonPayload } from "./json-payload.js";
 import { RunQuery } from "./run-query.js";
 import { RunReset } from "./run-reset.js";
 import { RunUpdate } from "./run-update.js";
+import { randomUuid } from "./uuid.js";
 
 export function RunActions({ runId, events, onDone }: { runId: string; events: HistoryEvent[]; onDone: () => void }) {
   const [name, setName] = useState("");
@@ -21,7 +22,7 @@ export function RunActions({ runId, events, onDone }: { runId: string; events: H
     e.preventDefault();
     const parsed = jsonPayload("the payload", payload);
     if ("problem" in parsed) return fail(parsed.problem);
-    void act("send event", async () => void (await client.sendEvent({ run, eventName: name.trim(), eventId: eventId.trim() || crypto.randomUUID(), payload: parsed.payload })));
+    void act("send event", async () => void (await client.sendEvent({ run, eventName: name.trim(), eventId: eventId.trim() || randomUuid(), payload: parsed.payload })));
   };
   return (
     <div class="run-actions">

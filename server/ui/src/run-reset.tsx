@@ -8,6 +8,7 @@ import { ResetPointKind } from "../../../proto/src/gen/dex/v1/client_service_pb.
 import type { HistoryEvent } from "../../../proto/src/gen/dex/v1/history_pb.js";
 import { client } from "./api.js";
 import { ActionResult, useAction } from "./action-result.js";
+import { randomUuid } from "./uuid.js";
 
 type Point = "first" | "last" | "event";
 const KIND: Record<Point, ResetPointKind> = {
@@ -32,7 +33,7 @@ export function RunReset({ runId, events, onDone }: { runId: string; events: His
         to: KIND[to],
         eventSequence: to === "event" ? BigInt(sequence) : 0n,
         reason: reason.trim(),
-        requestId: crypto.randomUUID(),
+        requestId: randomUuid(),
       });
       return (
         <>

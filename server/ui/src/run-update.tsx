@@ -8,6 +8,7 @@ import { client } from "./api.js";
 import { ActionResult, useAction } from "./action-result.js";
 import { payloadText } from "./format.js";
 import { jsonPayload } from "./json-payload.js";
+import { randomUuid } from "./uuid.js";
 
 export function RunUpdate({ runId, onDone }: { runId: string; onDone: () => void }) {
   const [name, setName] = useState("");
@@ -18,7 +19,7 @@ export function RunUpdate({ runId, onDone }: { runId: string; onDone: () => void
     e.preventDefault();
     const parsed = jsonPayload("the update's args", args);
     if ("problem" in parsed) return fail(parsed.problem);
-    const id = updateId.trim() || crypto.randomUUID();
+    const id = updateId.trim() || randomUuid();
     void act("update", async () => {
       const answer = await client.updateRun({ run: { target: { case: "runId", value: runId } }, name: name.trim(), args: parsed.payload, updateId: id });
       const o = answer.outcome;

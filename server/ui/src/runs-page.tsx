@@ -3,20 +3,19 @@
  * re-listed while the tab is visible (use-poll.ts).
  */
 import { useState } from "preact/hooks";
-import { RunStatus } from "../../../proto/src/gen/dex/v1/common_pb.js";
 import { client } from "./api.js";
 import { statusName, time } from "./format.js";
-import { filtersFromQuery, filtersHash, listRunsFilter, type RunFilters } from "./run-filters.js";
+import { filtersFromQuery, filtersHash, LABELS_HELP, listRunsFilter, STATUSES, type RunFilters } from "./run-filters.js";
 import { usePoll } from "./use-poll.js";
 
 const PAGE_SIZE = 50;
-const STATUSES = [RunStatus.CREATED, RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TERMINATED, RunStatus.TIMED_OUT, RunStatus.CONTINUED_AS_NEW];
 
-const TEXT_FILTERS: Array<{ name: Exclude<keyof RunFilters, "status">; placeholder: string; wide?: boolean }> = [
+/** `help`: the input's title, where the placeholder cannot say it all. */
+const TEXT_FILTERS: Array<{ name: Exclude<keyof RunFilters, "status">; placeholder: string; help?: string; wide?: boolean }> = [
   { name: "instance", placeholder: "instance id" },
   { name: "workflow", placeholder: "workflow" },
   { name: "queue", placeholder: "task queue" },
-  { name: "labels", placeholder: "labels: key=value, key2=value2", wide: true },
+  { name: "labels", placeholder: 'labels: key=value, key2=value2 (or JSON {"k": "a, b"})', help: LABELS_HELP, wide: true },
   { name: "after", placeholder: "created after (UTC)" },
   { name: "before", placeholder: "created before (UTC)" },
 ];
@@ -43,8 +42,8 @@ export function RunsPage({ query }: { query: string }) {
     <section>
       <h1>Runs</h1>
       <div class="filters">
-        {TEXT_FILTERS.map(({ name, placeholder, wide }) => (
-          <input name={name} placeholder={placeholder} title={placeholder} class={wide ? "wide" : ""} value={filters[name]} onInput={(e) => change(name, e.currentTarget.value)} />
+        {TEXT_FILTERS.map(({ name, placeholder, help, wide }) => (
+          <input name={name} placeholder={placeholder} title={help ?? placeholder} class={wide ? "wide" : ""} value={filters[name]} onInput={(e) => change(name, e.currentTarget.value)} />
         ))}
         <select name="status" value={filters.status} onChange={(e) => change("status", e.currentTarget.value)}>
           <option value="">any status</option>

@@ -3,6 +3,7 @@ import { useState } from "preact/hooks";
 import { errorText, schedules } from "./api.js";
 import { time } from "./format.js";
 import { usePoll } from "./use-poll.js";
+import { randomUuid } from "./uuid.js";
 
 const PAGE_SIZE = 100;
 
@@ -39,7 +40,7 @@ export function SchedulesPage() {
                 <button onClick={() => void act(s.paused ? "resume" : "pause", () => (s.paused ? schedules.resumeSchedule({ scheduleId: s.scheduleId, note: "resumed from the web UI" }) : schedules.pauseSchedule({ scheduleId: s.scheduleId, note: "paused from the web UI" })))}>
                   {s.paused ? "Resume" : "Pause"}
                 </button>
-                <button onClick={() => void act("trigger", () => schedules.triggerSchedule({ scheduleId: s.scheduleId, requestId: crypto.randomUUID() }))}>Trigger now</button>
+                <button onClick={() => void act("trigger", () => schedules.triggerSchedule({ scheduleId: s.scheduleId, requestId: randomUuid() }))}>Trigger now</button>
               </td>
             </tr>
           ))}

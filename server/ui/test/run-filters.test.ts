@@ -17,13 +17,27 @@ describe("the runs page's filters", () => {
     expect(parsed).toMatchObject({ filter: { instanceId: "i-1", statuses: [RunStatus.RUNNING], taskQueue: "orders", labels: { team: "pay" } } });
     if (!("filter" in parsed)) throw new Error(parsed.problem);
     expect(timestampMs(parsed.filter.createdBefore!)).toBe(Date.parse("2026-12-07T09:00:00Z"));
-    expect(listRunsFilter({ ...filtersFromQuery(""), status: "SLEEPING" })).toEqual({ problem: 'status: "SLEEPING" is not a run status' });
+  });
+
+  it("take only the statuses the menu lists: a pasted link's UNSPECIFIED or constructor is a problem shown, not sent", () => {
+    for (const status of ["SLEEPING", "UNSPECIFIED", "constructor", "toString", "0", "running"]) {
+      expect(listRunsFilter({ ...filtersFromQuery(""), status })).toEqual({ problem: expect.stringMatching(new RegExp(`^status: "${status}" is not a run status; choose one of CREATED, RUNNING, .*CONTINUED_AS_NEW$`)) });
+    }
+    expect(listRunsFilter({ ...filtersFromQuery(""), status: "CONTINUED_AS_NEW" })).toMatchObject({ filter: { statuses: [RunStatus.CONTINUED_AS_NEW] } });
   });
 
   it("read labels as key=value pairs; a value may hold '='", () => {
     expect(parseLabels(" a=1 ,b=x=y,, ")).toEqual({ a: "1", b: "x=y" });
     expect(parseLabels("a=1, team")).toMatch(/^labels: write key=value pairs .*"team"/);
     expect(parseLabels("=1")).toMatch(/^labels: /);
+  });
+
+  it("read labels as a JSON object too, for values with commas or edge spaces", () => {
+    expect(parseLabels(' {"team": "pay, ops", "note": " padded "} ')).toEqual({ team: "pay, ops", note: " padded " });
+    expect(parseLabels('{"team": 1}')).toMatch(/^labels: a JSON object of string values.*"team" is not a string/);
+    expect(parseLabels('{"team": "pay"')).toMatch(/^labels: a JSON object of string values, e\.g\. .*: /);
+    expect(parseLabels('{"": "x"}')).toMatch(/empty key/);
+    expect(listRunsFilter({ ...filtersFromQuery(""), labels: '{"a,b": "c=d, e"}' })).toMatchObject({ filter: { labels: { "a,b": "c=d, e" } } });
   });
 
   it("read times as the tables print them (UTC), with a zone, or a day", () => {
