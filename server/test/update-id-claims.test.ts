@@ -7,10 +7,10 @@
  * retry reaches the chain's open run instead of a FAILED_PRECONDITION forever (docs/upgrades.md).
  * Driven by hand over real gRPC against a real database; the first two tests are review 1's.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResetPointKind } from "@dex/proto";
 import { waitFor } from "@dex/testing";
-import { Wakeups, type Subscription } from "../src/engine/wakeups.js";
+import { watchRunSubscriptions } from "./support/run-subscriptions.js";
 import { byInstance, byRunId, fromJson, json, pollWorkflowTaskOf, startWith, type Harness, startHarness, uniqueId } from "./helpers.js";
 
 const NOW = { seconds: 0n, nanos: 0 };
@@ -190,31 +190,3 @@ describe("update-id claims", () => {
     });
   });
 });
-
-/**
- * Counts, per run, the times an UpdateRun (or any run waiter) parked on the run's wake-ups: a long
- * poll reads `woken` only once its check found nothing (engine/long-poll.ts), so the count says
- * the waiter is parked on that run, instead of hoping a pause was long enough.
- */
-function watchRunSubscriptions(): { parked(runId: string): number; restore(): void } {
-  const counts = new Map<string, number>();
-  const subscribe = Wakeups.prototype.subscribeRun;
-  const spy = vi.spyOn(Wakeups.prototype, "subscribeRun").mockImplementation(function (this: Wakeups, runId: string) {
-    const inner = subscribe.call(this, runId);
-    const watched: Subscription = {
-      get woken() {
-        counts.set(runId, (counts.get(runId) ?? 0) + 1);
-        return inner.woken;
-      },
-      get fired() {
-        return inner.fired;
-      },
-      get byName() {
-        return inner.byName;
-      },
-      cancel: () => inner.cancel(),
-    };
-    return watched;
-  });
-  return { parked: (runId) => counts.get(runId) ?? 0, restore: () => spy.mockRestore() };
-}
