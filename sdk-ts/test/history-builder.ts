@@ -136,8 +136,12 @@ export class FakeRun {
     const newEvents = this.inbox.map((a, i) => event(base + i + 1, a, this.clock));
     this.inbox = [];
     const { commands, expectedHistoryLength, rejectedUpdates } = await execution.activate(newEvents, timestampFromMs(this.clock));
-    // As the server does: rejected updates never reach history, the rest are numbered without a gap.
+    // As the server does: rejected updates never reach history, nor do those continue-as-new names
+    // as undelivered (they go to the next run); the rest are numbered without a gap.
     const rejected = new Set(rejectedUpdates.map((r) => r.updateId));
+    for (const { command } of commands) {
+      if (command.case === "continueAsNew") for (const id of command.value.undeliveredUpdateIds) rejected.add(id);
+    }
     const kept = newEvents.filter((e) => !(e.attributes.case === "updateAccepted" && rejected.has(e.attributes.value.updateId)));
     kept.forEach((e, i) => (e.sequence = BigInt(base + i + 1)));
     this.record(kept, commands);

@@ -174,3 +174,58 @@ describe("updates in the replay core", () => {
     expect(first.rejectedUpdates.map((r) => r.failure.type)).toEqual(["WorkflowFinished"]);
   });
 });
+
+describe("updates due after the code continued as new (decision 0031)", () => {
+  /** Continues as new when its activity returns; handles "bump" until then. */
+  const rolling: Workflow = async (ctx, round: number) => {
+    let bumps = 0;
+    ctx.setUpdateHandler("bump", () => ++bumps);
+    ctx.setUpdateHandler("roll", () => ctx.continueAsNew(round + 1));
+    await ctx.executeActivity("work");
+    return ctx.continueAsNew(round + 1);
+  };
+
+  function continued(commands: Command[]) {
+    const last = commands.at(-1)?.command;
+    if (last?.case !== "continueAsNew") throw new Error(`expected continue_as_new last, got ${last?.case}`);
+    return last.value;
+  }
+
+  it("names the updates of the continuing task in the command instead of rejecting them, and records none", async () => {
+    const run = new FakeRun(1);
+    const ex = await run.replayed(rolling);
+    expect(summarize(await run.task(ex))).toEqual(["schedule work#1"]);
+    // The activity result makes the code continue as new before the updates of the same block are due.
+    run.send(inputs.activityCompleted(1, "ok"), inputs.update("u1", "bump"), inputs.update("u2", "nope"));
+    const before = run.history.length;
+    const commands = await run.task(ex); // FakeRun checks expectedHistoryLength against what it recorded
+    expect(continued(commands).undeliveredUpdateIds).toEqual(["u1", "u2"]);
+    expect(completions(commands)).toEqual([]);
+    expect(run.history.slice(before).map((e) => e.attributes.case)).toEqual(["activityCompleted", "workflowTaskCompleted", "runContinuedAsNew"]);
+    // What the server records replays without a divergence.
+    await expect(run.replayed(rolling)).resolves.toMatchObject({ finished: true });
+  });
+
+  it("reports nothing undelivered when it had not ended, and still rejects updates after another ending (WorkflowFinished)", async () => {
+    const run = new FakeRun(1);
+    const ex = await run.replayed(rolling);
+    await run.task(ex);
+    // One update's handler continues as new: the one after it in the block is not seen, the one before was.
+    run.send(inputs.update("b", "bump"), inputs.update("r", "roll"), inputs.update("after", "bump"));
+    const commands = await run.task(ex);
+    expect(continued(commands).undeliveredUpdateIds).toEqual(["after"]);
+    const accepted = run.history.flatMap((e) => (e.attributes.case === "updateAccepted" ? [e.attributes.value.updateId] : []));
+    expect(accepted).toEqual(["b", "r"]);
+
+    const quick: Workflow = async (ctx) => {
+      ctx.setUpdateHandler("x", () => 1);
+      return "done";
+    };
+    const other = await new FakeRun().replayed(quick);
+    const first = await other.activate(
+      [{ $typeName: "dex.v1.HistoryEvent", sequence: 2n, attributes: inputs.update("late", "x") } as never],
+      undefined,
+    );
+    expect(first.rejectedUpdates.map((r) => r.failure.type)).toEqual(["WorkflowFinished"]);
+  });
+});

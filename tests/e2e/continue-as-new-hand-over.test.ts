@@ -2,7 +2,8 @@
  * Continue-as-new hands the next run what the old run's code did not see
  * (decision 0031), with real workers: a cancellation handed out with the very
  * task that continues as new, an update that arrives while that task is in
- * flight; update ids are deduplicated per chain, so a retry through the
+ * flight, and one handed out with the continuing task that the code never
+ * saw (it continued as new first); update ids are deduplicated per chain, so a retry through the
  * instance id after continue-as-new is answered from the first run; an update
  * accepted but left unfinished by continue-as-new gets an answer.
  *
@@ -105,6 +106,35 @@ describe("continue-as-new hands over what the run has not seen", { timeout: E2E_
     const kinds = (await newRun.history()).map((e) => e.attributes.case);
     expect(kinds.slice(0, 2)).toEqual(["runStarted", "cancelRequested"]);
     expect(kinds.at(-1)).toBe("runCancelled");
+  });
+
+  it("an update handed out with the task that continues as new, unseen by the code, is handled once, by the new run", async () => {
+    const handle = await h.client.start(restless, { instanceId: "update-same-task", input: 0, taskQueue: "hand-over" });
+    await waitFor(async () => (await handle.describe()).pendingEventWaits.some((w) => w.eventId === "go"), {
+      message: "the run to wait for go",
+    });
+    // Paused, the queue hands out nothing: "go" and the update reach the run's next task together,
+    // and the code continues as new on "go" before the update is due (updates come after the block's events).
+    await pauseQueue(h.client, "workflow", "hand-over");
+    await handle.sendEvent("go");
+    const answer = handle.update("whichRound", undefined, { updateId: "same-task-1" }).catch((e: unknown) => e);
+    await waitFor(async () => {
+      const [row] = await sql<{ n: number }[]>`select count(*)::int as n from dex.inbox where run_id = ${handle.runId!} and kind = 'update_accepted'`;
+      return row!.n === 1;
+    }, { message: "the update to wait in the run's inbox" });
+    await h.client.raw.queues.resumeTaskQueue({ name: "hand-over", type: TaskQueueType.WORKFLOW });
+
+    // Answered by the new run's handler (round 1), not rejected with WorkflowFinished.
+    expect(await answer).toBe(1);
+    const [first, next] = await chain("update-same-task", 2);
+    const firstHistory = await h.client.getHandle({ runId: first!.runId }).history();
+    expect(firstHistory.map((e) => e.attributes.case).slice(-3)).toEqual(["externalEventReceived", "workflowTaskCompleted", "runContinuedAsNew"]);
+    expect(updateIds(firstHistory, "updateAccepted")).toEqual([]);
+    const nextHistory = await h.client.getHandle({ runId: next!.runId }).history();
+    expect(updateIds(nextHistory, "updateAccepted")).toEqual(["same-task-1"]);
+    expect(updateIds(nextHistory, "updateCompleted")).toEqual(["same-task-1"]);
+    // A retry through the instance id is answered by the new run, applied nowhere again.
+    expect(await h.client.getHandle({ instanceId: "update-same-task" }).update("whichRound", undefined, { updateId: "same-task-1" })).toBe(1);
   });
 
   it("an update sent while the run continues as new is handled once, by the new run", async () => {

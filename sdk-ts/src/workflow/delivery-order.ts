@@ -15,7 +15,10 @@
  *    order the conditions were started, until a pass settles none (condition.ts).
  * `update_accepted` comes between 2 and 3: after the code reacted to the
  * block's other inputs (and registered its handlers, when the run starts in
- * this block), before `cancel_requested` (decision 0024).
+ * this block), before `cancel_requested` (decision 0024). An update due
+ * after the code continued as new is not delivered at all: the
+ * continue-as-new command names it and the server moves it to the new run,
+ * as it does a cancellation the code was not told of (decision 0031).
  * (These notes were the header of execution.ts, which decision 0017 cites.)
  */
 import type { HistoryEvent } from "@dex/proto";

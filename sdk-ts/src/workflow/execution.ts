@@ -200,10 +200,12 @@ export class WorkflowExecution implements WorkflowScope {
     this.trailing = [];
     this.rejectedUpdates = [];
     await this.runBlock(inputs);
+    // Rejected updates and those the code never saw (it had continued as new) are not recorded.
+    const undelivered = this.commands.undeliveredCount;
     const commands = this.takeCommands();
     const rejectedUpdates = this.rejectedUpdates;
     this.rejectedUpdates = [];
-    const recorded = newEvents.length - rejectedUpdates.length;
+    const recorded = newEvents.length - rejectedUpdates.length - undelivered;
     return { commands, expectedHistoryLength: this.historyLength + recorded + 1 + commands.length, rejectedUpdates };
   }
 
@@ -228,6 +230,11 @@ export class WorkflowExecution implements WorkflowScope {
     for (const event of updates) {
       if (event.attributes.case !== "updateAccepted") continue;
       const update = event.attributes.value;
+      if (!this.replaying && this.commands.continuedAsNew) {
+        // The code continued as new before the update was due: the new run gets it (decision 0031).
+        this.commands.undeliveredUpdate(update.updateId);
+        continue;
+      }
       if (!this.replaying) {
         // A validator runs live only, never on replay: it must not change the run (query.ts).
         const rejection = this.readOnly.run(updateValidatorCode, () => this.updates.validate(event, update, this.ended));

@@ -4,8 +4,9 @@
  * - after a terminal command (complete, fail, cancel, continue-as-new) nothing
  *   more is sent: the run has ended, and later calls never settle;
  * - what a terminal command carries is filled in when it is known: the
- *   events the run did not consume (read at the end of the task) and whether
- *   the code had seen the run's cancellation (read when it continued as new).
+ *   events the run did not consume (read at the end of the task), whether
+ *   the code had seen the run's cancellation (read when it continued as new)
+ *   and the updates it never saw because it had continued as new already.
  */
 import { create } from "@bufbuild/protobuf";
 import { CommandSchema, type CarriedEvent, type Command } from "@dex/proto";
@@ -18,6 +19,9 @@ import { failsRun, isDeterminismFailure, type WorkflowDefinitionOptions } from "
 export class TaskCommands {
   private commands: Command[] = [];
   private terminal = false;
+  private continued = false;
+  /** Update ids of this task the code never saw: it had continued as new (decision 0031). */
+  private undelivered: string[] = [];
 
   /** True once the run has its terminal command. */
   get ended(): boolean {
@@ -53,6 +57,25 @@ export class TaskCommands {
     }
   }
 
+  /** True once the run ended by continuing as new: an update due now goes to the new run (`undeliveredUpdate`). */
+  get continuedAsNew(): boolean {
+    return this.continued;
+  }
+
+  /**
+   * Names an update of this task that reached the run after its code continued as new: the
+   * server moves it to the new run, whose code handles it, instead of recording it here (decision
+   * 0031). Only for a live update that was never validated nor delivered.
+   */
+  undeliveredUpdate(updateId: string): void {
+    this.undelivered.push(updateId);
+  }
+
+  /** How many updates of this task go to the new run: the server records none of them here. */
+  get undeliveredCount(): number {
+    return this.undelivered.length;
+  }
+
   /** Ends the run with a command the code asked for (`ctx.continueAsNew`), unless it has ended. */
   end(command: Command, cancelSeen: boolean): void {
     if (this.terminal) return;
@@ -62,6 +85,7 @@ export class TaskCommands {
     if (command.command.case === "continueAsNew") command.command.value.cancelRequestDelivered = cancelSeen;
     this.commands.push(command);
     this.terminal = true;
+    this.continued = command.command.case === "continueAsNew";
   }
 
   /** The task's commands so far, which are then cleared; `unconsumed` gives the events not yet consumed. */
@@ -72,8 +96,12 @@ export class TaskCommands {
     // now, after the whole block was delivered: events after the call are buffered (events.ts), not lost.
     // The replay check compares no carried events, so when they are read changes no recorded history.
     for (const { command } of commands) {
-      if (command.case === "continueAsNew") command.value.carriedEvents = unconsumed();
+      if (command.case === "continueAsNew") {
+        command.value.carriedEvents = unconsumed();
+        command.value.undeliveredUpdateIds = this.undelivered;
+      }
     }
+    this.undelivered = [];
     return commands;
   }
 }

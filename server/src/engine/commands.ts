@@ -13,7 +13,7 @@ import { planActivity, type PlannedActivity } from "./command-activity.js";
 import { planPatchMarker } from "./command-patch.js";
 import { encodeEvent, encodeFailure, encodePayload, type CarriedInboxEvent, type EncodedEvent, type EventInit } from "./events.js";
 import { planCarriedEvents } from "./carried-events.js";
-import { planCompleteUpdate } from "./updates.js";
+import { planCompleteUpdate, undeliveredUpdatesField, type UndeliveredUpdates } from "./updates.js";
 import { MAX_CUSTOM_STATUS_LENGTH, MAX_LABELS, type Limits } from "./limits.js";
 import { DedupKind, dedupKey, MAX_COMMANDS_PER_TASK, MAX_DURATION_MS, RunStatus } from "./model.js";
 import { runTimeoutField, workflowTaskTimeoutField } from "./run-timeout-fields.js";
@@ -90,6 +90,8 @@ export interface CommandPlan {
     carried: CarriedInboxEvent[];
     /** The code was told of the run's cancellation before it continued: the new run does not inherit it (decision 0031). */
     cancelRequestDelivered: boolean;
+    /** Updates handed out with this task that the code never saw: moved to the new run, not recorded (decision 0031). */
+    undelivered: UndeliveredUpdates;
   };
   /** undefined: unchanged; null: cleared. */
   customStatus?: string | null;
@@ -294,8 +296,17 @@ export function planCommands(commands: Command[], run: PlanContext): CommandPlan
         const taskQueue = queueName(`${f}.task_queue`, value.taskQueue, run.taskQueue);
         payloadField(`${f}.input`, value.input, run.limits);
         const carried = planCarriedEvents(`${f}.carried_events`, value.carriedEvents, run.limits);
+        const undelivered = undeliveredUpdatesField(`${f}.undelivered_update_ids`, value.undeliveredUpdateIds);
         const runId = uuidv7();
-        plan.continueAsNew = { runId, input: value.input, workflowName, taskQueue, carried, cancelRequestDelivered: value.cancelRequestDelivered };
+        plan.continueAsNew = {
+          runId,
+          input: value.input,
+          workflowName,
+          taskQueue,
+          carried,
+          cancelRequestDelivered: value.cancelRequestDelivered,
+          undelivered,
+        };
         plan.end = { status: RunStatus.CONTINUED_AS_NEW, result: null, failure: null, continuedAsRunId: runId };
         plan.events.push(encodeEvent({ case: "runContinuedAsNew", value: { newRunId: runId, input: value.input } }));
         break;

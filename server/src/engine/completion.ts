@@ -7,7 +7,9 @@
  *    the fenced task row;
  * 2. the plan (pure validation, payload sizes included), the history limit
  *    (historyLimitReached), then the checks that need the database
- *    (continue-as-new's queue exists; seqs it refers to; a new seq an
+ *    (continue-as-new's queue exists, and the updates it names as
+ *    undelivered were handed out with this task, which then counts them as
+ *    not handed out; seqs it refers to; a new seq an
  *    earlier task used is refused by the history's dedup index, then named
  *    by a second pass, see completeWorkflowTask): an
  *    invalid completion throws and the rollback leaves everything as it was,
@@ -21,7 +23,8 @@
  * 4. activity tasks (some inserted leased, when the worker offered eager
  *    slots: engine/eager-activities.ts; and the outcomes of the calls that could get none),
  *    timers, activity cancellations, continue-as-new's hand-over of unseen
- *    inputs (it leaves the handed-out rows alone), and last the block append
+ *    inputs (it leaves the handed-out rows alone, the undelivered updates
+ *    set aside in step 2 excepted), and last the block append
  *    with the run's update (one statement), in one pipelined batch
  *    (postgres.js sends them in order on the transaction's connection);
  * 5. children (each in a savepoint), THEN the child cancellations: a child
@@ -62,7 +65,7 @@ import { dispatchedEagerly, queuedCounts, usableOffers } from "./eager-activitie
 import { continueAsNewQueueMissing, unscheduledActivityOutcomes } from "./missing-queues.js";
 import { forgetDeletedQueue, queueExists } from "./task-queues.js";
 import { invalid } from "./validation.js";
-import { applyRejections, checkCompletedUpdates, type UpdateRejection } from "./updates.js";
+import { applyRejections, checkCompletedUpdates, setAsideUndelivered, type UpdateRejection } from "./updates.js";
 import { handBackWorkflowTask, taskNotFound } from "./workflow-tasks.js";
 
 /** Thrown inside the completion's transaction to roll it back; see abortForUnseenInputs. */
@@ -208,15 +211,21 @@ export async function prepareCompletion(
   /** Whether unseen inputs wait (a batch reads them for all its ending completions at once); read here if undefined. */
   knownUnseen?: boolean,
 ): Promise<PreparedCompletion> {
-  const { run, task } = locked;
+  const { run } = locked;
   const plan = planCommands(commands, {
     taskQueue: run.taskQueue,
     workflowName: run.workflowName,
     priority: run.priority,
     labels: run.labels,
-    taskTime: task.taskTime,
+    taskTime: locked.task.taskTime,
     limits: engine.limits,
   });
+  // Updates the code never saw because it had continued as new are not the old run's: set aside,
+  // they move to the new run with the unseen inputs (writeCompletion, handOverUnseenInputs).
+  const undelivered = plan.continueAsNew?.undelivered;
+  const task = undelivered?.updateIds.length
+    ? { ...locked.task, inboxIds: await setAsideUndelivered(tx, run.id, locked.task.inboxIds, undelivered) }
+    : locked.task;
   const historyLength = run.historyLength + task.inboxIds.length + 1 + plan.events.length;
   if (!plan.end && historyLength > engine.limits.maxHistoryEvents) {
     throw historyLimitReached(run.id, run.historyLength, historyLength, engine.limits.maxHistoryEvents);
@@ -226,7 +235,7 @@ export async function prepareCompletion(
   if (plan.end && plan.end.status !== RunStatus.CONTINUED_AS_NEW && (knownUnseen ?? (await hasUnseenInputs(tx, run.id, task.inboxIds)))) {
     throw new UnseenInputs();
   }
-  return { ...locked, plan, historyLength, missingQueues };
+  return { ...locked, task, plan, historyLength, missingQueues };
 }
 
 /**

@@ -165,7 +165,9 @@ export async function startContinuedRun(
  * received and did not consume (carried by the command), then a cancellation
  * request handed out with this task that the code was not told of, then the
  * external events, updates and cancellation request the old run was not
- * handed (they arrived while its last task ran); the new run joins the old
+ * handed (they arrived while its last task ran), among them the updates
+ * handed out with this task that the code never saw (the command names them;
+ * `handedOut` leaves them out, see prepareCompletion); the new run joins the old
  * run's chain, so event and update ids stay deduplicated across it. Call
  * before the old run's inbox is dropped. A request the code saw (handed out
  * with an earlier task, or delivered before the code continued, which the

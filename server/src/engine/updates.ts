@@ -23,7 +23,7 @@ import { lockRun } from "../store/completion-locks.js";
 import type { TransactionSql } from "../store/db.js";
 import { resolveRunId } from "../store/lifecycle.js";
 import { getRun } from "../store/runs.js";
-import { acceptedUpdates, insertUpdateRequest, openRunOfChain, readUpdateState, removeRejectedUpdates, updateClaim } from "../store/updates.js";
+import { acceptedUpdates, handedOutUpdates, insertUpdateRequest, openRunOfChain, readUpdateState, removeRejectedUpdates, updateClaim } from "../store/updates.js";
 import type { Engine } from "./context.js";
 import { inTransaction } from "./effects.js";
 import { encodeEvent, encodeFailure, type EncodedEvent } from "./events.js";
@@ -329,4 +329,53 @@ export async function applyRejections(
   }
   const gone = new Set(removed.values());
   return handedOut.filter((id) => !gone.has(id));
+}
+
+/** Most undelivered updates one continue_as_new may name (as many as it may carry events). */
+const MAX_UNDELIVERED_UPDATES = 10_000;
+
+/** continue_as_new's `undelivered_update_ids`, validated without the database (decision 0031). */
+export interface UndeliveredUpdates {
+  /** The field, for messages: `commands[i].continue_as_new.undelivered_update_ids`. */
+  field: string;
+  updateIds: string[];
+}
+
+export function undeliveredUpdatesField(field: string, updateIds: readonly string[]): UndeliveredUpdates {
+  if (updateIds.length > MAX_UNDELIVERED_UPDATES) throw invalid(`${field} has ${updateIds.length} ids, at most ${MAX_UNDELIVERED_UPDATES}`);
+  const seen = new Set<string>();
+  for (const [i, id] of updateIds.entries()) {
+    requireString(`${field}[${i}]`, id);
+    if (seen.has(id)) throw invalid(`${field}[${i}] "${id}" appears twice; name each undelivered update once`);
+    seen.add(id);
+  }
+  return { field, updateIds: [...updateIds] };
+}
+
+/**
+ * Inside the completion's transaction, after its locks (and after rejections
+ * left the inbox): checks that each undelivered update was handed out with
+ * this task, and returns the handed-out ids left to move into history. The
+ * rows set aside stay in the old inbox, so continue-as-new's hand-over moves
+ * them to the new run with the unseen inputs and re-points their claims
+ * (store/lifecycle.ts handOverInbox): the update was never seen, so it is
+ * treated as never handed out.
+ */
+export async function setAsideUndelivered(
+  tx: TransactionSql,
+  runId: string,
+  handedOut: readonly number[],
+  undelivered: UndeliveredUpdates,
+): Promise<number[]> {
+  const found = await handedOutUpdates(tx, runId, handedOut, undelivered.updateIds.map(updateRequestKey));
+  for (const [i, id] of undelivered.updateIds.entries()) {
+    if (!found.has(updateRequestKey(id))) {
+      throw invalid(
+        `${undelivered.field}[${i}] names update "${id}", which was not handed out with this workflow task (or was rejected in this ` +
+          `completion); name only updates of this task's new_events that the code did not see`,
+      );
+    }
+  }
+  const aside = new Set(found.values());
+  return handedOut.filter((id) => !aside.has(id));
 }

@@ -177,7 +177,9 @@ export async function cancelActivities(tx: Queryable, runId: string, seqs: numbe
  * unseen by the old run: external events, updates (their chain claims now
  * name the new run, so UpdateRun finds them there) and the cancellation
  * request (CancelRun, a parent's request_cancel_child_run or parent-close
- * policy). Those are re-inserted (delete + insert, keeping their time) rather
+ * policy); an update handed out with the task whose code never saw it
+ * (ContinueAsNewCommand.undelivered_update_ids) counts as one of them: the
+ * caller leaves it out of `handedOut`. Those are re-inserted (delete + insert, keeping their time) rather
  * than re-pointed, so their inbox ids, which order delivery, follow the
  * carried events'. A row handed out with the task (`handedOut`) is the old
  * run's: the completion moves it into the old history in the same

@@ -30,7 +30,8 @@ function chainOf(sql: Queryable, runId: string | postgres.Fragment) {
  * never leaves either: its retention deletes a run's claims with the run, and
  * its continue-as-new re-points the claims of the updates it moves, in the
  * transaction that ends the run; an update handed out with that task is in
- * the old history or rejections. Such a claim counts as none (docs/upgrades.md,
+ * the old history or rejections, or, when the code never saw it, moved with
+ * the unseen inputs (its claim re-pointed). Such a claim counts as none (docs/upgrades.md,
  * 0016). `claimRun`: the SQL expression of the claim's run_id. Three probes
  * (runs, history_events_dedup and the rejections' primary keys).
  */
@@ -183,4 +184,24 @@ export async function acceptedUpdates(
            exists (select 1 from dex.history_events h where h.run_id = ${runId} and h.dedup_key = u.completed) as completed
     from unnest(${updates.map((u) => u.id)}::text[], ${updates.map((u) => u.requested)}::text[],
                 ${updates.map((u) => u.completed)}::text[]) as u(update_id, requested, completed)`;
+}
+
+/**
+ * continue-as-new's undelivered updates (ContinueAsNewCommand.undelivered_update_ids):
+ * the inbox ids, by dedup key, of the `update_accepted` rows among those handed
+ * out with the task (`handedOut`) that have these dedup keys. The caller holds
+ * the run lock and took the task, so these rows cannot change meanwhile; one
+ * probe of the inbox's (run_id, dedup_key) index per key.
+ */
+export async function handedOutUpdates(
+  tx: Queryable,
+  runId: string,
+  handedOut: readonly number[],
+  dedupKeys: readonly string[],
+): Promise<Map<string, number>> {
+  const rows = await tx<{ id: string; dedup_key: string }[]>`
+    select id::text, dedup_key from dex.inbox
+    where run_id = ${runId} and dedup_key = any(${dedupKeys as string[]}::text[]) and kind = 'update_accepted'
+      and id = any(${handedOut as number[]}::bigint[])`;
+  return new Map(rows.map((r) => [r.dedup_key, Number(r.id)]));
 }
