@@ -14,7 +14,7 @@ import postgres from "postgres";
 import type { Client } from "@dex/sdk";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ListRunsRequestSchema } from "@dex/proto";
-import { listRuns, type RunFilter } from "../../server/src/store/runs.js";
+import { listRuns, type RunFilter } from "../../server/src/store/run-listing.js";
 import { percentile } from "../src/stats.js";
 
 export type ListRunsInit = MessageInitShape<typeof ListRunsRequestSchema>;

@@ -10,7 +10,8 @@ import {
   type PendingWorkflowTaskRecord,
 } from "../store/pending.js";
 import { concurrencyKeyHolders, readQueueStates, type KeyHolders, type QueueState } from "../store/queue-stats.js";
-import { getRun, getRunProgress, listRuns, type RunFilter, type RunRecord } from "../store/runs.js";
+import { listRuns, type RunFilter } from "../store/run-listing.js";
+import { getRun, getRunProgress, type RunRecord } from "../store/runs.js";
 import { runTimers } from "../store/timers.js";
 import type { Engine } from "./context.js";
 import { decodeEvent } from "./events.js";
