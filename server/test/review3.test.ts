@@ -1,0 +1,138 @@
+/**
+ * Review 3 (decision 0033): failing tests, one per finding. Each states what should happen; today it does not.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
+import { createEmptyDatabase, type TestDatabase } from "@dex/testing";
+import { connectedServers, serverApplicationName } from "../src/store/connected-servers.js";
+import { assertMigrated, buildRelease, loadMigrations, migrate, migrationStatus, type Migration } from "../src/store/migrator.js";
+import * as v01 from "./support/migrator-0.1.js";
+import { buildWith, fakeServerConnection, fileAfter, migrationsDirWith, removeMigrationDirs } from "./support/releases.js";
+
+describe("review 3", () => {
+  let db: TestDatabase;
+  let sql: postgres.Sql;
+  let shipped: Migration[];
+  const held: postgres.Sql[] = [];
+  const fresh = async () => {
+    await sql.unsafe("drop schema if exists dex cascade");
+  };
+
+  beforeAll(async () => {
+    db = await createEmptyDatabase();
+    sql = postgres(db.url, { max: 3, onnotice: () => {} });
+    shipped = await loadMigrations();
+  });
+  afterEach(async () => {
+    await Promise.all(held.splice(0).map((c) => c.end()));
+  });
+  afterAll(async () => {
+    await sql.end();
+    await db.drop();
+    await removeMigrationDirs();
+  });
+
+  // Finding 1: a real 0.1 server (the code that shipped with 0001-0006, git f4dd18f^) refuses ANY unknown
+  // migration at start. The release window lives in the new build only, so after dex migrate of 0.2 a 0.1
+  // server cannot restart, yet the guard counts an unannounced server as level 1 (inside the window) and
+  // applies a safe/weak-only 0.2 without a word. Docs: "a 0.1 server serves a database at 0.2" is false.
+  it("F1: dex migrate refuses (stranding) while a pre-0033 server is connected, since that server refuses every unknown migration", async () => {
+    await fresh();
+    const dir01 = await migrationsDirWith([], 1);
+    const old = await v01.loadMigrations(dir01);
+    await v01.migrate(sql as never, old);
+    held.push(await fakeServerConnection(db.url, "dex-server"));
+    // A next-release build with nothing unsafe in it (as a 0.2 without 0013 would be).
+    const allSafe = (await loadMigrations()).map((m) => ({ ...m, olderServers: "safe" as const }));
+    const outcome = await migrate(sql, allSafe).then(
+      () => "applied",
+      (e: Error) => e.message,
+    );
+    // What a real 0.1 server says on restart now:
+    await expect(v01.assertMigrated(sql as never, old)).rejects.toThrow(/migrated by a newer dex/);
+    expect(outcome).toMatch(/refusing to migrate/);
+  });
+
+  // Finding 2: a migration added to an already-shipped release (docs: "list it ... under the last one")
+  // by a patch build: the guard sees same-level servers as not older (no refusal even when unsafe), and
+  // those servers then refuse to restart on the gap rule.
+  it("F2: a patch build's migration in the current release is refused (or at least warned) while servers of that release run", async () => {
+    await fresh();
+    await migrate(sql, shipped);
+    const cur = buildRelease(shipped);
+    held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server", cur, "aaaaaaaaaaaa")));
+    const dir = await migrationsDirWith([]);
+    const { readFile, writeFile } = await import("node:fs/promises");
+    const manifest = JSON.parse(await readFile(`${dir}/releases.json`, "utf8"));
+    const file = fileAfter(shipped, 1, "patch");
+    await writeFile(`${dir}/${file}`, "create table dex.review3_patch (id int);\n");
+    manifest.releases.at(-1).migrations.push({ migration: file.replace(".sql", ""), olderServers: "unsafe", why: "review3" });
+    await writeFile(`${dir}/releases.json`, JSON.stringify(manifest));
+    const patch = await loadMigrations(dir);
+    const warnings: string[] = [];
+    const outcome = await migrate(sql, patch, { onWarning: (w) => warnings.push(w) }).then(
+      () => "applied",
+      (e: Error) => e.message,
+    );
+    // The running servers of that release now cannot restart:
+    await expect(assertMigrated(sql, shipped)).rejects.toMatchObject({ code: "unknown_migration" });
+    expect(outcome === "applied" ? warnings : [outcome]).not.toEqual([]);
+  });
+
+  // Finding 3: the alter table that adds the release columns runs in the migration's own transaction, so
+  // its access exclusive lock on dex.schema_migrations is held for the whole first 0.2 migration (0015's
+  // index, 0016's backfill): every server start and `dex migrate --status` waits behind it.
+  it("F3: a server's start check is not blocked by the release-column bootstrap during a long migration", async () => {
+    await fresh();
+    const previous = shipped.filter((m) => m.releaseLevel < buildRelease(shipped).releaseLevel);
+    await migrate(sql, previous);
+    await sql`alter table dex.schema_migrations drop column release, drop column release_level`; // as a 0.1 dex left it
+    const slow = await buildWith([{ release: "slow", files: { [fileAfter(shipped, 1, "slow")]: { sql: "select pg_sleep(3);\n" } } }]);
+    const running = migrate(sql, slow);
+    await new Promise((r) => setTimeout(r, 500));
+    const reader = postgres(db.url, { max: 1, onnotice: () => {}, connection: { statement_timeout: 1000 } });
+    try {
+      const read = await migrationStatus(reader as never, slow).then(
+        () => "read",
+        (e: Error) => e.message,
+      );
+      expect(read).toBe("read");
+    } finally {
+      await running.catch(() => undefined);
+      await reader.end();
+    }
+  });
+
+  // Finding 4: pgbouncer forwards the client's application_name, and with application_name_add_host = 1
+  // appends " - host:port" (GitLab ships it on). Postgres then cuts at 63 bytes. The parser drops the row
+  // (`continue`), so the server is invisible and dex migrate applies 0013 beside it.
+  it("F4: a server behind pgbouncer with application_name_add_host is still seen", async () => {
+    const name = serverApplicationName("dex-server-dispatch", { release: "0.1", releaseLevel: 1 }, "1a2b3c4d5e6f");
+    held.push(await fakeServerConnection(db.url, `${name} - 10.0.0.5:41234`));
+    held.push(await fakeServerConnection(db.url, "dex-server - 10.0.0.6:41235"));
+    expect((await connectedServers(sql)).length).toBeGreaterThan(0);
+  });
+
+  // Finding 5: the 63-byte cut. A release label up to 20 characters is accepted by the manifest; with it the
+  // id is cut to a different length per pool, so one server shows as several (and short ids of different
+  // servers merge, keeping whichever level came first).
+  it("F5: one server with a long release label is seen as one server", async () => {
+    const build = { release: "0.3.0-rc.1+build.77", releaseLevel: 3 };
+    held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server", build, "1a2b3c4d5e6f")));
+    held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server-retention", build, "1a2b3c4d5e6f")));
+    expect(await connectedServers(sql)).toHaveLength(1);
+  });
+
+  // Finding 6: a release that ships no migration cannot be listed ("lists no migrations"), so its servers
+  // announce the previous release's level; the next release's contract step (allowed: "the release after the
+  // one whose code stopped using it") then lands at level R+1 of servers two releases old, which serve it.
+  it("F6: the manifest can record a release without migrations, and a build of it says that release", async () => {
+    const dir = await migrationsDirWith([]);
+    const { readFile, writeFile } = await import("node:fs/promises");
+    const manifest = JSON.parse(await readFile(`${dir}/releases.json`, "utf8"));
+    manifest.releases.push({ release: "0.3", migrations: [] });
+    await writeFile(`${dir}/releases.json`, JSON.stringify(manifest));
+    const build = await loadMigrations(dir).then(buildRelease, (e: Error) => e.message);
+    expect(build).toEqual({ release: "0.3", releaseLevel: 3 });
+  });
+});
