@@ -2,7 +2,8 @@
  * `dex migrate` and the servers still connected (decision 0033, docs/upgrades.md): a migration the
  * release manifest marks unsafe with older servers is refused while servers of an older release are
  * connected, a weak one is applied with a warning, a safe one silently, and a migration that would
- * leave a connected server two releases behind is refused. A server is seen by the application_name
+ * leave a connected server two releases behind is refused, as is any migration while a server too
+ * old to say its release is connected (it serves only its exact schema). A server is seen by the application_name
  * of its connections: a real in-process server for its own name, and held connections named like
  * one for servers of other releases.
  */
@@ -12,8 +13,8 @@ import { createEmptyDatabase, type TestDatabase } from "@dex/testing";
 import { silentLogger, startServer } from "../src/index.js";
 import { connectedServers, serverApplicationName } from "../src/store/connected-servers.js";
 import { loadMigrations, migrate, migrationLabel, migrationStatus, type Migration } from "../src/store/migrator.js";
+import * as v01 from "./support/migrator-0.1.js";
 import { buildWith, fakeServerConnection, fileAfter, migrationsDirWith, refusal, removeMigrationDirs } from "./support/releases.js";
-
 
 describe("dex migrate refuses what older servers still connected cannot run on", () => {
   let db: TestDatabase;
@@ -40,16 +41,42 @@ describe("dex migrate refuses what older servers still connected cannot run on",
     await removeMigrationDirs();
   });
 
-  it("refuses this release's unsafe migration (0013) while a server of the previous release that does not say its release is connected", async () => {
-    const previous = shipped.filter((m) => m.releaseLevel < current.releaseLevel);
-    await migrate(sql, previous);
+  it("refuses any migration while a server that does not say its release is connected: a real 0.1 server refuses every migration it does not know", async () => {
+    // The database as the real 0.1 dex migrated it (its own migrator: no release columns).
+    const dir01 = await migrationsDirWith([], 1);
+    const v01Migrations = await v01.loadMigrations(dir01);
+    await v01.migrate(sql as never, v01Migrations);
     // A server built before decision 0033 names its connections "dex-server", nothing more.
     held.push(await fakeServerConnection(db.url, "dex-server"));
+    // Even a next release with nothing unsafe in it (as a 0.2 without 0013 would be) strands it.
+    const allSafe = shipped.map((m) => ({ ...m, olderServers: "safe" as const }));
+    const refused = await refusal(migrate(sql, allSafe));
+    expect(refused.code).toBe("older_servers");
+    expect(refused.message).toBe(
+      "refusing to migrate: dex servers that do not say their release are connected (server(s) at 127.0.0.1 of a release before 0.2 (they do not say which; 1 connection(s))): " +
+        "they were built before release 0.2 and refuse to start on a database with any migration they do not know, so they would not restart after this one. " +
+        `Stop them, run this again, then start servers of release ${current.release} (upgrading from them is a stop of the fleet; docs/upgrades.md); --allow-older-servers applies it anyway`,
+    );
+    expect((await migrationStatus(sql, shipped)).pending).toHaveLength(shipped.length - v01Migrations.length);
+
+    // Applied anyway, and the real 0.1 server would indeed not restart.
+    const warnings: string[] = [];
+    await migrate(sql, allSafe, { allowOlderServers: true, onWarning: (w) => warnings.push(w) });
+    expect(warnings).toEqual([`applying anyway (--allow-older-servers): ${refused.message.replace("refusing to migrate: ", "")}`]);
+    await expect(v01.assertMigrated(sql as never, v01Migrations)).rejects.toThrow(/migrated by a newer dex/);
+    await sql.unsafe("drop schema dex cascade");
+  });
+
+  it("refuses this release's unsafe migration (0013) while a server of the previous release is connected", async () => {
+    const previous = shipped.filter((m) => m.releaseLevel < current.releaseLevel);
+    const prev = previous.at(-1)!;
+    await migrate(sql, previous);
+    await serverOf(prev.release, prev.releaseLevel, "eeeeeeeeeeee");
     const refused = await refusal(migrate(sql, shipped));
     expect(refused.code).toBe("older_servers");
     const unsafe = shipped.find((m) => m.olderServers === "unsafe")!;
     expect(refused.message).toContain(`${migrationLabel(unsafe)} (release ${current.release}) is not safe while servers of an older release run (${unsafe.why})`);
-    expect(refused.message).toContain("these are connected: server(s) at 127.0.0.1 of a release before 0.2 (they do not say which; 1 connection(s))");
+    expect(refused.message).toContain(`these are connected: server eeeeeeeeeeee of release ${prev.release} (1 connection(s))`);
     expect(refused.message).toContain("--allow-older-servers applies it while they run");
     expect(refused.message).not.toContain("\n");
     // Nothing was applied.

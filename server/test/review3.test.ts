@@ -32,27 +32,6 @@ describe("review 3", () => {
     await removeMigrationDirs();
   });
 
-  // Finding 1: a real 0.1 server (the code that shipped with 0001-0006, git f4dd18f^) refuses ANY unknown
-  // migration at start. The release window lives in the new build only, so after dex migrate of 0.2 a 0.1
-  // server cannot restart, yet the guard counts an unannounced server as level 1 (inside the window) and
-  // applies a safe/weak-only 0.2 without a word. Docs: "a 0.1 server serves a database at 0.2" is false.
-  it("F1: dex migrate refuses (stranding) while a pre-0033 server is connected, since that server refuses every unknown migration", async () => {
-    await fresh();
-    const dir01 = await migrationsDirWith([], 1);
-    const old = await v01.loadMigrations(dir01);
-    await v01.migrate(sql as never, old);
-    held.push(await fakeServerConnection(db.url, "dex-server"));
-    // A next-release build with nothing unsafe in it (as a 0.2 without 0013 would be).
-    const allSafe = (await loadMigrations()).map((m) => ({ ...m, olderServers: "safe" as const }));
-    const outcome = await migrate(sql, allSafe).then(
-      () => "applied",
-      (e: Error) => e.message,
-    );
-    // What a real 0.1 server says on restart now:
-    await expect(v01.assertMigrated(sql as never, old)).rejects.toThrow(/migrated by a newer dex/);
-    expect(outcome).toMatch(/refusing to migrate/);
-  });
-
   // Finding 2: a migration added to an already-shipped release (docs: "list it ... under the last one")
   // by a patch build: the guard sees same-level servers as not older (no refusal even when unsafe), and
   // those servers then refuse to restart on the gap rule.

@@ -12,7 +12,9 @@ import type { Queryable } from "./db.js";
 
 /**
  * The release level given to a connected server that does not say its release: builds before
- * decision 0033 (release 0.2 is the first whose servers say it), so at most release 0.1.
+ * decision 0033 (release 0.2 is the first whose servers say it), so at most release 0.1. It orders
+ * them first; `dex migrate` does not place them in the window by it: such a build knows no window
+ * and refuses any migration it does not know, so any pending migration strands it (older-servers.ts).
  */
 export const UNANNOUNCED_SERVER_LEVEL = 1;
 

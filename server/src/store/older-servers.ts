@@ -5,7 +5,10 @@
  * - a pending migration is marked unsafe with servers of an older release (releases.json) and
  *   servers of an older release than that migration's are connected; or
  * - the migration would leave a connected server two releases or more behind the database (outside
- *   the window it serves: it would refuse to restart, and the expand rule promises it nothing).
+ *   the window it serves: it would refuse to restart, and the expand rule promises it nothing); or
+ * - any migration is pending while a server that does not say its release is connected: those are
+ *   builds before decision 0033 (every 0.1 server), which know no window and refuse at start any
+ *   migration they do not know, so they serve only their exact schema.
  * A weak migration beside older servers is a warning. `allowOlderServers` turns refusals into
  * warnings. Refuse rather than warn by default: `dex migrate` runs in deploy pipelines, where a
  * warning is read after the incident; the flag makes accepting the risk a written decision.
@@ -54,7 +57,15 @@ export function olderServerProblems(
   const warnings: string[] = [];
   const target = pending.reduce((level, m) => Math.max(level, m.releaseLevel), databaseRelease(all, recorded)?.releaseLevel ?? 0);
   const targetRelease = all.find((m) => m.releaseLevel === target)?.release ?? `level ${target}`;
-  const stranded = servers.filter((s) => s.releaseLevel < target - RELEASES_AHEAD_SERVED);
+  const unannounced = servers.filter((s) => s.release === undefined);
+  if (unannounced.length > 0) {
+    refusals.push(
+      `dex servers that do not say their release are connected (${describe(unannounced)}): they were built before release 0.2 and refuse to start ` +
+        `on a database with any migration they do not know, so they would not restart after this one. Stop them, run this again, then start servers ` +
+        `of release ${targetRelease} (upgrading from them is a stop of the fleet; docs/upgrades.md); ${ALLOW_FLAG} applies it anyway`,
+    );
+  }
+  const stranded = servers.filter((s) => s.release !== undefined && s.releaseLevel < target - RELEASES_AHEAD_SERVED);
   if (stranded.length > 0) {
     refusals.push(
       `it would take the database to release ${targetRelease} while dex servers two or more releases older are connected (${describe(stranded)}); ` +
@@ -63,7 +74,8 @@ export function olderServerProblems(
     );
   }
   for (const m of pending) {
-    const older = servers.filter((s) => s.releaseLevel < m.releaseLevel && !stranded.includes(s));
+    // A server already refused above is not named again for each migration.
+    const older = servers.filter((s) => s.releaseLevel < m.releaseLevel && !stranded.includes(s) && !unannounced.includes(s));
     if (older.length === 0 || m.olderServers === "safe") continue;
     if (m.olderServers === "unsafe") {
       refusals.push(

@@ -1,3 +1,6 @@
+// The migrator that shipped with release 0.1 (0001-0006, git f4dd18f^), kept verbatim but for its
+// imports: the code every real 0.1 server runs at start. Tests use it to prove what such a server
+// does on a database a newer dex migrated (it knows no release window: any unknown migration fails it).
 /**
  * Applies the ordered .sql files in migrations/ and checks whether a database
  * is up to date. Migrations run in one transaction under an advisory lock, so
