@@ -58,30 +58,6 @@ describe("review 3", () => {
     expect(outcome === "applied" ? warnings : [outcome]).not.toEqual([]);
   });
 
-  // Finding 3: the alter table that adds the release columns runs in the migration's own transaction, so
-  // its access exclusive lock on dex.schema_migrations is held for the whole first 0.2 migration (0015's
-  // index, 0016's backfill): every server start and `dex migrate --status` waits behind it.
-  it("F3: a server's start check is not blocked by the release-column bootstrap during a long migration", async () => {
-    await fresh();
-    const previous = shipped.filter((m) => m.releaseLevel < buildRelease(shipped).releaseLevel);
-    await migrate(sql, previous);
-    await sql`alter table dex.schema_migrations drop column release, drop column release_level`; // as a 0.1 dex left it
-    const slow = await buildWith([{ release: "slow", files: { [fileAfter(shipped, 1, "slow")]: { sql: "select pg_sleep(3);\n" } } }]);
-    const running = migrate(sql, slow);
-    await new Promise((r) => setTimeout(r, 500));
-    const reader = postgres(db.url, { max: 1, onnotice: () => {}, connection: { statement_timeout: 1000 } });
-    try {
-      const read = await migrationStatus(reader as never, slow).then(
-        () => "read",
-        (e: Error) => e.message,
-      );
-      expect(read).toBe("read");
-    } finally {
-      await running.catch(() => undefined);
-      await reader.end();
-    }
-  });
-
   // Finding 4: pgbouncer forwards the client's application_name, and with application_name_add_host = 1
   // appends " - host:port" (GitLab ships it on). Postgres then cuts at 63 bytes. The parser drops the row
   // (`continue`), so the server is invisible and dex migrate applies 0013 beside it.
