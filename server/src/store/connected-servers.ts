@@ -39,13 +39,34 @@ export interface ConnectedServer {
   connections: number;
 }
 
-const ANNOUNCED = /^dex-server(?:-[a-z]+)? level=(\d+) release=(\S+) id=(\S+)$/;
-const UNANNOUNCED = /^dex-server(?:-[a-z]+)?$/;
+const POOL = /^dex-server(?:-[a-z]+)?$/;
+const LEVEL = /^\d+$/;
+const SERVER_ID = /^[0-9a-f]{12}$/;
+
+/**
+ * The pool and the `key=value` fields of a dex server's application_name, read tolerantly: the
+ * fields end at the first word that is not one, because a pooler may append to the name (pgbouncer's
+ * application_name_add_host adds " - host:port") and Postgres then cuts the whole at 63 bytes, so
+ * the tail may be cut anywhere. Undefined for a name no dex server uses.
+ */
+export function parseServerApplicationName(name: string): { pool: string; fields: Map<string, string> } | undefined {
+  const [pool, ...words] = name.split(" ");
+  if (!POOL.test(pool!)) return undefined;
+  const fields = new Map<string, string>();
+  for (const word of words) {
+    const eq = word.indexOf("=");
+    if (eq <= 0) break;
+    fields.set(word.slice(0, eq), word.slice(eq + 1));
+  }
+  return { pool: pool!, fields };
+}
 
 /**
  * The dex servers connected to the current database, oldest release first. Servers that do not
  * announce a release cannot be told apart from each other: each of their client addresses counts as one
  * (client_addr is null over a Unix socket, and in another role's sessions without pg_read_all_stats).
+ * A name with a dex server's pool but without a whole level and id counts as not announced: the
+ * guard then refuses any migration beside it, the safe side.
  */
 export async function connectedServers(sql: Queryable): Promise<ConnectedServer[]> {
   const rows = await sql<{ name: string; client: string; connections: number }[]>`
@@ -55,21 +76,27 @@ export async function connectedServers(sql: Queryable): Promise<ConnectedServer[
     group by 1, 2`;
   const servers = new Map<string, ConnectedServer>();
   for (const row of rows) {
-    const announced = ANNOUNCED.exec(row.name);
+    const parsed = parseServerApplicationName(row.name);
+    if (!parsed) continue; // not a name a dex server uses
+    const level = parsed.fields.get("level") ?? "";
+    const id = parsed.fields.get("id") ?? "";
     let key: string;
-    let server: Omit<ConnectedServer, "connections">;
-    if (announced) {
-      key = `id ${announced[3]}`;
-      server = { id: announced[3]!, release: announced[2]!, releaseLevel: Number(announced[1]) };
-    } else if (UNANNOUNCED.test(row.name)) {
-      key = `client ${row.client}`;
-      server = { id: `at ${row.client}`, release: undefined, releaseLevel: UNANNOUNCED_SERVER_LEVEL };
+    let server: ConnectedServer;
+    if (LEVEL.test(level) && SERVER_ID.test(id)) {
+      // Level and id together: the level is what the guard compares, the id what tells servers apart.
+      key = `level ${level} id ${id}`;
+      server = { id, release: parsed.fields.get("release") ?? "", releaseLevel: Number(level), connections: row.connections };
     } else {
-      continue; // not a name a dex server uses
+      key = `client ${row.client}`;
+      server = { id: `at ${row.client}`, release: undefined, releaseLevel: UNANNOUNCED_SERVER_LEVEL, connections: row.connections };
     }
     const seen = servers.get(key);
-    if (seen) seen.connections += row.connections;
-    else servers.set(key, { ...server, connections: row.connections });
+    if (!seen) servers.set(key, server);
+    else {
+      seen.connections += server.connections;
+      // A pool with a longer name may carry the release label cut short; the longest seen is the whole one.
+      if ((server.release?.length ?? 0) > (seen.release?.length ?? 0)) seen.release = server.release;
+    }
   }
   return [...servers.values()].sort((a, b) => a.releaseLevel - b.releaseLevel || a.id.localeCompare(b.id));
 }
@@ -78,5 +105,5 @@ export async function connectedServers(sql: Queryable): Promise<ConnectedServer[
 export function describeServer(server: ConnectedServer): string {
   return server.release === undefined
     ? `server(s) ${server.id} of a release before 0.2 (they do not say which; ${server.connections} connection(s))`
-    : `server ${server.id} of release ${server.release} (${server.connections} connection(s))`;
+    : `server ${server.id} of release ${server.release || `level ${server.releaseLevel}`} (${server.connections} connection(s))`;
 }
