@@ -30,14 +30,14 @@ describe("the dex servers connected", () => {
   const names = async () => (await sql<{ name: string }[]>`select application_name as name from pg_stat_activity where application_name like 'dex-server%' order by 1`).map((r) => r.name);
 
   it("sees a server behind pgbouncer with application_name_add_host, whose name Postgres cut after the pooler's suffix", async () => {
-    const name = serverApplicationName("dex-server-dispatch", { release: "0.1", releaseLevel: 1 }, "1a2b3c4d5e6f");
+    const name = serverApplicationName("dex-server-dispatch", { release: "0.1", releaseLevel: 1, knownVersion: 6 }, "1a2b3c4d5e6f");
     held.push(await fakeServerConnection(db.url, `${name} - 10.0.0.5:41234`));
     held.push(await fakeServerConnection(db.url, "dex-server - 10.0.0.6:41235"));
     // Postgres kept 63 bytes: the pooler's suffix is cut in the middle.
     expect((await names()).map((n) => n.length)).toContain(63);
     expect(await connectedServers(sql)).toEqual([
-      { id: "1a2b3c4d5e6f", release: "0.1", releaseLevel: 1, connections: 1 },
-      { id: "at 127.0.0.1", release: undefined, releaseLevel: 1, connections: 1 },
+      { id: "1a2b3c4d5e6f", release: "0.1", releaseLevel: 1, knownVersion: 6, connections: 1 },
+      { id: "at 127.0.0.1", release: undefined, releaseLevel: 1, knownVersion: undefined, connections: 1 },
     ]);
   });
 });

@@ -2,7 +2,7 @@
  * Which dex servers are connected to this database, and of which release (decision 0033): what
  * `dex migrate` needs to know before it applies a migration that servers of an older release cannot
  * run on. A server says its release in the application_name of every connection it opens
- * (`dex-server-dispatch level=2 release=0.2 id=1a2b3c4d5e6f`), and pg_stat_activity shows
+ * (`dex-server-dispatch level=2 v=16 id=1a2b3c4d5e6f release=0.2`), and pg_stat_activity shows
  * application_name to every role, not just to superusers or the server's own role. No table is
  * needed (a server that crashes leaves no row to expire), and the answer is the truth of the moment
  * rather than a heartbeat's. Its limits: a server that lost every connection is not seen, and a
@@ -21,10 +21,22 @@ export const UNANNOUNCED_SERVER_LEVEL = 1;
 /** Postgres truncates application_name to NAMEDATALEN - 1 bytes. */
 const APPLICATION_NAME_MAX = 63;
 
-/** The application_name of a server's pool: the pool's name, then the release, then the server's id. */
-export function serverApplicationName(pool: string, build: { release: string; releaseLevel: number }, serverId: string): string {
-  // Level first: if Postgres had to cut the name, the level, which migrate compares, survives.
-  return `${pool} level=${build.releaseLevel} release=${build.release} id=${serverId}`.slice(0, APPLICATION_NAME_MAX);
+/** What a server says of its build: its release and level, and the newest migration it knows. */
+export interface AnnouncedBuild {
+  release: string;
+  releaseLevel: number;
+  /** The newest migration version the build knows: a pending migration of its release or older past it would be a gap it refuses. */
+  knownVersion: number;
+}
+
+/**
+ * The application_name of a server's pool: the pool's name, the level, the newest migration it
+ * knows (`v`), the server's id, then the release label.
+ */
+export function serverApplicationName(pool: string, build: AnnouncedBuild, serverId: string): string {
+  // What `dex migrate` compares first, the label (for people) last: if Postgres cuts the name at 63
+  // bytes, only the label is cut (the longest pool, level 99 and v=9999 end the id at byte 52).
+  return `${pool} level=${build.releaseLevel} v=${build.knownVersion} id=${serverId} release=${build.release}`.slice(0, APPLICATION_NAME_MAX);
 }
 
 /** One dex server seen through its connections. */
@@ -35,12 +47,14 @@ export interface ConnectedServer {
   release: string | undefined;
   /** Its release level; UNANNOUNCED_SERVER_LEVEL when it does not say. */
   releaseLevel: number;
+  /** The newest migration version it knows; undefined for a server that does not say its release. */
+  knownVersion: number | undefined;
   /** How many connections it holds to this database. */
   connections: number;
 }
 
 const POOL = /^dex-server(?:-[a-z]+)?$/;
-const LEVEL = /^\d+$/;
+const NUMBER = /^\d+$/;
 const SERVER_ID = /^[0-9a-f]{12}$/;
 
 /**
@@ -65,7 +79,7 @@ export function parseServerApplicationName(name: string): { pool: string; fields
  * The dex servers connected to the current database, oldest release first. Servers that do not
  * announce a release cannot be told apart from each other: each of their client addresses counts as one
  * (client_addr is null over a Unix socket, and in another role's sessions without pg_read_all_stats).
- * A name with a dex server's pool but without a whole level and id counts as not announced: the
+ * A name with a dex server's pool but without a whole level, v and id counts as not announced: the
  * guard then refuses any migration beside it, the safe side.
  */
 export async function connectedServers(sql: Queryable): Promise<ConnectedServer[]> {
@@ -79,16 +93,17 @@ export async function connectedServers(sql: Queryable): Promise<ConnectedServer[
     const parsed = parseServerApplicationName(row.name);
     if (!parsed) continue; // not a name a dex server uses
     const level = parsed.fields.get("level") ?? "";
+    const known = parsed.fields.get("v") ?? "";
     const id = parsed.fields.get("id") ?? "";
     let key: string;
     let server: ConnectedServer;
-    if (LEVEL.test(level) && SERVER_ID.test(id)) {
+    if (NUMBER.test(level) && NUMBER.test(known) && SERVER_ID.test(id)) {
       // Level and id together: the level is what the guard compares, the id what tells servers apart.
       key = `level ${level} id ${id}`;
-      server = { id, release: parsed.fields.get("release") ?? "", releaseLevel: Number(level), connections: row.connections };
+      server = { id, release: parsed.fields.get("release") ?? "", releaseLevel: Number(level), knownVersion: Number(known), connections: row.connections };
     } else {
       key = `client ${row.client}`;
-      server = { id: `at ${row.client}`, release: undefined, releaseLevel: UNANNOUNCED_SERVER_LEVEL, connections: row.connections };
+      server = { id: `at ${row.client}`, release: undefined, releaseLevel: UNANNOUNCED_SERVER_LEVEL, knownVersion: undefined, connections: row.connections };
     }
     const seen = servers.get(key);
     if (!seen) servers.set(key, server);

@@ -8,7 +8,9 @@
  *   the window it serves: it would refuse to restart, and the expand rule promises it nothing); or
  * - any migration is pending while a server that does not say its release is connected: those are
  *   builds before decision 0033 (every 0.1 server), which know no window and refuse at start any
- *   migration they do not know, so they serve only their exact schema.
+ *   migration they do not know, so they serve only their exact schema; or
+ * - a pending migration of a connected server's own release or older is newer than the newest it
+ *   knows (one added to a release that already shipped): it would refuse to restart on that gap.
  * A weak migration beside older servers is a warning. `allowOlderServers` turns refusals into
  * warnings. Refuse rather than warn by default: `dex migrate` runs in deploy pipelines, where a
  * warning is read after the incident; the flag makes accepting the risk a written decision.
@@ -46,6 +48,12 @@ export async function checkOlderServers(
   for (const warning of problems.warnings) options.onWarning?.(warning);
 }
 
+/** Pending migrations of `server`'s own release or older that it does not know: a gap it would refuse at start (schema-window.ts). */
+function gapsFor(server: ConnectedServer, pending: Migration[]): Migration[] {
+  if (server.knownVersion === undefined) return [];
+  return pending.filter((m) => m.releaseLevel <= server.releaseLevel && m.version > server.knownVersion!);
+}
+
 /** The pure rule, for tests and for `dex migrate --status`: what applying `pending` would do to `servers`. */
 export function olderServerProblems(
   servers: ConnectedServer[],
@@ -73,9 +81,18 @@ export function olderServerProblems(
         `release in between), or stop them, then run this again; ${ALLOW_FLAG} applies it anyway (docs/upgrades.md)`,
     );
   }
+  const gapped = servers.filter((s) => !stranded.includes(s) && gapsFor(s, pending).length > 0);
+  if (gapped.length > 0) {
+    const which = gapped.map((s) => `${describeServer(s)}, which knows migrations up to ${s.knownVersion}, lacks ${gapsFor(s, pending).map(migrationLabel).join(", ")}`);
+    refusals.push(
+      `pending migrations belong to releases that connected servers run, yet those servers do not know them (${which.join("; ")}): they would refuse to ` +
+        `restart on that gap. A release that shipped is closed: list a new migration under a new release entry in releases.json (docs/upgrades.md, ` +
+        `"Adding a migration"), or stop those servers and start ones that know it; ${ALLOW_FLAG} applies it anyway`,
+    );
+  }
   for (const m of pending) {
     // A server already refused above is not named again for each migration.
-    const older = servers.filter((s) => s.releaseLevel < m.releaseLevel && !stranded.includes(s) && !unannounced.includes(s));
+    const older = servers.filter((s) => s.releaseLevel < m.releaseLevel && !stranded.includes(s) && !unannounced.includes(s) && !gapped.includes(s));
     if (older.length === 0 || m.olderServers === "safe") continue;
     if (m.olderServers === "unsafe") {
       refusals.push(
