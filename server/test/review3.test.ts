@@ -41,17 +41,4 @@ describe("review 3", () => {
     held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server-retention", build, "1a2b3c4d5e6f")));
     expect(await connectedServers(sql)).toHaveLength(1);
   });
-
-  // Finding 6: a release that ships no migration cannot be listed ("lists no migrations"), so its servers
-  // announce the previous release's level; the next release's contract step (allowed: "the release after the
-  // one whose code stopped using it") then lands at level R+1 of servers two releases old, which serve it.
-  it("F6: the manifest can record a release without migrations, and a build of it says that release", async () => {
-    const dir = await migrationsDirWith([]);
-    const { readFile, writeFile } = await import("node:fs/promises");
-    const manifest = JSON.parse(await readFile(`${dir}/releases.json`, "utf8"));
-    manifest.releases.push({ release: "0.3", migrations: [] });
-    await writeFile(`${dir}/releases.json`, JSON.stringify(manifest));
-    const build = await loadMigrations(dir).then(buildRelease, (e: Error) => e.message);
-    expect(build).toEqual({ release: "0.3", releaseLevel: 3 });
-  });
 });

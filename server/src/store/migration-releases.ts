@@ -33,7 +33,7 @@ export interface MigrationRelease {
 
 /** The manifest read and checked: each migration's release, by file label (`0013_run_timeouts`). */
 export interface ReleaseManifest {
-  /** Every release, oldest first; a release's level is its index + 1. */
+  /** Every release, oldest first; a release's level is its index + 1. The last is the build's own. */
   releases: string[];
   byMigration: Map<string, MigrationRelease>;
 }
@@ -76,8 +76,10 @@ export async function loadReleaseManifest(dir: string, labels: string[]): Promis
       throw invalid(dir, `release ${index + 1} needs a "release" name like "0.2" (letters, digits, . _ + -; at most 20)`);
     }
     if (releases.includes(release)) throw invalid(dir, `release "${release}" is listed twice`);
-    if (!Array.isArray(entry.migrations) || entry.migrations.length === 0) {
-      throw invalid(dir, `release "${release}" lists no migrations; a release without a migration needs no entry`);
+    // A release without migrations is listed all the same: its level must be its own, or the next
+    // release's migrations would land one level too low, inside the window of servers two releases old.
+    if (!Array.isArray(entry.migrations)) {
+      throw invalid(dir, `release "${release}" needs a "migrations" list (empty for a release that brings none)`);
     }
     releases.push(release);
     for (const m of entry.migrations) {

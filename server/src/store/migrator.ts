@@ -19,7 +19,7 @@ import { loadReleaseManifest, migrationLabel, type MigrationRelease } from "./mi
 import { checkOlderServers } from "./older-servers.js";
 import { checksumError } from "./schema-mismatch-error.js";
 
-import { judgeSchema, type SchemaCompatibility } from "./schema-window.js";
+import { judgeSchema, rememberBuildRelease, type SchemaCompatibility } from "./schema-window.js";
 
 export { migrationLabel } from "./migration-releases.js";
 export { SchemaMismatchError } from "./schema-mismatch-error.js";
@@ -106,7 +106,9 @@ export async function loadMigrations(dir: string = migrationsDir): Promise<Migra
     versions.add(m.version);
   }
   const manifest = await loadReleaseManifest(dir, parsed.map(migrationLabel));
-  return parsed.map((m) => ({ ...m, ...manifest.byMigration.get(migrationLabel(m))! }));
+  const migrations = parsed.map((m) => ({ ...m, ...manifest.byMigration.get(migrationLabel(m))! }));
+  rememberBuildRelease(migrations, { release: manifest.releases.at(-1) ?? "none", releaseLevel: manifest.releases.length });
+  return migrations;
 }
 
 // to_jsonb(m) reads the release columns when they exist: a database only older dexes migrated lacks them.
