@@ -40,4 +40,25 @@ describe("the dex servers connected", () => {
       { id: "at 127.0.0.1", release: undefined, releaseLevel: 1, knownVersion: undefined, connections: 1 },
     ]);
   });
+
+  it("sees one server per level and id, whatever its pools' names cut: the longest pool at level 99 keeps its id whole, the main pool a 12-character label", async () => {
+    const build = { release: "0.10.0-rc.12", releaseLevel: 99, knownVersion: 9999 };
+    for (const pool of ["dex-server", "dex-server-retention", "dex-server-dispatch"]) {
+      held.push(await fakeServerConnection(db.url, serverApplicationName(pool, build, "1a2b3c4d5e6f")));
+    }
+    // Same id, another level: another server (ids are random; the level is what the guard compares).
+    held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server-retention", { ...build, releaseLevel: 98 }, "1a2b3c4d5e6f")));
+    expect(await names()).toContain("dex-server-retention level=99 v=9999 id=1a2b3c4d5e6f release=0.");
+    expect(await connectedServers(sql)).toEqual([
+      { id: "1a2b3c4d5e6f", release: "0.", releaseLevel: 98, knownVersion: 9999, connections: 1 },
+      { id: "1a2b3c4d5e6f", release: "0.10.0-rc.12", releaseLevel: 99, knownVersion: 9999, connections: 3 },
+    ]);
+  });
+
+  it("sees one server with a label longer than a manifest allows as one server (the label is capped)", async () => {
+    const build = { release: "0.3.0-rc.1+build.77", releaseLevel: 3, knownVersion: 20 };
+    held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server", build, "1a2b3c4d5e6f")));
+    held.push(await fakeServerConnection(db.url, serverApplicationName("dex-server-retention", build, "1a2b3c4d5e6f")));
+    expect(await connectedServers(sql)).toEqual([{ id: "1a2b3c4d5e6f", release: "0.3.0-rc.1+b", releaseLevel: 3, knownVersion: 20, connections: 2 }]);
+  });
 });

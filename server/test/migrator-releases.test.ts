@@ -72,7 +72,7 @@ describe("the release manifest", () => {
     );
   });
 
-  it("refuses an unknown safety, a weak or unsafe migration without its reason, and a missing manifest", async () => {
+  it("refuses an unknown safety, a weak or unsafe migration without its reason, a reason of several lines, a long release label, and a missing manifest", async () => {
     expect(await loadError((m) => void (m.releases[0]!.migrations[0]!.olderServers = "maybe"))).toMatch(/"olderServers" must be one of safe, weak, unsafe, got "maybe"/);
     expect(
       await loadError((m) => {
@@ -81,6 +81,14 @@ describe("the release manifest", () => {
         delete entry.why;
       }),
     ).toMatch(/is unsafe: say "why"/);
+    expect(
+      await loadError((m) => {
+        const entry = m.releases[0]!.migrations[0]!;
+        entry.olderServers = "weak";
+        entry.why = "first line\nsecond line";
+      }),
+    ).toMatch(/0001_init: "why" must be one line of text/);
+    expect(await loadError((m) => void (m.releases.at(-1)!.release = "0.10.0-rc.123"))).toMatch(/needs a "release" name like "0.2" \(letters, digits, \. _ \+ -; at most 12\)/);
     const dir = await migrationsDirWith([]);
     await rm(`${dir}/releases.json`);
     await expect(loadMigrations(dir)).rejects.toThrow(/releases\.json: cannot read the release manifest/);

@@ -9,6 +9,7 @@
  * transaction-mode pooler between servers and Postgres shows its own connections' names.
  */
 import type { Queryable } from "./db.js";
+import { RELEASE_LABEL_MAX } from "./migration-releases.js";
 
 /**
  * The release level given to a connected server that does not say its release: builds before
@@ -35,8 +36,11 @@ export interface AnnouncedBuild {
  */
 export function serverApplicationName(pool: string, build: AnnouncedBuild, serverId: string): string {
   // What `dex migrate` compares first, the label (for people) last: if Postgres cuts the name at 63
-  // bytes, only the label is cut (the longest pool, level 99 and v=9999 end the id at byte 52).
-  return `${pool} level=${build.releaseLevel} v=${build.knownVersion} id=${serverId} release=${build.release}`.slice(0, APPLICATION_NAME_MAX);
+  // bytes, only the label is cut (the longest pool, level 99 and v=9999 end the id at byte 52), and
+  // the main pool, "dex-server", keeps a label of RELEASE_LABEL_MAX whole (connectedServers keeps the
+  // longest label a server's pools show).
+  const label = build.release.slice(0, RELEASE_LABEL_MAX);
+  return `${pool} level=${build.releaseLevel} v=${build.knownVersion} id=${serverId} release=${label}`.slice(0, APPLICATION_NAME_MAX);
 }
 
 /** One dex server seen through its connections. */
