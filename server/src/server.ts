@@ -54,7 +54,7 @@ export async function startServer(options: ServerOptions): Promise<DexServer> {
   const probeIntervalMs = positiveMs("databaseProbeIntervalMs", options.databaseProbeIntervalMs, DEFAULT_DATABASE_PROBE_INTERVAL_MS);
   // Read before any pool opens: each connection says this build's release (store/connected-servers.ts).
   const migrations = await loadMigrations(options.migrationsDir);
-  const build = buildRelease(migrations);
+  const build = { ...buildRelease(migrations), knownVersion: migrations.at(-1)?.version ?? 0 };
   const pools = openServerPools(options, logger, probeTimeoutMs, (pool) => serverApplicationName(pool, build, origin));
   const { sql, dispatchSql, metricsSql, probeSql, retentionSql } = pools;
   let listener: WakeupListener | undefined;

@@ -5,7 +5,7 @@
  */
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadMigrations, migrationLabel } from "../src/store/migrator.js";
+import { buildRelease, loadMigrations, migrationLabel } from "../src/store/migrator.js";
 import { migrationsDirWith, removeMigrationDirs } from "./support/releases.js";
 
 interface Manifest {
@@ -49,7 +49,30 @@ describe("the release manifest", () => {
     ).toMatch(/migrations must be listed in file order/);
   });
 
-  it("refuses an unknown safety, a weak or unsafe migration without its reason, and a missing manifest", async () => {
+  it("lists a release without migrations at a level of its own: a build of it says that release, and the next release's migrations come a level later", async () => {
+    const shipped = await loadMigrations();
+    const dir = await migrationsDirWith([]);
+    const manifest = JSON.parse(await readFile(`${dir}/releases.json`, "utf8")) as Manifest;
+    manifest.releases.push({ release: "quiet", migrations: [] });
+    await writeFile(`${dir}/releases.json`, JSON.stringify(manifest));
+    const quiet = await loadMigrations(dir);
+    expect(buildRelease(quiet)).toEqual({ release: "quiet", releaseLevel: buildRelease(shipped).releaseLevel + 1 });
+    expect(quiet.map((m) => m.version)).toEqual(shipped.map((m) => m.version));
+
+    const after = `${String(shipped.at(-1)!.version + 1).padStart(4, "0")}_after_quiet`;
+    manifest.releases.push({ release: "loud", migrations: [{ migration: after, olderServers: "safe" }] });
+    await writeFile(`${dir}/releases.json`, JSON.stringify(manifest));
+    await writeFile(`${dir}/${after}.sql`, "select 1;\n");
+    const loud = await loadMigrations(dir);
+    expect(loud.at(-1)).toMatchObject({ release: "loud", releaseLevel: buildRelease(shipped).releaseLevel + 2 });
+    expect(buildRelease(loud)).toEqual({ release: "loud", releaseLevel: buildRelease(shipped).releaseLevel + 2 });
+
+    expect(await loadError((m) => void m.releases.push({ release: "no-list" } as Manifest["releases"][number]))).toMatch(
+      /release "no-list" needs a "migrations" list \(empty for a release that brings none\)/,
+    );
+  });
+
+  it("refuses an unknown safety, a weak or unsafe migration without its reason, a reason of several lines, a long release label, and a missing manifest", async () => {
     expect(await loadError((m) => void (m.releases[0]!.migrations[0]!.olderServers = "maybe"))).toMatch(/"olderServers" must be one of safe, weak, unsafe, got "maybe"/);
     expect(
       await loadError((m) => {
@@ -58,6 +81,14 @@ describe("the release manifest", () => {
         delete entry.why;
       }),
     ).toMatch(/is unsafe: say "why"/);
+    expect(
+      await loadError((m) => {
+        const entry = m.releases[0]!.migrations[0]!;
+        entry.olderServers = "weak";
+        entry.why = "first line\nsecond line";
+      }),
+    ).toMatch(/0001_init: "why" must be one line of text/);
+    expect(await loadError((m) => void (m.releases.at(-1)!.release = "0.10.0-rc.123"))).toMatch(/needs a "release" name like "0.2" \(letters, digits, \. _ \+ -; at most 12\)/);
     const dir = await migrationsDirWith([]);
     await rm(`${dir}/releases.json`);
     await expect(loadMigrations(dir)).rejects.toThrow(/releases\.json: cannot read the release manifest/);

@@ -20,6 +20,14 @@ export type OlderServersSafety = "safe" | "weak" | "unsafe";
 
 const SAFETIES: readonly OlderServersSafety[] = ["safe", "weak", "unsafe"];
 
+/**
+ * The longest release label: servers announce it last in an application_name Postgres cuts at 63
+ * bytes (connected-servers.ts), and 12 characters is what the main pool's name leaves whole at
+ * level 99 and migration 9999 ("0.10.0-rc.12" fits).
+ */
+export const RELEASE_LABEL_MAX = 12;
+const RELEASE_LABEL = new RegExp(`^[\\w.+-]{1,${RELEASE_LABEL_MAX}}$`);
+
 /** What the manifest says of one migration. */
 export interface MigrationRelease {
   /** The release that introduced it, as operators name it ("0.2"). */
@@ -33,7 +41,7 @@ export interface MigrationRelease {
 
 /** The manifest read and checked: each migration's release, by file label (`0013_run_timeouts`). */
 export interface ReleaseManifest {
-  /** Every release, oldest first; a release's level is its index + 1. */
+  /** Every release, oldest first; a release's level is its index + 1. The last is the build's own. */
   releases: string[];
   byMigration: Map<string, MigrationRelease>;
 }
@@ -72,12 +80,14 @@ export async function loadReleaseManifest(dir: string, labels: string[]): Promis
   const order: string[] = [];
   for (const [index, entry] of parsed.releases.entries()) {
     const release = entry?.release;
-    if (typeof release !== "string" || !/^[\w.+-]{1,20}$/.test(release)) {
-      throw invalid(dir, `release ${index + 1} needs a "release" name like "0.2" (letters, digits, . _ + -; at most 20)`);
+    if (typeof release !== "string" || !RELEASE_LABEL.test(release)) {
+      throw invalid(dir, `release ${index + 1} needs a "release" name like "0.2" (letters, digits, . _ + -; at most ${RELEASE_LABEL_MAX})`);
     }
     if (releases.includes(release)) throw invalid(dir, `release "${release}" is listed twice`);
-    if (!Array.isArray(entry.migrations) || entry.migrations.length === 0) {
-      throw invalid(dir, `release "${release}" lists no migrations; a release without a migration needs no entry`);
+    // A release without migrations is listed all the same: its level must be its own, or the next
+    // release's migrations would land one level too low, inside the window of servers two releases old.
+    if (!Array.isArray(entry.migrations)) {
+      throw invalid(dir, `release "${release}" needs a "migrations" list (empty for a release that brings none)`);
     }
     releases.push(release);
     for (const m of entry.migrations) {
@@ -88,6 +98,8 @@ export async function loadReleaseManifest(dir: string, labels: string[]): Promis
         throw invalid(dir, `${label}: "olderServers" must be one of ${SAFETIES.join(", ")}, got ${JSON.stringify(m.olderServers)}`);
       }
       if (m.olderServers !== "safe" && !m.why) throw invalid(dir, `${label} is ${m.olderServers}: say "why" (what goes wrong while older servers run)`);
+      // dex migrate's refusals are one line each (a deploy pipeline's log shows the line that failed).
+      if (m.why !== undefined && (typeof m.why !== "string" || /[\r\n]/.test(m.why))) throw invalid(dir, `${label}: "why" must be one line of text`);
       byMigration.set(label, {
         release,
         releaseLevel: releases.length,

@@ -19,7 +19,7 @@ import { loadReleaseManifest, migrationLabel, type MigrationRelease } from "./mi
 import { checkOlderServers } from "./older-servers.js";
 import { checksumError } from "./schema-mismatch-error.js";
 
-import { judgeSchema, type SchemaCompatibility } from "./schema-window.js";
+import { judgeSchema, rememberBuildRelease, type SchemaCompatibility } from "./schema-window.js";
 
 export { migrationLabel } from "./migration-releases.js";
 export { SchemaMismatchError } from "./schema-mismatch-error.js";
@@ -30,6 +30,13 @@ export const migrationsDir: string = fileURLToPath(new URL("../../migrations/", 
 
 /** Arbitrary constant key for pg_advisory_xact_lock: "dex migrate". */
 const MIGRATION_LOCK_KEY = 0x6465_786d;
+
+/**
+ * How long the bootstrap waits for the table lock `alter table dex.schema_migrations` needs. While
+ * it waits in the lock queue, every later reader of the table (each server's start check) waits
+ * behind it, so it gives up soon and says to run again rather than stall a fleet's starts.
+ */
+const BOOTSTRAP_LOCK_TIMEOUT_MS = 2_000;
 
 export interface Migration extends MigrationRelease {
   version: number;
@@ -99,7 +106,9 @@ export async function loadMigrations(dir: string = migrationsDir): Promise<Migra
     versions.add(m.version);
   }
   const manifest = await loadReleaseManifest(dir, parsed.map(migrationLabel));
-  return parsed.map((m) => ({ ...m, ...manifest.byMigration.get(migrationLabel(m))! }));
+  const migrations = parsed.map((m) => ({ ...m, ...manifest.byMigration.get(migrationLabel(m))! }));
+  rememberBuildRelease(migrations, { release: manifest.releases.at(-1) ?? "none", releaseLevel: manifest.releases.length });
+  return migrations;
 }
 
 // to_jsonb(m) reads the release columns when they exist: a database only older dexes migrated lacks them.
@@ -148,8 +157,9 @@ export async function migrationStatus(sql: Sql, migrations?: Migration[]): Promi
  */
 export async function migrate(sql: Sql, migrations?: Migration[], options: MigrateOptions = {}): Promise<number[]> {
   const all = migrations ?? (await loadMigrations());
+  await bootstrapTable(sql);
   return sql.begin(async (tx) => {
-    await lockAndCreateTable(tx);
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
     const recorded = await readRecorded(tx);
     const { mismatched, pending } = compare(all, recorded);
     if (mismatched.length > 0) throw checksumError(mismatched);
@@ -186,8 +196,9 @@ async function recordReleases(tx: TransactionSql, all: Migration[], recorded: Re
  */
 export async function repairChecksums(sql: Sql, migrations?: Migration[]): Promise<ChecksumMismatch[]> {
   const all = migrations ?? (await loadMigrations());
+  await bootstrapTable(sql);
   return sql.begin(async (tx) => {
-    await lockAndCreateTable(tx);
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
     const { mismatched } = compare(all, await readRecorded(tx));
     for (const m of mismatched) {
       await tx`update dex.schema_migrations set checksum = ${m.expected} where version = ${m.version}`;
@@ -196,26 +207,45 @@ export async function repairChecksums(sql: Sql, migrations?: Migration[]): Promi
   });
 }
 
-async function lockAndCreateTable(tx: TransactionSql): Promise<void> {
-  await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
-  await tx`create schema if not exists dex`;
-  await tx`
-    create table if not exists dex.schema_migrations (
-      version integer primary key,
-      name text not null,
-      checksum text not null,
-      applied_at timestamptz not null default now(),
-      release text,
-      release_level integer
-    )`;
-  // A table created by a dex before 0.2 lacks the release columns. Add them only when missing: an
-  // `alter table` takes an access exclusive lock even when `if not exists` makes it a no-op, and a
-  // server starting during a long migration reads this table (it would wait, then fail its start).
-  const [columns] = await tx<{ n: number }[]>`
-    select count(*)::int as n from pg_attribute
-    where attrelid = 'dex.schema_migrations'::regclass and attname in ('release', 'release_level') and not attisdropped`;
-  if (columns!.n < 2) {
-    await tx`alter table dex.schema_migrations add column if not exists release text, add column if not exists release_level integer`;
+/**
+ * Creates dex.schema_migrations, or adds the release columns to one a dex before 0.2 created, in a
+ * short transaction of its own before the migrations' (under the same advisory lock, so concurrent
+ * migrators still take turns). In the migrations' transaction, the `alter table`'s access exclusive
+ * lock would be held until the last migration commits (0015's index build, 0016's backfill), and
+ * every server start, which reads this table, would wait that long.
+ */
+async function bootstrapTable(sql: Sql): Promise<void> {
+  try {
+    await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
+      // After the advisory lock: waiting for another migrator's turn is not what the timeout bounds.
+      await tx.unsafe(`set local lock_timeout = ${BOOTSTRAP_LOCK_TIMEOUT_MS}`);
+      await tx`create schema if not exists dex`;
+      await tx`
+        create table if not exists dex.schema_migrations (
+          version integer primary key,
+          name text not null,
+          checksum text not null,
+          applied_at timestamptz not null default now(),
+          release text,
+          release_level integer
+        )`;
+      // Add them only when missing: an `alter table` takes an access exclusive lock even when
+      // `if not exists` makes it a no-op.
+      const [columns] = await tx<{ n: number }[]>`
+        select count(*)::int as n from pg_attribute
+        where attrelid = 'dex.schema_migrations'::regclass and attname in ('release', 'release_level') and not attisdropped`;
+      if (columns!.n < 2) {
+        await tx`alter table dex.schema_migrations add column if not exists release text, add column if not exists release_level integer`;
+      }
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code !== "55P03") throw err; // lock_not_available
+    throw new Error(
+      `could not add the release columns to dex.schema_migrations within ${BOOTSTRAP_LOCK_TIMEOUT_MS} ms: another session holds a lock on it ` +
+        `(a long transaction that read it; see pg_locks); nothing was migrated, run dex migrate again`,
+      { cause: err },
+    );
   }
 }
 

@@ -27,7 +27,7 @@ export interface SchemaCompatibility {
   knownVersion: number;
   /** Highest migration version applied to the database. */
   databaseVersion: number;
-  /** This build's release: the release of its newest migration. */
+  /** This build's release: the last of its manifest (buildRelease). */
   release: string;
   releaseLevel: number;
   /** The newest release any applied migration belongs to: this build's, or the next during a rolling upgrade. */
@@ -35,8 +35,25 @@ export interface SchemaCompatibility {
   databaseReleaseLevel: number;
 }
 
-/** This build's release: the release of its newest migration. */
-export function buildRelease(all: Migration[]): ReleaseLevel {
+/**
+ * The build's release as its manifest says it (the last entry, which may bring no migration), by
+ * the list loadMigrations returned. Kept beside the list rather than in each Migration: a release
+ * without migrations has no Migration to carry it.
+ */
+const manifestRelease = new WeakMap<readonly Migration[], ReleaseLevel>();
+
+export function rememberBuildRelease(all: readonly Migration[], release: ReleaseLevel): void {
+  manifestRelease.set(all, release);
+}
+
+/**
+ * This build's release: the last release of its manifest, for a list loadMigrations returned; for
+ * any other list (a copy, a filtered one: "the build of an older release" in tests), the release of
+ * its newest migration.
+ */
+export function buildRelease(all: readonly Migration[]): ReleaseLevel {
+  const remembered = manifestRelease.get(all);
+  if (remembered) return remembered;
   const last = all.at(-1);
   return last ? { release: last.release, releaseLevel: last.releaseLevel } : { release: "none", releaseLevel: 0 };
 }
