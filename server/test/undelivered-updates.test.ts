@@ -118,7 +118,7 @@ describe("updates the code never saw at continue-as-new", () => {
     await rejectsWith(
       h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeUpdate("u", 1), continueAsNew(["u"])] }),
       "INVALID_ARGUMENT",
-      /complete_update names update "u", which this run has not accepted/,
+      /undelivered_update_ids\[0\] names update "u", which a complete_update of this completion also answers/,
     );
     await rejectsWith(
       h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u", "u"])] }),

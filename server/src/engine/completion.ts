@@ -224,7 +224,7 @@ export async function prepareCompletion(
   // they move to the new run with the unseen inputs (writeCompletion, handOverUnseenInputs).
   const undelivered = plan.continueAsNew?.undelivered;
   const task = undelivered?.updateIds.length
-    ? { ...locked.task, inboxIds: await setAsideUndelivered(tx, run.id, locked.task.inboxIds, undelivered) }
+    ? { ...locked.task, inboxIds: await setAsideUndelivered(tx, run.id, locked.task.inboxIds, undelivered, plan.completedUpdates) }
     : locked.task;
   const historyLength = run.historyLength + task.inboxIds.length + 1 + plan.events.length;
   if (!plan.end && historyLength > engine.limits.maxHistoryEvents) {

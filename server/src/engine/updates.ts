@@ -366,7 +366,15 @@ export async function setAsideUndelivered(
   runId: string,
   handedOut: readonly number[],
   undelivered: UndeliveredUpdates,
+  completedInThisTask: readonly string[] = [],
 ): Promise<number[]> {
+  // Checked first, so the message names the field at fault rather than complete_update's.
+  const completed = new Set(completedInThisTask);
+  for (const [i, id] of undelivered.updateIds.entries()) {
+    if (completed.has(id)) {
+      throw invalid(`${undelivered.field}[${i}] names update "${id}", which a complete_update of this completion also answers: an update the code completed was delivered; drop it from ${undelivered.field}`);
+    }
+  }
   const found = await handedOutUpdates(tx, runId, handedOut, undelivered.updateIds.map(updateRequestKey));
   for (const [i, id] of undelivered.updateIds.entries()) {
     if (!found.has(updateRequestKey(id))) {

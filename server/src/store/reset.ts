@@ -141,6 +141,9 @@ export async function redeliverInputs(
       select coalesce((select chain_id from dex.run_chains where run_id = ${input.oldRunId}), ${input.oldRunId}::uuid),
              h.update_id, ${input.newRunId}
       from held h
+      -- In id order: two resets of ended runs of one chain (the only claim writers not serialised by
+      -- the chain's open run lock) then take the claim rows' locks in the same order, never a deadlock.
+      order by h.update_id
       on conflict (chain_id, update_id) do update set run_id = excluded.run_id
     )
     select count(*) filter (where kind = 'external_event_received')::int as events from redelivered`;
