@@ -1,0 +1,88 @@
+/** Review 4: updates across continue-as-new hand-over and reset, combined. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ResetPointKind } from "@dex/proto";
+import { waitFor } from "@dex/testing";
+import { byInstance, byRunId, fromJson, json, pollWorkflowTaskOf, startWith, type Harness, startHarness, uniqueId, watchRunParking } from "./helpers.js";
+
+const NOW = { seconds: 0n, nanos: 0 };
+const completeUpdate = (updateId: string, result: unknown) => ({ command: { case: "completeUpdate" as const, value: { updateId, result: json(result) } } });
+const continueAsNew = (undeliveredUpdateIds: string[]) => ({ command: { case: "continueAsNew" as const, value: { input: json(2), undeliveredUpdateIds } } });
+
+describe("review 4", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+  async function claimOf(runId: string, updateId: string): Promise<string | undefined> {
+    const [row] = await h.sql<{ run_id: string }[]>`
+      select run_id from dex.update_ids
+      where chain_id = coalesce((select chain_id from dex.run_chains where run_id = ${runId}), ${runId}::uuid) and update_id = ${updateId}`;
+    return row?.run_id;
+  }
+  async function inbox(runId: string): Promise<string[]> {
+    const rows = await h.sql<{ dedup_key: string }[]>`select dedup_key from dex.inbox where run_id = ${runId} order by id`;
+    return rows.map((r) => r.dedup_key);
+  }
+  const openRun = async (instanceId: string) => (await h.client.describeRun({ run: byInstance(instanceId) })).info!.runId;
+
+  it("undelivered update retried meanwhile (instance id and run id): the completion is accepted", async () => {
+    const instanceId = uniqueId("r4-retry");
+    const first = await startWith(h, [], { instanceId });
+    await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "u", wait: NOW });
+    const task = await pollWorkflowTaskOf(h, first);
+    for (const run of [byInstance(instanceId), byRunId(first)]) {
+      expect(await h.client.updateRun({ run, name: "add", updateId: "u", wait: NOW })).toMatchObject({ stillRunning: true, runId: first });
+    }
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u"])] });
+    const next = await openRun(instanceId);
+    expect(await inbox(next)).toEqual(["update:u"]);
+    expect(await claimOf(next, "u")).toBe(next);
+  });
+
+  it("continue-as-new then reset: the undelivered update is re-delivered once and its claim follows; a waiter on the first run is answered", async () => {
+    const instanceId = uniqueId("r4-can-reset");
+    const first = await startWith(h, [], { instanceId });
+    await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "u", wait: NOW });
+    const task = await pollWorkflowTaskOf(h, first);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u"])] });
+    const second = await openRun(instanceId);
+    const t2 = await pollWorkflowTaskOf(h, second);
+    await h.worker.completeWorkflowTask({ taskToken: t2.taskToken, commands: [] }); // accepted, handler pending
+    const subscribed = watchRunParking();
+    try {
+      const waiting = h.client.updateRun({ run: byRunId(first), name: "add", updateId: "u", wait: { seconds: 20n } });
+      await waitFor(async () => subscribed.parked(second) > 0, { message: "waiter follows to the second run" });
+      const reset = await h.client.resetRun({ run: byRunId(second), to: ResetPointKind.FIRST_WORKFLOW_TASK });
+      expect(await inbox(reset.runId)).toEqual(["update:u"]);
+      expect(await claimOf(reset.runId, "u")).toBe(reset.runId);
+      // reset run continues as new before the update is due: carried again
+      const t3 = await pollWorkflowTaskOf(h, reset.runId);
+      await h.worker.completeWorkflowTask({ taskToken: t3.taskToken, commands: [continueAsNew(["u"])] });
+      const fourth = await openRun(instanceId);
+      expect(await claimOf(fourth, "u")).toBe(fourth);
+      const t4 = await pollWorkflowTaskOf(h, fourth);
+      await h.worker.completeWorkflowTask({ taskToken: t4.taskToken, commands: [completeUpdate("u", "done")] });
+      const answer = await waiting;
+      expect(answer.runId).toBe(fourth);
+      expect(fromJson(answer.outcome.value as never)).toBe("done");
+    } finally {
+      subscribed.restore();
+    }
+    const retry = await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "u", wait: NOW });
+    expect(fromJson(retry.outcome.value as never)).toBe("done");
+  });
+
+  it("reset while the continuing task is in flight with the update: no double delivery", async () => {
+    const instanceId = uniqueId("r4-reset-inflight");
+    const first = await startWith(h, [], { instanceId });
+    await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "u", wait: NOW });
+    const task = await pollWorkflowTaskOf(h, first);
+    const reset = await h.client.resetRun({ run: byInstance(instanceId), to: ResetPointKind.FIRST_WORKFLOW_TASK });
+    await expect(h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u"])] })).rejects.toThrow(/NOT_FOUND|not found/i);
+    expect(await inbox(reset.runId)).toEqual(["update:u"]);
+    expect(await claimOf(reset.runId, "u")).toBe(reset.runId);
+  });
+});
