@@ -1,4 +1,9 @@
-/** Review 4: updates across continue-as-new hand-over and reset, combined. */
+/**
+ * Updates across continue-as-new hand-over and reset, combined (decisions 0024, 0026, 0031): an
+ * undelivered update retried meanwhile, continue-as-new then reset then continue-as-new with a caller
+ * following every hop, a reset while the continuing task is in flight. Written by a review of the
+ * three changes that met here; each path holds: nothing carried twice, every caller answered once.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResetPointKind } from "@dex/proto";
 import { waitFor } from "@dex/testing";
@@ -8,7 +13,7 @@ const NOW = { seconds: 0n, nanos: 0 };
 const completeUpdate = (updateId: string, result: unknown) => ({ command: { case: "completeUpdate" as const, value: { updateId, result: json(result) } } });
 const continueAsNew = (undeliveredUpdateIds: string[]) => ({ command: { case: "continueAsNew" as const, value: { input: json(2), undeliveredUpdateIds } } });
 
-describe("review 4", () => {
+describe("updates across continue-as-new and reset together", () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness();
