@@ -249,7 +249,10 @@ function handOversExercised(views: Map<string, ChainView>): Check {
     events += view.carriedEvents;
   }
   const detail = `${updates} updates, ${events} events and ${cancels} cancellation requests reached a run created after they were sent (carried across continue-as-new)`;
-  return { name: "continue-as-new handed over updates and events sent to the run before", ok: updates > 0 && events > 0, detail, violations: [] };
+  // That the scenario exercised the hand-over at all: how many of each kind land in the continuing
+  // task depends on timing (a ci run with a random seed carried 31 updates and no event), so only
+  // "nothing carried" fails; the counts are reported for the reader.
+  return { name: "continue-as-new handed over inputs sent to the run before", ok: updates + events + cancels > 0, detail, violations: [] };
 }
 
 async function readChains(sql: postgres.TransactionSql, chains: ChainRecord[]): Promise<Map<string, ChainView>> {
