@@ -278,6 +278,29 @@ export function completeRun(result: unknown) {
   return { command: { case: "completeRun" as const, value: { result: json(result) } } };
 }
 
+export function completeUpdate(updateId: string, result: unknown) {
+  return { command: { case: "completeUpdate" as const, value: { updateId, result: json(result) } } };
+}
+
+/** Continue-as-new naming the updates of the task the code never saw (ContinueAsNewCommand.undelivered_update_ids). */
+export function continueAsNewLeaving(undeliveredUpdateIds: string[]) {
+  return { command: { case: "continueAsNew" as const, value: { input: json(2), undeliveredUpdateIds } } };
+}
+
+/** Dedup keys of the run's inbox rows (inputs waiting for a workflow task), in arrival order. */
+export async function inboxDedupKeys(h: Harness, runId: string): Promise<string[]> {
+  const rows = await h.sql<{ dedup_key: string }[]>`select dedup_key from dex.inbox where run_id = ${runId} order by id`;
+  return rows.map((r) => r.dedup_key);
+}
+
+/** The run an update id is claimed for in `runId`'s continue-as-new chain (dex.update_ids), if any. */
+export async function updateClaimOf(h: Harness, runId: string, updateId: string): Promise<string | undefined> {
+  const [row] = await h.sql<{ run_id: string }[]>`
+    select run_id from dex.update_ids
+    where chain_id = coalesce((select chain_id from dex.run_chains where run_id = ${runId}), ${runId}::uuid) and update_id = ${updateId}`;
+  return row?.run_id;
+}
+
 /** A group commit's batch-size histogram (count of batches, sum of requests) for one operation, from the metrics endpoint. */
 export async function groupCommitStats(h: Harness, operation: string): Promise<{ count: number; sum: number }> {
   const text = await (await fetch(`http://${h.server.metricsAddress}/metrics`)).text();

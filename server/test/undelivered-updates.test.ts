@@ -10,17 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { FailureSchema } from "@dex/proto";
 import { waitFor } from "@dex/testing";
-import { byInstance, byRunId, fromJson, json, kinds, pollWorkflowTaskOf, rejectsWith, startWith, type Harness, startHarness, uniqueId, watchRunParking } from "./helpers.js";
+import { byInstance, byRunId, fromJson, kinds, pollWorkflowTaskOf, rejectsWith, startWith, type Harness, startHarness, uniqueId, watchRunParking, completeUpdate, continueAsNewLeaving, updateClaimOf, inboxDedupKeys } from "./helpers.js";
 
 const NOW = { seconds: 0n, nanos: 0 };
-
-function completeUpdate(updateId: string, result: unknown) {
-  return { command: { case: "completeUpdate" as const, value: { updateId, result: json(result) } } };
-}
-
-function continueAsNew(undeliveredUpdateIds: string[]) {
-  return { command: { case: "continueAsNew" as const, value: { input: json(2), undeliveredUpdateIds } } };
-}
 
 describe("updates the code never saw at continue-as-new", () => {
   let h: Harness;
@@ -31,16 +23,6 @@ describe("updates the code never saw at continue-as-new", () => {
     await h.close();
   });
 
-  async function inbox(runId: string): Promise<string[]> {
-    const rows = await h.sql<{ dedup_key: string }[]>`select dedup_key from dex.inbox where run_id = ${runId} order by id`;
-    return rows.map((r) => r.dedup_key);
-  }
-  async function claimOf(runId: string, updateId: string): Promise<string | undefined> {
-    const [row] = await h.sql<{ run_id: string }[]>`
-      select run_id from dex.update_ids
-      where chain_id = coalesce((select chain_id from dex.run_chains where run_id = ${runId}), ${runId}::uuid) and update_id = ${updateId}`;
-    return row?.run_id;
-  }
   async function acceptedIn(runId: string): Promise<string[]> {
     const events = (await h.client.getRunHistory({ run: byRunId(runId) })).events;
     return events.flatMap((e) => (e.attributes.case === "updateAccepted" ? [e.attributes.value.updateId] : []));
@@ -60,7 +42,7 @@ describe("updates the code never saw at continue-as-new", () => {
     try {
       const waiting = h.client.updateRun({ run: byRunId(first), name: "add", updateId: "unseen", wait: { seconds: 60n } });
       await waitFor(async () => subscribed.parked(first) > 0, { message: "UpdateRun to wait on the first run" });
-      const done = await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["unseen"])] });
+      const done = await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving(["unseen"])] });
 
       const history = (await h.client.getRunHistory({ run: byRunId(first) })).events;
       expect(BigInt(history.length)).toBe(done.historyLength);
@@ -68,9 +50,9 @@ describe("updates the code never saw at continue-as-new", () => {
       expect(kinds(history).slice(-3)).toEqual(["updateAccepted", "workflowTaskCompleted", "runContinuedAsNew"]);
       const next = (await h.client.describeRun({ run: byInstance(instanceId) })).info!.runId;
       expect(next).not.toBe(first);
-      expect(await inbox(next)).toEqual(["update:unseen", "update:late"]);
-      expect(await claimOf(next, "unseen")).toBe(next);
-      expect(await claimOf(next, "seen")).toBe(first);
+      expect(await inboxDedupKeys(h, next)).toEqual(["update:unseen", "update:late"]);
+      expect(await updateClaimOf(h, next, "unseen")).toBe(next);
+      expect(await updateClaimOf(h, next, "seen")).toBe(first);
 
       // The new run handles it; the caller that waited on the old run hears the new run's answer.
       const t = await pollWorkflowTaskOf(h, next);
@@ -103,39 +85,39 @@ describe("updates the code never saw at continue-as-new", () => {
     await h.client.updateRun({ run: byRunId(first), name: "add", updateId: "meanwhile", wait: NOW });
     const field = /commands\[0\]\.continue_as_new\.undelivered_update_ids/;
     for (const id of ["never", "meanwhile"]) {
-      const err = await rejectsWith(h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew([id])] }), "INVALID_ARGUMENT", field);
+      const err = await rejectsWith(h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving([id])] }), "INVALID_ARGUMENT", field);
       expect(err.message).toContain(`names update "${id}", which was not handed out with this workflow task`);
     }
     await rejectsWith(
       h.worker.completeWorkflowTask({
         taskToken: task.taskToken,
-        commands: [continueAsNew(["u"])],
+        commands: [continueAsNewLeaving(["u"])],
         rejectedUpdates: [{ updateId: "u", failure: create(FailureSchema, { message: "no" }) }],
       }),
       "INVALID_ARGUMENT",
       /undelivered_update_ids\[0\] names update "u", which was not handed out with this workflow task \(or was rejected/,
     );
     await rejectsWith(
-      h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeUpdate("u", 1), continueAsNew(["u"])] }),
+      h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeUpdate("u", 1), continueAsNewLeaving(["u"])] }),
       "INVALID_ARGUMENT",
       /undelivered_update_ids\[0\] names update "u", which a complete_update of this completion also answers/,
     );
     await rejectsWith(
-      h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u", "u"])] }),
+      h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving(["u", "u"])] }),
       "INVALID_ARGUMENT",
       /undelivered_update_ids\[1\] "u" appears twice/,
     );
     await rejectsWith(
-      h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew([""])] }),
+      h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving([""])] }),
       "INVALID_ARGUMENT",
       /undelivered_update_ids\[0\] is required/,
     );
     // Nothing was written: the run is open, its inbox and claims as they were, and the task still completes.
-    expect(await inbox(first)).toEqual(["update:u", "update:meanwhile"]);
-    expect(await claimOf(first, "u")).toBe(first);
-    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u"])] });
+    expect(await inboxDedupKeys(h, first)).toEqual(["update:u", "update:meanwhile"]);
+    expect(await updateClaimOf(h, first, "u")).toBe(first);
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving(["u"])] });
     const next = (await h.client.describeRun({ run: byInstance(instanceId) })).info!.runId;
-    expect(await inbox(next)).toEqual(["update:u", "update:meanwhile"]);
+    expect(await inboxDedupKeys(h, next)).toEqual(["update:u", "update:meanwhile"]);
     expect(await acceptedIn(first)).toEqual([]);
   });
 
@@ -144,10 +126,10 @@ describe("updates the code never saw at continue-as-new", () => {
     const first = await startWith(h, [], { instanceId });
     await h.client.updateRun({ run: byRunId(first), name: "add", updateId: "x", wait: NOW });
     const task = await pollWorkflowTaskOf(h, first);
-    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew([])] });
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving([])] });
     const next = (await h.client.describeRun({ run: byInstance(instanceId) })).info!.runId;
     expect(await acceptedIn(first)).toEqual(["x"]);
-    expect(await inbox(next)).toEqual([]);
-    expect(await claimOf(first, "x")).toBe(first);
+    expect(await inboxDedupKeys(h, next)).toEqual([]);
+    expect(await updateClaimOf(h, first, "x")).toBe(first);
   });
 });

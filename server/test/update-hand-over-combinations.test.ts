@@ -7,11 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResetPointKind } from "@dex/proto";
 import { waitFor } from "@dex/testing";
-import { byInstance, byRunId, fromJson, json, pollWorkflowTaskOf, startWith, type Harness, startHarness, uniqueId, watchRunParking } from "./helpers.js";
+import { byInstance, byRunId, fromJson, pollWorkflowTaskOf, startWith, type Harness, startHarness, uniqueId, watchRunParking, completeUpdate, continueAsNewLeaving, updateClaimOf, inboxDedupKeys } from "./helpers.js";
 
 const NOW = { seconds: 0n, nanos: 0 };
-const completeUpdate = (updateId: string, result: unknown) => ({ command: { case: "completeUpdate" as const, value: { updateId, result: json(result) } } });
-const continueAsNew = (undeliveredUpdateIds: string[]) => ({ command: { case: "continueAsNew" as const, value: { input: json(2), undeliveredUpdateIds } } });
 
 describe("updates across continue-as-new and reset together", () => {
   let h: Harness;
@@ -21,16 +19,6 @@ describe("updates across continue-as-new and reset together", () => {
   afterAll(async () => {
     await h.close();
   });
-  async function claimOf(runId: string, updateId: string): Promise<string | undefined> {
-    const [row] = await h.sql<{ run_id: string }[]>`
-      select run_id from dex.update_ids
-      where chain_id = coalesce((select chain_id from dex.run_chains where run_id = ${runId}), ${runId}::uuid) and update_id = ${updateId}`;
-    return row?.run_id;
-  }
-  async function inbox(runId: string): Promise<string[]> {
-    const rows = await h.sql<{ dedup_key: string }[]>`select dedup_key from dex.inbox where run_id = ${runId} order by id`;
-    return rows.map((r) => r.dedup_key);
-  }
   const openRun = async (instanceId: string) => (await h.client.describeRun({ run: byInstance(instanceId) })).info!.runId;
 
   it("undelivered update retried meanwhile (instance id and run id): the completion is accepted", async () => {
@@ -41,10 +29,10 @@ describe("updates across continue-as-new and reset together", () => {
     for (const run of [byInstance(instanceId), byRunId(first)]) {
       expect(await h.client.updateRun({ run, name: "add", updateId: "u", wait: NOW })).toMatchObject({ stillRunning: true, runId: first });
     }
-    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u"])] });
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving(["u"])] });
     const next = await openRun(instanceId);
-    expect(await inbox(next)).toEqual(["update:u"]);
-    expect(await claimOf(next, "u")).toBe(next);
+    expect(await inboxDedupKeys(h, next)).toEqual(["update:u"]);
+    expect(await updateClaimOf(h, next, "u")).toBe(next);
   });
 
   it("continue-as-new then reset: the undelivered update is re-delivered once and its claim follows; a waiter on the first run is answered", async () => {
@@ -52,7 +40,7 @@ describe("updates across continue-as-new and reset together", () => {
     const first = await startWith(h, [], { instanceId });
     await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "u", wait: NOW });
     const task = await pollWorkflowTaskOf(h, first);
-    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u"])] });
+    await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving(["u"])] });
     const second = await openRun(instanceId);
     const t2 = await pollWorkflowTaskOf(h, second);
     await h.worker.completeWorkflowTask({ taskToken: t2.taskToken, commands: [] }); // accepted, handler pending
@@ -61,13 +49,13 @@ describe("updates across continue-as-new and reset together", () => {
       const waiting = h.client.updateRun({ run: byRunId(first), name: "add", updateId: "u", wait: { seconds: 20n } });
       await waitFor(async () => subscribed.parked(second) > 0, { message: "waiter follows to the second run" });
       const reset = await h.client.resetRun({ run: byRunId(second), to: ResetPointKind.FIRST_WORKFLOW_TASK });
-      expect(await inbox(reset.runId)).toEqual(["update:u"]);
-      expect(await claimOf(reset.runId, "u")).toBe(reset.runId);
+      expect(await inboxDedupKeys(h, reset.runId)).toEqual(["update:u"]);
+      expect(await updateClaimOf(h, reset.runId, "u")).toBe(reset.runId);
       // reset run continues as new before the update is due: carried again
       const t3 = await pollWorkflowTaskOf(h, reset.runId);
-      await h.worker.completeWorkflowTask({ taskToken: t3.taskToken, commands: [continueAsNew(["u"])] });
+      await h.worker.completeWorkflowTask({ taskToken: t3.taskToken, commands: [continueAsNewLeaving(["u"])] });
       const fourth = await openRun(instanceId);
-      expect(await claimOf(fourth, "u")).toBe(fourth);
+      expect(await updateClaimOf(h, fourth, "u")).toBe(fourth);
       const t4 = await pollWorkflowTaskOf(h, fourth);
       await h.worker.completeWorkflowTask({ taskToken: t4.taskToken, commands: [completeUpdate("u", "done")] });
       const answer = await waiting;
@@ -86,8 +74,8 @@ describe("updates across continue-as-new and reset together", () => {
     await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "u", wait: NOW });
     const task = await pollWorkflowTaskOf(h, first);
     const reset = await h.client.resetRun({ run: byInstance(instanceId), to: ResetPointKind.FIRST_WORKFLOW_TASK });
-    await expect(h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNew(["u"])] })).rejects.toThrow(/NOT_FOUND|not found/i);
-    expect(await inbox(reset.runId)).toEqual(["update:u"]);
-    expect(await claimOf(reset.runId, "u")).toBe(reset.runId);
+    await expect(h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [continueAsNewLeaving(["u"])] })).rejects.toThrow(/NOT_FOUND|not found/i);
+    expect(await inboxDedupKeys(h, reset.runId)).toEqual(["update:u"]);
+    expect(await updateClaimOf(h, reset.runId, "u")).toBe(reset.runId);
   });
 });

@@ -10,13 +10,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResetPointKind } from "@dex/proto";
 import { waitFor } from "@dex/testing";
-import { byInstance, byRunId, fromJson, json, pollWorkflowTaskOf, startWith, type Harness, startHarness, uniqueId, watchRunParking } from "./helpers.js";
+import { byInstance, byRunId, fromJson, json, pollWorkflowTaskOf, startWith, type Harness, startHarness, uniqueId, watchRunParking, completeUpdate, updateClaimOf, inboxDedupKeys } from "./helpers.js";
 
 const NOW = { seconds: 0n, nanos: 0 };
-
-function completeUpdate(updateId: string, result: unknown) {
-  return { command: { case: "completeUpdate" as const, value: { updateId, result: json(result) } } };
-}
 
 describe("update-id claims", () => {
   let h: Harness;
@@ -27,16 +23,6 @@ describe("update-id claims", () => {
     await h.close();
   });
 
-  async function claimOf(runId: string, updateId: string): Promise<string | undefined> {
-    const [row] = await h.sql<{ run_id: string }[]>`
-      select run_id from dex.update_ids
-      where chain_id = coalesce((select chain_id from dex.run_chains where run_id = ${runId}), ${runId}::uuid) and update_id = ${updateId}`;
-    return row?.run_id;
-  }
-  async function inbox(runId: string): Promise<string[]> {
-    const rows = await h.sql<{ dedup_key: string }[]>`select dedup_key from dex.inbox where run_id = ${runId} order by id`;
-    return rows.map((r) => r.dedup_key);
-  }
 
   describe("ResetRun", () => {
     it("an update accepted before the reset point and completed by the reset run is answered through the instance id", async () => {
@@ -54,7 +40,7 @@ describe("update-id claims", () => {
       const reset = await h.client.resetRun({ run: byRunId(first), to: ResetPointKind.LAST_WORKFLOW_TASK });
       const history = (await h.client.getRunHistory({ run: byRunId(reset.runId) })).events;
       expect(history.map((e) => e.attributes.case)).toContain("updateAccepted");
-      expect(await claimOf(reset.runId, "u")).toBe(reset.runId);
+      expect(await updateClaimOf(h, reset.runId, "u")).toBe(reset.runId);
       // The reset run's code runs the handler again and finishes it.
       const t = await pollWorkflowTaskOf(h, reset.runId);
       await h.worker.completeWorkflowTask({ taskToken: t.taskToken, commands: [completeUpdate("u", { ok: 1 })] });
@@ -72,10 +58,10 @@ describe("update-id claims", () => {
       // Reset before the update was handed out: terminating the old run empties its inbox.
       const reset = await h.client.resetRun({ run: byRunId(first), to: ResetPointKind.LAST_WORKFLOW_TASK });
       expect(reset.redeliveredEvents).toBe(0); // counts external events only
-      expect(await inbox(reset.runId)).toEqual(["update:v"]);
+      expect(await inboxDedupKeys(h, reset.runId)).toEqual(["update:v"]);
       const retry = await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "v", wait: NOW });
       expect(retry).toMatchObject({ runId: reset.runId, stillRunning: true });
-      expect(await inbox(reset.runId)).toEqual(["update:v"]); // asked once
+      expect(await inboxDedupKeys(h, reset.runId)).toEqual(["update:v"]); // asked once
     });
 
     it("an update accepted after the reset point is re-delivered with the events, in arrival order, and a caller waiting on the old run follows it", async () => {
@@ -93,7 +79,7 @@ describe("update-id claims", () => {
         await waitFor(async () => subscribed.parked(first) > 0, { message: "UpdateRun to wait on the first run" });
         const reset = await h.client.resetRun({ run: byRunId(first), to: ResetPointKind.LAST_WORKFLOW_TASK });
         expect(reset.redeliveredEvents).toBe(1);
-        expect(await inbox(reset.runId)).toEqual(["event:p1", "update:w"]);
+        expect(await inboxDedupKeys(h, reset.runId)).toEqual(["event:p1", "update:w"]);
         const t = await pollWorkflowTaskOf(h, reset.runId);
         await h.worker.completeWorkflowTask({ taskToken: t.taskToken, commands: [completeUpdate("w", "again")] });
         const answer = await waiting;
@@ -122,7 +108,7 @@ describe("update-id claims", () => {
       await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [{ command: { case: "continueAsNew", value: { input: json(2) } } }] });
       const next = (await h.client.describeRun({ run: byInstance(instanceId) })).info!.runId;
       expect(next).not.toBe(first);
-      expect(await claimOf(next, updateId)).toBe(first); // the stale claim
+      expect(await updateClaimOf(h, next, updateId)).toBe(first); // the stale claim
       return { first, next };
     }
 
@@ -131,9 +117,9 @@ describe("update-id claims", () => {
       const { next } = await continuedByAnOldServer(instanceId, "x");
       const retry = await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "x", wait: NOW });
       expect(retry).toMatchObject({ runId: next, stillRunning: true });
-      expect(await claimOf(next, "x")).toBe(next);
+      expect(await updateClaimOf(h, next, "x")).toBe(next);
       expect(await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "x", wait: NOW })).toMatchObject({ runId: next, stillRunning: true });
-      expect(await inbox(next)).toEqual(["update:x"]);
+      expect(await inboxDedupKeys(h, next)).toEqual(["update:x"]);
       const t = await pollWorkflowTaskOf(h, next);
       await h.worker.completeWorkflowTask({ taskToken: t.taskToken, commands: [completeUpdate("x", 7)] });
       const done = await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "x", wait: NOW });
@@ -153,7 +139,7 @@ describe("update-id claims", () => {
         await h.sql`delete from dex.inbox where run_id = ${first} and dedup_key = 'update:y'`;
         await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [{ command: { case: "continueAsNew", value: { input: json(2) } } }] });
         const next = (await h.client.describeRun({ run: byInstance(instanceId) })).info!.runId;
-        await waitFor(async () => (await inbox(next)).includes("update:y"), { message: "the waiter to ask the new run" });
+        await waitFor(async () => (await inboxDedupKeys(h, next)).includes("update:y"), { message: "the waiter to ask the new run" });
         const t = await pollWorkflowTaskOf(h, next);
         await h.worker.completeWorkflowTask({ taskToken: t.taskToken, commands: [completeUpdate("y", "late")] });
         const answer = await waiting;
@@ -171,8 +157,8 @@ describe("update-id claims", () => {
       await h.sql`insert into dex.update_ids (chain_id, update_id, run_id) values (${first}, 'z', '0190a1b2-0000-7000-8000-00000000dead')`;
       const retry = await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "z", wait: NOW });
       expect(retry).toMatchObject({ runId: first, stillRunning: true });
-      expect(await claimOf(first, "z")).toBe(first);
-      expect(await inbox(first)).toEqual(["update:z"]);
+      expect(await updateClaimOf(h, first, "z")).toBe(first);
+      expect(await inboxDedupKeys(h, first)).toEqual(["update:z"]);
     });
 
     it("a claim on a run that continued as new holding the update is not taken over: the answer stays the old run's", async () => {
@@ -185,7 +171,7 @@ describe("update-id claims", () => {
       const retry = await h.client.updateRun({ run: byInstance(instanceId), name: "add", updateId: "k", wait: NOW });
       expect(retry.runId).toBe(first);
       expect(retry.outcome).toMatchObject({ case: "failure", value: { type: "WorkflowContinuedAsNew" } });
-      expect(await claimOf(first, "k")).toBe(first);
+      expect(await updateClaimOf(h, first, "k")).toBe(first);
     });
   });
 });

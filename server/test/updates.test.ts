@@ -6,13 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FailureSchema } from "@dex/proto";
 import { create } from "@bufbuild/protobuf";
-import { byRunId, completeRun, fromJson, json, kinds, pollWorkflowTaskOf, rejectsWith, serveDatabase, startWith, type Harness, startHarness, uniqueId } from "./helpers.js";
+import { byRunId, completeRun, fromJson, json, kinds, pollWorkflowTaskOf, rejectsWith, serveDatabase, startWith, type Harness, startHarness, uniqueId, completeUpdate, inboxDedupKeys } from "./helpers.js";
 
 const NOW = { seconds: 0n, nanos: 0 };
-
-function completeUpdate(updateId: string, result: unknown) {
-  return { command: { case: "completeUpdate" as const, value: { updateId, result: json(result) } } };
-}
 
 describe("updates on the server", () => {
   let h: Harness;
@@ -23,17 +19,13 @@ describe("updates on the server", () => {
     await h.close();
   });
 
-  async function inbox(runId: string): Promise<string[]> {
-    const rows = await h.sql<{ dedup_key: string }[]>`select dedup_key from dex.inbox where run_id = ${runId} order by id`;
-    return rows.map((r) => r.dedup_key);
-  }
 
   it("stores the request once per update id, answers still_running at its deadline, then the recorded outcome", async () => {
     const runId = await startWith(h, []);
     const ask = () => h.client.updateRun({ run: byRunId(runId), name: "add", updateId: "u1", args: json(1), wait: NOW });
     expect(await ask()).toMatchObject({ runId, stillRunning: true, outcome: { case: undefined } });
     expect(await ask()).toMatchObject({ stillRunning: true });
-    expect(await inbox(runId)).toEqual(["update:u1"]);
+    expect(await inboxDedupKeys(h, runId)).toEqual(["update:u1"]);
 
     const task = await pollWorkflowTaskOf(h, runId);
     expect(task.newEvents.map((e) => e.attributes.case)).toEqual(["updateAccepted"]);
@@ -44,7 +36,7 @@ describe("updates on the server", () => {
     const history = (await h.client.getRunHistory({ run: byRunId(runId) })).events;
     expect(kinds(history).slice(-3)).toEqual(["updateAccepted", "workflowTaskCompleted", "updateCompleted"]);
     // A repeat after completion adds nothing to the inbox.
-    expect(await inbox(runId)).toEqual([]);
+    expect(await inboxDedupKeys(h, runId)).toEqual([]);
   });
 
   it("deletes a rejected update's inbox row instead of recording it, and keeps the rejection for every caller", async () => {
@@ -57,10 +49,10 @@ describe("updates on the server", () => {
     const history = (await h.client.getRunHistory({ run: byRunId(runId) })).events;
     expect(kinds(history.slice(before))).toEqual(["workflowTaskCompleted"]);
     expect(Number(completed.historyLength)).toBe(history.length);
-    expect(await inbox(runId)).toEqual([]);
+    expect(await inboxDedupKeys(h, runId)).toEqual([]);
     const answer = await h.client.updateRun({ run: byRunId(runId), name: "add", updateId: "bad", wait: NOW });
     expect(answer.outcome).toMatchObject({ case: "rejection", value: { message: "quantity must be positive", type: "RangeError" } });
-    expect(await inbox(runId)).toEqual([]);
+    expect(await inboxDedupKeys(h, runId)).toEqual([]);
   });
 
   it("keeps a rejection when the same completion starts a child (the one-by-one path): no update_accepted, the caller hears the rejection", async () => {
@@ -73,7 +65,7 @@ describe("updates on the server", () => {
     const history = (await h.client.getRunHistory({ run: byRunId(runId) })).events;
     expect(kinds(history)).not.toContain("updateAccepted");
     expect(kinds(history)).toContain("childRunScheduled");
-    expect(await inbox(runId)).not.toContain("update:bad");
+    expect(await inboxDedupKeys(h, runId)).not.toContain("update:bad");
     const answer = await h.client.updateRun({ run: byRunId(runId), name: "add", updateId: "bad", wait: NOW });
     expect(answer.outcome).toMatchObject({ case: "rejection", value: { message: "no children today" } });
   });
@@ -98,7 +90,7 @@ describe("updates on the server", () => {
       "INVALID_ARGUMENT",
       /rejected_updates\[0\]\.failure is required/,
     );
-    expect(await inbox(runId)).toEqual(["update:u"]);
+    expect(await inboxDedupKeys(h, runId)).toEqual(["update:u"]);
     // Accepted and completed in one task; a second complete_update later is refused.
     await h.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [completeUpdate("u", 1)] });
     await h.client.updateRun({ run: byRunId(runId), name: "add", updateId: "v", wait: NOW });
