@@ -17,22 +17,11 @@ import grpc  # noqa: E402
 from dex.v1 import client_service_pb2 as client_pb  # noqa: E402
 from dex.v1 import client_service_pb2_grpc as client_grpc  # noqa: E402
 from dex.v1 import common_pb2  # noqa: E402
-
-TERMINAL = {
-    common_pb2.RUN_STATUS_COMPLETED,
-    common_pb2.RUN_STATUS_FAILED,
-    common_pb2.RUN_STATUS_CANCELLED,
-    common_pb2.RUN_STATUS_TERMINATED,
-    common_pb2.RUN_STATUS_CONTINUED_AS_NEW,
-}
+from run_result import wait_for_end as wait_for_result  # noqa: E402
 
 
 def wait_for_end(client, run_id):
-    selector = common_pb2.RunSelector(run_id=run_id)
-    while True:
-        outcome = client.GetRunResult(client_pb.GetRunResultRequest(run=selector, wait=True), timeout=30)
-        if outcome.status in TERMINAL:
-            return outcome
+    return wait_for_result(client, common_pb2.RunSelector(run_id=run_id))
 
 
 with grpc.insecure_channel(address) as channel:

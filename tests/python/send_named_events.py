@@ -17,6 +17,7 @@ import grpc  # noqa: E402
 from dex.v1 import client_service_pb2 as client_pb  # noqa: E402
 from dex.v1 import client_service_pb2_grpc as client_grpc  # noqa: E402
 from dex.v1 import common_pb2  # noqa: E402
+from run_result import wait_for_end  # noqa: E402
 
 
 def payload(value):
@@ -56,10 +57,7 @@ with grpc.insecure_channel(address) as channel:
     described = client.DescribeRun(client_pb.DescribeRunRequest(run=run), timeout=10)
     counts = {c.event_name: c.in_history + c.in_inbox for c in described.received_events}
     send(event_name="checkout", payload=payload("paid"))
-    while True:
-        outcome = client.GetRunResult(client_pb.GetRunResultRequest(run=run, wait=True), timeout=30)
-        if outcome.status != common_pb2.RUN_STATUS_RUNNING and outcome.status != common_pb2.RUN_STATUS_CREATED:
-            break
+    outcome = wait_for_end(client, run)
     print(
         json.dumps(
             {

@@ -14,14 +14,8 @@ import grpc  # noqa: E402
 from dex.v1 import client_service_pb2 as client_pb  # noqa: E402
 from dex.v1 import client_service_pb2_grpc as client_grpc  # noqa: E402
 from dex.v1 import common_pb2  # noqa: E402
+from run_result import wait_for_end  # noqa: E402
 
-TERMINAL = {
-    common_pb2.RUN_STATUS_COMPLETED,
-    common_pb2.RUN_STATUS_FAILED,
-    common_pb2.RUN_STATUS_CANCELLED,
-    common_pb2.RUN_STATUS_TERMINATED,
-    common_pb2.RUN_STATUS_CONTINUED_AS_NEW,
-}
 
 with grpc.insecure_channel(address) as channel:
     client = client_grpc.ClientServiceStub(channel)
@@ -36,11 +30,7 @@ with grpc.insecure_channel(address) as channel:
         ),
         timeout=10,
     )
-    selector = common_pb2.RunSelector(run_id=started.run_id)
-    while True:
-        outcome = client.GetRunResult(client_pb.GetRunResultRequest(run=selector, wait=True), timeout=30)
-        if outcome.status in TERMINAL:
-            break
+    outcome = wait_for_end(client, common_pb2.RunSelector(run_id=started.run_id))
     try:
         client.DescribeRun(client_pb.DescribeRunRequest(run=common_pb2.RunSelector(run_id="not-a-uuid")), timeout=10)
         bad_input_code = "OK"

@@ -15,6 +15,7 @@ import grpc  # noqa: E402
 from dex.v1 import client_service_pb2 as client_pb  # noqa: E402
 from dex.v1 import client_service_pb2_grpc as client_grpc  # noqa: E402
 from dex.v1 import common_pb2  # noqa: E402
+from run_result import wait_for_end  # noqa: E402
 
 trace_id = secrets.token_hex(16)
 span_id = secrets.token_hex(8)
@@ -32,11 +33,7 @@ with grpc.insecure_channel(address) as channel:
         metadata=metadata,
         timeout=10,
     )
-    selector = common_pb2.RunSelector(run_id=started.run_id)
-    while True:
-        outcome = client.GetRunResult(client_pb.GetRunResultRequest(run=selector, wait=True), timeout=30)
-        if outcome.status not in (common_pb2.RUN_STATUS_UNSPECIFIED, common_pb2.RUN_STATUS_CREATED, common_pb2.RUN_STATUS_RUNNING):
-            break
+    outcome = wait_for_end(client, common_pb2.RunSelector(run_id=started.run_id))
     print(
         json.dumps(
             {
