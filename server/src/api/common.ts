@@ -2,9 +2,11 @@
 import { randomBytes } from "node:crypto";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { DexError, type CallContext, type RunSelector as ProtoRunSelector } from "@dex/proto";
+import type { Engine } from "../engine/context.js";
+import type { QueueType } from "../engine/model.js";
 import type { RunSelector } from "../engine/runs.js";
-import { deletedQueueError } from "../engine/task-queues.js";
-import { durationField, invalid, requireString, uuid } from "../engine/validation.js";
+import { deletedQueueError, requireQueue } from "../engine/task-queues.js";
+import { durationField, intInRange, invalid, queueName, requireString, uuid } from "../engine/validation.js";
 import { isQueryCancelled, isTransientDatabaseError } from "../store/errors.js";
 
 export function runSelector(field: string, selector: ProtoRunSelector | undefined): RunSelector {
@@ -33,6 +35,33 @@ export function pollDeadline(
 ): number {
   const requested = durationField(field, maxWait, { maxMs: MAX_POLL_WAIT_MS }) ?? DEFAULT_POLL_WAIT_MS;
   return waitDeadline(requested, context, serverCapMs);
+}
+
+/** What every poll RPC asks (PollWorkflowTasks, PollActivityTasks, PollQueryTasks), validated. */
+export interface PollRequest {
+  queue: string;
+  workerId: string;
+  maxTasks: number;
+  waitUntil: number;
+}
+
+/**
+ * A poll's fields checked the one way all polls check them: task_queue a queue name of an existing
+ * queue of `type` (query tasks poll a workflow queue), worker_id required, max_tasks 0 (= 1) to 100,
+ * max_wait as pollDeadline says.
+ */
+export async function pollRequest(
+  engine: Engine,
+  type: QueueType,
+  req: { taskQueue: string; workerId: string; maxTasks: number; maxWait?: Duration | undefined },
+  context: CallContext,
+): Promise<PollRequest> {
+  const queue = queueName("task_queue", req.taskQueue);
+  const workerId = requireString("worker_id", req.workerId);
+  const maxTasks = req.maxTasks === 0 ? 1 : intInRange("max_tasks", req.maxTasks, 0, 100);
+  const waitUntil = pollDeadline("max_wait", req.maxWait, context, engine.maxPollWaitMs);
+  await requireQueue(engine, type, queue, "task_queue");
+  return { queue, workerId, maxTasks, waitUntil };
 }
 
 export function waitDeadline(requestedMs: number, context: CallContext, serverCapMs: number): number {

@@ -19,10 +19,9 @@ import type { Engine } from "../engine/context.js";
 import { decodePayload } from "../engine/events.js";
 import { QueueType } from "../engine/model.js";
 import { pollQueryTasks, queryRun, respondQueryTask } from "../engine/query-tasks.js";
-import { requireQueue } from "../engine/task-queues.js";
-import { durationField, failureField, intInRange, invalid, payloadField, queueName, quote, requireString } from "../engine/validation.js";
+import { durationField, failureField, invalid, payloadField, quote, requireString } from "../engine/validation.js";
 import type { ClaimedQueryTask } from "../store/query-tasks.js";
-import { pollDeadline, runSelector, waitDeadline } from "./common.js";
+import { pollRequest, runSelector, waitDeadline } from "./common.js";
 
 /** QueryRunRequest.timeout: 0 means this; the call's deadline, if sooner, wins. */
 export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
@@ -56,12 +55,8 @@ export async function pollQueryTasksHandler(
   req: PollQueryTasksRequest,
   context: CallContext,
 ): Promise<MessageInitShape<typeof PollQueryTasksResponseSchema>> {
-  const queue = queueName("task_queue", req.taskQueue);
-  const workerId = requireString("worker_id", req.workerId);
-  const maxTasks = req.maxTasks === 0 ? 1 : intInRange("max_tasks", req.maxTasks, 0, 100);
-  const waitUntil = pollDeadline("max_wait", req.maxWait, context, engine.maxPollWaitMs);
-  await requireQueue(engine, QueueType.WORKFLOW, queue, "task_queue");
-  const tasks = await pollQueryTasks(engine, { queue, workerId, maxTasks, waitUntil }, context.signal);
+  // Query tasks are polled on the run's workflow task queue.
+  const tasks = await pollQueryTasks(engine, await pollRequest(engine, QueueType.WORKFLOW, req, context), context.signal);
   return { tasks: tasks.map(queryTask) };
 }
 

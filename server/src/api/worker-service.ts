@@ -19,7 +19,7 @@ import {
 import type { Engine } from "../engine/context.js";
 import { decodePayload } from "../engine/events.js";
 import { QueueType } from "../engine/model.js";
-import { requireQueue, taskLeaseEnded } from "../engine/task-queues.js";
+import { taskLeaseEnded } from "../engine/task-queues.js";
 import {
   enumField,
   intInRange,
@@ -34,7 +34,7 @@ import { rejectionsField } from "../engine/updates.js";
 import { failWorkflowTask, pollWorkflowTasks, type PolledWorkflowTask } from "../engine/workflow-tasks.js";
 import { checkCompletion, checkFailure } from "./activity-outcomes.js";
 import { reportActivityTasksHandler } from "./activity-reports.js";
-import { pollDeadline } from "./common.js";
+import { pollRequest } from "./common.js";
 import { pollQueryTasksHandler, respondQueryTaskHandler } from "./query-service.js";
 import { decodeActivityTaskToken, decodeWorkflowTaskToken, encodeActivityTaskToken, encodeWorkflowTaskToken } from "./task-token.js";
 
@@ -43,12 +43,7 @@ const KNOWN_CAUSES = Object.values(WorkflowTaskFailedCause).filter((v): v is num
 export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerService> {
   return {
     async pollWorkflowTasks(req, context) {
-      const queue = queueName("task_queue", req.taskQueue);
-      const workerId = requireString("worker_id", req.workerId);
-      const maxTasks = req.maxTasks === 0 ? 1 : intInRange("max_tasks", req.maxTasks, 0, 100);
-      const waitUntil = pollDeadline("max_wait", req.maxWait, context, engine.maxPollWaitMs);
-      await requireQueue(engine, QueueType.WORKFLOW, queue, "task_queue");
-      const tasks = await pollWorkflowTasks(engine, { queue, maxTasks, workerId, waitUntil }, context.signal);
+      const tasks = await pollWorkflowTasks(engine, await pollRequest(engine, QueueType.WORKFLOW, req, context), context.signal);
       return { tasks: tasks.map(workflowTask) };
     },
 
@@ -71,12 +66,7 @@ export function workerHandlers(engine: Engine): ServiceHandlers<typeof WorkerSer
     },
 
     async pollActivityTasks(req, context) {
-      const queue = queueName("task_queue", req.taskQueue);
-      const workerId = requireString("worker_id", req.workerId);
-      const maxTasks = req.maxTasks === 0 ? 1 : intInRange("max_tasks", req.maxTasks, 0, 100);
-      const waitUntil = pollDeadline("max_wait", req.maxWait, context, engine.maxPollWaitMs);
-      await requireQueue(engine, QueueType.ACTIVITY, queue, "task_queue");
-      const tasks = await pollActivityTasks(engine, { queue, maxTasks, workerId, waitUntil }, context.signal);
+      const tasks = await pollActivityTasks(engine, await pollRequest(engine, QueueType.ACTIVITY, req, context), context.signal);
       return { tasks: tasks.map(activityTask) };
     },
 
