@@ -18,9 +18,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { TaskQueueType } from "@dex/proto";
+import { startDispatchProbe } from "../dispatch-probe.js";
 import { percentile, pool, waitFor } from "../stats.js";
 import type { BenchPostgres } from "../postgres.js";
 import type { ProcessGroup } from "../processes.js";
@@ -113,30 +112,13 @@ async function drain(dex: DexEnv, group: ProcessGroup, runs: number, tag: string
   let depth = runs;
   const drainStart = performance.now();
   const worker = await dex.startWorkers(`wf-${tag}`, [{ kind: "workflow", queue: BACKLOG_QUEUE, concurrency: 100 }]);
-  let draining = true;
-  const probes: Array<{ ms: number; depth: number }> = [];
-  const probe = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (draining) {
-        const depthAtPoll = depth;
-        const p0 = performance.now();
-        const response = await dex.client.raw.worker.pollWorkflowTasks({ taskQueue: BACKLOG_QUEUE, maxTasks: 1, workerId: "bench-probe", maxWait: durationFromMs(1_000) });
-        const ms = performance.now() - p0;
-        for (const task of response.tasks) {
-          probes.push({ ms, depth: depthAtPoll });
-          await dex.client.raw.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [{ command: { case: "completeRun", value: {} } }] });
-        }
-        await sleep(50);
-      }
-    }),
-  );
+  const probe = startDispatchProbe(dex, () => depth);
   await waitFor(`the backlog (${tag}) to drain`, 30 * 60_000, async () => {
     const [row] = await dex.sql<{ n: number }[]>`select count(*)::int as n from dex.workflow_tasks where queue_name = ${BACKLOG_QUEUE}`;
     depth = row!.n;
     return depth === 0 ? true : undefined;
   }, 250);
-  draining = false;
-  await probe;
+  const probes = await probe.stop();
   const drainSeconds = (performance.now() - drainStart) / 1000;
   // The next drain starts its own backlog with no worker.
   await group.stop(worker);

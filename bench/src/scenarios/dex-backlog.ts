@@ -10,10 +10,9 @@
  * task at a time (every 50 ms per lane, beside the real worker), times the
  * PollWorkflowTasks call, and completes the run as the workflow would.
  */
-import { setTimeout as sleep } from "node:timers/promises";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { TaskQueueType } from "@dex/proto";
 import { backlogDrainFigures, backlogStartFigures } from "../comparable-figures.js";
+import { startDispatchProbe } from "../dispatch-probe.js";
 import { Meter, round } from "../meter.js";
 import { perSecond } from "../postgres.js";
 import { figure, usageFigures, type ScenarioContext, type ScenarioResult } from "../scenario.js";
@@ -44,30 +43,12 @@ export async function dexBacklog(ctx: ScenarioContext): Promise<ScenarioResult> 
     // The worker runs the workflows: metered from its start, as DBOS's consumer process is (dbos-backlog.ts).
     meter.addStartedInside("workers", [worker.pid]);
     const workerReadySeconds = (performance.now() - drainStart) / 1000;
-    let draining = true;
-    const probes: Array<{ ms: number; depth: number }> = [];
-    // Four probe lanes, so even the quick profile's short deep phase yields enough claims for a p99.
-    const probe = Promise.all(Array.from({ length: 4 }, async () => {
-      while (draining) {
-        const depthAtPoll = depth;
-        const p0 = performance.now();
-        const response = await dex.client.raw.worker.pollWorkflowTasks({ taskQueue: BACKLOG_QUEUE, maxTasks: 1, workerId: "bench-probe", maxWait: durationFromMs(1_000) });
-        const ms = performance.now() - p0;
-        for (const task of response.tasks) {
-          probes.push({ ms, depth: depthAtPoll });
-          const started = task.history.find((e) => e.attributes.case === "runStarted");
-          const input = started?.attributes.case === "runStarted" ? started.attributes.value.input : undefined;
-          await dex.client.raw.worker.completeWorkflowTask({ taskToken: task.taskToken, commands: [{ command: { case: "completeRun", value: { result: input } } }] });
-        }
-        await sleep(50); // pacing of the probe, so it stays a small share of the claims
-      }
-    }));
+    const probe = startDispatchProbe(dex, () => depth);
     await waitFor(`the backlog of ${runs} runs to drain`, 30 * 60_000, async () => {
       depth = await queueDepth(dex);
       return depth === 0 ? true : undefined;
     }, 250);
-    draining = false;
-    await probe;
+    const probes = await probe.stop();
     const drainSeconds = (performance.now() - drainStart) / 1000;
     const { usage } = meter.stop();
     const q = perSecond(before, await ctx.pg.counters(dex.database));
